@@ -1,0 +1,216 @@
+"""The ``pdebench`` console script: list, generate, export, plot, demo.
+
+Every bad argument ends in a one-line ``pdebench: error: ...`` message and exit status 2, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pdebench.registry import RegistryError
+
+EXIT_USAGE = 2
+_USER_ERRORS = (ValueError, RegistryError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def _parse_settings(name: str, registry, settings: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> typed keyword arguments of registry entry ``name``."""
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = registry.coerce(name, key.strip(), text.strip())
+    return out
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.problems import PROBLEMS
+    from pdebench.solvers import SOLVERS
+
+    registries = {"problems": PROBLEMS, "solvers": SOLVERS}
+    for title, registry in registries.items():
+        if args.what not in (None, title):
+            continue
+        table = Table(title=title, title_justify="left")
+        for column in ("name", "kind", "description", "arguments"):
+            table.add_column(column)
+        for entry in registry.entries():
+            table.add_row(entry.name, entry.kind, entry.description, ", ".join(entry.arguments()))
+        console.print(table)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.data.generate import check_generation_args, generate_dataset
+    from pdebench.data.hdf5 import check_destination
+    from pdebench.problems import PROBLEMS
+    from pdebench.solvers import SOLVERS
+
+    check_generation_args(args.num_samples, args.seed, args.batch_size)
+    check_destination(Path(args.output), args.overwrite)
+
+    problem = PROBLEMS.build(args.problem, **_parse_settings(args.problem, PROBLEMS, args.set))
+    solver_kwargs = _parse_settings(problem.solver, SOLVERS, args.solver_set)
+    SOLVERS.validate(problem.solver, solver_kwargs)
+    with _progress(console) as progress:
+        task = progress.add_task(f"{problem.name} → {args.output}", total=args.num_samples, rate="")
+
+        def advance(count: int) -> None:
+            progress.advance(task, count)
+            done = progress.tasks[task].completed
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(task, rate=f"{done / elapsed:.1f} samples/s")
+
+        summary = generate_dataset(
+            problem, args.output, num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
+            overwrite=args.overwrite, solver_kwargs=solver_kwargs, progress=advance,
+        )
+    shapes = ", ".join(f"{name} {shape}" for name, shape in summary.field_shapes.items())
+    console.print(
+        f"[green]wrote[/] {summary.path}: {summary.num_samples} samples ({shapes}) in {summary.wall_time_s:.2f} s — "
+        f"{summary.samples_per_second:.1f} samples/s, {summary.bytes_written / 2**20:.2f} MiB, "
+        f"solver {summary.solver} (dt={summary.dt:.3g})"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.data.export import export_netcdf
+
+    source = Path(args.file)
+    dest = Path(args.output) if args.output else source.with_suffix(".nc")
+    path = export_netcdf(source, dest, overwrite=args.overwrite)
+    console.print(f"[green]exported[/] {source} → {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.data.hdf5 import TrajectoryFile
+    from pdebench.evaluation.plots import plot_trajectories
+
+    source = Path(args.file)
+    with TrajectoryFile(source) as file:
+        traj = file.read(slice(0, args.samples))
+    path = plot_trajectories(traj, args.output or source.with_suffix(".png"), field=args.field, max_samples=args.samples)
+    console.print(f"[green]plotted[/] {source} → {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.data.generate import generate_dataset
+    from pdebench.data.hdf5 import TrajectoryFile
+    from pdebench.evaluation.plots import plot_trajectories
+    from pdebench.problems import PROBLEMS
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    problem = PROBLEMS.build("burgers1d", nu=0.01, nx=1024, n_out=100)
+    target = out / "burgers1d.h5"
+    console.rule("pdebench demo: generate burgers1d (ν = 0.01, 1024 points, 101 frames) with the spectral solver")
+    with _progress(console) as progress:
+        task = progress.add_task("burgers1d", total=args.num_samples, rate="")
+        summary = generate_dataset(
+            problem, target, num_samples=args.num_samples, seed=0, batch_size=32, overwrite=True,
+            progress=lambda n: progress.advance(task, n),
+        )
+    with TrajectoryFile(target) as file:
+        table = Table(title=f"{target}", title_justify="left")
+        table.add_column("item")
+        table.add_column("value")
+        for name, shape in file.fields.items():
+            table.add_row(f"field {name}", str(shape))
+        table.add_row("layout", file.layout)
+        table.add_row("params", str(file.params))
+        for key in ("solver", "scheme", "dt", "dtype", "pdebench_version"):
+            table.add_row(key, str(file.provenance.get(key, "")))
+        table.add_row("throughput", f"{summary.samples_per_second:.1f} samples/s ({summary.wall_time_s:.2f} s)")
+        table.add_row("size", f"{summary.bytes_written / 2**20:.2f} MiB")
+        console.print(table)
+        picture = plot_trajectories(file.read(slice(0, 4)), out / "burgers1d.png")
+    console.print(f"[green]plot[/] {picture}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pdebench", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered problems and solvers")
+    p.add_argument("what", nargs="?", choices=["problems", "solvers"])
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("generate", help="solve a problem for many random inputs into an HDF5 file")
+    p.add_argument("problem", help="registered problem name (see `pdebench list`)")
+    p.add_argument("--num-samples", "-n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", "-o", required=True, help="destination .h5 file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="problem parameter (repeatable)")
+    p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray)")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["netcdf"], default="netcdf")
+    p.add_argument("--output", "-o")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("plot", help="PNG of a few trajectories of a file")
+    p.add_argument("file")
+    p.add_argument("--output", "-o")
+    p.add_argument("--field")
+    p.add_argument("--samples", type=int, default=4)
+    p.set_defaults(run=cmd_plot)
+
+    p = sub.add_parser("demo", help="the embedded default job")
+    p.add_argument("--output-dir", default="demo_output")
+    p.add_argument("--num-samples", type=int, default=256)
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pdebench`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=False)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    try:
+        return int(args.run(args, console) or 0)
+    except _USER_ERRORS as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"pdebench: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("pdebench: interrupted; nothing was written under the final name", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

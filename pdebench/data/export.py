@@ -1,0 +1,209 @@
+"""Export trajectories to xarray and netCDF (for analysis tools that speak CF/netCDF, not PDEBench HDF5).
+
+Schema (one for both :func:`to_xarray` and :func:`export_netcdf`):
+
+* dimensions ``sample``, ``t``, the spatial axes (``x``[, ``y``[, ``z``]]) and, for fields with
+  channels, ``component`` (``{field}_component`` when fields disagree on the channel count);
+* one data variable per field, ``(sample, t, *space[, component])``;
+* coordinates ``t``, ``x``, ``y``, ``z`` (where the trajectories have them) and ``sample_seed``,
+  ``sample_index`` along ``sample`` (the ``(seed, index)`` sample ids);
+* global attributes: params under their own names, provenance as ``provenance.<key>``. netCDF has no
+  boolean or nested attributes: booleans are stored as int8 0/1, other non-scalar values as JSON strings
+  whose names are listed in the attribute ``json_attrs``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import torch
+import xarray as xr
+
+from pdebench.data.hdf5 import (
+    FORMAT_VERSION,
+    PROVENANCE_PREFIX,
+    PathLike,
+    TrajectoryFile,
+    check_destination,
+    commit_file,
+    temporary_path,
+)
+from pdebench.data.trajectories import Trajectories
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_DIM = "sample"
+_EXPORT_TARGET_BYTES = 64 << 20
+_NETCDF_CHUNK_BYTES = 1 << 20
+
+
+def _attr_value(value: Any) -> tuple[Any, bool]:
+    """Return ``(netCDF-storable value, stored as JSON)``."""
+    if isinstance(value, bool | np.bool_):
+        return np.int8(value), False
+    if isinstance(value, int | float | str | np.integer | np.floating):
+        return value, False
+    return json.dumps(value, default=str), True
+
+
+def netcdf_attrs(params: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+    """Global attributes for ``params`` and ``provenance`` (``provenance.<key>``), netCDF-storable."""
+    attrs: dict[str, Any] = {}
+    json_names: list[str] = []
+    entries = {**params, **{f"{PROVENANCE_PREFIX}{key}": value for key, value in provenance.items()}}
+    for name, value in entries.items():
+        attrs[name], is_json = _attr_value(value)
+        if is_json:
+            json_names.append(name)
+    if json_names:
+        attrs["json_attrs"] = json.dumps(json_names)
+    attrs["pdebench_format_version"] = np.int64(FORMAT_VERSION)
+    return attrs
+
+
+def _field_values(value: torch.Tensor) -> np.ndarray:
+    """Tensor -> numpy on the CPU (float32/float64 kept, other dtypes as float32). May share memory."""
+    tensor = torch.as_tensor(value).detach().cpu()
+    if tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.to(torch.float32)
+    return tensor.numpy()
+
+
+def _field_dims(name: str, shape: tuple[int, ...], space: list[str], component: str) -> tuple[str, ...]:
+    if not space:
+        return (SAMPLE_DIM, "t", *(f"dim_{i}" for i in range(len(shape) - 2)))
+    extra = len(shape) - 2 - len(space)
+    if extra not in (0, 1):
+        raise ValueError(f"field {name!r} has shape {shape}; expected (N, T, *{space}[, C])")
+    return (SAMPLE_DIM, "t", *space, *([component] if extra else []))
+
+
+def to_xarray(traj: Trajectories) -> xr.Dataset:
+    """The trajectories as an :class:`xarray.Dataset` (schema in the module docstring).
+
+    Parameters
+    ----------
+    traj
+        Fields ``(N, T, *space[, C])``; coordinates ``t`` (length ``T``) and ``x``[, ``y``, ``z``].
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per field with dims ``(sample, t, *space[, component])``; coordinates ``t``, the
+        spatial axes, ``sample_seed`` and ``sample_index`` ``(sample,)``. Values are not copied where
+        the tensors are float32/float64 on the CPU.
+    """
+    space = traj.spatial_axes
+    values = {name: _field_values(value) for name, value in traj.fields.items()}
+    channels = {name: array.shape[-1] for name, array in values.items() if array.ndim - 2 > len(space) and space}
+    shared_component = len(set(channels.values())) <= 1
+    data_vars = {
+        name: (_field_dims(name, array.shape, space, "component" if shared_component else f"{name}_component"), array)
+        for name, array in values.items()
+    }
+    coords: dict[str, Any] = {
+        "sample_seed": (SAMPLE_DIM, traj.sample_ids[:, 0].copy()),
+        "sample_index": (SAMPLE_DIM, traj.sample_ids[:, 1].copy()),
+    }
+    for name, value in traj.coords.items():
+        coords[name] = (name, np.asarray(value))
+    return xr.Dataset(data_vars, coords=coords, attrs=netcdf_attrs(traj.params, traj.provenance))
+
+
+def _auto_rows(file: TrajectoryFile) -> int:
+    """Rows per export chunk: about 64 MiB of float32 field values."""
+    row_bytes = sum(4 * int(np.prod(shape[1:])) for shape in file.fields.values())
+    return max(1, _EXPORT_TARGET_BYTES // max(row_bytes, 1))
+
+
+def _define(nc: netCDF4.Dataset, ds: xr.Dataset, compression: bool) -> None:
+    """Create the dimensions (``sample`` unlimited), variables and attributes of ``ds`` in ``nc``."""
+    for dim, size in ds.sizes.items():
+        nc.createDimension(str(dim), None if dim == SAMPLE_DIM else size)
+    sample_coords = " ".join(str(name) for name, var in ds.coords.items() if var.dims == (SAMPLE_DIM,))
+    for name, var in ds.variables.items():
+        along_sample = bool(var.dims) and var.dims[0] == SAMPLE_DIM
+        chunks = None
+        if along_sample:
+            row_bytes = var.dtype.itemsize * int(np.prod(var.shape[1:]))
+            chunks = (int(min(4096, max(1, _NETCDF_CHUNK_BYTES // max(row_bytes, 1)))), *var.shape[1:])
+        out = nc.createVariable(
+            str(name), var.dtype, var.dims, zlib=compression, complevel=4, shuffle=compression, chunksizes=chunks
+        )
+        if name in ds.data_vars and sample_coords:
+            out.setncattr("coordinates", sample_coords)
+        if var.attrs:
+            out.setncatts(dict(var.attrs))
+        if not along_sample:
+            out[...] = var.values
+    nc.setncatts(dict(ds.attrs))
+
+
+def _write_rows(nc: netCDF4.Dataset, ds: xr.Dataset, start: int) -> None:
+    """Write the ``sample``-dimensioned variables of ``ds`` at rows ``start:start + n``."""
+    count = ds.sizes[SAMPLE_DIM]
+    for name, var in ds.variables.items():
+        if var.dims and var.dims[0] == SAMPLE_DIM and count:
+            nc[str(name)][start : start + count] = var.values
+
+
+def export_netcdf(
+    src_h5_path: PathLike,
+    dest_path: PathLike,
+    *,
+    overwrite: bool = False,
+    chunk_rows: int | None = None,
+    compression: bool = True,
+) -> Path:
+    """Convert a trajectory file (any layout :class:`~pdebench.data.hdf5.TrajectoryFile` reads) to netCDF4.
+
+    Rows are streamed in chunks of ``chunk_rows`` trajectories (default: about 64 MiB), so memory holds
+    one chunk. The output is written to a temporary file next to ``dest_path`` and moved into place
+    (fsync, :func:`os.replace`, fsync of the folder) only when complete; on any error it is deleted.
+
+    Parameters
+    ----------
+    src_h5_path
+        Source HDF5 file.
+    dest_path
+        Destination ``.nc`` file; its folder must exist and be writable.
+    overwrite
+        Replace an existing ``dest_path`` (otherwise ``FileExistsError`` before anything is read).
+    chunk_rows
+        Trajectories per streamed chunk.
+    compression
+        zlib (level 4) with the shuffle filter.
+
+    Returns
+    -------
+    Path
+        ``dest_path``. ``xarray.open_dataset(dest_path)`` gives :func:`to_xarray` of the whole file.
+    """
+    dest = Path(dest_path)
+    check_destination(dest, overwrite)
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    with TrajectoryFile(src_h5_path) as source:
+        rows = chunk_rows or _auto_rows(source)
+        tmp = temporary_path(dest)
+        try:
+            with netCDF4.Dataset(tmp, "w", clobber=False, format="NETCDF4") as nc:
+                for start in range(0, max(len(source), 1), rows):
+                    ds = to_xarray(source[start : start + rows])
+                    if start == 0:
+                        _define(nc, ds, compression)
+                    _write_rows(nc, ds, start)
+            commit_file(tmp, dest, overwrite=overwrite)
+        except FileExistsError:
+            tmp.unlink(missing_ok=True)
+            raise FileExistsError(f"{dest} appeared while exporting to it; it was not replaced") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    logger.info("exported %d trajectories from %s to %s", len(source), src_h5_path, dest)
+    return dest

@@ -1,0 +1,61 @@
+"""Pictures of trajectories: space–time images in 1-D, snapshot rows in 2-D."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pdebench.data.trajectories import Trajectories  # noqa: E402
+
+
+def plot_trajectories(
+    traj: Trajectories, output: str | os.PathLike[str], *, field: str | None = None, max_samples: int = 4, snapshots: int = 5
+) -> Path:
+    """Save a PNG of up to ``max_samples`` trajectories of one field.
+
+    1-D fields ``(N, T, X)`` become space–time images (``x`` across, ``t`` up); 2-D fields
+    ``(N, T, X, Y)`` become rows of ``snapshots`` frames evenly spaced in time (first component of a
+    vector field). Returns the path written.
+    """
+    name = field or next(iter(traj.fields))
+    if name not in traj.fields:
+        raise ValueError(f"no field {name!r}; fields: {', '.join(traj.fields)}")
+    data = np.asarray(traj.fields[name].detach().cpu().numpy() if hasattr(traj.fields[name], "detach") else traj.fields[name])
+    n = min(max_samples, data.shape[0])
+    t = traj.coords.get("t", np.arange(data.shape[1]))
+    dim = len(traj.spatial_axes) or data.ndim - 2
+    if data.ndim == dim + 3:  # a vector field: show its first component
+        data = data[..., 0]
+    output = Path(output)
+    if dim == 1:
+        x = traj.coords.get("x", np.arange(data.shape[2]))
+        fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), squeeze=False, constrained_layout=True)
+        vmax = np.nanmax(np.abs(data[:n]))
+        for i, ax in enumerate(axes[0]):
+            image = ax.pcolormesh(x, t, data[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="auto")
+            ax.set(xlabel="x", ylabel="t" if i == 0 else None, title=f"sample {tuple(traj.sample_ids[i])}")
+        fig.colorbar(image, ax=axes[0].tolist(), label=name)
+    else:
+        frames = np.unique(np.linspace(0, data.shape[1] - 1, snapshots).round().astype(int))
+        fig, axes = plt.subplots(n, len(frames), figsize=(2.4 * len(frames), 2.4 * n), squeeze=False, constrained_layout=True)
+        for i in range(n):
+            vmax = np.nanmax(np.abs(data[i]))
+            for j, frame in enumerate(frames):
+                ax = axes[i, j]
+                image = ax.imshow(data[i, frame].T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+                ax.set_xticks([]), ax.set_yticks([])
+                if i == 0:
+                    ax.set_title(f"t = {t[frame]:.3g}")
+            axes[i, 0].set_ylabel(f"sample {tuple(traj.sample_ids[i])}")
+            fig.colorbar(image, ax=axes[i].tolist(), shrink=0.8)
+    problem = traj.provenance.get("problem", "")
+    fig.suptitle(f"{problem} {name}".strip())
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output

@@ -1,0 +1,120 @@
+"""The problem catalogue's base class and registry.
+
+A *problem* is a frozen dataclass that says **what** to solve: equation parameters, domain, grid,
+horizon, output interval and the sampler of its random inputs. *How* it is solved is a solver's job
+(``Problem.solver`` names the default one in :data:`pdebench.solvers.SOLVERS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from pdebench.registry import Registry
+
+PROBLEMS: Registry["Problem"] = Registry("problem")
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` holds (problem-parameter validation)."""
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem(ABC):
+    """A time-dependent benchmark problem on a grid.
+
+    Parameters
+    ----------
+    t_final
+        Horizon ``T`` (time units of the equation).
+    n_out
+        Number of output intervals: the stored trajectory has ``n_out + 1`` frames at
+        ``t_j = j T / n_out`` (the initial condition included).
+    """
+
+    t_final: float
+    n_out: int
+
+    #: Name of the default solver in :data:`pdebench.solvers.SOLVERS`.
+    solver: ClassVar[str] = "spectral"
+    #: Name of the stored field.
+    field_name: ClassVar[str] = "u"
+
+    def __post_init__(self) -> None:
+        require(self.t_final > 0 and math.isfinite(self.t_final), f"t_final must be positive, got {self.t_final}")
+        require(self.n_out >= 1, f"n_out must be >= 1, got {self.n_out}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
+
+    @property
+    def name(self) -> str:
+        """Registered name of the problem."""
+        return getattr(type(self), "registry_name", type(self).__name__)
+
+    @property
+    @abstractmethod
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Grid points per spatial axis (``x`` first)."""
+
+    @property
+    @abstractmethod
+    def lengths(self) -> tuple[float, ...]:
+        """Domain length per spatial axis (the domain is ``prod_i [0, L_i)``)."""
+
+    @property
+    def dim(self) -> int:
+        """Number of spatial dimensions."""
+        return len(self.spatial_shape)
+
+    @property
+    def dt_out(self) -> float:
+        """Output interval ``T / n_out``."""
+        return self.t_final / self.n_out
+
+    def output_times(self) -> np.ndarray:
+        """``(n_out + 1,)`` output times, ``0`` first."""
+        return np.linspace(0.0, self.t_final, self.n_out + 1)
+
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """``{"t": (T,), "x": (X,), ["y": (Y,)]}``: output times and grid-point coordinates ``j L / N``."""
+        coords = {"t": self.output_times()}
+        for axis, n, length in zip(("x", "y", "z"), self.spatial_shape, self.lengths):
+            coords[axis] = np.arange(n) * (length / n)
+        return coords
+
+    def grid_points(self) -> list[torch.Tensor]:
+        """Meshgrid (``indexing="ij"``) of the coordinates, each ``(*spatial_shape)`` float64."""
+        axes = [torch.as_tensor(self.coordinates()[a]) for a in ("x", "y", "z")[: self.dim]]
+        return list(torch.meshgrid(*axes, indexing="ij"))
+
+    @abstractmethod
+    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
+        """``(B, *spatial_shape)`` float64 initial conditions of samples ``(seed, i)``, ``i in indices``."""
+
+    def params(self) -> dict[str, Any]:
+        """Equation parameters as file attributes (PDEBench names where they exist, e.g. ``Nu``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), (int, float, str))}
+
+    def replace(self, **changes: Any) -> "Problem":
+        """A copy with some parameters changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpectralProblem(Problem):
+    """A problem on a periodic grid that the pseudo-spectral solver steps."""
+
+    @abstractmethod
+    def equation(self):
+        """The :class:`~pdebench.solvers.spectral.equations.SpectralEquation` to step."""

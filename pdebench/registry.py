@@ -1,0 +1,200 @@
+"""One registry mechanism for problems, solvers and models.
+
+A :class:`Registry` maps a name to a class and records its kind, a one-line description and its typed
+constructor arguments. ``build`` validates the arguments before constructing, and every error names
+the bad value and lists what is valid. Entries are LightningCLI-compatible: ``spec(name, **kwargs)``
+returns ``{"class_path": ..., "init_args": ...}`` and ``build`` accepts such a dict, so a YAML config
+and a Python call construct the same object.
+
+Examples
+--------
+>>> from pdebench.problems import PROBLEMS
+>>> problem = PROBLEMS.build("burgers1d", nu=0.01)
+>>> PROBLEMS.spec("burgers1d", nu=0.01)["class_path"]
+'pdebench.problems.burgers.Burgers1D'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(ValueError):
+    """An unknown name or an invalid constructor argument given to a :class:`Registry`."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered class: its name, the class, its kind and a one-line description."""
+
+    name: str
+    cls: type
+    kind: str
+    description: str
+
+    @property
+    def class_path(self) -> str:
+        """Import path of the class (``module.QualName``), as LightningCLI's ``class_path``."""
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+    def arguments(self) -> dict[str, inspect.Parameter]:
+        """Constructor arguments by name (``self``, ``*args`` and ``**kwargs`` excluded)."""
+        params = inspect.signature(self.cls).parameters
+        return {
+            name: p
+            for name, p in params.items()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        }
+
+    def argument_types(self) -> dict[str, Any]:
+        """Resolved type annotations of the constructor arguments."""
+        target = self.cls if dataclasses.is_dataclass(self.cls) else self.cls.__init__
+        hints = typing.get_type_hints(target)
+        return {name: hints.get(name, Any) for name in self.arguments()}
+
+
+class Registry(Generic[T]):
+    """Name -> class registry with validated construction.
+
+    Parameters
+    ----------
+    what
+        What the registry holds, used in messages (``"problem"``, ``"solver"``, ``"model"``).
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._entries: dict[str, Entry] = {}
+
+    def register(
+        self, name: str, *, kind: str = "default", description: str | None = None
+    ) -> Callable[[type[T]], type[T]]:
+        """Class decorator recording ``cls`` under ``name``; the description defaults to the
+        first line of the class docstring."""
+
+        def decorate(cls: type[T]) -> type[T]:
+            if name in self._entries:
+                raise RegistryError(f"{self.what} {name!r} is already registered")
+            doc = description or (inspect.getdoc(cls) or "").strip().splitlines()[0:1]
+            text = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            self._entries[name] = Entry(name=name, cls=cls, kind=kind, description=text)
+            cls.registry_name = name  # type: ignore[attr-defined]
+            return cls
+
+        return decorate
+
+    def available(self, kind: str | None = None) -> list[str]:
+        """Sorted registered names, optionally only those of one ``kind``."""
+        return sorted(n for n, e in self._entries.items() if kind is None or e.kind == kind)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def entries(self) -> list[Entry]:
+        """All entries, sorted by name."""
+        return [self._entries[n] for n in self.available()]
+
+    def get(self, name: str) -> Entry:
+        """The entry for ``name``; an unknown name raises :class:`RegistryError` listing the valid ones."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            valid = ", ".join(self.available())
+            raise RegistryError(f"unknown {self.what} {name!r}; valid {self.what}s: {valid}") from None
+
+    def spec(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        """LightningCLI-style ``{"class_path", "init_args"}`` for ``name`` built with ``kwargs``."""
+        entry = self.get(name)
+        self.validate(name, kwargs)
+        return {"class_path": entry.class_path, "init_args": dict(kwargs)}
+
+    def validate(self, name: str, kwargs: Mapping[str, Any]) -> None:
+        """Check that ``kwargs`` are constructor arguments of ``name`` with values of the right type."""
+        entry = self.get(name)
+        args = entry.arguments()
+        unknown = sorted(set(kwargs) - set(args))
+        if unknown:
+            raise RegistryError(
+                f"{self.what} {name!r} has no argument {', '.join(map(repr, unknown))}; "
+                f"valid arguments: {', '.join(args) or '(none)'}"
+            )
+        types_ = entry.argument_types()
+        for key, value in kwargs.items():
+            if not _matches(value, types_[key]):
+                raise RegistryError(
+                    f"{self.what} {name!r}: argument {key}={value!r} is not of type {_type_name(types_[key])}"
+                )
+
+    def build(self, name_or_spec: str | Mapping[str, Any], **kwargs: Any) -> T:
+        """Construct a registered class from a name and keyword arguments, or from a
+        ``{"class_path", "init_args"}`` mapping (``class_path`` may be the registered name)."""
+        if isinstance(name_or_spec, Mapping):
+            target = str(name_or_spec["class_path"])
+            kwargs = {**dict(name_or_spec.get("init_args", {})), **kwargs}
+            by_path = {e.class_path: e.name for e in self._entries.values()}
+            name = by_path.get(target, target)
+        else:
+            name = name_or_spec
+        self.validate(name, kwargs)
+        return self.get(name).cls(**kwargs)
+
+    def coerce(self, name: str, key: str, text: str) -> Any:
+        """Parse the command-line string ``text`` for argument ``key`` of ``name`` by its type."""
+        entry = self.get(name)
+        args = entry.arguments()
+        if key not in args:
+            raise RegistryError(
+                f"{self.what} {name!r} has no argument {key!r}; valid arguments: {', '.join(args)}"
+            )
+        return _parse(text, entry.argument_types()[key], f"{key}={text}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Whether ``value`` is acceptable for annotation ``tp`` (ints count as floats, bools do not)."""
+    if tp is Any or tp is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, t) for t in typing.get_args(tp))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        return isinstance(value, (tuple, list))
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _parse(text: str, tp: Any, where: str) -> Any:
+    """Parse ``text`` as a value of annotation ``tp`` (YAML scalars: numbers, bools, null, strings)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"cannot parse {where}: {exc}") from None
+    if tp is str or (typing.get_origin(tp) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(tp))):
+        value = text
+    if isinstance(value, list) and typing.get_origin(tp) is tuple:
+        value = tuple(value)
+    if not _matches(value, tp):
+        raise RegistryError(f"cannot use {where}: expected {_type_name(tp)}")
+    return value

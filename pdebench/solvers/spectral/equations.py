@@ -1,0 +1,220 @@
+r"""Semi-linear evolution equations :math:`u_t = L u + N(u, t)` for the pseudo-spectral solver.
+
+Each class only states its diagonal linear symbol :math:`L(k)` and its nonlinear term in Fourier
+space (Exponax's split); the time stepping lives once, in :mod:`.etdrk4` and :mod:`.solver`.
+Nonlinear terms receive and return *dealiased* coefficients (the solver masks both sides), and
+report the speed and reaction rate that bound the explicit treatment of :math:`N` (the solver turns
+them into a step limit).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+
+from pdebench.solvers.spectral.grid import FourierGrid
+
+
+def _batch_max(u: torch.Tensor, dim: int) -> torch.Tensor:
+    """``(B, *space)`` -> ``(B,)`` maximum of ``|u|`` over the ``dim`` spatial axes."""
+    return u.abs().flatten(start_dim=u.ndim - dim).amax(-1)
+
+
+class SpectralEquation(ABC):
+    """A semi-linear PDE :math:`u_t = L u + N(u, t)` on a periodic :class:`FourierGrid`."""
+
+    #: Polynomial degree of the nonlinearity (sets the dealiasing rule: 2 -> 2/3 rule).
+    nonlinear_order: int = 2
+
+    @abstractmethod
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        """``L(k)`` on ``grid.spectral_shape`` (complex128)."""
+
+    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        """``N(u)`` in Fourier space, ``(B, *spectral_shape)`` -> same; zero unless overridden."""
+        return torch.zeros_like(u_hat)
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether ``N`` vanishes identically (then ETDRK4 is exact)."""
+        return type(self).nonlinear is SpectralEquation.nonlinear
+
+    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        """``(B,)`` speed ``c`` at which ``N`` transports: mode ``k`` sees the rate ``c |k|``."""
+        return torch.zeros(u_hat.shape[0], dtype=torch.float64, device=u_hat.device)
+
+    def reaction_rate(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        """``(B,)`` rate ``|∂N/∂u|`` of the local (reaction) part of ``N``."""
+        return torch.zeros(u_hat.shape[0], dtype=torch.float64, device=u_hat.device)
+
+
+def _conservative_flux_derivative(u_hat: torch.Tensor, grid: FourierGrid, coefficient: float) -> torch.Tensor:
+    """``-coefficient * ∂x(u²)`` in Fourier space for a 1-D field."""
+    u = grid.irfft(u_hat)
+    return -coefficient * grid.ik(0) * grid.rfft(u * u)
+
+
+class Advection(SpectralEquation):
+    r"""Linear advection :math:`u_t + \beta\cdot\nabla u = 0`: :math:`L = -i\,\beta\cdot k`, :math:`N = 0`."""
+
+    def __init__(self, velocity: Sequence[float]) -> None:
+        self.velocity = tuple(float(b) for b in velocity)
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        return sum(-1j * b * k for b, k in zip(self.velocity, grid.k_derivative))
+
+
+class Heat(SpectralEquation):
+    r"""Heat equation :math:`u_t = \nu \Delta u`: :math:`L = -\nu |k|^2`, :math:`N = 0`."""
+
+    def __init__(self, nu: float) -> None:
+        self.nu = float(nu)
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        return (-self.nu * grid.k_squared).to(torch.complex128)
+
+
+class Burgers(SpectralEquation):
+    r"""Viscous Burgers :math:`u_t + (u^2/2)_x = \nu u_{xx}`: :math:`L = -\nu k^2`,
+    :math:`N = -\tfrac12 ik\,\widehat{u^2}`."""
+
+    def __init__(self, nu: float) -> None:
+        self.nu = float(nu)
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        return (-self.nu * grid.k_squared).to(torch.complex128)
+
+    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _conservative_flux_derivative(u_hat, grid, 0.5)
+
+    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        return _batch_max(grid.irfft(u_hat), grid.dim).double()
+
+
+class KdV(SpectralEquation):
+    r"""Korteweg–de Vries :math:`u_t + 6uu_x + u_{xxx} = 0`: :math:`L = i k^3` (complex, dispersive),
+    :math:`N = -3ik\,\widehat{u^2}`."""
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        k = grid.k_derivative[0]
+        return (1j * k**3).to(torch.complex128)
+
+    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _conservative_flux_derivative(u_hat, grid, 3.0)
+
+    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        return 6 * _batch_max(grid.irfft(u_hat), grid.dim).double()
+
+
+class KuramotoSivashinsky(SpectralEquation):
+    r"""Kuramoto–Sivashinsky :math:`u_t + uu_x + u_{xx} + u_{xxxx} = 0`: :math:`L = k^2 - k^4`,
+    :math:`N = -\tfrac12 ik\,\widehat{u^2}`."""
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        return (grid.k_squared - grid.k_squared**2).to(torch.complex128)
+
+    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _conservative_flux_derivative(u_hat, grid, 0.5)
+
+    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        return _batch_max(grid.irfft(u_hat), grid.dim).double()
+
+
+class Fisher(SpectralEquation):
+    r"""Fisher–KPP :math:`u_t = \nu\Delta u + \rho u(1-u)`: :math:`L = -\nu|k|^2 + \rho`,
+    :math:`N = -\rho\,\widehat{u^2}`."""
+
+    def __init__(self, nu: float, rho: float) -> None:
+        self.nu, self.rho = float(nu), float(rho)
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        return (-self.nu * grid.k_squared + self.rho).to(torch.complex128)
+
+    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        u = grid.irfft(u_hat)
+        return -self.rho * grid.rfft(u * u)
+
+    def reaction_rate(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        return 2 * self.rho * _batch_max(grid.irfft(u_hat), grid.dim).double()
+
+
+class AllenCahn(SpectralEquation):
+    r"""Allen–Cahn :math:`u_t = \nu\Delta u + \rho(u - u^3)`: :math:`L = -\nu|k|^2 + \rho`,
+    :math:`N = -\rho\,\widehat{u^3}` (cubic: dealiased with the 1/2 rule)."""
+
+    nonlinear_order = 3
+
+    def __init__(self, nu: float, rho: float) -> None:
+        self.nu, self.rho = float(nu), float(rho)
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        return (-self.nu * grid.k_squared + self.rho).to(torch.complex128)
+
+    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        u = grid.irfft(u_hat)
+        return -self.rho * grid.rfft(u * u * u)
+
+    def reaction_rate(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        return 3 * self.rho * _batch_max(grid.irfft(u_hat), grid.dim).double() ** 2
+
+
+class NavierStokesVorticity2D(SpectralEquation):
+    r"""2-D incompressible Navier–Stokes in vorticity form on a periodic box,
+
+    .. math:: \omega_t + \mathbf u\cdot\nabla\omega = \nu\Delta\omega - \mu\,\omega + f,\qquad
+              \mathbf u = (\partial_y\psi, -\partial_x\psi),\quad -\Delta\psi = \omega,
+
+    :math:`L = -\nu|k|^2 - \mu`, :math:`N = -\widehat{\mathbf u\cdot\nabla\omega} + \hat f`.
+
+    Parameters
+    ----------
+    nu
+        Kinematic viscosity.
+    forcing
+        Time-independent vorticity forcing ``f`` on the grid, ``(X, Y)``, or ``None``.
+    drag
+        Linear (Ekman) drag ``μ``.
+    """
+
+    def __init__(self, nu: float, forcing: torch.Tensor | None = None, drag: float = 0.0) -> None:
+        self.nu, self.drag = float(nu), float(drag)
+        self.forcing = forcing
+        self._forcing_hat: torch.Tensor | None = None
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        return (-self.nu * grid.k_squared - self.drag).to(torch.complex128)
+
+    def velocity_hat(self, w_hat: torch.Tensor, grid: FourierGrid) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fourier coefficients of ``(u, v) = (ψ_y, -ψ_x)`` with ``ψ̂ = ω̂ / |k|²`` (mean of ψ zero)."""
+        k2 = grid.k_squared
+        inverse_laplacian = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, torch.ones_like(k2)), torch.zeros_like(k2))
+        psi_hat = w_hat * inverse_laplacian.to(grid.dtype)
+        return grid.ik(1) * psi_hat, -grid.ik(0) * psi_hat
+
+    def nonlinear(self, w_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        u_hat, v_hat = self.velocity_hat(w_hat, grid)
+        stacked = torch.stack([u_hat, v_hat, grid.ik(0) * w_hat, grid.ik(1) * w_hat])
+        u, v, wx, wy = grid.irfft(stacked)
+        out = -grid.rfft(u * wx + v * wy)
+        if self.forcing is not None:
+            if self._forcing_hat is None or self._forcing_hat.dtype != out.dtype:
+                self._forcing_hat = grid.rfft(self.forcing.to(device=out.device, dtype=grid.dtype))
+            out = out + self._forcing_hat
+        return out
+
+    def advection_speed(self, w_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        """``(B,)`` the larger of the current ``max |u|`` and the speed of the laminar response
+        ``ω̂ = f̂ / (ν|k|² + μ)`` to the forcing (the flow a forced run grows towards)."""
+        u_hat, v_hat = self.velocity_hat(w_hat, grid)
+        u, v = grid.irfft(torch.stack([u_hat, v_hat]))
+        speed = _batch_max(torch.sqrt(u * u + v * v), 2).double()
+        if self.forcing is not None:
+            response = grid.rfft(self.forcing.to(device=w_hat.device, dtype=grid.dtype))
+            damping = (self.nu * grid.k_squared + self.drag).to(grid.dtype)
+            response = torch.where(damping > 0, response / torch.where(damping > 0, damping, 1.0), 0.0)
+            uf_hat, vf_hat = self.velocity_hat(response, grid)
+            uf, vf = grid.irfft(torch.stack([uf_hat, vf_hat]))
+            speed = torch.clamp(speed, min=float(torch.sqrt(uf * uf + vf * vf).max()))
+        return speed
