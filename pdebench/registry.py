@@ -191,6 +191,13 @@ def _parse(text: str, tp: Any, where: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError(f"cannot parse {where}: {exc}") from None
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        for number in (int, float):
+            try:
+                value = number(text)
+                break
+            except ValueError:
+                pass
     if tp is str or (typing.get_origin(tp) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(tp))):
         value = text
     if isinstance(value, list) and typing.get_origin(tp) is tuple:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from pdebench.fft import irfftn, rfftn
+
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
     """The generator of sample ``index`` of stream ``seed`` (independent streams per sample)."""
@@ -89,9 +91,9 @@ def gaussian_random_field(
     if zero_mean:
         spectrum = torch.where(k2 == 0, torch.zeros_like(spectrum), spectrum)
     volume = math.prod(lengths)
-    dims = tuple(range(1, len(shape) + 1))
-    coeffs = torch.fft.rfftn(noise, dim=dims) * spectrum
-    field = torch.fft.irfftn(coeffs, s=shape, dim=dims) * math.sqrt(math.prod(shape) / volume)
+    dims = tuple(range(-len(shape), 0))
+    coeffs = rfftn(noise, dims) * spectrum
+    field = irfftn(coeffs, shape, dims) * math.sqrt(math.prod(shape) / volume)
     return field.to(dtype)
 
 

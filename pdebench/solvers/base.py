@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
 
 from pdebench.registry import Registry
 
@@ -33,3 +36,19 @@ class BlowUpError(RuntimeError):
             f"{problem + ': ' if problem else ''}non-finite values by t={self.time:g} in samples "
             f"(seed, index) {shown}{more}; reduce dt or check the parameters"
         )
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Treat subnormal floats as zero inside the block (restored to torch's default after).
+
+    Spectral states whose high modes decay towards zero pass through subnormal values, on which CPU
+    FFTs run about 50x slower (measured: a 32² Taylor–Green run took 37 s instead of 0.8 s). Values
+    below 2.2e-308 carry no information here, so flushing them changes no result that matters.
+    """
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)

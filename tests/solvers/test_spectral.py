@@ -212,3 +212,12 @@ def test_forced_navier_stokes_reaches_the_predicted_energy_balance():
     k, nu, mu = 4.0, 1 / 5.0, 0.1
     exact = problem.forcing() / (nu * k**2 + mu)
     assert relative_l2(final[0], exact) < 1e-6
+
+
+def test_two_dimensional_sample_alone_equals_its_row_in_a_batch():
+    problem = PROBLEMS.build("ns2d", resolution=32, t_final=1.0, n_out=2)
+    u0 = problem.sample_initial_conditions(seed=2, indices=range(3))
+    assert torch.equal(u0[1:2], problem.sample_initial_conditions(seed=2, indices=[1]))
+    batch = SpectralSolver().solve(problem, u0).fields["vorticity"]
+    alone = SpectralSolver().solve(problem, u0[1:2]).fields["vorticity"]
+    assert torch.equal(batch[1:2], alone)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from pdebench.fft import irfftn, rfftn
 from pdebench.problems.sampling import wavenumbers
 
 
@@ -69,11 +70,11 @@ class FourierGrid:
 
     def rfft(self, u: torch.Tensor) -> torch.Tensor:
         """``(..., *shape)`` real -> ``(..., *spectral_shape)`` complex coefficients."""
-        return torch.fft.rfftn(u, dim=self._dims)
+        return rfftn(u, self._dims)
 
     def irfft(self, u_hat: torch.Tensor) -> torch.Tensor:
         """``(..., *spectral_shape)`` complex -> ``(..., *shape)`` real values."""
-        return torch.fft.irfftn(u_hat, s=self.shape, dim=self._dims)
+        return irfftn(u_hat, self.shape, self._dims)
 
     def ik(self, axis: int) -> torch.Tensor:
         """The spectral symbol ``i k_axis`` of ``∂/∂x_axis`` (complex, broadcastable)."""
