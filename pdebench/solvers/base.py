@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-
-import torch
+from collections.abc import Sequence
 
 from pdebench.registry import Registry
 
@@ -37,18 +34,3 @@ class BlowUpError(RuntimeError):
             f"(seed, index) {shown}{more}; reduce dt or check the parameters"
         )
 
-
-@contextlib.contextmanager
-def flush_denormals() -> Iterator[None]:
-    """Treat subnormal floats as zero inside the block (restored to torch's default after).
-
-    Spectral states whose high modes decay towards zero pass through subnormal values, on which CPU
-    FFTs run about 50x slower (measured: a 32² Taylor–Green run took 37 s instead of 0.8 s). Values
-    below 2.2e-308 carry no information here, so flushing them changes no result that matters.
-    """
-    supported = torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if supported:
-            torch.set_flush_denormal(False)

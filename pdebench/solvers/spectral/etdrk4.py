@@ -94,4 +94,19 @@ class ETDRK4:
         nb = self.nonlinear(b, t + h / 2)
         cc = c.E2 * a + c.Q * (2 * nb - nv)
         nc = self.nonlinear(cc, t + h)
-        return c.E * v + c.f1 * nv + 2 * c.f2 * (na + nb) + c.f3 * nc
+        return flush_tiny_(c.E * v + c.f1 * nv + 2 * c.f2 * (na + nb) + c.f3 * nc)
+
+
+def flush_tiny_(v: torch.Tensor) -> torch.Tensor:
+    """Set coefficients below ``1e-250`` (``1e-30`` in single precision) to zero, in place.
+
+    Modes that the linear part damps and the (dealiased) nonlinear term never feeds decay step after
+    step into subnormal numbers, on which CPU FFTs and arithmetic run 10–100x slower; flushing them
+    only in the caller's thread (``torch.set_flush_denormal``) misses torch's worker threads (measured:
+    burgers1d, 32 x 1024, ν = 0.01 took 30 s with 2 threads against 0.44 s with 1). Values that small
+    are below round-off of any field they belong to, so zeroing them changes no result.
+    """
+    parts = torch.view_as_real(v) if v.is_complex() else v
+    tiny = 1e-250 if parts.dtype == torch.float64 else 1e-30
+    parts.masked_fill_(parts.abs() < tiny, 0.0)
+    return v

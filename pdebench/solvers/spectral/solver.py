@@ -13,7 +13,7 @@ import torch
 
 import pdebench
 from pdebench.data.trajectories import Trajectories
-from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError, flush_denormals
+from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
 from pdebench.solvers.spectral.equations import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4
 from pdebench.solvers.spectral.grid import FourierGrid
@@ -111,19 +111,6 @@ class SpectralSolver:
             )
 
     def solve(
-        self,
-        problem,
-        initial_conditions: torch.Tensor,
-        sample_ids: np.ndarray | Sequence[tuple[int, int]] | None = None,
-        *,
-        on_blowup: Literal["raise", "drop"] = "raise",
-        progress: Callable[[int], None] | None = None,
-    ) -> Trajectories:
-        """Solve ``problem`` from a batch of initial conditions (see :meth:`_solve`)."""
-        with flush_denormals():
-            return self._solve(problem, initial_conditions, sample_ids, on_blowup=on_blowup, progress=progress)
-
-    def _solve(
         self,
         problem,
         initial_conditions: torch.Tensor,
