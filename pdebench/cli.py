@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: 2 threads are 1.7x faster on an "
+                   "idle 2-core machine but 2-6x slower when anything else competes; see benchmarks/)")
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray)")
@@ -188,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the embedded default job")
     p.add_argument("--output-dir", default="demo_output")
     p.add_argument("--num-samples", type=int, default=256)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(run=cmd_demo)
     return parser
 
@@ -202,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
     try:
+        if getattr(args, "threads", None) is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         return int(args.run(args, console) or 0)
     except _USER_ERRORS as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -2,9 +2,12 @@ r"""Semi-linear evolution equations :math:`u_t = L u + N(u, t)` for the pseudo-s
 
 Each class only states its diagonal linear symbol :math:`L(k)` and its nonlinear term in Fourier
 space (Exponax's split); the time stepping lives once, in :mod:`.etdrk4` and :mod:`.solver`.
-Nonlinear terms receive and return *dealiased* coefficients (the solver masks both sides), and
-report the speed and reaction rate that bound the explicit treatment of :math:`N` (the solver turns
-them into a step limit).
+The nonlinear term is written :math:`N = D(k) \odot W(u)`: a diagonal multiplier :math:`D`
+(``nonlinear_multiplier``, e.g. :math:`-\tfrac12 ik` for Burgers' flux derivative) times the
+transform of a pointwise expression (``nonlinear_transform``, e.g. :math:`\widehat{u^2}`), so the
+stepper can fold :math:`D` and the dealiasing mask into its coefficients once. Equations also report
+the speed and reaction rate that bound the explicit treatment of :math:`N` (the solver turns them
+into a step limit).
 """
 
 from __future__ import annotations
@@ -32,14 +35,22 @@ class SpectralEquation(ABC):
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         """``L(k)`` on ``grid.spectral_shape`` (complex128)."""
 
-    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        """``N(u)`` in Fourier space, ``(B, *spectral_shape)`` -> same; zero unless overridden."""
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        """``W(u)``: ``(B, *spectral_shape)`` dealiased coefficients -> same; zero unless overridden."""
         return torch.zeros_like(u_hat)
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        """``D(k)`` on ``grid.spectral_shape`` (complex128); one unless overridden."""
+        return torch.ones(grid.spectral_shape, dtype=torch.complex128, device=grid.device)
+
+    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        """The full nonlinear term ``N(u) = D ⊙ W(u)`` in Fourier space (for inspection and tests)."""
+        return self.nonlinear_multiplier(grid).to(u_hat.dtype) * self.nonlinear_transform(u_hat, grid, t)
 
     @property
     def is_linear(self) -> bool:
         """Whether ``N`` vanishes identically (then ETDRK4 is exact)."""
-        return type(self).nonlinear is SpectralEquation.nonlinear
+        return type(self).nonlinear_transform is SpectralEquation.nonlinear_transform
 
     def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
         """``(B,)`` speed ``c`` at which ``N`` transports: mode ``k`` sees the rate ``c |k|``."""
@@ -50,10 +61,10 @@ class SpectralEquation(ABC):
         return torch.zeros(u_hat.shape[0], dtype=torch.float64, device=u_hat.device)
 
 
-def _conservative_flux_derivative(u_hat: torch.Tensor, grid: FourierGrid, coefficient: float) -> torch.Tensor:
-    """``-coefficient * ∂x(u²)`` in Fourier space for a 1-D field."""
+def _square(u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+    """The transform of ``u²``."""
     u = grid.irfft(u_hat)
-    return -coefficient * grid.ik(0) * grid.rfft(u * u)
+    return grid.rfft(u * u)
 
 
 class Advection(SpectralEquation):
@@ -86,8 +97,11 @@ class Burgers(SpectralEquation):
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         return (-self.nu * grid.k_squared).to(torch.complex128)
 
-    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        return _conservative_flux_derivative(u_hat, grid, 0.5)
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _square(u_hat, grid)
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        return -0.5 * grid.ik(0).to(torch.complex128)
 
     def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
         return _batch_max(grid.irfft(u_hat), grid.dim).double()
@@ -101,8 +115,11 @@ class KdV(SpectralEquation):
         k = grid.k_derivative[0]
         return (1j * k**3).to(torch.complex128)
 
-    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        return _conservative_flux_derivative(u_hat, grid, 3.0)
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _square(u_hat, grid)
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        return -3.0 * grid.ik(0).to(torch.complex128)
 
     def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
         return 6 * _batch_max(grid.irfft(u_hat), grid.dim).double()
@@ -115,8 +132,11 @@ class KuramotoSivashinsky(SpectralEquation):
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         return (grid.k_squared - grid.k_squared**2).to(torch.complex128)
 
-    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        return _conservative_flux_derivative(u_hat, grid, 0.5)
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _square(u_hat, grid)
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        return -0.5 * grid.ik(0).to(torch.complex128)
 
     def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
         return _batch_max(grid.irfft(u_hat), grid.dim).double()
@@ -132,9 +152,11 @@ class Fisher(SpectralEquation):
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         return (-self.nu * grid.k_squared + self.rho).to(torch.complex128)
 
-    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        u = grid.irfft(u_hat)
-        return -self.rho * grid.rfft(u * u)
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _square(u_hat, grid)
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        return torch.full(grid.spectral_shape, -self.rho, dtype=torch.complex128, device=grid.device)
 
     def reaction_rate(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
         return 2 * self.rho * _batch_max(grid.irfft(u_hat), grid.dim).double()
@@ -152,9 +174,12 @@ class AllenCahn(SpectralEquation):
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         return (-self.nu * grid.k_squared + self.rho).to(torch.complex128)
 
-    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
         u = grid.irfft(u_hat)
-        return -self.rho * grid.rfft(u * u * u)
+        return grid.rfft(u * u * u)
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        return torch.full(grid.spectral_shape, -self.rho, dtype=torch.complex128, device=grid.device)
 
     def reaction_rate(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
         return 3 * self.rho * _batch_max(grid.irfft(u_hat), grid.dim).double() ** 2
@@ -193,7 +218,7 @@ class NavierStokesVorticity2D(SpectralEquation):
         psi_hat = w_hat * inverse_laplacian.to(grid.dtype)
         return grid.ik(1) * psi_hat, -grid.ik(0) * psi_hat
 
-    def nonlinear(self, w_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+    def nonlinear_transform(self, w_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
         u_hat, v_hat = self.velocity_hat(w_hat, grid)
         stacked = torch.stack([u_hat, v_hat, grid.ik(0) * w_hat, grid.ik(1) * w_hat])
         u, v, wx, wy = grid.irfft(stacked)
