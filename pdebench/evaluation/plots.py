@@ -39,7 +39,7 @@ def plot_trajectories(
         vmax = np.nanmax(np.abs(data[:n]))
         for i, ax in enumerate(axes[0]):
             image = ax.pcolormesh(x, t, data[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="auto")
-            ax.set(xlabel="x", ylabel="t" if i == 0 else None, title=f"sample {tuple(traj.sample_ids[i])}")
+            ax.set(xlabel="x", ylabel="t" if i == 0 else None, title=f"sample {tuple(int(v) for v in traj.sample_ids[i])}")
         fig.colorbar(image, ax=axes[0].tolist(), label=name)
     else:
         frames = np.unique(np.linspace(0, data.shape[1] - 1, snapshots).round().astype(int))
@@ -52,7 +52,7 @@ def plot_trajectories(
                 ax.set_xticks([]), ax.set_yticks([])
                 if i == 0:
                     ax.set_title(f"t = {t[frame]:.3g}")
-            axes[i, 0].set_ylabel(f"sample {tuple(traj.sample_ids[i])}")
+            axes[i, 0].set_ylabel(f"sample {tuple(int(v) for v in traj.sample_ids[i])}")
             fig.colorbar(image, ax=axes[i].tolist(), shrink=0.8)
     problem = traj.provenance.get("problem", "")
     fig.suptitle(f"{problem} {name}".strip())
