@@ -1,0 +1,530 @@
+"""Error metrics for predicted PDE fields (PDEBench, The Well and APEBench definitions).
+
+Layout
+------
+Every metric takes ``pred`` and ``target`` as floating-point torch tensors of one shape:
+
+* ``(B, C, *space, T)`` (the default, ``time_axis=True``): ``B`` samples, ``C`` channels, one to three
+  spatial axes and a trailing time axis of ``T`` predicted steps;
+* ``(B, C, *space)`` with ``time_axis=False``: a single time step.
+
+The layout cannot be told from the shape alone (a 2-D snapshot ``(B, C, X, Y)`` looks like a 1-D
+rollout ``(B, C, X, T)``), so say ``time_axis=False`` for snapshots. Spatial grids are assumed uniform;
+``N_space`` below is the number of grid points of one snapshot.
+
+How ``C`` and ``T`` are handled
+-------------------------------
+Each metric is evaluated separately for every (channel, time step) pair (sample by sample, or over
+the batch where the definition says so) and the results are then averaged with equal weight over
+channels and time steps. ``reduction="mean"`` (default) returns that average as a 0-d tensor;
+``reduction="none"`` returns the per-sample values, shape ``(B,)``, each averaged over channels and
+time steps. Computation is done in float64 and the results are float64 tensors on the input device.
+
+Initial frames that were given to a model are not predictions: slice them off before scoring, or use
+``all_metrics(..., context_frames=k)``, which drops the first ``k`` time steps of both tensors.
+
+Metrics
+-------
+``rmse``, ``nrmse``, ``max_error``, ``crmse``, ``brmse``, ``frmse`` (dict of radial Fourier bands),
+``vrmse``, ``rollout_nrmse`` (per-step curve), ``geometric_mean_rollout`` (curve summary) and
+``all_metrics`` (every metric as python floats). ``METRICS`` maps names to the field metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "DEFAULT_BANDS",
+    "METRICS",
+    "VRMSE_EPS",
+    "all_metrics",
+    "brmse",
+    "crmse",
+    "frmse",
+    "geometric_mean_rollout",
+    "max_error",
+    "nrmse",
+    "rmse",
+    "rollout_nrmse",
+    "vrmse",
+]
+
+#: PDEBench's fRMSE bands of integer wavenumber magnitude: low [0, 4), mid [4, 12), high [12, k_max].
+DEFAULT_BANDS: tuple[tuple[float, float | None], ...] = ((0, 4), (4, 12), (12, None))
+#: The regulariser The Well adds to the target's spatial variance in VRMSE.
+VRMSE_EPS = 1e-7
+
+_BAND_NAMES = ("low", "mid", "high")
+_REDUCTIONS = ("mean", "none")
+
+
+# --------------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_tensor(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    return x
+
+
+def _prepare(pred: torch.Tensor, target: torch.Tensor, time_axis: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and return float64 copies laid out as ``(B, C, T, *space)``."""
+    pred = _check_tensor("pred", pred)
+    target = _check_tensor("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target shapes differ: pred {tuple(pred.shape)} vs target {tuple(target.shape)}")
+    layout = "(B, C, *space, T)" if time_axis else "(B, C, *space)"
+    n_space = pred.ndim - 2 - int(time_axis)
+    if n_space < 1:
+        hint = "" if not time_axis or pred.ndim != 3 else "; for a single time step pass time_axis=False"
+        raise ValueError(f"expected {layout} with at least one spatial axis, got shape {tuple(pred.shape)}{hint}")
+    if n_space > 3:
+        raise ValueError(f"expected {layout} with at most three spatial axes, got shape {tuple(pred.shape)}")
+    if pred.numel() == 0:
+        raise ValueError(f"pred and target are empty: shape {tuple(pred.shape)}")
+    if pred.device != target.device:
+        raise ValueError(f"pred and target are on different devices: {pred.device} vs {target.device}")
+    pred, target = pred.to(torch.float64), target.to(torch.float64)
+    if time_axis:
+        pred, target = pred.movedim(-1, 2), target.movedim(-1, 2)
+    else:
+        pred, target = pred.unsqueeze(2), target.unsqueeze(2)
+    return pred, target
+
+
+def _space_dims(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(range(3, x.ndim))
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(per_bct: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Average per-(sample, channel, time) values ``(B, C, T)`` over C and T, then over B if asked."""
+    per_sample = per_bct.mean(dim=(1, 2))
+    return per_sample if reduction == "none" else per_sample.mean()
+
+
+def _mse_space(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).square().mean(dim=_space_dims(pred))
+
+
+# --------------------------------------------------------------------------------------------------
+# Field metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def rmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
+    r"""Root-mean-square error.
+
+    ``RMSE = mean_b sqrt(mean_space (p - y)^2)``, per (channel, time), then averaged over channels and
+    time. On a uniform grid this approximates :math:`\|p - y\|_{L^2(\Omega)} / |\Omega|^{1/2}`.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
+    time_axis : bool
+        Whether the last axis is time.
+    reduction : {"mean", "none"}
+        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64; in the units of the field.
+    """
+    _check_reduction(reduction)
+    p, y = _prepare(pred, target, time_axis)
+    return _reduce(_mse_space(p, y).sqrt(), reduction)
+
+
+def nrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
+    r"""Normalised RMSE (relative L2 error).
+
+    ``nRMSE = mean_b [sqrt(mean_space (p - y)^2) / sqrt(mean_space y^2)]``, per (channel, time), then
+    averaged over channels and time. Approximates :math:`\|p - y\|_{L^2} / \|y\|_{L^2}`. No
+    regulariser is added: a target that is identically zero in some (sample, channel, time) gives
+    ``inf`` (or ``nan`` if the prediction is exact there).
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
+    time_axis : bool
+        Whether the last axis is time.
+    reduction : {"mean", "none"}
+        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64; dimensionless.
+    """
+    _check_reduction(reduction)
+    p, y = _prepare(pred, target, time_axis)
+    norm = y.square().mean(dim=_space_dims(y)).sqrt()
+    return _reduce(_mse_space(p, y).sqrt() / norm, reduction)
+
+
+def max_error(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
+    r"""Maximum absolute error.
+
+    ``max_error = max_{b, x} |p - y|`` per (channel, time), then averaged over channels and time.
+    Approximates the :math:`L^\infty` norm of the error, taken over the whole batch.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
+    time_axis : bool
+        Whether the last axis is time.
+    reduction : {"mean", "none"}
+        ``"mean"``: 0-d tensor, the maximum over batch *and* space (not the batch mean of the
+        per-sample values); ``"none"``: per-sample ``max_x |p - y|`` averaged over channels and
+        time, shape ``(B,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64; in the units of the field.
+    """
+    _check_reduction(reduction)
+    p, y = _prepare(pred, target, time_axis)
+    per_bct = (p - y).abs().amax(dim=_space_dims(p))  # (B, C, T)
+    if reduction == "none":
+        return per_bct.mean(dim=(1, 2))
+    return per_bct.amax(dim=0).mean()
+
+
+def crmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
+    r"""RMSE of the conserved quantity (the spatial sum, i.e. the integral of the field).
+
+    ``cRMSE = sqrt(mean_b (sum_x p - sum_x y)^2) / N_space`` per (channel, time), then averaged over
+    channels and time. Approximates the batch RMS of :math:`|\int_\Omega (p - y)\,dx| / |\Omega|`, the
+    error in the domain mean. A constant offset ``c`` scores ``|c|``.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
+    time_axis : bool
+        Whether the last axis is time.
+    reduction : {"mean", "none"}
+        ``"mean"``: 0-d tensor, the root-mean-square over the batch as defined above (not the batch
+        mean of the per-sample values); ``"none"``: per-sample ``|sum_x p - sum_x y| / N_space``
+        averaged over channels and time, shape ``(B,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64; in the units of the field.
+    """
+    _check_reduction(reduction)
+    p, y = _prepare(pred, target, time_axis)
+    dims = _space_dims(p)
+    n_space = math.prod(p.shape[3:])
+    diff = (p.sum(dim=dims) - y.sum(dim=dims)) / n_space  # (B, C, T)
+    if reduction == "none":
+        return diff.abs().mean(dim=(1, 2))
+    return diff.square().mean(dim=0).sqrt().mean()
+
+
+def _boundary_mask(shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Boolean mask of grid points with any index at either end of any spatial axis."""
+    mask = torch.zeros(tuple(shape), dtype=torch.bool, device=device)
+    for axis, n in enumerate(shape):
+        index = [slice(None)] * len(shape)
+        for end in (0, n - 1):
+            index[axis] = end
+            mask[tuple(index)] = True
+    return mask
+
+
+def brmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
+    r"""RMSE over the boundary points of the grid only.
+
+    ``bRMSE = mean_b sqrt(mean_{x in boundary} (p - y)^2)`` per (channel, time), then averaged over
+    channels and time. Boundary points are those with any index at either end of any spatial axis:
+    the two end points in 1-D, the four edges in 2-D, the six faces in 3-D, each point counted once
+    (corners and edges are not double-counted). Approximates
+    :math:`(\frac{1}{|\partial\Omega|}\int_{\partial\Omega} (p - y)^2\,ds)^{1/2}`.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
+    time_axis : bool
+        Whether the last axis is time.
+    reduction : {"mean", "none"}
+        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64; in the units of the field.
+    """
+    _check_reduction(reduction)
+    p, y = _prepare(pred, target, time_axis)
+    mask = _boundary_mask(p.shape[3:], p.device)
+    err = (p - y)[..., mask]  # (B, C, T, n_boundary)
+    return _reduce(err.square().mean(dim=-1).sqrt(), reduction)
+
+
+def _normalise_bands(bands: Sequence[tuple[float, float | None]] | Mapping[str, tuple[float, float | None]]):
+    if isinstance(bands, Mapping):
+        items = list(bands.items())
+    else:
+        bands = list(bands)
+        if len(bands) != len(_BAND_NAMES):
+            raise ValueError(f"bands must be three (low, high) pairs named {_BAND_NAMES}, or a mapping; got {bands!r}")
+        items = list(zip(_BAND_NAMES, bands, strict=True))
+    if not items:
+        raise ValueError("bands is empty")
+    for name, band in items:
+        if len(band) != 2:
+            raise ValueError(f"band {name!r} must be a (low, high) pair, got {band!r}")
+        low, high = band
+        if low < 0 or (high is not None and high <= low):
+            raise ValueError(f"band {name!r} must satisfy 0 <= low < high (high may be None), got {band!r}")
+    return items
+
+
+def _wavenumber_magnitude(shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """|k| on the full FFT grid, with integer wavenumbers k_d in fftfreq order (0, 1, ..., -1)."""
+    ks = [torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64, device=device) for n in shape]
+    grids = torch.meshgrid(*ks, indexing="ij")
+    return torch.sqrt(sum(g.square() for g in grids))
+
+
+def frmse(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    bands: Sequence[tuple[float, float | None]] | Mapping[str, tuple[float, float | None]] = DEFAULT_BANDS,
+    *,
+    time_axis: bool = True,
+    reduction: str = "mean",
+) -> dict[str, torch.Tensor]:
+    r"""RMSE of the error's Fourier coefficients in radial wavenumber bands.
+
+    The error is transformed over all spatial axes with ``torch.fft.fftn`` and normalised by the
+    number of grid points, ``E_k = FFT(p - y)_k / N_space`` (the PDEBench normalisation); ``E_k``
+    approximates the Fourier-series coefficient :math:`\frac{1}{|\Omega|}\int_\Omega (p-y)
+    e^{-2\pi i k\cdot x/L}dx`. Wavenumbers are integers per axis (``k_d in {-N_d/2, ..., N_d/2 - 1}``,
+    i.e. cycles per domain length) and the radial magnitude is ``|k| = sqrt(sum_d k_d^2)``. A band
+    ``(low, high)`` holds every coefficient, of both signs of ``k``, with ``low <= |k| < high``
+    (equivalently ``low <= floor(|k|) < high`` for integer limits); ``high=None`` means no upper limit.
+    Per (sample, channel, time)::
+
+        fRMSE_band = sqrt( sum_{low <= |k| < high} |E_k|^2 )
+
+    then averaged over channels, time and (``reduction="mean"``) the batch. By Parseval this is the
+    RMS in physical space of the band-pass-filtered error, so bands that partition all wavenumbers
+    satisfy ``sum_band fRMSE_band^2 = RMSE^2`` per sample; ``a sin(2 pi m x)`` on [0, 1) scores
+    ``|a| / sqrt(2)`` in the band holding ``m``. (PDEBench instead averages the per-shell sums over
+    the shells of a band, so its values are smaller by about the square root of the band width.) A
+    band that holds no wavenumber of the grid scores 0.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
+    bands : sequence of three (low, high) pairs, or mapping name -> (low, high)
+        A sequence names its bands ``"low"``, ``"mid"``, ``"high"``. Default ``((0, 4), (4, 12),
+        (12, None))`` (PDEBench's iLow=4, iHigh=12).
+    time_axis : bool
+        Whether the last axis is time.
+    reduction : {"mean", "none"}
+        ``"mean"``: 0-d tensors averaged over the batch; ``"none"``: per-sample values ``(B,)``.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        Band name -> float64 tensor, in the units of the field.
+    """
+    _check_reduction(reduction)
+    items = _normalise_bands(bands)
+    p, y = _prepare(pred, target, time_axis)
+    dims = _space_dims(p)
+    n_space = math.prod(p.shape[3:])
+    power = (torch.fft.fftn(p - y, dim=dims) / n_space).abs().square()  # (B, C, T, *space)
+    kmag = _wavenumber_magnitude(p.shape[3:], p.device)
+    out: dict[str, torch.Tensor] = {}
+    for name, (low, high) in items:
+        in_band = kmag >= low
+        if high is not None:
+            in_band &= kmag < high
+        band_power = power[..., in_band].sum(dim=-1)  # (B, C, T); 0 for an empty band
+        out[name] = _reduce(band_power.sqrt(), reduction)
+    return out
+
+
+def vrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
+    r"""Variance-scaled RMSE (The Well).
+
+    ``VRMSE = sqrt(mean_space (p - y)^2 / (var_space(y) + 1e-7))`` per (sample, channel, time), with
+    the population variance ``var_space(y) = mean_space (y - mean_space y)^2``; then averaged over
+    channels, time and the batch. Approximates :math:`\|p - y\|_{L^2} / \|y - \bar y\|_{L^2}`.
+    Predicting the spatial mean of the target scores 1 (up to the 1e-7 regulariser); the truth
+    scores 0.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
+    time_axis : bool
+        Whether the last axis is time.
+    reduction : {"mean", "none"}
+        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64; dimensionless.
+    """
+    _check_reduction(reduction)
+    p, y = _prepare(pred, target, time_axis)
+    dims = _space_dims(y)
+    var = (y - y.mean(dim=dims, keepdim=True)).square().mean(dim=dims)
+    return _reduce((_mse_space(p, y) / (var + VRMSE_EPS)).sqrt(), reduction)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rollouts
+# --------------------------------------------------------------------------------------------------
+
+
+def rollout_nrmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""Per-step nRMSE curve of a rollout.
+
+    For each time step ``t``: ``mean_{b, c} sqrt(mean_space (p - y)^2) / sqrt(mean_space y^2)``.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` with a trailing time axis (drop given context frames first).
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape ``(T,)``; dimensionless. Entry ``i`` is rollout step ``i + 1``.
+    """
+    p, y = _prepare(pred, target, time_axis=True)
+    dims = _space_dims(y)
+    per_bct = _mse_space(p, y).sqrt() / y.square().mean(dim=dims).sqrt()
+    return per_bct.mean(dim=(0, 1))
+
+
+def geometric_mean_rollout(curve: torch.Tensor | Sequence[float], horizon: int = 100) -> torch.Tensor:
+    r"""Geometric mean of a per-step error curve over steps 1..min(horizon, T) (APEBench summary).
+
+    ``exp(mean_{t < H} log curve[..., t])`` with ``H = min(horizon, T)``; ``curve[..., 0]`` is step 1.
+    A zero entry gives 0.
+
+    Parameters
+    ----------
+    curve : torch.Tensor or sequence of float
+        Non-negative values, shape ``(..., T)`` (e.g. from :func:`rollout_nrmse`).
+    horizon : int
+        The last step included (APEBench uses 100).
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape ``curve.shape[:-1]`` (0-d for a 1-D curve).
+    """
+    curve = torch.as_tensor(curve)
+    if curve.is_complex() or curve.dtype == torch.bool:
+        raise TypeError(f"curve must be real-valued, got {curve.dtype}")
+    curve = curve.to(torch.float64)
+    if curve.ndim == 0 or curve.shape[-1] == 0:
+        raise ValueError(f"curve must have a non-empty last (time) axis, got shape {tuple(curve.shape)}")
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon must be a positive int, got {horizon!r}")
+    window = curve[..., :horizon]
+    if (window < 0).any():
+        raise ValueError("curve must be non-negative for a geometric mean")
+    return window.log().mean(dim=-1).exp()
+
+
+# --------------------------------------------------------------------------------------------------
+# Everything at once
+# --------------------------------------------------------------------------------------------------
+
+#: Field metrics by name; each takes (pred, target, *, time_axis, reduction). frmse returns a dict.
+METRICS: dict[str, Callable[..., torch.Tensor | dict[str, torch.Tensor]]] = {
+    "rmse": rmse,
+    "nrmse": nrmse,
+    "crmse": crmse,
+    "max_error": max_error,
+    "brmse": brmse,
+    "frmse": frmse,
+    "vrmse": vrmse,
+}
+
+
+def all_metrics(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    context_frames: int = 0,
+    time_axis: bool = True,
+    bands: Sequence[tuple[float, float | None]] | Mapping[str, tuple[float, float | None]] = DEFAULT_BANDS,
+    horizon: int = 100,
+) -> dict[str, float]:
+    """Every metric as python floats, with given context frames excluded.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` full trajectories of equal length, or ``(B, C, *space)`` with
+        ``time_axis=False``.
+    context_frames : int
+        The first ``context_frames`` time steps were given to the model, not predicted; they are
+        dropped from both tensors before scoring (PDEBench issue 41). Must be ``< T``; must be 0
+        without a time axis.
+    time_axis : bool
+        Whether the last axis is time.
+    bands : see :func:`frmse`
+    horizon : int
+        Steps in the geometric mean of the rollout nRMSE curve.
+
+    Returns
+    -------
+    dict[str, float]
+        In this order: ``rmse``, ``nrmse``, ``crmse``, ``max_error``, ``brmse``, ``frmse_<band>``
+        for each band (``frmse_low``, ``frmse_mid``, ``frmse_high`` by default), ``vrmse`` and
+        ``rollout_nrmse_gmean`` (the geometric mean over the first ``horizon`` scored steps of
+        :func:`rollout_nrmse`; equals ``nrmse`` for a single step). Scalars use
+        ``reduction="mean"``.
+    """
+    _prepare(pred, target, time_axis)  # validate before slicing
+    if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 0:
+        raise ValueError(f"context_frames must be a non-negative int, got {context_frames!r}")
+    if not time_axis:
+        if context_frames:
+            raise ValueError("context_frames needs a time axis (time_axis=True)")
+        pred, target = pred.unsqueeze(-1), target.unsqueeze(-1)
+    n_steps = pred.shape[-1]
+    if context_frames >= n_steps:
+        raise ValueError(f"context_frames={context_frames} leaves no predicted step out of T={n_steps}")
+    pred, target = pred[..., context_frames:], target[..., context_frames:]
+
+    out: dict[str, float] = {}
+    for name in ("rmse", "nrmse", "crmse", "max_error", "brmse"):
+        out[name] = float(METRICS[name](pred, target))
+    for band, value in frmse(pred, target, bands).items():
+        out[f"frmse_{band}"] = float(value)
+    out["vrmse"] = float(vrmse(pred, target))
+    out["rollout_nrmse_gmean"] = float(geometric_mean_rollout(rollout_nrmse(pred, target), horizon))
+    return out

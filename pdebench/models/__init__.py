@@ -1,0 +1,7 @@
+"""The model registry (:data:`MODELS`) and the operators it holds."""
+
+from pdebench.models.registry import KINDS, MODELS, register_model
+
+from pdebench.models import fno, unet  # noqa: E402,F401  (register the models)
+
+__all__ = ["KINDS", "MODELS", "register_model"]

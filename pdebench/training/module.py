@@ -1,0 +1,233 @@
+"""The LightningModule that trains any registered data-driven operator on solver data."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import lightning as L
+import torch
+
+from pdebench.models import MODELS
+from pdebench.training.losses import LossName, make_loss
+from pdebench.training.normalizer import ChannelNormalizer
+
+log = logging.getLogger(__name__)
+
+
+class OperatorModule(L.LightningModule):
+    """Train a data-driven operator from :data:`pdebench.models.MODELS`.
+
+    The operator sees normalised inputs and predicts normalised outputs; losses and metrics are
+    computed on physical (de-normalised) fields. Normalisation statistics are fitted on the training
+    split at the start of fitting and saved in the checkpoint.
+
+    Training modes (batches are ``x: (B, history*C, *space)``, ``y: (B, unroll, C, *space)``):
+
+    * one step (``unroll = 1`` in the data): ``loss(f(x), y_1)``;
+    * autoregressive (``unroll = r > 1``): ``pushforward=True`` rolls ``r − 1`` steps without
+      gradient and trains on the last (Brandstetter et al. 2022); ``False`` back-propagates through
+      all ``r`` steps and averages their losses;
+    * ``input_noise = σ``: Gaussian noise of ``σ`` normalised units on the input window.
+
+    Parameters
+    ----------
+    model, model_args
+        Registry name and constructor arguments (``in_channels``, ``out_channels`` and ``dim`` are set
+        from the data).
+    in_channels, out_channels, spatial_dims, history
+        Set from the data module by ``train.py``'s argument links.
+    loss
+        ``"rel_l2"`` (per-sample mean), ``"h1"`` or ``"mse"``.
+    pushforward, input_noise
+        Autoregressive training options.
+    optimizer, lr, weight_decay, scheduler, step_size, gamma
+        ``"adam" | "adamw" | "sgd"``; scheduler ``"cosine"`` (over all steps), ``"step"`` or ``"none"``.
+    rollout_trajectories
+        Validation trajectories rolled out each epoch (``next_step`` data only).
+    noise_seed
+        Input noise of step ``s`` is drawn from ``(noise_seed, s)``: resumed runs repeat it exactly.
+    """
+
+    def __init__(
+        self,
+        model: str = "fno",
+        model_args: dict[str, Any] | None = None,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        spatial_dims: int = 1,
+        history: int = 1,
+        loss: LossName = "rel_l2",
+        pushforward: bool = True,
+        input_noise: float = 0.0,
+        optimizer: Literal["adam", "adamw", "sgd"] = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["cosine", "step", "none"] = "cosine",
+        step_size: int = 100,
+        gamma: float = 0.5,
+        rollout_trajectories: int = 8,
+        noise_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        entry = MODELS.get(model)
+        if entry.kind != "operator":
+            raise ValueError(f"model {model!r} is a {entry.kind!r} model; OperatorModule trains data-driven operators "
+                             f"({', '.join(MODELS.available('operator'))})")
+        if in_channels % history:
+            raise ValueError(f"in_channels={in_channels} is not a multiple of history={history}")
+        if input_noise < 0 or lr <= 0:
+            raise ValueError(f"need input_noise >= 0 and lr > 0; got {input_noise}, {lr}")
+        linked = sorted({"in_channels", "out_channels", "dim"} & set(model_args or {}))
+        if linked:
+            raise ValueError(f"model_args: {', '.join(linked)} is set by the data (in_channels, out_channels, "
+                             f"spatial_dims); remove it from model_args")
+        self.model = MODELS.build(model, in_channels=in_channels, out_channels=out_channels, dim=spatial_dims, **(model_args or {}))
+        self.history, self.rollout_trajectories = history, rollout_trajectories
+        self.noise_seed = noise_seed
+        self.x_norm = ChannelNormalizer(in_channels)
+        self.y_norm = ChannelNormalizer(out_channels)
+        self.loss_dims = spatial_dims
+        self.loss_fn = make_loss(loss, spatial_dims)
+        self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # ------------------------------------------------------------------ model
+    def forward(self, x: torch.Tensor, **conditioning: torch.Tensor) -> torch.Tensor:
+        """Physical ``(B, C_in, *space)`` -> physical ``(B, C_out, *space)``."""
+        return self.y_norm.decode(self.model(self.x_norm.encode(x), **conditioning))
+
+    def shift_window(self, window: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """Drop the oldest frame of ``window`` ``(B, h*C, *space)`` and append ``frame`` ``(B, C, *space)``."""
+        return torch.cat([window[:, frame.shape[1] :], frame], dim=1)
+
+    @torch.no_grad()
+    def rollout(self, frames: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Autoregressive prediction from the first ``history`` frames of ``frames`` ``(N, T, C, *space)``.
+
+        Returns ``(N, steps, C, *space)``: predictions of frames ``history … history + steps − 1``.
+        """
+        h = self.history
+        steps = frames.shape[1] - h if steps is None else steps
+        window = frames[:, :h].flatten(1, 2)
+        out = []
+        for _ in range(steps):
+            nxt = self(window)
+            out.append(nxt)
+            window = self.shift_window(window, nxt)
+        return torch.stack(out, dim=1)
+
+    # --------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        """Check the data against the model before any step: channels, then one forward pass at the
+        data's resolution (a U-Net needs sizes divisible by 2**levels, an FNO enough points for its modes)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "in_channels"):
+            return
+        expected = {"in_channels": self.x_norm.mean.numel(), "out_channels": self.y_norm.mean.numel(),
+                    "spatial_dims": self.loss_dims, "history": self.history}
+        for name, value in expected.items():
+            if getattr(datamodule, name, value) != value:
+                raise ValueError(f"model expects {name}={value} but the data give {getattr(datamodule, name)}")
+        with torch.no_grad():
+            self.model(torch.zeros(1, expected["in_channels"], *datamodule.resolution))
+
+    def on_fit_start(self) -> None:
+        if not bool(self.x_norm.fitted):
+            stats = self.trainer.datamodule.normalization_stats()
+            self.x_norm.fit(stats["x_mean"].to(self.device), stats["x_std"].to(self.device))
+            self.y_norm.fit(stats["y_mean"].to(self.device), stats["y_std"].to(self.device))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        if self.hparams.input_noise > 0:
+            std = self.x_norm.std.view(1, -1, *([1] * (x.ndim - 2)))
+            # Noise drawn from (seed, step) alone, so a resumed run draws the same noise.
+            generator = torch.Generator(device="cpu").manual_seed(self.noise_seed * 1_000_003 + self.global_step)
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            x = x + self.hparams.input_noise * std * noise
+        unroll = y.shape[1]
+        if unroll == 1:
+            loss = self.loss_fn(self(x), y[:, 0])
+        elif self.hparams.pushforward:
+            with torch.no_grad():
+                for step in range(unroll - 1):
+                    x = self.shift_window(x, self(x))
+            loss = self.loss_fn(self(x), y[:, -1])
+        else:
+            losses = []
+            for step in range(unroll):
+                pred = self(x)
+                losses.append(self.loss_fn(pred, y[:, step]))
+                x = self.shift_window(x, pred)
+            loss = torch.stack(losses).mean()
+        self.log("train_loss", loss, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        from pdebench.evaluation.metrics import nrmse
+
+        x, y = batch
+        pred = self(x)
+        self.log("val_loss", self.loss_fn(pred, y[:, 0]), prog_bar=True, batch_size=x.shape[0])
+        self.log("val_nrmse", nrmse(pred, y[:, 0], time_axis=False), batch_size=x.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        curve = self._rollout_curve("val", self.rollout_trajectories)
+        if curve is not None:
+            from pdebench.evaluation.metrics import geometric_mean_rollout
+
+            self.log("val_rollout_nrmse_gmean", geometric_mean_rollout(curve))
+
+    def _rollout_curve(self, split: str, count: int | None) -> torch.Tensor | None:
+        """Per-step rollout nRMSE ``(T − history,)`` on ``count`` trajectories of ``split``."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule.hparams, "task", None) != "next_step" or self.trainer.sanity_checking:
+            return None
+        frames = datamodule.trajectories(split)
+        frames = (frames if count is None else frames[:count]).to(self.device)
+        if frames.shape[1] <= self.history:
+            return None
+        from pdebench.evaluation.metrics import rollout_nrmse
+
+        pred = self.rollout(frames)
+        target = frames[:, self.history :]
+        # (N, T, C, *space) -> the metrics' (B, C, *space, T)
+        return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self._test_outputs.append((self(x).cpu(), y[:, 0].cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        from pdebench.evaluation.metrics import all_metrics, geometric_mean_rollout
+
+        pred = torch.cat([p for p, _ in self._test_outputs])
+        target = torch.cat([t for _, t in self._test_outputs])
+        self._test_outputs.clear()
+        # one frame per window: a time axis of length one
+        metrics = {f"test_{name}": value for name, value in all_metrics(pred.unsqueeze(-1), target.unsqueeze(-1)).items()}
+        curve = self._rollout_curve("test", None)
+        if curve is not None:
+            metrics["test_rollout_nrmse_gmean"] = float(geometric_mean_rollout(curve))
+            metrics["test_rollout_nrmse_final"] = float(curve[-1])
+            self.test_rollout_curve = curve.cpu()
+        self.log_dict(metrics)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = self.model.parameters()
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=0.9)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "cosine":
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        else:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,360 @@
+"""Error metrics: hand-computed cases, and every metric against an independent numpy implementation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pdebench.evaluation.metrics import (
+    METRICS,
+    VRMSE_EPS,
+    all_metrics,
+    brmse,
+    crmse,
+    frmse,
+    geometric_mean_rollout,
+    max_error,
+    nrmse,
+    rmse,
+    rollout_nrmse,
+    vrmse,
+)
+
+SCALARS = (rmse, nrmse, crmse, max_error, brmse, vrmse)
+
+
+def sine_field(n: int = 32, batch: int = 2, channels: int = 2, steps: int = 3, amplitude: float = 2.0) -> torch.Tensor:
+    """``amplitude * sin(2 pi x)`` on [0, 1) in every (sample, channel, step); rms amplitude/sqrt(2)."""
+    x = torch.arange(n, dtype=torch.float64) / n
+    u = amplitude * torch.sin(2 * math.pi * x)
+    return u[None, None, :, None].expand(batch, channels, n, steps).clone()
+
+
+# --------------------------------------------------------------------------------------------------
+# Hand-computed values
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [0.5, -0.25])
+def test_constant_offset(offset):
+    y = sine_field(amplitude=2.0)  # rms sqrt(2), spatial variance 2
+    p = y + offset
+    c = abs(offset)
+    assert rmse(p, y).item() == pytest.approx(c, rel=1e-12)
+    assert max_error(p, y).item() == pytest.approx(c, rel=1e-12)
+    assert crmse(p, y).item() == pytest.approx(c, rel=1e-12)  # sums differ by c*N, divided by N
+    assert nrmse(p, y).item() == pytest.approx(c / math.sqrt(2), rel=1e-12)
+    assert brmse(p, y).item() == pytest.approx(c, rel=1e-12)
+    assert vrmse(p, y).item() == pytest.approx(c / math.sqrt(2 + VRMSE_EPS), rel=1e-12)
+    bands = frmse(p, y)
+    assert bands["low"].item() == pytest.approx(c, rel=1e-12)  # a constant is the k = 0 coefficient
+    assert bands["mid"].item() == pytest.approx(0, abs=1e-12)
+    assert bands["high"].item() == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize(("mode", "band"), [(2, "low"), (5, "mid"), (11, "mid"), (12, "high"), (20, "high")])
+def test_single_fourier_mode_lands_in_one_band(mode, band):
+    n, amplitude = 64, 0.3
+    x = torch.arange(n, dtype=torch.float64) / n
+    y = torch.cos(2 * math.pi * x)[None, None, :].repeat(2, 1, 1)
+    p = y + amplitude * torch.sin(2 * math.pi * mode * x)
+    bands = frmse(p, y, time_axis=False)
+    for name, value in bands.items():
+        expected = amplitude / math.sqrt(2) if name == band else 0.0  # |a|/2 at k = +-m, summed in quadrature
+        assert value.item() == pytest.approx(expected, abs=1e-12), name
+
+
+def test_frmse_2d_radial_binning_and_parseval():
+    n = 32
+    x = torch.arange(n, dtype=torch.float64) / n
+    xx, yy = torch.meshgrid(x, x, indexing="ij")
+    y = torch.zeros(1, 1, n, n, dtype=torch.float64)
+    # |(3, 0)| = 3 -> low; |(3, 3)| = 4.24 -> mid; |(9, 9)| = 12.7 -> high
+    for (kx, ky), band in [((3, 0), "low"), ((3, 3), "mid"), ((9, 9), "high")]:
+        p = y + torch.cos(2 * math.pi * (kx * xx + ky * yy))
+        bands = frmse(p, y, time_axis=False)
+        assert {k: round(v.item(), 12) for k, v in bands.items()} == {
+            k: round(1 / math.sqrt(2), 12) if k == band else 0.0 for k in ("low", "mid", "high")
+        }
+    # The three default bands partition all wavenumbers: their squares add up to RMSE^2 per sample.
+    gen = torch.Generator().manual_seed(0)
+    p, y = torch.randn(3, 1, 16, 16, 1, generator=gen), torch.randn(3, 1, 16, 16, 1, generator=gen)
+    bands = frmse(p, y, reduction="none")
+    assert all(v.shape == (3,) for v in bands.values())
+    torch.testing.assert_close(sum(v**2 for v in bands.values()), rmse(p, y, reduction="none") ** 2)
+
+
+def test_frmse_custom_bands_and_empty_band():
+    p, y = torch.randn(2, 1, 8, 8, 3, dtype=torch.float64), torch.zeros(2, 1, 8, 8, 3, dtype=torch.float64)
+    bands = frmse(p, y, {"all": (0, None), "beyond": (100, None)})
+    assert set(bands) == {"all", "beyond"}
+    assert bands["beyond"].item() == 0.0  # 8x8 grid: |k| <= 4*sqrt(2)
+    assert bands["all"].item() == pytest.approx(rmse(p, y).item(), rel=1e-12)
+
+
+def test_brmse_1d_interior_and_boundary():
+    n, a = 16, 0.7
+    y = sine_field(n=n, steps=2)
+    interior = y.clone()
+    interior[:, :, 1:-1] += torch.randn(n - 2, 1, dtype=torch.float64)
+    assert brmse(interior, y).item() == 0.0
+    assert rmse(interior, y).item() > 0
+    boundary = y.clone()
+    boundary[:, :, 0] += a
+    boundary[:, :, -1] -= a
+    assert brmse(boundary, y).item() == pytest.approx(a, rel=1e-12)
+
+
+def test_brmse_2d_and_3d_count_each_boundary_point_once():
+    n, a = 8, 0.4
+    y = torch.randn(2, 1, n, n, 3, dtype=torch.float64)
+    interior = y.clone()
+    interior[:, :, 1:-1, 1:-1] += 5.0
+    assert brmse(interior, y).item() == 0.0
+    edges = y + a
+    edges[:, :, 1:-1, 1:-1] = y[:, :, 1:-1, 1:-1]
+    assert brmse(edges, y).item() == pytest.approx(a, rel=1e-12)
+    corners = y.clone()
+    for i, j in itertools.product((0, n - 1), repeat=2):
+        corners[:, :, i, j] += a
+    # 4*(n-1) = 28 boundary points, the four corners once each
+    assert brmse(corners, y).item() == pytest.approx(a * math.sqrt(4 / (4 * (n - 1))), rel=1e-12)
+
+    cube = torch.randn(1, 1, 4, 4, 4, dtype=torch.float64)
+    inner = cube.clone()
+    inner[:, :, 1:-1, 1:-1, 1:-1] += 1.0
+    assert brmse(inner, cube, time_axis=False).item() == 0.0
+    faces = cube + a
+    faces[:, :, 1:-1, 1:-1, 1:-1] = cube[:, :, 1:-1, 1:-1, 1:-1]
+    assert brmse(faces, cube, time_axis=False).item() == pytest.approx(a, rel=1e-12)
+
+
+def test_vrmse_of_mean_is_one_and_of_truth_is_zero():
+    gen = torch.Generator().manual_seed(1)
+    y = torch.randn(3, 2, 16, 16, 4, generator=gen, dtype=torch.float64)
+    mean = y.mean(dim=(2, 3), keepdim=True).expand_as(y)
+    assert vrmse(mean, y).item() == pytest.approx(1.0, abs=1e-6)
+    assert vrmse(y, y).item() == 0.0
+    # float32 inputs too
+    assert vrmse(mean.float(), y.float()).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_rollout_curve_and_geometric_mean():
+    steps = 5
+    y = sine_field(n=32, steps=steps)
+    growth = 0.1 * (torch.arange(steps, dtype=torch.float64) + 1)  # relative error 0.1, 0.2, ... per step
+    p = y * (1 + growth)
+    curve = rollout_nrmse(p, y)
+    assert curve.shape == (steps,)
+    torch.testing.assert_close(curve, growth)
+    assert geometric_mean_rollout(curve).item() == pytest.approx(0.1 * math.factorial(steps) ** (1 / steps))
+    assert geometric_mean_rollout(curve, horizon=2).item() == pytest.approx(0.1 * math.sqrt(2))
+
+
+def test_geometric_mean_values():
+    assert geometric_mean_rollout(torch.tensor([1.0, 4.0, 16.0])).item() == pytest.approx(4.0)
+    assert geometric_mean_rollout([1.0, 4.0, 16.0, 1e6], horizon=3).item() == pytest.approx(4.0)
+    batch = geometric_mean_rollout(torch.tensor([[1.0, 4.0, 16.0], [2.0, 2.0, 2.0]]))
+    torch.testing.assert_close(batch, torch.tensor([4.0, 2.0], dtype=torch.float64))
+    assert geometric_mean_rollout([0.0, 3.0]).item() == 0.0
+    with pytest.raises(ValueError, match="non-negative"):
+        geometric_mean_rollout([1.0, -1.0])
+    with pytest.raises(ValueError, match="horizon"):
+        geometric_mean_rollout([1.0], horizon=0)
+    with pytest.raises(ValueError, match="non-empty"):
+        geometric_mean_rollout(torch.tensor([]))
+
+
+def test_context_frames_are_excluded():
+    y = sine_field(n=16, steps=4)
+    p = y.clone()
+    p[..., 0] += 1.0  # the given initial frame differs; every predicted frame is exact
+    scored = all_metrics(p, y, context_frames=1)
+    assert all(value == 0.0 for value in scored.values()), scored
+    unscored = all_metrics(p, y)
+    assert unscored["rmse"] == pytest.approx(1.0 / 4)  # error 1 in one of four frames
+
+
+def test_all_metrics_keys_and_consistency():
+    gen = torch.Generator().manual_seed(2)
+    p, y = torch.randn(2, 3, 16, 6, generator=gen), torch.randn(2, 3, 16, 6, generator=gen)
+    out = all_metrics(p, y, context_frames=2)
+    assert list(out) == [
+        "rmse", "nrmse", "crmse", "max_error", "brmse",
+        "frmse_low", "frmse_mid", "frmse_high", "vrmse", "rollout_nrmse_gmean",
+    ]  # fmt: skip
+    assert all(isinstance(v, float) for v in out.values())
+    assert out["rmse"] == pytest.approx(rmse(p[..., 2:], y[..., 2:]).item())
+    assert out["frmse_mid"] == pytest.approx(frmse(p[..., 2:], y[..., 2:])["mid"].item())
+    single = all_metrics(p[..., 0], y[..., 0], time_axis=False)
+    assert single["rollout_nrmse_gmean"] == pytest.approx(single["nrmse"])
+    assert single == pytest.approx(all_metrics(p[..., :1], y[..., :1]))
+
+
+def test_reduction_none_and_time_axis_false():
+    gen = torch.Generator().manual_seed(3)
+    p, y = torch.randn(4, 2, 8, 8, 3, generator=gen), torch.randn(4, 2, 8, 8, 3, generator=gen)
+    for metric in (rmse, nrmse, brmse, vrmse):
+        per_sample = metric(p, y, reduction="none")
+        assert per_sample.shape == (4,)
+        assert per_sample.mean().item() == pytest.approx(metric(p, y).item())
+    # the batch reductions of max_error and crmse are a max and an RMS over samples, not a mean
+    assert max_error(p, y, reduction="none").shape == (4,)
+    assert crmse(p, y, reduction="none").shape == (4,)
+    snap_p, snap_y = p[..., 1], y[..., 1]
+    for name, metric in METRICS.items():
+        a, b = metric(snap_p, snap_y, time_axis=False), metric(snap_p[..., None], snap_y[..., None])
+        if isinstance(a, dict):
+            assert all(a[k].item() == pytest.approx(b[k].item()) for k in a), name
+        else:
+            assert a.item() == pytest.approx(b.item()), name
+
+
+def test_bad_inputs():
+    p = torch.zeros(2, 1, 8, 4)
+    with pytest.raises(ValueError, match=r"\(2, 1, 8, 4\).*\(2, 1, 8, 5\)"):
+        rmse(p, torch.zeros(2, 1, 8, 5))
+    with pytest.raises(TypeError, match="floating-point"):
+        rmse(p, torch.zeros(2, 1, 8, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="floating-point"):
+        rmse(p.to(torch.complex64), p.to(torch.complex64))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        rmse(np.zeros((2, 1, 8, 4)), p)
+    with pytest.raises(ValueError, match="time_axis=False"):
+        rmse(torch.zeros(2, 1, 8), torch.zeros(2, 1, 8))
+    with pytest.raises(ValueError, match="at most three"):
+        rmse(torch.zeros(1, 1, 2, 2, 2, 2, 2), torch.zeros(1, 1, 2, 2, 2, 2, 2))
+    with pytest.raises(ValueError, match="empty"):
+        rmse(torch.zeros(0, 1, 8, 4), torch.zeros(0, 1, 8, 4))
+    with pytest.raises(ValueError, match="reduction"):
+        rmse(p, p, reduction="sum")
+    with pytest.raises(ValueError, match="context_frames=4"):
+        all_metrics(p, p, context_frames=4)
+    with pytest.raises(ValueError, match="context_frames"):
+        all_metrics(p, p, context_frames=-1)
+    with pytest.raises(ValueError, match="time axis"):
+        all_metrics(p, p, context_frames=1, time_axis=False)
+    with pytest.raises(ValueError, match="bands"):
+        frmse(p, p, ((0, 4), (4, None)))
+    with pytest.raises(ValueError, match="low < high"):
+        frmse(p, p, {"bad": (4, 2)})
+
+
+# --------------------------------------------------------------------------------------------------
+# Independent numpy implementation of the REFERENCE.md formulas (loops over batch, channel, time)
+# --------------------------------------------------------------------------------------------------
+
+
+def _slices(p: np.ndarray):
+    """Yield (b, c, t, p-slice-index) over a (B, C, *space, T) array."""
+    B, C, T = p.shape[0], p.shape[1], p.shape[-1]
+    for b, c, t in itertools.product(range(B), range(C), range(T)):
+        yield b, c, t, (b, c, Ellipsis, t)
+
+
+def np_rmse(p, y):
+    return np.mean([np.sqrt(np.mean((p[i] - y[i]) ** 2)) for *_, i in _slices(p)])
+
+
+def np_nrmse(p, y):
+    return np.mean([np.sqrt(np.mean((p[i] - y[i]) ** 2)) / np.sqrt(np.mean(y[i] ** 2)) for *_, i in _slices(p)])
+
+
+def np_max_error(p, y):
+    C, T = p.shape[1], p.shape[-1]
+    return np.mean([np.max(np.abs(p[:, c, ..., t] - y[:, c, ..., t])) for c in range(C) for t in range(T)])
+
+
+def np_crmse(p, y):
+    B, C, T = p.shape[0], p.shape[1], p.shape[-1]
+    n_space = int(np.prod(p.shape[2:-1]))
+    values = []
+    for c in range(C):
+        for t in range(T):
+            d2 = [(np.sum(p[b, c, ..., t]) - np.sum(y[b, c, ..., t])) ** 2 for b in range(B)]
+            values.append(np.sqrt(np.mean(d2)) / n_space)
+    return np.mean(values)
+
+
+def np_brmse(p, y):
+    space = p.shape[2:-1]
+    points = [idx for idx in np.ndindex(*space) if any(i in (0, n - 1) for i, n in zip(idx, space, strict=True))]
+    values = []
+    for b, c, t, _ in _slices(p):
+        sq = [(p[(b, c, *idx, t)] - y[(b, c, *idx, t)]) ** 2 for idx in points]
+        values.append(np.sqrt(np.mean(sq)))
+    return np.mean(values)
+
+
+def np_frmse(p, y, bands=((0, 4), (4, 12), (12, None))):
+    space = p.shape[2:-1]
+    n_space = int(np.prod(space))
+    signed = [[k if k < n / 2 else k - n for k in range(n)] for n in space]
+    out = {name: [] for name in ("low", "mid", "high")}
+    for *_, i in _slices(p):
+        e = p[i] - y[i]
+        power = {name: 0.0 for name in out}
+        for ks in itertools.product(*[range(n) for n in space]):  # direct DFT, one coefficient at a time
+            coeff = 0j
+            for xs in np.ndindex(*space):
+                phase = sum(k * x / n for k, x, n in zip(ks, xs, space, strict=True))
+                coeff += e[xs] * np.exp(-2j * np.pi * phase)
+            coeff /= n_space
+            kmag = math.sqrt(sum(signed[d][k] ** 2 for d, k in enumerate(ks)))
+            for name, (low, high) in zip(out, bands, strict=True):
+                if kmag >= low and (high is None or kmag < high):
+                    power[name] += abs(coeff) ** 2
+        for name in out:
+            out[name].append(math.sqrt(power[name]))
+    return {name: np.mean(v) for name, v in out.items()}
+
+
+def np_vrmse(p, y):
+    return np.mean([np.sqrt(np.mean((p[i] - y[i]) ** 2) / (np.var(y[i]) + 1e-7)) for *_, i in _slices(p)])
+
+
+def np_rollout(p, y):
+    B, C, T = p.shape[0], p.shape[1], p.shape[-1]
+    return np.array(
+        [
+            np.mean(
+                [
+                    np.sqrt(np.mean((p[b, c, ..., t] - y[b, c, ..., t]) ** 2)) / np.sqrt(np.mean(y[b, c, ..., t] ** 2))
+                    for b in range(B)
+                    for c in range(C)
+                ]
+            )
+            for t in range(T)
+        ]
+    )
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 16, 5), (2, 1, 8, 8, 4)])
+def test_against_numpy_reference(shape):
+    rng = np.random.default_rng(sum(shape))
+    y_np = rng.normal(size=shape) + 0.3
+    p_np = y_np + 0.5 * rng.normal(size=shape) + 0.1
+    p, y = torch.from_numpy(p_np), torch.from_numpy(y_np)
+    expected = {
+        "rmse": np_rmse(p_np, y_np),
+        "nrmse": np_nrmse(p_np, y_np),
+        "crmse": np_crmse(p_np, y_np),
+        "max_error": np_max_error(p_np, y_np),
+        "brmse": np_brmse(p_np, y_np),
+        "vrmse": np_vrmse(p_np, y_np),
+    }
+    for name, value in expected.items():
+        assert METRICS[name](p, y).item() == pytest.approx(value, rel=1e-10), name
+    got_bands = frmse(p, y)
+    for name, value in np_frmse(p_np, y_np).items():
+        assert got_bands[name].item() == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    curve = np_rollout(p_np, y_np)
+    np.testing.assert_allclose(rollout_nrmse(p, y).numpy(), curve, rtol=1e-10)
+    gmean = np.prod(curve) ** (1 / len(curve))
+    out = all_metrics(p.float(), y.float())
+    assert out["rollout_nrmse_gmean"] == pytest.approx(gmean, rel=1e-5)
+    assert out["rmse"] == pytest.approx(expected["rmse"], rel=1e-5)

@@ -1,0 +1,156 @@
+"""Lightning CLI training end to end: every config runs, checkpoints rebuild and resume bitwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pdebench.data.generate import generate_dataset
+from pdebench.problems import PROBLEMS
+from pdebench.training import OperatorModule
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
+
+TINY = {
+    "burgers1d": dict(nx=64, n_out=4, nu=0.1),
+    "ks1d": dict(nx=64, n_out=8, t_final=8.0, t_warmup=0.0),
+    "ns2d": dict(resolution=32, n_out=8, t_final=4.0),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("data")
+    paths = {}
+    for name, settings in TINY.items():
+        paths[name] = folder / f"{name}.h5"
+        generate_dataset(PROBLEMS.build(name, **settings), paths[name], num_samples=10, seed=3, batch_size=10)
+    return paths
+
+
+def run_cli(args: list[str], cwd: Path) -> None:
+    """``python train.py ARGS`` in ``cwd``; fails the test with the tail of its output."""
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+
+
+TINY_RUN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+            "--trainer.limit_test_batches", "1"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_config_trains_a_few_steps_on_tiny_data(config, tiny_data, tmp_path):
+    problem = config.parent.name
+    run_cli(["fit", "--config", str(config), "--data.init_args.path", str(tiny_data[problem]), *TINY_RUN], tmp_path)
+    checkpoints = list(tmp_path.glob("outputs/*/checkpoints/last.ckpt"))
+    assert len(checkpoints) == 1
+    # The checkpoint holds tensors and plain values only, and rebuilds its model from recorded arguments.
+    torch.load(checkpoints[0], weights_only=True)
+    module = OperatorModule.load_from_checkpoint(checkpoints[0], weights_only=True)
+    assert bool(module.x_norm.fitted)
+
+
+def small_fno_config(tmp_path: Path, data: Path, epochs: int, callbacks: list[dict]) -> Path:
+    config = {
+        "seed_everything": 7,
+        "trainer": {
+            "accelerator": "cpu", "max_epochs": epochs, "deterministic": True, "logger": False,
+            "enable_progress_bar": False, "enable_model_summary": False,
+            "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                           "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True, "save_top_k": 1}}, *callbacks],
+        },
+        "model": {"model": "fno", "model_args": {"n_modes": 8, "hidden_channels": 8, "n_layers": 2}, "lr": 3e-3, "input_noise": 0.01},
+        "data": {"class_path": "pdebench.data.datamodules.OfflineDataModule",
+                 "init_args": {"path": str(data), "task": "next_step", "history": 2, "unroll": 2, "batch_size": 4}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def final_parameters(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, weights_only=True)["state_dict"]
+
+
+def test_killed_run_resumed_from_last_checkpoint_ends_bitwise_equal(tiny_data, tmp_path):
+    data = tiny_data["ks1d"]
+    full, interrupted = tmp_path / "full", tmp_path / "interrupted"
+    full.mkdir(), interrupted.mkdir()
+    run_cli(["fit", "--config", str(small_fno_config(full, data, 4, []))], full)
+    kill = [{"class_path": "tests.training.helpers.KillAtEpoch", "init_args": {"epoch": 2}}]
+    config = small_fno_config(interrupted, data, 4, kill)
+    killed = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(config)], cwd=interrupted,
+                            capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert torch.load(interrupted / "ckpt" / "last.ckpt", weights_only=True)["epoch"] == 1
+    resume = small_fno_config(interrupted, data, 4, [])
+    run_cli(["fit", "--config", str(resume), "--ckpt_path", str(interrupted / "ckpt" / "last.ckpt")], interrupted)
+    a, b = final_parameters(full / "ckpt" / "last.ckpt"), final_parameters(interrupted / "ckpt" / "last.ckpt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown model 'fmo'; valid models: .*fno.*tfno.*unet"):
+        OperatorModule(model="fmo")
+
+
+def test_model_args_may_not_override_the_data_links():
+    with pytest.raises(ValueError, match="in_channels is set by the data"):
+        OperatorModule(model="fno", model_args={"in_channels": 3})
+
+
+def test_mismatched_channels_and_resolution_fail_before_training(tiny_data, tmp_path):
+    from pdebench.data.datamodules import OfflineDataModule
+    import lightning as L
+
+    data = OfflineDataModule(str(tiny_data["burgers1d"]), task="initial_to_final", batch_size=4)
+    module = OperatorModule(model="fno", in_channels=2, out_channels=1, spatial_dims=1, model_args={"n_modes": 4, "hidden_channels": 4})
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="model expects in_channels=2 but the data give 1"):
+        trainer.fit(module, datamodule=data)
+    strided = OfflineDataModule(str(tiny_data["burgers1d"]), task="initial_to_final", batch_size=4, spatial_stride=3)  # 22 points
+    unet = OperatorModule(model="unet", in_channels=1, out_channels=1, spatial_dims=1, model_args={"width": 4, "levels": 4})
+    with pytest.raises(ValueError, match="not divisible by 16"):
+        trainer.fit(unet, datamodule=strided)
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_pushforward_trains_only_the_last_unrolled_step():
+    torch.manual_seed(0)
+    module = OperatorModule(model="fno", in_channels=2, out_channels=1, history=2, model_args={"n_modes": 4, "hidden_channels": 4})
+    module.x_norm.fit(torch.zeros(2), torch.ones(2))
+    module.y_norm.fit(torch.zeros(1), torch.ones(1))
+    x, y = torch.randn(3, 2, 32), torch.randn(3, 3, 1, 32)
+    module.log = lambda *a, **k: None
+    loss = module.training_step((x, y), 0)
+    with torch.no_grad():
+        window = x
+        for _ in range(2):
+            window = module.shift_window(window, module(window))
+        expected = module.loss_fn(module(window), y[:, -1])
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert all(p.grad is not None for p in module.model.parameters() if p.requires_grad)
+
+
+def test_rollout_feeds_predictions_back_in_order():
+    module = OperatorModule(model="fno", in_channels=2, out_channels=1, history=2, model_args={"n_modes": 4, "hidden_channels": 4})
+
+    class Shift(torch.nn.Module):  # "predict" the newest frame + 1
+        def forward(self, x):
+            return x[:, -1:] + 1
+
+    module.model = Shift()
+    frames = torch.zeros(2, 6, 1, 16)
+    frames[:, 1] = 5.0
+    out = module.rollout(frames)
+    assert out.shape == (2, 4, 1, 16)
+    assert torch.equal(out[:, :, 0, 0], torch.tensor([[6.0, 7.0, 8.0, 9.0]] * 2))
