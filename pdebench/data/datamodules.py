@@ -1,0 +1,268 @@
+"""Offline LightningDataModule over HDF5 trajectory files (ours and PDEBench's).
+
+Tasks
+-----
+``next_step``
+    Windows of ``history`` frames (stacked into channels) → the next ``unroll`` frames.
+``initial_to_final``
+    Frame 0 → frame ``target_frame`` (the FNO Burgers setting ``u0 → u(T)``).
+``pairs``
+    ``input_fields`` → ``output_fields`` at the same (single) frame (steady problems, e.g. Darcy
+    ``nu`` → ``tensor``).
+
+Trajectories are split into train/validation/test **by trajectory** (a fixed permutation from
+``seed``), never by window. Tensors are channels-first inside: ``(N, T, C, *space)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pdebench.data.hdf5 import TrajectoryFile
+
+log = logging.getLogger(__name__)
+
+Task = Literal["next_step", "initial_to_final", "pairs"]
+
+
+def to_channels_first(field: np.ndarray | torch.Tensor, spatial_dims: int) -> torch.Tensor:
+    """``(N, T, *space)`` or ``(N, T, *space, C)`` (channels last, PDEBench) -> ``(N, T, C, *space)``."""
+    field = torch.as_tensor(np.asarray(field), dtype=torch.float32)
+    if field.ndim == spatial_dims + 2:
+        return field.unsqueeze(2)
+    return torch.movedim(field, -1, 2)
+
+
+class WindowDataset(Dataset):
+    """``(x, y)`` pairs from trajectories ``(N, T, C, *space)``.
+
+    ``x``: ``(history * C, *space)`` frames ``t-h+1 … t`` stacked into channels (oldest first);
+    ``y``: ``(unroll, C, *space)`` frames ``t+1 … t+unroll``.
+    """
+
+    def __init__(self, data: torch.Tensor, history: int, unroll: int) -> None:
+        n, t = data.shape[:2]
+        if t < history + unroll:
+            raise ValueError(f"trajectories have {t} frames; history={history} + unroll={unroll} needs at least {history + unroll}")
+        self.data, self.history, self.unroll = data, history, unroll
+        self.starts = t - history - unroll + 1
+        self.length = n * self.starts
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n, s = divmod(int(i), self.starts)
+        frames = self.data[n, s : s + self.history + self.unroll]
+        x = frames[: self.history].reshape(-1, *frames.shape[2:])
+        return x, frames[self.history :]
+
+
+class PairDataset(Dataset):
+    """``(x, y)`` with ``x = inputs[n]`` ``(C_in, *space)`` and ``y = outputs[n]`` ``(1, C_out, *space)``."""
+
+    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor) -> None:
+        self.inputs, self.outputs = inputs, outputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[i], self.outputs[i].unsqueeze(0)
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation per epoch drawn from ``(seed, epoch)`` alone, so a resumed run visits the
+    same samples in the same order as an uninterrupted one (Lightning calls :meth:`set_epoch`)."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class OfflineDataModule(L.LightningDataModule):
+    """Trajectories from an HDF5 file as training windows or pairs.
+
+    Parameters
+    ----------
+    path
+        HDF5 file written by ``pdebench generate`` or one of PDEBench's published files.
+    task
+        ``"next_step"``, ``"initial_to_final"`` or ``"pairs"`` (module docstring).
+    fields
+        Fields used as channels for ``next_step`` / ``initial_to_final`` (default: all of the file's).
+    input_fields, output_fields
+        For ``pairs``.
+    history, unroll
+        Frames stacked as input; frames predicted per window (autoregressive training).
+    target_frame
+        Output frame of ``initial_to_final`` (``-1``: the last).
+    train_fraction, val_fraction
+        Split of the trajectories; the rest is the test set.
+    max_trajectories
+        Use only the first trajectories of the file (before splitting).
+    spatial_stride, temporal_stride
+        Sub-sampling of the grid and of the frames.
+    batch_size, num_workers, seed
+        Loader settings; ``seed`` fixes the split and the per-epoch shuffling.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        task: Task = "next_step",
+        fields: list[str] | None = None,
+        input_fields: list[str] | None = None,
+        output_fields: list[str] | None = None,
+        history: int = 1,
+        unroll: int = 1,
+        target_frame: int = -1,
+        train_fraction: float = 0.8,
+        val_fraction: float = 0.1,
+        max_trajectories: int | None = None,
+        spatial_stride: int = 1,
+        temporal_stride: int = 1,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if task not in ("next_step", "initial_to_final", "pairs"):
+            raise ValueError(f"task must be 'next_step', 'initial_to_final' or 'pairs', got {task!r}")
+        for name, value in (("history", history), ("unroll", unroll), ("spatial_stride", spatial_stride),
+                            ("temporal_stride", temporal_stride), ("batch_size", batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not (0 < train_fraction < 1 and 0 <= val_fraction < 1 and train_fraction + val_fraction <= 1):
+            raise ValueError(f"need 0 < train_fraction, 0 <= val_fraction, sum <= 1; got {train_fraction}, {val_fraction}")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no trajectory file at {path}")
+        with TrajectoryFile(path) as file:
+            shapes, coords = file.fields, file.coords
+            self.num_trajectories = len(file) if max_trajectories is None else min(len(file), max_trajectories)
+        self.spatial_dims = max(1, len([a for a in ("x", "y", "z") if a in coords])) if coords else None
+        if task == "pairs":
+            if not input_fields or not output_fields:
+                raise ValueError("task 'pairs' needs input_fields and output_fields")
+            self.input_fields, self.output_fields = list(input_fields), list(output_fields)
+        else:
+            self.input_fields = self.output_fields = list(fields) if fields else list(shapes)
+        missing = sorted(set(self.input_fields + self.output_fields) - set(shapes))
+        if missing:
+            raise ValueError(f"{path} has no field {', '.join(map(repr, missing))}; fields found: {', '.join(shapes) or 'none'}")
+        any_shape = shapes[self.input_fields[0]]
+        if self.spatial_dims is None:
+            self.spatial_dims = len(any_shape) - 2
+        self.num_frames = math.ceil(any_shape[1] / temporal_stride)
+        self.resolution = tuple(math.ceil(n / spatial_stride) for n in any_shape[2 : 2 + self.spatial_dims])
+        self.channels = {name: self._channel_count(shapes[name]) for name in set(self.input_fields + self.output_fields)}
+        self.in_channels = sum(self.channels[f] for f in self.input_fields) * (history if task == "next_step" else 1)
+        self.out_channels = sum(self.channels[f] for f in self.output_fields)
+        if task == "next_step" and self.num_frames < history + unroll:
+            raise ValueError(f"{path} has {self.num_frames} frames (after temporal_stride={temporal_stride}); "
+                             f"history={history} + unroll={unroll} needs at least {history + unroll}")
+        if self.num_trajectories < 3:
+            raise ValueError(f"{path} has {self.num_trajectories} trajectories; a train/val/test split needs at least 3")
+        self.splits: dict[str, np.ndarray] = self._split()
+        self.data: dict[str, torch.Tensor] = {}
+
+    @property
+    def history(self) -> int:
+        """Frames stacked into the input (1 unless ``task="next_step"``)."""
+        return self.hparams.history if self.hparams.task == "next_step" else 1
+
+    def _channel_count(self, shape: tuple[int, ...]) -> int:
+        return 1 if len(shape) == self.spatial_dims + 2 else int(shape[-1])
+
+    def _split(self) -> dict[str, np.ndarray]:
+        order = np.random.default_rng(self.hparams.seed).permutation(self.num_trajectories)
+        n_train = max(1, int(round(self.hparams.train_fraction * self.num_trajectories)))
+        n_val = max(1, int(round(self.hparams.val_fraction * self.num_trajectories)))
+        n_train = min(n_train, self.num_trajectories - n_val - 1) if self.hparams.train_fraction + self.hparams.val_fraction < 1 else n_train
+        return {
+            "train": np.sort(order[:n_train]),
+            "val": np.sort(order[n_train : n_train + n_val]),
+            "test": np.sort(order[n_train + n_val :]),
+        }
+
+    def _read(self, rows: np.ndarray, names: list[str]) -> torch.Tensor:
+        """``(n, T, C, *space)`` float32 of ``names`` concatenated along channels, sub-sampled."""
+        hp = self.hparams
+        with TrajectoryFile(hp.path) as file:
+            traj = file.read(rows, fields=sorted(set(names)))
+        space = (slice(None, None, hp.spatial_stride),) * self.spatial_dims
+        parts = [to_channels_first(traj.fields[name], self.spatial_dims)[(slice(None), slice(None, None, hp.temporal_stride), slice(None), *space)]
+                 for name in names]
+        data = torch.cat(parts, dim=2).contiguous()
+        if not torch.isfinite(data).all():
+            raise ValueError(f"{hp.path}: non-finite values in rows {rows.tolist()[:10]}")
+        return data
+
+    def trajectories(self, split: str) -> torch.Tensor:
+        """All frames of a split, ``(n, T, C, *space)`` (inputs' fields), loaded once."""
+        if split not in self.data:
+            self.data[split] = self._read(self.splits[split], self.input_fields)
+        return self.data[split]
+
+    def _pairs(self, split: str) -> Dataset:
+        hp = self.hparams
+        if hp.task == "next_step":
+            return WindowDataset(self.trajectories(split), hp.history, hp.unroll)
+        if hp.task == "initial_to_final":
+            frames = self.trajectories(split)
+            return PairDataset(frames[:, 0], frames[:, hp.target_frame])
+        rows = self.splits[split]
+        return PairDataset(self._read(rows, self.input_fields)[:, 0], self._read(rows, self.output_fields)[:, 0])
+
+    def setup(self, stage: str | None = None) -> None:
+        self.datasets = {split: self._pairs(split) for split in ("train", "val", "test") if len(self.splits[split])}
+
+    def normalization_stats(self) -> dict[str, torch.Tensor]:
+        """Per-channel mean and std of inputs and outputs over the training split: ``x_mean``,
+        ``x_std`` ``(C_in,)`` and ``y_mean``, ``y_std`` ``(C_out,)``."""
+        dataset = self.datasets["train"] if hasattr(self, "datasets") else self._pairs("train")
+        if isinstance(dataset, WindowDataset):
+            frames = dataset.data  # (N, T, C, *space): the same statistics for every history slot
+            dims = [0, 1, *range(3, frames.ndim)]
+            mean, std = frames.mean(dims), frames.std(dims)
+            x_mean, x_std = mean.repeat(self.hparams.history), std.repeat(self.hparams.history)
+            y_mean, y_std = mean, std
+        else:
+            x, y = dataset.inputs, dataset.outputs
+            x_mean, x_std = x.mean([0, *range(2, x.ndim)]), x.std([0, *range(2, x.ndim)])
+            y_mean, y_std = y.mean([0, *range(2, y.ndim)]), y.std([0, *range(2, y.ndim)])
+        eps = 1e-6
+        return {"x_mean": x_mean, "x_std": x_std.clamp_min(eps), "y_mean": y_mean, "y_std": y_std.clamp_min(eps)}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = EpochSeededSampler(len(dataset), self.hparams.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler, shuffle=False,
+                          num_workers=self.hparams.num_workers, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
