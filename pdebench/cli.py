@@ -44,10 +44,11 @@ def _progress(console: Console) -> Progress:
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.models import MODELS
     from pdebench.problems import PROBLEMS
     from pdebench.solvers import SOLVERS
 
-    registries = {"problems": PROBLEMS, "solvers": SOLVERS}
+    registries = {"problems": PROBLEMS, "solvers": SOLVERS, "models": MODELS}
     for title, registry in registries.items():
         if args.what not in (None, title):
             continue
@@ -156,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered problems and solvers")
-    p.add_argument("what", nargs="?", choices=["problems", "solvers"])
+    p = sub.add_parser("list", help="list registered problems, solvers and models")
+    p.add_argument("what", nargs="?", choices=["problems", "solvers", "models"])
     p.set_defaults(run=cmd_list)
 
     p = sub.add_parser("generate", help="solve a problem for many random inputs into an HDF5 file")

@@ -1,0 +1,80 @@
+"""Offline data module: splits by trajectory, windows, normalisation statistics, PDEBench files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pdebench.data.datamodules import EpochSeededSampler, OfflineDataModule
+
+
+@pytest.fixture()
+def pdebench_file(tmp_path):
+    """A PDEBench-layout 1-D file: tensor (N, T, X), t-coordinate with T+1 entries."""
+    path = tmp_path / "1D_Advection_Sols_beta1.0.hdf5"
+    n, t, x = 20, 6, 32
+    data = np.arange(n)[:, None, None] * 1000 + np.arange(t)[None, :, None] * 10 + np.zeros(x)
+    with h5py.File(path, "w") as f:
+        f["tensor"] = data.astype(np.float32)
+        f["x-coordinate"] = np.linspace(0, 1, x, dtype=np.float32)
+        f["t-coordinate"] = np.linspace(0, 2, t + 1, dtype=np.float32)
+        f.attrs["beta"] = 1.0
+    return path
+
+
+def test_split_is_by_trajectory_and_windows_stack_history(pdebench_file):
+    dm = OfflineDataModule(str(pdebench_file), task="next_step", history=2, unroll=2, train_fraction=0.6, val_fraction=0.2)
+    dm.setup()
+    train, val, test = (set(dm.splits[s].tolist()) for s in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test) and len(train | val | test) == 20
+    assert (dm.in_channels, dm.out_channels, dm.spatial_dims, dm.resolution) == (2, 1, 1, (32,))
+    x, y = dm.datasets["train"][0]
+    n = dm.splits["train"][0]
+    # frames t, t+1 stacked oldest first; targets t+2, t+3 (values encode trajectory*1000 + frame*10)
+    assert x[:, 0].tolist() == [n * 1000 + 0, n * 1000 + 10]
+    assert y[:, 0, 0].tolist() == [n * 1000 + 20, n * 1000 + 30]
+    windows_per_trajectory = 6 - 2 - 2 + 1
+    assert len(dm.datasets["train"]) == len(train) * windows_per_trajectory
+    # every window of a split comes from that split's trajectories
+    trajectories = {int(dm.datasets["val"][i][0][0, 0] // 1000) for i in range(len(dm.datasets["val"]))}
+    assert trajectories == val
+
+
+def test_normalisation_statistics_come_from_the_training_split_only(pdebench_file):
+    dm = OfflineDataModule(str(pdebench_file), task="initial_to_final", train_fraction=0.5, val_fraction=0.25)
+    dm.setup()
+    stats = dm.normalization_stats()
+    rows = dm.splits["train"]
+    expected_x = torch.tensor(rows * 1000.0).mean()
+    assert torch.allclose(stats["x_mean"], expected_x.reshape(1).float())
+    assert torch.allclose(stats["y_mean"], (expected_x + 50).reshape(1).float())
+
+
+def test_strides_subsample_space_and_time(pdebench_file):
+    dm = OfflineDataModule(str(pdebench_file), task="next_step", spatial_stride=4, temporal_stride=2)
+    dm.setup()
+    x, y = dm.datasets["train"][0]
+    assert x.shape == (1, 8) and dm.num_frames == 3
+    assert float(y[0, 0, 0] - x[0, 0]) == 20.0
+
+
+def test_bad_input_is_refused_early(pdebench_file, tmp_path):
+    with pytest.raises(ValueError, match="has no field 'density'; fields found: tensor"):
+        OfflineDataModule(str(pdebench_file), fields=["density"])
+    with pytest.raises(ValueError, match="history=5 \\+ unroll=2 needs at least 7"):
+        OfflineDataModule(str(pdebench_file), history=5, unroll=2)
+    with pytest.raises(FileNotFoundError, match="no trajectory file"):
+        OfflineDataModule(str(tmp_path / "missing.h5"))
+    with pytest.raises(ValueError, match="history must be >= 1"):
+        OfflineDataModule(str(pdebench_file), history=0)
+
+
+def test_epoch_seeded_sampler_depends_on_seed_and_epoch_only():
+    a, b = EpochSeededSampler(10, seed=3), EpochSeededSampler(10, seed=3)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first and sorted(list(a)) == list(range(10))
+    b.set_epoch(1)
+    assert list(a) == list(b)
