@@ -113,7 +113,21 @@ class Problem(ABC):
 
 @dataclass(frozen=True, kw_only=True)
 class SpectralProblem(Problem):
-    """A problem on a periodic grid that the pseudo-spectral solver steps."""
+    """A problem on a periodic grid that the pseudo-spectral solver steps.
+
+    Parameters
+    ----------
+    max_dt
+        Largest internal step for **accuracy** (the solver separately enforces stability). The
+        explicit stability limit ignores modes the linear part damps, so a weak field would otherwise
+        be stepped across a whole long output interval at once; ``None`` leaves only stability.
+    """
+
+    max_dt: float | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.max_dt is None or self.max_dt > 0, f"max_dt must be positive, got {self.max_dt}")
 
     @abstractmethod
     def equation(self):

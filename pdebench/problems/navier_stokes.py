@@ -23,6 +23,7 @@ class Periodic2D(SpectralProblem):
     field_name = "vorticity"
 
     def validate(self) -> None:
+        super().validate()
         require(
             self.resolution >= 8 and self.resolution % 2 == 0,
             f"resolution must be an even number >= 8, got {self.resolution}",
@@ -46,6 +47,7 @@ class NavierStokes2D(Periodic2D):
     nu: float = 1e-3
     t_final: float = 50.0
     n_out: int = 50
+    max_dt: float | None = 0.05
     forcing_amplitude: float = 0.1
     sigma: float = 7.0**1.5
     tau: float = 7.0
@@ -87,6 +89,7 @@ class KolmogorovFlow2D(Periodic2D):
     drag: float = 0.1
     t_final: float = 10.0
     n_out: int = 50
+    max_dt: float | None = 0.01
     sigma: float = 7.0**1.5
     tau: float = 7.0
     alpha: float = 2.5

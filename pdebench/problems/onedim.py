@@ -23,6 +23,7 @@ class Periodic1D(SpectralProblem):
     length: float = 1.0
 
     def validate(self) -> None:
+        super().validate()
         require(self.nx >= 8 and self.nx % 2 == 0, f"nx must be an even number >= 8, got {self.nx}")
         require(self.length > 0, f"length must be positive, got {self.length}")
 
@@ -105,6 +106,7 @@ class Burgers1D(Periodic1D):
     nu: float = 0.1
     t_final: float = 1.0
     n_out: int = 100
+    max_dt: float | None = 0.01
     sigma: float = 25.0
     tau: float = 5.0
     alpha: float = 2.0
@@ -144,6 +146,7 @@ class KdV1D(Periodic1D):
     t_final: float = 10.0
     n_out: int = 100
     n_solitons: int = 2
+    max_dt: float | None = 0.01
     min_speed: float = 0.5
     max_speed: float = 2.0
 
@@ -183,6 +186,7 @@ class KuramotoSivashinsky1D(RandomSinesInput, Periodic1D):
     t_final: float = 100.0
     n_out: int = 100
     t_warmup: float = 50.0
+    max_dt: float | None = 0.1
     max_mode: int = 8
 
     def validate(self) -> None:
@@ -214,6 +218,7 @@ class ReactionDiffusion1D(Periodic1D):
     rho: float = 1.0
     t_final: float = 1.0
     n_out: int = 100
+    max_dt: float | None = 0.01
     sigma: float = 25.0
     tau: float = 5.0
     alpha: float = 2.0

@@ -221,3 +221,14 @@ def test_two_dimensional_sample_alone_equals_its_row_in_a_batch():
     batch = SpectralSolver().solve(problem, u0).fields["vorticity"]
     alone = SpectralSolver().solve(problem, u0[1:2]).fields["vorticity"]
     assert torch.equal(batch[1:2], alone)
+
+
+def test_one_long_output_interval_is_as_accurate_as_many_short_ones():
+    # Regression: a weak sample is stable with one step across the interval, but not accurate;
+    # the problem's accuracy step must bound the internal step whatever n_out is.
+    long = PROBLEMS.build("burgers1d", n_out=1)
+    u0 = long.sample_initial_conditions(seed=0, indices=range(16))
+    final = final_frame(SpectralSolver(), long, u0)
+    assert relative_l2(final, cole_hopf(u0, 0.1, 1.0)) < 1e-5
+    short = final_frame(SpectralSolver(), PROBLEMS.build("burgers1d", n_out=100), u0)
+    assert relative_l2(final, short) < 1e-9

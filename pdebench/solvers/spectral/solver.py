@@ -44,7 +44,8 @@ class SpectralSolver:
     Parameters
     ----------
     dt
-        Largest internal step; ``None`` takes the output interval capped by the stability limit.
+        Largest internal step; ``None`` takes the problem's accuracy step ``max_dt`` (or the output
+        interval), capped by the stability limit.
     dtype
         ``"float64"`` (default) or ``"float32"``; coefficients are always computed in complex128.
     courant
@@ -103,10 +104,11 @@ class SpectralSolver:
         with np.errstate(divide="ignore"):
             return np.where(fastest > 0, self.courant / fastest, math.inf)
 
-    def substeps(self, dt_out: float, limits: np.ndarray) -> np.ndarray:
-        """``(B,)`` steps per output interval: the fewest with ``h = dt_out / m`` at most both the
-        requested ``dt`` and each sample's stability limit."""
-        target = np.minimum(np.minimum(limits, dt_out), self.dt if self.dt is not None else math.inf)
+    def substeps(self, dt_out: float, limits: np.ndarray, max_dt: float | None = None) -> np.ndarray:
+        """``(B,)`` steps per output interval: the fewest with ``h = dt_out / m`` at most the requested
+        ``dt`` (else the problem's accuracy step ``max_dt``) and each sample's stability limit."""
+        accuracy = self.dt if self.dt is not None else (max_dt if max_dt is not None else math.inf)
+        target = np.minimum(np.minimum(limits, dt_out), accuracy)
         return np.maximum(1, np.ceil(dt_out / target * (1 - 1e-12))).astype(np.int64)
 
     def check_requested_step(self, limits: np.ndarray, problem_name: str = "") -> None:
@@ -201,7 +203,8 @@ class SpectralSolver:
 
         limits = limits_of(u_hat)
         self.check_requested_step(limits[alive], problem.name)
-        substeps = self.substeps(problem.dt_out, limits)
+        max_dt = getattr(problem, "max_dt", None)
+        substeps = self.substeps(problem.dt_out, limits, max_dt)
 
         def advance(u_hat: torch.Tensor, t0: float, duration: float | None) -> torch.Tensor:
             """Step every group of equal ``m`` over one output interval (or ``duration``)."""
@@ -242,7 +245,7 @@ class SpectralSolver:
                 break
             if not equation.is_linear and frame < problem.n_out:
                 # The flow may have sped up: a sample whose limit fell below its step re-plans.
-                substeps = np.maximum(substeps, self.substeps(problem.dt_out, limits_of(u_hat)))
+                substeps = np.maximum(substeps, self.substeps(problem.dt_out, limits_of(u_hat), max_dt))
         if not alive.all() and on_blowup == "raise":
             raise BlowUpError(ids[~alive], first_failure, problem.name)
         if frame < problem.n_out:  # everything blew up early: pad (dropped below)
