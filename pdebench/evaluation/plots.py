@@ -59,3 +59,20 @@ def plot_trajectories(
     fig.savefig(output, dpi=110)
     plt.close(fig)
     return output
+
+
+def plot_rollout_curve(curve, output: str | os.PathLike[str], *, label: str = "", dt: float | None = None) -> Path:
+    """Save a PNG of a per-step rollout nRMSE curve ``(T,)`` (log scale); ``dt`` labels the axis in time."""
+    curve = np.asarray(curve.detach().cpu().numpy() if hasattr(curve, "detach") else curve, dtype=float)
+    steps = np.arange(1, len(curve) + 1)
+    x = steps * dt if dt else steps
+    fig, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    ax.semilogy(x, curve, marker="o", ms=3, label=label or None)
+    ax.set(xlabel="time" if dt else "rollout step", ylabel="nRMSE", title="autoregressive rollout error")
+    ax.grid(True, which="both", alpha=0.3)
+    if label:
+        ax.legend()
+    output = Path(output)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output

@@ -212,7 +212,21 @@ class OperatorModule(L.LightningModule):
             metrics["test_rollout_nrmse_gmean"] = float(geometric_mean_rollout(curve))
             metrics["test_rollout_nrmse_final"] = float(curve[-1])
             self.test_rollout_curve = curve.cpu()
+            self._save_rollout_curve(curve.cpu())
         self.log_dict(metrics)
+
+    def _save_rollout_curve(self, curve: torch.Tensor) -> None:
+        """Write ``rollout_nrmse.csv`` and ``rollout_nrmse.png`` into the trainer's log folder."""
+        from pathlib import Path
+
+        from pdebench.evaluation.plots import plot_rollout_curve
+
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = "\n".join(f"{i + 1},{float(v):.6g}" for i, v in enumerate(curve))
+        (folder / "rollout_nrmse.csv").write_text("step,nrmse\n" + rows + "\n")
+        plot_rollout_curve(curve, folder / "rollout_nrmse.png", label=self.hparams.model)
+        log.info("rollout curve written to %s", folder)
 
     def configure_optimizers(self):
         hp = self.hparams

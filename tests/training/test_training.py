@@ -154,3 +154,17 @@ def test_rollout_feeds_predictions_back_in_order():
     out = module.rollout(frames)
     assert out.shape == (2, 4, 1, 16)
     assert torch.equal(out[:, :, 0, 0], torch.tensor([[6.0, 7.0, 8.0, 9.0]] * 2))
+
+
+def test_test_subcommand_reports_metrics_and_writes_the_rollout_curve(tiny_data, tmp_path):
+    config = ROOT / "configs" / "ks1d" / "fno.yaml"
+    data = ["--data.init_args.path", str(tiny_data["ks1d"])]
+    run_cli(["fit", "--config", str(config), *data, *TINY_RUN], tmp_path)
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "test", "--config", str(config), *data,
+                             "--ckpt_path", "outputs/ks1d_fno/checkpoints/last.ckpt"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for metric in ("test_nrmse", "test_frmse_high", "test_brmse", "test_vrmse", "test_rollout_nrmse_gmean"):
+        assert metric in result.stdout
+    curves = list(tmp_path.glob("outputs/ks1d_fno/**/rollout_nrmse.csv"))
+    assert curves and len(curves[0].read_text().splitlines()) == 1 + 8 + 1 - 2  # header + (T - history) steps
+    assert list(tmp_path.glob("outputs/ks1d_fno/**/rollout_nrmse.png"))
