@@ -67,6 +67,23 @@ def _square(u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
     return grid.rfft(u * u)
 
 
+class QuadraticFlux(SpectralEquation):
+    r"""Equations whose nonlinear term is the conservative flux derivative :math:`-a\,(u^2)_x`:
+    :math:`N = -a\,ik\,\widehat{u^2}`, transport speed :math:`2a\max|u|` (1-D)."""
+
+    #: The flux coefficient ``a``.
+    flux_coefficient: float = 0.5
+
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        return _square(u_hat, grid)
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        return -self.flux_coefficient * grid.ik(0).to(torch.complex128)
+
+    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        return 2 * self.flux_coefficient * _batch_max(grid.irfft(u_hat), grid.dim).double()
+
+
 class Advection(SpectralEquation):
     r"""Linear advection :math:`u_t + \beta\cdot\nabla u = 0`: :math:`L = -i\,\beta\cdot k`, :math:`N = 0`."""
 
@@ -87,7 +104,7 @@ class Heat(SpectralEquation):
         return (-self.nu * grid.k_squared).to(torch.complex128)
 
 
-class Burgers(SpectralEquation):
+class Burgers(QuadraticFlux):
     r"""Viscous Burgers :math:`u_t + (u^2/2)_x = \nu u_{xx}`: :math:`L = -\nu k^2`,
     :math:`N = -\tfrac12 ik\,\widehat{u^2}`."""
 
@@ -97,49 +114,27 @@ class Burgers(SpectralEquation):
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         return (-self.nu * grid.k_squared).to(torch.complex128)
 
-    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        return _square(u_hat, grid)
-
-    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
-        return -0.5 * grid.ik(0).to(torch.complex128)
-
-    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
-        return _batch_max(grid.irfft(u_hat), grid.dim).double()
 
 
-class KdV(SpectralEquation):
+class KdV(QuadraticFlux):
     r"""Korteweg–de Vries :math:`u_t + 6uu_x + u_{xxx} = 0`: :math:`L = i k^3` (complex, dispersive),
     :math:`N = -3ik\,\widehat{u^2}`."""
+
+    flux_coefficient = 3.0
 
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         k = grid.k_derivative[0]
         return (1j * k**3).to(torch.complex128)
 
-    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        return _square(u_hat, grid)
-
-    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
-        return -3.0 * grid.ik(0).to(torch.complex128)
-
-    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
-        return 6 * _batch_max(grid.irfft(u_hat), grid.dim).double()
 
 
-class KuramotoSivashinsky(SpectralEquation):
+class KuramotoSivashinsky(QuadraticFlux):
     r"""Kuramoto–Sivashinsky :math:`u_t + uu_x + u_{xx} + u_{xxxx} = 0`: :math:`L = k^2 - k^4`,
     :math:`N = -\tfrac12 ik\,\widehat{u^2}`."""
 
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         return (grid.k_squared - grid.k_squared**2).to(torch.complex128)
 
-    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        return _square(u_hat, grid)
-
-    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
-        return -0.5 * grid.ik(0).to(torch.complex128)
-
-    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
-        return _batch_max(grid.irfft(u_hat), grid.dim).double()
 
 
 class Fisher(SpectralEquation):
