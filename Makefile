@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
