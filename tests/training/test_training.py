@@ -16,7 +16,8 @@ from pdebench.problems import PROBLEMS
 from pdebench.training import OperatorModule
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if not p.stem.endswith("_online"))
+ONLINE_CONFIGS = sorted((ROOT / "configs").glob("*/*_online.yaml"))
 
 TINY = {
     "burgers1d": dict(nx=64, n_out=4, nu=0.1),
@@ -168,3 +169,24 @@ def test_test_subcommand_reports_metrics_and_writes_the_rollout_curve(tiny_data,
     curves = list(tmp_path.glob("outputs/ks1d_fno/**/rollout_nrmse.csv"))
     assert curves and len(curves[0].read_text().splitlines()) == 1 + 8 + 1 - 2  # header + (T - history) steps
     assert list(tmp_path.glob("outputs/ks1d_fno/**/rollout_nrmse.png"))
+
+
+ONLINE_TINY = {"burgers1d": "{nx: 64, n_out: 1}", "ns2d": "{resolution: 32, t_final: 6.0, n_out: 6}"}
+
+
+def spawned_workers() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "spawn_main" in " ".join(p.info["cmdline"] or [])}
+
+
+@pytest.mark.parametrize("config", ONLINE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_online_configs_train_from_streaming_workers_and_leave_no_process(config, tmp_path):
+    before = spawned_workers()
+    small = ["--data.init_args.problem_args", ONLINE_TINY[config.parent.name], "--data.init_args.val_trajectories", "2",
+             "--data.init_args.test_trajectories", "2", "--data.init_args.calibration_trajectories", "2",
+             "--data.init_args.samples_per_epoch", "16", "--data.init_args.watermark", "4", "--data.init_args.capacity", "32",
+             "--data.init_args.worker_batch_size", "2"]
+    run_cli(["fit", "--config", str(config), *small, *TINY_RUN], tmp_path)
+    assert list(tmp_path.glob("outputs/*/checkpoints/last.ckpt"))
+    assert spawned_workers() - before == set()
