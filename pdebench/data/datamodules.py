@@ -79,6 +79,16 @@ class PairDataset(Dataset):
         return self.inputs[i], self.outputs[i].unsqueeze(0)
 
 
+def trajectory_pairs(frames: torch.Tensor, task: str, history: int = 1, unroll: int = 1, target_frame: int = -1) -> Dataset:
+    """The ``(x, y)`` dataset of trajectories ``(n, T, C, *space)`` for ``task``: ``next_step`` windows
+    or ``initial_to_final`` pairs (frame 0 → ``target_frame``)."""
+    if task == "next_step":
+        return WindowDataset(frames, history, unroll)
+    if task == "initial_to_final":
+        return PairDataset(frames[:, 0], frames[:, target_frame])
+    raise ValueError(f"task must be 'next_step' or 'initial_to_final' for trajectories, got {task!r}")
+
+
 class EpochSeededSampler(Sampler[int]):
     """A random permutation per epoch drawn from ``(seed, epoch)`` alone, so a resumed run visits the
     same samples in the same order as an uninterrupted one (Lightning calls :meth:`set_epoch`)."""
@@ -224,11 +234,8 @@ class OfflineDataModule(L.LightningDataModule):
 
     def _pairs(self, split: str) -> Dataset:
         hp = self.hparams
-        if hp.task == "next_step":
-            return WindowDataset(self.trajectories(split), hp.history, hp.unroll)
-        if hp.task == "initial_to_final":
-            frames = self.trajectories(split)
-            return PairDataset(frames[:, 0], frames[:, hp.target_frame])
+        if hp.task != "pairs":
+            return trajectory_pairs(self.trajectories(split), hp.task, hp.history, hp.unroll, hp.target_frame)
         rows = self.splits[split]
         return PairDataset(self._read(rows, self.input_fields)[:, 0], self._read(rows, self.output_fields)[:, 0])
 

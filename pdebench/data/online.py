@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from pdebench.data.datamodules import PairDataset, WindowDataset, to_channels_first
+from pdebench.data.datamodules import to_channels_first, trajectory_pairs
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
 from pdebench.data.workers import LocalWorkerPool, WorkerConfig
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def training_pairs(frames: torch.Tensor, task: str, history: int, unroll: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Cut trajectories ``(n, T, C, *space)`` into ``(x, y)`` pairs as :class:`OfflineDataModule` does."""
-    dataset = WindowDataset(frames, history, unroll) if task == "next_step" else PairDataset(frames[:, 0], frames[:, -1])
+    dataset = trajectory_pairs(frames, task, history, unroll)
     return [dataset[i] for i in range(len(dataset))]
 
 
@@ -136,9 +136,7 @@ class OnlineDataModule(L.LightningDataModule):
         return self._held_out[split]
 
     def _pairs(self, split: str):
-        frames = self.trajectories(split)
-        hp = self.hparams
-        return WindowDataset(frames, hp.history, hp.unroll) if hp.task == "next_step" else PairDataset(frames[:, 0], frames[:, -1])
+        return trajectory_pairs(self.trajectories(split), self.hparams.task, self.hparams.history, self.hparams.unroll)
 
     def normalization_stats(self) -> dict[str, torch.Tensor]:
         """Per-channel statistics of the calibration stream (like the offline module's training split)."""
