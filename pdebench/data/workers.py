@@ -130,6 +130,7 @@ class LocalWorkerPool:
         self.restarts = 0
         self.dropped = 0
         self._stopped = threading.Event()
+        self._consuming = False
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- lifecycle
@@ -179,22 +180,43 @@ class LocalWorkerPool:
         return [p.pid for p in self._processes.values() if p.is_alive()]
 
     def batches(self, timeout: float = 0.5) -> Iterator[Batch]:
-        """Yield solved batches until every worker has finished (``max_samples``) or :meth:`stop`."""
-        while not self._stopped.is_set():
-            ready = wait(list(self._connections.values()), timeout=timeout) if self._connections else []
-            for reader in ready:
-                worker = next(w for w, c in self._connections.items() if c is reader)
+        """Yield solved batches until every worker has finished (``max_samples``) or :meth:`stop`.
+
+        The iterating thread owns the pipes' read ends and closes them when it returns, so a
+        :meth:`stop` from another thread never closes a pipe this thread is reading.
+        """
+        self._consuming = True
+        try:
+            while not self._stopped.is_set():
                 try:
-                    batch = reader.recv()
-                except (EOFError, OSError):  # the worker exited or was killed: its pipe is done
-                    reader.close()
-                    del self._connections[worker]
-                    continue
-                self.dropped += batch.dropped
-                yield batch
-            self.check_workers()
-            if not self._processes and not self._connections:
-                return
+                    ready = wait(list(self._connections.values()), timeout=timeout) if self._connections else []
+                except (OSError, ValueError):
+                    if self._stopped.is_set():
+                        return
+                    raise
+                for reader in ready:
+                    worker = next(w for w, c in self._connections.items() if c is reader)
+                    try:
+                        batch = reader.recv()
+                    except (EOFError, OSError):  # the worker exited or was killed: its pipe is done
+                        reader.close()
+                        del self._connections[worker]
+                        continue
+                    self.dropped += batch.dropped
+                    yield batch
+                if self._stopped.is_set():
+                    return
+                self.check_workers()
+                if not self._processes and not self._connections:
+                    return
+        finally:
+            self._consuming = False
+            self._close_connections()
+
+    def _close_connections(self) -> None:
+        for reader in self._connections.values():
+            reader.close()
+        self._connections.clear()
 
     def stop(self, grace: float = 2.0) -> None:
         """Terminate every worker process (idempotent)."""
@@ -211,9 +233,8 @@ class LocalWorkerPool:
             if process.is_alive():
                 process.kill()
                 process.join()
-        for reader in self._connections.values():
-            reader.close()
-        self._connections.clear()
+        if not self._consuming:  # otherwise the iterating thread closes its pipes on its way out
+            self._close_connections()
 
     def __enter__(self) -> "LocalWorkerPool":
         return self.start()
