@@ -1,12 +1,23 @@
 """Data-generation workers: solver processes that stream solved batches to the trainer.
 
-The local backend (the embedded default) runs ``num_workers`` processes (``spawn`` start method, one
-torch thread each). Workers draw disjoint blocks of sample indices of one stream ``seed`` from a
-shared counter, so every sample carries its ``(seed, index)`` id, no index is solved twice, and a
-worker that dies is replaced by one that continues from indices nobody has drawn (the block a dead
-worker was solving is lost, never repeated). Samples whose solve blew up are dropped by the solver
-and counted. Stopping the pool (explicitly, on error, at interpreter exit, or through the context
-manager) terminates every process: no orphans.
+Two backends with one interface (``start``, ``stop``, ``batches``, ``restarts``, ``dropped``,
+``lost_ids``, ``cursor``; :func:`make_worker_pool` picks one):
+
+``"local"`` (:class:`LocalWorkerPool`, the embedded default)
+    ``num_workers`` processes (``spawn`` start method, one torch thread each), one pipe each.
+``"ray"`` (:class:`RayWorkerPool`)
+    Ray actors on ``ray.init(address=...)`` (a local Ray when no address is given), for clusters.
+
+Sample indices of one stream ``seed`` are cut into blocks of ``batch_size``; block ``b`` is
+``[b * batch_size, (b + 1) * batch_size)``. A pool hands out its blocks in order from a *cursor*
+(the next block number), so every sample carries its ``(seed, index)`` id and no index is solved
+twice. With ``num_shards > 1`` (one pool per DDP rank) pool ``shard`` owns the blocks
+``b = k * num_shards + shard``: the ranks' streams are disjoint. A worker that dies (killed, or an
+exception) is replaced and the pool continues from blocks nobody has drawn; the block it was solving
+is lost, never repeated, and reported by id in ``lost_ids``. Samples whose solve blew up are dropped
+by the solver and counted. A resumed run passes the saved ``cursor`` and continues after every block
+the stopped run drew. Stopping a pool (explicitly, on error, at interpreter exit, or through the
+context manager) ends every worker: no orphans.
 """
 
 from __future__ import annotations
@@ -44,6 +55,8 @@ class WorkerConfig:
         Stop after this many sample indices (``None``: until stopped).
     threads
         Torch threads per worker process.
+    shard, num_shards
+        This pool draws only blocks ``b`` with ``b % num_shards == shard`` (one pool per DDP rank).
     """
 
     problem: str
@@ -53,6 +66,8 @@ class WorkerConfig:
     batch_size: int = 8
     max_samples: int | None = None
     threads: int = 1
+    shard: int = 0
+    num_shards: int = 1
 
     def __post_init__(self) -> None:
         from pdebench.problems import PROBLEMS
@@ -64,49 +79,110 @@ class WorkerConfig:
             raise ValueError(f"need batch_size >= 1, threads >= 1, seed >= 0; got {self.batch_size}, {self.threads}, {self.seed}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be >= 1 or None, got {self.max_samples}")
+        if not 0 <= self.shard < self.num_shards:
+            raise ValueError(f"need 0 <= shard < num_shards; got shard={self.shard}, num_shards={self.num_shards}")
+
+    def block(self, cursor: int) -> tuple[int, int] | None:
+        """Sample index range ``[start, stop)`` of this shard's ``cursor``-th block (``None``: past the end)."""
+        start = (cursor * self.num_shards + self.shard) * self.batch_size
+        stop = start + self.batch_size
+        if self.max_samples is not None:
+            stop = min(stop, self.max_samples)
+        return (start, stop) if start < stop else None
+
+    def solve(self, problem, solver, block: tuple[int, int], worker: int) -> "Batch":
+        """Solve one block (blown-up samples dropped and counted) into a :class:`Batch`."""
+        from pdebench.data.generate import solve_samples
+
+        traj = solve_samples(problem, solver, self.seed, np.arange(*block), on_blowup="drop")
+        fields = {name: value.float().numpy() for name, value in traj.fields.items()}
+        return Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block)
 
 
 @dataclass
 class Batch:
-    """One solved batch from a worker: fields ``(n, T, *space)`` float32 arrays and their ids."""
+    """One solved batch from a worker: fields ``(n, T, *space)`` float32 arrays, their ``(n, 2)``
+    ids, the number of blown-up samples dropped, and the index block ``[start, stop)`` it solved."""
 
     worker: int
     fields: dict[str, np.ndarray]
     sample_ids: np.ndarray
     dropped: int
+    block: tuple[int, int]
 
 
-def _worker_main(config: WorkerConfig, worker: int, counter, connection) -> None:
-    """Process body: claim index blocks, solve them, send :class:`Batch` messages on its own pipe
-    (a pipe per worker: a worker killed mid-send cannot leave a shared queue's lock held)."""
+def _worker_main(config: WorkerConfig, worker: int, connection) -> None:
+    """Process body: receive a block on its own pipe, solve it, send the :class:`Batch` back; stop
+    on ``None`` or when the parent is gone. (The parent hands out the blocks, so it always knows
+    what a worker holds; and a pipe per worker means a worker killed mid-send leaves no shared lock
+    held.)"""
     import torch
 
-    from pdebench.data.generate import build_solver, solve_samples
+    from pdebench.data.generate import build_solver
     from pdebench.problems import PROBLEMS
 
     torch.set_num_threads(config.threads)
     problem = PROBLEMS.build(config.problem, **config.problem_args)
     solver = build_solver(problem, **config.solver_args)
-    while True:
-        with counter.get_lock():
-            start = counter.value
-            stop = start + config.batch_size
-            if config.max_samples is not None:
-                stop = min(stop, config.max_samples)
-            if start >= stop:
-                break
-            counter.value = stop
-        traj = solve_samples(problem, solver, config.seed, np.arange(start, stop), on_blowup="drop")
-        fields = {name: value.float().numpy() for name, value in traj.fields.items()}
-        connection.send(Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0))))
+    try:
+        while (block := connection.recv()) is not None:
+            connection.send(config.solve(problem, solver, tuple(block), worker))
+    except EOFError:
+        pass
     connection.close()
 
 
-class LocalWorkerPool:
+class _BlockDispenser:
+    """What both backends share: the cursor over blocks, the block each worker holds, and the
+    counts of restarts, blown-up samples and ids lost with dead workers."""
+
+    config: WorkerConfig
+    max_restarts: int
+
+    def _init_dispenser(self, cursor: int) -> None:
+        if cursor < 0:
+            raise ValueError(f"need cursor >= 0; got {cursor}")
+        self.cursor = cursor  # the next block to hand out: every block before it was drawn
+        self.restarts = 0
+        self.dropped = 0
+        self.lost_ids: list[tuple[int, int]] = []
+        self._held: dict[int, tuple[int, int]] = {}
+        self._exhausted = False
+
+    def _take_block(self, worker: int) -> tuple[int, int] | None:
+        block = self.config.block(self.cursor)
+        if block is None:
+            self._exhausted = True
+            return None
+        self.cursor += 1
+        self._held[worker] = block
+        return block
+
+    def _delivered(self, worker: int, batch: "Batch") -> None:
+        held = self._held.pop(worker, None)
+        if held != tuple(batch.block):
+            raise RuntimeError(f"worker {worker} returned block {batch.block}, but holds {held}")
+        self.dropped += batch.dropped
+
+    def _worker_lost(self, worker: int) -> None:
+        """A worker is gone: the block it held is lost (never solved again), by id."""
+        block = self._held.pop(worker, None)
+        if block is not None:
+            self.lost_ids += [(self.config.seed, i) for i in range(*block)]
+            log.warning("worker %d's block of samples %d..%d (seed %d) is lost", worker, block[0], block[1] - 1, self.config.seed)
+
+    def _count_restart(self, why: str) -> None:
+        if self.restarts >= self.max_restarts:
+            raise RuntimeError(f"workers died {self.restarts + 1} times (last: {why}); giving up")
+        self.restarts += 1
+
+
+class LocalWorkerPool(_BlockDispenser):
     """``num_workers`` solver processes streaming batches to the trainer; restarts dead workers.
 
-    Each worker sends on its own pipe; a worker blocks in ``send`` while the trainer is not reading
-    (back-pressure through the pipe's buffer), so memory does not grow when training falls behind.
+    The pool hands each worker one block at a time and the next one as soon as the worker's batch
+    has been read: while the trainer does not read (a full ``fifo`` reservoir), workers wait
+    instead of growing memory.
 
     Parameters
     ----------
@@ -116,19 +192,19 @@ class LocalWorkerPool:
         Processes.
     max_restarts
         Replacements allowed over the pool's life (a crash loop ends in an error, not a fork bomb).
+    cursor
+        First block to hand out (a resumed run passes the stopped run's :attr:`cursor`).
     """
 
-    def __init__(self, config: WorkerConfig, num_workers: int = 2, max_restarts: int = 16) -> None:
+    def __init__(self, config: WorkerConfig, num_workers: int = 2, max_restarts: int = 16, cursor: int = 0) -> None:
         if num_workers < 1:
             raise ValueError(f"need num_workers >= 1; got {num_workers}")
         self.config, self.num_workers, self.max_restarts = config, num_workers, max_restarts
+        self._init_dispenser(cursor)
         self._context = mp.get_context("spawn")
-        self._counter = self._context.Value("q", 0)
         self._processes: dict[int, Any] = {}
         self._connections: dict[int, Any] = {}
         self._next_worker = 0
-        self.restarts = 0
-        self.dropped = 0
         self._stopped = threading.Event()
         self._consuming = False
         self._lock = threading.Lock()
@@ -144,14 +220,23 @@ class LocalWorkerPool:
     def _spawn(self) -> None:
         worker = self._next_worker
         self._next_worker += 1
-        reader, writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=_worker_main, args=(self.config, worker, self._counter, writer), daemon=True,
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        process = self._context.Process(target=_worker_main, args=(self.config, worker, child_end), daemon=True,
                                         name=f"pdebench-worker-{worker}")
         process.start()
-        writer.close()  # the child holds the only writer: EOF on the reader means the worker is gone
+        child_end.close()  # the child holds the only other end: EOF here means the worker is gone
         self._processes[worker] = process
-        self._connections[worker] = reader
+        self._connections[worker] = parent_end
         log.info("started worker %d (pid %d)", worker, process.pid)
+        self._hand_out(worker)
+
+    def _hand_out(self, worker: int) -> None:
+        """Send the worker its next block, or ``None`` (stop) when the stream is exhausted."""
+        block = None if self._stopped.is_set() else self._take_block(worker)
+        try:
+            self._connections[worker].send(block)
+        except (OSError, ValueError):  # it died already; check_workers replaces it
+            pass
 
     def check_workers(self) -> None:
         """Replace workers that died with a non-zero status; raise after ``max_restarts``."""
@@ -160,15 +245,12 @@ class LocalWorkerPool:
                 if process.is_alive() or process.exitcode is None:
                     continue
                 del self._processes[worker]
-                if process.exitcode == 0:
-                    continue  # finished its share of max_samples
-                if self._stopped.is_set():
-                    continue
+                if process.exitcode == 0 or self._stopped.is_set():
+                    continue  # finished (the stream is exhausted) or stopped by us
                 log.warning("worker %d (pid %d) died with exit code %s; starting a replacement", worker, process.pid, process.exitcode)
-                if self.restarts >= self.max_restarts:
-                    raise RuntimeError(f"workers died {self.restarts + 1} times (last exit code {process.exitcode}); giving up")
-                self.restarts += 1
-                self._spawn()
+                self._count_restart(f"exit code {process.exitcode}")
+                if not self._exhausted:
+                    self._spawn()
 
     @property
     def alive(self) -> int:
@@ -178,6 +260,15 @@ class LocalWorkerPool:
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes.values() if p.is_alive()]
+
+    @property
+    def workers(self) -> list[int]:
+        """Ids of the live workers."""
+        return [w for w, p in self._processes.items() if p.is_alive()]
+
+    def kill_worker(self, worker: int) -> None:
+        """SIGKILL one worker, as the OOM killer would (for tests and drills)."""
+        self._processes[worker].kill()
 
     def batches(self, timeout: float = 0.5) -> Iterator[Batch]:
         """Yield solved batches until every worker has finished (``max_samples``) or :meth:`stop`.
@@ -201,8 +292,10 @@ class LocalWorkerPool:
                     except (EOFError, OSError):  # the worker exited or was killed: its pipe is done
                         reader.close()
                         del self._connections[worker]
+                        self._worker_lost(worker)
                         continue
-                    self.dropped += batch.dropped
+                    self._delivered(worker, batch)
+                    self._hand_out(worker)
                     yield batch
                 if self._stopped.is_set():
                     return
@@ -241,3 +334,164 @@ class LocalWorkerPool:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class _SolverActor:
+    """A Ray actor holding one problem and solver; ``solve(block)`` returns a :class:`Batch`."""
+
+    def __init__(self, config: WorkerConfig, worker: int) -> None:
+        import torch
+
+        from pdebench.data.generate import build_solver
+        from pdebench.problems import PROBLEMS
+
+        torch.set_num_threads(config.threads)
+        self.config, self.worker = config, worker
+        self.problem = PROBLEMS.build(config.problem, **config.problem_args)
+        self.solver = build_solver(self.problem, **config.solver_args)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def solve(self, block: tuple[int, int]) -> Batch:
+        return self.config.solve(self.problem, self.solver, block, self.worker)
+
+
+class RayWorkerPool(_BlockDispenser):
+    """``num_workers`` Ray actors streaming batches to the trainer; replaces dead or failing actors.
+
+    Each actor holds one block at a time and gets the next as soon as its batch has been read
+    (back-pressure as in :class:`LocalWorkerPool`). An actor that dies (its process killed, its node
+    lost) or raises is killed for good, its block reported lost, and a new actor takes its place.
+
+    Parameters
+    ----------
+    config, num_workers, max_restarts, cursor
+        As :class:`LocalWorkerPool`.
+    address
+        Ray cluster address for ``ray.init`` (``None``: start a local Ray, or use the one this
+        process already joined). A Ray started here is shut down by :meth:`stop`.
+    init_args
+        Further ``ray.init`` arguments (e.g. ``{"_temp_dir": ..., "num_cpus": 2}``).
+    """
+
+    def __init__(self, config: WorkerConfig, num_workers: int = 2, max_restarts: int = 16, cursor: int = 0,
+                 address: str | None = None, init_args: dict[str, Any] | None = None) -> None:
+        if num_workers < 1:
+            raise ValueError(f"need num_workers >= 1; got {num_workers}")
+        self.config, self.num_workers, self.max_restarts = config, num_workers, max_restarts
+        self.address, self.init_args = address, dict(init_args or {})
+        self._init_dispenser(cursor)
+        self._actors: dict[int, Any] = {}
+        self._pending: dict[Any, int] = {}
+        self._next_worker = 0
+        self._owns_ray = False
+        self._stopped = threading.Event()
+
+    def start(self) -> "RayWorkerPool":
+        """Join (or start) Ray and start the actors."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, **{"include_dashboard": False, "logging_level": logging.WARNING, **self.init_args})
+            self._owns_ray = True
+        self._actor_class = ray.remote(num_cpus=self.config.threads, max_restarts=0)(_SolverActor)
+        for _ in range(self.num_workers):
+            self._spawn()
+        atexit.register(self.stop)
+        return self
+
+    def _spawn(self) -> None:
+        worker = self._next_worker
+        self._next_worker += 1
+        self._actors[worker] = self._actor_class.remote(self.config, worker)
+        log.info("started Ray worker %d", worker)
+        self._submit(worker)
+
+    def _submit(self, worker: int) -> None:
+        block = None if self._stopped.is_set() else self._take_block(worker)
+        if block is not None:
+            self._pending[self._actors[worker].solve.remote(block)] = worker
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live actors (they may live on other nodes)."""
+        import ray
+
+        return ray.get([actor.pid.remote() for actor in self._actors.values()])
+
+    def kill_worker(self, worker: int) -> None:
+        """Kill one actor as a node failure would (for tests and drills)."""
+        import ray
+
+        ray.kill(self._actors[worker], no_restart=True)
+
+    @property
+    def workers(self) -> list[int]:
+        return list(self._actors)
+
+    def batches(self, timeout: float = 0.5) -> Iterator[Batch]:
+        """Yield solved batches until the stream is exhausted (``max_samples``) or :meth:`stop`."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        while self._pending and not self._stopped.is_set():
+            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            for ref in ready:
+                worker = self._pending.pop(ref)
+                try:
+                    batch = ray.get(ref)
+                except (RayActorError, RayTaskError) as error:
+                    why = type(error).__name__
+                    log.warning("Ray worker %d failed (%s); starting a replacement", worker, why)
+                    self._worker_lost(worker)
+                    ray.kill(self._actors.pop(worker), no_restart=True)
+                    self._count_restart(why)
+                    if not self._exhausted:
+                        self._spawn()
+                    continue
+                batch.fields = {name: np.array(value) for name, value in batch.fields.items()}  # off the object store
+                self._delivered(worker, batch)
+                self._submit(worker)
+                yield batch
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Kill every actor, and shut down a Ray this pool started (idempotent)."""
+        import ray
+
+        self._stopped.set()
+        if ray.is_initialized():
+            for actor in self._actors.values():
+                ray.kill(actor, no_restart=True)
+            if self._owns_ray:
+                ray.shutdown()
+        self._actors.clear()
+        self._pending.clear()
+        self._owns_ray = False
+
+    def __enter__(self) -> "RayWorkerPool":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+BACKENDS = ("local", "ray")
+
+
+def make_worker_pool(config: WorkerConfig, backend: str = "local", num_workers: int = 2, address: str | None = None,
+                     **kwargs: Any) -> LocalWorkerPool | RayWorkerPool:
+    """A worker pool of the given ``backend`` (``"local"`` processes or ``"ray"`` actors).
+
+    ``address`` (Ray only) is the cluster to join; ``kwargs`` go to the pool (``max_restarts``,
+    ``cursor``, and for Ray ``init_args``).
+    """
+    if backend == "local":
+        if address is not None:
+            raise ValueError(f"address={address!r} needs backend='ray'; the local backend runs processes on this machine")
+        return LocalWorkerPool(config, num_workers=num_workers, **kwargs)
+    if backend == "ray":
+        return RayWorkerPool(config, num_workers=num_workers, address=address, **kwargs)
+    raise ValueError(f"unknown worker backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -175,9 +175,17 @@ ONLINE_TINY = {"burgers1d": "{nx: 64, n_out: 1}", "ns2d": "{resolution: 32, t_fi
 
 
 def spawned_workers() -> set[int]:
+    """Live descendants of this test process (other users' processes on the machine do not count)."""
     import psutil
 
-    return {p.pid for p in psutil.process_iter(["cmdline"]) if "spawn_main" in " ".join(p.info["cmdline"] or [])}
+    alive = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 @pytest.mark.parametrize("config", ONLINE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
