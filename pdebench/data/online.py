@@ -1,17 +1,30 @@
 """Online training data: solver workers stream samples into a reservoir that the trainer reads.
 
-Melissa's design (REFERENCE.md): no dataset on disk. :class:`OnlineDataModule` starts a
-:class:`~pdebench.data.workers.LocalWorkerPool` and a feeder thread that cuts each solved batch into
-training pairs and puts them into a :class:`~pdebench.data.reservoir.Reservoir` living in the trainer
-process (DataLoader ``num_workers=0``: loader workers would each copy the reservoir). Validation and
-test sets are solved once, in the trainer process, from sample streams no worker uses
-(``seed + 1`` and ``seed + 2``; normalisation statistics come from a calibration stream ``seed + 3``).
+Melissa's design (REFERENCE.md): no dataset on disk. :class:`OnlineDataModule` starts a worker
+pool (local processes or Ray actors, :mod:`pdebench.data.workers`) and a feeder thread that cuts each
+solved batch into training pairs and puts them into a :class:`~pdebench.data.reservoir.Reservoir`
+living in the trainer process (DataLoader ``num_workers=0``: loader workers would each copy the
+reservoir). Validation and test sets are solved once, in the trainer process, from sample streams no
+worker uses (``seed + 1`` and ``seed + 2``; normalisation statistics come from a calibration stream
+``seed + 3``).
+
+Scale-out: under DDP every rank owns a reservoir fed by its share of the workers
+(``num_workers // world_size``, at least one), which solve only that rank's shard of the training
+stream, and draws ``samples_per_epoch // world_size`` pairs per epoch.
+
+Checkpoints hold the stream's state (:meth:`OnlineDataModule.state_dict`): the workers' cursor, the
+reservoir (its samples, times seen, counters and RNG state) and the accounting, so a resumed run
+continues the stream after every block the stopped run drew and never solves those samples again.
+Every exit path (the end of ``fit``, an exception, Ctrl-C, interpreter exit) stops the workers.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -22,7 +35,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from pdebench.data.datamodules import to_channels_first, trajectory_pairs
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
-from pdebench.data.workers import LocalWorkerPool, WorkerConfig
+from pdebench.data.workers import BACKENDS, LocalWorkerPool, RayWorkerPool, WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
 
 log = logging.getLogger(__name__)
@@ -59,7 +72,10 @@ class OnlineDataModule(L.LightningDataModule):
     task, history, unroll
         ``"next_step"`` windows or ``"initial_to_final"`` pairs, as in the offline module.
     num_workers
-        Solver processes.
+        Solver processes (local) or actors (Ray), shared among DDP ranks.
+    backend, address, ray_init_args
+        ``"local"`` processes or ``"ray"`` actors on the Ray cluster at ``address`` (``None``: a
+        local Ray); further ``ray.init`` arguments.
     worker_batch_size
         Trajectories per solver call.
     capacity, policy, watermark
@@ -72,6 +88,9 @@ class OnlineDataModule(L.LightningDataModule):
         Held-out and statistics sets, solved once from their own streams.
     batch_size, seed
         Loader batch size; the training stream (validation ``seed + 1``, test ``seed + 2``).
+    checkpoint_samples
+        Save the reservoir's resident samples in checkpoints (``False``: only its counters and RNG
+        state; a resumed run then refills it from new samples).
     """
 
     def __init__(
@@ -83,6 +102,9 @@ class OnlineDataModule(L.LightningDataModule):
         history: int = 1,
         unroll: int = 1,
         num_workers: int = 2,
+        backend: Literal["local", "ray"] = "local",
+        address: str | None = None,
+        ray_init_args: dict[str, Any] | None = None,
         worker_batch_size: int = 8,
         capacity: int = 2048,
         policy: Literal["fifo", "firo", "reservoir"] = "reservoir",
@@ -94,12 +116,17 @@ class OnlineDataModule(L.LightningDataModule):
         calibration_trajectories: int = 16,
         batch_size: int = 32,
         seed: int = 0,
+        checkpoint_samples: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if task not in ("next_step", "initial_to_final"):
             raise ValueError(f"task must be 'next_step' or 'initial_to_final', got {task!r}")
-        for name, value in (("history", history), ("unroll", unroll), ("samples_per_epoch", samples_per_epoch),
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown worker backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if address is not None and backend != "ray":
+            raise ValueError(f"address={address!r} needs backend='ray'")
+        for name, value in (("history", history), ("unroll", unroll), ("samples_per_epoch", samples_per_epoch), ("num_workers", num_workers),
                             ("batch_size", batch_size), ("val_trajectories", val_trajectories),
                             ("test_trajectories", test_trajectories), ("calibration_trajectories", calibration_trajectories)):
             if value < 1:
@@ -116,9 +143,11 @@ class OnlineDataModule(L.LightningDataModule):
         self.in_channels = history if task == "next_step" else 1
         self.out_channels = 1
         self.reservoir: Reservoir | None = None
-        self.pool: LocalWorkerPool | None = None
+        self.pool: LocalWorkerPool | RayWorkerPool | None = None
         self._feeder: threading.Thread | None = None
         self._held_out: dict[str, torch.Tensor] = {}
+        self._resume: dict[str, Any] = {}
+        self._accounting = {"cursor": 0, "lost_ids": [], "solver_dropped": 0, "worker_restarts": 0, "blocks": []}
 
     @property
     def history(self) -> int:
@@ -150,6 +179,7 @@ class OnlineDataModule(L.LightningDataModule):
         hp = self.hparams
         try:
             for batch in self.pool.batches():
+                self._accounting["blocks"].append(tuple(int(i) for i in batch.block))
                 frames = to_channels_first(batch.fields[self.problem.field_name], self.spatial_dims)
                 starts = len(training_pairs(frames[:1], hp.task, hp.history, hp.unroll))
                 for i, pair in enumerate(training_pairs(frames, hp.task, hp.history, hp.unroll)):
@@ -162,14 +192,42 @@ class OnlineDataModule(L.LightningDataModule):
         finally:
             self.reservoir.close()
 
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def start_stream(self) -> None:
-        """Start workers, reservoir and feeder (idempotent)."""
+        """Start workers, reservoir and feeder (idempotent); a restored state continues its stream."""
         if self.pool is not None:
             return
+        hp = self.hparams
+        rank, world = self._rank()
+        config = dataclasses.replace(self.worker_config, shard=rank, num_shards=world)
         self.reservoir = Reservoir(self.reservoir_config)
-        self.pool = LocalWorkerPool(self.worker_config, num_workers=self.hparams.num_workers).start()
+        if "reservoir" in self._resume:
+            self.reservoir.load_state_dict(self._resume["reservoir"])
+        self._accounting.update({k: v for k, v in self._resume.items() if k in self._accounting})
+        init_args = dict(hp.ray_init_args or {}) if hp.backend == "ray" else {}
+        kwargs = {"init_args": init_args} if hp.backend == "ray" else {}
+        self.pool = make_worker_pool(config, hp.backend, num_workers=max(1, hp.num_workers // world), address=hp.address,
+                                     cursor=int(self._accounting["cursor"]), **kwargs).start()
+        log.info("rank %d/%d: %d %s workers stream %s from block %d", rank, world, self.pool.num_workers, hp.backend,
+                 hp.problem, self.pool.cursor)
         self._feeder = threading.Thread(target=self._feed, name="pdebench-feeder", daemon=True)
         self._feeder.start()
+
+    def _sync_accounting(self) -> None:
+        """Totals = what the restored (or previous) stream counted + what the running pool counted."""
+        pool = self.pool
+        if pool is None:
+            return
+        base = self._resume
+        self._accounting.update(
+            cursor=pool.cursor,
+            lost_ids=[list(i) for i in base.get("lost_ids", [])] + [list(i) for i in pool.lost_ids],
+            solver_dropped=int(base.get("solver_dropped", 0)) + pool.dropped,
+            worker_restarts=int(base.get("worker_restarts", 0)) + pool.restarts,
+        )
 
     def stop_stream(self) -> None:
         """Stop workers and feeder; every worker process is terminated."""
@@ -179,24 +237,90 @@ class OnlineDataModule(L.LightningDataModule):
             self.reservoir.close()
         if self._feeder is not None:
             self._feeder.join(timeout=5)
+        self._sync_accounting()
+        if self.pool is not None:  # fold this pool's counts into the base of any later stream
+            self._resume = {k: v for k, v in self._accounting.items() if k != "blocks"}
         self.pool = None
 
     def setup(self, stage: str | None = None) -> None:
         self.datasets = {"val": self._pairs("val"), "test": self._pairs("test")}
 
     def teardown(self, stage: str | None = None) -> None:
+        was_streaming = self.pool is not None
+        self.stop_stream()
+        if was_streaming:
+            self._write_stream_record()
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Lightning calls this on an error or Ctrl-C: stop every worker before anything else."""
         self.stop_stream()
 
     def stream_stats(self) -> dict[str, Any]:
-        """Reservoir statistics plus worker restarts and dropped (blown-up) samples."""
+        """Reservoir statistics plus the stream's accounting: cursor, worker restarts, blown-up
+        samples dropped by the solver, and the ids lost with dead workers."""
+        self._sync_accounting()
         stats = dict(self.reservoir.stats()) if self.reservoir is not None else {}
-        if self.pool is not None:
-            stats.update(worker_restarts=self.pool.restarts, solver_dropped=self.pool.dropped)
+        acc = self._accounting
+        stats.update(cursor=acc["cursor"], worker_restarts=acc["worker_restarts"], solver_dropped=acc["solver_dropped"],
+                     lost=len(acc["lost_ids"]))
         return stats
+
+    def _write_stream_record(self) -> None:
+        """``<log_dir>/stream/rank<r>.json``: this rank's stream statistics, the blocks it received
+        and the ids it lost (what a user checks after a run; the DDP test reads it)."""
+        trainer = getattr(self, "trainer", None)
+        log_dir = (getattr(trainer, "log_dir", None) or getattr(trainer, "default_root_dir", None)) if trainer else None
+        if log_dir is None:
+            return
+        rank, world = self._rank()
+        record = {"rank": rank, "world_size": world, "backend": self.hparams.backend, **self.stream_stats(),
+                  "blocks": self._accounting["blocks"], "lost_ids": self._accounting["lost_ids"]}
+        path = Path(log_dir) / "stream" / f"rank{rank}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, default=str, indent=1))
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The stream's state for Lightning checkpoints: per rank, its cursor, accounting and reservoir.
+
+        Under DDP every rank's state is gathered (each rank owns its shard and reservoir) into the
+        checkpoint that rank 0 writes; Lightning calls this on every rank.
+        """
+        if self.pool is None and self.reservoir is None:
+            return {}
+        self._sync_accounting()
+        local = {k: v for k, v in self._accounting.items() if k != "blocks"}
+        if self.reservoir is not None:
+            reservoir = self.reservoir.state_dict()
+            if not self.hparams.checkpoint_samples:
+                reservoir.update(samples=[], sample_ids=[], times_seen=[])
+            local["reservoir"] = reservoir
+        rank, world = self._rank()
+        ranks = [local]
+        if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks = [None] * world
+            torch.distributed.all_gather_object(ranks, local)
+        return {"version": 1, "seed": self.hparams.seed, "world_size": world, "ranks": ranks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (Lightning calls it on resume, before the stream starts)."""
+        if not state:
+            return
+        if state.get("version") != 1:
+            raise ValueError(f"unsupported online stream state version {state.get('version')!r}, expected 1")
+        if state["seed"] != self.hparams.seed:
+            raise ValueError(f"checkpoint streamed seed {state['seed']}, this run is configured with seed {self.hparams.seed}")
+        rank, world = self._rank()
+        if state["world_size"] != world:
+            raise ValueError(f"checkpoint was written by {state['world_size']} ranks; resuming on {world} would mix their shards")
+        if self.pool is not None:
+            raise RuntimeError("cannot restore the stream state while the stream is running")
+        self._resume = dict(state["ranks"][rank])
 
     def train_dataloader(self) -> DataLoader:
         self.start_stream()
-        return DataLoader(ReservoirDataset(self.reservoir, self.hparams.samples_per_epoch), batch_size=self.hparams.batch_size, num_workers=0)
+        per_rank = max(1, self.hparams.samples_per_epoch // self._rank()[1])
+        return DataLoader(ReservoirDataset(self.reservoir, per_rank), batch_size=self.hparams.batch_size, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["val"], batch_size=self.hparams.batch_size)

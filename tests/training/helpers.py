@@ -17,3 +17,21 @@ class KillAtEpoch(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == self.epoch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class InterruptAtStep(L.Callback):
+    """At global step ``step``, record the online workers' pids in ``pid_file`` and then interrupt
+    training: ``how="sigint"`` sends this process SIGINT (a user's Ctrl-C), ``how="error"`` raises."""
+
+    def __init__(self, step: int, how: str, pid_file: str) -> None:
+        self.step, self.how, self.pid_file = step, how, pid_file
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step != self.step:
+            return
+        with open(self.pid_file, "w") as f:
+            f.write(" ".join(map(str, trainer.datamodule.pool.pids)))
+        if self.how == "sigint":
+            os.kill(os.getpid(), signal.SIGINT)
+        else:
+            raise RuntimeError("training failed on purpose")
