@@ -266,12 +266,12 @@ class OnlineDataModule(L.LightningDataModule):
         return stats
 
     def _write_stream_record(self) -> None:
-        """``<log_dir>/stream/rank<r>.json``: this rank's stream statistics, the blocks it received
-        and the ids it lost (what a user checks after a run; the DDP test reads it)."""
+        """``<log_dir>/stream/rank<r>.json`` (when the trainer has a logger): this rank's stream
+        statistics, the blocks it received and the ids it lost (what a user checks after a run)."""
         trainer = getattr(self, "trainer", None)
-        log_dir = (getattr(trainer, "log_dir", None) or getattr(trainer, "default_root_dir", None)) if trainer else None
-        if log_dir is None:
+        if trainer is None or not trainer.loggers:  # no logger, no log folder: nothing is written
             return
+        log_dir = trainer.log_dir
         rank, world = self._rank()
         record = {"rank": rank, "world_size": world, "backend": self.hparams.backend, **self.stream_stats(),
                   "blocks": self._accounting["blocks"], "lost_ids": self._accounting["lost_ids"]}

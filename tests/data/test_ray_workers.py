@@ -108,3 +108,27 @@ def test_unknown_backend_and_an_address_for_local_are_refused():
         make_worker_pool(config, "slurm")
     with pytest.raises(ValueError, match="needs backend='ray'"):
         make_worker_pool(config, "local", address="ray://head:10001")
+
+
+def test_a_published_feed_hands_every_batch_to_exactly_one_of_two_readers(ray_session):
+    import threading
+
+    from pdebench.data.ray_feed import RayFeed, publish
+
+    config = WorkerConfig("burgers1d", SMALL, seed=11, batch_size=2, max_samples=12)
+    published = []
+    with make_worker_pool(config, "local", num_workers=1) as pool:
+        publisher = threading.Thread(target=lambda: published.append(publish(pool.batches(), "test-feed", maxsize=2)))
+        publisher.start()
+        readers = [RayFeed("test-feed", wait=30).start() for _ in range(2)]
+        got = [[], []]
+        threads = [threading.Thread(target=lambda r=r, out=out: out.extend(tuple(map(int, i)) for b in r.batches() for i in b.sample_ids))
+                   for r, out in zip(readers, got)]
+        for t in threads:
+            t.start()
+        for t in [*threads, publisher]:
+            t.join(60)
+    assert published == [6]
+    assert sorted(got[0] + got[1]) == [(11, i) for i in range(12)]
+    with pytest.raises(ValueError, match="no stream feed named 'missing'"):
+        RayFeed("missing", wait=0).start()
