@@ -1,4 +1,4 @@
-"""The ``pdebench`` console script: list, generate, export, plot, demo.
+"""The ``pdebench`` console script: list, generate, stream, export, plot, demo.
 
 Every bad argument ends in a one-line ``pdebench: error: ...`` message and exit status 2, before
 anything is written.
@@ -95,6 +95,93 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_stream(args: argparse.Namespace, console: Console) -> int:
+    """Run data-generation workers on their own and spill what they solve to an HDF5 file.
+
+    Ctrl-C or a failing worker pool keeps the samples received so far: the file is finished and moved
+    into place atomically like a complete one, with ``provenance.complete`` false and
+    ``provenance.interrupted`` naming the cause (exit status 130, or 1 for a worker failure). When
+    nothing had arrived, nothing is written and an existing destination is untouched.
+    """
+    from pdebench.data.generate import check_generation_args
+    from pdebench.data.hdf5 import check_destination
+    from pdebench.data.spill import spill_stream
+    from pdebench.data.workers import WorkerConfig, make_worker_pool
+    from pdebench.problems import PROBLEMS
+    from pdebench.solvers import SOLVERS
+
+    check_generation_args(args.num_samples, args.seed, args.batch_size)
+    if (args.output is None) == (args.feed is None):
+        raise ValueError("give exactly one destination: --output FILE.h5 (spill) or --feed NAME (feed trainers through Ray)")
+    if args.feed is not None and args.backend != "ray":
+        raise ValueError(f"--feed {args.feed} publishes through Ray; add --backend ray")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.address is not None and args.backend != "ray":
+        raise ValueError(f"--address {args.address} needs --backend ray (the local backend runs processes on this machine)")
+    output = Path(args.output) if args.output is not None else None
+    if output is not None:
+        check_destination(output, args.overwrite)
+    problem_args = _parse_settings(args.problem, PROBLEMS, args.set)
+    problem = PROBLEMS.build(args.problem, **problem_args)
+    solver_kwargs = _parse_settings(problem.solver, SOLVERS, args.solver_set)
+    SOLVERS.validate(problem.solver, solver_kwargs)
+    config = WorkerConfig(args.problem, problem_args, solver_kwargs, seed=args.seed, batch_size=args.batch_size,
+                          max_samples=args.num_samples, threads=args.threads)
+    pool = make_worker_pool(config, args.backend, num_workers=args.workers, address=args.address)
+    if args.feed is not None:
+        return _stream_to_feed(pool, args, problem.name, console)
+    with _progress(console) as progress:
+        task = progress.add_task(f"{problem.name} → {args.output} ({args.workers} {args.backend} workers)",
+                                 total=args.num_samples, rate="")
+
+        def advance(count: int) -> None:
+            progress.advance(task, count)
+            done = progress.tasks[task].completed
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(task, rate=f"{done / elapsed:.1f} samples/s")
+
+        summary = spill_stream(pool, problem, output, overwrite=args.overwrite, progress=advance,
+                               provenance={"backend": args.backend, "num_workers": args.workers})
+    counts = f"{summary.dropped} dropped (blew up), {summary.lost} lost with dead workers"
+    if summary.interrupted is not None:
+        status = 130 if summary.interrupted == "KeyboardInterrupt" else 1
+        cause = "interrupted" if status == 130 else f"error: the workers failed ({summary.interrupted})"
+        if summary.path is None:
+            kept = f"no samples had arrived; nothing was written{' and ' + str(output) + ' is untouched' if output.exists() else ''}"
+        else:
+            kept = (f"kept the {summary.written} of {args.num_samples} samples received in {summary.path} "
+                    f"(provenance.complete = false; {counts})")
+        print(f"pdebench: {cause}; {kept}".replace("\n", " "), file=sys.stderr)
+        return status
+    if summary.path is None:
+        print(f"pdebench: error: no samples were written to {output}: {counts}", file=sys.stderr)
+        return 1
+    console.print(
+        f"[green]wrote[/] {summary.path}: {summary.written} of {args.num_samples} samples in {summary.wall_time_s:.2f} s — "
+        f"{summary.samples_per_second:.1f} samples/s, {summary.bytes_written / 2**20:.2f} MiB; {counts}"
+        + (f"; {summary.restarts} worker restarts" if summary.restarts else "")
+    )
+    return 0
+
+
+def _stream_to_feed(pool, args: argparse.Namespace, name: str, console: Console) -> int:
+    """Publish the pool's batches on the Ray feed ``args.feed`` until ``-n`` samples are read."""
+    from pdebench.data.ray_feed import publish
+
+    with pool, _progress(console) as progress:  # the Ray pool joins (or starts) the cluster
+        task = progress.add_task(f"{name} → Ray feed {args.feed!r} ({args.workers} ray workers)", total=args.num_samples, rate="")
+
+        def counted():
+            for batch in pool.batches():
+                progress.advance(task, len(batch.sample_ids))
+                yield batch
+
+        published = publish(counted(), args.feed)
+    console.print(f"[green]fed[/] {published} batches to {args.feed!r}; {pool.dropped} dropped (blew up), {len(pool.lost_ids)} lost")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.export import export_netcdf
 
@@ -173,6 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: 2 threads are 1.7x faster on an "
                    "idle 2-core machine but 2-6x slower when anything else competes; see benchmarks/)")
     p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("stream", help="run data-generation workers on their own and spill what they solve to an HDF5 file")
+    p.add_argument("problem", help="registered problem name (see `pdebench list`)")
+    p.add_argument("--samples", "--num-samples", "-n", dest="num_samples", type=int, required=True,
+                   help="sample indices 0..n-1 to solve (rows are written in the order batches arrive)")
+    p.add_argument("--output", "-o", help="destination .h5 file (spill)")
+    p.add_argument("--feed", help="instead of a file, publish on the Ray feed NAME that online trainers read "
+                   "(OnlineDataModule backend: ray, feed: NAME, address: ...)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, help="worker processes (local) or actors (ray)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per solver call (one message per batch)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="problem parameter (repeatable)")
+    p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--address", help="Ray cluster address (--backend ray; default: start a local Ray)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (and in this process)")
+    p.set_defaults(run=cmd_stream)
 
     p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray)")
     p.add_argument("file")

@@ -111,3 +111,146 @@ def test_list_plot_and_export(tmp_path, capsys):
 
     with xr.open_dataset(tmp_path / "b.nc") as ds:
         np.testing.assert_array_equal(ds["u"].values, read_trajectories(path).fields["u"].numpy())
+
+
+# ------------------------------------------------------------------------------------ pdebench stream
+def stream(path: Path, *extra: str, n: int = 6) -> int:
+    return main(["stream", "burgers1d", "-n", str(n), "--seed", "11", "-o", str(path), "--batch-size", "4", *SMALL, *extra])
+
+
+def live(pids) -> list[int]:
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def test_stream_spills_the_rows_generate_writes_with_every_index_once(tmp_path):
+    streamed, generated = tmp_path / "s.h5", tmp_path / "g.h5"
+    assert stream(streamed, "--workers", "2") == 0
+    assert generate(generated) == 0
+    with h5py.File(streamed) as s, h5py.File(generated) as g:
+        assert set(s) == set(g) and s["tensor"].shape == g["tensor"].shape == (6, 5, 64)
+        ids = [tuple(r) for r in s["sample_ids"][:].tolist()]
+        assert sorted(ids) == [(11, i) for i in range(6)], "every index 0..n-1 exactly once"
+        order = np.argsort(s["sample_ids"][:, 1])
+        assert np.array_equal(s["tensor"][:][order], g["tensor"][:]), "rows differ from generate's, bit for bit"
+        assert s.attrs["Nu"] == 0.05 and s.attrs["provenance.solver"] == "spectral"
+        assert s.attrs["provenance.complete"] and s.attrs["provenance.backend"] == "local"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["stream", "burgerz", "-n", "2", "-o", "{out}"], "unknown problem 'burgerz'"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=-0.1"], "nu (viscosity) must be positive, got -0.1"),
+        (["stream", "burgers1d", "-n", "0", "-o", "{out}"], "num_samples must be an integer >= 1, got 0"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--seed", "-3"], "seed must be an integer >= 0, got -3"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--workers", "0"], "--workers must be >= 1, got 0"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--threads", "0"], "--threads must be >= 1, got 0"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--address", "10.1.2.3:6379"], "--address 10.1.2.3:6379 needs --backend ray"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--set", "viscosity=1"], "has no argument 'viscosity'"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=fast"], "cannot use nu=fast: expected float"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--solver-set", "dt=-1"], "dt must be positive, got -1"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{missing}/x.h5"], "folder"),
+    ],
+)
+def test_stream_bad_input_is_a_one_line_error_before_any_worker_or_file(tmp_path, capsys, monkeypatch, argv, message):
+    from pdebench.data import workers
+
+    def no_start(self):
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(workers.LocalWorkerPool, "start", no_start)
+    monkeypatch.setattr(workers.RayWorkerPool, "start", no_start)
+    out = tmp_path / "x.h5"
+    argv = [a.format(out=out, missing=tmp_path / "missing") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pdebench: error:") and message in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stream_keeps_an_existing_file_without_overwrite(tmp_path, capsys):
+    path = tmp_path / "s.h5"
+    path.write_bytes(b"previous")
+    assert stream(path) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert path.read_bytes() == b"previous" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_stream_interrupted_keeps_the_received_samples_and_stops_the_workers(tmp_path, capsys, monkeypatch):
+    from pdebench.data import workers
+
+    real, pids = workers.LocalWorkerPool.batches, set()
+
+    def batches(self, *args, **kwargs):
+        for batch in real(self, *args, **kwargs):
+            pids.update(self.pids)
+            yield batch
+            raise KeyboardInterrupt  # Ctrl-C after the first batch
+
+    monkeypatch.setattr(workers.LocalWorkerPool, "batches", batches)
+    path = tmp_path / "s.h5"
+    assert stream(path, n=40) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pdebench: interrupted; kept the 4 of 40 samples received in") and "\n" not in err
+    assert pids and not live(pids), "a worker outlived the interrupted stream"
+    traj = read_trajectories(path)
+    assert traj.num_samples == 4 and traj.provenance["complete"] is False
+    problem = PROBLEMS.build("burgers1d", nx=64, n_out=4, nu=0.05)
+    alone = solve_samples(problem, build_solver(problem), seed=11, indices=traj.sample_ids[:, 1])
+    assert torch.equal(alone.fields["u"].float(), traj.fields["u"])
+    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
+
+
+def test_sigint_to_a_stream_process_keeps_a_valid_file_and_leaves_no_worker(tmp_path):
+    import threading
+
+    import psutil
+
+    path = tmp_path / "big.h5"
+    cmd = [sys.executable, "-m", "pdebench", "-v", "stream", "burgers1d", "-n", "100000", "-o", str(path), "--batch-size", "4", *SMALL]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any("appended" in line for line in lines):  # -v logs each batch written
+            assert time.monotonic() < deadline and proc.poll() is None, "no batch was ever written"
+            workers = workers or [c.pid for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+            time.sleep(0.05)
+        workers = [c.pid for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert proc.returncode == 130, err
+    assert workers and not live(workers), "a worker outlived the interrupted stream"
+    assert [p.name for p in tmp_path.iterdir()] == ["big.h5"], "no file, or a temporary file left behind"
+    traj = read_trajectories(path)
+    assert traj.provenance["complete"] is False and traj.provenance["interrupted"] == "KeyboardInterrupt"
+    assert traj.num_samples > 0 and len({tuple(r) for r in traj.sample_ids.tolist()}) == traj.num_samples
+    assert f"kept the {traj.num_samples} of 100000 samples" in " ".join(err.split())
+
+
+def test_stream_needs_exactly_one_destination_and_feeds_only_through_ray(tmp_path):
+    for args, message in ((["-n", "4"], "give exactly one destination"),
+                          (["-n", "4", "-o", str(tmp_path / "a.h5"), "--feed", "x"], "give exactly one destination"),
+                          (["-n", "4", "--feed", "x"], "--feed x publishes through Ray; add --backend ray")):
+        result = subprocess.run([sys.executable, "-m", "pdebench.cli", "stream", "burgers1d", *args], capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not list(tmp_path.iterdir())

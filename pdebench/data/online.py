@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from pdebench.data.datamodules import to_channels_first, trajectory_pairs
 from pdebench.data.generate import build_solver, solve_samples
+from pdebench.data.ray_feed import RayFeed
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
 from pdebench.data.workers import BACKENDS, LocalWorkerPool, RayWorkerPool, WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
@@ -76,6 +77,10 @@ class OnlineDataModule(L.LightningDataModule):
     backend, address, ray_init_args
         ``"local"`` processes or ``"ray"`` actors on the Ray cluster at ``address`` (``None``: a
         local Ray); further ``ray.init`` arguments.
+    feed
+        Read the batches that ``pdebench stream --backend ray --feed NAME`` publishes on the Ray
+        cluster at ``address`` instead of starting workers (needs ``backend="ray"``; the stream
+        process owns the seeds, so checkpoints then hold only the reservoir).
     worker_batch_size
         Trajectories per solver call.
     capacity, policy, watermark
@@ -105,6 +110,7 @@ class OnlineDataModule(L.LightningDataModule):
         backend: Literal["local", "ray"] = "local",
         address: str | None = None,
         ray_init_args: dict[str, Any] | None = None,
+        feed: str | None = None,
         worker_batch_size: int = 8,
         capacity: int = 2048,
         policy: Literal["fifo", "firo", "reservoir"] = "reservoir",
@@ -126,6 +132,8 @@ class OnlineDataModule(L.LightningDataModule):
             raise ValueError(f"unknown worker backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if address is not None and backend != "ray":
             raise ValueError(f"address={address!r} needs backend='ray'")
+        if feed is not None and backend != "ray":
+            raise ValueError(f"feed={feed!r} is read through Ray; set backend='ray'")
         for name, value in (("history", history), ("unroll", unroll), ("samples_per_epoch", samples_per_epoch), ("num_workers", num_workers),
                             ("batch_size", batch_size), ("val_trajectories", val_trajectories),
                             ("test_trajectories", test_trajectories), ("calibration_trajectories", calibration_trajectories)):
@@ -143,7 +151,7 @@ class OnlineDataModule(L.LightningDataModule):
         self.in_channels = history if task == "next_step" else 1
         self.out_channels = 1
         self.reservoir: Reservoir | None = None
-        self.pool: LocalWorkerPool | RayWorkerPool | None = None
+        self.pool: LocalWorkerPool | RayWorkerPool | RayFeed | None = None
         self._feeder: threading.Thread | None = None
         self._held_out: dict[str, torch.Tensor] = {}
         self._resume: dict[str, Any] = {}
@@ -209,8 +217,11 @@ class OnlineDataModule(L.LightningDataModule):
         self._accounting.update({k: v for k, v in self._resume.items() if k in self._accounting})
         init_args = dict(hp.ray_init_args or {}) if hp.backend == "ray" else {}
         kwargs = {"init_args": init_args} if hp.backend == "ray" else {}
-        self.pool = make_worker_pool(config, hp.backend, num_workers=max(1, hp.num_workers // world), address=hp.address,
-                                     cursor=int(self._accounting["cursor"]), **kwargs).start()
+        if hp.feed is not None:
+            self.pool = RayFeed(hp.feed, hp.address, init_args).start()
+        else:
+            self.pool = make_worker_pool(config, hp.backend, num_workers=max(1, hp.num_workers // world), address=hp.address,
+                                         cursor=int(self._accounting["cursor"]), **kwargs).start()
         log.info("rank %d/%d: %d %s workers stream %s from block %d", rank, world, self.pool.num_workers, hp.backend,
                  hp.problem, self.pool.cursor)
         self._feeder = threading.Thread(target=self._feed, name="pdebench-feeder", daemon=True)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "pdebench"
@@ -117,6 +119,7 @@ class RayFeed:
             if isinstance(item, str) and item == _END:
                 self._actor.put_nowait.remote(_END)  # for the other readers
                 return
+            item.fields = {name: np.array(value) for name, value in item.fields.items()}  # off the object store
             self.dropped += item.dropped
             yield item
 

@@ -116,18 +116,21 @@ def _worker_main(config: WorkerConfig, worker: int, connection) -> None:
     on ``None`` or when the parent is gone. (The parent hands out the blocks, so it always knows
     what a worker holds; and a pipe per worker means a worker killed mid-send leaves no shared lock
     held.)"""
+    import signal
+
     import torch
 
     from pdebench.data.generate import build_solver
     from pdebench.problems import PROBLEMS
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle: it stops us
     torch.set_num_threads(config.threads)
     problem = PROBLEMS.build(config.problem, **config.problem_args)
     solver = build_solver(problem, **config.solver_args)
     try:
         while (block := connection.recv()) is not None:
             connection.send(config.solve(problem, solver, tuple(block), worker))
-    except EOFError:
+    except (EOFError, BrokenPipeError):  # the parent is gone
         pass
     connection.close()
 

@@ -132,3 +132,24 @@ def test_a_published_feed_hands_every_batch_to_exactly_one_of_two_readers(ray_se
     assert sorted(got[0] + got[1]) == [(11, i) for i in range(12)]
     with pytest.raises(ValueError, match="no stream feed named 'missing'"):
         RayFeed("missing", wait=0).start()
+
+
+def test_online_data_module_trains_from_a_feed_without_starting_workers(ray_session):
+    import threading
+
+    from pdebench.data.online import OnlineDataModule
+    from pdebench.data.ray_feed import publish
+
+    config = WorkerConfig("burgers1d", {"nx": 64, "n_out": 1}, seed=0, batch_size=2, max_samples=8)
+    dm = OnlineDataModule("burgers1d", {"nx": 64, "n_out": 1}, task="initial_to_final", backend="ray", feed="dm-feed",
+                          policy="fifo", capacity=8, watermark=1, samples_per_epoch=8, batch_size=2)
+    with make_worker_pool(config, "local", num_workers=1) as pool:
+        publisher = threading.Thread(target=publish, args=(pool.batches(), "dm-feed"), kwargs={"maxsize": 2})
+        publisher.start()
+        dm.start_stream()
+        ids = sorted(dm.reservoir.get(timeout=30)[1][:2] for _ in range(8))
+        publisher.join(30)
+    dm.stop_stream()
+    assert ids == [(0, i) for i in range(8)]
+    with pytest.raises(ValueError, match="set backend='ray'"):
+        OnlineDataModule("burgers1d", feed="dm-feed")

@@ -1,0 +1,404 @@
+"""Spill a worker stream to disk: keep the samples that data-generation workers solve.
+
+:func:`spill_stream` reads the :class:`~pdebench.data.workers.Batch` messages of a worker pool (or any
+iterable of them) and appends each one, in arrival order, to an HDF5 file through
+:class:`~pdebench.data.hdf5.TrajectoryWriter`: the layout is the one ``pdebench generate`` writes
+(``tensor``/field datasets, coordinates, ``sample_ids``, problem parameters, ``provenance.*``), with
+``sample_ids`` recording the ``(seed, index)`` of every row, so any row can be regenerated alone
+with :func:`~pdebench.data.generate.solve_samples`.
+
+What ends up under the destination name
+---------------------------------------
+* The stream ends (every index solved, dropped or lost): the complete file, moved into place
+  atomically (temporary file, fsync, :func:`os.replace`); ``provenance.complete`` is true.
+* Ctrl-C (:class:`KeyboardInterrupt`) or a worker-pool failure (a crash loop's ``RuntimeError``, or any
+  other error raised while *receiving* batches): the workers are stopped, then **the samples received
+  so far are kept**: the file is finished and moved into place atomically exactly as a complete one,
+  with ``provenance.complete`` false and ``provenance.interrupted`` naming the cause. If nothing had
+  been received, nothing is written and an existing destination is untouched (the same holds when a
+  stream ends with every sample dropped or lost). The function returns
+  normally in both cases (``summary.interrupted`` says what happened); it does not re-raise.
+* Any other error (writing fails, a batch disagrees with the file, ...): the temporary file is
+  deleted, the destination is untouched, and the error propagates.
+
+Provenance (root attributes ``provenance.<key>``)
+-------------------------------------------------
+As ``pdebench generate``: the solver's attributes (``solver``, ``scheme``, ``dt``, ``dtype``,
+``pdebench_version``, ...; the step is the one the solver plans for the first batch written, since
+worker batches carry no provenance), ``seed`` and ``problem``; and for a stream: ``source``
+(``"stream"``), ``complete``, ``interrupted`` (``""`` or the cause), ``samples_requested`` (-1:
+unbounded), ``dropped``, ``lost``, ``lost_ranges`` (``[[seed, start, stop], ...]`` lost with dead
+workers), ``duplicates_skipped``, ``worker_restarts``, ``stream_cursor`` (the pool's next block),
+``stream_wall_time_s``, plus the caller's (the CLI adds ``backend`` and ``num_workers``).
+
+Every path ends with the pool stopped (all worker processes or actors ended). Ctrl-C is held back
+while a batch is being written (so a row is never half-written) and while the file is being
+finished; a second Ctrl-C during finishing abandons the file (destination untouched).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pdebench.data.generate import build_solver, check_generation_args
+from pdebench.data.hdf5 import TrajectoryWriter, check_destination
+from pdebench.data.trajectories import Trajectories
+from pdebench.problems.base import Problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpillSummary:
+    """What :func:`spill_stream` did.
+
+    Attributes
+    ----------
+    path
+        The file written, or ``None`` when nothing was received (nothing written).
+    requested
+        Sample indices the stream was to solve (``None``: unbounded stream).
+    written
+        Rows in the file.
+    dropped
+        Samples whose solve blew up (dropped by the workers' solver, not written).
+    lost
+        Samples lost with a worker that died (``lost_ids`` lists them when the pool reports them).
+    duplicates
+        Rows skipped because their ``(seed, index)`` was already written.
+    wall_time_s
+        Seconds from the start of the pool to the file being in place.
+    interrupted
+        ``None`` when the stream ended on its own; otherwise the cause (``"KeyboardInterrupt"``, or
+        ``"RuntimeError: workers died ..."``).
+    restarts
+        Worker replacements during the run.
+    bytes_written
+        Size of the file (0 when nothing was written).
+    """
+
+    path: Path | None
+    requested: int | None
+    written: int
+    dropped: int
+    lost: int
+    wall_time_s: float
+    interrupted: str | None = None
+    duplicates: int = 0
+    restarts: int = 0
+    bytes_written: int = 0
+    lost_ids: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the stream ended on its own (not interrupted)."""
+        return self.interrupted is None
+
+    @property
+    def unsolved(self) -> int:
+        """Requested indices neither written, dropped nor lost (0 for a complete or unbounded run)."""
+        if self.requested is None:
+            return 0
+        return max(0, self.requested - self.written - self.dropped - self.lost)
+
+    @property
+    def samples_per_second(self) -> float:
+        """Rows written per wall-clock second."""
+        return self.written / self.wall_time_s if self.wall_time_s > 0 else float("inf")
+
+
+class _HeldSigint:
+    """Hold SIGINT (Ctrl-C) while a block runs (main thread only; elsewhere a no-op).
+
+    ``release="raise"``: signals that arrived are delivered (``KeyboardInterrupt``) when the block
+    ends without an error. ``release="swallow"``: the first one is ignored, a second one interrupts
+    at once.
+    """
+
+    def __init__(self, release: str = "raise") -> None:
+        self.release = release
+        self.pending = 0
+        self._previous: Any = None
+        self._installed = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.pending += 1
+        if self.release == "swallow" and self.pending >= 2:
+            self._restore()
+            raise KeyboardInterrupt
+
+    def _restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def __enter__(self) -> _HeldSigint:
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+                self._installed = True
+            except ValueError:  # not the main interpreter
+                self._installed = False
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        previous = self._previous
+        self._restore()
+        if exc_type is None and self.pending and self.release == "raise":
+            if callable(previous):
+                previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
+def _planned_provenance(problem: Problem, solver: Any, sample_ids: np.ndarray, threads: int | None) -> dict[str, Any]:
+    """The solver's provenance for these samples without solving them again.
+
+    Batches from workers carry no provenance, so the parent rebuilds what ``pdebench generate``
+    stores: the solver's own attributes, with the internal step it plans from these samples' inputs
+    (the step a solve of them starts with; the spectral solver only shortens it if the flow speeds
+    up). Solvers without this interface get ``{"solver": name}``.
+    """
+    base: dict[str, Any] = {"solver": problem.solver, "problem": problem.name}
+    if not all(hasattr(solver, name) for name in ("provenance", "grid", "stability_limits", "substeps")):
+        return base
+    try:
+        from pdebench.solvers.spectral.solver import equation_mask
+
+        seeds = np.unique(sample_ids[:, 0])
+        u0 = problem.sample_initial_conditions(int(seeds[0]), sample_ids[sample_ids[:, 0] == seeds[0], 1].tolist())
+        grid = solver.grid(problem)
+        equation = problem.equation()
+        u_hat = grid.rfft(torch.as_tensor(u0).to(device=grid.device, dtype=grid.dtype))
+        if not equation.is_linear:
+            u_hat = u_hat * equation_mask(equation, grid).to(grid.complex_dtype)
+        limits = solver.stability_limits(equation, grid, u_hat)
+        substeps = int(solver.substeps(problem.dt_out, limits, getattr(problem, "max_dt", None)).max())
+        provenance = dict(solver.provenance(problem, problem.dt_out / substeps, substeps, math.nan))
+    except Exception:  # noqa: BLE001 - provenance is best effort; the data are what matter
+        log.debug("could not plan the solver step for provenance", exc_info=True)
+        return base
+    provenance.pop("wall_time_s", None)  # the workers' solve time is not reported
+    if threads is not None:
+        provenance["torch_threads"] = threads
+    return provenance
+
+
+def _as_trajectories(batch: Any, problem: Problem, keep: np.ndarray, provenance: dict[str, Any]) -> Trajectories:
+    fields = {name: torch.from_numpy(np.ascontiguousarray(np.asarray(value)[keep])) for name, value in batch.fields.items()}
+    return Trajectories(
+        fields=fields,
+        coords=problem.coordinates(),
+        params=problem.params(),
+        sample_ids=np.asarray(batch.sample_ids, dtype=np.int64).reshape(-1, 2)[keep],
+        provenance=dict(provenance),
+    )
+
+
+def _as_ranges(ids: list[tuple[int, int]]) -> list[list[int]]:
+    """``[(seed, index), ...]`` -> ``[[seed, start, stop], ...]`` runs of consecutive indices (compact
+    enough for an HDF5 attribute however many blocks were lost)."""
+    runs: list[list[int]] = []
+    for seed, index in sorted(set(ids)):
+        if runs and runs[-1][0] == seed and runs[-1][2] == index:
+            runs[-1][2] += 1
+        else:
+            runs.append([seed, index, index + 1])
+    return runs
+
+
+def _check_config(problem: Problem, config: Any) -> None:
+    from pdebench.problems import PROBLEMS
+
+    expected = PROBLEMS.build(config.problem, **config.problem_args)
+    if expected != problem:
+        raise ValueError(f"the pool solves {expected!r}, but the file is for {problem!r}")
+
+
+def spill_stream(
+    source: Any,
+    problem: Problem,
+    path: str | os.PathLike[str],
+    *,
+    num_samples: int | None = None,
+    overwrite: bool = False,
+    solver_kwargs: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+    start: bool = True,
+) -> SpillSummary:
+    """Write the batches of a worker stream to the HDF5 file ``path``, in arrival order.
+
+    See the module docstring for what is left under ``path`` on each way this can end.
+
+    Parameters
+    ----------
+    source
+        A worker pool (``make_worker_pool(...)``, :class:`~pdebench.data.workers.LocalWorkerPool`,
+        :class:`~pdebench.data.workers.RayWorkerPool`): started here once the destination is open
+        (unless ``start=False``: already started) and **always stopped** before this returns or
+        raises. Or any iterable of :class:`~pdebench.data.workers.Batch` (closed on exit if it has a
+        ``close``); then stopping its producer is the caller's job.
+    problem
+        The problem the batches solve (coordinates and parameters of the file). For a pool it must
+        equal the pool's configured problem.
+    path
+        Destination ``.h5`` file; checked before anything starts.
+    num_samples
+        Stop once this many rows are written (rows past it in the last batch are not written).
+        Default: the pool's ``config.max_samples`` (the whole bounded stream); ``None`` for an
+        iterable: until it ends.
+    overwrite
+        Replace an existing ``path`` (also with a partial file if interrupted after rows arrived).
+    solver_kwargs
+        The workers' solver arguments, for the provenance (default: the pool's ``config.solver_args``).
+    provenance
+        Extra provenance attributes (e.g. ``{"backend": "local"}``).
+    progress
+        Called with the samples accounted for by each batch (rows written + dropped).
+    start
+        Start the pool here (``False``: the caller started it).
+
+    Returns
+    -------
+    SpillSummary
+        Counts, wall time, and ``interrupted`` (``None`` when the stream ended on its own).
+
+    Raises
+    ------
+    ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError
+        Bad arguments or destination, before any worker starts and before any file is created.
+    """
+    is_pool = hasattr(source, "batches") and hasattr(source, "stop")
+    config = getattr(source, "config", None) if is_pool else None
+    if num_samples is None and config is not None:
+        num_samples = config.max_samples
+    if num_samples is not None:
+        check_generation_args(num_samples, 0, 1)
+    if config is not None:
+        _check_config(problem, config)
+        if solver_kwargs is None:
+            solver_kwargs = dict(config.solver_args)
+    path = Path(path)
+    check_destination(path, overwrite)
+    solver = build_solver(problem, **(solver_kwargs or {}))  # validates the arguments; cheap
+    threads = getattr(config, "threads", None)
+    extra = {"problem": problem.name, "source": "stream", **(provenance or {})}
+
+    stream_ctx: dict[str, Any] = {"iterator": None}
+    written = dropped = duplicates = 0
+    seen: set[tuple[int, int]] = set()
+    seeds: set[int] = {config.seed} if config is not None else set()
+    solver_provenance: dict[str, Any] | None = None
+    interrupted: str | None = None
+    started = time.perf_counter()
+    writer = TrajectoryWriter(path, overwrite=overwrite, provenance=extra)
+    try:
+        try:
+            if is_pool and start:
+                source.start()
+            iterator: Iterator[Any] = iter(source.batches() if is_pool else source)
+            stream_ctx["iterator"] = iterator
+            while num_samples is None or written < num_samples:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                except KeyboardInterrupt:
+                    raise
+                except Exception as error:  # noqa: BLE001 - the pool failed: keep what was received
+                    interrupted = f"{type(error).__name__}: {error}"
+                    log.warning("the worker stream failed (%s); keeping the %d samples received", interrupted, written)
+                    break
+                with _HeldSigint("raise"):
+                    ids = np.asarray(batch.sample_ids, dtype=np.int64).reshape(-1, 2)
+                    keep = np.ones(len(ids), dtype=bool)
+                    for row, (s, i) in enumerate(ids.tolist()):
+                        if (s, i) in seen:
+                            keep[row] = False
+                        seen.add((s, i))
+                    duplicates += int((~keep).sum())
+                    seeds.update(int(s) for s in np.unique(ids[:, 0]))
+                    if num_samples is not None:
+                        room = num_samples - written
+                        keep[np.flatnonzero(keep)[room:]] = False
+                    kept = int(keep.sum())
+                    if kept:
+                        if solver_provenance is None:
+                            solver_provenance = _planned_provenance(problem, solver, ids[keep], threads)
+                        writer.append(_as_trajectories(batch, problem, keep, solver_provenance))
+                    written += kept
+                    dropped += int(getattr(batch, "dropped", 0))
+                    if progress is not None:
+                        progress(kept + int(getattr(batch, "dropped", 0)))
+        except KeyboardInterrupt:
+            interrupted = "KeyboardInterrupt"
+            log.warning("interrupted; keeping the %d samples received", written)
+        with _HeldSigint("swallow"):
+            _end_stream(source, is_pool, stream_ctx["iterator"])
+            lost_ids = [tuple(map(int, i)) for i in getattr(source, "lost_ids", [])] if is_pool else []
+            lost = len(lost_ids)
+            if is_pool and not hasattr(source, "lost_ids") and interrupted is None and num_samples is not None:
+                lost = max(0, num_samples - written - dropped)  # a pool that does not report lost ids by id
+            restarts = int(getattr(source, "restarts", 0)) if is_pool else 0
+            final = {
+                "seed": next(iter(seeds)) if len(seeds) == 1 else sorted(seeds),
+                "complete": interrupted is None,
+                "interrupted": interrupted or "",
+                "samples_requested": -1 if num_samples is None else num_samples,
+                "dropped": dropped,
+                "lost": lost,
+                "lost_ranges": _as_ranges(lost_ids),
+                "duplicates_skipped": duplicates,
+                "worker_restarts": restarts,
+                "stream_wall_time_s": time.perf_counter() - started,
+            }
+            if is_pool and hasattr(source, "cursor"):
+                final["stream_cursor"] = int(source.cursor)
+            if written == 0:
+                writer.abort()
+                log.warning("no samples were received; %s was not written", path)
+            else:
+                # TrajectoryWriter takes file-wide provenance in its constructor only; these are
+                # known at the end (counts, interruption), so they join it just before close.
+                writer._extra_provenance.update(final)
+                writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        _end_stream(source, is_pool, stream_ctx["iterator"])
+    wall = time.perf_counter() - started
+    out = path if written else None
+    return SpillSummary(
+        path=out, requested=num_samples, written=written, dropped=dropped, lost=lost, wall_time_s=wall,
+        interrupted=interrupted, duplicates=duplicates, restarts=restarts,
+        bytes_written=path.stat().st_size if out is not None else 0, lost_ids=lost_ids,
+    )
+
+
+def _end_stream(source: Any, is_pool: bool, iterator: Iterator[Any] | None) -> None:
+    """Stop the pool (every worker ends), then close the batch iterator (its pipes). Idempotent.
+
+    Stopping first means no worker is still sending on a pipe this closes.
+    """
+    try:
+        if is_pool:
+            source.stop()
+    finally:
+        target = iterator if iterator is not None or is_pool else source
+        close = getattr(target, "close", None)
+        if close is not None:
+            close()
