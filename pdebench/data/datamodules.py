@@ -167,6 +167,9 @@ class OfflineDataModule(L.LightningDataModule):
             raise FileNotFoundError(f"no trajectory file at {path}")
         with TrajectoryFile(path) as file:
             shapes, coords = file.fields, file.coords
+            self._file_card = {"problem": file.provenance.get("problem"), "params": dict(file.params),
+                               "seed": file.provenance.get("seed")}
+            self._times = np.asarray(coords.get("t", []), dtype=float)
             self.num_trajectories = len(file) if max_trajectories is None else min(len(file), max_trajectories)
         self.spatial_dims = max(1, len([a for a in ("x", "y", "z") if a in coords])) if coords else None
         if task == "pairs":
@@ -198,6 +201,19 @@ class OfflineDataModule(L.LightningDataModule):
     def history(self) -> int:
         """Frames stacked into the input (1 unless ``task="next_step"``)."""
         return self.hparams.history if self.hparams.task == "next_step" else 1
+
+    def data_card(self) -> dict:
+        """What a model trained on this module has seen (stored in its checkpoints; the leaderboard
+        refuses a checkpoint whose card does not match the task): problem, parameters, resolution,
+        task, frame times, training trajectories and seed."""
+        hp = self.hparams
+        times = self._times[:: hp.temporal_stride] if hp.task != "pairs" else np.array([])
+        card = {**self._file_card, "source": f"file:{hp.path}", "resolution": list(self.resolution), "task": hp.task,
+                "history": self.history, "train_trajectories": int(len(self.splits["train"]))}
+        if len(times) > 1:
+            card["dt_frame"] = float(times[1] - times[0])
+            card["target_time"] = float(times[hp.target_frame] - times[0])
+        return card
 
     def _channel_count(self, shape: tuple[int, ...]) -> int:
         return 1 if len(shape) == self.spatial_dims + 2 else int(shape[-1])

@@ -276,6 +276,18 @@ class OnlineDataModule(L.LightningDataModule):
                      lost=len(acc["lost_ids"]))
         return stats
 
+    def data_card(self) -> dict[str, Any]:
+        """What a model trained on this stream has seen (stored in its checkpoints): problem,
+        parameters, resolution, task, frame times, the training seed and the held-out seeds, and the
+        number of distinct trajectories received so far."""
+        self._sync_accounting()
+        times = self.problem.output_times()
+        received = sum(stop - start for start, stop in self._accounting["blocks"]) - int(self._accounting["solver_dropped"])
+        return {"problem": self.hparams.problem, "params": dict(self.problem.params()), "source": "online",
+                "resolution": list(self.resolution), "task": self.hparams.task, "history": self.history,
+                "dt_frame": float(times[1] - times[0]), "target_time": float(times[-1] - times[0]), "seed": self.hparams.seed,
+                "held_out_seeds": [self.hparams.seed + k for k in (1, 2, 3)], "train_trajectories": int(max(received, 0))}
+
     def _write_stream_record(self) -> None:
         """``<log_dir>/stream/rank<r>.json`` (when the trainer has a logger): this rank's stream
         statistics, the blocks it received and the ids it lost (what a user checks after a run)."""

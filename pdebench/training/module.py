@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Literal
 
 import lightning as L
@@ -91,6 +92,8 @@ class OperatorModule(L.LightningModule):
         self.loss_dims = spatial_dims
         self.loss_fn = make_loss(loss, spatial_dims)
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._budget = {"train_time_s": 0.0, "samples_seen": 0}
+        self._fit_clock: float | None = None
 
     # ------------------------------------------------------------------ model
     def forward(self, x: torch.Tensor, **conditioning: torch.Tensor) -> torch.Tensor:
@@ -133,6 +136,7 @@ class OperatorModule(L.LightningModule):
             self.model(torch.zeros(1, expected["in_channels"], *datamodule.resolution))
 
     def on_fit_start(self) -> None:
+        self._fit_clock = time.perf_counter()
         if not bool(self.x_norm.fitted):
             stats = self.trainer.datamodule.normalization_stats()
             self.x_norm.fit(stats["x_mean"].to(self.device), stats["x_std"].to(self.device))
@@ -162,7 +166,29 @@ class OperatorModule(L.LightningModule):
                 x = self.shift_window(x, pred)
             loss = torch.stack(losses).mean()
         self.log("train_loss", loss, prog_bar=True, batch_size=x.shape[0])
+        self._budget["samples_seen"] += x.shape[0]
         return loss
+
+    # ------------------------------------------------------------ checkpoints
+    def training_budget(self) -> dict[str, float]:
+        """Wall time spent fitting (all resumed runs together, validation included) and training
+        samples processed (with repeats)."""
+        budget = dict(self._budget)
+        if self._fit_clock is not None:
+            budget["train_time_s"] += time.perf_counter() - self._fit_clock
+        return budget
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store ``checkpoint["pdebench"]``: the training budget and the data module's ``data_card``."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        card = datamodule.data_card() if hasattr(datamodule, "data_card") else None
+        checkpoint["pdebench"] = {"budget": self.training_budget(), "data": card}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("pdebench", {}).get("budget")
+        if saved:
+            self._budget = {"train_time_s": float(saved["train_time_s"]), "samples_seen": int(saved["samples_seen"])}
+            self._fit_clock = None
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         from pdebench.evaluation.metrics import nrmse

@@ -42,8 +42,11 @@ def test_resumed_online_run_restores_the_reservoir_and_never_solves_a_drawn_bloc
     fifo = ["--data.init_args.policy", "fifo"]  # every sample is used once: the resumed run must draw new ones
     train(["--trainer.max_epochs", "2", *fifo], tmp_path)
     checkpoint = tmp_path / "outputs" / "burgers1d_fno_online" / "checkpoints" / "last.ckpt"
-    saved = torch.load(checkpoint, weights_only=True)["OnlineDataModule"]
+    whole = torch.load(checkpoint, weights_only=True)
+    saved, card = whole["OnlineDataModule"], whole["pdebench"]["data"]
     (first,) = stream_records(tmp_path)
+    assert card["source"] == "online" and card["problem"] == "burgers1d" and card["resolution"] == [64]
+    assert card["held_out_seeds"] == [1, 2, 3] and 0 < card["train_trajectories"] <= 2 * len(first["blocks"])
     rank = saved["ranks"][0]
     assert len(rank["reservoir"]["samples"]) == rank["reservoir"]["counters"]["received"] - rank["reservoir"]["counters"]["evicted"] - rank["reservoir"]["counters"]["removed"] > 0
     assert rank["cursor"] >= len(first["blocks"]) > 0

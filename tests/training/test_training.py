@@ -198,3 +198,17 @@ def test_online_configs_train_from_streaming_workers_and_leave_no_process(config
     run_cli(["fit", "--config", str(config), *small, *TINY_RUN], tmp_path)
     assert list(tmp_path.glob("outputs/*/checkpoints/last.ckpt"))
     assert spawned_workers() - before == set()
+
+
+def test_checkpoints_carry_the_data_card_and_the_training_budget(tiny_data, tmp_path):
+    run_cli(["fit", "--config", str(ROOT / "configs" / "burgers1d" / "fno.yaml"), "--data.init_args.path", str(tiny_data["burgers1d"]),
+             "--data.init_args.batch_size", "2", *TINY_RUN, "--trainer.max_epochs", "2"], tmp_path)
+    (checkpoint,) = tmp_path.glob("outputs/*/checkpoints/last.ckpt")
+    saved = torch.load(checkpoint, weights_only=True)["pdebench"]
+    card, budget = saved["data"], saved["budget"]
+    assert card["problem"] == "burgers1d" and card["params"] == {"Nu": 0.1} and card["resolution"] == [64]
+    assert card["task"] == "initial_to_final" and card["seed"] == 3
+    assert card["target_time"] == pytest.approx(TINY["burgers1d"].get("t_final", 1.0))
+    assert card["train_trajectories"] == 8  # 10 trajectories, 80 % in training
+    assert budget["samples_seen"] == 2 * 2 * 2  # 2 epochs x 2 batches x 2 samples
+    assert budget["train_time_s"] > 0
