@@ -107,6 +107,32 @@ class EpochSeededSampler(Sampler[int]):
         return self.length
 
 
+def pair_statistics(dataset: Dataset, history: int, eps: float = 1e-6) -> dict[str, torch.Tensor]:
+    """Per-channel normalisation statistics of training pairs.
+
+    Windows of whole trajectories (:class:`WindowDataset`) use every frame for inputs and outputs
+    alike (the same statistics for every history slot); input/output pairs (:class:`PairDataset`,
+    e.g. ``u(0) -> u(T)``) get their own: a final state can have a far smaller spread than the
+    initial one.
+
+    Returns
+    -------
+    dict
+        ``x_mean``, ``x_std`` ``(C_in,)`` and ``y_mean``, ``y_std`` ``(C_out,)``; stds at least ``eps``.
+    """
+    if isinstance(dataset, WindowDataset):
+        frames = dataset.data  # (N, T, C, *space): the same statistics for every history slot
+        dims = [0, 1, *range(3, frames.ndim)]
+        mean, std = frames.mean(dims), frames.std(dims)
+        x_mean, x_std = mean.repeat(history), std.repeat(history)
+        y_mean, y_std = mean, std
+    else:
+        x, y = dataset.inputs, dataset.outputs
+        x_mean, x_std = x.mean([0, *range(2, x.ndim)]), x.std([0, *range(2, x.ndim)])
+        y_mean, y_std = y.mean([0, *range(2, y.ndim)]), y.std([0, *range(2, y.ndim)])
+    return {"x_mean": x_mean, "x_std": x_std.clamp_min(eps), "y_mean": y_mean, "y_std": y_std.clamp_min(eps)}
+
+
 class OfflineDataModule(L.LightningDataModule):
     """Trajectories from an HDF5 file as training windows or pairs.
 
@@ -259,21 +285,9 @@ class OfflineDataModule(L.LightningDataModule):
         self.datasets = {split: self._pairs(split) for split in ("train", "val", "test") if len(self.splits[split])}
 
     def normalization_stats(self) -> dict[str, torch.Tensor]:
-        """Per-channel mean and std of inputs and outputs over the training split: ``x_mean``,
-        ``x_std`` ``(C_in,)`` and ``y_mean``, ``y_std`` ``(C_out,)``."""
+        """Per-channel mean and std of inputs and outputs over the training split (:func:`pair_statistics`)."""
         dataset = self.datasets["train"] if hasattr(self, "datasets") else self._pairs("train")
-        if isinstance(dataset, WindowDataset):
-            frames = dataset.data  # (N, T, C, *space): the same statistics for every history slot
-            dims = [0, 1, *range(3, frames.ndim)]
-            mean, std = frames.mean(dims), frames.std(dims)
-            x_mean, x_std = mean.repeat(self.hparams.history), std.repeat(self.hparams.history)
-            y_mean, y_std = mean, std
-        else:
-            x, y = dataset.inputs, dataset.outputs
-            x_mean, x_std = x.mean([0, *range(2, x.ndim)]), x.std([0, *range(2, x.ndim)])
-            y_mean, y_std = y.mean([0, *range(2, y.ndim)]), y.std([0, *range(2, y.ndim)])
-        eps = 1e-6
-        return {"x_mean": x_mean, "x_std": x_std.clamp_min(eps), "y_mean": y_mean, "y_std": y_std.clamp_min(eps)}
+        return pair_statistics(dataset, self.hparams.history)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]

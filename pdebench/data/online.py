@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from pdebench.data.datamodules import to_channels_first, trajectory_pairs
+from pdebench.data.datamodules import pair_statistics, to_channels_first, trajectory_pairs
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.ray_feed import RayFeed
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
@@ -53,6 +53,10 @@ class ReservoirDataset(IterableDataset):
 
     def __init__(self, reservoir: Reservoir, samples_per_epoch: int) -> None:
         self.reservoir, self.samples_per_epoch = reservoir, samples_per_epoch
+
+    def __len__(self) -> int:
+        """Samples per epoch: gives Lightning a finite epoch (step-based schedules need it)."""
+        return self.samples_per_epoch
 
     def __iter__(self):
         for _ in range(self.samples_per_epoch):
@@ -176,11 +180,9 @@ class OnlineDataModule(L.LightningDataModule):
         return trajectory_pairs(self.trajectories(split), self.hparams.task, self.hparams.history, self.hparams.unroll)
 
     def normalization_stats(self) -> dict[str, torch.Tensor]:
-        """Per-channel statistics of the calibration stream (like the offline module's training split)."""
-        frames = self.trajectories("calibration")
-        dims = [0, 1, *range(3, frames.ndim)]
-        mean, std = frames.mean(dims), frames.std(dims).clamp_min(1e-6)
-        return {"x_mean": mean.repeat(self.in_channels), "x_std": std.repeat(self.in_channels), "y_mean": mean, "y_std": std}
+        """Per-channel statistics of the calibration stream's pairs, computed as the offline module
+        computes them on its training split (inputs and outputs apart for ``initial_to_final``)."""
+        return pair_statistics(self._pairs("calibration"), self.hparams.history)
 
     # -------------------------------------------------------------- streaming
     def _feed(self) -> None:
@@ -190,7 +192,9 @@ class OnlineDataModule(L.LightningDataModule):
                 self._accounting["blocks"].append(tuple(int(i) for i in batch.block))
                 frames = to_channels_first(batch.fields[self.problem.field_name], self.spatial_dims)
                 starts = len(training_pairs(frames[:1], hp.task, hp.history, hp.unroll))
+                # Clone: a view would keep the whole solved batch alive while one of its samples is resident.
                 for i, pair in enumerate(training_pairs(frames, hp.task, hp.history, hp.unroll)):
+                    pair = tuple(t.clone() for t in pair)
                     seed, index = batch.sample_ids[i // starts]
                     if not self.reservoir.put(pair, (int(seed), int(index), i % starts)):
                         if self.reservoir.closed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any, Literal
 
@@ -266,7 +267,11 @@ class OperatorModule(L.LightningModule):
         if hp.scheduler == "none":
             return opt
         if hp.scheduler == "cosine":
-            total = max(1, int(self.trainer.estimated_stepping_batches))
+            estimate = self.trainer.estimated_stepping_batches
+            if not math.isfinite(estimate):
+                raise ValueError("scheduler 'cosine' anneals over the run's steps, but this run has no step bound "
+                                 "(max_time alone): set trainer.max_steps or trainer.max_epochs, or scheduler 'none'")
+            total = max(1, int(estimate))
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         else:
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)

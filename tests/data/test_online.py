@@ -1,0 +1,29 @@
+"""OnlineDataModule pieces that need no running stream: normalisation statistics and epoch length."""
+
+from __future__ import annotations
+
+import torch
+
+from pdebench.data.online import OnlineDataModule, ReservoirDataset
+from pdebench.data.reservoir import Reservoir
+
+
+def test_initial_to_final_statistics_separate_inputs_from_outputs():
+    dm = OnlineDataModule("burgers1d", {"nx": 64, "n_out": 2}, task="initial_to_final", calibration_trajectories=6)
+    frames = dm.trajectories("calibration")  # (6, 3, 1, 64)
+    stats = dm.normalization_stats()
+    assert torch.allclose(stats["x_std"], frames[:, 0].std().reshape(1))
+    assert torch.allclose(stats["y_std"], frames[:, -1].std().reshape(1))
+    assert torch.allclose(stats["y_mean"], frames[:, -1].mean().reshape(1))
+    assert stats["y_std"] < 0.8 * stats["x_std"]  # viscous decay: the final state has a smaller spread
+
+
+def test_next_step_statistics_pool_every_frame_for_every_history_slot():
+    dm = OnlineDataModule("burgers1d", {"nx": 64, "n_out": 4}, task="next_step", history=2, calibration_trajectories=4)
+    frames = dm.trajectories("calibration")
+    stats = dm.normalization_stats()
+    assert torch.allclose(stats["x_std"], frames.std().repeat(2)) and torch.allclose(stats["y_std"], frames.std().reshape(1))
+
+
+def test_reservoir_epochs_have_a_length():
+    assert len(ReservoirDataset(Reservoir(capacity=4), 24)) == 24
