@@ -1,0 +1,417 @@
+"""Leaderboard figures: models on the solver's accuracy–cost curve, rollout errors, one prediction.
+
+Every function validates its inputs before drawing (ValueError for a bad shape or value), writes the
+figure atomically (to a hidden temporary file in the destination folder, then ``os.replace``, so a
+reader never sees a half-written image and a failure leaves no stray file), creates missing parent
+folders, and returns the path written. The format follows the path's suffix (PNG without one).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy  # noqa: E402
+
+__all__ = ["plot_error_vs_cost", "plot_prediction", "plot_rollout_errors"]
+
+log = logging.getLogger(__name__)
+
+_DPI = 110
+_MODEL_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">")
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _to_numpy(name: str, x: Any) -> np.ndarray:
+    """``x`` (numpy array, torch tensor or nested sequence) as a float64 numpy array."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers: {exc}") from None
+
+
+def _save_atomic(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
+    """Save ``fig`` to ``path`` via a temporary file in the same folder and ``os.replace``; close it."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, format=fmt, dpi=_DPI)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    log.debug("wrote %s", path)
+    return path
+
+
+def _field_scale(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """imshow colour settings shared by truth and prediction: a diverging map centred on 0 when the
+    values take both signs, else a sequential map over their finite range."""
+    finite = np.concatenate([a[np.isfinite(a)], b[np.isfinite(b)]])
+    if finite.size == 0:
+        return {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo < 0 < hi:
+        vmax = max(-lo, hi)
+        return {"cmap": "RdBu_r", "vmin": -vmax, "vmax": vmax}
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    return {"cmap": "viridis", "vmin": lo, "vmax": hi}
+
+
+def _robust_limit(*arrays: np.ndarray) -> float:
+    """Largest finite absolute value over ``arrays`` (1.0 if there is none or it is 0)."""
+    finite = [np.abs(a[np.isfinite(a)]) for a in arrays]
+    vmax = max((float(f.max()) for f in finite if f.size), default=0.0)
+    return vmax if vmax > 0 else 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Accuracy–cost
+# --------------------------------------------------------------------------------------------------
+
+
+def _speedup_note(curve: CostCurve, cost: float, error: float) -> str:
+    p = speedup_at_equal_accuracy(curve, error=error, cost=cost)
+    if p.speedup is not None:
+        return f"speed-up {p.speedup:.3g}x"
+    sign = ">" if p.speedup_bound_kind == "lower" else "<"
+    return f"speed-up {sign} {p.speedup_bound:.3g}x, {p.verdict}"
+
+
+def plot_error_vs_cost(
+    curve: CostCurve,
+    models: Mapping[str, tuple[float, float]],
+    path: str | os.PathLike[str],
+    title: str = "accuracy vs cost: models on the solver's ladder",
+    *,
+    show_speedup: bool = True,
+) -> Path:
+    """Save a log-log plot of error against cost: the solver ladder, its Pareto front and the models.
+
+    The ladder is drawn as a thin line with markers through all rungs in cost order, each rung
+    annotated with its label; the Pareto front (:meth:`CostCurve.front`) is drawn over it as a thick
+    line, and rungs off the front are crossed out. Each model is a distinct marker, annotated with its
+    name and listed in the legend.
+
+    Parameters
+    ----------
+    curve : CostCurve
+        The solver's ladder (cost in seconds per sample, error as nRMSE vs the reference).
+    models : mapping of str to (cost, error)
+        Model name -> ``(inference cost per sample [s], nRMSE vs reference)``; note the order, cost
+        first (the x coordinate). Both positive and finite. May be empty.
+    path : path-like
+        Where to write the figure.
+    title : str
+        Figure title.
+    show_speedup : bool
+        Append each model's speed-up at equal accuracy (or its bound and verdict) to its legend entry,
+        from :func:`~pdebench.evaluation.pareto.speedup_at_equal_accuracy`.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        For a model whose value is not a ``(cost, error)`` pair of positive finite numbers.
+    """
+    if not isinstance(curve, CostCurve):
+        raise ValueError(f"curve must be a CostCurve, got {type(curve).__name__}")
+    points: dict[str, tuple[float, float]] = {}
+    for name, value in models.items():
+        try:
+            cost, error = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"models[{name!r}] must be a (cost, error) pair of numbers, got {value!r}") from None
+        for what, v in (("cost", cost), ("error", error)):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"models[{name!r}] {what} must be positive and finite, got {v!r}")
+        points[str(name)] = (cost, error)
+
+    order = np.argsort(curve.costs, kind="stable")
+    front_idx = curve.front_indices()
+    off_front = np.setdiff1d(np.arange(len(curve)), front_idx)
+    labels = curve.rung_labels
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+    ax.loglog(curve.costs[order], curve.errors[order], "-o", color="0.55", lw=1, ms=4, label="solver ladder")
+    ax.loglog(curve.costs[front_idx], curve.errors[front_idx], "-o", color="black", lw=2.2, ms=6, label="solver Pareto front")
+    if off_front.size:
+        ax.loglog(curve.costs[off_front], curve.errors[off_front], "x", color="tab:red", ms=8, mew=1.5, label="off the front")
+    for i in range(len(curve)):
+        ax.annotate(labels[i], (curve.costs[i], curve.errors[i]), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for k, (name, (cost, error)) in enumerate(points.items()):
+        legend = f"{name} ({_speedup_note(curve, cost, error)})" if show_speedup else name
+        ax.loglog(
+            [cost], [error], linestyle="none", marker=_MODEL_MARKERS[k % len(_MODEL_MARKERS)], ms=9,
+            color=colours[k % len(colours)], markeredgecolor="black", label=legend, zorder=3,
+        )
+        ax.annotate(name, (cost, error), xytext=(6, -10), textcoords="offset points", fontsize=8, color=colours[k % len(colours)])
+
+    ax.set(xlabel="inference cost per sample [s]", ylabel="nRMSE vs reference", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save_atomic(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rollouts
+# --------------------------------------------------------------------------------------------------
+
+
+def plot_rollout_errors(
+    curves: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    dt: float | None = None,
+    *,
+    title: str = "autoregressive rollout error",
+    ylabel: str = "nRMSE",
+) -> Path:
+    """Save a plot of per-step rollout error, one line per model, on a log y axis.
+
+    Parameters
+    ----------
+    curves : mapping of str to array-like
+        Model name -> per-step errors, shape ``(T,)`` (numpy array, torch tensor or sequence); entry
+        ``i`` is rollout step ``i + 1`` (as from :func:`~pdebench.evaluation.metrics.rollout_nrmse`).
+        Models may have different ``T``. Non-negative; NaN/inf (a diverged rollout) and zeros are
+        left out of the log plot, with a logged warning.
+    path : path-like
+        Where to write the figure.
+    dt : float, optional
+        Time per step; when given the x axis is time ``(i + 1) * dt`` instead of the step number.
+    title, ylabel : str
+        Figure title and y-axis label.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        For no curves, a curve that is not 1-D or is empty, a negative value, or ``dt`` not positive
+        and finite.
+    """
+    if not curves:
+        raise ValueError("curves is empty: give at least one model's per-step errors")
+    if dt is not None and not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive finite number or None, got {dt!r}")
+    data: dict[str, np.ndarray] = {}
+    for name, curve in curves.items():
+        arr = _to_numpy(f"curves[{name!r}]", curve)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"curves[{name!r}] must be a non-empty 1-D per-step curve (T,), got shape {arr.shape}")
+        if (arr < 0).any():
+            i = int(np.flatnonzero(arr < 0)[0])
+            raise ValueError(f"curves[{name!r}][{i}] = {float(arr[i])!r} is negative; errors must be non-negative")
+        hidden = int((~np.isfinite(arr) | (arr == 0)).sum())
+        if hidden:
+            log.warning("curves[%r]: %d of %d steps are zero or not finite and are left out of the log plot", name, hidden, arr.size)
+        data[str(name)] = arr
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), constrained_layout=True)
+    for name, arr in data.items():
+        steps = np.arange(1, arr.size + 1)
+        x = steps * dt if dt is not None else steps
+        y = np.where(np.isfinite(arr) & (arr > 0), arr, np.nan)
+        ax.plot(x, y, marker="o", ms=2.5, lw=1.2, label=name)
+    ax.set_yscale("log")
+    ax.set(xlabel="time" if dt is not None else "rollout step", ylabel=ylabel, title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save_atomic(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# One prediction
+# --------------------------------------------------------------------------------------------------
+
+_LAYOUTS = ("x", "tx", "xy")
+
+
+def _coord(coords: Mapping[str, Any] | None, key: str, n: int) -> np.ndarray:
+    """Coordinate ``key`` from ``coords`` (checked to have ``n`` points), or grid indices."""
+    if coords is None or key not in coords:
+        return np.arange(n, dtype=np.float64)
+    c = _to_numpy(f"coords[{key!r}]", coords[key])
+    if c.shape != (n,):
+        raise ValueError(f"coords[{key!r}] has shape {c.shape}, expected ({n},) to match the field")
+    return c
+
+
+def _extent(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """imshow extent for a uniform grid with cell centres ``a`` (horizontal) and ``b`` (vertical)."""
+
+    def edges(c: np.ndarray) -> tuple[float, float]:
+        half = 0.5 * (c[-1] - c[0]) / (c.size - 1) if c.size > 1 else 0.5
+        return float(c[0] - half), float(c[-1] + half)
+
+    return [*edges(a), *edges(b)]
+
+
+def _resolve_layout(shape: tuple[int, ...], layout: str | None, coords: Mapping[str, Any] | None) -> str:
+    if layout is not None:
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+        if len(layout) != len(shape):
+            raise ValueError(f"layout {layout!r} needs a {len(layout)}-D field, got shape {shape}")
+        return layout
+    if len(shape) == 1:
+        return "x"
+    if len(shape) == 2:
+        keys = set(coords or ())
+        if "t" in keys and "y" not in keys:
+            return "tx"
+        if "y" in keys and "t" not in keys:
+            return "xy"
+        raise ValueError(
+            f"a 2-D field of shape {shape} may be (T, X) or (X, Y): pass layout='tx' or layout='xy' "
+            "(or coords with a 't' or a 'y' entry)"
+        )
+    raise ValueError(f"expected a 1-D (X,), or 2-D (T, X) or (X, Y) field, got shape {shape}; take one frame of a 2-D rollout first")
+
+
+def plot_prediction(
+    truth: Any,
+    prediction: Any,
+    path: str | os.PathLike[str],
+    coords: Mapping[str, Any] | None = None,
+    title: str = "prediction vs truth",
+    *,
+    layout: str | None = None,
+) -> Path:
+    """Save a figure comparing one sample's prediction with the truth.
+
+    * ``"x"``, fields ``(X,)``: truth and prediction as lines, and below them the error
+      ``prediction - truth``.
+    * ``"tx"``, fields ``(T, X)``: space–time images (``x`` across, ``t`` up) of truth, prediction
+      and ``|prediction - truth|``, and below them the last frame as lines plus its error.
+    * ``"xy"``, fields ``(X, Y)``: images of truth, prediction (one colour scale) and
+      ``|prediction - truth|``, each with a colour bar (``x`` across, ``y`` up).
+
+    Truth and prediction share a colour scale: diverging and centred on 0 when the values take both
+    signs, sequential over their range otherwise. NaN/inf entries are left blank.
+
+    Parameters
+    ----------
+    truth, prediction : array-like
+        One channel of one sample, same shape; numpy arrays, torch tensors or sequences.
+    path : path-like
+        Where to write the figure.
+    coords : mapping, optional
+        1-D coordinate arrays by axis name, ``"t"``, ``"x"``, ``"y"``; each must have as many points
+        as its axis. Missing axes use grid indices. Image extents assume a uniform grid.
+    title : str
+        Figure title.
+    layout : {"x", "tx", "xy"}, optional
+        The axes of the fields. Needed for 2-D fields, which may be ``(T, X)`` or ``(X, Y)``, unless
+        ``coords`` names exactly one of ``"t"`` and ``"y"``; 1-D fields are ``"x"``.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        For shapes that differ, are not 1-D or 2-D or are empty, an ambiguous 2-D layout, or
+        coordinates of the wrong length.
+    """
+    y_true = _to_numpy("truth", truth)
+    y_pred = _to_numpy("prediction", prediction)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"truth and prediction shapes differ: truth {y_true.shape} vs prediction {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError(f"truth and prediction are empty: shape {y_true.shape}")
+    layout = _resolve_layout(y_true.shape, layout, coords)
+    err = y_pred - y_true
+
+    if layout == "x":
+        x = _coord(coords, "x", y_true.shape[0])
+        fig, (top, bottom) = plt.subplots(
+            2, 1, figsize=(6.0, 4.4), sharex=True, height_ratios=(2, 1), constrained_layout=True
+        )
+        top.plot(x, y_true, color="black", lw=1.6, label="truth")
+        top.plot(x, y_pred, color="tab:red", lw=1.2, ls="--", label="prediction")
+        top.set(ylabel="u")
+        top.legend(fontsize=8)
+        bottom.plot(x, err, color="tab:blue", lw=1.0)
+        bottom.axhline(0.0, color="0.6", lw=0.8)
+        bottom.set(xlabel="x", ylabel="prediction - truth")
+        for ax in (top, bottom):
+            ax.grid(True, alpha=0.3)
+
+    elif layout == "tx":
+        t = _coord(coords, "t", y_true.shape[0])
+        x = _coord(coords, "x", y_true.shape[1])
+        fig, axes = plt.subplot_mosaic(
+            [["truth", "prediction", "error"], ["frame", "frame", "frame_error"]],
+            figsize=(10.0, 6.0), constrained_layout=True,
+        )
+        scale = _field_scale(y_true, y_pred)
+        extent = _extent(x, t)
+        for key, field in (("truth", y_true), ("prediction", y_pred)):
+            image = axes[key].imshow(field, origin="lower", aspect="auto", extent=extent, **scale)
+            axes[key].set(xlabel="x", ylabel="t", title=key)
+        fig.colorbar(image, ax=[axes["truth"], axes["prediction"]], shrink=0.9)
+        image = axes["error"].imshow(
+            np.abs(err), origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=0.0, vmax=_robust_limit(err)
+        )
+        axes["error"].set(xlabel="x", ylabel="t", title="|prediction - truth|")
+        fig.colorbar(image, ax=axes["error"], shrink=0.9)
+        axes["frame"].plot(x, y_true[-1], color="black", lw=1.6, label="truth")
+        axes["frame"].plot(x, y_pred[-1], color="tab:red", lw=1.2, ls="--", label="prediction")
+        axes["frame"].set(xlabel="x", ylabel="u", title=f"last frame (t = {t[-1]:.3g})")
+        axes["frame"].legend(fontsize=8)
+        axes["frame_error"].plot(x, err[-1], color="tab:blue", lw=1.0)
+        axes["frame_error"].axhline(0.0, color="0.6", lw=0.8)
+        axes["frame_error"].set(xlabel="x", ylabel="prediction - truth", title="last-frame error")
+        for key in ("frame", "frame_error"):
+            axes[key].grid(True, alpha=0.3)
+
+    else:  # "xy"
+        x = _coord(coords, "x", y_true.shape[0])
+        y = _coord(coords, "y", y_true.shape[1])
+        extent = _extent(x, y)
+        fig, axes = plt.subplots(1, 3, figsize=(11.0, 3.6), constrained_layout=True)
+        scale = _field_scale(y_true, y_pred)
+        for ax, label, field in ((axes[0], "truth", y_true), (axes[1], "prediction", y_pred)):
+            image = ax.imshow(field.T, origin="lower", extent=extent, **scale)
+            ax.set(xlabel="x", ylabel="y", title=label)
+            fig.colorbar(image, ax=ax, shrink=0.85)
+        image = axes[2].imshow(np.abs(err).T, origin="lower", extent=extent, cmap="magma", vmin=0.0, vmax=_robust_limit(err))
+        axes[2].set(xlabel="x", ylabel="y", title="|prediction - truth|")
+        fig.colorbar(image, ax=axes[2], shrink=0.85)
+
+    fig.suptitle(title)
+    return _save_atomic(fig, path)
