@@ -1,0 +1,379 @@
+"""The leaderboard: every model evaluated against the classical solver, at equal accuracy and equal cost.
+
+For each task of a :class:`~pdebench.evaluation.suite.Suite`:
+
+1. the held-out reference set is built once (cached by content hash; :mod:`.reference`);
+2. the classical solver runs at its ladder of coarser grids and steps on this hardware, giving its
+   accuracy–cost curve (:func:`~pdebench.evaluation.reference.run_ladder`);
+3. every model entry is loaded from its checkpoint, checked against the task (the checkpoint's data
+   card must name the same problem, parameters, resolution and horizon: a model trained on something
+   else is a failed row, with the reason, never a silently wrong score), timed (warm, batched,
+   median of repeats) and scored with the full metric set;
+4. each model is placed on the solver's Pareto front (:mod:`.pareto`): speed-up at equal accuracy
+   and accuracy at equal cost.
+
+Every row records its metrics, parameters, inference time per sample, training time and data budget
+(from the checkpoint), hardware, thread count, torch version, seeds and the git revision. Results go
+to ``results.json``, ``results.csv`` and ``results.md`` (atomic writes) with plots beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
+from pdebench.evaluation.metrics import all_metrics, rollout_nrmse
+from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+from pdebench.evaluation.reference import ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames
+from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+#: Keys every result row has (the JSON schema test checks them).
+ROW_KEYS = ("task", "name", "kind", "status", "error", "metrics", "nrmse", "cost_s", "placement", "parameters",
+            "train_time_s", "train_samples_seen", "train_trajectories", "checkpoint", "seed", "samples")
+
+
+def environment() -> dict[str, Any]:
+    """Hardware and software of this run (recorded with every results file)."""
+    try:
+        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        revision = "unknown"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from pdebench import __version__
+
+    return {"hardware": cpu, "cpu_count": os.cpu_count(), "device": "cpu", "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "pdebench": __version__, "git_revision": revision, "python": platform.python_version()}
+
+
+# ------------------------------------------------------------------------------------------ models
+def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
+    """Raise ``ValueError`` naming the difference if a checkpoint was trained on something else."""
+    if not card:
+        raise ValueError("the checkpoint has no data card (trained before cards were recorded): cannot tell what it was trained on")
+    problem = task.task_problem
+    wanted_task = "initial_to_final" if task.mode == "one_step" else "next_step"
+    checks = [
+        ("problem", card.get("problem"), problem.name),
+        ("parameters", card.get("params"), dict(problem.params())),
+        ("resolution", list(card.get("resolution") or []), list(problem.spatial_shape)),
+        ("training task", card.get("task"), wanted_task),
+    ]
+    times = problem.output_times()
+    if task.mode == "one_step":
+        checks.append(("target time", _rounded(card.get("target_time")), _rounded(times[-1] - times[0])))
+    else:
+        checks += [("frame interval", _rounded(card.get("dt_frame")), _rounded(times[1] - times[0])),
+                   ("history", card.get("history"), task.history)]
+    for what, trained, wanted in checks:
+        if trained != wanted:
+            raise ValueError(f"trained on {what} {trained!r}, but task {task.name!r} needs {wanted!r}")
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 9)
+
+
+def load_model(entry: ModelEntry):
+    """``(module, checkpoint_extras)`` of a checkpoint entry, on CPU, in eval mode."""
+    from pdebench.training import OperatorModule
+
+    if entry.checkpoint is None:
+        raise ValueError(f"model {entry.name!r} has no checkpoint; train it first (python train.py fit ...) and list its .ckpt")
+    path = Path(entry.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    extras = torch.load(path, map_location="cpu", weights_only=True).get("pdebench", {})
+    module = OperatorModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    module.eval()
+    return module, extras
+
+
+def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -> torch.Tensor:
+    """Scored-frame predictions ``(N, T_scored, *space)`` on the task grid."""
+    problem = task.task_problem
+    dims, points = problem.dim, problem.spatial_shape[0]
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, task.samples, batch_size):
+            rows = slice(start, start + batch_size)
+            if task.mode == "one_step":
+                x = reference.task_initial(points, dims)[rows].float().unsqueeze(1)  # (B, 1, *space)
+                outputs.append(module(x)[:, :1])  # (B, 1, *space): frame T
+            else:
+                frames = reference.truth[rows].float().unsqueeze(2)  # (B, T, 1, *space)
+                outputs.append(module.rollout(frames)[:, :, 0])  # (B, T - history, *space)
+    return torch.cat(outputs)
+
+
+@dataclass
+class Row:
+    """One leaderboard row (a model or a solver rung on one task)."""
+
+    task: str
+    name: str
+    kind: str  # "model" or "solver"
+    status: str = "ok"  # or "failed"
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    nrmse: float | None = None
+    cost_s: float | None = None
+    timings_s: list[float] = field(default_factory=list)
+    placement: dict[str, Any] | None = None
+    parameters: int | None = None
+    train_time_s: float | None = None
+    train_samples_seen: int | None = None
+    train_trajectories: int | None = None
+    checkpoint: str | None = None
+    seed: int | None = None
+    samples: int | None = None
+
+
+def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, batch_size: int = 32
+                   ) -> tuple[Row, torch.Tensor | None]:
+    """Score one checkpoint on one task; any failure becomes a failed row with its reason."""
+    row = Row(task.name, entry.name, "model", checkpoint=entry.checkpoint, seed=task.seed, samples=task.samples)
+    try:
+        module, extras = load_model(entry)
+        check_data_card(extras.get("data"), task)
+        budget = extras.get("budget") or {}
+        card = extras.get("data") or {}
+        row.parameters = sum(p.numel() for p in module.parameters())
+        row.train_time_s, row.train_samples_seen = budget.get("train_time_s"), budget.get("samples_seen")
+        row.train_trajectories = card.get("train_trajectories")
+        prediction = _predict(module, task, reference, batch_size)  # warm-up, and the scored output
+        for _ in range(task.repeats):
+            start = time.perf_counter()
+            _predict(module, task, reference, batch_size)
+            row.timings_s.append(time.perf_counter() - start)
+        row.cost_s = statistics.median(row.timings_s) / task.samples
+        truth = reference.truth[:, scored_frames(task, reference.truth.shape[1])]
+        to_metric = lambda a: a.double().unsqueeze(1).movedim(2, -1)  # noqa: E731  (N, 1, *space, T)
+        row.metrics = all_metrics(to_metric(prediction), to_metric(truth))
+        row.nrmse = row.metrics["nrmse"]
+        if not np.isfinite(row.nrmse):
+            raise ValueError(f"the model's predictions are not finite (nRMSE {row.nrmse})")
+        return row, prediction
+    except Exception as error:  # noqa: BLE001 - a failing entry must not stop the others
+        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
+        log.warning("%s on %s failed: %s", entry.name, task.name, row.error)
+        log.debug("%s", traceback.format_exc())
+        return row, None
+
+
+# ------------------------------------------------------------------------------------------ suite
+@dataclass
+class TaskResult:
+    task: TaskSpec
+    reference: ReferenceSet
+    rungs: list[SolverRung]
+    rows: list[Row]
+    predictions: dict[str, torch.Tensor]
+
+    @property
+    def curve(self) -> CostCurve:
+        return CostCurve(np.array([r.cost_s for r in self.rungs]), np.array([r.error for r in self.rungs]),
+                         tuple(r.label for r in self.rungs))
+
+
+def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, batch_size: int = 32,
+             progress: Callable[[str], None] | None = None) -> TaskResult:
+    """Reference, solver ladder and every model of one task."""
+    note = progress or (lambda _: None)
+    note(f"{task.name}: reference")
+    reference = build_reference(task, cache_dir)
+    note(f"{task.name}: solver ladder")
+    rungs = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label}"))
+    rows = [Row(task.name, r.label, "solver", metrics={"nrmse": r.error}, nrmse=r.error, cost_s=r.cost_s, timings_s=r.timings_s,
+                seed=task.seed, samples=task.samples) for r in rungs]
+    result = TaskResult(task, reference, rungs, rows, {})
+    curve = result.curve
+    for entry in models:
+        note(f"{task.name}: {entry.name}")
+        row, prediction = evaluate_model(entry, task, reference, batch_size)
+        if row.status == "ok":
+            row.placement = speedup_at_equal_accuracy(curve, row.nrmse, row.cost_s).to_dict()
+            result.predictions[entry.name] = prediction
+        rows.append(row)
+    return result
+
+
+def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
+    """Run every task of ``suite``; write results and plots under ``output`` (default ``suite.output``).
+
+    Returns the path of ``results.json``.
+    """
+    out = Path(output or suite.output)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    results = [run_task(task, list(suite.models), suite.cache_dir, suite.batch_size, progress) for task in suite.tasks]
+    rows = [row for result in results for row in result.rows]
+    document = {"schema_version": SCHEMA_VERSION, "suite": suite.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "environment": env, "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
+    for result in results:
+        _plots(result, out)
+    write_atomic(out / "results.json", json.dumps(document, indent=1, allow_nan=False, default=_json_default))
+    write_atomic(out / "results.csv", rows_to_csv(rows, env))
+    write_atomic(out / "results.md", markdown_table(rows))
+    return out / "results.json"
+
+
+def _task_record(result: TaskResult) -> dict[str, Any]:
+    task = result.task
+    return {"name": task.name, "problem": task.problem, "problem_args": task.problem_args, "mode": task.mode,
+            "resolution": list(task.task_problem.spatial_shape), "seed": task.seed, "samples": task.samples,
+            "reference": {"refinement": task.reference_refinement, "wall_time_s": result.reference.wall_time_s,
+                          "cache": str(result.reference.cache_path) if result.reference.cache_path else None},
+            "solver_curve_monotone": result.curve.is_monotone, "content_hash": task.content_hash()}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _plots(result: TaskResult, out: Path) -> None:
+    task = result.task
+    models = {r.name: (r.cost_s, r.nrmse) for r in result.rows if r.kind == "model" and r.status == "ok"}
+    plot_error_vs_cost(result.curve, models, out / f"{task.name}_error_vs_cost.png", title=f"{task.name}: models on the solver's ladder")
+    frames = scored_frames(task, result.reference.truth.shape[1])
+    truth = result.reference.truth[:, frames]
+    if task.mode == "rollout" and result.predictions:
+        curves = {name: rollout_nrmse(p.double().unsqueeze(1).movedim(2, -1), truth.double().unsqueeze(1).movedim(2, -1)).numpy()
+                  for name, p in result.predictions.items()}
+        times = result.reference.times
+        plot_rollout_errors(curves, out / f"{task.name}_rollout.png", dt=float(times[1] - times[0]))
+    layout = "x" if task.task_problem.dim == 1 else "xy"
+    for name, prediction in result.predictions.items():
+        plot_prediction(truth[0, -1].numpy(), prediction[0, -1].numpy(), out / f"{task.name}_{name}_sample0.png",
+                        title=f"{name} on {task.name}, sample ({task.seed}, 0), last frame", layout=layout)
+
+
+# ---------------------------------------------------------------------------------------- outputs
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "crmse", "frmse_low", "frmse_mid", "frmse_high",
+               "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "parameters", "train_time_s", "train_samples_seen",
+               "train_trajectories", "seed", "samples", "checkpoint", "error", "hardware", "threads", "torch", "git_revision")
+
+
+def rows_to_csv(rows: list[Row], env: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        placement = row.placement or {}
+        writer.writerow({**asdict(row), **row.metrics, "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
+                         "solver_nrmse_at_equal_cost": placement.get("solver_error_at_equal_cost"), **env})
+    return buffer.getvalue()
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _speedup_cell(placement: dict[str, Any] | None) -> str:
+    if not placement:
+        return "–"
+    if placement.get("speedup") is not None:
+        return f"{placement['speedup']:.3g}× ({placement['verdict']})"
+    bound = placement.get("speedup_bound")
+    kind = placement.get("speedup_bound_kind")
+    sign = "≥" if kind == "lower" else "≤"
+    return f"{placement['verdict']}" + (f" ({sign} {bound:.3g}×)" if bound is not None else "")
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The leaderboard as Markdown: models first (by nRMSE), then the solver's rungs, per task."""
+    lines = ["| task | entry | nRMSE | cost / sample | speed-up at equal accuracy | solver nRMSE at equal cost | params | training |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task in dict.fromkeys(r.task for r in rows):
+        mine = [r for r in rows if r.task == task]
+        models = sorted((r for r in mine if r.kind == "model"), key=lambda r: (r.status != "ok", r.nrmse or np.inf))
+        for r in models:
+            if r.status != "ok":
+                lines.append(f"| {task} | {r.name} | failed: {r.error} | | | | | |")
+                continue
+            placement = r.placement or {}
+            training = (f"{r.train_time_s:.0f} s, {r.train_trajectories} traj." if r.train_time_s is not None else "–")
+            lines.append(f"| {task} | **{r.name}** | {_fmt(r.nrmse, '.3g')} | {_fmt(r.cost_s * 1e3, '.3g')} ms | "
+                         f"{_speedup_cell(placement)} | {_fmt(placement.get('solver_error_at_equal_cost'), '.3g')} | "
+                         f"{_fmt(r.parameters, ',')} | {training} |")
+        for r in (r for r in mine if r.kind == "solver"):
+            lines.append(f"| {task} | {r.name} | {_fmt(r.nrmse, '.3g')} | {_fmt(r.cost_s * 1e3, '.3g')} ms | (solver) | | | |")
+    return "\n".join(lines) + "\n"
+
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+#: JSON schema of ``results.json`` (draft 2020-12).
+RESULTS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["schema_version", "suite", "created", "environment", "tasks", "rows"],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "suite": {"type": "string"},
+        "created": {"type": "string"},
+        "environment": {"type": "object", "required": ["hardware", "cpu_count", "threads", "torch", "git_revision"]},
+        "tasks": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "problem", "mode", "resolution", "seed", "samples", "reference", "content_hash"]}},
+        "rows": {"type": "array", "items": {
+            "type": "object", "required": list(ROW_KEYS),
+            "properties": {
+                "kind": {"enum": ["model", "solver"]},
+                "status": {"enum": ["ok", "failed"]},
+                "error": {"type": ["string", "null"]},
+                "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                "nrmse": _NUMBER_OR_NULL, "cost_s": _NUMBER_OR_NULL,
+                "placement": {"type": ["object", "null"], "required": ["verdict", "speedup"]},
+                "parameters": {"type": ["integer", "null"]},
+            },
+            "if": {"properties": {"status": {"const": "ok"}}},
+            "then": {"properties": {"nrmse": {"type": "number"}, "cost_s": {"type": "number"}}},
+            "else": {"properties": {"error": {"type": "string"}}},
+        }},
+    },
+}

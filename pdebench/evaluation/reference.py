@@ -1,0 +1,191 @@
+"""Held-out reference sets and the classical solver's accuracy–cost ladder for leaderboard tasks.
+
+The reference of a task is solved once on a grid ``reference_refinement`` times finer than the
+task's (accuracy step divided likewise) from the task's held-out seeds, and cached by content hash.
+Its initial conditions live on the fine grid; every coarser solve (a ladder rung) starts from their
+Fourier truncation, and a model starts from their values at the task's grid points (a subset of the
+fine grid points), so everyone solves the same problem. Errors are measured at the task's grid:
+ladder outputs are Fourier-interpolated to it, the reference is sampled on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pdebench.data.generate import build_solver
+from pdebench.evaluation.metrics import nrmse
+from pdebench.evaluation.suite import TaskSpec, with_resolution
+
+log = logging.getLogger(__name__)
+
+
+def fourier_resample(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:
+    """Band-limited resampling of periodic fields to ``points`` per axis.
+
+    Parameters
+    ----------
+    u
+        ``(..., n, ..., n)`` real values on a uniform periodic grid (the last ``dims`` axes).
+    points
+        Even number of points per axis of the result.
+    dims
+        Spatial axes.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., points, ..., points)``: the trigonometric interpolant of ``u`` restricted to the modes
+        ``|k| < min(n, points) / 2`` (the Nyquist mode of either grid is dropped), evaluated on the new
+        grid. Interpolation (``points > n``) reproduces ``u`` at the old points when ``u`` has no
+        Nyquist content; truncation (``points < n``) is the L2 projection onto the coarse modes.
+    """
+    n = u.shape[-1]
+    if points == n:
+        return u
+    axes = tuple(range(u.ndim - dims, u.ndim))
+    spectrum = torch.fft.rfftn(u, dim=axes)
+    keep = min(n, points) // 2  # modes 0..keep-1 and -(keep-1)..-1 per axis
+    out_shape = list(spectrum.shape[: u.ndim - dims]) + [points] * (dims - 1) + [points // 2 + 1]
+    out = torch.zeros(out_shape, dtype=spectrum.dtype)
+    index_in, index_out = [], []
+    for axis in range(dims - 1):
+        idx = torch.cat([torch.arange(keep), torch.arange(-(keep - 1), 0)])
+        index_in.append(idx % n)
+        index_out.append(idx % points)
+    index_in.append(torch.arange(keep))
+    index_out.append(torch.arange(keep))
+    grid_in = torch.meshgrid(*index_in, indexing="ij")
+    grid_out = torch.meshgrid(*index_out, indexing="ij")
+    out[(..., *grid_out)] = spectrum[(..., *grid_in)]
+    scale = (points / n) ** dims
+    return torch.fft.irfftn(out, s=[points] * dims, dim=axes) * scale
+
+
+def scored_frames(task: TaskSpec, frames: int) -> slice:
+    """Frames a model predicts: the last one (``one_step``) or all after the history (``rollout``)."""
+    return slice(frames - 1, frames) if task.mode == "one_step" else slice(task.history, frames)
+
+
+def score(prediction: torch.Tensor, truth: torch.Tensor, spatial_dims: int) -> float:
+    """nRMSE of ``(N, T, *space)`` predictions against the truth, over all scored frames."""
+    to_metric = lambda a: a.unsqueeze(1).movedim(2, -1)  # (N, 1, *space, T)  # noqa: E731
+    return float(nrmse(to_metric(prediction.double()), to_metric(truth.double())))
+
+
+@dataclass
+class ReferenceSet:
+    """A task's held-out samples: fine-grid initial conditions ``(N, *fine)`` and the reference
+    trajectories sampled on the task grid ``(N, T, *task)`` (float64), with their ids and times."""
+
+    initial: torch.Tensor
+    truth: torch.Tensor
+    times: np.ndarray
+    sample_ids: np.ndarray
+    wall_time_s: float
+    cache_path: Path | None = None
+
+    def task_initial(self, points: int, dims: int) -> torch.Tensor:
+        """Initial conditions at ``points`` per axis (exact samples when the grids nest, else Fourier)."""
+        fine = self.initial.shape[-1]
+        if fine % points == 0:
+            stride = fine // points
+            return self.initial[(..., *([slice(None, None, stride)] * dims))]
+        return fourier_resample(self.initial, points, dims)
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> ReferenceSet:
+    """The task's reference set, from ``cache_dir/<name>-<hash>.npz`` or solved and cached there."""
+    path = Path(cache_dir) / f"{task.name}-{task.content_hash()}.npz"
+    if path.is_file():
+        with np.load(path) as saved:
+            log.info("reference for %s from cache %s", task.name, path)
+            return ReferenceSet(torch.from_numpy(saved["initial"]), torch.from_numpy(saved["truth"]), saved["times"],
+                                saved["sample_ids"], float(saved["wall_time_s"]), path)
+    fine, coarse = task.reference_problem, task.task_problem
+    dims, stride = fine.dim, task.reference_refinement
+    indices = list(range(task.samples))
+    initial = fine.sample_initial_conditions(task.seed, indices).double()
+    solver = build_solver(fine, **task.solver_args)
+    start = time.perf_counter()
+    traj = solver.solve(fine, initial, np.column_stack([np.full(task.samples, task.seed), indices]),
+                        progress=progress)
+    wall = time.perf_counter() - start
+    field = traj.fields[fine.field_name].double()
+    truth = field[(..., *([slice(None, None, stride)] * dims))].contiguous()
+    if not torch.isfinite(truth).all():
+        raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
+    assert tuple(truth.shape[2:]) == tuple(coarse.spatial_shape)
+    reference = ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path)
+    _atomic_savez(path, initial=initial.numpy(), truth=truth.numpy(), times=reference.times,
+                  sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
+    return reference
+
+
+@dataclass
+class SolverRung:
+    """One rung of the classical solver's ladder: its grid and step, cost and error."""
+
+    label: str
+    resolution: int
+    max_dt: float | None
+    cost_s: float  # median wall seconds per sample (warm, whole batch, `repeats` timings)
+    error: float  # nRMSE against the reference on the task grid, scored frames only
+    timings_s: list[float] = field(default_factory=list)
+
+
+def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str], None] | None = None) -> list[SolverRung]:
+    """Solve the held-out samples at every rung and measure cost and error.
+
+    Each rung solves the whole batch once untimed (warm-up: plans, coefficients, caches), then
+    ``task.repeats`` timed solves; the cost is the median over samples.
+    """
+    problem = task.task_problem
+    dims, points = problem.dim, problem.spatial_shape[0]
+    frames = scored_frames(task, reference.truth.shape[1])
+    truth = reference.truth[:, frames]
+    rungs = []
+    for resolution in task.ladder_resolutions:
+        for max_dt in task.ladder_max_dt:
+            rung_problem = with_resolution(problem, resolution)
+            if max_dt is not None:
+                rung_problem = rung_problem.replace(max_dt=max_dt)
+            solver = build_solver(rung_problem, **task.solver_args)
+            u0 = fourier_resample(reference.initial, resolution, dims)
+            solver.solve(rung_problem, u0[:1])  # warm-up
+            timings = []
+            for _ in range(task.repeats):
+                start = time.perf_counter()
+                traj = solver.solve(rung_problem, u0)
+                timings.append(time.perf_counter() - start)
+            solved = traj.fields[rung_problem.field_name].double()[:, frames]
+            error = score(fourier_resample(solved, points, dims), truth, dims)
+            label = f"{problem.name} {solver.__class__.__name__.removesuffix('Solver').lower()} n={resolution}" + (
+                f" dt≤{max_dt:g}" if max_dt is not None else "")
+            rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings))
+            if progress:
+                progress(label)
+    return rungs

@@ -1,0 +1,203 @@
+"""Leaderboard suites: the tasks every model is scored on and the entries to score (YAML files under
+``configs/leaderboard/``).
+
+A suite file::
+
+    name: burgers1d
+    output: outputs/leaderboard/burgers1d
+    tasks:
+      - name: burgers1d_nu0.1_t1
+        problem: burgers1d
+        problem_args: {nu: 0.1, n_out: 1}   # the task's resolution and horizon are the problem's
+        mode: one_step                      # u(0) -> u(t_final); or "rollout" (autoregressive)
+        samples: 32
+        seed: 1000000                       # leaderboard seeds start at 1_000_000: no training run uses them
+        reference_refinement: 4             # reference solved on a 4x finer grid with max_dt / 4
+        ladder_resolutions: [32, 64, 128, 256]
+        ladder_max_dt: [0.01, 0.05]
+    models:
+      - {name: fno, checkpoint: outputs/demo/fno/checkpoints/last.ckpt}
+
+Every field is checked when the suite is loaded, with the bad value and what was expected named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pdebench.problems import PROBLEMS
+from pdebench.problems.base import Problem
+
+#: Held-out leaderboard seeds start here; training streams use small seeds (and their ``+1..+3``).
+LEADERBOARD_SEED_BASE = 1_000_000
+MODES = ("one_step", "rollout")
+
+
+def with_resolution(problem: Problem, points: int) -> Problem:
+    """The same problem on a periodic grid of ``points`` per axis (``nx`` in 1-D, ``resolution`` in 2-D)."""
+    for name in ("nx", "resolution"):
+        if hasattr(problem, name):
+            return problem.replace(**{name: int(points)})
+    raise ValueError(f"{problem.name} has no grid size field (nx or resolution); it cannot be refined")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One leaderboard task: a problem at a resolution and horizon, scored one-step or by rollout.
+
+    Parameters
+    ----------
+    name
+        Row label.
+    problem, problem_args
+        Registered problem and its arguments: the task's grid, ``t_final`` and ``n_out``.
+    solver_args
+        Arguments of the problem's solver (reference and ladder alike).
+    mode
+        ``"one_step"``: the model maps ``u(0)`` to ``u(t_final)`` (``initial_to_final`` training);
+        ``"rollout"``: the model advances ``history`` frames one output interval at a time and is
+        scored on every frame after the first ``history``.
+    history
+        Frames given to a rollout model.
+    samples, seed
+        Held-out samples ``(seed, 0..samples-1)``; ``seed >= LEADERBOARD_SEED_BASE``.
+    reference_refinement
+        The reference is solved on a grid this many times finer, with ``max_dt`` divided by it.
+    ladder_resolutions, ladder_max_dt
+        The classical solver's rungs: every resolution (at most the task's) with every accuracy step
+        (``None``: the problem's).
+    repeats
+        Timed repeats (the median is reported) for solver rungs and models.
+    """
+
+    name: str
+    problem: str
+    problem_args: dict[str, Any] = field(default_factory=dict)
+    solver_args: dict[str, Any] = field(default_factory=dict)
+    mode: Literal["one_step", "rollout"] = "one_step"
+    history: int = 1
+    samples: int = 32
+    seed: int = LEADERBOARD_SEED_BASE
+    reference_refinement: int = 4
+    ladder_resolutions: tuple[int, ...] = (32, 64, 128, 256)
+    ladder_max_dt: tuple[float | None, ...] = (None,)
+    repeats: int = 3
+
+    def __post_init__(self) -> None:
+        problem = PROBLEMS.build(self.problem, **self.problem_args)  # names unknown problems and bad args
+        if self.mode not in MODES:
+            raise ValueError(f"task {self.name!r}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.seed < LEADERBOARD_SEED_BASE:
+            raise ValueError(f"task {self.name!r}: seed {self.seed} could be a training seed; leaderboard seeds are >= {LEADERBOARD_SEED_BASE}")
+        for label, value in (("samples", self.samples), ("history", self.history), ("repeats", self.repeats),
+                             ("reference_refinement", self.reference_refinement)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"task {self.name!r}: {label} must be an integer >= 1, got {value!r}")
+        if self.mode == "rollout" and problem.n_out + 1 <= self.history:
+            raise ValueError(f"task {self.name!r}: {problem.n_out + 1} frames leave nothing to predict after history={self.history}")
+        task_points = problem.spatial_shape[0]
+        bad = [r for r in self.ladder_resolutions if not isinstance(r, int) or r < 8 or r > task_points or r % 2]
+        if not self.ladder_resolutions or bad:
+            raise ValueError(f"task {self.name!r}: ladder_resolutions must be even integers in [8, {task_points}] "
+                             f"(the task's grid); got {list(self.ladder_resolutions)}")
+        bad_dt = [d for d in self.ladder_max_dt if d is not None and not (isinstance(d, (int, float)) and d > 0)]
+        if not self.ladder_max_dt or bad_dt:
+            raise ValueError(f"task {self.name!r}: ladder_max_dt must be positive numbers or null; got {list(self.ladder_max_dt)}")
+        object.__setattr__(self, "ladder_resolutions", tuple(sorted(set(self.ladder_resolutions))))
+        object.__setattr__(self, "ladder_max_dt", tuple(self.ladder_max_dt))
+
+    @property
+    def task_problem(self) -> Problem:
+        """The problem at the task's resolution."""
+        return PROBLEMS.build(self.problem, **self.problem_args)
+
+    @property
+    def reference_problem(self) -> Problem:
+        """The problem on the refined grid with the accuracy step divided by the refinement."""
+        problem = with_resolution(self.task_problem, self.task_problem.spatial_shape[0] * self.reference_refinement)
+        max_dt = getattr(problem, "max_dt", None)
+        return problem.replace(max_dt=max_dt / self.reference_refinement) if max_dt else problem
+
+    def content_hash(self) -> str:
+        """Hash of everything the reference set depends on (its cache key)."""
+        from pdebench import __version__
+
+        reference = self.reference_problem
+        key = {"problem": self.problem, "fields": dataclasses.asdict(reference), "solver_args": self.solver_args,
+               "samples": self.samples, "seed": self.seed, "pdebench": __version__}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A leaderboard entry: a trained checkpoint (``checkpoint``) under a display ``name``."""
+
+    name: str
+    checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("every model entry needs a name")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Tasks, model entries and where results go."""
+
+    name: str
+    tasks: tuple[TaskSpec, ...]
+    models: tuple[ModelEntry, ...] = ()
+    output: str = "outputs/leaderboard"
+    cache_dir: str = "outputs/leaderboard/cache"
+    batch_size: int = 32
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> "Suite":
+        if not isinstance(raw, dict):
+            raise ValueError(f"{origin}: expected a mapping with name, tasks, models; got {type(raw).__name__}")
+        unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(f.name for f in dataclasses.fields(cls))}")
+        tasks = [_build(TaskSpec, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
+        if not tasks:
+            raise ValueError(f"{origin}: no tasks")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{origin}: task names repeat: {names}")
+        models = [_build(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
+        rest = {k: v for k, v in raw.items() if k not in ("tasks", "models")}
+        return cls(tasks=tuple(tasks), models=tuple(models), **rest)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Suite":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no suite file at {path}")
+        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
+
+    def task(self, name: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise ValueError(f"suite {self.name!r} has no task {name!r}; tasks: {', '.join(t.name for t in self.tasks)}")
+
+
+def _build(kind: type, raw: Any, origin: str):
+    if not isinstance(raw, dict):
+        raise ValueError(f"{origin}: expected a mapping, got {raw!r}")
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return kind(**values)
+    except TypeError as error:
+        raise ValueError(f"{origin}: {error}") from None

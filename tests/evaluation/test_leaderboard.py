@@ -1,0 +1,141 @@
+"""The leaderboard: reference and ladder numerics, an end-to-end tiny suite, failures, atomic files."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from pdebench.data.generate import generate_dataset
+from pdebench.evaluation import leaderboard
+from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, run_suite, write_atomic
+from pdebench.evaluation.reference import build_reference, fourier_resample, run_ladder
+from pdebench.evaluation.suite import Suite, TaskSpec
+from pdebench.problems import PROBLEMS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_fourier_resampling_is_exact_for_band_limited_fields_in_1d_and_2d():
+    x = torch.arange(48, dtype=torch.float64) * 2 * math.pi / 48
+    u = torch.sin(3 * x) + 0.5 * torch.cos(7 * x)
+    for points in (16, 96):
+        y = torch.arange(points, dtype=torch.float64) * 2 * math.pi / points
+        assert torch.allclose(fourier_resample(u, points, 1), torch.sin(3 * y) + 0.5 * torch.cos(7 * y), atol=1e-12)
+    X, Y = torch.meshgrid(x, x, indexing="ij")
+    v = torch.sin(2 * X) * torch.cos(5 * Y)
+    g = torch.arange(32, dtype=torch.float64) * 2 * math.pi / 32
+    GX, GY = torch.meshgrid(g, g, indexing="ij")
+    assert torch.allclose(fourier_resample(v[None], 32, 2)[0], torch.sin(2 * GX) * torch.cos(5 * GY), atol=1e-12)
+
+
+def test_solver_ladder_errors_decrease_with_resolution(tmp_path):
+    # No accuracy cap on the step: the step follows the grid's stability limit, as a classical ladder would.
+    task = TaskSpec("b", "burgers1d", {"nx": 64, "n_out": 1, "nu": 0.05, "max_dt": None}, samples=4, seed=1_000_000,
+                    reference_refinement=2, ladder_resolutions=(8, 16, 32, 64), repeats=1)
+    reference = build_reference(task, tmp_path)
+    errors = [rung.error for rung in run_ladder(task, reference)]
+    assert all(a > 10 * b for a, b in zip(errors, errors[1:])), errors  # spectral convergence
+    assert errors[-1] < 1e-5
+    again = build_reference(task, tmp_path)  # from the cache, identical
+    assert again.cache_path == reference.cache_path and torch.equal(again.truth, reference.truth)
+
+
+def test_reference_starts_from_the_held_out_samples_of_the_fine_problem(tmp_path):
+    task = TaskSpec("b", "burgers1d", {"nx": 32, "n_out": 2}, samples=3, seed=1_000_007, reference_refinement=2,
+                    ladder_resolutions=(16,), repeats=1)
+    reference = build_reference(task, tmp_path)
+    fine = PROBLEMS.build("burgers1d", nx=64, n_out=2)
+    assert torch.equal(reference.initial, fine.sample_initial_conditions(1_000_007, [0, 1, 2]).double())
+    assert torch.equal(reference.truth[:, 0], reference.initial[:, ::2])
+    assert reference.sample_ids.tolist() == [[1_000_007, i] for i in range(3)]
+
+
+def test_a_training_seed_cannot_be_a_leaderboard_seed():
+    with pytest.raises(ValueError, match="seed 3 could be a training seed"):
+        TaskSpec("b", "burgers1d", seed=3)
+    with pytest.raises(ValueError, match="ladder_resolutions must be even integers in \\[8, 64\\]"):
+        TaskSpec("b", "burgers1d", {"nx": 64}, ladder_resolutions=(128,))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny FNO trained for a few steps on burgers1d (nx 64, u0 -> u(1), nu 0.1)."""
+    folder = tmp_path_factory.mktemp("train")
+    data = folder / "b.h5"
+    generate_dataset(PROBLEMS.build("burgers1d", nx=64, n_out=1), data, num_samples=10, seed=3, batch_size=10)
+    args = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs/burgers1d/fno.yaml"),
+            "--data.init_args.path", str(data), "--data.init_args.batch_size", "4", "--trainer.max_epochs", "1",
+            "--model.model_args", "{n_modes: 8, hidden_channels: 8, n_layers: 2}", "--trainer.limit_val_batches", "1"]
+    result = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (checkpoint,) = folder.glob("outputs/*/checkpoints/last.ckpt")
+    return checkpoint
+
+
+def tiny_suite(tmp_path: Path, checkpoint: Path, **task_changes) -> Suite:
+    task = {"name": "tiny", "problem": "burgers1d", "problem_args": {"nx": 64, "n_out": 1}, "samples": 4,
+            "reference_refinement": 2, "ladder_resolutions": [16, 32], "ladder_max_dt": [None, 0.1], "repeats": 2, **task_changes}
+    return Suite.from_dict({"name": "tiny", "output": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
+                            "tasks": [task], "models": [{"name": "fno", "checkpoint": str(checkpoint)},
+                                                        {"name": "missing", "checkpoint": str(tmp_path / "none.ckpt")}]})
+
+
+def test_tiny_suite_end_to_end_writes_valid_results_and_keeps_going_past_a_failed_model(tiny_checkpoint, tmp_path):
+    results = run_suite(tiny_suite(tmp_path, tiny_checkpoint))
+    document = json.loads(results.read_text())
+    jsonschema.validate(document, RESULTS_SCHEMA)
+    rows = {row["name"]: row for row in document["rows"]}
+    fno, missing = rows["fno"], rows["missing"]
+    assert missing["status"] == "failed" and "no checkpoint at" in missing["error"]
+    assert fno["status"] == "ok" and fno["parameters"] > 0 and fno["train_trajectories"] == 8 and fno["train_time_s"] > 0
+    assert fno["placement"]["verdict"] and 0 < fno["nrmse"] < 2
+    solver = [row for row in document["rows"] if row["kind"] == "solver"]
+    assert len(solver) == 4 and all(row["status"] == "ok" for row in solver)
+    assert document["environment"]["torch"] == torch.__version__
+    # The model's score is the nRMSE of its own predictions on the reference, computed independently here.
+    from pdebench.evaluation.leaderboard import load_model
+    from pdebench.evaluation.suite import ModelEntry
+
+    reference = build_reference(tiny_suite(tmp_path, tiny_checkpoint).tasks[0], tmp_path / "cache")
+    module, _ = load_model(ModelEntry("fno", str(tiny_checkpoint)))
+    with torch.no_grad():
+        pred = module(reference.initial[:, ::2].float().unsqueeze(1))[:, 0].double().numpy()
+    truth = reference.truth[:, -1].numpy()
+    expected = np.mean(np.linalg.norm(pred - truth, axis=-1) / np.linalg.norm(truth, axis=-1))
+    assert fno["nrmse"] == pytest.approx(expected, rel=1e-5)
+    out = results.parent
+    for name in ("results.csv", "results.md", "tiny_error_vs_cost.png", "tiny_fno_sample0.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| tiny | **fno** |" in (out / "results.md").read_text()
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("changes, reason", [({"problem_args": {"nx": 32, "n_out": 1}, "ladder_resolutions": [16, 32]}, "trained on resolution [64]"),
+                                             ({"problem_args": {"nx": 64, "n_out": 1, "nu": 0.05}}, "trained on parameters {'Nu': 0.1}"),
+                                             ({"problem_args": {"nx": 64, "n_out": 1, "t_final": 2.0}}, "trained on target time 1.0")])
+def test_a_checkpoint_trained_on_another_problem_is_a_failed_row(tiny_checkpoint, tmp_path, changes, reason):
+    suite = tiny_suite(tmp_path, tiny_checkpoint, **changes, samples=2, repeats=1)
+    document = json.loads(run_suite(suite).read_text())
+    fno = next(row for row in document["rows"] if row["name"] == "fno")
+    assert fno["status"] == "failed" and reason in fno["error"], fno["error"]
+
+
+def test_results_are_written_atomically(tmp_path, monkeypatch):
+    target = tmp_path / "results.json"
+    write_atomic(target, "old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(leaderboard.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
