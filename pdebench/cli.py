@@ -7,8 +7,10 @@ anything is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -204,38 +206,153 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.data.generate import generate_dataset
-    from pdebench.data.hdf5 import TrajectoryFile
-    from pdebench.evaluation.plots import plot_trajectories
-    from pdebench.problems import PROBLEMS
+def _leaderboard_table(rows, title: str) -> Table:
+    """Models, then the solver rungs on its Pareto front (every rung is in results.md)."""
+    from pdebench.evaluation.leaderboard import _speedup_cell, training_cell
 
+    table = Table(title=title, title_justify="left")
+    for column in ("entry", "nRMSE", "ms / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost", "params", "training"):
+        table.add_column(column, overflow="fold")
+    for task in dict.fromkeys(r["task"] for r in rows):
+        table.add_row(f"[italic]{task}[/]", "", "", "", "", "", "")
+        solver = [r for r in rows if r["task"] == task and r["kind"] == "solver"]
+        best = float("inf")
+        front = []
+        for r in sorted(solver, key=lambda r: (r["cost_s"], r["nrmse"])):
+            if r["nrmse"] < best:
+                front.append(r)
+                best = r["nrmse"]
+        for row in [r for r in rows if r["task"] == task and r["kind"] == "model"] + front:
+            if row["status"] != "ok":
+                table.add_row(row["name"], f"[red]failed[/]: {row['error']}", "", "", "", "", "")
+                continue
+            placement = row["placement"] or {}
+            equal_cost = placement.get("solver_error_at_equal_cost")
+            is_model = row["kind"] == "model"
+            table.add_row(f"[bold]{row['name']}[/]" if is_model else row["name"], f"{row['nrmse']:.3g}", f"{row['cost_s'] * 1e3:.3g}",
+                          _speedup_cell(placement) if is_model else "(solver front)",
+                          "" if equal_cost is None else f"{equal_cost:.3g}",
+                          "" if row["parameters"] is None else f"{row['parameters']:,}",
+                          training_cell(row["train_time_s"], row.get("train_samples_used"), row["train_trajectories"]) if is_model else "")
+    return table
+
+
+def _run_leaderboard(suite, output: Path | None, console: Console) -> Path:
+    """Run a suite with a spinner per step; print the table; return results.json."""
+    import json
+
+    from rich.progress import SpinnerColumn
+
+    from pdebench.evaluation.leaderboard import run_suite
+
+    steps = sum(1 + 1 + len(t.ladder_resolutions) * len(t.ladder_max_dt) + len(suite.models) for t in suite.tasks)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"leaderboard {suite.name}", total=steps)
+
+        def note(message: str) -> None:
+            progress.update(task, description=message, advance=1)
+
+        results = run_suite(suite, output, progress=note)
+        progress.update(task, description=f"leaderboard {suite.name}: done", completed=steps)
+    document = json.loads(results.read_text())
+    rows = sorted(document["rows"], key=lambda r: (r["task"], r["kind"] != "model", r["status"] != "ok", r["nrmse"] or 0))
+    console.print(_leaderboard_table(rows, f"leaderboard {suite.name} ({document['environment']['hardware']}, "
+                                           f"{document['environment']['threads']} thread(s), git {document['environment']['git_revision']})"))
+    console.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
+    return results
+
+
+def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.evaluation.suite import ModelEntry, Suite
+
+    suite = Suite.from_yaml(args.suite)
+    if args.model:
+        entries = []
+        for item in args.model:
+            name, sep, checkpoint = item.partition("=")
+            if not sep or not name or not checkpoint:
+                raise ValueError(f"--model expects NAME=CHECKPOINT, got {item!r}")
+            entries.append(ModelEntry(name, checkpoint))
+        suite = dataclasses.replace(suite, models=tuple(entries))
+    _run_leaderboard(suite, Path(args.output) if args.output else None, console)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from pdebench.evaluation.suite import ModelEntry, Suite
+
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {args.checkpoint}")
+    suite = Suite.from_yaml(args.suite)
+    task = suite.task(args.task) if args.task else suite.tasks[0]
+    name = args.name or Path(args.checkpoint).stem
+    one = dataclasses.replace(suite, tasks=(task,), models=(ModelEntry(name, args.checkpoint),))
+    output = Path(args.output) if args.output else Path(suite.output) / f"evaluate-{name}"
+    results = _run_leaderboard(one, output, console)
+    row = next(r for r in json.loads(results.read_text())["rows"] if r["kind"] == "model")
+    if row["status"] != "ok":
+        print(f"pdebench: error: {name} could not be evaluated on {task.name}: {row['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+DEMO_MODELS = {  # name: (model overrides, epochs); budgets sized for the 10-minute demo on 2 cores
+    "FNO": (["--model.model", "fno", "--model.model_args", "{n_modes: 16, hidden_channels: 64, n_layers: 4}"], 10),
+    "TFNO": (["--model.model", "tfno", "--model.model_args", "{n_modes: 16, hidden_channels: 64, n_layers: 4, rank: 0.1}"], 5),
+    "U-Net": (["--model.model", "unet", "--model.model_args", "{width: 16, levels: 4}"], 5),
+}
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    """The main job on the embedded default: stream burgers1d from spectral workers into the reservoir,
+    train FNO, TFNO and U-Net online, run the default leaderboard suite and print it."""
+    import json
+    import os
+    import subprocess
+
+    from pdebench.evaluation.suite import ModelEntry, Suite
+
+    if not args.budget > 0:
+        raise ValueError(f"--budget must be positive, got {args.budget}")
+    root = Path(__file__).resolve().parents[1]
+    config = root / "configs" / "burgers1d" / "fno_online.yaml"
+    suite_file = root / "configs" / "leaderboard" / "burgers1d.yaml"
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    problem = PROBLEMS.build("burgers1d", nu=0.01, nx=1024, n_out=100)
-    target = out / "burgers1d.h5"
-    console.rule("pdebench demo: generate burgers1d (ν = 0.01, 1024 points, 101 frames) with the spectral solver")
-    with _progress(console) as progress:
-        task = progress.add_task("burgers1d", total=args.num_samples, rate="")
-        summary = generate_dataset(
-            problem, target, num_samples=args.num_samples, seed=0, batch_size=32, overwrite=True,
-            progress=lambda n: progress.advance(task, n),
-        )
-    with TrajectoryFile(target) as file:
-        table = Table(title=f"{target}", title_justify="left")
-        table.add_column("item")
-        table.add_column("value")
-        for name, shape in file.fields.items():
-            table.add_row(f"field {name}", str(shape))
-        table.add_row("layout", file.layout)
-        table.add_row("params", str(file.params))
-        for key in ("solver", "scheme", "dt", "dtype", "pdebench_version"):
-            table.add_row(key, str(file.provenance.get(key, "")))
-        table.add_row("throughput", f"{summary.samples_per_second:.1f} samples/s ({summary.wall_time_s:.2f} s)")
-        table.add_row("size", f"{summary.bytes_written / 2**20:.2f} MiB")
-        console.print(table)
-        picture = plot_trajectories(file.read(slice(0, 4)), out / "burgers1d.png")
-    console.print(f"[green]plot[/] {picture}")
+    start = time.perf_counter()
+    entries = []
+    for step, (name, (overrides, epochs)) in enumerate(DEMO_MODELS.items(), start=1):
+        folder = out / name.lower().replace("-", "")
+        epochs = max(1, round(epochs * args.budget))
+        console.rule(f"[{step}/{len(DEMO_MODELS) + 1}] {name}: spectral workers stream burgers1d (ν = 0.01, 1024 points, "
+                     f"u(0) → u(1)) into the reservoir while it trains ({epochs} epochs of 1000 samples)")
+        command = [sys.executable, "-m", "pdebench.training.cli", "fit", "--config", str(config), *overrides,
+                   "--data.init_args.problem_args", "{nu: 0.01, n_out: 1}",
+                   "--trainer.max_epochs", str(epochs), "--trainer.default_root_dir", str(folder),
+                   "--trainer.logger", json.dumps([{"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                                    "init_args": {"save_dir": str(folder), "name": "csv"}}]),
+                   "--trainer.callbacks", json.dumps([
+                       {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
+                       {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                        "init_args": {"dirpath": str(folder / "checkpoints"), "save_last": True, "save_top_k": 0}}])]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        result = subprocess.run(command, env=env)
+        if result.returncode != 0:
+            raise RuntimeError(f"training {name} failed (exit {result.returncode}); command: {' '.join(command)}")
+        entries.append(ModelEntry(name, str(folder / "checkpoints" / "last.ckpt")))
+        record = next(iter(sorted(folder.glob("csv/*/stream/rank0.json"))), None)
+        if record is not None:
+            stats = json.loads(record.read_text())
+            console.print(f"stream: {stats['received']} samples received, {stats['consumed']} consumed, "
+                          f"trainer waited {stats['wait_time_s']:.1f} s, {stats['solver_dropped']} blown-up dropped, "
+                          f"{stats['lost']} lost, {stats['worker_restarts']} worker restarts")
+    console.rule(f"[{len(DEMO_MODELS) + 1}/{len(DEMO_MODELS) + 1}] leaderboard: the models against the spectral solver's ladder")
+    suite = dataclasses.replace(Suite.from_yaml(suite_file), models=tuple(entries), cache_dir=str(out / "leaderboard" / "cache"))
+    _run_leaderboard(suite, out / "leaderboard", console)
+    console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -279,6 +396,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (and in this process)")
     p.set_defaults(run=cmd_stream)
 
+    p = sub.add_parser("leaderboard", help="evaluate every model of a suite against the classical solver")
+    p.add_argument("--suite", required=True, help="suite YAML (see configs/leaderboard/)")
+    p.add_argument("--output", help="results folder (default: the suite's output)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
+                   help="evaluate these instead of the suite's models (repeatable)")
+    p.set_defaults(run=cmd_leaderboard)
+
+    p = sub.add_parser("evaluate", help="evaluate one checkpoint on a leaderboard task")
+    p.add_argument("checkpoint")
+    p.add_argument("--suite", default=str(Path(__file__).resolve().parents[1] / "configs" / "leaderboard" / "burgers1d.yaml"))
+    p.add_argument("--task", help="task name in the suite (default: its first)")
+    p.add_argument("--name", help="row label (default: the checkpoint's file name)")
+    p.add_argument("--output", help="results folder")
+    p.set_defaults(run=cmd_evaluate)
+
     p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray)")
     p.add_argument("file")
     p.add_argument("--format", choices=["netcdf"], default="netcdf")
@@ -293,10 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4)
     p.set_defaults(run=cmd_plot)
 
-    p = sub.add_parser("demo", help="the embedded default job")
+    p = sub.add_parser("demo", help="the embedded default job: stream, train online, leaderboard (about 10 min)")
     p.add_argument("--output-dir", default="demo_output")
-    p.add_argument("--num-samples", type=int, default=256)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--budget", type=float, default=1.0, help="scale the training epochs (e.g. 0.2 for a quick look)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the trainer (2 collapse when the workers compete)")
     p.set_defaults(run=cmd_demo)
     return parser
 

@@ -235,7 +235,8 @@ class OfflineDataModule(L.LightningDataModule):
         hp = self.hparams
         times = self._times[:: hp.temporal_stride] if hp.task != "pairs" else np.array([])
         card = {**self._file_card, "source": f"file:{hp.path}", "resolution": list(self.resolution), "task": hp.task,
-                "history": self.history, "train_trajectories": int(len(self.splits["train"]))}
+                "history": self.history, "train_trajectories": int(len(self.splits["train"])),
+                "train_samples_used": len(self.datasets["train"]) if "train" in getattr(self, "datasets", {}) else None}
         if len(times) > 1:
             card["dt_frame"] = float(times[1] - times[0])
             card["target_time"] = float(times[hp.target_frame] - times[0])

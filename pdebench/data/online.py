@@ -199,6 +199,8 @@ class OnlineDataModule(L.LightningDataModule):
                     if not self.reservoir.put(pair, (int(seed), int(index), i % starts)):
                         if self.reservoir.closed:
                             return
+        except ReservoirClosed:  # training ended while the feeder waited for room: a normal stop
+            return
         except Exception:  # noqa: BLE001 - a feeder failure must stop training visibly
             log.exception("the online feeder failed; closing the reservoir")
         finally:
@@ -282,15 +284,19 @@ class OnlineDataModule(L.LightningDataModule):
 
     def data_card(self) -> dict[str, Any]:
         """What a model trained on this stream has seen (stored in its checkpoints): problem,
-        parameters, resolution, task, frame times, the training seed and the held-out seeds, and the
-        number of distinct trajectories received so far."""
+        parameters, resolution, task, frame times, the training seed and the held-out seeds, the
+        trajectories streamed in so far, and the distinct training samples drawn at least once."""
         self._sync_accounting()
         times = self.problem.output_times()
         received = sum(stop - start for start, stop in self._accounting["blocks"]) - int(self._accounting["solver_dropped"])
+        used = 0
+        if self.reservoir is not None:
+            used = sum(n for seen, n in self.reservoir.stats()["times_seen_histogram"].items() if int(seen) > 0)
         return {"problem": self.hparams.problem, "params": dict(self.problem.params()), "source": "online",
                 "resolution": list(self.resolution), "task": self.hparams.task, "history": self.history,
                 "dt_frame": float(times[1] - times[0]), "target_time": float(times[-1] - times[0]), "seed": self.hparams.seed,
-                "held_out_seeds": [self.hparams.seed + k for k in (1, 2, 3)], "train_trajectories": int(max(received, 0))}
+                "held_out_seeds": [self.hparams.seed + k for k in (1, 2, 3)], "train_trajectories": int(max(received, 0)),
+                "train_samples_used": int(used)}
 
     def _write_stream_record(self) -> None:
         """``<log_dir>/stream/rank<r>.json`` (when the trainer has a logger): this rank's stream

@@ -151,6 +151,7 @@ class Row:
     train_time_s: float | None = None
     train_samples_seen: int | None = None
     train_trajectories: int | None = None
+    train_samples_used: int | None = None
     checkpoint: str | None = None
     seed: int | None = None
     samples: int | None = None
@@ -167,7 +168,7 @@ def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, b
         card = extras.get("data") or {}
         row.parameters = sum(p.numel() for p in module.parameters())
         row.train_time_s, row.train_samples_seen = budget.get("train_time_s"), budget.get("samples_seen")
-        row.train_trajectories = card.get("train_trajectories")
+        row.train_trajectories, row.train_samples_used = card.get("train_trajectories"), card.get("train_samples_used")
         prediction = _predict(module, task, reference, batch_size)  # warm-up, and the scored output
         for _ in range(task.repeats):
             start = time.perf_counter()
@@ -297,7 +298,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "crmse", "frmse_low", "frmse_mid", "frmse_high",
                "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "parameters", "train_time_s", "train_samples_seen",
-               "train_trajectories", "seed", "samples", "checkpoint", "error", "hardware", "threads", "torch", "git_revision")
+               "train_trajectories", "train_samples_used", "seed", "samples", "checkpoint", "error", "hardware", "threads", "torch", "git_revision")
 
 
 def rows_to_csv(rows: list[Row], env: dict[str, Any]) -> str:
@@ -326,6 +327,15 @@ def _speedup_cell(placement: dict[str, Any] | None) -> str:
     return f"{placement['verdict']}" + (f" ({sign} {bound:.3g}×)" if bound is not None else "")
 
 
+def training_cell(seconds: float | None, used: int | None, trajectories: int | None) -> str:
+    """``"310 s, 9,500 samples of 12,000 traj."``: the training budget from the checkpoint."""
+    if seconds is None:
+        return "–"
+    data = f", {used:,} samples" if used is not None else ""
+    data += f" of {trajectories:,} traj." if trajectories is not None else ""
+    return f"{seconds:.0f} s{data}"
+
+
 def markdown_table(rows: list[Row]) -> str:
     """The leaderboard as Markdown: models first (by nRMSE), then the solver's rungs, per task."""
     lines = ["| task | entry | nRMSE | cost / sample | speed-up at equal accuracy | solver nRMSE at equal cost | params | training |",
@@ -338,7 +348,7 @@ def markdown_table(rows: list[Row]) -> str:
                 lines.append(f"| {task} | {r.name} | failed: {r.error} | | | | | |")
                 continue
             placement = r.placement or {}
-            training = (f"{r.train_time_s:.0f} s, {r.train_trajectories} traj." if r.train_time_s is not None else "–")
+            training = training_cell(r.train_time_s, r.train_samples_used, r.train_trajectories)
             lines.append(f"| {task} | **{r.name}** | {_fmt(r.nrmse, '.3g')} | {_fmt(r.cost_s * 1e3, '.3g')} ms | "
                          f"{_speedup_cell(placement)} | {_fmt(placement.get('solver_error_at_equal_cost'), '.3g')} | "
                          f"{_fmt(r.parameters, ',')} | {training} |")

@@ -183,7 +183,7 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
                 timings.append(time.perf_counter() - start)
             solved = traj.fields[rung_problem.field_name].double()[:, frames]
             error = score(fourier_resample(solved, points, dims), truth, dims)
-            label = f"{problem.name} {solver.__class__.__name__.removesuffix('Solver').lower()} n={resolution}" + (
+            label = f"{solver.__class__.__name__.removesuffix('Solver').lower()} n={resolution}" + (
                 f" dt≤{max_dt:g}" if max_dt is not None else "")
             rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings))
             if progress:

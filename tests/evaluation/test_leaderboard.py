@@ -139,3 +139,31 @@ def test_results_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_evaluate_and_leaderboard_commands(tiny_checkpoint, tmp_path):
+    import yaml
+
+    from pdebench.cli import main
+
+    suite = {"name": "tiny", "output": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
+             "tasks": [{"name": "tiny", "problem": "burgers1d", "problem_args": {"nx": 64, "n_out": 1}, "samples": 2,
+                        "ladder_resolutions": [16], "repeats": 1},
+                       {"name": "other_nu", "problem": "burgers1d", "problem_args": {"nx": 64, "n_out": 1, "nu": 0.02},
+                        "samples": 2, "ladder_resolutions": [16], "repeats": 1}]}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["evaluate", str(tiny_checkpoint), "--suite", str(path), "--task", "tiny", "--name", "fno"]) == 0
+    assert (tmp_path / "out" / "evaluate-fno" / "results.json").is_file()
+    assert main(["evaluate", str(tiny_checkpoint), "--suite", str(path), "--task", "other_nu"]) == 1
+    assert main(["evaluate", str(tiny_checkpoint), "--suite", str(path), "--task", "nope"]) == 2
+    assert main(["leaderboard", "--suite", str(path), "--model", f"fno={tiny_checkpoint}", "--output", str(tmp_path / "lb")]) == 0
+    rows = json.loads((tmp_path / "lb" / "results.json").read_text())["rows"]
+    assert {(r["task"], r["status"]) for r in rows if r["name"] == "fno"} == {("tiny", "ok"), ("other_nu", "failed")}
+    path.write_text(yaml.safe_dump({**suite, "colour": "red"}))
+    assert main(["leaderboard", "--suite", str(path)]) == 2
+
+
+def test_default_suite_loads():
+    suite = Suite.from_yaml(ROOT / "configs" / "leaderboard" / "burgers1d.yaml")
+    assert [m.name for m in suite.models] == ["FNO", "TFNO", "U-Net"] and suite.tasks[0].seed >= 1_000_000

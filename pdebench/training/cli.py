@@ -1,0 +1,43 @@
+"""Lightning CLI of pdebench: ``python train.py fit --config configs/<problem>/<model>.yaml`` (or
+``python -m pdebench.training.cli ...``, which needs no checkout of the repository).
+
+LightningCLI over :class:`pdebench.training.OperatorModule` and a data module (``data.class_path``).
+The data decide the model's channels, spatial dimensions and history (argument links), so the two can
+never disagree. Subcommands: ``fit``, ``validate``, ``test`` (prints the metric table), ``predict``.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch.cli import LightningCLI
+
+from pdebench.training.checkpoint_io import AtomicCheckpointIO
+from pdebench.training.module import OperatorModule
+
+
+class PDEBenchCLI(LightningCLI):
+    """LightningCLI with the data → model links."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
+        parser.link_arguments("data.out_channels", "model.out_channels", apply_on="instantiate")
+        parser.link_arguments("data.spatial_dims", "model.spatial_dims", apply_on="instantiate")
+        parser.link_arguments("data.history", "model.history", apply_on="instantiate")
+
+
+def main(args: list[str] | None = None) -> PDEBenchCLI:
+    """Run the CLI (``args`` as on the command line; ``None`` reads ``sys.argv``)."""
+    import lightning as L
+
+    return PDEBenchCLI(
+        OperatorModule,
+        L.LightningDataModule,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"plugins": [AtomicCheckpointIO()]},
+        seed_everything_default=0,
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()
