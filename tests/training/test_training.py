@@ -16,7 +16,7 @@ from pdebench.problems import PROBLEMS
 from pdebench.training import OperatorModule
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if not p.stem.endswith("_online"))
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if not p.stem.endswith("_online") and p.parent.name != "leaderboard")
 ONLINE_CONFIGS = sorted((ROOT / "configs").glob("*/*_online.yaml"))
 
 TINY = {
