@@ -41,10 +41,10 @@ worker process, worker batch 32, reservoir policy ``"reservoir"``, capacity 2000
 1000 samples per epoch), training stream seed 0 as well (so its first trajectories are the offline
 file's). The worker process is spawned when Lightning asks for the train loader, inside the
 ``fit`` call: its start-up and the wait for the watermark are inside the budget. Normalisation: the
-calibration stream (seed 3, 100 trajectories, solved before the clock), by default with inputs
-(frame 0) and outputs (last frame) apart, as the offline module does (``--online-stats split``, a
-subclass in this script): ``OnlineDataModule.normalization_stats`` pools all frames for both, which
-for u0 -> u(T=1) gives an output std ~40x the outputs' own (``--online-stats module`` uses it).
+calibration stream (seed 3, 100 trajectories, solved before the clock), with
+``OnlineDataModule.normalization_stats`` as shipped: inputs (frame 0) and outputs (last frame) apart,
+as the offline module computes them on its training split (``pair_statistics``; u(T=1) has ~40x less
+spread than u0).
 
 Both final models are evaluated on the **same held-out set**: ``--val-trajectories`` (default 200)
 trajectories of the online module's validation stream (seed 1), which neither arm trains on, with
@@ -77,9 +77,9 @@ the config's), watermark 1, samples shaped as the online feeder makes them (x ``
   ``5 x capacity`` puts: peak of the unique tensor-storage bytes of resident samples, peak RSS
   growth over the start (``/proc/self/statm``) and the Python-object bytes (``tracemalloc``, which
   does not see torch's tensor allocator), each as a ratio to ``capacity x 8 KiB``. Two sample
-  variants: ``owned`` (each sample its own tensors) and ``views`` (views into the batch tensor
-  ``(32, 2, 1, 1024)``, which is what ``OnlineDataModule``'s feeder puts: a resident sample keeps
-  its whole batch alive).
+  variants: ``owned`` (each sample its own tensors, which is what ``OnlineDataModule``'s feeder puts:
+  it clones every pair) and ``views`` (views into the batch tensor ``(32, 2, 1, 1024)``, as the
+  feeder put them before it cloned: a resident sample keeps its whole batch alive).
 """
 
 from __future__ import annotations
@@ -366,43 +366,21 @@ def run_arm(name: str, dm, budget: float, x_curve, y_curve, eval_every: float, s
             "loadavg_start": load0, "loadavg_end": os.getloadavg()[0], "threads": torch.get_num_threads()}
 
 
-def online_module_class(stats: str):
-    """``OnlineDataModule``, or (``stats="split"``) a subclass whose normalisation statistics are those of
-    the offline module: for ``initial_to_final``, inputs from frame 0 and outputs from the last frame of
-    the calibration stream, separately. ``OnlineDataModule.normalization_stats`` pools every frame for
-    both, which for burgers1d u0 -> u(T=1) gives an output std ~40x the outputs' own (u(T) has decayed)."""
-    from pdebench.data.online import OnlineDataModule
-
-    if stats == "module":
-        return OnlineDataModule
-
-    class SplitStatsOnlineDataModule(OnlineDataModule):
-        def normalization_stats(self) -> dict[str, torch.Tensor]:
-            if self.hparams.task != "initial_to_final":
-                return super().normalization_stats()
-            frames = self.trajectories("calibration")  # (n, T, C, *space)
-            x, y = frames[:, 0], frames[:, -1]
-            dims = [0, *range(2, x.ndim)]
-            return {"x_mean": x.mean(dims), "x_std": x.std(dims).clamp_min(1e-6),
-                    "y_mean": y.mean(dims), "y_std": y.std(dims).clamp_min(1e-6)}
-
-    return SplitStatsOnlineDataModule
-
-
 def bench_training(args, common: dict, folder: Path) -> None:
     from pdebench.data.datamodules import OfflineDataModule
     from pdebench.data.generate import generate_dataset
+    from pdebench.data.online import OnlineDataModule
     from pdebench.problems import PROBLEMS
 
     budget = args.budget
     eval_every = args.eval_every or budget / 12
-    online_dm = online_module_class(args.online_stats)(problem=PROBLEM, problem_args=PROBLEM_ARGS, task="initial_to_final",
+    online_dm = OnlineDataModule(problem=PROBLEM, problem_args=PROBLEM_ARGS, task="initial_to_final",
                                  num_workers=args.workers, worker_batch_size=32, capacity=args.capacity,
                                  policy="reservoir", watermark=args.watermark, samples_per_epoch=1000,
                                  val_trajectories=args.val_trajectories, test_trajectories=16,
                                  calibration_trajectories=100, batch_size=20, seed=SEED)
     on_stats = {k: float(v[0]) for k, v in online_dm.normalization_stats().items()}  # solves the calibration set
-    say(f"  online normalisation ({args.online_stats}): x_std {on_stats['x_std']:.4g}, y_std {on_stats['y_std']:.4g} "
+    say(f"  online normalisation: x_std {on_stats['x_std']:.4g}, y_std {on_stats['y_std']:.4g} "
         f"(calibration stream, seed {SEED + 3})")
     with status(f"solving the held-out set ({args.val_trajectories} trajectories of the validation stream, seed {SEED + 1})"):
         val = online_dm.trajectories("val")  # (n, 2, 1, X): the online module's own val stream
@@ -479,7 +457,7 @@ def bench_training(args, common: dict, folder: Path) -> None:
         f"both arms alike); 'final' uses all {len(val)}, after the fit.")
     for arm, fields in per_arm.items():
         record(bench="online_training_arm", arm=arm, quick=args.quick, budget_s=budget, schedule=args.schedule,
-               online_stats=args.online_stats if arm == "online" else None,
+               online_stats="module" if arm == "online" else None,
                **{k: v for k, v in fields.items() if k not in ("curve", "step_t")}, **common)
 
     # ---- comparison
@@ -493,7 +471,7 @@ def bench_training(args, common: dict, folder: Path) -> None:
             f"unique trajectories {on['unique_trajectories']} vs {off['unique_trajectories']}; "
             f"trainer steps/s online/offline {steps_ratio:.3f}")
         record(bench="online_vs_offline", quick=args.quick, budget_s=budget, schedule=args.schedule,
-               online_stats=args.online_stats, val_trajectories=len(val),
+               online_stats="module", val_trajectories=len(val),
                offline_trajectories=args.offline_trajectories, online_val_rel_l2=on["final_val_rel_l2"],
                offline_val_rel_l2=off["final_val_rel_l2"], error_ratio_online_over_offline=ratio,
                improvement_pct=100 * improvement, online_steps=on["steps"], offline_steps=off["steps"],
@@ -764,7 +742,8 @@ def bench_reservoir(args, common: dict) -> None:
           ["policy", "put (filling)", "put (full, churn)", "get (full, churn)", "get (full)", "threaded put / get"], rows_speed)
     table(f"reservoir memory at capacity ({cap} x 8 KiB raw), peak over 5 x capacity streamed puts with as many gets",
           ["policy / samples", "raw MiB", "tensor storage held MiB", "RSS growth MiB", "Python B/sample"], rows_mem)
-    say("  views = what OnlineDataModule's feeder puts (views into the solved batch of 32); owned = cloned per sample.")
+    say("  owned = what OnlineDataModule's feeder puts (each pair cloned); views = views into the solved batch of 32 "
+        "(the feeder before it cloned).")
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -781,9 +760,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=float, default=None, help="seconds between curve points (default budget / 12)")
     parser.add_argument("--schedule", choices=["cosine-time", "constant"], default="cosine-time",
                         help="learning rate: cosine from 1e-3 to 0 over the wall-clock budget (default), or constant 1e-3")
-    parser.add_argument("--online-stats", choices=["split", "module"], default="split",
-                        help="online normalisation: input/output statistics apart as the offline module computes them "
-                             "(default, a work-around in this script), or OnlineDataModule's own (all frames pooled)")
     parser.add_argument("--workers", type=int, default=1, help="online solver worker processes (default 1)")
     parser.add_argument("--capacity", type=int, default=2000, help="online reservoir capacity (default 2000)")
     parser.add_argument("--watermark", type=int, default=200, help="online reservoir watermark (default 200)")
