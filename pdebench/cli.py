@@ -208,7 +208,7 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
 
 def _leaderboard_table(rows, title: str) -> Table:
     """Models, then the solver rungs on its Pareto front (every rung is in results.md)."""
-    from pdebench.evaluation.leaderboard import _speedup_cell, training_cell
+    from pdebench.evaluation.leaderboard import speedup_cell, equal_cost_cell, training_cell
 
     table = Table(title=title, title_justify="left")
     for column in ("entry", "nRMSE", "ms / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost", "params", "training"):
@@ -227,11 +227,10 @@ def _leaderboard_table(rows, title: str) -> Table:
                 table.add_row(row["name"], f"[red]failed[/]: {row['error']}", "", "", "", "", "")
                 continue
             placement = row["placement"] or {}
-            equal_cost = placement.get("solver_error_at_equal_cost")
             is_model = row["kind"] == "model"
             table.add_row(f"[bold]{row['name']}[/]" if is_model else row["name"], f"{row['nrmse']:.3g}", f"{row['cost_s'] * 1e3:.3g}",
-                          _speedup_cell(placement) if is_model else "(solver front)",
-                          "" if equal_cost is None else f"{equal_cost:.3g}",
+                          speedup_cell(placement) if is_model else "(solver front)",
+                          equal_cost_cell(placement) if is_model else "",
                           "" if row["parameters"] is None else f"{row['parameters']:,}",
                           training_cell(row["train_time_s"], row.get("train_samples_used"), row["train_trajectories"]) if is_model else "")
     return table
@@ -300,9 +299,9 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
 
 DEMO_MODELS = {  # name: (model overrides, epochs); budgets sized for the 10-minute demo on 2 cores
-    "FNO": (["--model.model", "fno", "--model.model_args", "{n_modes: 16, hidden_channels: 64, n_layers: 4}"], 10),
-    "TFNO": (["--model.model", "tfno", "--model.model_args", "{n_modes: 16, hidden_channels: 64, n_layers: 4, rank: 0.1}"], 5),
-    "U-Net": (["--model.model", "unet", "--model.model_args", "{width: 16, levels: 4}"], 5),
+    "FNO": (["--model.model", "fno", "--model.model_args", "{n_modes: 16, hidden_channels: 64, n_layers: 4}"], 15),
+    "TFNO": (["--model.model", "tfno", "--model.model_args", "{n_modes: 16, hidden_channels: 64, n_layers: 4, rank: 0.1}"], 8),
+    "U-Net": (["--model.model", "unet", "--model.model_args", "{width: 16, levels: 4}"], 8),
 }
 
 

@@ -316,7 +316,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _speedup_cell(placement: dict[str, Any] | None) -> str:
+def speedup_cell(placement: dict[str, Any] | None) -> str:
     if not placement:
         return "–"
     if placement.get("speedup") is not None:
@@ -325,6 +325,16 @@ def _speedup_cell(placement: dict[str, Any] | None) -> str:
     kind = placement.get("speedup_bound_kind")
     sign = "≥" if kind == "lower" else "≤"
     return f"{placement['verdict']}" + (f" ({sign} {bound:.3g}×)" if bound is not None else "")
+
+
+def equal_cost_cell(placement: dict[str, Any] | None) -> str:
+    """The solver's error at the model's cost, or where the model's cost lies off the ladder."""
+    placement = placement or {}
+    value = placement.get("solver_error_at_equal_cost")
+    if value is not None:
+        return f"{value:.3g}"
+    reason = placement.get("equal_cost_reason") or ""
+    return "beyond the costliest rung" if "more expensive" in reason else "below the cheapest rung" if "cheaper" in reason else "–"
 
 
 def training_cell(seconds: float | None, used: int | None, trajectories: int | None) -> str:
@@ -350,7 +360,7 @@ def markdown_table(rows: list[Row]) -> str:
             placement = r.placement or {}
             training = training_cell(r.train_time_s, r.train_samples_used, r.train_trajectories)
             lines.append(f"| {task} | **{r.name}** | {_fmt(r.nrmse, '.3g')} | {_fmt(r.cost_s * 1e3, '.3g')} ms | "
-                         f"{_speedup_cell(placement)} | {_fmt(placement.get('solver_error_at_equal_cost'), '.3g')} | "
+                         f"{speedup_cell(placement)} | {equal_cost_cell(placement)} | "
                          f"{_fmt(r.parameters, ',')} | {training} |")
         for r in (r for r in mine if r.kind == "solver"):
             lines.append(f"| {task} | {r.name} | {_fmt(r.nrmse, '.3g')} | {_fmt(r.cost_s * 1e3, '.3g')} ms | (solver) | | | |")

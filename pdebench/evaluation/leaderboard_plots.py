@@ -110,9 +110,9 @@ def plot_error_vs_cost(
 ) -> Path:
     """Save a log-log plot of error against cost: the solver ladder, its Pareto front and the models.
 
-    The ladder is drawn as a thin line with markers through all rungs in cost order, each rung
-    annotated with its label; the Pareto front (:meth:`CostCurve.front`) is drawn over it as a thick
-    line, and rungs off the front are crossed out. Each model is a distinct marker, annotated with its
+    The Pareto front (:meth:`CostCurve.front`) is drawn as a thick line, each of its rungs annotated
+    with its label; rungs off the front are grey crosses without labels (a ladder of resolutions
+    times steps has many, and their labels would pile up; they are all in the results table). Each model is a distinct marker, annotated with its
     name and listed in the legend.
 
     Parameters
@@ -153,17 +153,15 @@ def plot_error_vs_cost(
                 raise ValueError(f"models[{name!r}] {what} must be positive and finite, got {v!r}")
         points[str(name)] = (cost, error)
 
-    order = np.argsort(curve.costs, kind="stable")
     front_idx = curve.front_indices()
     off_front = np.setdiff1d(np.arange(len(curve)), front_idx)
     labels = curve.rung_labels
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
-    ax.loglog(curve.costs[order], curve.errors[order], "-o", color="0.55", lw=1, ms=4, label="solver ladder")
     ax.loglog(curve.costs[front_idx], curve.errors[front_idx], "-o", color="black", lw=2.2, ms=6, label="solver Pareto front")
     if off_front.size:
-        ax.loglog(curve.costs[off_front], curve.errors[off_front], "x", color="tab:red", ms=8, mew=1.5, label="off the front")
-    for i in range(len(curve)):
+        ax.loglog(curve.costs[off_front], curve.errors[off_front], "x", color="0.55", ms=6, mew=1.2, label="solver rungs off the front")
+    for i in front_idx:
         ax.annotate(labels[i], (curve.costs[i], curve.errors[i]), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
 
     colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
