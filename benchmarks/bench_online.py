@@ -93,7 +93,6 @@ import json
 import logging
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -105,15 +104,12 @@ from pathlib import Path
 
 import torch
 
-try:  # rich is a project dependency; degrade to print if it is missing.
-    from rich.console import Console
-    from rich.table import Table
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _report.py sits next to it
+from _report import Report, fmt, machine_info  # noqa: E402
 
-    _console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-except ImportError:  # pragma: no cover
-    _console = None
+REPORT = Report()
+say, status, table, record = REPORT.say, REPORT.status, REPORT.table, REPORT.record
 
-RESULTS: list[dict] = []
 SEED = 0
 PROBLEM, PROBLEM_ARGS = "burgers1d", {"n_out": 1}
 MODEL_ARGS = {"n_modes": 16, "hidden_channels": 64, "n_layers": 4}
@@ -122,47 +118,6 @@ POLICIES = ("fifo", "firo", "reservoir")
 
 
 # -- output --------------------------------------------------------------------------------------
-
-
-def say(message: str) -> None:
-    if _console is not None:
-        _console.print(message)
-    else:  # pragma: no cover
-        print(message, flush=True)
-
-
-def status(message: str):
-    """A spinner while a stage runs (rich), else a plain line."""
-    if _console is not None:
-        return _console.status(message)
-    print(message, flush=True)  # pragma: no cover
-    return contextlib.nullcontext()  # pragma: no cover
-
-
-def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    if _console is not None:
-        t = Table(title=title, title_justify="left")
-        for c in columns:
-            t.add_column(c, justify="right" if c != columns[0] else "left")
-        for r in rows:
-            t.add_row(*r)
-        _console.print(t)
-    else:  # pragma: no cover
-        print(title)
-        print(" | ".join(columns))
-        for r in rows:
-            print(" | ".join(r))
-
-
-def record(**fields) -> dict:
-    RESULTS.append(fields)
-    return fields
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{digits}g}"
 
 
 def quiet_lightning() -> None:
@@ -789,14 +744,10 @@ def main(argv: list[str] | None = None) -> int:
     import lightning
     import neuralop
 
-    import pdebench
-
     quiet_lightning()  # after importing lightning, which sets its loggers' level at import
 
-    common = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "lightning": lightning.__version__,
-              "neuraloperator": getattr(neuralop, "__version__", "?"), "python": platform.python_version(),
-              "pdebench": getattr(pdebench, "__version__", "?"), "threads": args.threads,
-              "loadavg_start": os.getloadavg()[0]}
+    common = machine_info({"lightning": lightning.__version__, "neuraloperator": getattr(neuralop, "__version__", "?")},
+                          threads=args.threads)
     start = time.perf_counter()
     say(f"[bold]bench_online[/bold] {'--quick ' if args.quick else ''}budget {args.budget:.0f} s per arm, "
         f"threads={args.threads} on {os.cpu_count()} CPUs, torch {torch.__version__}, lightning {lightning.__version__}, "
@@ -808,9 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_reservoir(args, common)
     say(f"total {time.perf_counter() - start:.0f} s, load average at end {os.getloadavg()[0]:.2f}, "
         f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
-    for result in RESULTS:
-        result.setdefault("loadavg_end", os.getloadavg()[0])
-        print("BENCH_JSON " + json.dumps(result, default=float), flush=True)
+    REPORT.emit_json()
     return 0
 
 

@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -49,67 +48,14 @@ import scipy.sparse as sp
 import torch
 from scipy.integrate import solve_ivp
 
-try:  # rich is a project dependency; degrade to print if it is missing.
-    from rich.console import Console
-    from rich.table import Table
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _report.py sits next to it
+from _report import Report, fmt, machine_info  # noqa: E402
 
-    _console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-except ImportError:  # pragma: no cover
-    _console = None
-
-RESULTS: list[dict] = []
+REPORT = Report()
+say, status, table, record = REPORT.say, REPORT.status, REPORT.table, REPORT.record
 
 
 # -- output --------------------------------------------------------------------------------------
-
-
-def say(message: str) -> None:
-    if _console is not None:
-        _console.print(message)
-    else:  # pragma: no cover
-        print(message, flush=True)
-
-
-def status(message: str):
-    """A spinner while a stage runs (rich), else a plain line."""
-    if _console is not None:
-        return _console.status(message)
-    print(message, flush=True)  # pragma: no cover
-
-    class _Null:  # pragma: no cover
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    return _Null()  # pragma: no cover
-
-
-def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    if _console is not None:
-        t = Table(title=title, title_justify="left")
-        for c in columns:
-            t.add_column(c, justify="right" if c not in (columns[0],) else "left")
-        for r in rows:
-            t.add_row(*r)
-        _console.print(t)
-    else:  # pragma: no cover
-        print(title)
-        print(" | ".join(columns))
-        for r in rows:
-            print(" | ".join(r))
-
-
-def record(**fields) -> dict:
-    RESULTS.append(fields)
-    return fields
-
-
-def fmt(x: float, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{digits}g}"
 
 
 def relative_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -789,11 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(t < 1 for t in args.threads):
         parser.error("--threads must be positive")
 
-    import pdebench
-
-    common = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
-              "scipy": scipy.__version__, "python": platform.python_version(),
-              "pdebench": getattr(pdebench, "__version__", "?"), "loadavg_start": os.getloadavg()[0]}
+    common = machine_info({"numpy": np.__version__, "scipy": scipy.__version__})
     start = time.perf_counter()
     say(f"[bold]bench_spectral[/bold] {'--quick ' if args.quick else ''}threads={args.threads} on "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}, load average {common['loadavg_start']:.2f}")
@@ -816,9 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" not in args.skip:
         bench_memory(args, common, 1)  # memory does not depend on threads; 1 is robust to other load
     say(f"total {time.perf_counter() - start:.0f} s, load average at end {os.getloadavg()[0]:.2f}")
-    for result in RESULTS:
-        result.setdefault("loadavg_end", os.getloadavg()[0])
-        print("BENCH_JSON " + json.dumps(result, default=float), flush=True)
+    REPORT.emit_json()
     return 0
 
 

@@ -77,11 +77,8 @@ import cProfile
 import gc
 import io
 import itertools
-import json
 import logging
-import math
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -93,15 +90,12 @@ from pathlib import Path
 
 import torch
 
-try:  # rich is a project dependency; degrade to print if it is missing.
-    from rich.console import Console
-    from rich.table import Table
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _report.py sits next to it
+from _report import Report, fmt, machine_info  # noqa: E402
 
-    _console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-except ImportError:  # pragma: no cover
-    _console = None
+REPORT = Report()
+say, status, table, record = REPORT.say, REPORT.status, REPORT.table, REPORT.record
 
-RESULTS: list[dict] = []
 SEED = 0
 # glibc malloc: serve big blocks from the heap (up to the 32 MiB maximum threshold) and never trim it, so the
 # tensors freed at the end of a step are reused by the next step instead of being unmapped and faulted in again.
@@ -109,47 +103,6 @@ TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": 
 
 
 # -- output --------------------------------------------------------------------------------------
-
-
-def say(message: str) -> None:
-    if _console is not None:
-        _console.print(message)
-    else:  # pragma: no cover
-        print(message, flush=True)
-
-
-def status(message: str):
-    """A spinner while a stage runs (rich), else a plain line."""
-    if _console is not None:
-        return _console.status(message)
-    print(message, flush=True)  # pragma: no cover
-    return contextlib.nullcontext()  # pragma: no cover
-
-
-def table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    if _console is not None:
-        t = Table(title=title, title_justify="left")
-        for c in columns:
-            t.add_column(c, justify="right" if c not in (columns[0],) else "left")
-        for r in rows:
-            t.add_row(*r)
-        _console.print(t)
-    else:  # pragma: no cover
-        print(title)
-        print(" | ".join(columns))
-        for r in rows:
-            print(" | ".join(r))
-
-
-def record(**fields) -> dict:
-    RESULTS.append(fields)
-    return fields
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{digits}g}"
 
 
 def pct(x: float) -> str:
@@ -775,14 +728,10 @@ def main(argv: list[str] | None = None) -> int:
     import lightning
     import neuralop
 
-    import pdebench
-
     quiet_lightning()  # after importing lightning, which sets its loggers' level at import
 
-    common = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "lightning": lightning.__version__,
-              "neuraloperator": getattr(neuralop, "__version__", "?"), "python": platform.python_version(),
-              "pdebench": getattr(pdebench, "__version__", "?"), "threads": args.threads,
-              "loadavg_start": os.getloadavg()[0],
+    common = {**machine_info({"lightning": lightning.__version__, "neuraloperator": getattr(neuralop, "__version__", "?")},
+                             threads=args.threads),
               "malloc_env": {k: os.environ[k] for k in sorted(os.environ) if k.startswith("MALLOC_")}}
     start = time.perf_counter()
     say(f"[bold]bench_training[/bold] {'--quick ' if args.quick else ''}threads={args.threads} on {os.cpu_count()} CPUs, "
@@ -804,9 +753,7 @@ def main(argv: list[str] | None = None) -> int:
             with status("profile: cProfile of a tiny-model Lightning fit"):
                 bench_profile(args, common, cases)
     say(f"total {time.perf_counter() - start:.0f} s, load average at end {os.getloadavg()[0]:.2f}")
-    for result in RESULTS:
-        result.setdefault("loadavg_end", os.getloadavg()[0])
-        print("BENCH_JSON " + json.dumps(result, default=float), flush=True)
+    REPORT.emit_json()
     return 0
 
 
