@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import secrets
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import h5py
 import numpy as np
 import torch
 
+from pdebench.atomic import fsync_folder, temporary_path
 from pdebench.data.trajectories import Trajectories
 
 logger = logging.getLogger(__name__)
@@ -99,28 +99,10 @@ def check_destination(path: Path, overwrite: bool) -> None:
         raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
 
 
-def temporary_path(path: Path) -> Path:
-    """A fresh hidden name next to ``path``: ``.{name}.tmp-{pid}-{random}`` (same filesystem)."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-
-
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # platforms that cannot open folders (Windows): nothing to sync
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        logger.debug("fsync of folder %s is not supported", folder)
     finally:
         os.close(fd)
 
@@ -141,7 +123,7 @@ def commit_file(tmp_path: Path, path: Path, *, overwrite: bool) -> None:
         os.replace(tmp_path, path)
     else:
         _move_no_clobber(tmp_path, path)
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def _move_no_clobber(tmp_path: Path, path: Path) -> None:

@@ -27,7 +27,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pdebench.atomic import atomic_write
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
 from pdebench.evaluation.metrics import all_metrics, rollout_nrmse
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
@@ -282,18 +282,9 @@ def _plots(result: TaskResult, out: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- outputs
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` so that ``path`` holds either its old content or all of ``text``."""
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
 
 
 CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "crmse", "frmse_low", "frmse_mid", "frmse_high",

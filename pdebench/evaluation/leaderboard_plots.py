@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pdebench.atomic import atomic_write  # noqa: E402
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy  # noqa: E402
 
 __all__ = ["plot_error_vs_cost", "plot_prediction", "plot_rollout_errors"]
@@ -48,17 +48,11 @@ def _to_numpy(name: str, x: Any) -> np.ndarray:
 
 
 def _save_atomic(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
-    """Save ``fig`` to ``path`` via a temporary file in the same folder and ``os.replace``; close it."""
+    """Save ``fig`` to ``path`` atomically (:func:`pdebench.atomic.atomic_write`) and close it."""
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format=fmt, dpi=_DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_write(path) as handle:
+            fig.savefig(handle, format=path.suffix.lstrip(".").lower() or "png", dpi=_DPI)
     finally:
         plt.close(fig)
     log.debug("wrote %s", path)

@@ -11,9 +11,7 @@ ladder outputs are Fourier-interpolated to it, the reference is sampled on it.
 from __future__ import annotations
 
 import logging
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pdebench.atomic import atomic_write
 from pdebench.data.generate import build_solver
 from pdebench.evaluation.metrics import nrmse
 from pdebench.evaluation.suite import TaskSpec, with_resolution
@@ -104,17 +103,8 @@ class ReferenceSet:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        np.savez(handle, **arrays)
 
 
 def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> ReferenceSet:

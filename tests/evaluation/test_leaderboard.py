@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pdebench.atomic
+
 import json
 import math
 import subprocess
@@ -135,7 +137,7 @@ def test_results_are_written_atomically(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(leaderboard.os, "replace", broken_replace)
+    monkeypatch.setattr(pdebench.atomic.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]

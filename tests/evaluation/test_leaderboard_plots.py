@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pdebench.atomic
+
 import logging
 import os
 
@@ -154,7 +156,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(leaderboard_plots.os, "replace", broken_replace)
+    monkeypatch.setattr(pdebench.atomic.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         plot_rollout_errors({"m": [0.1, 0.2]}, path)
     assert path.read_bytes() == b"old"
