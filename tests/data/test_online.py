@@ -27,3 +27,25 @@ def test_next_step_statistics_pool_every_frame_for_every_history_slot():
 
 def test_reservoir_epochs_have_a_length():
     assert len(ReservoirDataset(Reservoir(capacity=4), 24)) == 24
+
+
+def test_the_feeder_never_buffers_a_non_finite_sample():
+    """Even a batch with NaN rows (a solver that failed to drop a blow-up) leaves the reservoir clean."""
+    import numpy as np
+
+    from pdebench.data.workers import Batch
+
+    dm = OnlineDataModule("burgers1d", {"nx": 16, "n_out": 1}, task="initial_to_final", policy="fifo", capacity=8, watermark=1)
+    fields = np.random.default_rng(0).standard_normal((3, 2, 16)).astype(np.float32)
+    fields[1, 1, 5] = np.nan
+
+    class OneBatch:
+        def batches(self):
+            yield Batch(0, {"u": fields}, np.array([[0, 0], [0, 1], [0, 2]]), dropped=0, block=(0, 3))
+
+    dm.reservoir, dm.pool = Reservoir(dm.reservoir_config), OneBatch()
+    dm._feed()
+    stats = dm.reservoir.stats()
+    assert stats["dropped"] == 1 and stats["received"] == 2
+    ids = sorted(dm.reservoir.get()[1][:2] for _ in range(2))
+    assert ids == [(0, 0), (0, 2)]

@@ -169,3 +169,43 @@ def test_evaluate_and_leaderboard_commands(tiny_checkpoint, tmp_path):
 def test_default_suite_loads():
     suite = Suite.from_yaml(ROOT / "configs" / "leaderboard" / "burgers1d.yaml")
     assert [m.name for m in suite.models] == ["FNO", "TFNO", "U-Net"] and suite.tasks[0].seed >= 1_000_000
+
+
+def test_rollout_task_scores_an_autoregressive_model_on_every_frame_after_its_history(tmp_path):
+    data = tmp_path / "ks.h5"
+    settings = {"nx": 64, "n_out": 6, "t_final": 6.0, "t_warmup": 0.0}
+    generate_dataset(PROBLEMS.build("ks1d", **settings), data, num_samples=6, seed=3, batch_size=6)
+    args = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs/ks1d/fno.yaml"),
+            "--data.init_args.path", str(data), "--data.init_args.batch_size", "4", "--trainer.max_epochs", "1",
+            "--model.model_args", "{n_modes: 8, hidden_channels: 8, n_layers: 2}", "--trainer.limit_val_batches", "1"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (checkpoint,) = tmp_path.glob("outputs/*/checkpoints/last.ckpt")
+    task = {"name": "ks", "problem": "ks1d", "problem_args": settings, "mode": "rollout", "history": 2, "samples": 2,
+            "reference_refinement": 2, "ladder_resolutions": [32, 64], "repeats": 1}
+    suite = Suite.from_dict({"name": "r", "output": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
+                             "tasks": [task], "models": [{"name": "ar", "checkpoint": str(checkpoint)}]})
+    document = json.loads(run_suite(suite).read_text())
+    row = next(r for r in document["rows"] if r["name"] == "ar")
+    assert row["status"] == "ok", row["error"]
+    # Independent check: roll the model out from the reference's first two frames and score frames 2..6.
+    from pdebench.evaluation.leaderboard import load_model
+    from pdebench.evaluation.suite import ModelEntry
+
+    reference = build_reference(suite.tasks[0], tmp_path / "cache")
+    module, _ = load_model(ModelEntry("ar", str(checkpoint)))
+    frames = reference.truth.float().unsqueeze(2)
+    window, predictions = frames[:, :2].flatten(1, 2), []
+    with torch.no_grad():
+        for _ in range(5):
+            nxt = module(window)
+            predictions.append(nxt[:, 0])
+            window = torch.cat([window[:, 1:], nxt], dim=1)
+    pred = torch.stack(predictions, 1).double().numpy()  # (2, 5, 64)
+    truth = reference.truth[:, 2:].numpy()
+    per_frame = np.linalg.norm(pred - truth, axis=-1) / np.linalg.norm(truth, axis=-1)
+    assert row["nrmse"] == pytest.approx(per_frame.mean(), rel=1e-5)
+    assert (tmp_path / "out" / "ks_rollout.png").stat().st_size > 0
+    assert json.loads(run_suite(Suite.from_dict({**{"name": "r", "output": str(tmp_path / "o2"), "cache_dir": str(tmp_path / "cache")},
+                                                 "tasks": [{**task, "history": 3}], "models": [{"name": "ar", "checkpoint": str(checkpoint)}]})
+                                  ).read_text())["rows"][-1]["error"].startswith("ValueError: trained on history 2")
