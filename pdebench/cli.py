@@ -92,7 +92,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"[green]wrote[/] {summary.path}: {summary.num_samples} samples ({shapes}) in {summary.wall_time_s:.2f} s — "
         f"{summary.samples_per_second:.1f} samples/s, {summary.bytes_written / 2**20:.2f} MiB, "
-        f"solver {summary.solver} (dt={summary.dt:.3g})"
+        f"solver {summary.solver}" + (f" (dt={summary.dt:.3g})" if summary.dt == summary.dt else "")
     )
     return 0
 

@@ -2,10 +2,10 @@
 
 >>> from pdebench.problems import PROBLEMS
 >>> PROBLEMS.available()  # doctest: +ELLIPSIS
-['advection1d', 'burgers1d', 'heat1d', 'kdv1d', 'ks1d', 'ns2d', 'ns2d_kolmogorov', 'reaction_diffusion1d']
+['advection1d', 'burgers1d', 'darcy2d', 'heat1d', 'kdv1d', 'ks1d', 'ns2d', 'ns2d_kolmogorov', 'reaction_diffusion1d']
 """
 
-from pdebench.problems import navier_stokes, onedim  # noqa: F401  (registers the problems)
+from pdebench.problems import elliptic, navier_stokes, onedim  # noqa: F401  (registers the problems)
 from pdebench.problems.base import PROBLEMS, Problem, SpectralProblem
 
 __all__ = ["PROBLEMS", "Problem", "SpectralProblem"]

@@ -1,6 +1,7 @@
-"""Classical solvers: registry and the solver families (``spectral``; FEM and SPH later)."""
+"""Classical solvers: registry and the solver families (``spectral``, ``fem``; SPH later)."""
 
 from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
+from pdebench.solvers.fem.solver import FEMSolver
 from pdebench.solvers.spectral import SpectralSolver
 
-__all__ = ["SOLVERS", "BlowUpError", "StabilityError", "SpectralSolver"]
+__all__ = ["SOLVERS", "BlowUpError", "FEMSolver", "StabilityError", "SpectralSolver"]

@@ -23,6 +23,7 @@ TINY = {
     "burgers1d": dict(nx=64, n_out=4, nu=0.1),
     "ks1d": dict(nx=64, n_out=8, t_final=8.0, t_warmup=0.0),
     "ns2d": dict(resolution=32, n_out=8, t_final=4.0),
+    "darcy2d": dict(resolution=25),
 }
 
 

@@ -1,0 +1,157 @@
+"""Steady (elliptic) problems: an input field -> the solution, solved by finite elements.
+
+A :class:`SteadyProblem` has no time axis; its samples are input fields (a coefficient or a source)
+and the stored record has one frame. Grid problems store the PDEBench Darcy layout: the input as
+``nu`` ``(N, X, Y)`` and the solution as ``tensor`` ``(N, 1, X, Y)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from pdebench.problems.base import PROBLEMS, require
+from pdebench.problems.sampling import sample_generator, thresholded_field
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteadyProblem(ABC):
+    """A steady problem on a grid of ``spatial_shape`` points (boundary points included).
+
+    The stored record is one frame: ``t = [0]``, ``n_out = 0``.
+    """
+
+    solver: ClassVar[str] = "fem"
+    #: Stored input and output fields (the PDEBench Darcy names).
+    input_name: ClassVar[str] = "nu"
+    field_name: ClassVar[str] = "tensor"
+    n_out: ClassVar[int] = 0
+    t_final: ClassVar[float] = 0.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
+
+    @property
+    def name(self) -> str:
+        return getattr(type(self), "registry_name", type(self).__name__)
+
+    @property
+    @abstractmethod
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Output grid points per axis."""
+
+    @property
+    def lengths(self) -> tuple[float, ...]:
+        return (1.0,) * len(self.spatial_shape)
+
+    @property
+    def dim(self) -> int:
+        return len(self.spatial_shape)
+
+    def output_times(self) -> np.ndarray:
+        return np.zeros(1)
+
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """``{"t": [0], "x": (X,), "y": (Y,)}``: grid points ``j L / (n - 1)``, both ends included."""
+        coords = {"t": self.output_times()}
+        for axis, n, length in zip(("x", "y", "z"), self.spatial_shape, self.lengths):
+            coords[axis] = np.linspace(0.0, length, n)
+        return coords
+
+    @abstractmethod
+    def sample_inputs(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
+        """``(B, *spatial_shape)`` float64 input fields of samples ``(seed, i)``."""
+
+    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
+        """The inputs (the generation pipeline calls every problem's samples this)."""
+        return self.sample_inputs(seed, indices)
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), (int, float, str))}
+
+    def replace(self, **changes: Any) -> "SteadyProblem":
+        return dataclasses.replace(self, **changes)
+
+
+def neumann_gaussian_field(seed: int, indices: Sequence[int], points: int, *, tau: float, alpha: float,
+                           modes: int = 64) -> torch.Tensor:
+    r"""Samples of :math:`N(0, (-\Delta + \tau^2 I)^{-\alpha})` on :math:`[0, 1]^2` with zero Neumann
+    boundary conditions, on the ``points x points`` grid ``x_j = j / (points - 1)``.
+
+    Cosine expansion :math:`\psi = \sum_{k} \xi_k (\pi^2 |k|^2 + \tau^2)^{-\alpha/2} \cos(\pi k_1 x)\cos(\pi k_2 y)`
+    with :math:`\xi_k \sim N(0, 1)` drawn from each sample's own generator, truncated at ``modes`` per
+    axis (the same modes at every resolution, so a sample is one field seen at any grid).
+    """
+    k = np.arange(modes)
+    spectrum = (np.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + tau**2) ** (-alpha / 2)
+    spectrum[0, 0] = 0.0  # zero mean
+    x = np.linspace(0.0, 1.0, points)
+    basis = np.cos(np.pi * x[:, None] * k[None, :])  # (points, modes)
+    out = []
+    for i in indices:
+        xi = torch.randn(modes, modes, generator=sample_generator(seed, int(i)), dtype=torch.float64).numpy()
+        out.append(basis @ (xi * spectrum) @ basis.T)
+    return torch.from_numpy(np.stack(out))
+
+
+@PROBLEMS.register("darcy2d", kind="steady", description="Darcy flow -div(a grad u) = f on (0,1)^2, u = 0 on the boundary; "
+                   "a = 12/3 from a thresholded GRF (FNO setting)")
+@dataclass(frozen=True, kw_only=True)
+class Darcy2D(SteadyProblem):
+    r"""Darcy flow :math:`-\nabla\cdot(a\nabla u) = f` on :math:`(0,1)^2`, :math:`u = 0` on the boundary.
+
+    The FNO setting (Li et al. 2021): :math:`a = a_{high}` where :math:`\psi \ge 0` else
+    :math:`a_{low}`, :math:`\psi \sim N(0, (-\Delta + 9I)^{-2})` with Neumann boundary conditions,
+    :math:`f = 1`; outputs on a ``resolution``² grid with the boundary included (FNO: 85², 141², 211²,
+    421²). The finite-element mesh has the grid points as nodes.
+
+    Parameters
+    ----------
+    resolution
+        Grid points per axis (boundary included).
+    a_high, a_low
+        Permeability values (positive).
+    forcing
+        Constant source ``f``.
+    tau, alpha
+        Parameters of the Gaussian random field.
+    element
+        ``"P1"`` or ``"P2"`` finite elements.
+    """
+
+    resolution: int = 85
+    a_high: float = 12.0
+    a_low: float = 3.0
+    forcing: float = 1.0
+    tau: float = 3.0
+    alpha: float = 2.0
+    element: str = "P1"
+
+    def validate(self) -> None:
+        require(self.resolution >= 5, f"resolution must be >= 5, got {self.resolution}")
+        require(self.a_high > 0 and self.a_low > 0 and math.isfinite(self.a_high) and math.isfinite(self.a_low),
+                f"permeabilities must be positive and finite, got a_high={self.a_high}, a_low={self.a_low}")
+        require(math.isfinite(self.forcing), f"forcing must be finite, got {self.forcing}")
+        require(self.tau > 0 and self.alpha > 0, f"need tau > 0 and alpha > 0, got tau={self.tau}, alpha={self.alpha}")
+        require(self.element in ("P1", "P2"), f"unknown element family {self.element!r}; choose P1 or P2")
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return (self.resolution, self.resolution)
+
+    def sample_inputs(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
+        psi = neumann_gaussian_field(seed, indices, self.resolution, tau=self.tau, alpha=self.alpha)
+        return thresholded_field(psi, high=self.a_high, low=self.a_low)
+
+    def params(self) -> dict[str, Any]:
+        return {"a_high": self.a_high, "a_low": self.a_low, "f": self.forcing}
