@@ -90,3 +90,14 @@ def test_bad_input_is_refused_with_the_value_named():
         FEMSolver().solve(problem, bad)
     with pytest.raises(ValueError, match="unknown method 'cholmod'"):
         FEMSolver(method="cholmod")
+
+
+def test_sorted_krylov_recycling_gives_the_direct_solutions():
+    problem = PROBLEMS.build("darcy2d", resolution=33)
+    inputs = problem.sample_inputs(6, range(6))
+    direct = FEMSolver(method="direct").solve(problem, inputs).fields["tensor"]
+    skr = FEMSolver(method="skr", tol=1e-12)
+    recycled = skr.solve(problem, inputs, np.column_stack([np.full(6, 6), np.arange(6)]))
+    assert torch.allclose(recycled.fields["tensor"], direct, rtol=0, atol=1e-8 * direct.abs().max())
+    assert recycled.provenance["method"] == "skr" and len(skr.last_iterations) == 6
+    assert recycled.sample_ids[:, 1].tolist() == list(range(6))  # results come back in the input order
