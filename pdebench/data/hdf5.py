@@ -300,7 +300,103 @@ def _chunk_shape(row_shape: tuple[int, ...], chunk_rows: int | None, itemsize: i
     return (1, frames, *row_shape[1:])
 
 
-class TrajectoryWriter:
+class AtomicHDF5Writer:
+    """Base of the streaming HDF5 writers: the file is written beside its destination and appears
+    under :attr:`path` only when :meth:`close` completes (flush, fsync, rename, fsync of the folder);
+    on an exception in a ``with`` block, :meth:`abort`, or garbage collection the temporary file is
+    deleted and :attr:`path` is untouched.
+
+    Subclasses call :meth:`_open_temporary` first in ``__init__``, set ``self._schema`` once something
+    was appended, and implement :meth:`_write_attrs` (called just before the file is finished) and
+    :meth:`_written_message`.
+    """
+
+    path: Path
+    overwrite: bool
+    _noun = "samples"
+
+    def _open_temporary(self, path: PathLike, overwrite: bool, **h5_options: Any) -> None:
+        self.path = Path(path)
+        self.overwrite = overwrite
+        check_destination(self.path, overwrite)
+        self.temp_path = temporary_path(self.path)
+        try:
+            self._file: h5py.File = h5py.File(self.temp_path, "x", **h5_options)
+        except OSError as exc:
+            raise PermissionError(
+                f"cannot write {self.path}: creating temporary file {self.temp_path} failed ({exc})"
+            ) from exc
+        self._finalizer = weakref.finalize(self, _discard, self._file, self.temp_path)
+        self._schema: Any = None
+        self._num_samples = 0
+        self._closed = False
+
+    # -- context manager ---------------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            logger.warning("discarding %s after %s: %s", self.path, exc_type.__name__, exc)
+            self.abort()
+
+    @property
+    def num_samples(self) -> int:
+        """Samples appended so far."""
+        return self._num_samples
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`abort` has run."""
+        return self._closed
+
+    # -- finishing ---------------------------------------------------------------------------------
+    def _write_attrs(self) -> None:
+        raise NotImplementedError
+
+    def _written_message(self) -> str:
+        return f"wrote {self._num_samples} {self._noun} to {self.path}"
+
+    def close(self) -> None:
+        """Finish the file and move it to :attr:`path` (idempotent).
+
+        Raises
+        ------
+        ValueError
+            Nothing was appended (nothing is written).
+        FileExistsError
+            Without ``overwrite``, :attr:`path` appeared meanwhile; the data stays in :attr:`temp_path`.
+        """
+        if self._closed:
+            return
+        if self._schema is None:
+            self.abort()
+            raise ValueError(f"no {self._noun} were appended; {self.path} was not written")
+        try:
+            self._write_attrs()
+            self._file.flush()
+            self._file.close()
+            commit_file(self.temp_path, self.path, overwrite=self.overwrite)
+        except FileExistsError:
+            self._closed = True
+            self._finalizer.detach()
+            raise
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._finalizer.detach()
+        logger.info("%s", self._written_message())
+
+    def abort(self) -> None:
+        """Discard everything written: close and delete the temporary file; :attr:`path` is untouched."""
+        self._closed = True
+        self._finalizer()
+
+
+class TrajectoryWriter(AtomicHDF5Writer):
     """Append batches of :class:`Trajectories` to an HDF5 file, written atomically.
 
     The destination is checked in the constructor (before any solve), a temporary file is created
@@ -345,6 +441,8 @@ class TrajectoryWriter:
     ...         writer.append(batch)
     """
 
+    _noun = "trajectories"
+
     def __init__(
         self,
         path: PathLike,
@@ -359,50 +457,16 @@ class TrajectoryWriter:
             raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}")
         if chunk_rows is not None and chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-        self.path = Path(path)
-        self.overwrite = overwrite
         self.compression = compression
         self.chunk_rows = chunk_rows
         self.allow_nonfinite = allow_nonfinite
         self._extra_provenance = dict(provenance or {})
-        check_destination(self.path, overwrite)
-        self.temp_path = temporary_path(self.path)
-        try:
-            self._file: h5py.File = h5py.File(self.temp_path, "x", rdcc_nbytes=16 << 20)
-        except OSError as exc:
-            raise PermissionError(
-                f"cannot write {self.path}: creating temporary file {self.temp_path} failed ({exc})"
-            ) from exc
-        self._finalizer = weakref.finalize(self, _discard, self._file, self.temp_path)
-        self._schema: _Schema | None = None
+        self._open_temporary(path, overwrite, rdcc_nbytes=16 << 20)
         self._squeezed: set[str] = set()
         self._datasets: dict[str, h5py.Dataset] = {}
         self._provenance: dict[str, Any] = {}
         self._seen_ids: set[tuple[int, int]] = set()
-        self._num_samples = 0
-        self._closed = False
         logger.debug("writing %s through %s", self.path, self.temp_path)
-
-    # -- context manager ---------------------------------------------------------------------------
-    def __enter__(self) -> TrajectoryWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            logger.warning("discarding %s after %s: %s", self.path, exc_type.__name__, exc)
-            self.abort()
-
-    @property
-    def num_samples(self) -> int:
-        """Trajectories appended so far."""
-        return self._num_samples
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` or :meth:`abort` has run."""
-        return self._closed
 
     # -- writing -----------------------------------------------------------------------------------
     def append(self, traj: Trajectories) -> None:
@@ -511,43 +575,6 @@ class TrajectoryWriter:
         attrs["squeezed_fields"] = json.dumps(sorted(self._squeezed))
         attrs["num_samples"] = np.int64(self._num_samples)
         attrs["pdebench_format_version"] = np.int64(FORMAT_VERSION)
-
-    # -- finishing ---------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Finish the file and move it to :attr:`path` (idempotent).
-
-        Raises
-        ------
-        ValueError
-            Nothing was appended (nothing is written).
-        FileExistsError
-            Without ``overwrite``, :attr:`path` appeared meanwhile; the data stays in :attr:`temp_path`.
-        """
-        if self._closed:
-            return
-        if self._schema is None:
-            self.abort()
-            raise ValueError(f"no trajectories were appended; {self.path} was not written")
-        try:
-            self._write_attrs()
-            self._file.flush()
-            self._file.close()
-            commit_file(self.temp_path, self.path, overwrite=self.overwrite)
-        except FileExistsError:
-            self._closed = True
-            self._finalizer.detach()
-            raise
-        except BaseException:
-            self.abort()
-            raise
-        self._closed = True
-        self._finalizer.detach()
-        logger.info("wrote %d trajectories to %s", self._num_samples, self.path)
-
-    def abort(self) -> None:
-        """Discard everything written: close and delete the temporary file; :attr:`path` is untouched."""
-        self._closed = True
-        self._finalizer()
 
 
 # --------------------------------------------------------------------------------------------------

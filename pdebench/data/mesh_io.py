@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,21 +50,18 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from pdebench.atomic import temporary_path
 from pdebench.data.hdf5 import (
     PROVENANCE_PREFIX,
+    AtomicHDF5Writer,
     PathLike,
     Rows,
     _chunk_shape,
     _decode_attr,
-    _discard,
     _encode_attr,
     _field_as_float32,
     _json_attr_names,
     _normalize_rows,
     _read_rows,
-    check_destination,
-    commit_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -355,7 +350,7 @@ def _param_values(name: str, values: Any, batch: int) -> tuple[np.ndarray, str]:
     raise ValueError(f"param {name!r} must be real numbers, got dtype {array.dtype}")
 
 
-class MeshDataWriter:
+class MeshDataWriter(AtomicHDF5Writer):
     """Write one mesh and stream batches of nodal fields on it to an HDF5 file, atomically.
 
     The mesh is validated and the destination checked in the constructor (before any solve); a
@@ -418,51 +413,17 @@ class MeshDataWriter:
         if compression not in _COMPRESSIONS:
             raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}")
         self.mesh = Mesh(nodes, cells, dict(boundary or {}), element)
-        self.path = Path(path)
-        self.overwrite = overwrite
         self.compression = compression
         self._provenance = dict(provenance or {})
-        check_destination(self.path, overwrite)
-        self.temp_path = temporary_path(self.path)
-        try:
-            self._file: h5py.File = h5py.File(self.temp_path, "x")
-        except OSError as exc:
-            raise PermissionError(
-                f"cannot write {self.path}: creating temporary file {self.temp_path} failed ({exc})"
-            ) from exc
-        self._finalizer = weakref.finalize(self, _discard, self._file, self.temp_path)
-        self._schema: _Schema | None = None
+        self._open_temporary(path, overwrite)
         self._datasets: dict[str, h5py.Dataset] = {}
         self._seen_ids: set[tuple[int, int]] = set()
-        self._num_samples = 0
-        self._closed = False
         try:
             self._write_mesh()
         except BaseException:
             self.abort()
             raise
         logger.debug("writing %s through %s", self.path, self.temp_path)
-
-    # -- context manager ---------------------------------------------------------------------------
-    def __enter__(self) -> MeshDataWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            logger.warning("discarding %s after %s: %s", self.path, exc_type.__name__, exc)
-            self.abort()
-
-    @property
-    def num_samples(self) -> int:
-        """Samples appended so far."""
-        return self._num_samples
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` or :meth:`abort` has run."""
-        return self._closed
 
     # -- writing -----------------------------------------------------------------------------------
     def _write_mesh(self) -> None:
@@ -606,48 +567,8 @@ class MeshDataWriter:
         attrs["num_nodes"] = np.int64(self.mesh.num_nodes)
         attrs[VERSION_ATTR] = np.int64(MESH_FORMAT_VERSION)
 
-    # -- finishing ---------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Finish the file and move it to :attr:`path` (idempotent).
-
-        Raises
-        ------
-        ValueError
-            Nothing was appended (nothing is written).
-        FileExistsError
-            Without ``overwrite``, :attr:`path` appeared meanwhile; the data stays in :attr:`temp_path`.
-        """
-        if self._closed:
-            return
-        if self._schema is None:
-            self.abort()
-            raise ValueError(f"no samples were appended; {self.path} was not written")
-        try:
-            self._write_attrs()
-            self._file.flush()
-            self._file.close()
-            commit_file(self.temp_path, self.path, overwrite=self.overwrite)
-        except FileExistsError:
-            self._closed = True
-            self._finalizer.detach()
-            raise
-        except BaseException:
-            self.abort()
-            raise
-        self._closed = True
-        self._finalizer.detach()
-        logger.info(
-            "wrote %d samples on a %d-node %s mesh to %s",
-            self._num_samples,
-            self.mesh.num_nodes,
-            self.mesh.element,
-            self.path,
-        )
-
-    def abort(self) -> None:
-        """Discard everything written: close and delete the temporary file; :attr:`path` is untouched."""
-        self._closed = True
-        self._finalizer()
+    def _written_message(self) -> str:
+        return f"wrote {self._num_samples} samples on a {self.mesh.num_nodes}-node {self.mesh.element} mesh to {self.path}"
 
 
 # --------------------------------------------------------------------------------------------------
