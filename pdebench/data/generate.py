@@ -1,4 +1,9 @@
-"""Dataset generation: sample inputs, solve in batches, stream each batch to an HDF5 file."""
+"""Dataset generation: sample inputs, solve in batches, stream each batch to an HDF5 file.
+
+Grid problems are written by :class:`~pdebench.data.hdf5.TrajectoryWriter` (PDEBench layouts); mesh
+problems (:class:`~pdebench.problems.mesh_problems.MeshProblem`) by
+:class:`~pdebench.data.mesh_io.MeshDataWriter` (one mesh, nodal fields per sample).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import numpy as np
 from pdebench.data.hdf5 import TrajectoryWriter
 from pdebench.data.trajectories import Trajectories
 from pdebench.problems.base import Problem
+from pdebench.problems.mesh_problems import MeshProblem
 from pdebench.solvers import SOLVERS
 
 log = logging.getLogger(__name__)
@@ -43,8 +49,9 @@ def build_solver(problem: Problem, **solver_kwargs: Any):
     return SOLVERS.build(problem.solver, **solver_kwargs)
 
 
-def solve_samples(problem: Problem, solver, seed: int, indices: np.ndarray, **kwargs: Any) -> Trajectories:
-    """Draw and solve samples ``(seed, i)`` for ``i in indices``; shapes as :meth:`SpectralSolver.solve`."""
+def solve_samples(problem: Problem | MeshProblem, solver, seed: int, indices: np.ndarray, **kwargs: Any) -> Trajectories:
+    """Draw and solve samples ``(seed, i)`` for ``i in indices``; shapes as :meth:`SpectralSolver.solve`
+    (a mesh problem: :class:`~pdebench.solvers.fem.mesh_solver.MeshSamples`, nodal fields ``(B, n_nodes[, C])``)."""
     indices = np.asarray(indices, dtype=np.int64)
     u0 = problem.sample_initial_conditions(seed, indices.tolist())
     ids = np.column_stack([np.full(len(indices), seed, dtype=np.int64), indices])
@@ -59,7 +66,7 @@ def check_generation_args(num_samples: int, seed: int, batch_size: int) -> None:
 
 
 def generate_dataset(
-    problem: Problem,
+    problem: Problem | MeshProblem,
     output: str | os.PathLike[str],
     *,
     num_samples: int,
@@ -74,7 +81,9 @@ def generate_dataset(
     Samples ``(seed, 0) … (seed, num_samples - 1)`` are solved ``batch_size`` at a time and each batch is
     appended to the file as soon as it is solved, so memory stays bounded by one batch. The file
     appears under ``output`` only once complete (see :class:`TrajectoryWriter`); every argument and the
-    destination are checked before the first solve.
+    destination are checked before the first solve. A mesh problem
+    (:class:`~pdebench.problems.mesh_problems.MeshProblem`) is written in the mesh layout of
+    :mod:`pdebench.data.mesh_io` (``field_shapes`` ``(N, n_nodes[, C])``, ``dt`` NaN).
 
     Parameters
     ----------
@@ -93,6 +102,9 @@ def generate_dataset(
     """
     check_generation_args(num_samples, seed, batch_size)
     solver = build_solver(problem, **(solver_kwargs or {}))
+    if isinstance(problem, MeshProblem):
+        return _generate_mesh_dataset(problem, solver, output, num_samples=num_samples, seed=seed, batch_size=batch_size,
+                                      overwrite=overwrite, progress=progress)
     start = time.perf_counter()
     dt = float("nan")
     with TrajectoryWriter(output, overwrite=overwrite, provenance={"seed": seed, "problem": problem.name}) as writer:
@@ -108,3 +120,30 @@ def generate_dataset(
     path = Path(output)
     log.info("wrote %d samples of %s to %s in %.1f s", num_samples, problem.name, path, wall)
     return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, dt)
+
+
+def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLike[str], *, num_samples: int, seed: int,
+                           batch_size: int, overwrite: bool, progress: Callable[[int], None] | None) -> GenerationSummary:
+    """:func:`generate_dataset` for a mesh problem: the mesh once, then each batch's nodal fields and
+    per-sample params, through :class:`~pdebench.data.mesh_io.MeshDataWriter` (atomic like the grid path).
+    File provenance: the solver's (``solver``, ``element``, ``dofs``, ``method``, ``mesh_size``, ...),
+    ``seed``, ``problem``, ``problem_params`` (JSON) and the total ``wall_time_s``."""
+    from pdebench.data.mesh_io import MeshDataWriter
+
+    start = time.perf_counter()
+    nodes, cells, boundary, element = solver.mesh_data(problem)
+    provenance = {**solver.provenance(problem), "seed": seed, "problem": problem.name, "problem_params": problem.params()}
+    shapes: dict[str, tuple[int, ...]] = {}
+    with MeshDataWriter(output, nodes, cells, boundary, element, overwrite=overwrite, provenance=provenance) as writer:
+        for first in range(0, num_samples, batch_size):
+            indices = np.arange(first, min(first + batch_size, num_samples))
+            batch = solve_samples(problem, solver, seed, indices)
+            writer.append({name: value.numpy() for name, value in batch.fields.items()}, batch.sample_ids, batch.params)
+            if progress is not None:
+                progress(len(indices))
+            shapes = {name: (num_samples, *value.shape[1:]) for name, value in batch.fields.items()}
+        writer.update_provenance({"wall_time_s": time.perf_counter() - start})
+    wall = time.perf_counter() - start
+    path = Path(output)
+    log.info("wrote %d samples of %s (%d nodes) to %s in %.1f s", num_samples, problem.name, len(nodes), path, wall)
+    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"))

@@ -434,6 +434,12 @@ class MeshDataWriter(AtomicHDF5Writer):
         for name, indices in self.mesh.boundary.items():
             markers.create_dataset(name, data=indices, dtype="i8", track_times=False)
 
+    def update_provenance(self, values: Mapping[str, Any]) -> None:
+        """Add or replace provenance entries (e.g. the total wall time) before :meth:`close` stores them."""
+        if self._closed:
+            raise ValueError(f"writer for {self.path} is closed")
+        self._provenance.update(values)
+
     def append(
         self,
         fields: Mapping[str, np.ndarray | torch.Tensor],

@@ -144,6 +144,9 @@ class OnlineDataModule(L.LightningDataModule):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.problem = PROBLEMS.build(problem, **(problem_args or {}))
+        if self.problem.solver == "fem-mesh":
+            raise ValueError(f"{problem} lives on an unstructured mesh; online training on mesh problems is not supported "
+                             "yet (generate a file with `pdebench generate` and read it with pdebench.data.mesh_io)")
         frames = self.problem.n_out + 1
         if task == "next_step" and frames < history + unroll:
             raise ValueError(f"{problem} has {frames} frames; history={history} + unroll={unroll} needs at least {history + unroll}")

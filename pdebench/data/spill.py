@@ -281,6 +281,9 @@ def spill_stream(
     ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError
         Bad arguments or destination, before any worker starts and before any file is created.
     """
+    if getattr(problem, "solver", None) == "fem-mesh":
+        raise ValueError(f"spilling a stream of the mesh problem {problem.name!r} to a file is not supported yet; "
+                         "write it with `pdebench generate` (the mesh layout)")
     is_pool = hasattr(source, "batches") and hasattr(source, "stop")
     config = getattr(source, "config", None) if is_pool else None
     if num_samples is None and config is not None:

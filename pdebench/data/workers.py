@@ -96,19 +96,28 @@ class WorkerConfig:
 
         traj = solve_samples(problem, solver, self.seed, np.arange(*block), on_blowup="drop")
         fields = {name: value.float().numpy() for name, value in traj.fields.items()}
-        return Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block)
+        params = {}
+        if getattr(problem, "solver", None) == "fem-mesh":  # MeshSamples: per-sample scalars (Helmholtz k)
+            params = {name: np.asarray(value, dtype=np.float64) for name, value in traj.params.items()}
+        return Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block, params)
 
 
 @dataclass
 class Batch:
     """One solved batch from a worker: fields ``(n, T, *space)`` float32 arrays, their ``(n, 2)``
-    ids, the number of blown-up samples dropped, and the index block ``[start, stop)`` it solved."""
+    ids, the number of blown-up samples dropped, and the index block ``[start, stop)`` it solved.
+
+    Mesh problems (solver ``"fem-mesh"``) give nodal fields ``(n, n_nodes[, C])`` instead and their
+    per-sample scalars (Helmholtz ``k``) as ``params`` ``(n,)`` float64 (empty for grid problems).
+    Streaming them to a file (:func:`~pdebench.data.spill.spill_stream`) or to online training is not
+    supported yet; ``pdebench generate`` writes them."""
 
     worker: int
     fields: dict[str, np.ndarray]
     sample_ids: np.ndarray
     dropped: int
     block: tuple[int, int]
+    params: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _worker_main(config: WorkerConfig, worker: int, connection) -> None:

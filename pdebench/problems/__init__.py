@@ -2,10 +2,11 @@
 
 >>> from pdebench.problems import PROBLEMS
 >>> PROBLEMS.available()  # doctest: +ELLIPSIS
-['advection1d', 'burgers1d', 'darcy2d', 'heat1d', 'kdv1d', 'ks1d', 'ns2d', 'ns2d_kolmogorov', 'reaction_diffusion1d']
+['advection1d', 'burgers1d', 'darcy2d', 'elasticity2d', 'heat1d', 'helmholtz', 'kdv1d', 'ks1d', 'ns2d', 'ns2d_kolmogorov', 'poisson', 'reaction_diffusion1d']
 """
 
-from pdebench.problems import elliptic, navier_stokes, onedim  # noqa: F401  (registers the problems)
+from pdebench.problems import elliptic, mesh_problems, navier_stokes, onedim  # noqa: F401  (registers the problems)
 from pdebench.problems.base import PROBLEMS, Problem, SpectralProblem
+from pdebench.problems.mesh_problems import MeshProblem
 
-__all__ = ["PROBLEMS", "Problem", "SpectralProblem"]
+__all__ = ["PROBLEMS", "MeshProblem", "Problem", "SpectralProblem"]

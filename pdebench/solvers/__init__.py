@@ -1,7 +1,8 @@
-"""Classical solvers: registry and the solver families (``spectral``, ``fem``; SPH later)."""
+"""Classical solvers: registry and the solver families (``spectral``, ``fem``, ``fem-mesh``; SPH later)."""
 
 from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
+from pdebench.solvers.fem.mesh_solver import MeshFEMSolver
 from pdebench.solvers.fem.solver import FEMSolver
 from pdebench.solvers.spectral import SpectralSolver
 
-__all__ = ["SOLVERS", "BlowUpError", "FEMSolver", "StabilityError", "SpectralSolver"]
+__all__ = ["SOLVERS", "BlowUpError", "FEMSolver", "MeshFEMSolver", "StabilityError", "SpectralSolver"]
