@@ -28,8 +28,27 @@ def require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+class Catalogued:
+    """What every catalogued problem (time-dependent, steady, on a mesh) shares: its registered name,
+    its parameters as file attributes, and validated copies."""
+
+    @property
+    def name(self) -> str:
+        """Registered name of the problem."""
+        return getattr(type(self), "registry_name", type(self).__name__)
+
+    def params(self) -> dict[str, Any]:
+        """Parameters (numbers and strings) as file attributes; subclasses use PDEBench names where
+        they exist (e.g. ``Nu``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), (int, float, str))}
+
+    def replace(self, **changes: Any):
+        """A copy with some parameters changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass(frozen=True, kw_only=True)
-class Problem(ABC):
+class Problem(Catalogued, ABC):
     """A time-dependent benchmark problem on a grid.
 
     Parameters
@@ -56,11 +75,6 @@ class Problem(ABC):
 
     def validate(self) -> None:
         """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
-
-    @property
-    def name(self) -> str:
-        """Registered name of the problem."""
-        return getattr(type(self), "registry_name", type(self).__name__)
 
     @property
     @abstractmethod
@@ -102,13 +116,6 @@ class Problem(ABC):
     def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
         """``(B, *spatial_shape)`` float64 initial conditions of samples ``(seed, i)``, ``i in indices``."""
 
-    def params(self) -> dict[str, Any]:
-        """Equation parameters as file attributes (PDEBench names where they exist, e.g. ``Nu``)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), (int, float, str))}
-
-    def replace(self, **changes: Any) -> "Problem":
-        """A copy with some parameters changed (validated again)."""
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, kw_only=True)

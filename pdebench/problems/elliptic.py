@@ -7,7 +7,6 @@ and the stored record has one frame. Grid problems store the PDEBench Darcy layo
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -17,12 +16,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from pdebench.problems.base import PROBLEMS, require
+from pdebench.problems.base import PROBLEMS, Catalogued, require
 from pdebench.problems.sampling import sample_generator, thresholded_field
 
 
 @dataclass(frozen=True, kw_only=True)
-class SteadyProblem(ABC):
+class SteadyProblem(Catalogued, ABC):
     """A steady problem on a grid of ``spatial_shape`` points (boundary points included).
 
     The stored record is one frame: ``t = [0]``, ``n_out = 0``.
@@ -40,10 +39,6 @@ class SteadyProblem(ABC):
 
     def validate(self) -> None:
         """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
-
-    @property
-    def name(self) -> str:
-        return getattr(type(self), "registry_name", type(self).__name__)
 
     @property
     @abstractmethod
@@ -76,11 +71,6 @@ class SteadyProblem(ABC):
         """The inputs (the generation pipeline calls every problem's samples this)."""
         return self.sample_inputs(seed, indices)
 
-    def params(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), (int, float, str))}
-
-    def replace(self, **changes: Any) -> "SteadyProblem":
-        return dataclasses.replace(self, **changes)
 
 
 def neumann_gaussian_field(seed: int, indices: Sequence[int], points: int, *, tau: float, alpha: float,

@@ -34,7 +34,6 @@ Domains
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from abc import ABC, abstractmethod
@@ -45,7 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from pdebench.problems.base import PROBLEMS, require
+from pdebench.problems.base import PROBLEMS, Catalogued, require
 from pdebench.problems.sampling import sample_generator
 
 if TYPE_CHECKING:
@@ -132,7 +131,7 @@ def _finite(*values: float) -> bool:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MeshProblem(ABC):
+class MeshProblem(Catalogued, ABC):
     """A steady problem on a fixed triangle mesh; samples are nodal input fields (and scalars).
 
     Parameters
@@ -175,10 +174,6 @@ class MeshProblem(ABC):
                 f"unknown element {self.element!r}; choose P1 or P2")
         require(_finite(self.h) and H_MIN <= self.h <= H_MAX,
                 f"mesh size h must lie in [{H_MIN}, {H_MAX}], got {self.h}")
-
-    @property
-    def name(self) -> str:
-        return getattr(type(self), "registry_name", type(self).__name__)
 
     def mesh(self) -> MeshTri:
         """The deterministic mesh (built once per ``(domain, h)``, shared: do not modify it)."""
@@ -237,14 +232,6 @@ class MeshProblem(ABC):
                     **{n: np.zeros(0) for n in self.input_params}}
         return {name: np.stack([row[name] for row in rows]).astype(np.float64) for name in names}
 
-    def params(self) -> dict[str, Any]:
-        """Problem-level parameters (numbers and strings) for the file's provenance."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if isinstance(getattr(self, f.name), (int, float, str))}
-
-    def replace(self, **changes: Any) -> "MeshProblem":
-        """A copy with some parameters changed (validated again)."""
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, kw_only=True)
