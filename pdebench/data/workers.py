@@ -188,6 +188,32 @@ class _BlockDispenser:
             raise RuntimeError(f"workers died {self.restarts + 1} times (last: {why}); giving up")
         self.restarts += 1
 
+    # ---------------------------------------------------------------- lifecycle
+    num_workers: int
+
+    def _prepare(self) -> None:
+        """Backend set-up before the first worker starts (nothing for local processes)."""
+
+    def _spawn(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, grace: float = 2.0) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        """Start the workers (and register their termination at interpreter exit)."""
+        self._prepare()
+        for _ in range(self.num_workers):
+            self._spawn()
+        atexit.register(self.stop)
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
 
 class LocalWorkerPool(_BlockDispenser):
     """``num_workers`` solver processes streaming batches to the trainer; restarts dead workers.
@@ -220,14 +246,6 @@ class LocalWorkerPool(_BlockDispenser):
         self._stopped = threading.Event()
         self._consuming = False
         self._lock = threading.Lock()
-
-    # ---------------------------------------------------------------- lifecycle
-    def start(self) -> "LocalWorkerPool":
-        """Start the worker processes (and register their termination at exit)."""
-        for _ in range(self.num_workers):
-            self._spawn()
-        atexit.register(self.stop)
-        return self
 
     def _spawn(self) -> None:
         worker = self._next_worker
@@ -341,11 +359,6 @@ class LocalWorkerPool(_BlockDispenser):
         if not self._consuming:  # otherwise the iterating thread closes its pipes on its way out
             self._close_connections()
 
-    def __enter__(self) -> "LocalWorkerPool":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 class _SolverActor:
@@ -402,18 +415,14 @@ class RayWorkerPool(_BlockDispenser):
         self._owns_ray = False
         self._stopped = threading.Event()
 
-    def start(self) -> "RayWorkerPool":
-        """Join (or start) Ray and start the actors."""
+    def _prepare(self) -> None:
+        """Join (or start) Ray and declare the actor class."""
         import ray
 
         if not ray.is_initialized():
             ray.init(address=self.address, **{"include_dashboard": False, "logging_level": logging.WARNING, **self.init_args})
             self._owns_ray = True
         self._actor_class = ray.remote(num_cpus=self.config.threads, max_restarts=0)(_SolverActor)
-        for _ in range(self.num_workers):
-            self._spawn()
-        atexit.register(self.stop)
-        return self
 
     def _spawn(self) -> None:
         worker = self._next_worker
@@ -483,11 +492,6 @@ class RayWorkerPool(_BlockDispenser):
         self._pending.clear()
         self._owns_ray = False
 
-    def __enter__(self) -> "RayWorkerPool":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 BACKENDS = ("local", "ray")
