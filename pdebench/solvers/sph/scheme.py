@@ -39,16 +39,22 @@ equation of state, and, for the viscous terms only, the no-slip ghost velocity
 (zero). Wall particles with no fluid neighbour get :math:`p_w = 0`, :math:`\\rho_w = \\rho_0`.
 Walls need a thickness of at least the kernel support (e.g. 3 layers for Wendland, h = 1.3 dx).
 
-Time integration: kick-drift-kick velocity Verlet (leapfrog), density kicked like velocity:
+Time integration: kick-drift-kick velocity Verlet (leapfrog); the density is a position-like
+variable and drifts with the half-step velocity (trapezoid over the old and new positions):
 
 .. math:: v^{n+1/2} = v^n + \\tfrac{\\Delta t}{2} a^n,\\;
-          \\rho^{n+1/2} = \\rho^n + \\tfrac{\\Delta t}{2}\\dot\\rho^n,\\;
           x^{n+1} = x^n + \\Delta t\\, v^{n+1/2},\\;
-          v^{n+1} = v^{n+1/2} + \\tfrac{\\Delta t}{2} a^{n+1},\\;
-          \\rho^{n+1} = \\rho^{n+1/2} + \\tfrac{\\Delta t}{2}\\dot\\rho^{n+1},
+          \\rho^{n+1} = \\rho^n + \\tfrac{\\Delta t}{2}\\left[\\dot\\rho(x^n, v^{n+1/2})
+          + \\dot\\rho(x^{n+1}, v^{n+1/2})\\right],\\;
+          v^{n+1} = v^{n+1/2} + \\tfrac{\\Delta t}{2} a^{n+1},
 
-with :math:`a^{n+1}, \\dot\\rho^{n+1}` evaluated at :math:`(x^{n+1}, v^{n+1/2}, \\rho^{n+1/2})`
-and reused as the next step's :math:`a^n` (one evaluation per step in :meth:`WCSPH.run`).
+with :math:`a^{n+1}` evaluated at :math:`(x^{n+1}, v^{n+1/2}, \\rho^{n+1})` and reused as the next
+step's :math:`a^n` (one neighbour search per step in :meth:`WCSPH.run`). Kicking the density with
+rates evaluated at :math:`\\rho^{n+1/2}` instead makes the acoustic pair :math:`(v, \\rho)` advance
+by forward Euler, which is unconditionally unstable (a hydrostatic column blows up in ~0.1 s).
+With gravity, the δ-SPH term diffuses only :math:`\\rho_j - \\rho_i - \\rho^H_{ji}`, where
+:math:`\\rho^H_{ji}` is the hydrostatic density difference for :math:`p_j - p_i = \\rho_0 g\\cdot x_{ji}`
+(Antuono et al. 2012; Fourtakas et al. 2019), so that it does not drive a column towards uniform density.
 
 Time-step limits (Monaghan 1992; Morris et al. 1997):
 :math:`\\Delta t \\le \\min(0.25\\,h/(c_0 + |v|_{max}),\\ 0.125\\,h^2/\\nu,\\ 0.25\\sqrt{h/|a|_{max}})`.
@@ -177,6 +183,8 @@ class Rates:
     density_rate: torch.Tensor
     pressure: torch.Tensor
     density: torch.Tensor
+    pairs: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    """Neighbour pairs and kernel data the rates were computed with (internal; reused by the stepper)."""
 
 
 @dataclass
@@ -310,8 +318,45 @@ class WCSPH:
         return out
 
     # ------------------------------------------------------------------ right-hand side
-    def rates(self, state: ParticleState) -> Rates:
+    def _pairs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Neighbour pairs at positions ``x`` with distances, kernel values and gradients."""
+        i, j, xij = self.neighbour_search(x, self.radius, self.lower, self.upper, periodic=self.periodic)
+        r2 = (xij * xij).sum(-1)
+        r = torch.sqrt(r2)
+        w = self.kernel.w(r, self.h)
+        f = self.kernel.grad_w_over_r(r, self.h)  # grad_i W_ij = f * xij
+        return {"i": i, "j": j, "xij": xij, "r2": r2, "w": w, "f": f, "grad": f.unsqueeze(-1) * xij}
+
+    def _density_rate(
+        self, pairs: dict[str, torch.Tensor], v: torch.Tensor, rho: torch.Tensor, m: torch.Tensor, fluid: torch.Tensor
+    ) -> torch.Tensor:
+        """Continuity (true wall velocities) plus δ-SPH diffusion (fluid-fluid pairs), zero on walls."""
+        i, j, xij, r2, grad = pairs["i"], pairs["j"], pairs["xij"], pairs["r2"], pairs["grad"]
+        keep = fluid[i]
+        i, j, xij, r2, grad = i[keep], j[keep], xij[keep], r2[keep], grad[keep]
+        n = v.shape[0]
+        mj = m[j]
+        vij = v[i] - v[j]
+        drho = torch.zeros(n, dtype=v.dtype, device=v.device).index_add_(0, i, mj * (vij * grad).sum(-1))
+        if self.delta > 0:
+            ff = fluid[j]
+            i, j, xij, r2, grad, mj = i[ff], j[ff], xij[ff], r2[ff], grad[ff], mj[ff]
+            rho_ji = rho[j] - rho[i]
+            if any(gc != 0.0 for gc in self.gravity):
+                # Antuono et al. (2012) / Fourtakas et al. (2019): diffuse only the non-hydrostatic
+                # part, rho_ji - rho_ji^H with p_j - p_i = rho0 g . x_ji (x_ji = -xij) hydrostatic.
+                g = torch.tensor(self.gravity, dtype=v.dtype, device=v.device)
+                p_h = -self.rho0 * (xij @ g)
+                rho_ji = rho_ji - (self._eos.density(p_h) - self.rho0)
+            eta2 = 0.01 * self.h * self.h
+            psi = 2.0 * rho_ji * (-(xij * grad).sum(-1)) / (r2 + eta2)
+            drho.index_add_(0, i, self.delta * self.h * self.c0 * psi * mj / rho[j])
+        return drho
+
+    def rates(self, state: ParticleState, pairs: dict[str, torch.Tensor] | None = None) -> Rates:
         """Accelerations and density rates at ``state`` (walls updated by Adami et al. 2012).
+
+        ``pairs`` (from :meth:`_pairs` at ``state.positions``) skips the neighbour search.
 
         Returns
         -------
@@ -323,12 +368,9 @@ class WCSPH:
         wall = ~fluid
         n, d = x.shape
         h = self.h
-        i, j, xij = self.neighbour_search(x, self.radius, self.lower, self.upper, periodic=self.periodic)
-        r2 = (xij * xij).sum(-1)
-        r = torch.sqrt(r2)
-        w = self.kernel.w(r, h)
-        f = self.kernel.grad_w_over_r(r, h)  # grad_i W_ij = f * xij
-        grad = f.unsqueeze(-1) * xij
+        if pairs is None:
+            pairs = self._pairs(x)
+        i, j, xij, r2, w, f, grad = (pairs[k] for k in ("i", "j", "xij", "r2", "w", "f", "grad"))
 
         rho = state.density.clone()
         p = self.pressure(rho)
@@ -359,13 +401,7 @@ class WCSPH:
         mj, rhoi, rhoj = m[j], rho[i], rho[j]
         eta2 = 0.01 * h * h
 
-        # Continuity (true wall velocity).
-        vij = v[i] - v[j]
-        drho = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, i, mj * (vij * grad).sum(-1))
-        if self.delta > 0:
-            ff = fluid[j]
-            psi = 2.0 * (rho[j] - rho[i]) * (-(xij * grad).sum(-1)) / (r2 + eta2)
-            drho.index_add_(0, i[ff], (self.delta * h * self.c0 * psi * mj / rhoj)[ff])
+        drho = self._density_rate(pairs, v, rho, m, fluid)
 
         # Momentum: symmetric pressure gradient + artificial viscosity.
         coeff = p[i] / rhoi**2 + p[j] / rhoj**2
@@ -385,7 +421,7 @@ class WCSPH:
                 acc_pair = acc_pair + k.unsqueeze(-1) * grad
         acc = torch.zeros(n, d, dtype=x.dtype, device=x.device).index_add_(0, i, acc_pair)
         acc = torch.where(fluid.unsqueeze(-1), acc + g, torch.zeros_like(acc))
-        return Rates(acceleration=acc, density_rate=drho, pressure=p, density=rho)
+        return Rates(acceleration=acc, density_rate=drho, pressure=p, density=rho, pairs=pairs)
 
     # ------------------------------------------------------------------ time step
     def stable_dt(self, state: ParticleState, rates: Rates | None = None) -> float:
@@ -420,13 +456,20 @@ class WCSPH:
     def _kdk(self, state: ParticleState, dt: float, rates: Rates) -> tuple[ParticleState, Rates]:
         fluid = state.fluid
         fl = fluid.unsqueeze(-1)
+        m = state.mass
+        rho0 = torch.where(fluid, state.density, rates.density)
         v_half = state.velocities + 0.5 * dt * rates.acceleration
-        rho_half = torch.where(fluid, state.density + 0.5 * dt * rates.density_rate, rates.density)
         x_new = torch.where(fl, self.wrap(state.positions + dt * v_half), state.positions)
-        mid = replace(state, positions=x_new, velocities=v_half, density=rho_half, time=state.time + dt)
-        new_rates = self.rates(mid)
+        pairs0 = rates.pairs if rates.pairs is not None else self._pairs(state.positions)
+        pairs1 = self._pairs(x_new)
+        # Density drifts like position, with the half-step velocity (trapezoid over x^n, x^{n+1}).
+        drho0 = self._density_rate(pairs0, v_half, rho0, m, fluid)
+        drho1 = self._density_rate(pairs1, v_half, rho0 + dt * drho0, m, fluid)
+        rho_new = torch.where(fluid, rho0 + 0.5 * dt * (drho0 + drho1), rho0)
+        mid = replace(state, positions=x_new, velocities=v_half, density=rho_new, time=state.time + dt)
+        new_rates = self.rates(mid, pairs=pairs1)
         v_new = v_half + 0.5 * dt * new_rates.acceleration
-        rho_new = torch.where(fluid, rho_half + 0.5 * dt * new_rates.density_rate, new_rates.density)
+        rho_new = torch.where(fluid, rho_new, new_rates.density)
         new = replace(mid, velocities=v_new, density=rho_new)
         return new, new_rates
 
