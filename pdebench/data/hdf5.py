@@ -22,6 +22,8 @@ published layouts unchanged; see :data:`LAYOUTS`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 import logging
 import math
@@ -300,7 +302,7 @@ def _chunk_shape(row_shape: tuple[int, ...], chunk_rows: int | None, itemsize: i
     return (1, frames, *row_shape[1:])
 
 
-class AtomicHDF5Writer:
+class AtomicHDF5Writer(ABC):
     """Base of the streaming HDF5 writers: the file is written beside its destination and appears
     under :attr:`path` only when :meth:`close` completes (flush, fsync, rename, fsync of the folder);
     on an exception in a ``with`` block, :meth:`abort`, or garbage collection the temporary file is
@@ -353,8 +355,9 @@ class AtomicHDF5Writer:
         return self._closed
 
     # -- finishing ---------------------------------------------------------------------------------
+    @abstractmethod
     def _write_attrs(self) -> None:
-        raise NotImplementedError
+        """Write the file's attributes (layout, names, provenance) just before it is finished."""
 
     def _written_message(self) -> str:
         return f"wrote {self._num_samples} {self._noun} to {self.path}"

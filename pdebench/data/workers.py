@@ -22,6 +22,8 @@ context manager) ends every worker: no orphans.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import atexit
 import logging
 import multiprocessing as mp
@@ -144,7 +146,7 @@ def _worker_main(config: WorkerConfig, worker: int, connection) -> None:
     connection.close()
 
 
-class _BlockDispenser:
+class _BlockDispenser(ABC):
     """What both backends share: the cursor over blocks, the block each worker holds, and the
     counts of restarts, blown-up samples and ids lost with dead workers."""
 
@@ -194,11 +196,13 @@ class _BlockDispenser:
     def _prepare(self) -> None:
         """Backend set-up before the first worker starts (nothing for local processes)."""
 
+    @abstractmethod
     def _spawn(self) -> None:
-        raise NotImplementedError
+        """Start one more worker and hand it its first block."""
 
+    @abstractmethod
     def stop(self, grace: float = 2.0) -> None:
-        raise NotImplementedError
+        """End every worker (idempotent)."""
 
     def start(self):
         """Start the workers (and register their termination at interpreter exit)."""

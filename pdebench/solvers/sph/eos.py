@@ -24,6 +24,8 @@ Units are whatever the caller uses consistently (SI: kg/m³, m/s, Pa).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 from dataclasses import dataclass
 
@@ -55,7 +57,7 @@ def _check_positive(**values: float) -> None:
 
 
 @dataclass(frozen=True)
-class EquationOfState:
+class EquationOfState(ABC):
     """Barotropic law :math:`p(\\rho)` and its inverse :math:`\\rho(p)`.
 
     Parameters
@@ -72,13 +74,13 @@ class EquationOfState:
     def __post_init__(self) -> None:
         _check_positive(rho0=self.rho0, c0=self.c0)
 
+    @abstractmethod
     def pressure(self, rho: torch.Tensor) -> torch.Tensor:
         """Pressure ``(N,)`` (Pa) for densities ``rho`` ``(N,)`` (kg/m³)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def density(self, p: torch.Tensor) -> torch.Tensor:
         """Density ``(N,)`` (kg/m³) for pressures ``p`` ``(N,)`` (Pa); inverse of ``pressure``."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

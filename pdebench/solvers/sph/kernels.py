@@ -18,6 +18,8 @@ is evaluated without dividing by a distance. All functions are vectorised over `
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -29,7 +31,7 @@ __all__ = ["KERNELS", "CubicSpline", "Kernel", "WendlandC2", "make_kernel"]
 
 
 @dataclass(frozen=True)
-class Kernel:
+class Kernel(ABC):
     """Base class of the radial SPH kernels.
 
     Subclasses set the class attribute :attr:`support` and implement :meth:`w` and
@@ -68,6 +70,7 @@ class Kernel:
         """
         return self.support * float(h)
 
+    @abstractmethod
     def w(self, r: Tensor, h: float | Tensor) -> Tensor:
         """Kernel value ``W(r, h)``.
 
@@ -83,8 +86,8 @@ class Kernel:
         Tensor, shape of ``r`` (broadcast with ``h``)
             ``W`` in 1/length^d; zero for ``r >= support * h``.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def grad_w_over_r(self, r: Tensor, h: float | Tensor) -> Tensor:
         """Radial derivative over distance, ``W'(r, h) / r`` (finite at ``r = 0``).
 
@@ -101,7 +104,6 @@ class Kernel:
             ``W'(r)/r`` in 1/length^(d+2); ``grad W_ij = grad_w_over_r(r_ij) * (x_i - x_j)``.
             Zero for ``r >= support * h``.
         """
-        raise NotImplementedError
 
 
 def _as_tensor(r: Tensor, h: float | Tensor) -> tuple[Tensor, Tensor]:
