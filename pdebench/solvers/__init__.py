@@ -1,8 +1,9 @@
-"""Classical solvers: registry and the solver families (``spectral``, ``fem``, ``fem-mesh``; SPH later)."""
+"""Classical solvers: registry and the solver families (``spectral``, ``fem``, ``fem-mesh``, ``sph``)."""
 
 from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
 from pdebench.solvers.fem.mesh_solver import MeshFEMSolver
 from pdebench.solvers.fem.solver import FEMSolver
 from pdebench.solvers.spectral import SpectralSolver
+from pdebench.solvers.sph import SPHSolver
 
-__all__ = ["SOLVERS", "BlowUpError", "FEMSolver", "MeshFEMSolver", "StabilityError", "SpectralSolver"]
+__all__ = ["SOLVERS", "BlowUpError", "FEMSolver", "MeshFEMSolver", "SPHSolver", "StabilityError", "SpectralSolver"]

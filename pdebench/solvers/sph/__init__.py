@@ -1,7 +1,12 @@
-"""Weakly compressible SPH: smoothing kernels and the cell-list neighbour search (integrator and scenes follow)."""
+"""Weakly compressible SPH: kernels, cell-list neighbour search, equations of state, the WCSPH stepper
+and the registered solver ``"sph"`` that runs the particle scenes of :mod:`pdebench.problems.particles`."""
 
+from pdebench.solvers.sph.eos import LinearEOS, TaitEOS, make_eos
 from pdebench.solvers.sph.kernels import KERNELS, CubicSpline, Kernel, WendlandC2, make_kernel
 from pdebench.solvers.sph.neighbours import brute_force_pairs, neighbour_pairs, radius_graph_edge_index
+from pdebench.solvers.sph.scheme import FLUID, WALL, WCSPH, ParticleState
+from pdebench.solvers.sph.solver import ParticleSamples, SPHSolver
 
-__all__ = ["KERNELS", "CubicSpline", "Kernel", "WendlandC2", "brute_force_pairs", "make_kernel",
+__all__ = ["FLUID", "KERNELS", "WALL", "WCSPH", "CubicSpline", "Kernel", "LinearEOS", "ParticleSamples",
+           "ParticleState", "SPHSolver", "TaitEOS", "WendlandC2", "brute_force_pairs", "make_eos", "make_kernel",
            "neighbour_pairs", "radius_graph_edge_index"]

@@ -95,6 +95,9 @@ log = logging.getLogger(__name__)
 
 FLUID = 0
 """Particle type of a fluid particle."""
+MIN_SUPPORT_OVER_DX = 2.0
+"""Smallest kernel support radius, in particle spacings, that :meth:`WCSPH.check_state` accepts
+(Wendland C2 with ``h = dx`` reaches 2 spacings, about 12 neighbours in 2D; ``h = 1.3 dx`` is usual)."""
 WALL = 1
 """Particle type of a fixed wall (dummy) particle."""
 
@@ -317,30 +320,76 @@ class WCSPH:
                 out[:, a] = lo + torch.remainder(out[:, a] - lo, length)
         return out
 
+    def check_state(self, state: ParticleState) -> None:
+        """Raise ``ValueError`` if ``state`` cannot be stepped by this solver.
+
+        Checks, each with a message naming the bad value and what was expected: the dimension
+        matches the box; every particle lies inside ``[lower, upper]`` on non-periodic axes; the
+        kernel support covers at least :data:`MIN_SUPPORT_OVER_DX` particle spacings, the spacing
+        estimated from the fluid's volume per particle :math:`dx = (m/\\rho)^{1/d}` (median), so
+        that a particle has enough neighbours for the kernel sums to approximate integrals.
+        """
+        n, d = state.positions.shape
+        if d != self.dim:
+            raise ValueError(f"particles are {d}-dimensional but the solver's box {self.lower}..{self.upper} is {self.dim}-dimensional")
+        lo = torch.tensor(self.lower, dtype=state.positions.dtype, device=state.positions.device)
+        hi = torch.tensor(self.upper, dtype=state.positions.dtype, device=state.positions.device)
+        for axis, per in enumerate(self.periodic):
+            if per:
+                continue
+            x = state.positions[:, axis]
+            bad = (x < lo[axis]) | (x > hi[axis]) | ~torch.isfinite(x)
+            if bool(bad.any()):
+                k = int(torch.nonzero(bad)[0])
+                raise ValueError(
+                    f"particle {k} at {state.positions[k].tolist()} lies outside the domain on axis {axis}: "
+                    f"expected {self.lower[axis]} <= x <= {self.upper[axis]} ({int(bad.sum())} particles outside)"
+                )
+        fluid = state.fluid
+        if bool(fluid.any()):
+            volume = (state.mass[fluid] / state.density[fluid]).median()
+            dx = float(volume) ** (1.0 / d)
+            ratio = self.radius / dx
+            if ratio < MIN_SUPPORT_OVER_DX:
+                raise ValueError(
+                    f"kernel support {self.radius:.4g} (= {float(self.kernel.support)} h, h = {self.h:.4g}) covers only "
+                    f"{ratio:.2f} particle spacings (dx = (m/rho)^(1/{d}) = {dx:.4g}); need at least "
+                    f"{MIN_SUPPORT_OVER_DX}, i.e. h >= {MIN_SUPPORT_OVER_DX / float(self.kernel.support) * dx:.4g}"
+                )
+
     # ------------------------------------------------------------------ right-hand side
-    def _pairs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Neighbour pairs at positions ``x`` with distances, kernel values and gradients."""
+    def _pairs(self, x: torch.Tensor, fluid: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Neighbour pairs at positions ``x`` with distances, kernel values and gradients.
+
+        Only pairs whose first particle is fluid are kept (only fluid particles receive rates), plus,
+        under keys prefixed ``wall_``, the (wall, fluid) pairs of the wall update; ``fluid_j`` marks
+        the kept pairs whose second particle is fluid too (the δ-SPH pairs). Filtering once here
+        saves re-indexing every pair array in each of the three right-hand-side evaluations per step.
+        """
         i, j, xij = self.neighbour_search(x, self.radius, self.lower, self.upper, periodic=self.periodic)
+        out: dict[str, torch.Tensor] = {}
+        wall_pairs = ~fluid[i] & fluid[j]
+        if bool(wall_pairs.any()):
+            iw, jw, xw = i[wall_pairs], j[wall_pairs], xij[wall_pairs]
+            out.update(wall_i=iw, wall_j=jw, wall_xij=xw, wall_w=self.kernel.w(torch.sqrt((xw * xw).sum(-1)), self.h))
+        keep = fluid[i]
+        i, j, xij = i[keep], j[keep], xij[keep]
         r2 = (xij * xij).sum(-1)
         r = torch.sqrt(r2)
-        w = self.kernel.w(r, self.h)
         f = self.kernel.grad_w_over_r(r, self.h)  # grad_i W_ij = f * xij
-        return {"i": i, "j": j, "xij": xij, "r2": r2, "w": w, "f": f, "grad": f.unsqueeze(-1) * xij}
+        out.update(i=i, j=j, xij=xij, r2=r2, f=f, grad=f.unsqueeze(-1) * xij, fluid_j=fluid[j])
+        return out
 
     def _density_rate(
-        self, pairs: dict[str, torch.Tensor], v: torch.Tensor, rho: torch.Tensor, m: torch.Tensor, fluid: torch.Tensor
+        self, pairs: dict[str, torch.Tensor], v: torch.Tensor, rho: torch.Tensor, m: torch.Tensor
     ) -> torch.Tensor:
         """Continuity (true wall velocities) plus δ-SPH diffusion (fluid-fluid pairs), zero on walls."""
         i, j, xij, r2, grad = pairs["i"], pairs["j"], pairs["xij"], pairs["r2"], pairs["grad"]
-        keep = fluid[i]
-        i, j, xij, r2, grad = i[keep], j[keep], xij[keep], r2[keep], grad[keep]
         n = v.shape[0]
         mj = m[j]
         vij = v[i] - v[j]
         drho = torch.zeros(n, dtype=v.dtype, device=v.device).index_add_(0, i, mj * (vij * grad).sum(-1))
         if self.delta > 0:
-            ff = fluid[j]
-            i, j, xij, r2, grad, mj = i[ff], j[ff], xij[ff], r2[ff], grad[ff], mj[ff]
             rho_ji = rho[j] - rho[i]
             if any(gc != 0.0 for gc in self.gravity):
                 # Antuono et al. (2012) / Fourtakas et al. (2019): diffuse only the non-hydrostatic
@@ -350,13 +399,16 @@ class WCSPH:
                 rho_ji = rho_ji - (self._eos.density(p_h) - self.rho0)
             eta2 = 0.01 * self.h * self.h
             psi = 2.0 * rho_ji * (-(xij * grad).sum(-1)) / (r2 + eta2)
+            psi = torch.where(pairs["fluid_j"], psi, torch.zeros_like(psi))
             drho.index_add_(0, i, self.delta * self.h * self.c0 * psi * mj / rho[j])
         return drho
 
-    def rates(self, state: ParticleState, pairs: dict[str, torch.Tensor] | None = None) -> Rates:
+    def rates(self, state: ParticleState, pairs: dict[str, torch.Tensor] | None = None,
+              with_density_rate: bool = True) -> Rates:
         """Accelerations and density rates at ``state`` (walls updated by Adami et al. 2012).
 
-        ``pairs`` (from :meth:`_pairs` at ``state.positions``) skips the neighbour search.
+        ``pairs`` (from :meth:`_pairs` at ``state.positions``) skips the neighbour search;
+        ``with_density_rate=False`` leaves ``density_rate`` zero (the stepper computes its own).
 
         Returns
         -------
@@ -369,17 +421,16 @@ class WCSPH:
         n, d = x.shape
         h = self.h
         if pairs is None:
-            pairs = self._pairs(x)
-        i, j, xij, r2, w, f, grad = (pairs[k] for k in ("i", "j", "xij", "r2", "w", "f", "grad"))
+            pairs = self._pairs(x, fluid)
+        i, j, xij, r2, f, grad = (pairs[k] for k in ("i", "j", "xij", "r2", "f", "grad"))
 
         rho = state.density.clone()
         p = self.pressure(rho)
         g = torch.tensor(self.gravity, dtype=x.dtype, device=x.device)
-        v_visc = v.clone()
-        if bool(wall.any()):
-            # Adami et al. (2012): wall i, fluid neighbour j; x_wf = x_i - x_j = xij.
-            wf = wall[i] & fluid[j]
-            iw, jf, ww, xw = i[wf], j[wf], w[wf], xij[wf]
+        v_visc = v
+        if "wall_i" in pairs:
+            # Adami et al. (2012): wall iw, fluid neighbour jf; x_wf = x_iw - x_jf.
+            iw, jf, ww, xw = pairs["wall_i"], pairs["wall_j"], pairs["wall_w"], pairs["wall_xij"]
             sum_w = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, iw, ww)
             sum_p = torch.zeros_like(sum_w).index_add_(0, iw, p[jf] * ww)
             sum_rx = torch.zeros(n, d, dtype=x.dtype, device=x.device).index_add_(
@@ -394,14 +445,15 @@ class WCSPH:
             # No-slip ghost velocity 2 v_wall - v_tilde (v_wall: the wall's own, zero for fixed walls).
             ghost = 2.0 * v - sum_v / safe.unsqueeze(-1)
             v_visc = torch.where(has.unsqueeze(-1), ghost, v)
+        elif bool(wall.any()):
+            p = torch.where(wall, torch.zeros_like(p), p)
+            rho = torch.where(wall, self.density_from_pressure(p), rho)
 
-        # Only fluid particles receive rates.
-        keep = fluid[i]
-        i, j, xij, r2, w, f, grad = i[keep], j[keep], xij[keep], r2[keep], w[keep], f[keep], grad[keep]
+        # Only fluid particles receive rates (the pairs hold fluid i only).
         mj, rhoi, rhoj = m[j], rho[i], rho[j]
         eta2 = 0.01 * h * h
 
-        drho = self._density_rate(pairs, v, rho, m, fluid)
+        drho = self._density_rate(pairs, v, rho, m) if with_density_rate else torch.zeros_like(rho)
 
         # Momentum: symmetric pressure gradient + artificial viscosity.
         coeff = p[i] / rhoi**2 + p[j] / rhoj**2
@@ -460,14 +512,14 @@ class WCSPH:
         rho0 = torch.where(fluid, state.density, rates.density)
         v_half = state.velocities + 0.5 * dt * rates.acceleration
         x_new = torch.where(fl, self.wrap(state.positions + dt * v_half), state.positions)
-        pairs0 = rates.pairs if rates.pairs is not None else self._pairs(state.positions)
-        pairs1 = self._pairs(x_new)
+        pairs0 = rates.pairs if rates.pairs is not None else self._pairs(state.positions, fluid)
+        pairs1 = self._pairs(x_new, fluid)
         # Density drifts like position, with the half-step velocity (trapezoid over x^n, x^{n+1}).
-        drho0 = self._density_rate(pairs0, v_half, rho0, m, fluid)
-        drho1 = self._density_rate(pairs1, v_half, rho0 + dt * drho0, m, fluid)
+        drho0 = self._density_rate(pairs0, v_half, rho0, m)
+        drho1 = self._density_rate(pairs1, v_half, rho0 + dt * drho0, m)
         rho_new = torch.where(fluid, rho0 + 0.5 * dt * (drho0 + drho1), rho0)
         mid = replace(state, positions=x_new, velocities=v_half, density=rho_new, time=state.time + dt)
-        new_rates = self.rates(mid, pairs=pairs1)
+        new_rates = self.rates(mid, pairs=pairs1, with_density_rate=False)
         v_new = v_half + 0.5 * dt * new_rates.acceleration
         rho_new = torch.where(fluid, rho_new, new_rates.density)
         new = replace(mid, velocities=v_new, density=rho_new)
@@ -475,6 +527,7 @@ class WCSPH:
 
     def step(self, state: ParticleState, dt: float) -> ParticleState:
         """One kick-drift-kick step of size ``dt`` (s); ``ValueError`` if above :meth:`stable_dt`."""
+        self.check_state(state)
         rates = self.rates(state)
         self._check_dt(dt, self.stable_dt(state, rates))
         return self._kdk(state, dt, rates)[0]
@@ -503,11 +556,15 @@ class WCSPH:
 
         Raises
         ------
+        ValueError
+            A state that :meth:`check_state` rejects (particles outside the box, too small a kernel
+            support for the spacing), before any step; a particle leaving the box during the run.
         StabilityError
             ``dt`` above the stable limit (a ``ValueError``).
         BlowUpError
             Non-finite positions, velocities or densities.
         """
+        self.check_state(state)
         rates = self.rates(state)
         if dt is not None:
             self._check_dt(dt, self.stable_dt(state, rates))
@@ -515,7 +572,10 @@ class WCSPH:
         while state.time < t_end * (1 - 1e-12):
             step_dt = dt if dt is not None else self.stable_dt(state, rates)
             step_dt = min(step_dt, t_end - state.time)
-            state, rates = self._kdk(state, step_dt, rates)
+            try:
+                state, rates = self._kdk(state, step_dt, rates)
+            except ValueError as exc:  # a particle left the box (named by the neighbour search)
+                raise ValueError(f"wcsph step from t = {state.time:.6g} s: {exc}") from exc
             steps += 1
             if not (
                 bool(torch.isfinite(state.velocities).all()) and bool(torch.isfinite(state.density).all())
