@@ -24,7 +24,11 @@ Scenes
     The periodic Taylor-Green vortex on :math:`[0, 1)^2`, :math:`U = 1`,
     :math:`u = \sin(2\pi x)\cos(2\pi y)`, :math:`v = -\cos(2\pi x)\sin(2\pi y)`,
     :math:`p = \tfrac{\rho_0}{4}(\cos 4\pi x + \cos 4\pi y)`, :math:`\nu = 1/Re` (Re sampled); the
-    kinetic energy decays as :math:`E_0 e^{-16\pi^2 t / Re}`.
+    kinetic energy decays as :math:`E_0 e^{-16\pi^2 t / Re}`. Purely Lagrangian particles gather into
+    lines along the vortex's strain axes and the energy then collapses (at Re = 100, from
+    :math:`t \approx 0.1`); the scene therefore shifts particles (``shifting = 0.2``) and diffuses
+    density (``delta = 0.1``): the decay rate over :math:`t \in [0, 0.5]` is then within 4 % of exact
+    at 32 particles per side (9 % over :math:`[0, 1]`).
 ``poiseuille2d``
     Body-force-driven flow between no-slip plates at :math:`y = 0, L` (:math:`L = 1`, periodic in
     :math:`x`), started from rest; force :math:`F = 8 \nu U / L^2` so the steady centreline speed is
@@ -278,7 +282,8 @@ class TaylorGreen2D(ParticleProblem):
         v = torch.stack([torch.sin(k * x[:, 0]) * torch.cos(k * x[:, 1]),
                          -torch.cos(k * x[:, 0]) * torch.sin(k * x[:, 1])], -1)
         solver = WCSPH(kernel=KERNEL, h=H_OVER_DX * dx, c0=float(self.c0), rho0=rho0, lower=(0.0, 0.0),
-                       upper=(1.0, 1.0), periodic=(True, True), nu=1.0 / reynolds, viscosity="morris")
+                       upper=(1.0, 1.0), periodic=(True, True), nu=1.0 / reynolds, viscosity="morris",
+                       delta=0.1, shifting=0.2)
         p = rho0 / 4.0 * (torch.cos(2 * k * x[:, 0]) + torch.cos(2 * k * x[:, 1]))
         state = _state(x, x.new_zeros((0, 2)), v, solver.density_from_pressure(p), rho0, dx)
         return ParticleScene(state, solver, {"reynolds": reynolds, "nu": 1.0 / reynolds})

@@ -1,0 +1,982 @@
+"""HDF5 files of particle (SPH) trajectories, and radius graphs of their frames for PyG.
+
+A particle solver (:mod:`pdebench.solvers.sph`) gives, per sample, the positions, velocities,
+densities and pressures of ``N`` particles at ``T`` frames. :class:`ParticleDataWriter` streams such
+:class:`ParticleTrajectory` records into one file, atomically; :class:`ParticleDataset` reads them
+lazily; :func:`frame_graph` (and :meth:`ParticleDataset.to_pyg`) turns one frame into a
+:class:`torch_geometric.data.Data` radius graph for graph network simulators.
+
+File layout (root attribute ``pdebench_layout = "particles"``, ``pdebench_particles_format_version = 1``):
+
+* ``trajectories/<row:06d>`` -> one group per trajectory, rows numbered ``000000, 000001, ...`` in the
+  order written; ``N`` (particles) and ``T`` (frames) may differ between groups, ``d`` may not:
+
+  - ``time`` ``(T,)`` float64, physical time of each frame (s), strictly increasing, stored exactly;
+  - ``positions`` ``(T, N, d)`` float32 (m);
+  - ``velocities`` ``(T, N, d)`` float32 (m/s);
+  - ``density`` ``(T, N)`` float32 (kg/m^3);
+  - ``pressure`` ``(T, N)`` float32 (Pa);
+  - ``particle_type`` ``(N,)`` int8, :data:`~pdebench.solvers.sph.scheme.FLUID` (0) or
+    :data:`~pdebench.solvers.sph.scheme.WALL` (1);
+  - ``mass`` ``(N,)`` float64 (kg);
+  - group attributes ``seed``, ``index`` (int64) and ``params.<name>`` (float64) for every sampled
+    scene parameter (the same names in every group);
+
+* ``sample_ids`` -> ``(n, 2)`` int64 ``(seed, index)``, row ``r`` belonging to ``trajectories/<r>``;
+* root attributes: ``lower``, ``upper`` ``(d,)`` float64 (the domain box, m), ``periodic`` ``(d,)``
+  bool, ``radius`` float64 (the kernel interaction radius used to build graphs, m), ``dim`` (``d``),
+  ``num_samples``, ``param_names`` (JSON list), ``provenance.<key>`` (as in
+  :mod:`pdebench.data.hdf5`: values that are not numbers, strings or numeric arrays are stored as
+  JSON and listed in ``json_attrs``).
+
+Solvers compute in float64; the file stores the particle fields as float32 like
+:mod:`pdebench.data.hdf5` (``time`` and ``mass`` stay float64). Positions on non-periodic axes that
+lie outside the box by less than the tolerance (``1e-9`` of the box length) are clamped onto the box
+face before the cast, so every stored frame passes the neighbour search's box check. Positions on
+periodic axes are stored as given (possibly unwrapped); :func:`frame_graph` wraps them.
+
+The writer is atomic like :class:`~pdebench.data.hdf5.TrajectoryWriter`: it writes a temporary file
+beside the destination and moves it into place (fsync, :func:`os.replace`, fsync of the folder) only
+when the ``with`` block ends without an exception; otherwise the temporary file is deleted. Each
+:meth:`ParticleDataWriter.append` checks its whole batch (shapes, finiteness, box, sample ids, param
+names) before writing any of it.
+
+Graph convention (:func:`frame_graph`): nodes are the particles; there is an edge between every ordered
+pair ``(i, j)``, ``i != j``, with ``|x_i - x_j| < radius`` (minimum image on periodic axes), found by
+:func:`pdebench.solvers.sph.neighbours.neighbour_pairs`. ``edge_index[0]`` is the source (the
+neighbour ``j``), ``edge_index[1]`` the target (the particle ``i`` that receives the message), as in
+``torch_geometric.nn.radius_graph`` with ``flow="source_to_target"``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from pdebench.data.hdf5 import (
+    PROVENANCE_PREFIX,
+    AtomicHDF5Writer,
+    PathLike,
+    _decode_attr,
+    _encode_attr,
+    _json_attr_names,
+)
+from pdebench.solvers.sph.neighbours import BOX_TOLERANCE, neighbour_pairs, radius_graph_edge_index
+from pdebench.solvers.sph.scheme import FLUID, WALL
+
+__all__ = [
+    "LAYOUT",
+    "ParticleDataWriter",
+    "ParticleDataset",
+    "ParticleTrajectory",
+    "frame_graph",
+    "read_particle_data",
+]
+
+logger = logging.getLogger(__name__)
+
+LAYOUT = "particles"
+"""Value of the root attribute ``pdebench_layout`` of particle data files."""
+LAYOUT_ATTR = "pdebench_layout"
+VERSION_ATTR = "pdebench_particles_format_version"
+PARTICLE_FORMAT_VERSION = 1
+"""Version of the layout written by :class:`ParticleDataWriter`."""
+
+PARAM_PREFIX = "params."
+_TRAJECTORIES = "trajectories"
+_SAMPLE_IDS = "sample_ids"
+_COMPRESSIONS = ("gzip", "lzf", None)
+_PARTICLE_TYPES = (FLUID, WALL)
+# Stored dtype of each per-trajectory dataset, in the order written.
+_STORED_DTYPES: dict[str, str] = {
+    "time": "f8",
+    "positions": "f4",
+    "velocities": "f4",
+    "density": "f4",
+    "pressure": "f4",
+    "particle_type": "i1",
+    "mass": "f8",
+}
+
+
+def _row_name(row: int) -> str:
+    return f"{row:06d}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Record
+# --------------------------------------------------------------------------------------------------
+
+
+def _real_array(value: Any, name: str, sample_id: Any) -> np.ndarray:
+    """A float array (float32/float64 kept, integers -> float64); other kinds are a ``ValueError``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        return array.astype(np.float64)
+    if array.dtype.kind != "f":
+        raise ValueError(f"sample {sample_id}: {name} must be a real floating-point array, got dtype {array.dtype}")
+    return array
+
+
+@dataclass
+class ParticleTrajectory:
+    """One solved particle trajectory: ``T`` frames of ``N`` particles in ``d`` dimensions.
+
+    Arrays are converted to numpy on construction (torch tensors are accepted; integer arrays become
+    float64, ``time`` always float64). Shapes, ``d``, ``time`` and ``particle_type`` are checked here;
+    non-finite field values are allowed in the record (a blown-up solve can be inspected) but
+    :class:`ParticleDataWriter` refuses to store them.
+
+    Parameters
+    ----------
+    sample_id
+        ``(seed, index)`` of the sample.
+    time
+        ``(T,)`` physical time of each frame (s), finite and strictly increasing.
+    positions
+        ``(T, N, d)`` particle positions (m), ``d`` in 1, 2, 3.
+    velocities
+        ``(T, N, d)`` particle velocities (m/s).
+    density
+        ``(T, N)`` particle densities (kg/m^3).
+    pressure
+        ``(T, N)`` particle pressures (Pa).
+    particle_type
+        ``(N,)`` integer type of each particle, constant in time:
+        :data:`~pdebench.solvers.sph.scheme.FLUID` (0) or :data:`~pdebench.solvers.sph.scheme.WALL` (1).
+    mass
+        ``(N,)`` particle masses (kg), constant in time.
+    params
+        The sampled scene parameters, name -> real scalar, e.g. ``{"aspect_ratio": 2.0, "nu": 1e-3}``.
+
+    Raises
+    ------
+    ValueError
+        A bad shape (naming the field, the shape found and the shape expected), ``d`` not in 1..3,
+        ``T < 1`` or ``N < 1``, ``time`` not finite or not strictly increasing, a particle type other
+        than 0 or 1, or a param that is not a real scalar.
+    """
+
+    sample_id: tuple[int, int]
+    time: np.ndarray
+    positions: np.ndarray
+    velocities: np.ndarray
+    density: np.ndarray
+    pressure: np.ndarray
+    particle_type: np.ndarray
+    mass: np.ndarray
+    params: dict[str, float]
+
+    def __post_init__(self) -> None:
+        sample_id = tuple(np.asarray(self.sample_id).reshape(-1).tolist())
+        if len(sample_id) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in sample_id):
+            raise ValueError(f"sample_id must be a pair of integers (seed, index), got {self.sample_id!r}")
+        self.sample_id = (int(sample_id[0]), int(sample_id[1]))
+        sid = self.sample_id
+
+        self.positions = _real_array(self.positions, "positions", sid)
+        if self.positions.ndim != 3:
+            raise ValueError(f"sample {sid}: positions has shape {self.positions.shape}; expected (T, N, d)")
+        t, n, d = self.positions.shape
+        if d not in (1, 2, 3):
+            raise ValueError(f"sample {sid}: positions has shape {self.positions.shape}; d = {d} must be 1, 2 or 3")
+        if t < 1 or n < 1:
+            raise ValueError(
+                f"sample {sid}: positions has shape {self.positions.shape}; need T >= 1 frames and N >= 1 particles"
+            )
+        self.time = _real_array(self.time, "time", sid).astype(np.float64)
+        self.velocities = _real_array(self.velocities, "velocities", sid)
+        self.density = _real_array(self.density, "density", sid)
+        self.pressure = _real_array(self.pressure, "pressure", sid)
+        self.mass = _real_array(self.mass, "mass", sid)
+        kind = self.particle_type
+        kind = kind.detach().cpu().numpy() if isinstance(kind, torch.Tensor) else np.asarray(kind)
+        if kind.dtype.kind not in "iu":
+            raise ValueError(f"sample {sid}: particle_type must be an integer array, got dtype {kind.dtype}")
+        self.particle_type = kind
+        expected = {
+            "time": (t,),
+            "velocities": (t, n, d),
+            "density": (t, n),
+            "pressure": (t, n),
+            "particle_type": (n,),
+            "mass": (n,),
+        }
+        for name, shape in expected.items():
+            found = getattr(self, name).shape
+            if found != shape:
+                raise ValueError(
+                    f"sample {sid}: {name} has shape {found}; expected {shape} "
+                    f"(T={t} frames, N={n} particles, d={d} from positions {self.positions.shape})"
+                )
+        if not np.isfinite(self.time).all():
+            bad_times = self.time[~np.isfinite(self.time)][:5].tolist()
+            raise ValueError(f"sample {sid}: time has non-finite values: {bad_times}")
+        steps = np.diff(self.time)
+        if (steps <= 0).any():
+            k = int(np.flatnonzero(steps <= 0)[0])
+            raise ValueError(
+                f"sample {sid}: time must be strictly increasing; "
+                f"time[{k}] = {self.time[k]!r} >= time[{k + 1}] = {self.time[k + 1]!r}"
+            )
+        bad = ~np.isin(self.particle_type, _PARTICLE_TYPES)
+        if bad.any():
+            raise ValueError(
+                f"sample {sid}: particle_type must be {FLUID} (fluid) or {WALL} (wall); particle "
+                f"{int(np.flatnonzero(bad)[0])} has {self.particle_type[bad][0]!r}"
+            )
+        params: dict[str, float] = {}
+        for key, value in dict(self.params).items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"sample {sid}: param names must be non-empty strings, got {key!r}")
+            try:
+                params[key] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"sample {sid}: param {key!r} must be a real scalar, got {value!r}") from None
+        self.params = params
+
+    @property
+    def num_frames(self) -> int:
+        """``T``."""
+        return int(self.positions.shape[0])
+
+    @property
+    def num_particles(self) -> int:
+        """``N``."""
+        return int(self.positions.shape[1])
+
+    @property
+    def dim(self) -> int:
+        """``d``."""
+        return int(self.positions.shape[2])
+
+
+# --------------------------------------------------------------------------------------------------
+# Box helpers (shared by the writer and the graphs)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Box:
+    """The domain box ``[lower, upper]`` (``(d,)`` float64 each) with its periodic axes ``(d,)`` bool."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    periodic: np.ndarray
+
+    @classmethod
+    def of(cls, lower: Any, upper: Any, periodic: Any, radius: float | None = None) -> _Box:
+        lo = np.asarray(lower, dtype=np.float64).reshape(-1)
+        hi = np.asarray(upper, dtype=np.float64).reshape(-1)
+        d = lo.shape[0]
+        if d not in (1, 2, 3) or hi.shape != (d,):
+            raise ValueError(
+                f"lower and upper must both have d = 1, 2 or 3 entries, got {lo.tolist()} and {hi.tolist()}"
+            )
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
+            raise ValueError(f"need finite lower < upper on every axis, got lower={lo.tolist()}, upper={hi.tolist()}")
+        per = np.zeros(d, dtype=bool) if periodic is None else np.asarray(periodic, dtype=bool).reshape(-1)
+        if per.shape != (d,):
+            raise ValueError(f"periodic needs {d} entries (one per axis), got {np.asarray(periodic).tolist()}")
+        if radius is not None:
+            for axis in np.flatnonzero(per):
+                if hi[axis] - lo[axis] < 2.0 * radius:
+                    raise ValueError(
+                        f"periodic axis {int(axis)} has box length {hi[axis] - lo[axis]:g} "
+                        f"< 2 * radius = {2 * radius:g}; "
+                        "the neighbour search needs at least 2 radius on periodic axes"
+                    )
+        return cls(lo, hi, per)
+
+    @property
+    def dim(self) -> int:
+        return int(self.lower.shape[0])
+
+    def first_outside(self, positions: np.ndarray) -> tuple[int, ...] | None:
+        """Index ``(..., particle, axis)`` of the first coordinate outside the box on a non-periodic axis
+        (beyond ``BOX_TOLERANCE`` of the box length), or ``None``. ``positions``: ``(..., N, d)``."""
+        tol = BOX_TOLERANCE * (self.upper - self.lower)
+        x = positions.astype(np.float64, copy=False)
+        outside = ((x < self.lower - tol) | (x > self.upper + tol)) & ~self.periodic
+        if not outside.any():
+            return None
+        return tuple(int(k) for k in np.argwhere(outside)[0])
+
+    def inside(self, positions: np.ndarray) -> np.ndarray:
+        """``positions`` ``(..., d)`` as float64, wrapped into ``[lower, upper]`` on periodic axes and
+        clamped onto the faces on the others (use after :meth:`first_outside` found nothing)."""
+        x = positions.astype(np.float64, copy=True)
+        length = self.upper - self.lower
+        wrapped = self.lower + np.mod(x - self.lower, length)
+        x = np.where(self.periodic, wrapped, x)
+        return np.clip(x, self.lower, self.upper)
+
+
+def _validate_radius(radius: Any) -> float:
+    try:
+        value = float(radius)
+    except (TypeError, ValueError):
+        raise ValueError(f"radius must be a positive number, got {radius!r}") from None
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"radius must be positive and finite, got {radius!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------------------------------
+
+
+class ParticleDataWriter(AtomicHDF5Writer):
+    """Stream :class:`ParticleTrajectory` records into an HDF5 file, atomically.
+
+    The destination and the box are checked in the constructor (before any solve); a temporary file is
+    created beside the destination; each :meth:`append` checks its whole batch, then writes it through
+    (memory holds one batch); :meth:`close` (the end of a ``with`` block without an exception) writes
+    the attributes, fsyncs and moves the file into place. On an exception in the ``with`` block, or on
+    :meth:`abort`, the temporary file is deleted and ``path`` is left untouched. See the module
+    docstring for the layout.
+
+    Parameters
+    ----------
+    path
+        Destination ``.h5`` file. Its folder must exist and be writable.
+    lower, upper
+        ``(d,)`` corners of the domain box (m), ``d`` in 1, 2, 3; every trajectory must have this ``d``.
+    periodic
+        ``(d,)`` periodic axes (default: none). A periodic axis must be at least ``2 radius`` long.
+    radius
+        Kernel interaction radius (m), e.g. the support ``2h`` of the smoothing kernel; graphs of the
+        file's frames connect particles closer than this.
+    overwrite
+        Replace an existing ``path`` on success. Without it an existing file is an error, raised here.
+    provenance
+        Provenance of the whole file (solver, version, kernel, wall time, ...), stored as
+        ``provenance.<key>`` attributes; values that are not numbers, strings or numeric arrays are
+        stored as JSON (they must be JSON-serialisable, else stored as their ``str``).
+    compression
+        ``"gzip"`` (level 4, with the shuffle filter), ``"lzf"`` or ``None``.
+
+    Raises
+    ------
+    ValueError
+        A bad box, ``radius`` or ``compression``.
+    FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError
+        Naming ``path``, when it cannot be written; nothing is created.
+
+    Examples
+    --------
+    >>> with ParticleDataWriter("dam_break.h5", lower=[0, 0], upper=[4, 2], radius=0.04) as writer:  # doctest: +SKIP
+    ...     for scene in scenes:
+    ...         writer.append([solve(scene)])
+    """
+
+    _noun = "trajectories"
+
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        lower: Sequence[float] | np.ndarray,
+        upper: Sequence[float] | np.ndarray,
+        periodic: Sequence[bool] | np.ndarray | None = None,
+        radius: float,
+        overwrite: bool = False,
+        provenance: Mapping[str, Any] | None = None,
+        compression: str | None = "gzip",
+    ) -> None:
+        if compression not in _COMPRESSIONS:
+            raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}")
+        self.radius = _validate_radius(radius)
+        self._box = _Box.of(lower, upper, periodic, self.radius)
+        self.compression = compression
+        self._provenance = dict(provenance or {})
+        self._seen_ids: set[tuple[int, int]] = set()
+        self._open_temporary(path, overwrite)
+        try:
+            self._file.create_group(_TRAJECTORIES, track_order=True)
+            self._sample_ids = self._file.create_dataset(
+                _SAMPLE_IDS, shape=(0, 2), maxshape=(None, 2), dtype="i8", chunks=(1024, 2), track_times=False
+            )
+        except BaseException:
+            self.abort()
+            raise
+        logger.debug("writing %s through %s", self.path, self.temp_path)
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimension ``d`` of the file."""
+        return self._box.dim
+
+    @property
+    def lower(self) -> np.ndarray:
+        """``(d,)`` lower box corner (a copy)."""
+        return self._box.lower.copy()
+
+    @property
+    def upper(self) -> np.ndarray:
+        """``(d,)`` upper box corner (a copy)."""
+        return self._box.upper.copy()
+
+    @property
+    def periodic(self) -> np.ndarray:
+        """``(d,)`` periodic axes (a copy)."""
+        return self._box.periodic.copy()
+
+    def update_provenance(self, values: Mapping[str, Any]) -> None:
+        """Add or replace provenance entries (e.g. the total wall time) before :meth:`close` stores them."""
+        if self._closed:
+            raise ValueError(f"writer for {self.path} is closed")
+        self._provenance.update(values)
+
+    # -- writing -----------------------------------------------------------------------------------
+    def append(self, trajectories: Sequence[ParticleTrajectory]) -> None:
+        """Write ``trajectories`` after the ones already written, as groups ``trajectories/<row:06d>``.
+
+        The whole call is checked before any of it is written: a rejected call leaves the file as it was
+        and the writer usable.
+
+        Parameters
+        ----------
+        trajectories
+            Records to store; ``N`` and ``T`` may differ between them, ``d`` must be the file's.
+
+        Raises
+        ------
+        TypeError
+            ``trajectories`` is not a sequence of :class:`ParticleTrajectory`.
+        ValueError
+            Naming the sample id: a ``d`` other than the file's; param names that differ from the
+            file's (or from the first trajectory of the file); a sample id already in the file or twice
+            in the call; a non-finite value in any array or param (also after the cast to float32),
+            naming the field; a position outside ``[lower, upper]`` on a non-periodic axis (beyond
+            ``1e-9`` of the box length), naming the frame and the particle.
+        """
+        if self._closed:
+            raise ValueError(f"writer for {self.path} is closed")
+        if isinstance(trajectories, ParticleTrajectory) or not isinstance(trajectories, Sequence):
+            raise TypeError(f"append takes a sequence of ParticleTrajectory, got {type(trajectories).__name__}")
+        for item in trajectories:
+            if not isinstance(item, ParticleTrajectory):
+                raise TypeError(f"append takes ParticleTrajectory records, got {type(item).__name__}")
+        if not trajectories:
+            return
+        param_names = self._schema if self._schema is not None else tuple(trajectories[0].params)
+        call_ids: set[tuple[int, int]] = set()
+        stored = [self._checked(traj, param_names, call_ids) for traj in trajectories]
+
+        start = self._num_samples
+        try:
+            group = self._file[_TRAJECTORIES]
+            for offset, (traj, arrays) in enumerate(zip(trajectories, stored, strict=True)):
+                self._write_one(group.create_group(_row_name(start + offset)), traj, arrays, param_names)
+            stop = start + len(trajectories)
+            self._sample_ids.resize(stop, axis=0)
+            self._sample_ids[start:stop] = np.array([t.sample_id for t in trajectories], dtype=np.int64)
+        except BaseException:
+            logger.error("writing to %s failed; discarding the partial file", self.temp_path)
+            self.abort()
+            raise
+        self._schema = param_names
+        self._seen_ids |= call_ids
+        self._num_samples = stop
+        logger.debug("appended %d trajectories to %s (%d in all)", len(trajectories), self.path, stop)
+
+    def _checked(
+        self, traj: ParticleTrajectory, param_names: tuple[str, ...], call_ids: set[tuple[int, int]]
+    ) -> dict[str, np.ndarray]:
+        """Check one record against the file; return its arrays as stored (cast, positions clamped)."""
+        sid = traj.sample_id
+        where = f"sample {sid}: "
+        if traj.dim != self.dim:
+            raise ValueError(f"{where}positions have d = {traj.dim} but the file {self.path} has dim {self.dim}")
+        if set(traj.params) != set(param_names):
+            missing = sorted(set(param_names) - set(traj.params))
+            extra = sorted(set(traj.params) - set(param_names))
+            raise ValueError(
+                f"{where}param names {sorted(traj.params)} differ from the file's {sorted(param_names)} "
+                f"(missing {missing}, extra {extra}); every trajectory of a file needs the same params"
+            )
+        if sid in self._seen_ids:
+            raise ValueError(f"{where}sample id {sid} is already in {self.path}")
+        if sid in call_ids:
+            raise ValueError(f"{where}sample id {sid} appears twice in this append call")
+        for name, value in traj.params.items():
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"{where}param {name!r} is not finite ({value!r}); not writing this call to {self.path}"
+                )
+        arrays: dict[str, np.ndarray] = {}
+        for name, dtype in _STORED_DTYPES.items():
+            value = getattr(traj, name)
+            if name == "positions":
+                first = self._box.first_outside(value) if np.isfinite(value).all() else None
+                if first is not None:
+                    frame, particle, axis = first
+                    raise ValueError(
+                        f"{where}particle {particle} at frame {frame} is at {value[frame, particle].tolist()}, "
+                        f"outside the box [{self._box.lower.tolist()}, {self._box.upper.tolist()}] on non-periodic "
+                        f"axis {axis}; not writing this call to {self.path}"
+                    )
+                clamp_lo = np.where(self._box.periodic, -np.inf, self._box.lower)
+                clamp_hi = np.where(self._box.periodic, np.inf, self._box.upper)
+                value = np.clip(value.astype(np.float64), clamp_lo, clamp_hi)
+            with np.errstate(over="ignore", invalid="ignore"):
+                array = np.asarray(value).astype(dtype)
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                bad = np.argwhere(~np.isfinite(array))
+                raise ValueError(
+                    f"{where}{name} has {len(bad)} non-finite value(s) (first at index {tuple(bad[0].tolist())}: "
+                    f"{np.asarray(value)[tuple(bad[0])]!r}{', after the cast to float32' if dtype == 'f4' else ''}); "
+                    f"not writing this call to {self.path}"
+                )
+            arrays[name] = array
+        call_ids.add(sid)
+        return arrays
+
+    def _write_one(
+        self, group: h5py.Group, traj: ParticleTrajectory, arrays: dict[str, np.ndarray], param_names: tuple[str, ...]
+    ) -> None:
+        options: dict[str, Any] = {"track_times": False}
+        if self.compression is not None:
+            options.update(
+                compression=self.compression,
+                compression_opts=4 if self.compression == "gzip" else None,
+                shuffle=True,
+            )
+        for name, array in arrays.items():
+            group.create_dataset(name, data=array, **options)
+        group.attrs["seed"] = np.int64(traj.sample_id[0])
+        group.attrs["index"] = np.int64(traj.sample_id[1])
+        for name in param_names:
+            group.attrs[f"{PARAM_PREFIX}{name}"] = np.float64(traj.params[name])
+
+    def _write_attrs(self) -> None:
+        attrs = self._file.attrs
+        json_names: list[str] = []
+        for key, value in self._provenance.items():
+            name = f"{PROVENANCE_PREFIX}{key}"
+            attrs[name], is_json = _encode_attr(value)
+            if is_json:
+                json_names.append(name)
+        attrs["json_attrs"] = json.dumps(json_names)
+        attrs[LAYOUT_ATTR] = LAYOUT
+        attrs[VERSION_ATTR] = np.int64(PARTICLE_FORMAT_VERSION)
+        attrs["lower"] = self._box.lower
+        attrs["upper"] = self._box.upper
+        attrs["periodic"] = self._box.periodic
+        attrs["radius"] = np.float64(self.radius)
+        attrs["dim"] = np.int64(self.dim)
+        attrs["num_samples"] = np.int64(self._num_samples)
+        attrs["param_names"] = json.dumps(list(self._schema or ()))
+
+    def _written_message(self) -> str:
+        return f"wrote {self._num_samples} particle trajectories (d = {self.dim}) to {self.path}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------------
+
+
+class ParticleDataset:
+    """Lazy read-only view of a file written by :class:`ParticleDataWriter`.
+
+    The metadata (box, radius, sample ids, provenance) is read and checked at construction, and the
+    file closed again; the HDF5 handle for the data is opened on first use (and again after
+    :meth:`close`, in a forked process, or after unpickling), so the dataset pickles by path and
+    DataLoader workers open their own handle. Usable as a context manager.
+
+    Parameters
+    ----------
+    path
+        The HDF5 file.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Not an HDF5 file, not a particle data file (root attribute ``pdebench_layout`` missing or not
+        ``"particles"``), or a newer format version.
+
+    Examples
+    --------
+    >>> with ParticleDataset("dam_break.h5") as data:         # doctest: +SKIP
+    ...     trajectory = data[0]                               # ParticleTrajectory
+    ...     graph = data.to_pyg(0, frame=10, history=5)        # torch_geometric Data
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"no such particle data file: {self.path}")
+        if self.path.is_dir() or not h5py.is_hdf5(self.path):
+            raise ValueError(f"{self.path} is not an HDF5 file")
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._params: dict[str, np.ndarray] | None = None
+        with h5py.File(self.path, "r") as file:
+            self._read_metadata(file)
+
+    def _read_metadata(self, file: h5py.File) -> None:
+        attrs = file.attrs
+        layout = _decode_attr(attrs[LAYOUT_ATTR]) if LAYOUT_ATTR in attrs else None
+        if layout != LAYOUT:
+            found = f"{LAYOUT_ATTR}={layout!r}" if layout is not None else f"no {LAYOUT_ATTR} attribute"
+            raise ValueError(
+                f"{self.path} is not a particle data file (expected root attribute {LAYOUT_ATTR}={LAYOUT!r}, found "
+                f"{found}; attributes {sorted(attrs)}, members {sorted(file)})"
+            )
+        version = int(_decode_attr(attrs.get(VERSION_ATTR, PARTICLE_FORMAT_VERSION)))
+        if version > PARTICLE_FORMAT_VERSION:
+            raise ValueError(
+                f"{self.path} has particle format version {version}; this reader knows up to {PARTICLE_FORMAT_VERSION}"
+            )
+        self._radius = float(attrs["radius"])
+        self._box = _Box.of(attrs["lower"], attrs["upper"], attrs["periodic"])
+        self._sample_ids = np.asarray(file[_SAMPLE_IDS][()], dtype=np.int64).reshape(-1, 2)
+        self._param_names: list[str] = json.loads(_decode_attr(attrs.get("param_names", "[]")))
+        json_names = _json_attr_names(attrs)
+        self._provenance = {
+            name[len(PROVENANCE_PREFIX) :]: _decode_attr(value, is_json=name in json_names)
+            for name, value in attrs.items()
+            if name.startswith(PROVENANCE_PREFIX)
+        }
+
+    # -- lifetime ----------------------------------------------------------------------------------
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        """Close the HDF5 handle (if open); a later read opens it again."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+        self._pid = None
+
+    def __enter__(self) -> ParticleDataset:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"ParticleDataset({str(self.path)!r}, n={len(self)}, dim={self.dim}, radius={self.radius:g}, "
+            f"box=[{self.lower.tolist()}, {self.upper.tolist()}], periodic={self.periodic.tolist()}, "
+            f"params={self._param_names})"
+        )
+
+    # -- metadata ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._sample_ids.shape[0])
+
+    @property
+    def sample_ids(self) -> np.ndarray:
+        """``(n, 2)`` int64 ``(seed, index)`` of each trajectory (a copy)."""
+        return self._sample_ids.copy()
+
+    @property
+    def lower(self) -> np.ndarray:
+        """``(d,)`` float64 lower corner of the box (m)."""
+        return self._box.lower.copy()
+
+    @property
+    def upper(self) -> np.ndarray:
+        """``(d,)`` float64 upper corner of the box (m)."""
+        return self._box.upper.copy()
+
+    @property
+    def periodic(self) -> np.ndarray:
+        """``(d,)`` bool periodic axes."""
+        return self._box.periodic.copy()
+
+    @property
+    def radius(self) -> float:
+        """Kernel interaction radius (m) used by :meth:`to_pyg`."""
+        return self._radius
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimension ``d``."""
+        return self._box.dim
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The writer's provenance (``provenance.*`` attributes)."""
+        return dict(self._provenance)
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Param name -> ``(n,)`` float64 values, one per trajectory (read once, then cached; copies)."""
+        if self._params is None:
+            groups = self._handle()[_TRAJECTORIES]
+            values = {name: np.empty(len(self), dtype=np.float64) for name in self._param_names}
+            for row in range(len(self)):
+                attrs = groups[_row_name(row)].attrs
+                for name in self._param_names:
+                    values[name][row] = float(attrs[f"{PARAM_PREFIX}{name}"])
+            self._params = values
+        return {name: array.copy() for name, array in self._params.items()}
+
+    # -- data --------------------------------------------------------------------------------------
+    def _index(self, i: int) -> int:
+        n = len(self)
+        index = int(i) + (n if int(i) < 0 else 0)
+        if not 0 <= index < n:
+            raise IndexError(f"trajectory {i} is out of range for {n} trajectories (valid: {-n} .. {n - 1})")
+        return index
+
+    def _group(self, index: int) -> h5py.Group:
+        return self._handle()[_TRAJECTORIES][_row_name(index)]
+
+    def __getitem__(self, i: int) -> ParticleTrajectory:
+        """Trajectory ``i`` (negative counts from the end), with arrays as stored (float32 fields,
+        float64 ``time`` and ``mass``, int64 ``particle_type``)."""
+        index = self._index(i)
+        group = self._group(index)
+        data = {name: group[name][()] for name in _STORED_DTYPES}
+        data["particle_type"] = data["particle_type"].astype(np.int64)
+        return ParticleTrajectory(
+            sample_id=(int(self._sample_ids[index, 0]), int(self._sample_ids[index, 1])),
+            params={name: float(group.attrs[f"{PARAM_PREFIX}{name}"]) for name in self._param_names},
+            **data,
+        )
+
+    def to_pyg(self, i: int, frame: int, history: int = 1) -> Data:
+        """Frame ``frame`` of trajectory ``i`` as a radius graph with the file's radius and box.
+
+        Reads only the frames needed (``0`` for ``rho_ref``, ``frame - history + 1 .. frame + 1``).
+        See :func:`frame_graph` for the attributes.
+        """
+        group = self._group(self._index(i))
+        num_frames = group["time"].shape[0]
+        frame = _frame_index(frame, num_frames, history)
+        nxt = frame + 1 if frame + 1 < num_frames else None
+        stop = frame + 1 if nxt is None else frame + 2
+        velocities = group["velocities"][frame - history + 1 : stop]
+        time = group["time"][frame - history + 1 : stop]
+        particle_type = group["particle_type"][()].astype(np.int64)
+        return _graph(
+            positions=group["positions"][frame],
+            velocities=velocities[:history],
+            density=group["density"][frame],
+            rho_ref=_reference_density(group["density"][0], particle_type),
+            particle_type=particle_type,
+            time=float(time[history - 1]),
+            acceleration=None if nxt is None else _acceleration(velocities[-2:], time[-2:]),
+            radius=self.radius,
+            box=self._box,
+            where=f"{self.path} trajectory {i} frame {frame}",
+        )
+
+
+def read_particle_data(path: PathLike) -> ParticleDataset:
+    """Open a particle data file lazily (same as ``ParticleDataset(path)``; close it, or use ``with``)."""
+    return ParticleDataset(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Graphs
+# --------------------------------------------------------------------------------------------------
+
+
+def _frame_index(frame: int, num_frames: int, history: int) -> int:
+    if not isinstance(history, int | np.integer) or history < 1:
+        raise ValueError(f"history must be a positive integer, got {history!r}")
+    index = int(frame) + (num_frames if int(frame) < 0 else 0)
+    if not 0 <= index < num_frames:
+        raise IndexError(f"frame {frame} is out of range for {num_frames} frames")
+    if index < history - 1:
+        raise ValueError(
+            f"frame {index} has only {index + 1} frame(s) of history; "
+            f"history={history} needs frame >= {history - 1}"
+        )
+    return index
+
+
+def _reference_density(density0: np.ndarray, particle_type: np.ndarray) -> float:
+    """Median fluid density at frame 0 (all particles when there is no fluid)."""
+    fluid = particle_type == FLUID
+    rho_ref = float(np.median(density0[fluid] if fluid.any() else density0))
+    if not (math.isfinite(rho_ref) and rho_ref > 0.0):
+        raise ValueError(
+            f"reference density (median fluid density at frame 0) must be positive and finite, got {rho_ref!r}"
+        )
+    return rho_ref
+
+
+def _acceleration(velocities: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """``(v[1] - v[0]) / (t[1] - t[0])`` in float64 from ``(2, N, d)`` velocities and ``(2,)`` times."""
+    v = velocities.astype(np.float64)
+    return (v[1] - v[0]) / (float(time[1]) - float(time[0]))
+
+
+def _graph(
+    *,
+    positions: np.ndarray,
+    velocities: np.ndarray,
+    density: np.ndarray,
+    rho_ref: float,
+    particle_type: np.ndarray,
+    time: float,
+    acceleration: np.ndarray | None,
+    radius: float,
+    box: _Box,
+    where: str,
+) -> Data:
+    """Assemble the :class:`Data` of one frame; arrays as described in :func:`frame_graph`."""
+    n, d = positions.shape
+    if d != box.dim:
+        raise ValueError(f"{where}: positions have d = {d} but the box has {box.dim} axes")
+    first = box.first_outside(positions)
+    if first is not None:
+        particle, axis = first
+        raise ValueError(
+            f"{where}: particle {particle} at {positions[particle].tolist()} is outside the box "
+            f"[{box.lower.tolist()}, {box.upper.tolist()}] on non-periodic axis {axis}"
+        )
+    # Wrapped (periodic axes) and clamped (others) in float64, then cast back: rounding is monotone, so
+    # the result stays inside the box as the neighbour search sees it in the same dtype.
+    dtype = positions.dtype if positions.dtype in (np.float32, np.float64) else np.float64
+    pos = torch.from_numpy(box.inside(positions).astype(dtype))
+    i, j, displacement = neighbour_pairs(
+        pos, radius, box.lower.tolist(), box.upper.tolist(), periodic=box.periodic.tolist()
+    )
+    order = torch.argsort(i * n + j)  # canonical order: by target i, then source j
+    i, j, displacement = i[order], j[order], displacement[order]
+    distance = torch.sqrt((displacement.to(torch.float64) ** 2).sum(dim=1, keepdim=True))
+    edge_attr = torch.cat([displacement.to(torch.float64), distance], dim=1) / radius
+
+    kind = torch.from_numpy(np.asarray(particle_type, dtype=np.int64))
+    vel = np.asarray(velocities, dtype=np.float32)  # (history, N, d) -> (N, history * d), oldest first
+    features = [
+        torch.from_numpy(np.ascontiguousarray(vel.transpose(1, 0, 2).reshape(n, -1))),
+        torch.from_numpy((np.asarray(density, dtype=np.float64) / rho_ref).astype(np.float32)).unsqueeze(1),
+        torch.nn.functional.one_hot(kind, num_classes=len(_PARTICLE_TYPES)).to(torch.float32),
+    ]
+    data = Data(
+        x=torch.cat(features, dim=1),
+        pos=pos.to(torch.float32),
+        edge_index=radius_graph_edge_index(i, j),
+        edge_attr=edge_attr.to(torch.float32),
+        particle_type=kind,
+        time=torch.tensor(time, dtype=torch.float64),
+    )
+    if acceleration is not None:
+        data.y = torch.from_numpy(np.asarray(acceleration, dtype=np.float32))
+    return data
+
+
+def frame_graph(
+    trajectory: ParticleTrajectory,
+    frame: int,
+    *,
+    radius: float,
+    lower: Sequence[float] | np.ndarray,
+    upper: Sequence[float] | np.ndarray,
+    periodic: Sequence[bool] | np.ndarray | None = None,
+    history: int = 1,
+) -> Data:
+    r"""One frame of a trajectory as a radius graph (a :class:`torch_geometric.data.Data`).
+
+    Nodes are the ``N`` particles; there is one edge per ordered pair ``(i, j)``, ``i != j``, with
+    ``|x_i - x_j| < radius`` (minimum image on periodic axes), found by
+    :func:`pdebench.solvers.sph.neighbours.neighbour_pairs`; both directions are present.
+
+    Parameters
+    ----------
+    trajectory
+        The record, ``T`` frames of ``N`` particles in ``d`` dimensions.
+    frame
+        Frame index (negative counts from the end); ``frame >= history - 1``.
+    radius
+        Interaction radius (m); also the length unit of ``edge_attr``.
+    lower, upper
+        ``(d,)`` box corners (m). Positions on non-periodic axes must lie inside (tolerance ``1e-9`` of
+        the box length); on periodic axes they are wrapped into the box.
+    periodic
+        ``(d,)`` periodic axes (default: none); such an axis must be at least ``2 radius`` long.
+    history
+        Number of velocity frames in the node features (``frame - history + 1 .. frame``).
+
+    Returns
+    -------
+    torch_geometric.data.Data
+        With, for ``N`` nodes, ``E`` edges and ``C = history * d + 3`` node channels:
+
+        * ``pos`` ``(N, d)`` float32 -- positions at ``frame`` (m), wrapped into the box on periodic
+          axes (clamped onto the faces within the tolerance on the others);
+        * ``particle_type`` ``(N,)`` int64 -- 0 fluid, 1 wall;
+        * ``x`` ``(N, C)`` float32 -- node features: columns ``[k d, (k + 1) d)`` are the velocities
+          (m/s) at frame ``frame - history + 1 + k`` (oldest first, the current frame last), then
+          ``density / rho_ref`` (1 column; ``rho_ref`` the median fluid density at frame 0, or of all
+          particles when there is no fluid), then a one-hot of the particle type (2 columns:
+          fluid, wall);
+        * ``edge_index`` ``(2, E)`` int64 -- ``edge_index[0]`` the source ``j`` (the neighbour),
+          ``edge_index[1]`` the target ``i`` (PyG's ``flow="source_to_target"``: messages pass from
+          ``j`` to ``i``), sorted by target, then source;
+        * ``edge_attr`` ``(E, d + 1)`` float32 -- ``(x_i - x_j) / radius`` (minimum image on periodic
+          axes; ``x_i = pos[edge_index[1]]``) and ``|x_i - x_j| / radius`` (in ``[0, 1)``);
+        * ``y`` ``(N, d)`` float32 -- the acceleration target
+          :math:`(v^{f+1} - v^{f}) / (t^{f+1} - t^{f})` (m/s^2), present only when frame ``f + 1``
+          exists;
+        * ``time`` 0-d float64 tensor -- the physical time of ``frame`` (s).
+
+    Raises
+    ------
+    IndexError
+        ``frame`` out of range.
+    ValueError
+        ``history < 1`` or ``frame < history - 1``; a bad box or radius; a particle outside the box on a
+        non-periodic axis (named); a non-positive reference density.
+
+    Examples
+    --------
+    >>> graph = frame_graph(trajectory, 10, radius=0.04, lower=[0, 0], upper=[4, 2], history=5)  # doctest: +SKIP
+    >>> graph.x.shape, graph.edge_attr.shape                                                      # doctest: +SKIP
+    (torch.Size([N, 13]), torch.Size([E, 3]))
+    """
+    radius = _validate_radius(radius)
+    box = _Box.of(lower, upper, periodic, radius)
+    frame = _frame_index(frame, trajectory.num_frames, history)
+    pair = slice(frame, frame + 2)
+    nxt = frame + 1 if frame + 1 < trajectory.num_frames else None
+    return _graph(
+        positions=trajectory.positions[frame],
+        velocities=trajectory.velocities[frame - history + 1 : frame + 1],
+        density=trajectory.density[frame],
+        rho_ref=_reference_density(trajectory.density[0], trajectory.particle_type),
+        particle_type=trajectory.particle_type,
+        time=float(trajectory.time[frame]),
+        acceleration=None if nxt is None else _acceleration(trajectory.velocities[pair], trajectory.time[pair]),
+        radius=radius,
+        box=box,
+        where=f"sample {trajectory.sample_id} frame {frame}",
+    )
