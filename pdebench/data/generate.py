@@ -2,7 +2,9 @@
 
 Grid problems are written by :class:`~pdebench.data.hdf5.TrajectoryWriter` (PDEBench layouts); mesh
 problems (:class:`~pdebench.problems.mesh_problems.MeshProblem`) by
-:class:`~pdebench.data.mesh_io.MeshDataWriter` (one mesh, nodal fields per sample).
+:class:`~pdebench.data.mesh_io.MeshDataWriter` (one mesh, nodal fields per sample); particle problems
+(:class:`~pdebench.problems.particles.ParticleProblem`) by
+:class:`~pdebench.data.particle_io.ParticleDataWriter` (one group of frames per trajectory).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pdebench.data.hdf5 import TrajectoryWriter
 from pdebench.data.trajectories import Trajectories
 from pdebench.problems.base import Problem
 from pdebench.problems.mesh_problems import MeshProblem
+from pdebench.problems.particles import ParticleProblem
 from pdebench.solvers import SOLVERS
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,10 @@ def generate_dataset(
     appears under ``output`` only once complete (see :class:`TrajectoryWriter`); every argument and the
     destination are checked before the first solve. A mesh problem
     (:class:`~pdebench.problems.mesh_problems.MeshProblem`) is written in the mesh layout of
-    :mod:`pdebench.data.mesh_io` (``field_shapes`` ``(N, n_nodes[, C])``, ``dt`` NaN).
+    :mod:`pdebench.data.mesh_io` (``field_shapes`` ``(N, n_nodes[, C])``, ``dt`` NaN); a particle problem
+    (:class:`~pdebench.problems.particles.ParticleProblem`) in the layout of
+    :mod:`pdebench.data.particle_io` (``field_shapes`` ``{"positions": (N, T, n_max, d)}`` with the
+    largest particle count, ``dt`` NaN: the step is adaptive).
 
     Parameters
     ----------
@@ -102,6 +108,9 @@ def generate_dataset(
     """
     check_generation_args(num_samples, seed, batch_size)
     solver = build_solver(problem, **(solver_kwargs or {}))
+    if isinstance(problem, ParticleProblem):
+        return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,
+                                          batch_size=batch_size, overwrite=overwrite, progress=progress)
     if isinstance(problem, MeshProblem):
         return _generate_mesh_dataset(problem, solver, output, num_samples=num_samples, seed=seed, batch_size=batch_size,
                                       overwrite=overwrite, progress=progress)
@@ -147,3 +156,47 @@ def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLi
     path = Path(output)
     log.info("wrote %d samples of %s (%d nodes) to %s in %.1f s", num_samples, problem.name, len(nodes), path, wall)
     return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"))
+
+
+def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | os.PathLike[str], *, num_samples: int,
+                               seed: int, batch_size: int, overwrite: bool,
+                               progress: Callable[[int], None] | None) -> GenerationSummary:
+    """:func:`generate_dataset` for a particle problem through
+    :class:`~pdebench.data.particle_io.ParticleDataWriter` (atomic like the grid path). The box, its
+    periodic axes and the kernel radius (for graphs) are the first scene's; every scene must share them.
+    File provenance: the solver's, ``seed``, ``problem``, ``problem_params`` (JSON), ``steps`` and
+    ``wall_time_s``."""
+    from pdebench.data.particle_io import ParticleDataWriter
+
+    start = time.perf_counter()
+    box = particle_box(problem.scene(seed, 0).solver)
+    provenance = {**solver.provenance(), "seed": seed, "problem": problem.name, "problem_params": problem.params()}
+    n_max, steps = 0, 0
+    with ParticleDataWriter(output, **box, overwrite=overwrite, provenance=provenance) as writer:
+        for first in range(0, num_samples, batch_size):
+            indices = np.arange(first, min(first + batch_size, num_samples))
+            scenes = problem.sample_initial_conditions(seed, indices.tolist())
+            for index, scene in zip(indices, scenes):
+                if particle_box(scene.solver) != box:
+                    raise ValueError(f"{problem.name}: sample ({seed}, {index}) has box {particle_box(scene.solver)}, "
+                                     f"but the file's is {box}; every scene of a file must share it")
+            ids = np.column_stack([np.full(len(indices), seed, dtype=np.int64), indices])
+            batch = solver.solve(problem, scenes, ids)
+            writer.append(batch.trajectories)
+            steps += int(batch.provenance["steps"])
+            n_max = max([n_max, *(t.num_particles for t in batch.trajectories)])
+            if progress is not None:
+                progress(len(indices))
+        writer.update_provenance({"steps": steps, "wall_time_s": time.perf_counter() - start})
+    wall = time.perf_counter() - start
+    path = Path(output)
+    log.info("wrote %d %s trajectories (up to %d particles) to %s in %.1f s", num_samples, problem.name, n_max, path, wall)
+    shapes = {"positions": (num_samples, problem.n_out + 1, n_max, problem.dim)}
+    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"))
+
+
+def particle_box(stepper) -> dict[str, Any]:
+    """``{"lower", "upper", "periodic", "radius"}`` of a :class:`~pdebench.solvers.sph.scheme.WCSPH`
+    stepper: what a particle data file records once (graphs are built with ``radius``)."""
+    return {"lower": tuple(stepper.lower), "upper": tuple(stepper.upper), "periodic": tuple(stepper.periodic),
+            "radius": float(stepper.radius)}

@@ -144,6 +144,10 @@ class OnlineDataModule(L.LightningDataModule):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.problem = PROBLEMS.build(problem, **(problem_args or {}))
+        if self.problem.solver == "sph":
+            raise ValueError(f"{problem} is a particle problem; online training on particle trajectories is not supported "
+                             "yet (generate or stream a file with `pdebench generate`/`pdebench stream -o` and read it "
+                             "with pdebench.data.particle_io)")
         if self.problem.solver == "fem-mesh":
             raise ValueError(f"{problem} lives on an unstructured mesh; online training on mesh problems is not supported "
                              "yet (generate a file with `pdebench generate` and read it with pdebench.data.mesh_io)")

@@ -5,7 +5,8 @@ iterable of them) and appends each one, in arrival order, to an HDF5 file throug
 :class:`~pdebench.data.hdf5.TrajectoryWriter`: the layout is the one ``pdebench generate`` writes
 (``tensor``/field datasets, coordinates, ``sample_ids``, problem parameters, ``provenance.*``), with
 ``sample_ids`` recording the ``(seed, index)`` of every row, so any row can be regenerated alone
-with :func:`~pdebench.data.generate.solve_samples`.
+with :func:`~pdebench.data.generate.solve_samples`. Particle problems (solver ``"sph"``) are written in
+the layout of :mod:`pdebench.data.particle_io` instead, as ``pdebench generate`` writes them.
 
 What ends up under the destination name
 ---------------------------------------
@@ -172,6 +173,8 @@ def _planned_provenance(problem: Problem, solver: Any, sample_ids: np.ndarray, t
     up). Solvers without this interface get ``{"solver": name}``.
     """
     base: dict[str, Any] = {"solver": problem.solver, "problem": problem.name}
+    if problem.solver == "sph":
+        return {**solver.provenance(), **base}
     if not all(hasattr(solver, name) for name in ("provenance", "grid", "stability_limits", "substeps")):
         return base
     try:
@@ -205,6 +208,47 @@ def _as_trajectories(batch: Any, problem: Problem, keep: np.ndarray, provenance:
         sample_ids=np.asarray(batch.sample_ids, dtype=np.int64).reshape(-1, 2)[keep],
         provenance=dict(provenance),
     )
+
+
+class _StreamWriter:
+    """The file writer of a stream: :class:`~pdebench.data.hdf5.TrajectoryWriter` for grid problems,
+    :class:`~pdebench.data.particle_io.ParticleDataWriter` for particle problems (solver ``"sph"``;
+    box and radius from the scene of sample ``(seed, 0)``, as ``pdebench generate``)."""
+
+    def __init__(self, problem: Problem, path: Path, overwrite: bool, provenance: dict[str, Any], seed: int) -> None:
+        self.problem = problem
+        self.particles = getattr(problem, "solver", None) == "sph"
+        if self.particles:
+            from pdebench.data.generate import particle_box
+            from pdebench.data.particle_io import ParticleDataWriter
+
+            box = particle_box(problem.scene(seed, 0).solver)
+            self._writer: Any = ParticleDataWriter(path, **box, overwrite=overwrite, provenance=provenance)
+        else:
+            self._writer = TrajectoryWriter(path, overwrite=overwrite, provenance=provenance)
+        self._provenance_added = False
+
+    def append(self, batch: Any, keep: np.ndarray, solver_provenance: dict[str, Any]) -> None:
+        if self.particles:
+            if not self._provenance_added:
+                self._writer.update_provenance(solver_provenance)
+                self._provenance_added = True
+            self._writer.append([t for t, k in zip(batch.particles, keep) if k])
+        else:
+            self._writer.append(_as_trajectories(batch, self.problem, keep, solver_provenance))
+
+    def close(self, final: dict[str, Any]) -> None:
+        """Add the end-of-stream provenance (counts, interruption) and finish the file."""
+        if self.particles:
+            self._writer.update_provenance(final)
+        else:
+            # TrajectoryWriter takes file-wide provenance in its constructor only; these are known
+            # at the end, so they join it just before close.
+            self._writer._extra_provenance.update(final)
+        self._writer.close()
+
+    def abort(self) -> None:
+        self._writer.abort()
 
 
 def _as_ranges(ids: list[tuple[int, int]]) -> list[list[int]]:
@@ -307,7 +351,7 @@ def spill_stream(
     solver_provenance: dict[str, Any] | None = None
     interrupted: str | None = None
     started = time.perf_counter()
-    writer = TrajectoryWriter(path, overwrite=overwrite, provenance=extra)
+    writer = _StreamWriter(problem, path, overwrite, extra, config.seed if config is not None else 0)
     try:
         try:
             if is_pool and start:
@@ -341,7 +385,7 @@ def spill_stream(
                     if kept:
                         if solver_provenance is None:
                             solver_provenance = _planned_provenance(problem, solver, ids[keep], threads)
-                        writer.append(_as_trajectories(batch, problem, keep, solver_provenance))
+                        writer.append(batch, keep, solver_provenance)
                     written += kept
                     dropped += int(getattr(batch, "dropped", 0))
                     if progress is not None:
@@ -374,10 +418,7 @@ def spill_stream(
                 writer.abort()
                 log.warning("no samples were received; %s was not written", path)
             else:
-                # TrajectoryWriter takes file-wide provenance in its constructor only; these are
-                # known at the end (counts, interruption), so they join it just before close.
-                writer._extra_provenance.update(final)
-                writer.close()
+                writer.close(final)
     except BaseException:
         writer.abort()
         raise

@@ -97,6 +97,9 @@ class WorkerConfig:
         from pdebench.data.generate import solve_samples
 
         traj = solve_samples(problem, solver, self.seed, np.arange(*block), on_blowup="drop")
+        if getattr(problem, "solver", None) == "sph":  # ParticleSamples: ragged trajectories, no grid fields
+            return Batch(worker, {}, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block,
+                         particles=list(traj.trajectories))
         fields = {name: value.float().numpy() for name, value in traj.fields.items()}
         params = {}
         if getattr(problem, "solver", None) == "fem-mesh":  # MeshSamples: per-sample scalars (Helmholtz k)
@@ -112,7 +115,11 @@ class Batch:
     Mesh problems (solver ``"fem-mesh"``) give nodal fields ``(n, n_nodes[, C])`` instead and their
     per-sample scalars (Helmholtz ``k``) as ``params`` ``(n,)`` float64 (empty for grid problems).
     Streaming them to a file (:func:`~pdebench.data.spill.spill_stream`) or to online training is not
-    supported yet; ``pdebench generate`` writes them."""
+    supported yet; ``pdebench generate`` writes them.
+
+    Particle problems (solver ``"sph"``) give no ``fields``; ``particles`` holds one
+    :class:`~pdebench.data.particle_io.ParticleTrajectory` per row of ``sample_ids`` (particle counts
+    differ between samples). :func:`~pdebench.data.spill.spill_stream` writes them."""
 
     worker: int
     fields: dict[str, np.ndarray]
@@ -120,6 +127,7 @@ class Batch:
     dropped: int
     block: tuple[int, int]
     params: dict[str, np.ndarray] = field(default_factory=dict)
+    particles: list[Any] = field(default_factory=list)
 
 
 def _worker_main(config: WorkerConfig, worker: int, connection) -> None:

@@ -234,7 +234,7 @@ class DamBreak2D(ParticleProblem):
         ])
         c0 = 10.0 * math.sqrt(2.0 * g * height)
         solver = WCSPH(kernel=KERNEL, h=h, c0=c0, rho0=rho0, lower=(-layers * dx, -layers * dx),
-                       upper=(length + layers * dx, 3.0 * height + layers * dx), gravity=(0.0, -g),
+                       upper=(length + layers * dx, 3.0 * self.aspect_max * a + layers * dx), gravity=(0.0, -g),
                        nu=nu, alpha=self.alpha, delta=0.1)
         # Hydrostatic start: p = rho0 g (H - y), rho from the inverse equation of state.
         p = rho0 * g * (height - fluid[:, 1])
