@@ -1,4 +1,4 @@
-"""Speed benchmark of the SPH neighbour search: the torch cell list against brute force, and its scaling.
+"""Speed benchmark of SPH: the torch cell-list neighbour search against brute force, a full time step, and their scaling.
 
 Run from the repository root::
 
@@ -24,8 +24,9 @@ Parts
 2. ``scaling``: the cell list's cost ratio per doubling of ``N``, ``t(2N) / t(N)`` of the medians
    (target ``<= 2.3``: linear scaling is 2.0, the margin covers the shared, noisy machine), and the
    same ratio of the fastest calls (``ratio_best``), which other load on the machine disturbs less.
-3. ``full_step``: hook :func:`bench_full_step` for one time step of the SPH scheme; skipped until
-   ``pdebench.solvers.sph.scheme`` exists and the hook is filled in.
+3. ``full_step``: one kick-drift-kick step of the scheme on the ``dam_break2d`` scene (walls
+   included) with about each size of particles: milliseconds, particle-steps per second, the cost per
+   doubling, and at the smallest size the same step with brute-force pairs beside it.
 
 Absolute times move with the load of this shared machine; the ratios are the figures to read.
 The last lines, prefixed ``BENCH_JSON``, hold one JSON object per measurement.
@@ -34,7 +35,6 @@ The last lines, prefixed ``BENCH_JSON``, hold one JSON object per measurement.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import statistics
@@ -173,37 +173,85 @@ def bench_neighbours(args: argparse.Namespace, common: dict[str, Any]) -> dict[i
 
 
 # ------------------------------------------------------------------------------------------------
-# HOOK for the SPH scheme (issue 7, second part): fill in bench_full_step.
+# Full time step of the scheme
 # ------------------------------------------------------------------------------------------------
+
+
+def dam_break_scene(n: int, neighbour_search: Callable[..., Any] | None = None) -> tuple[Any, Any, int]:
+    """The ``dam_break2d`` scene (column H = 2a, tank 4a, walls included) with about ``n`` particles.
+
+    Returns
+    -------
+    solver : WCSPH
+        The scene's stepper (with ``neighbour_search`` if given).
+    state : ParticleState
+        Its initial particles.
+    resolution : int
+        Particles across the column width, chosen so that the total (fluid + walls) is closest to ``n``.
+    """
+    from dataclasses import replace
+
+    from pdebench.problems.particles import DamBreak2D
+
+    def build(resolution: int):
+        return DamBreak2D(resolution=resolution, tank_length=4.0, aspect_min=2.0, aspect_max=2.0).build(2.0, 1e-6)
+
+    low, high = 8, 8
+    while build(high).state.num_particles < n:
+        low, high = high, 2 * high
+    while high - low > 1:  # particle count grows with the resolution
+        mid = (low + high) // 2
+        low, high = (mid, high) if build(mid).state.num_particles < n else (low, mid)
+    resolution = min((low, high), key=lambda r: abs(build(r).state.num_particles - n))
+    scene = build(resolution)
+    solver = scene.solver if neighbour_search is None else replace(scene.solver, neighbour_search=neighbour_search)
+    return solver, scene.state, resolution
 
 
 def bench_full_step(args: argparse.Namespace, common: dict[str, Any],
                     neighbour_seconds: dict[int, float]) -> None:
-    """Part 3 (hook): wall time of one full SPH time step on the dam-break scene.
+    """Part 3: wall time of one full WCSPH kick-drift-kick step on the dam-break scene.
 
-    To be filled in with ``pdebench.solvers.sph.scheme``: for each ``N`` in ``args.sizes``, build
-    the dam-break state from :func:`dam_break_positions` (``h = H_OVER_DX * dx``), time one step
-    (median of ``args.repeats`` after a warm-up, like :func:`time_median`) and record
-    ``bench="sph_full_step"`` with ``seconds`` and ``neighbour_fraction =
-    neighbour_seconds[N] / seconds`` (the share of the step spent in the neighbour search).
-    Until then the part is recorded as skipped.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Command-line settings (``sizes``, ``repeats``, ``quick``).
-    common : dict
-        Machine fields for every measurement (:func:`_report.machine_info`).
-    neighbour_seconds : dict of int to float
-        Cell-list time per ``N`` from part 1 (seconds).
+    One step as :meth:`WCSPH.run` takes it: one neighbour search, three density-rate and one
+    momentum evaluation, the Adami wall update (rates of the previous step reused). Median of
+    ``args.repeats`` after a warm-up. Recorded per size: ``seconds``, ``particle_steps_per_s`` and the
+    cost per doubling normalised to the exact particle counts (``ratio_per_doubling = (t2/t1) /
+    (N2/N1) * 2``; linear is 2). Beside it, at the smallest size, the same step with the brute-force
+    pair search (:func:`brute_force_pairs`).
     """
-    if importlib.util.find_spec("pdebench.solvers.sph.scheme") is None:
-        record(bench="sph_full_step", skipped="pdebench.solvers.sph.scheme not found", quick=args.quick, **common)
-        say("full step: skipped (pdebench.solvers.sph.scheme not found)")
-        return
-    # TODO(issue 7, scheme): time one step here; remove the two lines below.
-    record(bench="sph_full_step", skipped="bench_full_step hook not filled in", quick=args.quick, **common)
-    say("full step: skipped (bench_full_step hook not filled in)")
+    rows, step_times, counts = [], {}, {}
+    for n in sorted(args.sizes):
+        solver, state, resolution = dam_break_scene(n)
+        rates = solver.rates(state)
+        dt = 0.5 * solver.stable_dt(state, rates)
+        with status(f"full step: N~{n}"):
+            t_step, times, _ = time_median(lambda: solver._kdk(state, dt, rates), args.repeats)
+        count = state.num_particles
+        step_times[n], counts[n] = t_step, count
+        brute = None
+        if n == min(args.sizes):
+            b_solver, _, _ = dam_break_scene(n, neighbour_search=brute_force_pairs)
+            with status(f"full step with brute-force pairs: N={count}"):
+                brute, _, _ = time_median(lambda: b_solver._kdk(state, dt, rates), args.brute_repeats)
+        record(bench="sph_full_step", impl="cell_list", n=count, n_target=n, resolution=resolution, seconds=t_step,
+               seconds_all=times, particle_steps_per_s=count / t_step, seconds_brute_force=brute,
+               speedup_vs_brute_force=(brute / t_step) if brute else None, quick=args.quick, **common)
+        rows.append([str(count), fmt(t_step * 1e3), fmt(count / t_step), fmt(brute * 1e3 if brute else None),
+                     fmt(brute / t_step if brute else None)])
+    table(f"one WCSPH step (kick-drift-kick, walls), dam break, threads={torch.get_num_threads()}",
+          ["N", "step ms", "particle-steps/s", "brute-force step ms", "speed-up"], rows)
+    scaling = []
+    sizes = sorted(args.sizes)
+    for small, large in zip(sizes, sizes[1:]):
+        if large != 2 * small:
+            continue
+        ratio = step_times[large] / step_times[small] / (counts[large] / counts[small]) * 2.0
+        met = ratio <= args.target
+        scaling.append([f"{counts[small]} -> {counts[large]}", fmt(ratio), f"<= {args.target}", "met" if met else "NOT met"])
+        record(bench="sph_full_step_scaling", n_small=counts[small], n_large=counts[large], ratio_per_doubling=ratio,
+               target=args.target, met=met, quick=args.quick, **common)
+    if scaling:
+        table("full step cost per doubling of N (normalised to exact counts)", ["N", "ratio", "target", ""], scaling)
 
 
 # -- main ----------------------------------------------------------------------------------------
