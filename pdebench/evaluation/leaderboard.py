@@ -79,7 +79,7 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
     if not card:
         raise ValueError("the checkpoint has no data card (trained before cards were recorded): cannot tell what it was trained on")
     problem = task.task_problem
-    wanted_task = "initial_to_final" if task.mode == "one_step" else "next_step"
+    wanted_task = {"one_step": "initial_to_final", "rollout": "next_step", "steady": "pairs"}[task.mode]
     checks = [
         ("problem", card.get("problem"), problem.name),
         ("parameters", card.get("params"), dict(problem.params())),
@@ -87,7 +87,9 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
         ("training task", card.get("task"), wanted_task),
     ]
     times = problem.output_times()
-    if task.mode == "one_step":
+    if task.mode == "steady":
+        pass
+    elif task.mode == "one_step":
         checks.append(("target time", _rounded(card.get("target_time")), _rounded(times[-1] - times[0])))
     else:
         checks += [("frame interval", _rounded(card.get("dt_frame")), _rounded(times[1] - times[0])),
@@ -124,7 +126,10 @@ def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -
     with torch.no_grad():
         for start in range(0, task.samples, batch_size):
             rows = slice(start, start + batch_size)
-            if task.mode == "one_step":
+            if task.mode == "steady":
+                x = reference.initial[rows].float().unsqueeze(1)  # (B, 1, *space): the input field
+                outputs.append(module(x)[:, :1])  # (B, 1, *space): the solution
+            elif task.mode == "one_step":
                 x = reference.task_initial(points, dims)[rows].float().unsqueeze(1)  # (B, 1, *space)
                 outputs.append(module(x)[:, :1])  # (B, 1, *space): frame T
             else:

@@ -71,8 +71,23 @@ def fourier_resample(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:
 
 
 def scored_frames(task: TaskSpec, frames: int) -> slice:
-    """Frames a model predicts: the last one (``one_step``) or all after the history (``rollout``)."""
-    return slice(frames - 1, frames) if task.mode == "one_step" else slice(task.history, frames)
+    """Frames a model predicts: the last one (``one_step``, ``steady``) or all after the history (``rollout``)."""
+    return slice(task.history, frames) if task.mode == "rollout" else slice(frames - 1, frames)
+
+
+def node_subsample(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:
+    """``(..., n, ..., n)`` values on a node grid (both ends included) at its nested ``points``-node subgrid."""
+    n = u.shape[-1]
+    if (n - 1) % (points - 1):
+        raise ValueError(f"a {points}-node grid is not nested in a {n}-node grid")
+    stride = (n - 1) // (points - 1)
+    return u[(..., *([slice(None, None, stride)] * dims))]
+
+
+def node_interpolate(u: torch.Tensor, points: int) -> torch.Tensor:
+    """``(N, C, r, r)`` node-grid values to ``points`` nodes per axis by bilinear interpolation (the
+    finite-element P1 interpolant on a structured grid, up to its diagonal; exact at shared nodes)."""
+    return torch.nn.functional.interpolate(u, size=(points, points), mode="bilinear", align_corners=True)
 
 
 def score(prediction: torch.Tensor, truth: torch.Tensor, spatial_dims: int) -> float:
@@ -118,6 +133,8 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
     fine, coarse = task.reference_problem, task.task_problem
     dims, stride = fine.dim, task.reference_refinement
     indices = list(range(task.samples))
+    if task.mode == "steady":
+        return _build_steady_reference(task, path, progress)
     initial = fine.sample_initial_conditions(task.seed, indices).double()
     solver = build_solver(fine, **task.solver_args)
     start = time.perf_counter()
@@ -131,6 +148,26 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
     assert tuple(truth.shape[2:]) == tuple(coarse.spatial_shape)
     reference = ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path)
     _atomic_savez(path, initial=initial.numpy(), truth=truth.numpy(), times=reference.times,
+                  sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
+    return reference
+
+
+def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int], None] | None) -> ReferenceSet:
+    """A steady task's inputs ``(N, *space)`` and solutions ``(N, 1, *space)`` on its grid, cached."""
+    problem = task.task_problem
+    indices = list(range(task.samples))
+    inputs = torch.as_tensor(problem.sample_initial_conditions(task.seed, indices)).double()
+    solver = build_solver(problem, **task.solver_args)
+    start = time.perf_counter()
+    traj = solver.solve(problem, inputs, np.column_stack([np.full(task.samples, task.seed), indices]))
+    wall = time.perf_counter() - start
+    truth = traj.fields[problem.field_name].double().reshape(task.samples, 1, *problem.spatial_shape).contiguous()
+    if not torch.isfinite(truth).all():
+        raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
+    if progress is not None:
+        progress(task.samples)
+    reference = ReferenceSet(inputs, truth, np.zeros(1), np.asarray(traj.sample_ids), wall, path)
+    _atomic_savez(path, initial=inputs.numpy(), truth=truth.numpy(), times=reference.times,
                   sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
     return reference
 
@@ -157,6 +194,8 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
     dims, points = problem.dim, problem.spatial_shape[0]
     frames = scored_frames(task, reference.truth.shape[1])
     truth = reference.truth[:, frames]
+    if task.mode == "steady":
+        return _steady_ladder(task, reference, truth, progress)
     rungs = []
     for resolution in task.ladder_resolutions:
         for max_dt in task.ladder_max_dt:
@@ -178,4 +217,29 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
             rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings))
             if progress:
                 progress(label)
+    return rungs
+
+
+def _steady_ladder(task: TaskSpec, reference: ReferenceSet, truth: torch.Tensor,
+                   progress: Callable[[str], None] | None) -> list[SolverRung]:
+    """:func:`run_ladder` for a steady task: nested coarser node grids, solutions interpolated back."""
+    problem = task.task_problem
+    dims, points = problem.dim, problem.spatial_shape[0]
+    rungs = []
+    for resolution in task.ladder_resolutions:
+        rung_problem = problem.replace(resolution=resolution)
+        solver = build_solver(rung_problem, **task.solver_args)
+        inputs = node_subsample(reference.initial, resolution, dims).contiguous()
+        solver.solve(rung_problem, inputs[:1])  # warm-up (basis, factorisation caches)
+        timings = []
+        for _ in range(task.repeats):
+            start = time.perf_counter()
+            traj = solver.solve(rung_problem, inputs)
+            timings.append(time.perf_counter() - start)
+        solved = traj.fields[rung_problem.field_name].double().reshape(task.samples, 1, resolution, resolution)
+        error = score(node_interpolate(solved, points), truth, dims)
+        label = f"{solver.__class__.__name__.removesuffix('Solver').lower()} n={resolution}"
+        rungs.append(SolverRung(label, resolution, None, statistics.median(timings) / task.samples, error, timings))
+        if progress:
+            progress(label)
     return rungs

@@ -9,7 +9,7 @@ A suite file::
       - name: burgers1d_nu0.1_t1
         problem: burgers1d
         problem_args: {nu: 0.1, n_out: 1}   # the task's resolution and horizon are the problem's
-        mode: one_step                      # u(0) -> u(t_final); or "rollout" (autoregressive)
+        mode: one_step                      # u(0) -> u(t_final); "rollout" (autoregressive); "steady" (darcy2d: a -> u)
         samples: 32
         seed: 1000000                       # leaderboard seeds start at 1_000_000: no training run uses them
         reference_refinement: 4             # reference solved on a 4x finer grid with max_dt / 4
@@ -34,10 +34,11 @@ import yaml
 
 from pdebench.problems import PROBLEMS
 from pdebench.problems.base import Problem
+from pdebench.problems.elliptic import SteadyProblem
 
 #: Held-out leaderboard seeds start here; training streams use small seeds (and their ``+1..+3``).
 LEADERBOARD_SEED_BASE = 1_000_000
-MODES = ("one_step", "rollout")
+MODES = ("one_step", "rollout", "steady")
 
 
 def with_resolution(problem: Problem, points: int) -> Problem:
@@ -63,7 +64,12 @@ class TaskSpec:
     mode
         ``"one_step"``: the model maps ``u(0)`` to ``u(t_final)`` (``initial_to_final`` training);
         ``"rollout"``: the model advances ``history`` frames one output interval at a time and is
-        scored on every frame after the first ``history``.
+        scored on every frame after the first ``history``; ``"steady"``: a steady problem on a node
+        grid (``darcy2d``), the model maps the input field to the solution (``pairs`` training). Its
+        reference is the finite-element solve on the task grid itself (``reference_refinement`` 1:
+        the thresholded coefficient is defined by its grid values, so a finer grid would pose another
+        problem); the ladder solves on nested coarser node grids (``r < n``, ``(n - 1) % (r - 1) == 0``) with the
+        coefficient sampled there and interpolates the solution back (bilinear, exact at shared nodes).
     history
         Frames given to a rollout model.
     samples, seed
@@ -100,13 +106,28 @@ class TaskSpec:
                              ("reference_refinement", self.reference_refinement)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"task {self.name!r}: {label} must be an integer >= 1, got {value!r}")
+        steady = isinstance(problem, SteadyProblem)
+        if steady != (self.mode == "steady"):
+            raise ValueError(f"task {self.name!r}: {problem.name} is {'a steady' if steady else 'a time-dependent'} problem; "
+                             f"use mode {'steady' if steady else 'one_step or rollout'}, not {self.mode!r}")
         if self.mode == "rollout" and problem.n_out + 1 <= self.history:
             raise ValueError(f"task {self.name!r}: {problem.n_out + 1} frames leave nothing to predict after history={self.history}")
         task_points = problem.spatial_shape[0]
-        bad = [r for r in self.ladder_resolutions if not isinstance(r, int) or r < 8 or r > task_points or r % 2]
-        if not self.ladder_resolutions or bad:
-            raise ValueError(f"task {self.name!r}: ladder_resolutions must be even integers in [8, {task_points}] "
-                             f"(the task's grid); got {list(self.ladder_resolutions)}")
+        if steady:
+            if self.reference_refinement != 1:
+                raise ValueError(f"task {self.name!r}: a steady task's reference is the solve on its own grid; "
+                                 f"reference_refinement must be 1, got {self.reference_refinement}")
+            bad = [r for r in self.ladder_resolutions
+                   if not isinstance(r, int) or r < 5 or r >= task_points or (task_points - 1) % (r - 1)]
+            if not self.ladder_resolutions or bad:
+                raise ValueError(f"task {self.name!r}: ladder_resolutions must be node counts r in [5, {task_points}) with "
+                                 f"({task_points} - 1) divisible by (r - 1) (nested grids; the task grid itself is the "
+                                 f"reference); got {list(self.ladder_resolutions)}")
+        else:
+            bad = [r for r in self.ladder_resolutions if not isinstance(r, int) or r < 8 or r > task_points or r % 2]
+            if not self.ladder_resolutions or bad:
+                raise ValueError(f"task {self.name!r}: ladder_resolutions must be even integers in [8, {task_points}] "
+                                 f"(the task's grid); got {list(self.ladder_resolutions)}")
         bad_dt = [d for d in self.ladder_max_dt if d is not None and not (isinstance(d, (int, float)) and d > 0)]
         if not self.ladder_max_dt or bad_dt:
             raise ValueError(f"task {self.name!r}: ladder_max_dt must be positive numbers or null; got {list(self.ladder_max_dt)}")
@@ -120,7 +141,10 @@ class TaskSpec:
 
     @property
     def reference_problem(self) -> Problem:
-        """The problem on the refined grid with the accuracy step divided by the refinement."""
+        """The problem on the refined grid with the accuracy step divided by the refinement (a steady
+        task: the task's problem)."""
+        if self.mode == "steady":
+            return self.task_problem
         problem = with_resolution(self.task_problem, self.task_problem.spatial_shape[0] * self.reference_refinement)
         max_dt = getattr(problem, "max_dt", None)
         return problem.replace(max_dt=max_dt / self.reference_refinement) if max_dt else problem

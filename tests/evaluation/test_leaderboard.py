@@ -209,3 +209,56 @@ def test_rollout_task_scores_an_autoregressive_model_on_every_frame_after_its_hi
     assert json.loads(run_suite(Suite.from_dict({**{"name": "r", "output": str(tmp_path / "o2"), "cache_dir": str(tmp_path / "cache")},
                                                  "tasks": [{**task, "history": 3}], "models": [{"name": "ar", "checkpoint": str(checkpoint)}]})
                                   ).read_text())["rows"][-1]["error"].startswith("ValueError: trained on history 2")
+
+
+def test_steady_task_scores_a_darcy_model_against_the_fem_reference(tmp_path):
+    """darcy2d (29 nodes): the reference is the FEM solve of the held-out coefficients on the task
+    grid (equal to generating them), the nested FEM ladder converges towards it, and a model trained
+    on pairs is scored on exactly its own predictions."""
+    data = tmp_path / "darcy.h5"
+    settings = {"resolution": 29}
+    generate_dataset(PROBLEMS.build("darcy2d", **settings), data, num_samples=8, seed=3, batch_size=8)
+    args = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs/darcy2d/fno.yaml"),
+            "--data.init_args.path", str(data), "--data.init_args.batch_size", "4", "--trainer.max_epochs", "1",
+            "--model.model_args", "{n_modes: 6, hidden_channels: 8, n_layers: 2}", "--trainer.limit_val_batches", "1"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (checkpoint,) = tmp_path.glob("outputs/*/checkpoints/last.ckpt")
+    task = {"name": "darcy", "problem": "darcy2d", "problem_args": settings, "mode": "steady", "samples": 3,
+            "reference_refinement": 1, "ladder_resolutions": [5, 8, 15], "repeats": 1}
+    suite = Suite.from_dict({"name": "s", "output": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
+                             "tasks": [task], "models": [{"name": "fno", "checkpoint": str(checkpoint)}]})
+    document = json.loads(run_suite(suite).read_text())
+    jsonschema.validate(document, RESULTS_SCHEMA)
+    rows = {r["name"]: r for r in document["rows"]}
+    # independent truth: generating the same ids gives the same solutions
+    reference = build_reference(suite.tasks[0], tmp_path / "cache")
+    again = tmp_path / "again.h5"
+    generate_dataset(PROBLEMS.build("darcy2d", **settings), again, num_samples=3, seed=1_000_000, batch_size=3)
+    import h5py
+
+    with h5py.File(again) as f:
+        np.testing.assert_allclose(reference.truth[:, 0].numpy(), f["tensor"][:, 0], rtol=1e-5, atol=1e-8)
+    errors = [rows[f"fem n={r}"]["nrmse"] for r in (5, 8, 15)]
+    assert all(a > b for a, b in zip(errors, errors[1:])) and errors[-1] < 0.05
+    assert rows["fno"]["status"] == "ok", rows["fno"]["error"]
+    from pdebench.evaluation.leaderboard import load_model
+    from pdebench.evaluation.suite import ModelEntry
+
+    module, _ = load_model(ModelEntry("fno", str(checkpoint)))
+    with torch.no_grad():
+        pred = module(reference.initial.float().unsqueeze(1))[:, 0].double().numpy()
+    truth = reference.truth[:, 0].numpy()
+    rel = np.linalg.norm((pred - truth).reshape(3, -1), axis=1) / np.linalg.norm(truth.reshape(3, -1), axis=1)
+    assert rows["fno"]["nrmse"] == pytest.approx(rel.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("changes, message", [({"mode": "one_step"}, "use mode steady"),
+                                              ({"reference_refinement": 2}, "reference_refinement must be 1"),
+                                              ({"ladder_resolutions": [6, 15]}, "nested grids"),
+                                              ({"ladder_resolutions": [15, 29]}, "the task grid itself is the reference")])
+def test_steady_task_settings_are_checked(changes, message):
+    task = {"name": "darcy", "problem": "darcy2d", "problem_args": {"resolution": 29}, "mode": "steady",
+            "reference_refinement": 1, "ladder_resolutions": [8, 15], **changes}
+    with pytest.raises(ValueError, match=message):
+        TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in task.items()})
