@@ -9,6 +9,11 @@ Tasks
 ``pairs``
     ``input_fields`` → ``output_fields`` at the same (single) frame (steady problems, e.g. Darcy
     ``nu`` → ``tensor``).
+``all2all``
+    Every pair of frames ``i <= j`` of a trajectory (optionally ``j - i <= max_lead``) → input frame
+    ``i``, target frame ``j`` and the lead time ``(t_j − t_i) / (t_{T−1} − t_0)`` (Poseidon's all2all
+    training, Herde et al. 2024): samples are ``(x, y, lead_time)`` triples and the operator is
+    conditioned on the lead time (``model(x, t=lead_time)``).
 
 Trajectories are split into train/validation/test **by trajectory** (a fixed permutation from
 ``seed``), never by window. Tensors are channels-first inside: ``(N, T, C, *space)``.
@@ -30,7 +35,7 @@ from pdebench.data.hdf5 import TrajectoryFile
 
 log = logging.getLogger(__name__)
 
-Task = Literal["next_step", "initial_to_final", "pairs"]
+Task = Literal["next_step", "initial_to_final", "pairs", "all2all"]
 
 
 def to_channels_first(field: np.ndarray | torch.Tensor, spatial_dims: int) -> torch.Tensor:
@@ -79,14 +84,69 @@ class PairDataset(Dataset):
         return self.inputs[i], self.outputs[i].unsqueeze(0)
 
 
-def trajectory_pairs(frames: torch.Tensor, task: str, history: int = 1, unroll: int = 1, target_frame: int = -1) -> Dataset:
-    """The ``(x, y)`` dataset of trajectories ``(n, T, C, *space)`` for ``task``: ``next_step`` windows
-    or ``initial_to_final`` pairs (frame 0 → ``target_frame``)."""
+class All2AllDataset(Dataset):
+    """``(x, y, lead_time)`` triples of every frame pair ``i <= j`` of trajectories ``(N, T, C, *space)``.
+
+    Poseidon's all2all training set (Herde et al. 2024, from the semigroup property of the solution
+    operator): for trajectory ``n`` and frames ``0 <= i <= j <= T − 1`` with ``j − i <= max_lead``,
+
+    * ``x = data[n, i]``: ``(C, *space)``;
+    * ``y = data[n, j]``: ``(1, C, *space)`` (one target frame, as the other tasks' ``y``);
+    * ``lead_time = (t_j − t_i) / (t_{T−1} − t_0)``: 0-d float32, the lead time as a fraction of the
+      trajectory horizon (so ``0 <= lead_time <= 1``).
+
+    That is ``T(T+1)/2`` samples per trajectory without ``max_lead``, and
+    ``(L+1) T − L(L+1)/2`` with ``max_lead = L < T``. Samples are ordered trajectory-major, then by
+    ``i``, then by ``j``.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        Trajectories ``(N, T, C, *space)``, ``T >= 2``.
+    times : array-like, optional
+        Frame times ``(T,)``, strictly increasing; ``None``: equally spaced frames.
+    max_lead : int, optional
+        Largest ``j − i`` in frames (``None``: all pairs).
+    """
+
+    def __init__(self, data: torch.Tensor, times: np.ndarray | torch.Tensor | None = None, max_lead: int | None = None) -> None:
+        n, t = data.shape[:2]
+        if t < 2:
+            raise ValueError(f"all2all needs trajectories with at least 2 frames, got {t}")
+        if max_lead is not None and max_lead < 0:
+            raise ValueError(f"max_lead must be >= 0 frames (or None for all pairs), got {max_lead}")
+        times = torch.arange(t, dtype=torch.float64) if times is None else torch.as_tensor(np.asarray(times, dtype=np.float64))
+        if times.shape != (t,):
+            raise ValueError(f"times must have one entry per frame ({t}), got shape {tuple(times.shape)}")
+        if not bool((times[1:] > times[:-1]).all()):
+            raise ValueError(f"frame times must be strictly increasing, got {times.tolist()[:10]}")
+        lead = t - 1 if max_lead is None else min(max_lead, t - 1)
+        self.pairs = torch.tensor([(i, j) for i in range(t) for j in range(i, min(i + lead, t - 1) + 1)], dtype=torch.long)
+        self.lead_times = ((times[self.pairs[:, 1]] - times[self.pairs[:, 0]]) / (times[-1] - times[0])).float()
+        self.data, self.max_lead = data, max_lead
+        self.length = n * len(self.pairs)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, p = divmod(int(k), len(self.pairs))
+        i, j = self.pairs[p].tolist()
+        return self.data[n, i], self.data[n, j].unsqueeze(0), self.lead_times[p]
+
+
+def trajectory_pairs(frames: torch.Tensor, task: str, history: int = 1, unroll: int = 1, target_frame: int = -1,
+                     times: np.ndarray | torch.Tensor | None = None, max_lead: int | None = None) -> Dataset:
+    """The dataset of trajectories ``(n, T, C, *space)`` for ``task``: ``next_step`` windows or
+    ``initial_to_final`` pairs (frame 0 → ``target_frame``), both ``(x, y)``; or ``all2all``
+    ``(x, y, lead_time)`` triples (:class:`All2AllDataset`, frame ``times`` ``(T,)`` and ``max_lead``)."""
     if task == "next_step":
         return WindowDataset(frames, history, unroll)
     if task == "initial_to_final":
         return PairDataset(frames[:, 0], frames[:, target_frame])
-    raise ValueError(f"task must be 'next_step' or 'initial_to_final' for trajectories, got {task!r}")
+    if task == "all2all":
+        return All2AllDataset(frames, times, max_lead)
+    raise ValueError(f"task must be 'next_step', 'initial_to_final' or 'all2all' for trajectories, got {task!r}")
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -110,8 +170,9 @@ class EpochSeededSampler(Sampler[int]):
 def pair_statistics(dataset: Dataset, history: int, eps: float = 1e-6) -> dict[str, torch.Tensor]:
     """Per-channel normalisation statistics of training pairs.
 
-    Windows of whole trajectories (:class:`WindowDataset`) use every frame for inputs and outputs
-    alike (the same statistics for every history slot); input/output pairs (:class:`PairDataset`,
+    Windows of whole trajectories (:class:`WindowDataset`) and all2all pairs (:class:`All2AllDataset`)
+    use every frame for inputs and outputs alike (the same statistics for every history slot, and
+    for every lead time); input/output pairs (:class:`PairDataset`,
     e.g. ``u(0) -> u(T)``) get their own: a final state can have a far smaller spread than the
     initial one.
 
@@ -120,7 +181,7 @@ def pair_statistics(dataset: Dataset, history: int, eps: float = 1e-6) -> dict[s
     dict
         ``x_mean``, ``x_std`` ``(C_in,)`` and ``y_mean``, ``y_std`` ``(C_out,)``; stds at least ``eps``.
     """
-    if isinstance(dataset, WindowDataset):
+    if isinstance(dataset, (WindowDataset, All2AllDataset)):
         frames = dataset.data  # (N, T, C, *space): the same statistics for every history slot
         dims = [0, 1, *range(3, frames.ndim)]
         mean, std = frames.mean(dims), frames.std(dims)
@@ -141,7 +202,7 @@ class OfflineDataModule(L.LightningDataModule):
     path
         HDF5 file written by ``pdebench generate`` or one of PDEBench's published files.
     task
-        ``"next_step"``, ``"initial_to_final"`` or ``"pairs"`` (module docstring).
+        ``"next_step"``, ``"initial_to_final"``, ``"pairs"`` or ``"all2all"`` (module docstring).
     fields
         Fields used as channels for ``next_step`` / ``initial_to_final`` (default: all of the file's).
     input_fields, output_fields
@@ -150,6 +211,9 @@ class OfflineDataModule(L.LightningDataModule):
         Frames stacked as input; frames predicted per window (autoregressive training).
     target_frame
         Output frame of ``initial_to_final`` (``-1``: the last).
+    max_lead
+        For ``all2all``: largest lead ``j − i`` in frames (after ``temporal_stride``); ``None``: all
+        pairs ``i <= j``.
     train_fraction, val_fraction
         Split of the trajectories; the rest is the test set.
     max_trajectories
@@ -170,6 +234,7 @@ class OfflineDataModule(L.LightningDataModule):
         history: int = 1,
         unroll: int = 1,
         target_frame: int = -1,
+        max_lead: int | None = None,
         train_fraction: float = 0.8,
         val_fraction: float = 0.1,
         max_trajectories: int | None = None,
@@ -181,8 +246,10 @@ class OfflineDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if task not in ("next_step", "initial_to_final", "pairs"):
-            raise ValueError(f"task must be 'next_step', 'initial_to_final' or 'pairs', got {task!r}")
+        if task not in ("next_step", "initial_to_final", "pairs", "all2all"):
+            raise ValueError(f"task must be 'next_step', 'initial_to_final', 'pairs' or 'all2all', got {task!r}")
+        if max_lead is not None and (task != "all2all" or max_lead < 0):
+            raise ValueError(f"max_lead={max_lead} needs task 'all2all' and max_lead >= 0 (frames); got task {task!r}")
         for name, value in (("history", history), ("unroll", unroll), ("spatial_stride", spatial_stride),
                             ("temporal_stride", temporal_stride), ("batch_size", batch_size)):
             if value < 1:
@@ -218,6 +285,9 @@ class OfflineDataModule(L.LightningDataModule):
         if task == "next_step" and self.num_frames < history + unroll:
             raise ValueError(f"{path} has {self.num_frames} frames (after temporal_stride={temporal_stride}); "
                              f"history={history} + unroll={unroll} needs at least {history + unroll}")
+        if task == "all2all" and self.num_frames < 2:
+            raise ValueError(f"{path} has {self.num_frames} frames (after temporal_stride={temporal_stride}); "
+                             f"all2all needs at least 2")
         if self.num_trajectories < 3:
             raise ValueError(f"{path} has {self.num_trajectories} trajectories; a train/val/test split needs at least 3")
         self.splits: dict[str, np.ndarray] = self._split()
@@ -240,7 +310,23 @@ class OfflineDataModule(L.LightningDataModule):
         if len(times) > 1:
             card["dt_frame"] = float(times[1] - times[0])
             card["target_time"] = float(times[hp.target_frame] - times[0])
+        if hp.task == "all2all":
+            # lead times fed to the model are fractions of this horizon
+            card["max_lead"] = hp.max_lead
+            frame_times = self.frame_times()
+            card["lead_time_horizon"] = float(frame_times[-1] - frame_times[0]) if frame_times is not None else None
         return card
+
+    def frame_times(self) -> np.ndarray | None:
+        """Times ``(T,)`` of the frames after ``temporal_stride``, or ``None`` where the file has no
+        ``t`` coordinate with one time per frame: all2all then takes the frames as equally spaced."""
+        times = self._times[:: self.hparams.temporal_stride]
+        if len(times) != self.num_frames:
+            if len(self._times):
+                log.info("t coordinate has %d entries for %d frames; all2all lead times assume equally spaced frames",
+                         len(times), self.num_frames)
+            return None
+        return times
 
     def _channel_count(self, shape: tuple[int, ...]) -> int:
         return 1 if len(shape) == self.spatial_dims + 2 else int(shape[-1])
@@ -278,7 +364,8 @@ class OfflineDataModule(L.LightningDataModule):
     def _pairs(self, split: str) -> Dataset:
         hp = self.hparams
         if hp.task != "pairs":
-            return trajectory_pairs(self.trajectories(split), hp.task, hp.history, hp.unroll, hp.target_frame)
+            times = self.frame_times() if hp.task == "all2all" else None
+            return trajectory_pairs(self.trajectories(split), hp.task, hp.history, hp.unroll, hp.target_frame, times, hp.max_lead)
         rows = self.splits[split]
         return PairDataset(self._read(rows, self.input_fields)[:, 0], self._read(rows, self.output_fields)[:, 0])
 

@@ -30,7 +30,11 @@ class OperatorModule(L.LightningModule):
     * autoregressive (``unroll = r > 1``): ``pushforward=True`` rolls ``r − 1`` steps without
       gradient and trains on the last (Brandstetter et al. 2022); ``False`` back-propagates through
       all ``r`` steps and averages their losses;
-    * ``input_noise = σ``: Gaussian noise of ``σ`` normalised units on the input window.
+    * ``input_noise = σ``: Gaussian noise of ``σ`` normalised units on the input window;
+    * lead-time conditioned (``task="all2all"`` data, Poseidon): batches are ``(x, y, lead_time)``
+      with ``lead_time: (B,)``, and the operator is called as ``model(x, t=lead_time)``; one target
+      frame per sample. 2-tuples are never given a ``t``. Predict at any lead time with
+      :meth:`predict_at` (or ``module(x, t=lead_time)``).
 
     Parameters
     ----------
@@ -93,6 +97,7 @@ class OperatorModule(L.LightningModule):
         self.loss_dims = spatial_dims
         self.loss_fn = make_loss(loss, spatial_dims)
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._test_lead_times: list[torch.Tensor] = []
         self._budget = {"train_time_s": 0.0, "samples_seen": 0}
         self._fit_clock: float | None = None
 
@@ -100,6 +105,44 @@ class OperatorModule(L.LightningModule):
     def forward(self, x: torch.Tensor, **conditioning: torch.Tensor) -> torch.Tensor:
         """Physical ``(B, C_in, *space)`` -> physical ``(B, C_out, *space)``."""
         return self.y_norm.decode(self.model(self.x_norm.encode(x), **conditioning))
+
+    @torch.no_grad()
+    def predict_at(self, x: torch.Tensor, lead_time: float | torch.Tensor) -> torch.Tensor:
+        """Prediction of a lead-time-conditioned operator (e.g. ``scot`` trained on ``all2all`` data).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Physical input ``(B, C_in, *space)``.
+        lead_time : float or torch.Tensor
+            One lead time for the batch or one per sample ``(B,)``, in the units of the training
+            data (``all2all``: fractions ``(t_j − t_i) / (t_{T−1} − t_0)`` of the trajectory horizon).
+
+        Returns
+        -------
+        torch.Tensor
+            Physical prediction ``(B, C_out, *space)`` of the field ``lead_time`` after ``x``.
+        """
+        t = torch.as_tensor(lead_time, dtype=x.dtype, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"lead_time must be a scalar or have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}")
+        return self(x, t=t)
+
+    @staticmethod
+    def split_batch(batch: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``(x, y)`` → ``(x, y, {})``; ``(x, y, lead_time)`` → ``(x, y, {"t": lead_time})``, the keyword
+        conditioning passed to the operator (``lead_time: (B,)``)."""
+        if len(batch) == 2:
+            x, y = batch
+            return x, y, {}
+        if len(batch) == 3:
+            x, y, lead_time = batch
+            if lead_time.shape != (x.shape[0],):
+                raise ValueError(f"lead times must have shape (B,) = ({x.shape[0]},), got {tuple(lead_time.shape)}")
+            return x, y, {"t": lead_time.to(x.dtype)}
+        raise ValueError(f"a batch is (x, y) or (x, y, lead_time); got {len(batch)} elements")
 
     def shift_window(self, window: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """Drop the oldest frame of ``window`` ``(B, h*C, *space)`` and append ``frame`` ``(B, C, *space)``."""
@@ -143,8 +186,8 @@ class OperatorModule(L.LightningModule):
             self.x_norm.fit(stats["x_mean"].to(self.device), stats["x_std"].to(self.device))
             self.y_norm.fit(stats["y_mean"].to(self.device), stats["y_std"].to(self.device))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, conditioning = self.split_batch(batch)
         if self.hparams.input_noise > 0:
             std = self.x_norm.std.view(1, -1, *([1] * (x.ndim - 2)))
             # Noise drawn from (seed, step) alone, so a resumed run draws the same noise.
@@ -152,8 +195,10 @@ class OperatorModule(L.LightningModule):
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
             x = x + self.hparams.input_noise * std * noise
         unroll = y.shape[1]
+        if conditioning and unroll != 1:
+            raise ValueError(f"lead-time batches (x, y, lead_time) have one target frame; got y with {unroll} frames")
         if unroll == 1:
-            loss = self.loss_fn(self(x), y[:, 0])
+            loss = self.loss_fn(self(x, **conditioning), y[:, 0])
         elif self.hparams.pushforward:
             with torch.no_grad():
                 for step in range(unroll - 1):
@@ -191,11 +236,11 @@ class OperatorModule(L.LightningModule):
             self._budget = {"train_time_s": float(saved["train_time_s"]), "samples_seen": int(saved["samples_seen"])}
             self._fit_clock = None
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         from pdebench.evaluation.metrics import nrmse
 
-        x, y = batch
-        pred = self(x)
+        x, y, conditioning = self.split_batch(batch)
+        pred = self(x, **conditioning)
         self.log("val_loss", self.loss_fn(pred, y[:, 0]), prog_bar=True, batch_size=x.shape[0])
         self.log("val_nrmse", nrmse(pred, y[:, 0], time_axis=False), batch_size=x.shape[0])
 
@@ -222,9 +267,11 @@ class OperatorModule(L.LightningModule):
         # (N, T, C, *space) -> the metrics' (B, C, *space, T)
         return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self._test_outputs.append((self(x).cpu(), y[:, 0].cpu()))
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        x, y, conditioning = self.split_batch(batch)
+        self._test_outputs.append((self(x, **conditioning).cpu(), y[:, 0].cpu()))
+        if "t" in conditioning:
+            self._test_lead_times.append(conditioning["t"].cpu())
 
     def on_test_epoch_end(self) -> None:
         from pdebench.evaluation.metrics import all_metrics, geometric_mean_rollout
@@ -234,6 +281,12 @@ class OperatorModule(L.LightningModule):
         self._test_outputs.clear()
         # one frame per window: a time axis of length one
         metrics = {f"test_{name}": value for name, value in all_metrics(pred.unsqueeze(-1), target.unsqueeze(-1)).items()}
+        if self._test_lead_times:
+            leads = torch.cat(self._test_lead_times)
+            self._test_lead_times.clear()
+            self.test_lead_time_curve = self._lead_time_curve(pred, target, leads)
+            metrics["test_nrmse_max_lead"] = float(self.test_lead_time_curve[1][-1])
+            self._save_lead_time_curve(*self.test_lead_time_curve)
         curve = self._rollout_curve("test", None)
         if curve is not None:
             metrics["test_rollout_nrmse_gmean"] = float(geometric_mean_rollout(curve))
@@ -241,6 +294,31 @@ class OperatorModule(L.LightningModule):
             self.test_rollout_curve = curve.cpu()
             self._save_rollout_curve(curve.cpu())
         self.log_dict(metrics)
+
+    @staticmethod
+    def _lead_time_curve(pred: torch.Tensor, target: torch.Tensor, leads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean nRMSE per distinct lead time: ``(leads (K,), nrmse (K,))``, leads ascending.
+
+        ``pred``, ``target``: ``(N, C, *space)``; ``leads``: ``(N,)``.
+        """
+        from pdebench.evaluation.metrics import nrmse
+
+        errors = nrmse(pred, target, time_axis=False, reduction="none")
+        values, groups = torch.unique(leads, return_inverse=True)
+        sums = torch.zeros(len(values), dtype=errors.dtype).index_add_(0, groups, errors)
+        counts = torch.zeros(len(values), dtype=errors.dtype).index_add_(0, groups, torch.ones_like(errors))
+        return values, sums / counts
+
+    def _save_lead_time_curve(self, leads: torch.Tensor, errors: torch.Tensor) -> None:
+        """Write ``lead_time_nrmse.csv`` (lead time as a fraction of the horizon, mean nRMSE) into the
+        trainer's log folder."""
+        from pathlib import Path
+
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = "\n".join(f"{float(t):.6g},{float(e):.6g}" for t, e in zip(leads, errors))
+        (folder / "lead_time_nrmse.csv").write_text("lead_time,nrmse\n" + rows + "\n")
+        log.info("lead-time curve written to %s", folder)
 
     def _save_rollout_curve(self, curve: torch.Tensor) -> None:
         """Write ``rollout_nrmse.csv`` and ``rollout_nrmse.png`` into the trainer's log folder."""

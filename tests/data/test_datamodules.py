@@ -78,3 +78,59 @@ def test_epoch_seeded_sampler_depends_on_seed_and_epoch_only():
     assert list(a) != first and sorted(list(a)) == list(range(10))
     b.set_epoch(1)
     assert list(a) == list(b)
+
+
+def test_all2all_gives_every_ordered_frame_pair_with_its_lead_time(pdebench_file):
+    dm = OfflineDataModule(str(pdebench_file), task="all2all", train_fraction=0.6, val_fraction=0.2, batch_size=7)
+    dm.setup()
+    assert (dm.in_channels, dm.out_channels, dm.history) == (1, 1, 1)
+    t = 6
+    train = dm.datasets["train"]
+    assert len(train) == len(dm.splits["train"]) * t * (t + 1) // 2
+    seen = set()
+    for k in range(len(train)):
+        x, y, lead = train[k]
+        assert x.shape == (1, 32) and y.shape == (1, 1, 32) and lead.shape == () and lead.dtype == torch.float32
+        n, i = divmod(int(x[0, 0]), 1000)
+        j = int(y[0, 0, 0]) % 1000
+        assert n in set(dm.splits["train"].tolist()) and int(y[0, 0, 0]) // 1000 == n
+        i, j = i // 10, j // 10
+        # equally spaced frames: (t_j - t_i) / (t_5 - t_0) = (j - i) / 5
+        assert float(lead) == pytest.approx((j - i) / (t - 1))
+        seen.add((n, i, j))
+    assert seen == {(n, i, j) for n in dm.splits["train"].tolist() for i in range(t) for j in range(i, t)}
+    x, y, lead = next(iter(dm.train_dataloader()))
+    assert x.shape == (7, 1, 32) and y.shape == (7, 1, 1, 32) and lead.shape == (7,)
+
+
+def test_all2all_max_lead_and_uneven_frame_times(tmp_path):
+    path = tmp_path / "uneven.h5"
+    times = np.array([0.0, 0.1, 0.3, 0.6, 1.0, 1.5], dtype=np.float32)
+    data = np.arange(4)[:, None, None] * 1000 + np.arange(6)[None, :, None] * 10 + np.zeros(16)
+    with h5py.File(path, "w") as f:
+        f["tensor"] = data.astype(np.float32)
+        f["x-coordinate"] = np.linspace(0, 1, 16, dtype=np.float32)
+        f["t-coordinate"] = times
+    dm = OfflineDataModule(str(path), task="all2all", max_lead=2, train_fraction=0.5, val_fraction=0.25)
+    dm.setup()
+    train = dm.datasets["train"]
+    # leads 0, 1, 2 frames: 6 + 5 + 4 = (L + 1) T - L (L + 1) / 2 pairs per trajectory
+    assert len(train) == len(dm.splits["train"]) * (3 * 6 - 3)
+    for k in range(len(train)):
+        x, y, lead = train[k]
+        i, j = int(x[0, 0]) % 1000 // 10, int(y[0, 0, 0]) % 1000 // 10
+        assert 0 <= j - i <= 2
+        assert float(lead) == pytest.approx((times[j] - times[i]) / 1.5, rel=1e-6)
+    assert dm.data_card()["lead_time_horizon"] == pytest.approx(1.5)
+    # the same normalisation statistics as next-step windows: every frame, inputs and outputs alike
+    stats = dm.normalization_stats()
+    assert torch.allclose(stats["x_mean"], stats["y_mean"]) and torch.allclose(stats["x_std"], stats["y_std"])
+
+
+def test_all2all_settings_are_checked(pdebench_file):
+    with pytest.raises(ValueError, match="max_lead=2 needs task 'all2all'"):
+        OfflineDataModule(str(pdebench_file), task="next_step", max_lead=2)
+    with pytest.raises(ValueError, match="max_lead=-1 needs task 'all2all' and max_lead >= 0"):
+        OfflineDataModule(str(pdebench_file), task="all2all", max_lead=-1)
+    with pytest.raises(ValueError, match="all2all needs at least 2"):
+        OfflineDataModule(str(pdebench_file), task="all2all", temporal_stride=6)
