@@ -4,6 +4,10 @@
 LightningCLI over :class:`pdebench.training.OperatorModule` and a data module (``data.class_path``).
 The data decide the model's channels, spatial dimensions and history (argument links), so the two can
 never disagree. Subcommands: ``fit``, ``validate``, ``test`` (prints the metric table), ``predict``.
+
+``model:`` takes the module's arguments directly (an ``OperatorModule``), or ``class_path`` +
+``init_args`` for a subclass, e.g. :class:`pdebench.training.finetune.FineTuneModule`
+(``configs/pretrain/dpot_finetune.yaml``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ class PDEBenchCLI(LightningCLI):
     """LightningCLI with the data → model links."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.in_channels", "model.in_channels", apply_on="instantiate")
-        parser.link_arguments("data.out_channels", "model.out_channels", apply_on="instantiate")
-        parser.link_arguments("data.spatial_dims", "model.spatial_dims", apply_on="instantiate")
-        parser.link_arguments("data.history", "model.history", apply_on="instantiate")
+        parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
+        parser.link_arguments("data.out_channels", "model.init_args.out_channels", apply_on="instantiate")
+        parser.link_arguments("data.spatial_dims", "model.init_args.spatial_dims", apply_on="instantiate")
+        parser.link_arguments("data.history", "model.init_args.history", apply_on="instantiate")
 
 
 def main(args: list[str] | None = None) -> PDEBenchCLI:
@@ -31,6 +35,7 @@ def main(args: list[str] | None = None) -> PDEBenchCLI:
     return PDEBenchCLI(
         OperatorModule,
         L.LightningDataModule,
+        subclass_mode_model=True,  # OperatorModule by default; subclasses by class_path
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"plugins": [AtomicCheckpointIO()]},

@@ -16,7 +16,8 @@ from pdebench.problems import PROBLEMS
 from pdebench.training import OperatorModule
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if not p.stem.endswith("_online") and p.parent.name != "leaderboard")
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if not p.stem.endswith("_online") and p.parent.name != "leaderboard"
+                 and p.parent.name != "pretrain")
 ONLINE_CONFIGS = sorted((ROOT / "configs").glob("*/*_online.yaml"))
 
 TINY = {
