@@ -5,6 +5,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_lsm_darcy.py                       # resolution 43, 400 train, 240 s per model (~9 min)
     .venv/bin/python benchmarks/bench_lsm_darcy.py --quick               # 200 train, 60 s per model (~3 min)
     .venv/bin/python benchmarks/bench_lsm_darcy.py --resolution 85 --train 1000 --budget-s 1800 --data data/darcy2d.h5
+    .venv/bin/python benchmarks/bench_lsm_darcy.py --save-dir outputs/lsm_darcy   # then the leaderboard run:
+    pdebench leaderboard --suite configs/leaderboard/darcy2d.yaml
 
 The question (issue: "LSM on darcy2d at equal parameter budget and training time: relative L2 <= FNO's";
 the LSM paper reports 0.0065 against FNO's 0.0108 on FNO's 85^2 Darcy data, 1000 training samples,
@@ -208,6 +210,10 @@ def run_arm(name: str, model_args: dict, dm, args) -> dict:
         "inference_ms_per_sample": 1e3 * infer_s, "loadavg_during_start": load0,
         "loss_curve": [(round(t, 1), round(v, 5)) for t, v in clock.losses[:: max(1, len(clock.losses) // 12)]],
     }
+    if args.save_dir is not None:  # with its data card and budget, for `pdebench leaderboard`
+        args.save_dir.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(args.save_dir / f"{name}.ckpt")
+        result["checkpoint"] = str(args.save_dir / f"{name}.ckpt")
     say(f"  {name}: test rel. L2 {fmt(test_err, 4)}, {clock.steps} steps in {clock.train_s:.0f} s "
         f"(CPU {clock.cpu_s:.0f} s), {result['parameters']:,} parameters")
     return result
@@ -228,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--order", choices=["fno-first", "lsm-first"], default="fno-first")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="initial weights (default 0)")
+    parser.add_argument("--save-dir", type=Path, default=None,
+                        help="save each trained model as SAVE_DIR/{fno,lsm}.ckpt (then: pdebench leaderboard --suite "
+                             "configs/leaderboard/darcy2d.yaml, which reads outputs/lsm_darcy/)")
     args = parser.parse_args(argv)
     args.train = args.train or (200 if args.quick else 400)
     args.test = args.test or (50 if args.quick else 100)
