@@ -147,6 +147,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the generated data here (default: a temp folder)")
+    parser.add_argument("--save-dir", type=Path, default=None,
+                        help="save the two arms as SAVE_DIR/{finetune,scratch}.ckpt (then: pdebench leaderboard --suite "
+                             "configs/leaderboard/kolmogorov_finetune.yaml, which reads outputs/finetune_dpot_bench/)")
     args = parser.parse_args()
     if args.budget <= 0:
         raise ValueError(f"--budget must be positive, got {args.budget}")
@@ -203,7 +206,10 @@ def main() -> None:
                                           input_noise=args.input_noise, lr=args.lr)
         report.say(f"[bold]{arm}[/bold] on kolmogorov ({len(data.sources[0].splits['train'])} training trajectories) "
                    f"for {ft_steps} steps")
-        _, seconds = fit(module, data, ft_steps, args.seed)
+        arm_trainer, seconds = fit(module, data, ft_steps, args.seed)
+        if args.save_dir is not None:  # with the data card (held-out problem, stats): pdebench leaderboard scores it
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            arm_trainer.save_checkpoint(args.save_dir / f"{arm}.ckpt")
         scores = evaluate(module, data)
         arms[arm] = {"train_s": seconds, "nrmse": scores["test_nrmse"], "rmse": scores["test_rmse"],
                      "rollout_nrmse_gmean": scores["test_rollout_nrmse_gmean"],

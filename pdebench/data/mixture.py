@@ -283,9 +283,15 @@ class MixtureDataModule(L.LightningDataModule):
                  self.max_channels, self.channels)
 
     def data_card(self) -> dict:
-        """What a model trained on the mixture has seen: each file's card, the padding and the mixing."""
+        """What a model trained on the mixture has seen: each file's card (with its normalisation
+        ``stats``: per-channel ``mean``, ``std``), the padding and the mixing."""
         hp = self.hparams
-        cards = [module.data_card() for module in self.sources]
+        cards = []
+        for source, module in enumerate(self.sources):
+            mean, std = self.source_stats(source)
+            # the model sees (frames - mean) / std per file: a physical prediction needs them too
+            cards.append({**module.data_card(), "stats": {"mean": [float(v) for v in mean.reshape(-1)],
+                                                          "std": [float(v) for v in std.reshape(-1)]}})
         return {"source": "mixture", "task": "next_step", "resolution": list(self.resolution), "history": self.history,
                 "max_channels": self.max_channels, "channels": list(self.channels), "names": list(self.names),
                 "weights": hp.weights, "train_trajectories": int(sum(c["train_trajectories"] for c in cards)),

@@ -20,6 +20,8 @@ to ``results.json``, ``results.csv`` and ``results.md`` (atomic writes) with plo
 from __future__ import annotations
 
 import csv
+import importlib
+import inspect
 import io
 import json
 import logging
@@ -78,6 +80,7 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
     """Raise ``ValueError`` naming the difference if a checkpoint was trained on something else."""
     if not card:
         raise ValueError("the checkpoint has no data card (trained before cards were recorded): cannot tell what it was trained on")
+    card = single_dataset_card(card)
     problem = task.task_problem
     wanted_task = {"one_step": "initial_to_final", "rollout": "next_step", "steady": "pairs"}[task.mode]
     checks = [
@@ -99,6 +102,51 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
             raise ValueError(f"trained on {what} {trained!r}, but task {task.name!r} needs {wanted!r}")
 
 
+def single_dataset_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The card to check: the card itself, or for a model trained (fine-tuned) on a one-file mixture
+    (:class:`~pdebench.data.mixture.MixtureDataModule`) that file's card with the mixture's task and history."""
+    if card.get("source") != "mixture":
+        return card
+    datasets = card.get("datasets") or []
+    if len(datasets) != 1:
+        names = card.get("names") or [d.get("problem") for d in datasets]
+        raise ValueError(f"trained on a mixture of {len(datasets)} datasets ({', '.join(map(str, names))}); "
+                         "score a model fine-tuned on the task's problem")
+    return {**datasets[0], "task": card.get("task"), "history": card.get("history")}
+
+
+class MixtureAdapter:
+    """Physical single-dataset frames in and out of a model trained on a channel-padded mixture.
+
+    The mixture normalises every file with its own statistics and pads channels to ``max_channels``
+    (:class:`~pdebench.data.mixture.MixtureDataModule`); the model saw only those. This adapter
+    normalises and pads the frames with the statistics recorded in the checkpoint's data card, rolls
+    the model out under its channel mask and maps the real channels back to physical units.
+    """
+
+    def __init__(self, module, card: dict[str, Any]) -> None:
+        dataset = single_dataset_card(card)
+        stats = dataset.get("stats")
+        if not stats:
+            raise ValueError("the mixture card has no normalisation stats (trained before they were recorded)")
+        self.module, self.history = module, module.history
+        self.mean = torch.tensor(stats["mean"])
+        self.std = torch.tensor(stats["std"])
+        self.channels, self.max_channels = len(stats["mean"]), int(card["max_channels"])
+
+    @torch.no_grad()
+    def rollout(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, T, C, *space)`` physical frames -> ``(N, T - history, C, *space)`` physical predictions."""
+        view = (1, 1, -1) + (1,) * (frames.ndim - 3)
+        normed = (frames - self.mean.view(view).to(frames)) / self.std.view(view).to(frames)
+        pad = frames.new_zeros(*frames.shape[:2], self.max_channels - self.channels, *frames.shape[3:])
+        padded = torch.cat([normed, pad], dim=2)
+        mask = (torch.arange(self.max_channels) < self.channels).expand(frames.shape[0], -1)
+        with self.module.channel_mask(mask):
+            out = self.module.rollout(padded)
+        return out[:, :, : self.channels] * self.std.view(view).to(out) + self.mean.view(view).to(out)
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(float(value), 9)
 
@@ -113,9 +161,25 @@ def load_model(entry: ModelEntry):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     extras = torch.load(path, map_location="cpu", weights_only=True).get("pdebench", {})
-    module = OperatorModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    cls = _module_class(extras.get("module_class"), OperatorModule)
+    # a fine-tuned module's pre-training checkpoint is not needed to rebuild it (its weights are here)
+    overrides = {"pretrained": None} if "pretrained" in inspect.signature(cls.__init__).parameters else {}
+    module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     module.eval()
+    if (extras.get("data") or {}).get("source") == "mixture":
+        module.mixture_adapter = MixtureAdapter(module, extras["data"])
     return module, extras
+
+
+def _module_class(path: str | None, default: type) -> type:
+    """The LightningModule class recorded in a checkpoint (an :class:`OperatorModule` subclass), or ``default``."""
+    if not path:
+        return default
+    module_name, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, default)):
+        raise ValueError(f"checkpoint names module class {path!r}, which is not an OperatorModule subclass")
+    return cls
 
 
 def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -> torch.Tensor:
@@ -134,7 +198,8 @@ def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -
                 outputs.append(module(x)[:, :1])  # (B, 1, *space): frame T
             else:
                 frames = reference.truth[rows].float().unsqueeze(2)  # (B, T, 1, *space)
-                outputs.append(module.rollout(frames)[:, :, 0])  # (B, T - history, *space)
+                roller = getattr(module, "mixture_adapter", module)
+                outputs.append(roller.rollout(frames)[:, :, 0])  # (B, T - history, *space)
     return torch.cat(outputs)
 
 

@@ -225,10 +225,12 @@ class OperatorModule(L.LightningModule):
         return budget
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store ``checkpoint["pdebench"]``: the training budget and the data module's ``data_card``."""
+        """Store ``checkpoint["pdebench"]``: the training budget, the data module's ``data_card`` and the
+        module's class (so that the leaderboard rebuilds a subclass, e.g. a fine-tuned model, as itself)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         card = datamodule.data_card() if hasattr(datamodule, "data_card") else None
-        checkpoint["pdebench"] = {"budget": self.training_budget(), "data": card}
+        checkpoint["pdebench"] = {"budget": self.training_budget(), "data": card,
+                                  "module_class": f"{type(self).__module__}.{type(self).__qualname__}"}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("pdebench", {}).get("budget")

@@ -262,3 +262,52 @@ def test_steady_task_settings_are_checked(changes, message):
             "reference_refinement": 1, "ladder_resolutions": [8, 15], **changes}
     with pytest.raises(ValueError, match=message):
         TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in task.items()})
+
+
+def test_a_model_trained_on_a_padded_mixture_is_scored_in_physical_units(tmp_path):
+    """A DPOT trained through MixtureDataModule (per-file normalisation, channels padded to 2) on one
+    ns2d file: the leaderboard rebuilds its module class from the checkpoint, normalises and pads the
+    reference frames with the card's statistics, and scores exactly what the data module's own
+    encode -> masked rollout -> decode path predicts. A mixture of two files is refused by name."""
+    import lightning as L
+
+    from pdebench.data.mixture import MixtureDataModule
+    from pdebench.evaluation.leaderboard import load_model
+    from pdebench.evaluation.suite import ModelEntry
+    from pdebench.training.finetune import MaskedOperatorModule
+
+    settings = {"resolution": 32, "n_out": 8, "t_final": 4.0}
+    paths = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    for seed, path in enumerate(paths):
+        generate_dataset(PROBLEMS.build("ns2d", **settings), path, num_samples=6, seed=3 + seed, batch_size=6)
+
+    def train(files: list[Path], name: str) -> Path:
+        data = MixtureDataModule([str(p) for p in files], history=2, max_channels=2, batch_size=2, seed=0)
+        module = MaskedOperatorModule("dpot", {"patch_size": 4, "embed_dim": 16, "depth": 1, "num_blocks": 2},
+                                      data.in_channels, data.out_channels, 2, 2)
+        trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+        trainer.fit(module, datamodule=data)
+        trainer.save_checkpoint(tmp_path / name)
+        return tmp_path / name
+
+    one, two = train(paths[:1], "one.ckpt"), train(paths, "two.ckpt")
+    task = {"name": "ns", "problem": "ns2d", "problem_args": settings, "mode": "rollout", "history": 2, "samples": 2,
+            "reference_refinement": 2, "ladder_resolutions": [16, 32], "repeats": 1}
+    suite = Suite.from_dict({"name": "m", "output": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "tasks": [task],
+                             "models": [{"name": "one", "checkpoint": str(one)}, {"name": "two", "checkpoint": str(two)}]})
+    rows = {r["name"]: r for r in json.loads(run_suite(suite).read_text())["rows"]}
+    assert rows["one"]["status"] == "ok", rows["one"]["error"]
+    assert rows["two"]["status"] == "failed" and "mixture of 2 datasets" in rows["two"]["error"]
+    # independent path: the data module's own statistics, padding and masked rollout
+    reference = build_reference(suite.tasks[0], tmp_path / "cache")
+    module, _ = load_model(ModelEntry("one", str(one)))
+    assert type(module) is MaskedOperatorModule
+    data = MixtureDataModule([str(paths[0])], history=2, max_channels=2, batch_size=2, seed=0)
+    data.setup("fit")
+    frames = reference.truth.float().unsqueeze(2)
+    with torch.no_grad(), module.channel_mask(data.channel_mask(0).expand(2, -1)):
+        predicted = data.decode(module.rollout(data.encode(frames, 0)), 0)[:, :, 0].double().numpy()
+    truth = reference.truth[:, 2:].numpy()
+    per_frame = np.linalg.norm((predicted - truth).reshape(2, 7, -1), axis=-1) / np.linalg.norm(truth.reshape(2, 7, -1), axis=-1)
+    assert rows["one"]["nrmse"] == pytest.approx(per_frame.mean(), rel=1e-4)
