@@ -184,6 +184,22 @@ def _stream_to_feed(pool, args: argparse.Namespace, name: str, console: Console)
     return 0
 
 
+def cmd_physics(args: argparse.Namespace, console: Console) -> int:
+    """Train an NSM (or its PINN baseline) from a YAML config; print the error curve, save model and results."""
+    import dataclasses
+
+    from pdebench.training.physics import load_physics_config, run_physics
+
+    config = load_physics_config(args.config)
+    if args.output is not None:
+        config = dataclasses.replace(config, output=args.output)
+    result, out = run_physics(config, steps=args.steps)
+    curve = ", ".join(f"{step}: {error:.3g}" for step, error in zip(result.eval_steps, result.errors))
+    console.print(f"[green]{config.problem}[/] ({config.mode}): relative L2 {result.errors[-1]:.3g} after "
+                  f"{len(result.losses)} steps in {result.train_time_s:.1f} s (by step: {curve}); wrote {out}/model.pt, result.json")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.export import export_netcdf
 
@@ -423,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field")
     p.add_argument("--samples", type=int, default=4)
     p.set_defaults(run=cmd_plot)
+
+    p = sub.add_parser("physics", help="train a physics model (NSM) on a PDE residual, no solver data (configs/physics/)")
+    p.add_argument("--config", required=True, help="YAML file (configs/physics/*.yaml)")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps (quick runs)")
+    p.add_argument("--output", default=None, help="override the output folder")
+    p.set_defaults(run=cmd_physics)
 
     p = sub.add_parser("demo", help="the embedded default job: stream, train online, leaderboard (about 10 min)")
     p.add_argument("--output-dir", default="demo_output")
