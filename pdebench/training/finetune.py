@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -383,24 +382,3 @@ class FineTuneModule(MaskedOperatorModule):
             raise ValueError(f"head {self.head} leaves {'no head' if not head else 'no body'} parameters to train")
         return [{"name": "head", "params": head, "lr": self.hparams.lr_head},
                 {"name": "body", "params": body, "lr": self.hparams.lr_body}]
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        groups = self.parameter_groups()
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.SGD(groups, weight_decay=hp.weight_decay, momentum=0.9)
-        if hp.scheduler == "none":
-            return opt
-        if hp.scheduler == "cosine":
-            estimate = self.trainer.estimated_stepping_batches
-            if not math.isfinite(estimate):
-                raise ValueError("scheduler 'cosine' anneals over the run's steps, but this run has no step bound "
-                                 "(max_time alone): set trainer.max_steps or trainer.max_epochs, or scheduler 'none'")
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(estimate)))
-        else:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -335,15 +335,20 @@ class OperatorModule(L.LightningModule):
         plot_rollout_curve(curve, folder / "rollout_nrmse.png", label=self.hparams.model)
         log.info("rollout curve written to %s", folder)
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser parameter groups: every operator parameter at ``lr`` (subclasses split them, e.g.
+        :class:`~pdebench.training.finetune.FineTuneModule` into head and body with their own rates)."""
+        return [{"params": list(self.model.parameters()), "lr": self.hparams.lr}]
+
     def configure_optimizers(self):
         hp = self.hparams
-        params = self.model.parameters()
+        groups = self.parameter_groups()
         if hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.Adam(groups, weight_decay=hp.weight_decay)  # each group carries its lr
         elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
         else:
-            opt = torch.optim.SGD(params, lr=hp.lr, weight_decay=hp.weight_decay, momentum=0.9)
+            opt = torch.optim.SGD(groups, weight_decay=hp.weight_decay, momentum=0.9)
         if hp.scheduler == "none":
             return opt
         if hp.scheduler == "cosine":
