@@ -340,7 +340,34 @@ def _validate_radius(radius: Any) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-class ParticleDataWriter(AtomicHDF5Writer):
+class _BoxProperties:
+    """``dim``, ``lower``, ``upper``, ``periodic`` of the file's box (``self._box``), shared by the
+    writer and the reader."""
+
+    _box: _Box
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimension ``d`` of the file."""
+        return self._box.dim
+
+    @property
+    def lower(self) -> np.ndarray:
+        """``(d,)`` float64 lower box corner (m, a copy)."""
+        return self._box.lower.copy()
+
+    @property
+    def upper(self) -> np.ndarray:
+        """``(d,)`` float64 upper box corner (m, a copy)."""
+        return self._box.upper.copy()
+
+    @property
+    def periodic(self) -> np.ndarray:
+        """``(d,)`` bool periodic axes (a copy)."""
+        return self._box.periodic.copy()
+
+
+class ParticleDataWriter(_BoxProperties, AtomicHDF5Writer):
     """Stream :class:`ParticleTrajectory` records into an HDF5 file, atomically.
 
     The destination and the box are checked in the constructor (before any solve); a temporary file is
@@ -415,26 +442,6 @@ class ParticleDataWriter(AtomicHDF5Writer):
             self.abort()
             raise
         logger.debug("writing %s through %s", self.path, self.temp_path)
-
-    @property
-    def dim(self) -> int:
-        """Spatial dimension ``d`` of the file."""
-        return self._box.dim
-
-    @property
-    def lower(self) -> np.ndarray:
-        """``(d,)`` lower box corner (a copy)."""
-        return self._box.lower.copy()
-
-    @property
-    def upper(self) -> np.ndarray:
-        """``(d,)`` upper box corner (a copy)."""
-        return self._box.upper.copy()
-
-    @property
-    def periodic(self) -> np.ndarray:
-        """``(d,)`` periodic axes (a copy)."""
-        return self._box.periodic.copy()
 
     def update_provenance(self, values: Mapping[str, Any]) -> None:
         """Add or replace provenance entries (e.g. the total wall time) before :meth:`close` stores them."""
@@ -592,7 +599,7 @@ class ParticleDataWriter(AtomicHDF5Writer):
 # --------------------------------------------------------------------------------------------------
 
 
-class ParticleDataset:
+class ParticleDataset(_BoxProperties):
     """Lazy read-only view of a file written by :class:`ParticleDataWriter`.
 
     The metadata (box, radius, sample ids, provenance) is read and checked at construction, and the
@@ -703,29 +710,9 @@ class ParticleDataset:
         return self._sample_ids.copy()
 
     @property
-    def lower(self) -> np.ndarray:
-        """``(d,)`` float64 lower corner of the box (m)."""
-        return self._box.lower.copy()
-
-    @property
-    def upper(self) -> np.ndarray:
-        """``(d,)`` float64 upper corner of the box (m)."""
-        return self._box.upper.copy()
-
-    @property
-    def periodic(self) -> np.ndarray:
-        """``(d,)`` bool periodic axes."""
-        return self._box.periodic.copy()
-
-    @property
     def radius(self) -> float:
         """Kernel interaction radius (m) used by :meth:`to_pyg`."""
         return self._radius
-
-    @property
-    def dim(self) -> int:
-        """Spatial dimension ``d``."""
-        return self._box.dim
 
     @property
     def provenance(self) -> dict[str, Any]:
