@@ -63,3 +63,19 @@ def test_a_row_regenerates_alone_and_bad_inputs_are_refused() -> None:
         SOLVERS.build("fv-weno").solve(problem, torch.zeros(2, 39), [[0, 0], [0, 1]])
     with pytest.raises(ValueError, match="nx"):
         PROBLEMS.build("mppde_e1", nx=4)
+
+
+def test_drop_mode_keeps_the_samples_that_stay_finite() -> None:
+    """A sample that blows up is dropped and counted; the others equal their solve alone."""
+    from pdebench.solvers.base import BlowUpError
+
+    problem = PROBLEMS.build("mppde_e1", nx=40, t_final=0.4, n_out=4)
+    u0 = problem.sample_initial_conditions(7, [0, 1, 2])
+    u0[1] = 1e300  # overflows in the flux
+    solver = SOLVERS.build("fv-weno")
+    with pytest.raises(BlowUpError):
+        solver.solve(problem, u0, [[7, 0], [7, 1], [7, 2]])
+    traj = solver.solve(problem, u0, [[7, 0], [7, 1], [7, 2]], on_blowup="drop")
+    assert traj.sample_ids.tolist() == [[7, 0], [7, 2]] and traj.provenance["dropped"] == 1
+    alone, _ = _solve(40, 0.4, 4, indices=(2,))
+    torch.testing.assert_close(traj.fields["u"][1], alone[0], rtol=0, atol=1e-13)

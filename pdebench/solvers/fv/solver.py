@@ -55,15 +55,26 @@ class FVSolver:
         if u0.ndim != 2 or u0.shape[1] != problem.nx or len(ids) != len(u0):
             raise ValueError(f"u0 must be (B, nx={problem.nx}) with one id per row; got {tuple(u0.shape)} and {len(ids)} ids")
         scale = 2.0 * problem.alpha
-        delta = problem.forcing(ids)
         start = time.perf_counter()
+
+        def run(rows: np.ndarray) -> torch.Tensor:
+            delta = problem.forcing(ids[rows])
+            return self._weno.solve(scale * u0[rows], problem.length, problem.output_times(),
+                                    forcing=lambda x, t: scale * delta(x, t))
+
         try:
-            v = self._weno.solve(scale * u0, problem.length, problem.output_times(),
-                                 forcing=lambda x, t: scale * delta(x, t))
+            v = run(np.arange(len(u0)))
         except BlowUpError as exc:
             if on_blowup == "raise":
                 raise BlowUpError([tuple(r) for r in ids.tolist()], exc.time, problem.name) from exc
-            raise
+            # samples take their own steps, so each can be solved alone: keep the ones that stay finite
+            rows = []
+            for row in range(len(u0)):
+                try:
+                    rows.append(run(np.array([row]))[0])
+                except BlowUpError:
+                    rows.append(torch.full((len(problem.output_times()), problem.nx), float("nan"), dtype=torch.float64))
+            v = torch.stack(rows)
         u = (v / scale).to(torch.float64)
         alive = torch.isfinite(u).flatten(1).all(dim=1)
         if not bool(alive.all()) and on_blowup == "raise":
