@@ -181,9 +181,10 @@ def _planned_provenance(problem: Problem, solver: Any, sample_ids: np.ndarray, t
         from pdebench.solvers.spectral.solver import equation_mask
 
         seeds = np.unique(sample_ids[:, 0])
-        u0 = problem.sample_initial_conditions(int(seeds[0]), sample_ids[sample_ids[:, 0] == seeds[0], 1].tolist())
+        first_ids = sample_ids[sample_ids[:, 0] == seeds[0]]
+        u0 = problem.sample_initial_conditions(int(seeds[0]), first_ids[:, 1].tolist())
         grid = solver.grid(problem)
-        equation = problem.equation()
+        equation = problem.equation_for(first_ids)  # per-sample parameters (mppde_e2/e3) need the ids
         u_hat = grid.rfft(torch.as_tensor(u0).to(device=grid.device, dtype=grid.dtype))
         if not equation.is_linear:
             u_hat = u_hat * equation_mask(equation, grid).to(grid.complex_dtype)

@@ -67,6 +67,9 @@ class Problem(Catalogued, ABC):
     solver: ClassVar[str] = "spectral"
     #: Name of the stored field.
     field_name: ClassVar[str] = "u"
+    #: Whether the stored values are cell averages (finite volumes) rather than point values: a finer
+    #: grid then restricts to a coarser one by block averages (:meth:`restrict`).
+    cell_averaged: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         require(self.t_final > 0 and math.isfinite(self.t_final), f"t_final must be positive, got {self.t_final}")
@@ -112,9 +115,88 @@ class Problem(Catalogued, ABC):
         axes = [torch.as_tensor(self.coordinates()[a]) for a in ("x", "y", "z")[: self.dim]]
         return list(torch.meshgrid(*axes, indexing="ij"))
 
+    def with_resolution(self, points: int) -> "Problem":
+        """The same problem on a grid of ``points`` per axis (``nx`` in 1-D, ``resolution`` in 2-D)."""
+        for name in ("nx", "resolution"):
+            if hasattr(self, name):
+                return self.replace(**{name: int(points)})
+        raise ValueError(f"{self.name} has no grid size field (nx or resolution); it cannot be refined")
+
+    def refined(self, refinement: int) -> "Problem":
+        """The problem on a grid ``refinement`` times finer per axis with its accuracy step ``max_dt``
+        divided likewise: how the leaderboard's references and ``pdebench generate --solve-refinement``
+        data are solved."""
+        if isinstance(refinement, bool) or not isinstance(refinement, (int, np.integer)) or refinement < 1:
+            raise ValueError(f"refinement must be an integer >= 1, got {refinement!r}")
+        if refinement == 1:
+            return self
+        fine = self.with_resolution(self.spatial_shape[0] * int(refinement))
+        max_dt = getattr(fine, "max_dt", None)
+        return fine.replace(max_dt=max_dt / refinement) if max_dt else fine
+
+    def restrict(self, u: torch.Tensor, points: int, *, project: bool = False) -> torch.Tensor:
+        r"""Fields of this problem on a finer periodic grid, transferred to ``points`` per spatial axis.
+
+        Parameters
+        ----------
+        u
+            ``(..., n, ..., n)``: values on a uniform periodic grid of ``n`` points per axis (the last
+            :attr:`dim` axes).
+        points
+            Points per axis of the result.
+        project
+            Point values only (``cell_averaged`` False): ``False`` samples the nested coarse grid,
+            ``u[..., ::s]`` with ``s = n / points`` (exact for point values; ``n`` must be a multiple of
+            ``points``); ``True`` takes the L2 projection onto the coarse grid's Fourier modes
+            (:func:`~pdebench.evaluation.reference.fourier_resample`, any even ``points``), what a
+            coarser spectral solve starts from.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(..., points, ..., points)``. Cell averages (``cell_averaged`` True): the average of
+            each block of ``s`` consecutive fine cells per axis,
+            :math:`\bar u_J = \frac{1}{s^d} \sum_{j \in J} \bar u_j` -- exactly the coarse cell
+            average (and the L2 projection onto piecewise constants), whatever ``project`` says.
+        """
+        n, dims = u.shape[-1], self.dim
+        if self.cell_averaged or not project:
+            if points < 1 or n % points:
+                raise ValueError(f"{self.name}: cannot restrict {n} points per axis to {points}: {points} must divide {n}")
+            stride = n // points
+            if not self.cell_averaged:
+                return u[(..., *([slice(None, None, stride)] * dims))]
+            for axis in range(u.ndim - dims, u.ndim):
+                u = u.unflatten(axis, (points, stride)).mean(dim=axis + 1)
+            return u
+        from pdebench.evaluation.reference import fourier_resample  # evaluation imports problems, not back
+
+        return fourier_resample(u, points, dims)
+
     @abstractmethod
     def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
         """``(B, *spatial_shape)`` float64 initial conditions of samples ``(seed, i)``, ``i in indices``."""
+
+    def sample_parameters(self, sample_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Equation parameters drawn per sample, recomputed from the samples' ids.
+
+        Files store each sample's ``(seed, index)`` (``sample_ids``), not its random parameters:
+        per-sample parameters are a pure function of the id (drawn from
+        :func:`~pdebench.problems.sampling.sample_generator`), so this method returns exactly the
+        values the solver used.
+
+        Parameters
+        ----------
+        sample_ids
+            ``(N, 2)`` integer ``(seed, index)`` rows.
+
+        Returns
+        -------
+        dict[str, numpy.ndarray]
+            Name -> ``(N,)`` float64 values; empty (the default) for problems whose parameters are the
+            same for every sample (those are file attributes, :meth:`params`).
+        """
+        return {}
 
 
 
@@ -139,3 +221,9 @@ class SpectralProblem(Problem):
     @abstractmethod
     def equation(self):
         """The :class:`~pdebench.solvers.spectral.equations.SpectralEquation` to step."""
+
+    def equation_for(self, sample_ids: np.ndarray):
+        """The equation of the samples ``sample_ids`` (``(B, 2)`` ``(seed, index)``), what the solver
+        steps. The default is :meth:`equation` for every batch; problems with per-sample parameters
+        return an equation whose ``batch_size`` is ``B`` (row ``b`` for sample ``sample_ids[b]``)."""
+        return self.equation()

@@ -8,10 +8,16 @@ transform of a pointwise expression (``nonlinear_transform``, e.g. :math:`\wideh
 stepper can fold :math:`D` and the dealiasing mask into its coefficients once. Equations also report
 the speed and reaction rate that bound the explicit treatment of :math:`N` (the solver turns them
 into a step limit).
+
+An equation may also carry **per-sample** parameters (:class:`MPPDECombined`): its
+:attr:`~SpectralEquation.batch_size` is then the number of samples it holds, its linear symbol has a
+leading batch axis, ``(B, *spectral_shape)``, and :meth:`~SpectralEquation.select` gives the
+equation of a subset of its samples (the solver steps groups of samples with their own equation).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -31,9 +37,21 @@ class SpectralEquation(ABC):
     #: Polynomial degree of the nonlinearity (sets the dealiasing rule: 2 -> 2/3 rule).
     nonlinear_order: int = 2
 
+    @property
+    def batch_size(self) -> int | None:
+        """Number of samples whose own parameters the equation holds; ``None`` (the default): one
+        equation for any batch."""
+        return None
+
+    def select(self, rows: torch.Tensor) -> "SpectralEquation":
+        """The equation of samples ``rows`` (``(R,)`` int64 positions in this equation's batch); an
+        equation without per-sample parameters returns itself."""
+        return self
+
     @abstractmethod
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
-        """``L(k)`` on ``grid.spectral_shape`` (complex128)."""
+        """``L(k)`` on ``grid.spectral_shape`` (complex128); ``(B, *spectral_shape)`` for an equation
+        with per-sample parameters (:attr:`batch_size` ``B``)."""
 
     def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
         """``W(u)``: ``(B, *spectral_shape)`` dealiased coefficients -> same; zero unless overridden."""
@@ -238,3 +256,184 @@ class NavierStokesVorticity2D(SpectralEquation):
             uf, vf = grid.irfft(torch.stack([uf_hat, vf_hat]))
             speed = torch.clamp(speed, min=float(torch.sqrt(uf * uf + vf * vf).max()))
         return speed
+
+
+Parameter = float | torch.Tensor
+
+
+def _as_parameter(value: Parameter, name: str) -> Parameter:
+    """A Python float, or a ``(B,)`` float64 tensor of per-sample values."""
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 1:
+            raise ValueError(f"{name} must be a number or a (B,) tensor, got shape {tuple(value.shape)}")
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} must be finite")
+        return value.to(torch.float64)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+class SineForcing:
+    r"""Per-sample travelling sines :math:`\delta_b(t, x) = \sum_j A_{bj}\sin(\omega_{bj} t + 2\pi\ell_{bj} x / L + \phi_{bj})`.
+
+    Parameters
+    ----------
+    amplitude, omega, ell, phi
+        ``(B, J)`` float64: amplitudes :math:`A`, angular frequencies :math:`\omega`, integer wave
+        numbers :math:`\ell \ge 1` and phases :math:`\phi`.
+    length
+        Period :math:`L`.
+    """
+
+    def __init__(self, amplitude: torch.Tensor, omega: torch.Tensor, ell: torch.Tensor, phi: torch.Tensor, length: float) -> None:
+        values = [torch.as_tensor(v, dtype=torch.float64) for v in (amplitude, omega, ell, phi)]
+        if any(v.ndim != 2 or v.shape != values[0].shape for v in values):
+            raise ValueError(f"forcing coefficients must share one (B, J) shape, got {[tuple(v.shape) for v in values]}")
+        if not bool((values[2] >= 1).all()) or not bool((values[2] == values[2].round()).all()):
+            raise ValueError("forcing wave numbers ell must be integers >= 1")
+        self.amplitude, self.omega, self.ell, self.phi = values
+        self.length = float(length)
+        self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        self._last: tuple[tuple, float, torch.Tensor] | None = None  # ETDRK4 asks twice for t + h/2
+
+    @property
+    def batch_size(self) -> int:
+        """Number of samples ``B``."""
+        return self.amplitude.shape[0]
+
+    def select(self, rows: torch.Tensor) -> "SineForcing":
+        """The forcing of samples ``rows``."""
+        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
+        return SineForcing(self.amplitude[rows], self.omega[rows], self.ell[rows], self.phi[rows], self.length)
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """``(B, X)`` values at the points ``x`` (``(X,)``) and time ``t``."""
+        x = torch.as_tensor(x, dtype=torch.float64)
+        arg = (self.omega * float(t) + self.phi)[..., None] + (2 * math.pi / self.length) * self.ell[..., None] * x
+        return (self.amplitude[..., None] * torch.sin(arg)).sum(1)
+
+    def flux_coefficients(self, grid: FourierGrid, t: float) -> torch.Tensor:
+        r"""``(B, ℓ_max + 1)`` the first Fourier coefficients (``grid.rfft`` convention) of the
+        source divided by :math:`-ik`, i.e. :math:`\hat\delta_\ell / (-ik_\ell)` (zero for mode 0).
+
+        On the nodes :math:`x_n = nL/N`, :math:`\sin(\theta + k_\ell x)` has the coefficient
+        :math:`N e^{i\theta} / (2i)` at mode :math:`\ell` (:math:`0 < \ell < N/2`), so the term
+        :math:`j` adds :math:`N A_j e^{i(\omega_j t + \phi_j)} / (2 k_{\ell_j})` there: no FFT, and
+        exactly zero on every other mode.
+        """
+        if grid.dim != 1 or not math.isclose(grid.lengths[0], self.length, rel_tol=1e-12):
+            raise ValueError(f"the forcing has period {self.length}; the grid is {grid.lengths} ({grid.dim}-D)")
+        if self.ell.numel() and float(self.ell.max()) >= grid.shape[0] / 2:
+            raise ValueError(f"forcing mode {int(self.ell.max())} is not resolved by {grid.shape[0]} points")
+        key = (grid.shape, grid.complex_dtype, str(grid.device))
+        if key not in self._cache:
+            wavenumber = 2 * math.pi * self.ell / self.length
+            weight = grid.shape[0] * self.amplitude / (2 * wavenumber)
+            modes = int(self.ell.max()) + 1 if self.ell.numel() else 1
+            onehot = torch.nn.functional.one_hot(self.ell.long(), modes).to(torch.float64)  # (B, J, modes)
+            self._cache[key] = tuple(v.to(grid.device) for v in (self.omega, self.phi, weight, torch.ones_like(weight), onehot))
+        if self._last is not None and self._last[0] == key and self._last[1] == float(t):
+            return self._last[2]
+        omega, phi, weight, ones, onehot = self._cache[key]
+        # Every operation below is exact or element-wise scalar code (``polar``: cos and sin per
+        # element), and the terms are summed in a fixed order: a row's values do not depend on the
+        # batch it is in. (Vectorised transcendental kernels may round a row's elements differently
+        # depending on where the row starts.)
+        theta = omega * float(t) + phi
+        values = weight * torch.polar(ones, theta)  # (B, J) complex128; real times complex: exact product
+        terms = values[:, :, None] * onehot  # placed on their modes: products with 0 and 1 are exact
+        out = terms[:, 0]
+        for j in range(1, terms.shape[1]):
+            out = out + terms[:, j]
+        out = out.to(grid.complex_dtype)
+        self._last = (key, float(t), out)
+        return out
+
+
+class MPPDECombined(SpectralEquation):
+    r"""The MP-PDE combined equation (Brandstetter et al. 2022) on a periodic interval,
+
+    .. math:: u_t + \partial_x(\alpha u^2 - \beta u_x + \gamma u_{xx}) = \delta(t, x),
+
+    in Fourier space :math:`u_t = L u + N` with :math:`L(k) = -\beta k^2 + i\gamma k^3` (complex:
+    :math:`-\gamma u_{xxx} \mapsto -\gamma (ik)^3`) and
+    :math:`N = -\alpha\, ik\,\widehat{u^2} + \hat\delta(t)`, written :math:`N = D \odot W` with the
+    shared :math:`D = -ik` and :math:`W = \alpha\widehat{u^2} + \hat\delta / (-ik)` (the forcing has
+    no mean, :math:`\ell \ge 1`).
+
+    Parameters
+    ----------
+    alpha, beta, gamma
+        Numbers (one equation for every sample) or ``(B,)`` tensors (one value per sample).
+    forcing
+        The source :math:`\delta` of the ``B`` samples, or ``None`` (no source).
+
+    ``B`` (:attr:`batch_size`) is the common length of the per-sample parameters; the linear symbol is
+    ``(B, n_k)`` when ``beta`` or ``gamma`` is per sample, else ``(n_k,)``.
+    """
+
+    def __init__(self, alpha: Parameter, beta: Parameter, gamma: Parameter, forcing: SineForcing | None = None) -> None:
+        self.alpha = _as_parameter(alpha, "alpha")
+        self.beta = _as_parameter(beta, "beta")
+        self.gamma = _as_parameter(gamma, "gamma")
+        self.forcing = forcing
+        sizes = {v.shape[0] for v in (self.alpha, self.beta, self.gamma) if isinstance(v, torch.Tensor)}
+        if forcing is not None:
+            sizes.add(forcing.batch_size)
+        if len(sizes) > 1:
+            raise ValueError(f"per-sample parameters disagree on the number of samples: {sorted(sizes)}")
+        self._batch = sizes.pop() if sizes else None
+        if isinstance(self.beta, torch.Tensor) and bool((self.beta < 0).any()) or not isinstance(self.beta, torch.Tensor) and self.beta < 0:
+            raise ValueError("beta (viscosity) must be >= 0")
+
+    @property
+    def batch_size(self) -> int | None:
+        return self._batch
+
+    def select(self, rows: torch.Tensor) -> "MPPDECombined":
+        if self._batch is None:
+            return self
+        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
+
+        def pick(v: Parameter) -> Parameter:
+            return v[rows] if isinstance(v, torch.Tensor) else v
+
+        forcing = None if self.forcing is None else self.forcing.select(rows)
+        return MPPDECombined(pick(self.alpha), pick(self.beta), pick(self.gamma), forcing)
+
+    @staticmethod
+    def _column(value: Parameter, device: torch.device) -> Parameter:
+        return value.to(device)[:, None] if isinstance(value, torch.Tensor) else value
+
+    def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
+        if grid.dim != 1:
+            raise ValueError(f"MPPDECombined is one-dimensional; got a {grid.dim}-D grid")
+        k = grid.k_derivative[0]
+        beta, gamma = self._column(self.beta, grid.device), self._column(self.gamma, grid.device)
+        real, imag = -beta * grid.k_squared, gamma * k**3
+        real, imag = torch.broadcast_tensors(torch.as_tensor(real), torch.as_tensor(imag))
+        return torch.complex(real.to(torch.float64), imag.to(torch.float64))
+
+    def nonlinear_multiplier(self, grid: FourierGrid) -> torch.Tensor:
+        return -grid.ik(0).to(torch.complex128)
+
+    def nonlinear_transform(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
+        """``W = α \\widehat{u^2} + \\hat δ(t) / (-ik)``: ``(R, n_k)`` -> ``(R, n_k)``, ``R`` the rows this
+        equation holds (or any ``R`` when nothing is per sample)."""
+        out = _square(u_hat, grid)
+        alpha = self._column(self.alpha, u_hat.device)
+        if isinstance(alpha, torch.Tensor):
+            out = out * alpha.to(grid.dtype)
+        elif alpha != 1.0:
+            out = out * alpha
+        if self.forcing is not None:
+            low = self.forcing.flux_coefficients(grid, t).to(out.dtype)
+            out[..., : low.shape[-1]] += low
+        return out
+
+    def advection_speed(self, u_hat: torch.Tensor, grid: FourierGrid) -> torch.Tensor:
+        """``(B,)`` ``2 |α_b| max|u_b|``."""
+        alpha = self.alpha.to(u_hat.device).abs() if isinstance(self.alpha, torch.Tensor) else abs(self.alpha)
+        return 2 * alpha * _batch_max(grid.irfft(u_hat), grid.dim).double()

@@ -70,7 +70,7 @@ class ETDRK4:
     ----------
     linear
         The diagonal linear symbol ``L`` (complex), shape broadcastable to the state
-        ``(B, *spectral_shape)``.
+        ``(B, *spectral_shape)``; with ``per_row`` one symbol per state row, ``(B, *spectral_shape)``.
     transform
         ``W(v_hat, t) -> (B, *spectral_shape)`` complex.
     h
@@ -81,6 +81,10 @@ class ETDRK4:
         Contour points ``M`` for the coefficients.
     dtype
         Complex dtype of the state.
+    per_row
+        ``linear`` holds one symbol per state row (per-sample parameters). Each row's coefficients
+        are then computed alone and stored with a padded row stride (:func:`row_padded`), so that a
+        row's step is bit-identical whatever other rows are stepped with it.
     """
 
     def __init__(
@@ -91,13 +95,21 @@ class ETDRK4:
         multiplier: torch.Tensor | None = None,
         n_contour: int = 64,
         dtype=torch.complex128,
+        per_row: bool = False,
     ) -> None:
         self.h = float(h)
         self.transform = transform
+        if not per_row:
+            self.E, self.E2, self.Q, self.f1, self.f2x2, self.f3 = self._coefficients(linear, multiplier, n_contour, dtype)
+            return
+        rows = [self._coefficients(linear[r], multiplier, n_contour, dtype) for r in range(linear.shape[0])]
+        self.E, self.E2, self.Q, self.f1, self.f2x2, self.f3 = (row_padded(list(column)) for column in zip(*rows))
+
+    def _coefficients(self, linear: torch.Tensor, multiplier: torch.Tensor | None, n_contour: int, dtype) -> tuple[torch.Tensor, ...]:
+        """``E, E2, Q D, f1 D, 2 f2 D, f3 D`` for the symbol ``linear``, cast to ``dtype``."""
         c = ETDRK4Coefficients.compute(linear, self.h, n_contour, torch.complex128)
         d = torch.ones_like(c.Q) if multiplier is None else multiplier.to(torch.complex128)
-        self.E, self.E2 = c.E.to(dtype), c.E2.to(dtype)
-        self.Q, self.f1, self.f2x2, self.f3 = ((coef * d).to(dtype) for coef in (c.Q, c.f1, 2 * c.f2, c.f3))
+        return (c.E.to(dtype), c.E2.to(dtype), *((coef * d).to(dtype) for coef in (c.Q, c.f1, 2 * c.f2, c.f3)))
 
     def step(self, v: torch.Tensor, t: float) -> torch.Tensor:
         """Advance ``v`` (``(B, *spectral_shape)``) from time ``t`` to ``t + h``."""
@@ -113,6 +125,24 @@ class ETDRK4:
         wc = W(c, t + h)
         out = (self.E * v).addcmul_(self.f1, wv).addcmul_(self.f2x2, wa.add_(wb)).addcmul_(self.f3, wc)
         return out
+
+
+def row_padded(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Stack ``rows`` (each ``(*shape)``) into ``(R, *shape)`` stored with one unused element after
+    each last-axis line (a strided view of a padded buffer).
+
+    Element-wise kernels merge ("coalesce") the axes of operands that are all contiguous into one
+    long loop and vectorise it from its start, leaving a scalar tail; a row then rounds differently
+    (complex products, ``addcmul``) depending on where in the batch it starts. An operand with a
+    gap after each line keeps the loop per line, as when a shared ``(*shape)`` coefficient is
+    broadcast over the batch, so every row is computed exactly as when it is stepped alone.
+    """
+    first = rows[0]
+    buffer = torch.zeros((len(rows), *first.shape[:-1], first.shape[-1] + 1), dtype=first.dtype, device=first.device)
+    view = buffer[..., : first.shape[-1]]
+    for r, row in enumerate(rows):
+        view[r] = row
+    return view
 
 
 def flush_tiny_(v: torch.Tensor) -> torch.Tensor:

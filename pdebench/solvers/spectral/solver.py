@@ -41,6 +41,13 @@ class SpectralSolver:
     depend on its batch. The limit is re-evaluated after every output frame (a forced flow may speed
     up). A requested ``dt`` above the limit is an error, not a silent change.
 
+    The equation comes from ``problem.equation_for(sample_ids)``. One with per-sample parameters
+    (``equation.batch_size`` = ``B``; linear symbol ``(B, *spectral_shape)``, per-sample speeds and
+    damping in the limit above) is narrowed to each group of equal ``m_b`` with
+    ``equation.select(rows)``, one cached stepper per ``(m, rows)``; its per-row ETDRK4 coefficients
+    are computed row by row and stored so that every row is stepped by the same arithmetic as alone
+    (bit for bit).
+
     Parameters
     ----------
     dt
@@ -85,17 +92,21 @@ class SpectralSolver:
         return FourierGrid(problem.spatial_shape, problem.lengths, _DTYPES[self.dtype], self.device)
 
     def stability_limits(self, equation: SpectralEquation, grid: FourierGrid, u_hat: torch.Tensor) -> np.ndarray:
-        """``(B,)`` the largest stable step ``h_max`` of each state in ``u_hat`` (class docstring)."""
+        """``(B,)`` the largest stable step ``h_max`` of each state in ``u_hat`` (class docstring).
+
+        An equation with per-sample parameters must hold the ``B`` samples of ``u_hat``.
+        """
         batch = u_hat.shape[0]
         if equation.is_linear:
             return np.full(batch, math.inf)
         kept = equation_mask(equation, grid).to(torch.bool)
         wavenumber = grid.k_squared.sqrt()[kept]
-        damping = -equation.linear_symbol(grid).real.to(grid.device)[kept]
+        damping = -equation.linear_symbol(grid).real.to(grid.device)[..., kept]
         return self._limits(equation, grid, u_hat, wavenumber, damping)
 
     def _limits(self, equation, grid, u_hat, wavenumber: torch.Tensor, damping: torch.Tensor) -> np.ndarray:
-        """:meth:`stability_limits` with the kept modes' ``|k|`` and ``-Re L`` (1-D) precomputed."""
+        """:meth:`stability_limits` with the kept modes' ``|k|`` (``(n_kept,)``) and ``-Re L``
+        (``(n_kept,)``, or ``(B, n_kept)`` per sample) precomputed."""
         speed = equation.advection_speed(u_hat, grid)[:, None]
         reaction = equation.reaction_rate(u_hat, grid)[:, None]
         rate = speed * wavenumber + reaction
@@ -167,22 +178,32 @@ class SpectralSolver:
         ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
         ids = ids.astype(np.int64).reshape(batch, 2)
         grid = self.grid(problem)
-        equation = problem.equation()
+        equation = problem.equation_for(ids) if hasattr(problem, "equation_for") else problem.equation()
+        per_sample = equation.batch_size is not None
+        if per_sample and equation.batch_size != batch:
+            raise ValueError(f"{problem.name}: the equation holds {equation.batch_size} samples, the batch has {batch}")
         # Dealiased Galerkin form: the state of a nonlinear equation lives on the modes the mask
         # keeps, and so does N (the mask is folded into the multiplier D).
         mask = equation_mask(equation, grid).to(torch.complex128)
-        multiplier = equation.nonlinear_multiplier(grid).to(self.device) * mask
         linear = equation.linear_symbol(grid).to(self.device)
 
-        def transform(v: torch.Tensor, t: float) -> torch.Tensor:
-            return equation.nonlinear_transform(v, grid, t)
+        steppers: dict[tuple[int, bytes | None], ETDRK4] = {}
 
-        steppers: dict[int, ETDRK4] = {}
+        def stepper(m: int, rows: np.ndarray | None) -> ETDRK4:
+            """The step ``dt_out / m`` of samples ``rows`` (``None``: the whole batch), cached per
+            group (groups change only when a sample re-plans or drops out)."""
+            key = (m, None if not per_sample else (np.arange(batch) if rows is None else rows).tobytes())
+            if key not in steppers:
+                eq = equation.select(torch.as_tensor(rows)) if per_sample and rows is not None else equation
+                multiplier = eq.nonlinear_multiplier(grid).to(self.device) * mask
+                lin = eq.linear_symbol(grid).to(self.device)
 
-        def stepper(m: int) -> ETDRK4:
-            if m not in steppers:
-                steppers[m] = ETDRK4(linear, transform, problem.dt_out / m, multiplier, self.n_contour, grid.complex_dtype)
-            return steppers[m]
+                def transform(v: torch.Tensor, t: float) -> torch.Tensor:
+                    return eq.nonlinear_transform(v, grid, t)
+
+                steppers[key] = ETDRK4(lin, transform, problem.dt_out / m, multiplier, self.n_contour,
+                                       grid.complex_dtype, per_row=lin.ndim > grid.dim)
+            return steppers[key]
 
         u_initial = u0.to(device=self.device, dtype=grid.dtype)
         u_hat = grid.rfft(u_initial)
@@ -196,7 +217,7 @@ class SpectralSolver:
                 return np.full(v.shape[0], math.inf)
         else:
             kept = mask.real.to(torch.bool)
-            wavenumber, damping = grid.k_squared.sqrt()[kept], -linear.real[kept]
+            wavenumber, damping = grid.k_squared.sqrt()[kept], -linear.real[..., kept]
 
             def limits_of(v: torch.Tensor) -> np.ndarray:
                 return self._limits(equation, grid, v, wavenumber, damping)
@@ -210,14 +231,19 @@ class SpectralSolver:
             """Step every group of equal ``m`` over one output interval (or ``duration``)."""
             groups = np.unique(substeps[alive])
             out = u_hat if len(groups) == 1 and alive.all() else u_hat.clone()
-            for m in groups:
-                step = stepper(int(m))
-                count = int(m) if duration is None else math.ceil(duration / step.h - 1e-9)
+            members = {int(m): np.flatnonzero(alive & (substeps == m)) for m in groups}
+            if per_sample:  # keep only the steppers of the current groups
+                current = {(m, (np.arange(batch) if out is u_hat else index).tobytes()) for m, index in members.items()}
+                for key in [key for key in steppers if key not in current]:
+                    del steppers[key]
+            for m, index in members.items():
+                step = stepper(m, None if out is u_hat else index)
+                count = m if duration is None else math.ceil(duration / step.h - 1e-9)
                 if out is u_hat:  # the common case: one group, the whole batch, no gather/scatter
                     for j in range(count):
                         out = step.step(out, t0 + j * step.h)
                     return out
-                rows = torch.as_tensor(np.flatnonzero(alive & (substeps == m)), device=self.device)
+                rows = torch.as_tensor(index, device=self.device)
                 v = u_hat[rows]
                 for j in range(count):
                     v = step.step(v, t0 + j * step.h)
