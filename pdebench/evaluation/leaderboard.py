@@ -12,9 +12,12 @@ For each task of a :class:`~pdebench.evaluation.suite.Suite`:
 4. each model is placed on the solver's Pareto front (:mod:`.pareto`): speed-up at equal accuracy
    and accuracy at equal cost.
 
-Every row records its metrics, parameters, inference time per sample, training time and data budget
-(from the checkpoint), hardware, thread count, torch version, seeds and the git revision. Results go
-to ``results.json``, ``results.csv`` and ``results.md`` (atomic writes) with plots beside them.
+Every row records its metrics (rollout tasks add MP-PDE's accumulated error), parameters, inference
+time per sample and its speed-up over the reference solve, training time and data budget (from the
+checkpoint), hardware, thread count, torch version, seeds and the git revision. Results go to
+``results.json``, ``results.csv`` and ``results.md`` (atomic writes) with plots beside them; a rollout
+task adds its per-step error curves (``<task>_rollout.png``, ``<task>_rollout_mse.png``,
+``<task>_rollout_curves.csv``) for every model and solver rung.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ import torch
 
 from pdebench.atomic import atomic_write
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
-from pdebench.evaluation.metrics import all_metrics, rollout_nrmse
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
-from pdebench.evaluation.reference import ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames
+from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
+                                           task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,8 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
     card = single_dataset_card(card)
     problem = task.task_problem
     wanted_task = {"one_step": "initial_to_final", "rollout": "next_step", "steady": "pairs"}[task.mode]
+    if task.mode == "rollout" and card.get("task") == "bundles":  # MP-PDE bundles are next-step windows of K frames
+        wanted_task = "bundles"
     checks = [
         ("problem", card.get("problem"), problem.name),
         ("parameters", card.get("params"), dict(problem.params())),
@@ -166,6 +171,8 @@ def load_model(entry: ModelEntry):
     overrides = {"pretrained": None} if "pretrained" in inspect.signature(cls.__init__).parameters else {}
     module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     module.eval()
+    if getattr(module, "conditioned_rollout", False):
+        module.param_names = list((extras.get("data") or {}).get("param_names") or [])
     if (extras.get("data") or {}).get("source") == "mixture":
         module.mixture_adapter = MixtureAdapter(module, extras["data"])
     return module, extras
@@ -180,6 +187,24 @@ def _module_class(path: str | None, default: type) -> type:
     if not (isinstance(cls, type) and issubclass(cls, default)):
         raise ValueError(f"checkpoint names module class {path!r}, which is not an OperatorModule subclass")
     return cls
+
+
+def rollout_conditioning(module, problem, reference: ReferenceSet, rows: slice) -> dict[str, Any]:
+    """Keyword arguments of ``module.rollout`` for the reference trajectories ``rows``: none for a plain
+    operator; for a conditioned one (``conditioned_rollout``, e.g. MP-PDE) the frame ``times`` and the
+    per-sample PDE parameters ``sample_params (B, P)`` named by its data card, recovered from the
+    samples' ``(seed, index)`` by :meth:`~pdebench.problems.base.Problem.sample_parameters`."""
+    if not getattr(module, "conditioned_rollout", False):
+        return {}
+    names = list(getattr(module, "param_names", []) or [])
+    ids = np.asarray(reference.sample_ids)[rows]
+    values = problem.sample_parameters(ids) if names else {}
+    missing = [name for name in names if name not in values]
+    if missing:
+        raise ValueError(f"the model is conditioned on {', '.join(missing)}, which {problem.name} does not provide per sample")
+    params = (torch.as_tensor(np.stack([np.asarray(values[name], dtype=np.float64) for name in names], axis=1), dtype=torch.float32)
+              if names else torch.zeros(len(ids), 0))
+    return {"times": np.asarray(reference.times), "sample_params": params}
 
 
 def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -> torch.Tensor:
@@ -199,7 +224,8 @@ def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -
             else:
                 frames = reference.truth[rows].float().unsqueeze(2)  # (B, T, 1, *space)
                 roller = getattr(module, "mixture_adapter", module)
-                outputs.append(roller.rollout(frames)[:, :, 0])  # (B, T - history, *space)
+                conditioning = rollout_conditioning(module, problem, reference, rows)
+                outputs.append(roller.rollout(frames, **conditioning)[:, :, 0])  # (B, T - history, *space)
     return torch.cat(outputs)
 
 
@@ -225,6 +251,8 @@ class Row:
     checkpoint: str | None = None
     seed: int | None = None
     samples: int | None = None
+    #: The reference solve's wall time per sample over this entry's cost (> 1: faster than the fine solver).
+    speedup_vs_reference: float | None = None
 
 
 def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, batch_size: int = 32
@@ -246,9 +274,8 @@ def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, b
             row.timings_s.append(time.perf_counter() - start)
         row.cost_s = statistics.median(row.timings_s) / task.samples
         truth = reference.truth[:, scored_frames(task, reference.truth.shape[1])]
-        to_metric = lambda a: a.double().unsqueeze(1).movedim(2, -1)  # noqa: E731  (N, 1, *space, T)
-        row.metrics = all_metrics(to_metric(prediction), to_metric(truth))
-        row.nrmse = row.metrics["nrmse"]
+        row.metrics = task_metrics(prediction, truth, task.mode)
+        row.nrmse = row.metrics.get("nrmse", float("nan"))
         if not np.isfinite(row.nrmse):
             raise ValueError(f"the model's predictions are not finite (nRMSE {row.nrmse})")
         return row, prediction
@@ -282,8 +309,9 @@ def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, ba
     reference = build_reference(task, cache_dir)
     note(f"{task.name}: solver ladder")
     rungs = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label}"))
-    rows = [Row(task.name, r.label, "solver", metrics={"nrmse": r.error}, nrmse=r.error, cost_s=r.cost_s, timings_s=r.timings_s,
-                seed=task.seed, samples=task.samples) for r in rungs]
+    rows = [Row(task.name, r.label, "solver", metrics=dict(r.metrics or {"nrmse": r.error}), nrmse=r.error, cost_s=r.cost_s,
+                timings_s=r.timings_s, seed=task.seed, samples=task.samples,
+                speedup_vs_reference=speedup_vs_reference(reference, r.cost_s)) for r in rungs]
     result = TaskResult(task, reference, rungs, rows, {})
     curve = result.curve
     for entry in models:
@@ -291,9 +319,27 @@ def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, ba
         row, prediction = evaluate_model(entry, task, reference, batch_size)
         if row.status == "ok":
             row.placement = speedup_at_equal_accuracy(curve, row.nrmse, row.cost_s).to_dict()
+            row.speedup_vs_reference = speedup_vs_reference(reference, row.cost_s)
             result.predictions[entry.name] = prediction
         rows.append(row)
     return result
+
+
+def speedup_vs_reference(reference: ReferenceSet, cost_s: float | None) -> float | None:
+    """Reference solve cost per sample over ``cost_s`` (``None`` without a positive cost).
+
+    The reference cost is one cold batch solve on the refined grid (:attr:`ReferenceSet.cost_per_sample_s`),
+    the entry's a warm median: the ratio is what replacing the fine solver by the entry saves, roughly.
+    """
+    if not cost_s or cost_s <= 0 or not np.isfinite(cost_s) or reference.wall_time_s <= 0:
+        return None
+    return reference.cost_per_sample_s / cost_s
+
+
+def reference_label(task: TaskSpec) -> str:
+    """``"fv-weno n=200"``: the reference solver and its grid."""
+    fine = task.reference_problem
+    return f"{fine.solver} n={'x'.join(map(str, fine.spatial_shape))}"
 
 
 def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
@@ -304,7 +350,8 @@ def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable
     out = Path(output or suite.output)
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
-    results = [run_task(task, list(suite.models), suite.cache_dir, suite.batch_size, progress) for task in suite.tasks]
+    results = [run_task(task, [m for m in suite.models if m.scores(task.name)], suite.cache_dir, suite.batch_size, progress)
+               for task in suite.tasks]
     rows = [row for result in results for row in result.rows]
     document = {"schema_version": SCHEMA_VERSION, "suite": suite.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "environment": env, "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
@@ -312,7 +359,7 @@ def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable
         _plots(result, out)
     write_atomic(out / "results.json", json.dumps(document, indent=1, allow_nan=False, default=_json_default))
     write_atomic(out / "results.csv", rows_to_csv(rows, env))
-    write_atomic(out / "results.md", markdown_table(rows))
+    write_atomic(out / "results.md", markdown_table(rows, {r.task.name: _reference_line(r) for r in results}))
     return out / "results.json"
 
 
@@ -321,8 +368,17 @@ def _task_record(result: TaskResult) -> dict[str, Any]:
     return {"name": task.name, "problem": task.problem, "problem_args": task.problem_args, "mode": task.mode,
             "resolution": list(task.task_problem.spatial_shape), "seed": task.seed, "samples": task.samples,
             "reference": {"refinement": task.reference_refinement, "wall_time_s": result.reference.wall_time_s,
+                          "cost_s": result.reference.cost_per_sample_s, "solver": reference_label(task),
+                          "cell_averaged": result.reference.cell_averaged,
                           "cache": str(result.reference.cache_path) if result.reference.cache_path else None},
             "solver_curve_monotone": result.curve.is_monotone, "content_hash": task.content_hash()}
+
+
+def _reference_line(result: TaskResult) -> str:
+    """``"reference solver (fv-weno n=200): 0.0123 s/sample (one cold batch solve of 32 samples, ...)"``."""
+    ref = result.reference
+    return (f"reference solver ({reference_label(result.task)}): {ref.cost_per_sample_s:.3g} s/sample "
+            f"(one cold batch solve of {len(ref.sample_ids)} samples, timed when the reference was built)")
 
 
 def _json_default(value: Any) -> Any:
@@ -339,15 +395,49 @@ def _plots(result: TaskResult, out: Path) -> None:
     plot_error_vs_cost(result.curve, models, out / f"{task.name}_error_vs_cost.png", title=f"{task.name}: models on the solver's ladder")
     frames = scored_frames(task, result.reference.truth.shape[1])
     truth = result.reference.truth[:, frames]
-    if task.mode == "rollout" and result.predictions:
-        curves = {name: rollout_nrmse(p.double().unsqueeze(1).movedim(2, -1), truth.double().unsqueeze(1).movedim(2, -1)).numpy()
-                  for name, p in result.predictions.items()}
-        times = result.reference.times
-        plot_rollout_errors(curves, out / f"{task.name}_rollout.png", dt=float(times[1] - times[0]))
+    if task.mode == "rollout":
+        _rollout_outputs(result, truth, out)
     layout = "x" if task.task_problem.dim == 1 else "xy"
     for name, prediction in result.predictions.items():
         plot_prediction(truth[0, -1].numpy(), prediction[0, -1].numpy(), out / f"{task.name}_{name}_sample0.png",
                         title=f"{name} on {task.name}, sample ({task.seed}, 0), last frame", layout=layout)
+
+
+def rollout_curves(result: TaskResult, truth: torch.Tensor) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
+    """Per-step curves of a rollout task: entry name -> ``(kind, {"mse": (T,), "nrmse": (T,)})``, the
+    models first, then every solver rung (:func:`~pdebench.evaluation.reference.step_curves`)."""
+    curves = {name: ("model", step_curves(p, truth)) for name, p in result.predictions.items()}
+    curves.update({rung.label: ("solver", rung.curves) for rung in result.rungs if rung.curves})
+    return curves
+
+
+def rollout_curves_csv(curves: dict[str, tuple[str, dict[str, np.ndarray]]], times: np.ndarray) -> str:
+    """Long-format CSV ``entry, kind, step, time, mse, nrmse``: one line per entry and scored step
+    (``step`` 1 is the first predicted frame, at ``time`` ``times[step - 1]``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("entry", "kind", "step", "time", "mse", "nrmse"))
+    for name, (kind, curve) in curves.items():
+        for i, (mse, nrmse) in enumerate(zip(curve["mse"], curve["nrmse"])):
+            writer.writerow((name, kind, i + 1, repr(float(times[i])), repr(float(mse)), repr(float(nrmse))))
+    return buffer.getvalue()
+
+
+def _rollout_outputs(result: TaskResult, truth: torch.Tensor, out: Path) -> None:
+    """``<task>_rollout.png`` (per-step nRMSE), ``<task>_rollout_mse.png`` (per-step MSE, the accumulated
+    error's terms) and ``<task>_rollout_curves.csv`` for every model and solver rung of a rollout task."""
+    task, times = result.task, result.reference.times
+    curves = rollout_curves(result, truth)
+    if not curves:
+        return
+    dt = float(times[1] - times[0])
+    write_atomic(out / f"{task.name}_rollout_curves.csv", rollout_curves_csv(curves, times[task.history:]))
+    for metric, suffix, ylabel in (("nrmse", "rollout", "nRMSE"), ("mse", "rollout_mse", "MSE per step (sum over space / N_space)")):
+        models = {name: c[metric] for name, (kind, c) in curves.items() if kind == "model"}
+        solvers = {name: c[metric] for name, (kind, c) in curves.items() if kind == "solver"}
+        plot_rollout_errors(models, out / f"{task.name}_{suffix}.png", dt=dt, solver_curves=solvers, ylabel=ylabel,
+                            t0=float(times[task.history - 1]),
+                            title=f"{task.name}: rollout error per step (after {task.history} given frames)")
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -358,7 +448,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "crmse", "frmse_low", "frmse_mid", "frmse_high",
-               "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "parameters", "train_time_s", "train_samples_seen",
+               "accumulated_error", "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "speedup_vs_reference", "parameters", "train_time_s", "train_samples_seen",
                "train_trajectories", "train_samples_used", "seed", "samples", "checkpoint", "error", "hardware", "threads", "torch", "git_revision")
 
 
@@ -407,25 +497,39 @@ def training_cell(seconds: float | None, used: int | None, trajectories: int | N
     return f"{seconds:.0f} s{data}"
 
 
-def markdown_table(rows: list[Row]) -> str:
-    """The leaderboard as Markdown: models first (by nRMSE), then the solver's rungs, per task."""
-    lines = ["| task | entry | nRMSE | cost / sample | speed-up at equal accuracy | solver nRMSE at equal cost | params | training |",
-             "|---|---|---|---|---|---|---|---|"]
+def markdown_table(rows: list[Row], references: dict[str, str] | None = None) -> str:
+    """The leaderboard as Markdown: models first (by nRMSE), then the solver's rungs, per task.
+
+    ``acc. error`` is MP-PDE's accumulated error (rollout tasks; :func:`~pdebench.evaluation.metrics.accumulated_error`),
+    ``vs reference`` the reference solve's cost per sample over the entry's. ``references`` (task name ->
+    a line such as ``"reference solver (fv-weno n=200): 0.5 s/sample"``) are listed under the table.
+    """
+    lines = ["| task | entry | nRMSE | acc. error | cost / sample | speed-up at equal accuracy | solver nRMSE at equal cost "
+             "| vs reference | params | training |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r.task for r in rows):
         mine = [r for r in rows if r.task == task]
         models = sorted((r for r in mine if r.kind == "model"), key=lambda r: (r.status != "ok", r.nrmse or np.inf))
         for r in models:
             if r.status != "ok":
-                lines.append(f"| {task} | {r.name} | failed: {r.error} | | | | | |")
+                lines.append(f"| {task} | {r.name} | failed: {r.error} | | | | | | | |")
                 continue
             placement = r.placement or {}
             training = training_cell(r.train_time_s, r.train_samples_used, r.train_trajectories)
-            lines.append(f"| {task} | **{r.name}** | {_fmt(r.nrmse, '.3g')} | {_fmt(r.cost_s * 1e3, '.3g')} ms | "
-                         f"{speedup_cell(placement)} | {equal_cost_cell(placement)} | "
-                         f"{_fmt(r.parameters, ',')} | {training} |")
+            lines.append(f"| {task} | **{r.name}** | {_fmt(r.nrmse, '.3g')} | {_fmt(r.metrics.get('accumulated_error'), '.3g')} | "
+                         f"{_fmt(r.cost_s * 1e3, '.3g')} ms | {speedup_cell(placement)} | {equal_cost_cell(placement)} | "
+                         f"{_reference_cell(r.speedup_vs_reference)} | {_fmt(r.parameters, ',')} | {training} |")
         for r in (r for r in mine if r.kind == "solver"):
-            lines.append(f"| {task} | {r.name} | {_fmt(r.nrmse, '.3g')} | {_fmt(r.cost_s * 1e3, '.3g')} ms | (solver) | | | |")
+            lines.append(f"| {task} | {r.name} | {_fmt(r.nrmse, '.3g')} | {_fmt(r.metrics.get('accumulated_error'), '.3g')} | "
+                         f"{_fmt(r.cost_s * 1e3, '.3g')} ms | (solver) | | {_reference_cell(r.speedup_vs_reference)} | | |")
+    if references:
+        lines.append("")
+        lines += [f"- {task}: {line}" for task, line in references.items()]
     return "\n".join(lines) + "\n"
+
+
+def _reference_cell(speedup: float | None) -> str:
+    return "–" if speedup is None else f"{speedup:.3g}×"
 
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}

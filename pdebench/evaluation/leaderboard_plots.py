@@ -185,22 +185,30 @@ def plot_rollout_errors(
     *,
     title: str = "autoregressive rollout error",
     ylabel: str = "nRMSE",
+    solver_curves: Mapping[str, Any] | None = None,
+    t0: float = 0.0,
 ) -> Path:
-    """Save a plot of per-step rollout error, one line per model, on a log y axis.
+    """Save a plot of per-step rollout error, one line per model (and per solver run), on a log y axis.
 
     Parameters
     ----------
     curves : mapping of str to array-like
         Model name -> per-step errors, shape ``(T,)`` (numpy array, torch tensor or sequence); entry
-        ``i`` is rollout step ``i + 1`` (as from :func:`~pdebench.evaluation.metrics.rollout_nrmse`).
-        Models may have different ``T``. Non-negative; NaN/inf (a diverged rollout) and zeros are
-        left out of the log plot, with a logged warning.
+        ``i`` is rollout step ``i + 1`` (as from :func:`~pdebench.evaluation.metrics.rollout_nrmse` or
+        :func:`~pdebench.evaluation.metrics.rollout_mse`). Models may have different ``T``.
+        Non-negative; NaN/inf (a diverged rollout) and zeros are left out of the log plot, with a
+        logged warning. May be empty when ``solver_curves`` is not.
     path : path-like
         Where to write the figure.
     dt : float, optional
-        Time per step; when given the x axis is time ``(i + 1) * dt`` instead of the step number.
+        Time per step; when given the x axis is time ``t0 + (i + 1) * dt`` instead of the step number.
     title, ylabel : str
         Figure title and y-axis label.
+    solver_curves : mapping of str to array-like, optional
+        Classical-solver runs (e.g. the leaderboard's ladder rungs) -> per-step errors, checked like
+        ``curves`` and drawn as dashed lines without markers in shades of grey, listed after the models.
+    t0 : float
+        Time of the last given frame (with ``dt``): the first step is drawn at ``t0 + dt``.
 
     Returns
     -------
@@ -213,34 +221,51 @@ def plot_rollout_errors(
         For no curves, a curve that is not 1-D or is empty, a negative value, or ``dt`` not positive
         and finite.
     """
-    if not curves:
+    solver_curves = solver_curves or {}
+    if not curves and not solver_curves:
         raise ValueError("curves is empty: give at least one model's per-step errors")
     if dt is not None and not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive finite number or None, got {dt!r}")
-    data: dict[str, np.ndarray] = {}
-    for name, curve in curves.items():
-        arr = _to_numpy(f"curves[{name!r}]", curve)
-        if arr.ndim != 1 or arr.size == 0:
-            raise ValueError(f"curves[{name!r}] must be a non-empty 1-D per-step curve (T,), got shape {arr.shape}")
-        if (arr < 0).any():
-            i = int(np.flatnonzero(arr < 0)[0])
-            raise ValueError(f"curves[{name!r}][{i}] = {float(arr[i])!r} is negative; errors must be non-negative")
-        hidden = int((~np.isfinite(arr) | (arr == 0)).sum())
-        if hidden:
-            log.warning("curves[%r]: %d of %d steps are zero or not finite and are left out of the log plot", name, hidden, arr.size)
-        data[str(name)] = arr
+    if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not math.isfinite(t0):
+        raise ValueError(f"t0 must be a finite number, got {t0!r}")
+    data = _check_curves("curves", curves)
+    solvers = _check_curves("solver_curves", solver_curves)
 
-    fig, ax = plt.subplots(figsize=(5.6, 3.6), constrained_layout=True)
-    for name, arr in data.items():
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+
+    def draw(arr: np.ndarray, **style: Any) -> None:
         steps = np.arange(1, arr.size + 1)
-        x = steps * dt if dt is not None else steps
-        y = np.where(np.isfinite(arr) & (arr > 0), arr, np.nan)
-        ax.plot(x, y, marker="o", ms=2.5, lw=1.2, label=name)
+        x = t0 + steps * dt if dt is not None else steps
+        ax.plot(x, np.where(np.isfinite(arr) & (arr > 0), arr, np.nan), **style)
+
+    for name, arr in data.items():
+        draw(arr, marker="o", ms=2.5 if arr.size <= 60 else 0, lw=1.2, label=name, zorder=3)
+    greys = np.linspace(0.15, 0.65, max(len(solvers), 1))
+    for (name, arr), grey in zip(solvers.items(), greys):
+        draw(arr, ls="--", lw=1.0, color=str(round(float(grey), 3)), label=f"{name} (solver)", zorder=2)
     ax.set_yscale("log")
     ax.set(xlabel="time" if dt is not None else "rollout step", ylabel=ylabel, title=title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7 if len(data) + len(solvers) > 6 else 8)
     return _save_atomic(fig, path)
+
+
+def _check_curves(label: str, curves: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per-step curves as 1-D non-negative float64 arrays (ValueError naming ``label[name]`` otherwise);
+    warns about the steps a log plot cannot show."""
+    data: dict[str, np.ndarray] = {}
+    for name, curve in curves.items():
+        arr = _to_numpy(f"{label}[{name!r}]", curve)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"{label}[{name!r}] must be a non-empty 1-D per-step curve (T,), got shape {arr.shape}")
+        if (arr < 0).any():
+            i = int(np.flatnonzero(arr < 0)[0])
+            raise ValueError(f"{label}[{name!r}][{i}] = {float(arr[i])!r} is negative; errors must be non-negative")
+        hidden = int((~np.isfinite(arr) | (arr == 0)).sum())
+        if hidden:
+            log.warning("%s[%r]: %d of %d steps are zero or not finite and are left out of the log plot", label, name, hidden, arr.size)
+        data[str(name)] = arr
+    return data
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,8 +26,10 @@ Initial frames that were given to a model are not predictions: slice them off be
 Metrics
 -------
 ``rmse``, ``nrmse``, ``max_error``, ``crmse``, ``brmse``, ``frmse`` (dict of radial Fourier bands),
-``vrmse``, ``rollout_nrmse`` (per-step curve), ``geometric_mean_rollout`` (curve summary) and
-``all_metrics`` (every metric as python floats). ``METRICS`` maps names to the field metrics.
+``vrmse``, ``rollout_nrmse`` (per-step curve), ``geometric_mean_rollout`` (curve summary),
+``rollout_mse`` (per-step squared error) and ``accumulated_error`` (its sum over steps, MP-PDE's score) and
+``all_metrics`` (every metric as python floats; it leaves out ``accumulated_error``, which grows with the
+number of scored steps and so is not comparable across horizons). ``METRICS`` maps names to the field metrics.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_BANDS",
     "METRICS",
     "VRMSE_EPS",
+    "accumulated_error",
     "all_metrics",
     "brmse",
     "crmse",
@@ -49,6 +52,7 @@ __all__ = [
     "max_error",
     "nrmse",
     "rmse",
+    "rollout_mse",
     "rollout_nrmse",
     "vrmse",
 ]
@@ -423,6 +427,57 @@ def rollout_nrmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     dims = _space_dims(y)
     per_bct = _mse_space(p, y).sqrt() / y.square().mean(dim=dims).sqrt()
     return per_bct.mean(dim=(0, 1))
+
+
+def rollout_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""Per-step squared error of a rollout: the terms of :func:`accumulated_error`.
+
+    For each time step ``t``: ``mean_{b, c} (1 / N_space) sum_space (p - y)^2``, so that
+    ``rollout_mse(p, y).sum() == accumulated_error(p, y)``.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` with a trailing time axis (drop given context frames first).
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape ``(T,)``; units of the field squared. Entry ``i`` is rollout step ``i + 1``.
+    """
+    p, y = _prepare(pred, target, time_axis=True)
+    return _mse_space(p, y).mean(dim=(0, 1))
+
+
+def accumulated_error(pred: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    r"""Accumulated error of a rollout (Brandstetter, Worrall & Welling 2022, MP-PDE).
+
+    Per trajectory ``b`` (and channel ``c``, averaged with equal weight),
+
+    .. math:: E_b = \frac{1}{N_\text{space}} \sum_{t} \sum_{x} (p_{b,t,x} - y_{b,t,x})^2,
+
+    the squared error **summed** over the scored time steps ``t`` and averaged over the ``N_space``
+    grid points (``n_x`` in 1-D; ``n_x n_y`` in 2-D), then averaged over trajectories. It grows with the
+    number of scored steps: compare it only between entries scored on the same frames.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` with a trailing time axis of the ``T`` scored steps (drop given context
+        frames first).
+    reduction : {"mean", "none"}
+        ``"mean"``: the average over trajectories, 0-d; ``"none"``: ``E_b`` per trajectory, ``(B,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64; units of the field squared.
+    """
+    _check_reduction(reduction)
+    p, y = _prepare(pred, target, time_axis=True)
+    per_bct = _mse_space(p, y)  # (B, C, T)
+    per_sample = per_bct.sum(dim=2).mean(dim=1)
+    return per_sample if reduction == "none" else per_sample.mean()
 
 
 def geometric_mean_rollout(curve: torch.Tensor | Sequence[float], horizon: int = 100) -> torch.Tensor:

@@ -6,6 +6,15 @@ Its initial conditions live on the fine grid; every coarser solve (a ladder rung
 Fourier truncation, and a model starts from their values at the task's grid points (a subset of the
 fine grid points), so everyone solves the same problem. Errors are measured at the task's grid:
 ladder outputs are Fourier-interpolated to it, the reference is sampled on it.
+
+Problems whose values are cell averages (``Problem.cell_averaged``, the finite-volume ``mppde_e1``)
+transfer between grids by :meth:`~pdebench.problems.base.Problem.restrict` instead: the reference and
+every rung's initial condition are block averages of the fine cells (exact for cell averages), and a
+rung's output (its resolution divides the task's) is prolonged to the task grid piecewise constant,
+each coarse cell's average repeated over the task cells it covers.
+
+Every rung and model is scored with :func:`task_metrics` (the full metric set; rollouts add the MP-PDE
+accumulated error) and, on a rollout, its per-step curves (:func:`step_curves`).
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ import torch
 
 from pdebench.atomic import atomic_write
 from pdebench.data.generate import build_solver
-from pdebench.evaluation.metrics import nrmse
-from pdebench.evaluation.suite import TaskSpec, with_resolution
+from pdebench.evaluation.metrics import accumulated_error, all_metrics, nrmse, rollout_mse, rollout_nrmse
+from pdebench.evaluation.suite import TaskSpec
+from pdebench.solvers.base import BlowUpError
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +100,64 @@ def node_interpolate(u: torch.Tensor, points: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(u, size=(points, points), mode="bilinear", align_corners=True)
 
 
+def block_average(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:
+    """``(..., n, ..., n)`` cell averages to ``points`` cells per axis (``points`` divides ``n``): the mean of
+    each block of ``n / points`` consecutive cells per axis, exactly the coarse cells' averages
+    (:meth:`~pdebench.problems.base.Problem.restrict` of a ``cell_averaged`` problem)."""
+    n = u.shape[-1]
+    if points < 1 or n % points:
+        raise ValueError(f"cell averages on {n} cells cannot be block-averaged to {points}: {points} must divide {n}")
+    for axis in range(u.ndim - dims, u.ndim):
+        u = u.unflatten(axis, (points, n // points)).mean(dim=axis + 1)
+    return u
+
+
+def prolong_piecewise_constant(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:
+    """``(..., r, ..., r)`` cell averages to ``points`` cells per axis (``r`` divides ``points``): each
+    coarse value repeated over the ``points / r`` fine cells it covers (the piecewise-constant
+    reconstruction; block-averaging it back gives ``u`` exactly)."""
+    r = u.shape[-1]
+    if points % r:
+        raise ValueError(f"cannot prolong {r} cells to {points}: {r} must divide {points}")
+    for axis in range(u.ndim - dims, u.ndim):
+        u = u.repeat_interleave(points // r, dim=axis)
+    return u
+
+
+def _to_metric(a: torch.Tensor) -> torch.Tensor:
+    """``(N, T, *space)`` -> the metrics' ``(N, 1, *space, T)`` layout, float64."""
+    return a.double().unsqueeze(1).movedim(2, -1)
+
+
 def score(prediction: torch.Tensor, truth: torch.Tensor, spatial_dims: int) -> float:
     """nRMSE of ``(N, T, *space)`` predictions against the truth, over all scored frames."""
-    to_metric = lambda a: a.unsqueeze(1).movedim(2, -1)  # (N, 1, *space, T)  # noqa: E731
-    return float(nrmse(to_metric(prediction.double()), to_metric(truth.double())))
+    return float(nrmse(_to_metric(prediction), _to_metric(truth)))
+
+
+def task_metrics(prediction: torch.Tensor, truth: torch.Tensor, mode: str) -> dict[str, float]:
+    """Every metric of ``(N, T, *space)`` scored-frame predictions against the truth.
+
+    :func:`~pdebench.evaluation.metrics.all_metrics` over the ``T`` scored frames and, for a
+    ``"rollout"`` task, ``accumulated_error`` (:func:`~pdebench.evaluation.metrics.accumulated_error`:
+    ``mean_n (1/N_space) sum_t sum_x (p - y)^2``, MP-PDE's score). Values that are not finite are
+    left out (a diverged solve; its nRMSE says so).
+    """
+    p, y = _to_metric(prediction), _to_metric(truth)
+    out = all_metrics(p, y)
+    if mode == "rollout":
+        out["accumulated_error"] = float(accumulated_error(p, y))
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def step_curves(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-step errors of ``(N, T, *space)`` scored-frame predictions: ``{"mse": (T,), "nrmse": (T,)}``.
+
+    ``mse[t] = mean_n (1/N_space) sum_x (p - y)^2`` (the accumulated error's term at step ``t``, so
+    ``mse.sum()`` is ``accumulated_error``); ``nrmse[t]`` from
+    :func:`~pdebench.evaluation.metrics.rollout_nrmse`. Entry ``t`` is scored frame ``t``.
+    """
+    p, y = _to_metric(prediction), _to_metric(truth)
+    return {"mse": rollout_mse(p, y).numpy(), "nrmse": rollout_nrmse(p, y).numpy()}
 
 
 @dataclass
@@ -107,10 +171,21 @@ class ReferenceSet:
     sample_ids: np.ndarray
     wall_time_s: float
     cache_path: Path | None = None
+    #: Whether the values are cell averages (``Problem.cell_averaged``): grids transfer by block averages.
+    cell_averaged: bool = False
+
+    @property
+    def cost_per_sample_s(self) -> float:
+        """Wall seconds per sample of the reference solve (one batch of all samples, cold: no warm-up,
+        no repeats; as recorded when the reference was first solved, possibly on other hardware)."""
+        return self.wall_time_s / max(len(self.sample_ids), 1)
 
     def task_initial(self, points: int, dims: int) -> torch.Tensor:
-        """Initial conditions at ``points`` per axis (exact samples when the grids nest, else Fourier)."""
+        """Initial conditions at ``points`` per axis (exact samples when the grids nest, else Fourier;
+        cell averages: block averages of the fine cells, which must nest)."""
         fine = self.initial.shape[-1]
+        if self.cell_averaged:
+            return block_average(self.initial, points, dims)
         if fine % points == 0:
             stride = fine // points
             return self.initial[(..., *([slice(None, None, stride)] * dims))]
@@ -129,9 +204,9 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
         with np.load(path) as saved:
             log.info("reference for %s from cache %s", task.name, path)
             return ReferenceSet(torch.from_numpy(saved["initial"]), torch.from_numpy(saved["truth"]), saved["times"],
-                                saved["sample_ids"], float(saved["wall_time_s"]), path)
+                                saved["sample_ids"], float(saved["wall_time_s"]), path,
+                                cell_averaged=getattr(task.task_problem, "cell_averaged", False))
     fine, coarse = task.reference_problem, task.task_problem
-    dims, stride = fine.dim, task.reference_refinement
     indices = list(range(task.samples))
     if task.mode == "steady":
         return _build_steady_reference(task, path, progress)
@@ -142,11 +217,13 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
                         progress=progress)
     wall = time.perf_counter() - start
     field = traj.fields[fine.field_name].double()
-    truth = field[(..., *([slice(None, None, stride)] * dims))].contiguous()
+    # point values: the task's nodes (every `reference_refinement`-th); cell averages: block averages
+    truth = fine.restrict(field, coarse.spatial_shape[0]).contiguous()
     if not torch.isfinite(truth).all():
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     assert tuple(truth.shape[2:]) == tuple(coarse.spatial_shape)
-    reference = ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path)
+    reference = ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path,
+                             cell_averaged=getattr(fine, "cell_averaged", False))
     _atomic_savez(path, initial=initial.numpy(), truth=truth.numpy(), times=reference.times,
                   sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
     return reference
@@ -174,7 +251,12 @@ def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int]
 
 @dataclass
 class SolverRung:
-    """One rung of the classical solver's ladder: its grid and step, cost and error."""
+    """One rung of the classical solver's ladder: its grid and step, cost and error.
+
+    ``metrics`` is :func:`task_metrics` of the rung's scored frames on the task grid (``error`` is its
+    ``nrmse``); ``curves`` (rollout tasks only) its :func:`step_curves`, ``{"mse", "nrmse"}`` each
+    ``(T_scored,)``.
+    """
 
     label: str
     resolution: int
@@ -182,13 +264,26 @@ class SolverRung:
     cost_s: float  # median wall seconds per sample (warm, whole batch, `repeats` timings)
     error: float  # nRMSE against the reference on the task grid, scored frames only
     timings_s: list[float] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def rung_label(solver: object, resolution: int, max_dt: float | None = None) -> str:
+    """``"spectral n=64"``, ``"fv n=50 dt≤0.01"``: a solver run's label from its class name, grid and step."""
+    return f"{solver.__class__.__name__.removesuffix('Solver').lower()} n={resolution}" + (
+        f" dt≤{max_dt:g}" if max_dt is not None else "")
 
 
 def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str], None] | None = None) -> list[SolverRung]:
     """Solve the held-out samples at every rung and measure cost and error.
 
     Each rung solves the whole batch once untimed (warm-up: plans, coefficients, caches), then
-    ``task.repeats`` timed solves; the cost is the median over samples.
+    ``task.repeats`` timed solves; the cost is the median over samples. A rung whose warm-up solve
+    blows up (an under-resolved grid) is left off the ladder with a logged warning. Rungs solve the held-out
+    samples under their ids (a per-sample forcing or parameter follows the id). Point values start
+    from the Fourier truncation of the fine initial condition and are Fourier-interpolated to the task
+    grid; cell averages (``cell_averaged``) start from block averages and are prolonged piecewise
+    constant (:func:`prolong_piecewise_constant`).
     """
     problem = task.task_problem
     dims, points = problem.dim, problem.spatial_shape[0]
@@ -196,27 +291,39 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
     truth = reference.truth[:, frames]
     if task.mode == "steady":
         return _steady_ladder(task, reference, truth, progress)
+    cell_averaged = getattr(problem, "cell_averaged", False)
+    ids = np.asarray(reference.sample_ids)
+    fine = task.reference_problem
     rungs = []
     for resolution in task.ladder_resolutions:
         for max_dt in task.ladder_max_dt:
-            rung_problem = with_resolution(problem, resolution)
+            rung_problem = problem.with_resolution(resolution)
             if max_dt is not None:
                 rung_problem = rung_problem.replace(max_dt=max_dt)
             solver = build_solver(rung_problem, **task.solver_args)
-            u0 = fourier_resample(reference.initial, resolution, dims)
-            solver.solve(rung_problem, u0[:1])  # warm-up
+            u0 = fine.restrict(reference.initial, resolution, project=True).contiguous()
+            label = rung_label(solver, resolution, max_dt)
+            try:
+                solver.solve(rung_problem, u0, ids)  # warm-up (and the check that no sample blows up)
+            except BlowUpError as error:
+                log.warning("task %s: solver rung %s blew up (%s); it is left off the ladder", task.name, label, error)
+                continue
             timings = []
             for _ in range(task.repeats):
                 start = time.perf_counter()
-                traj = solver.solve(rung_problem, u0)
+                traj = solver.solve(rung_problem, u0, ids)
                 timings.append(time.perf_counter() - start)
             solved = traj.fields[rung_problem.field_name].double()[:, frames]
-            error = score(fourier_resample(solved, points, dims), truth, dims)
-            label = f"{solver.__class__.__name__.removesuffix('Solver').lower()} n={resolution}" + (
-                f" dt≤{max_dt:g}" if max_dt is not None else "")
-            rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings))
+            on_task_grid = (prolong_piecewise_constant(solved, points, dims) if cell_averaged
+                            else fourier_resample(solved, points, dims))
+            error = score(on_task_grid, truth, dims)
+            rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings,
+                                    task_metrics(on_task_grid, truth, task.mode),
+                                    step_curves(on_task_grid, truth) if task.mode == "rollout" else {}))
             if progress:
                 progress(label)
+    if not rungs:
+        raise ValueError(f"task {task.name}: every solver rung blew up; choose finer ladder_resolutions or smaller ladder_max_dt")
     return rungs
 
 
@@ -237,9 +344,11 @@ def _steady_ladder(task: TaskSpec, reference: ReferenceSet, truth: torch.Tensor,
             traj = solver.solve(rung_problem, inputs)
             timings.append(time.perf_counter() - start)
         solved = traj.fields[rung_problem.field_name].double().reshape(task.samples, 1, resolution, resolution)
-        error = score(node_interpolate(solved, points), truth, dims)
-        label = f"{solver.__class__.__name__.removesuffix('Solver').lower()} n={resolution}"
-        rungs.append(SolverRung(label, resolution, None, statistics.median(timings) / task.samples, error, timings))
+        on_task_grid = node_interpolate(solved, points)
+        error = score(on_task_grid, truth, dims)
+        label = rung_label(solver, resolution, None)
+        rungs.append(SolverRung(label, resolution, None, statistics.median(timings) / task.samples, error, timings,
+                                task_metrics(on_task_grid, truth, task.mode)))
         if progress:
             progress(label)
     return rungs

@@ -17,6 +17,7 @@ A suite file::
         ladder_max_dt: [0.01, 0.05]
     models:
       - {name: fno, checkpoint: outputs/demo/fno/checkpoints/last.ckpt}
+      - {name: unet, checkpoint: outputs/unet/checkpoints/last.ckpt, tasks: [burgers1d_nu0.1_t1]}  # only these tasks (default: all)
 
 Every field is checked when the suite is loaded, with the bad value and what was expected named.
 """
@@ -39,14 +40,6 @@ from pdebench.problems.elliptic import SteadyProblem
 #: Held-out leaderboard seeds start here; training streams use small seeds (and their ``+1..+3``).
 LEADERBOARD_SEED_BASE = 1_000_000
 MODES = ("one_step", "rollout", "steady")
-
-
-def with_resolution(problem: Problem, points: int) -> Problem:
-    """The same problem on a periodic grid of ``points`` per axis (``nx`` in 1-D, ``resolution`` in 2-D)."""
-    for name in ("nx", "resolution"):
-        if hasattr(problem, name):
-            return problem.replace(**{name: int(points)})
-    raise ValueError(f"{problem.name} has no grid size field (nx or resolution); it cannot be refined")
 
 
 @dataclass(frozen=True)
@@ -78,7 +71,8 @@ class TaskSpec:
         The reference is solved on a grid this many times finer, with ``max_dt`` divided by it.
     ladder_resolutions, ladder_max_dt
         The classical solver's rungs: every resolution (at most the task's) with every accuracy step
-        (``None``: the problem's).
+        (``None``: the problem's). Point values: even resolutions; cell averages (a problem with
+        ``cell_averaged``, e.g. ``mppde_e1``): any resolution dividing the task's (odd ones too).
     repeats
         Timed repeats (the median is reported) for solver rungs and models.
     """
@@ -123,6 +117,12 @@ class TaskSpec:
                 raise ValueError(f"task {self.name!r}: ladder_resolutions must be node counts r in [5, {task_points}) with "
                                  f"({task_points} - 1) divisible by (r - 1) (nested grids; the task grid itself is the "
                                  f"reference); got {list(self.ladder_resolutions)}")
+        elif getattr(problem, "cell_averaged", False):
+            bad = [r for r in self.ladder_resolutions if not isinstance(r, int) or r < 8 or r > task_points or task_points % r]
+            if not self.ladder_resolutions or bad:
+                raise ValueError(f"task {self.name!r}: {problem.name} stores cell averages, so ladder_resolutions must be "
+                                 f"integers in [8, {task_points}] dividing the task's {task_points} cells (rungs start from "
+                                 f"block averages and are compared piecewise constant); got {list(self.ladder_resolutions)}")
         else:
             bad = [r for r in self.ladder_resolutions if not isinstance(r, int) or r < 8 or r > task_points or r % 2]
             if not self.ladder_resolutions or bad:
@@ -145,9 +145,7 @@ class TaskSpec:
         task: the task's problem)."""
         if self.mode == "steady":
             return self.task_problem
-        problem = with_resolution(self.task_problem, self.task_problem.spatial_shape[0] * self.reference_refinement)
-        max_dt = getattr(problem, "max_dt", None)
-        return problem.replace(max_dt=max_dt / self.reference_refinement) if max_dt else problem
+        return self.task_problem.refined(self.reference_refinement)
 
     def content_hash(self) -> str:
         """Hash of everything the reference set depends on (its cache key)."""
@@ -156,19 +154,34 @@ class TaskSpec:
         reference = self.reference_problem
         key = {"problem": self.problem, "fields": dataclasses.asdict(reference), "solver_args": self.solver_args,
                "samples": self.samples, "seed": self.seed, "pdebench": __version__}
+        if getattr(reference, "cell_averaged", False):  # the truth is block-averaged, not sampled (other tasks' keys are unchanged)
+            key["restriction"] = "block_average"
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A leaderboard entry: a trained checkpoint (``checkpoint``) under a display ``name``."""
+    """A leaderboard entry: a trained checkpoint (``checkpoint``) under a display ``name``.
+
+    ``tasks`` names the suite's tasks the entry is scored on (``None``, the default: every task), for
+    a suite whose checkpoints are each trained for one task (``mppde.yaml``).
+    """
 
     name: str
     checkpoint: str | None = None
+    tasks: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("every model entry needs a name")
+        if self.tasks is not None:
+            if isinstance(self.tasks, str) or not all(isinstance(t, str) and t for t in self.tasks):
+                raise ValueError(f"model {self.name!r}: tasks must be a list of task names, got {self.tasks!r}")
+            object.__setattr__(self, "tasks", tuple(self.tasks))
+
+    def scores(self, task: str) -> bool:
+        """Whether the entry is scored on the task named ``task``."""
+        return self.tasks is None or task in self.tasks
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,11 @@ class Suite:
         if len(set(names)) != len(names):
             raise ValueError(f"{origin}: task names repeat: {names}")
         models = [_build(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
+        for model in models:
+            unknown_tasks = [t for t in model.tasks or () if t not in names]
+            if unknown_tasks:
+                raise ValueError(f"{origin}: model {model.name!r} names unknown task(s) {', '.join(unknown_tasks)}; "
+                                 f"tasks: {', '.join(names)}")
         rest = {k: v for k, v in raw.items() if k not in ("tasks", "models")}
         return cls(tasks=tuple(tasks), models=tuple(models), **rest)
 
