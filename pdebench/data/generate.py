@@ -61,6 +61,23 @@ def solve_samples(problem: Problem | MeshProblem, solver, seed: int, indices: np
     return solver.solve(problem, u0, ids, **kwargs)
 
 
+def restrict_trajectories(traj: Trajectories, fine: Problem, coarse: Problem, refinement: int) -> Trajectories:
+    """Trajectories solved on ``fine`` transferred to ``coarse``'s grid by :meth:`Problem.restrict`
+    (nested point sampling, or block averages for cell averages), with ``coarse``'s coordinates and
+    parameters and the fine solve recorded in the provenance."""
+    points = coarse.spatial_shape[0]
+    fields = {}
+    for name, value in traj.fields.items():
+        vector = value.ndim == fine.dim + 3
+        field = value.movedim(-1, 2) if vector else value
+        field = fine.restrict(field, points).contiguous()
+        fields[name] = field.movedim(2, -1).contiguous() if vector else field
+    provenance = {**traj.provenance, "solve_refinement": int(refinement),
+                  "solved_resolution": "x".join(map(str, fine.spatial_shape)),
+                  "resolution": "x".join(map(str, coarse.spatial_shape))}
+    return Trajectories(fields, coarse.coordinates(), coarse.params(), traj.sample_ids, provenance)
+
+
 def check_generation_args(num_samples: int, seed: int, batch_size: int) -> None:
     """Raise ``ValueError`` naming the first of ``num_samples``, ``seed``, ``batch_size`` out of range."""
     for name, value, least in (("num_samples", num_samples, 1), ("seed", seed, 0), ("batch_size", batch_size, 1)):
@@ -78,6 +95,7 @@ def generate_dataset(
     overwrite: bool = False,
     solver_kwargs: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    solve_refinement: int = 1,
 ) -> GenerationSummary:
     """Generate ``num_samples`` trajectories of ``problem`` into the HDF5 file ``output``.
 
@@ -105,8 +123,16 @@ def generate_dataset(
         Arguments of the solver (e.g. ``{"dt": 1e-3, "dtype": "float32"}``).
     progress
         Called with the number of samples finished by each batch.
+    solve_refinement
+        Solve on a grid this many times finer (``max_dt`` divided likewise) and store the result
+        restricted to ``problem``'s grid (:func:`restrict_trajectories`): training data made the way the
+        leaderboard makes its reference (MP-PDE's recipe: solve on 200 points, store 100, 50 or 40).
+        Grid problems only.
     """
     check_generation_args(num_samples, seed, batch_size)
+    if solve_refinement != 1 and isinstance(problem, (ParticleProblem, MeshProblem)):
+        raise ValueError(f"solve_refinement={solve_refinement} needs a grid problem; {problem.name} is not one")
+    fine = problem.refined(solve_refinement)
     solver = build_solver(problem, **(solver_kwargs or {}))
     if isinstance(problem, ParticleProblem):
         return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,
@@ -119,7 +145,9 @@ def generate_dataset(
     with TrajectoryWriter(output, overwrite=overwrite, provenance={"seed": seed, "problem": problem.name}) as writer:
         for first in range(0, num_samples, batch_size):
             indices = np.arange(first, min(first + batch_size, num_samples))
-            batch = solve_samples(problem, solver, seed, indices)
+            batch = solve_samples(fine, solver, seed, indices)
+            if fine is not problem:
+                batch = restrict_trajectories(batch, fine, problem, solve_refinement)
             dt = float(batch.provenance.get("dt", dt))
             writer.append(batch)
             if progress is not None:

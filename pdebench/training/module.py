@@ -177,7 +177,12 @@ class OperatorModule(L.LightningModule):
             if getattr(datamodule, name, value) != value:
                 raise ValueError(f"model expects {name}={value} but the data give {getattr(datamodule, name)}")
         with torch.no_grad():
-            self.model(torch.zeros(1, expected["in_channels"], *datamodule.resolution))
+            self.probe_forward(torch.zeros(1, expected["in_channels"], *datamodule.resolution))
+
+    def probe_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward pass of the operator on a dummy input ``(1, C_in, *space)`` (with whatever
+        conditioning a subclass's operator requires), run by :meth:`setup` before training."""
+        return self.model(x)
 
     def on_fit_start(self) -> None:
         self._fit_clock = time.perf_counter()

@@ -12,14 +12,17 @@ import torch
 import yaml
 
 from pdebench.data.generate import generate_dataset
+from pdebench.evaluation.leaderboard import _module_class
 from pdebench.problems import PROBLEMS
 from pdebench.training import OperatorModule
 
 ROOT = Path(__file__).resolve().parents[2]
 # leaderboard suites, pre-training mixtures (tests/training/test_finetune.py) and physics runs
 # (tests/training/test_physics_cli.py) are not train.py configs of one data file
+# MP-PDE configs at nx 100 and 40 differ from the nx 50 one only in paths (checked below): nx 50 trains
 CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
-                 if not p.stem.endswith("_online") and p.parent.name not in ("leaderboard", "pretrain", "physics"))
+                 if not p.stem.endswith("_online") and p.parent.name not in ("leaderboard", "pretrain", "physics")
+                 and not (p.parent.name.startswith("mppde_") and not p.stem.endswith("_nx50")))
 ONLINE_CONFIGS = sorted((ROOT / "configs").glob("*/*_online.yaml"))
 
 TINY = {
@@ -27,6 +30,10 @@ TINY = {
     "ks1d": dict(nx=64, n_out=8, t_final=8.0, t_warmup=0.0),
     "ns2d": dict(resolution=32, n_out=8, t_final=4.0),
     "darcy2d": dict(resolution=25),
+    # 81 frames: bundles of 25 with one pushforward bundle need 75
+    "mppde_e1": dict(nx=16, n_out=80),
+    "mppde_e2": dict(nx=16, n_out=80),
+    "mppde_e3": dict(nx=16, n_out=80),
 }
 
 
@@ -57,9 +64,21 @@ def test_every_config_trains_a_few_steps_on_tiny_data(config, tiny_data, tmp_pat
     checkpoints = list(tmp_path.glob("outputs/*/checkpoints/last.ckpt"))
     assert len(checkpoints) == 1
     # The checkpoint holds tensors and plain values only, and rebuilds its model from recorded arguments.
-    torch.load(checkpoints[0], weights_only=True)
-    module = OperatorModule.load_from_checkpoint(checkpoints[0], weights_only=True)
+    extras = torch.load(checkpoints[0], weights_only=True)["pdebench"]
+    module_class = _module_class(extras["module_class"], OperatorModule)  # the class the leaderboard rebuilds
+    module = module_class.load_from_checkpoint(checkpoints[0], weights_only=True)
     assert bool(module.x_norm.fitted)
+
+
+@pytest.mark.parametrize("problem", ["mppde_e1", "mppde_e2", "mppde_e3"])
+def test_mppde_configs_differ_only_in_resolution_paths(problem):
+    folder = ROOT / "configs" / problem
+    reference = (folder / "mppde_nx50.yaml").read_text()
+    for nx in (100, 40):
+        text = (folder / f"mppde_nx{nx}.yaml").read_text()
+        body = lambda t: [line for line in t.splitlines() if not line.startswith("#")]  # noqa: E731
+        assert [line.replace(f"nx{nx}", "nx50") for line in body(text)] == body(reference)
+        assert f"--set nx={nx} --solve-refinement {200 // nx}" in text
 
 
 def small_fno_config(tmp_path: Path, data: Path, epochs: int, callbacks: list[dict]) -> Path:

@@ -1,0 +1,213 @@
+r"""MP-PDE training: temporal bundles, time and PDE-parameter conditioning, the pushforward trick.
+
+:class:`BundledOperatorModule` is an :class:`~pdebench.training.module.OperatorModule` for operators
+that map a bundle of ``K`` frames to the next ``K`` (``mppde_grid``), trained on
+:class:`~pdebench.data.bundles.BundleDataModule` windows ``(x, y, t_last, params)``.
+
+Training step (Brandstetter, Worrall & Welling 2022, §2.3): draw the number of unrolled bundles
+``u ∈ {0, …, U}`` (seeded by the global step, so a resumed run repeats it), roll the operator ``u``
+bundles forward from the input **without gradient** (the pushforward trick), and take the loss of the
+next bundle against ``y[:, u]``:
+
+.. math::
+    \tilde u^{(0)} = u^{(0)},\quad \tilde u^{(s)} = \mathrm{sg}\,\mathcal A(\tilde u^{(s-1)};\, t_s, \theta)
+    \ (s \le u),\qquad \mathcal L = \ell\big(\mathcal A(\tilde u^{(u)};\, t_u, \theta),\ y_u\big),
+
+with ``t_s = t_last + s K Δt`` the time of the last frame of the ``s``-th bundle and θ the PDE
+parameters. The operator is called as ``model(x, t=t, dt=Δt, params=θ)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from pdebench.training.losses import LossName
+from pdebench.training.module import OperatorModule
+
+log = logging.getLogger(__name__)
+
+
+class BundledOperatorModule(OperatorModule):
+    """Train a temporal-bundling operator (``mppde_grid``) with conditioning and the pushforward trick.
+
+    Parameters
+    ----------
+    max_unroll
+        Largest number ``U`` of bundles rolled out without gradient (at most the data's ``max_unroll``).
+    unroll_seed
+        The unroll count of step ``s`` is drawn from ``(unroll_seed, s)``.
+    model, model_args, in_channels, out_channels, spatial_dims, history, loss, optimizer, lr, weight_decay, scheduler, step_size, gamma, rollout_trajectories
+        As :class:`OperatorModule` (``in_channels = out_channels = history = K`` come from the data;
+        the loss defaults to MSE on physical values, the paper's).
+
+    Notes
+    -----
+    ``frame_dt`` (the data's frame interval) is a buffer saved in checkpoints, so a loaded module rolls
+    out without its data. :meth:`rollout` takes the frame times and per-sample parameters of the
+    trajectories it predicts (the leaderboard passes them; ``conditioned_rollout`` says so).
+    """
+
+    #: :meth:`rollout` wants ``times`` and ``sample_params`` (read by the leaderboard).
+    conditioned_rollout = True
+
+    def __init__(
+        self,
+        model: str = "mppde_grid",
+        model_args: dict[str, Any] | None = None,
+        in_channels: int = 25,
+        out_channels: int = 25,
+        spatial_dims: int = 1,
+        history: int = 25,
+        loss: LossName = "mse",
+        optimizer: Literal["adam", "adamw", "sgd"] = "adamw",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-8,
+        scheduler: Literal["cosine", "step", "none"] = "cosine",
+        step_size: int = 100,
+        gamma: float = 0.5,
+        rollout_trajectories: int = 8,
+        max_unroll: int = 2,
+        unroll_seed: int = 0,
+    ) -> None:
+        # LightningCLI needs the typed signature; OperatorModule's input noise and window pushforward
+        # do not apply to bundles (the pushforward here is over bundles, below).
+        super().__init__(model=model, model_args=model_args, in_channels=in_channels, out_channels=out_channels,
+                         spatial_dims=spatial_dims, history=history, loss=loss, pushforward=True, input_noise=0.0,
+                         optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+                         step_size=step_size, gamma=gamma, rollout_trajectories=rollout_trajectories)
+        if max_unroll < 0:
+            raise ValueError(f"max_unroll must be >= 0, got {max_unroll}")
+        if self.hparams.in_channels != self.hparams.out_channels:
+            raise ValueError(f"a bundle operator maps K frames to K frames; got in_channels={self.hparams.in_channels}, "
+                             f"out_channels={self.hparams.out_channels}")
+        self.max_unroll, self.unroll_seed = int(max_unroll), int(unroll_seed)
+        self.register_buffer("frame_dt", torch.tensor(float("nan"), dtype=torch.float64))
+
+    # ------------------------------------------------------------------ model
+    @property
+    def time_window(self) -> int:
+        return int(self.hparams.out_channels)
+
+    def _condition(self, t_last: torch.Tensor, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not torch.isfinite(self.frame_dt):
+            raise ValueError("frame_dt is unknown: fit on a BundleDataModule first, or load a fitted checkpoint")
+        dtype = params.dtype if params.is_floating_point() else torch.float32
+        return {"t": t_last.to(dtype), "dt": self.frame_dt.to(dtype), "params": params.to(dtype) if params.shape[-1] else None}
+
+    def probe_forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = int(getattr(self.model, "init_args", {}).get("params", 0))
+        return self.model(x, t=torch.zeros(1), dt=1.0, params=torch.zeros(1, params) if params else None)
+
+    def step_bundle(self, x: torch.Tensor, t_last: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Next bundle ``(B, K, *space)`` of the physical bundle ``x`` ending at times ``t_last`` ``(B,)``."""
+        return self(x, **self._condition(t_last, params))
+
+    def unroll_count(self, step: int) -> int:
+        """Bundles rolled out without gradient at global step ``step`` (uniform on ``0..max_unroll``)."""
+        if self.max_unroll == 0:
+            return 0
+        g = torch.Generator().manual_seed(self.unroll_seed * 1_000_003 + int(step))
+        return int(torch.randint(0, self.max_unroll + 1, (1,), generator=g))
+
+    # --------------------------------------------------------------- training
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        datamodule = self.trainer.datamodule
+        times = np.asarray(datamodule.frame_times(), dtype=np.float64)
+        dt = np.diff(times)
+        if len(dt) == 0 or not np.allclose(dt, dt[0], rtol=1e-6):
+            raise ValueError("bundled training needs equally spaced frames")
+        if not torch.isfinite(self.frame_dt) or abs(float(self.frame_dt) - dt[0]) > 1e-9 * abs(dt[0]):
+            self.frame_dt.fill_(float(dt[0]))
+        if self.max_unroll > datamodule.max_unroll:
+            raise ValueError(f"model max_unroll={self.max_unroll} exceeds the data's max_unroll={datamodule.max_unroll}")
+
+    def _bundle_loss(self, batch, unroll: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, t_last, params = batch
+        k = self.time_window
+        step_time = k * self.frame_dt.to(t_last.dtype)
+        with torch.no_grad():
+            for s in range(unroll):
+                x = self.step_bundle(x, t_last + s * step_time, params)
+        pred = self.step_bundle(x.detach(), t_last + unroll * step_time, params)
+        return self.loss_fn(pred, y[:, unroll]), pred
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        unroll = min(self.unroll_count(self.global_step), batch[1].shape[1] - 1)
+        loss, _ = self._bundle_loss(batch, unroll)
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
+        self._budget["samples_seen"] += batch[0].shape[0]
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        from pdebench.evaluation.metrics import nrmse
+
+        loss, pred = self._bundle_loss(batch, 0)
+        self.log("val_loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        self.log("val_nrmse", nrmse(pred, batch[1][:, 0], time_axis=False), batch_size=pred.shape[0])
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        _, pred = self._bundle_loss(batch, 0)
+        self._test_outputs.append((pred.cpu(), batch[1][:, 0].cpu()))
+
+    def _rollout_curve(self, split: str, count: int | None) -> torch.Tensor | None:
+        """Per-step rollout nRMSE over whole trajectories of ``split`` (conditioned rollout)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "split_parameters") or self.trainer.sanity_checking:
+            return None
+        frames = datamodule.trajectories(split)
+        params = datamodule.split_parameters(split)
+        if count is not None:
+            frames, params = frames[:count], params[:count]
+        from pdebench.evaluation.metrics import rollout_nrmse
+
+        pred = self.rollout(frames.to(self.device), times=datamodule.frame_times(), sample_params=params.to(self.device))
+        target = frames[:, self.time_window :].to(self.device)
+        return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))
+
+    # ---------------------------------------------------------------- rollout
+    @torch.no_grad()
+    def rollout(self, frames: torch.Tensor, steps: int | None = None, *, times: np.ndarray | None = None,
+                sample_params: torch.Tensor | None = None) -> torch.Tensor:
+        """Bundle-by-bundle prediction from the first ``K`` frames of ``frames``.
+
+        Parameters
+        ----------
+        frames
+            ``(N, T, 1, *space)`` physical trajectories (only the first ``K`` frames are read).
+        steps
+            Frames to predict (default ``T − K``).
+        times
+            ``(≥ K,)`` frame times (default ``j · frame_dt``); the conditioning time of the first bundle is
+            ``times[K − 1]``.
+        sample_params
+            ``(N, P)`` PDE parameters (``P = 0`` when the model has none).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, steps, 1, *space)``: frames ``K … K + steps − 1``.
+        """
+        k = self.time_window
+        n = frames.shape[0]
+        steps = frames.shape[1] - k if steps is None else int(steps)
+        squeeze = frames.ndim >= 4 and frames.shape[2] == 1
+        window = frames[:, :k, 0] if squeeze else frames[:, :k]
+        t0 = float(times[k - 1]) if times is not None else (k - 1) * float(self.frame_dt)
+        params = sample_params if sample_params is not None else window.new_zeros(n, 0)
+        if params.shape[0] != n:
+            raise ValueError(f"sample_params has {params.shape[0]} rows for {n} trajectories")
+        params = params.to(device=window.device, dtype=window.dtype)
+        out, made, bundle = [], 0, 0
+        while made < steps:
+            t_last = torch.full((n,), t0 + bundle * k * float(self.frame_dt), dtype=window.dtype, device=window.device)
+            window = self.step_bundle(window, t_last, params)
+            out.append(window)
+            made += k
+            bundle += 1
+        pred = torch.cat(out, dim=1)[:, :steps]
+        return pred.unsqueeze(2) if squeeze else pred
