@@ -130,9 +130,9 @@ def generate_dataset(
         Grid problems only.
     """
     check_generation_args(num_samples, seed, batch_size)
-    if solve_refinement != 1 and isinstance(problem, (ParticleProblem, MeshProblem)):
-        raise ValueError(f"solve_refinement={solve_refinement} needs a grid problem; {problem.name} is not one")
-    fine = problem.refined(solve_refinement)
+    if solve_refinement != 1 and not isinstance(problem, Problem):
+        raise ValueError(f"solve_refinement={solve_refinement} needs a time-dependent grid problem; {problem.name} is not one")
+    fine = problem.refined(solve_refinement) if solve_refinement != 1 else problem
     solver = build_solver(problem, **(solver_kwargs or {}))
     if isinstance(problem, ParticleProblem):
         return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,

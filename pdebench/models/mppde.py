@@ -144,14 +144,31 @@ class MPPDE(nn.Module):
         model is exactly translation equivariant (positions enter only as :math:`x_i - x_j`).
     norm : bool
         Instance normalisation in the processor.
+    in_features : int, optional
+        Multi-feature graph mode: ``data.x`` is ``(N, F_in)`` node features (e.g. a coefficient field
+        and a boundary marker on a mesh, or a velocity history and a particle-type one-hot) instead
+        of a scalar history; messages see :math:`x_i - x_j` of all ``F_in`` features. ``None`` (default):
+        the scalar-history mode, ``F_in = time_window``.
+    out_features : int, optional
+        Multi-feature mode: the decoder (a 2-layer Swish MLP, linear last layer) outputs
+        ``F_out`` values per node. ``None``: ``time_window`` values from the convolutional decoder.
+    bundling : bool
+        ``True`` (default): temporal bundling :math:`u^{k+\ell} = u^k + \ell\,\Delta t\, d_\ell`
+        (scalar-history mode only; needs ``data.dt``). ``False``: the decoder output :math:`d_i` is
+        the prediction itself (a steady solution, a particle acceleration, ...); ``data.dt`` is not
+        read.
 
     Notes
     -----
-    ``forward(data)`` reads ``data.x (N, K)``, ``data.pos (N, d)``, ``data.edge_index (2, E)``,
+    ``forward(data)`` reads ``data.x (N, K)`` (``(N, F_in)`` with ``in_features``), ``data.pos (N, d)``, ``data.edge_index (2, E)``,
     optional ``data.edge_attr (E, d)`` (displacements :math:`x_i - x_j`, e.g. minimum image on a
     periodic domain; default ``pos[i] - pos[j]``), optional ``data.batch (N,)``, ``data.params
     (num_graphs, P)``, ``data.t`` (time of the last input step) and ``data.dt`` (each a scalar, per
-    graph, or per node). It returns :math:`u^{k+1..k+K}` with shape ``(N, K)``.
+    graph, or per node). It returns :math:`u^{k+1..k+K}` with shape ``(N, K)`` (the decoder output
+    ``(N, F_out)`` with ``out_features``; ``(N, K)`` of raw decoder values without ``bundling``).
+
+    The model is equivariant to node permutations: relabelling the nodes (and the edges with them)
+    permutes the output rows the same way (sum aggregation, per-graph instance norm).
 
     Examples
     --------
@@ -161,6 +178,13 @@ class MPPDE(nn.Module):
     >>> MPPDE(time_window=5, hidden=32, layers=2)(data).shape
     torch.Size([20, 5])
 
+    Steady graph regression, 2 input features -> 1 output per node:
+
+    >>> pos = torch.rand(30, 2)
+    >>> data = Data(x=torch.randn(30, 2), pos=pos, edge_index=radius_graph(pos, 0.3))
+    >>> MPPDE(hidden=32, layers=2, dim=2, in_features=2, out_features=1, bundling=False)(data).shape
+    torch.Size([30, 1])
+
     References
     ----------
     Brandstetter, Worrall & Welling, "Message Passing Neural PDE Solvers", ICLR 2022.
@@ -168,7 +192,8 @@ class MPPDE(nn.Module):
 
     def __init__(self, time_window: int = 25, hidden: int = 128, layers: int = 6, params: int = 0, dim: int = 1,
                  in_channels: int | None = None, out_channels: int | None = None, encode_position: bool = True,
-                 norm: bool = True) -> None:
+                 norm: bool = True, in_features: int | None = None, out_features: int | None = None,
+                 bundling: bool = True) -> None:
         super().__init__()
         for name, value in (("time_window", time_window), ("hidden", hidden), ("layers", layers)):
             if int(value) < 1:
@@ -177,24 +202,42 @@ class MPPDE(nn.Module):
             raise ValueError(f"params must be >= 0, got {params}")
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if value is not None and value != time_window:
-                raise ValueError(f"{name} ({value}) must equal time_window ({time_window}) for MP-PDE")
-        if hidden < time_window:
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if bundling and (in_features is not None or out_features is not None):
+            raise ValueError("bundling (u^{k+l} = u^k + l dt d_l) needs the scalar-history mode; "
+                             "set bundling=False with in_features/out_features")
+        n_in = time_window if in_features is None else int(in_features)
+        n_out = time_window if out_features is None else int(out_features)
+        for name, value, want, field in (("in_channels", in_channels, n_in, "in_features"),
+                                         ("out_channels", out_channels, n_out, "out_features")):
+            if value is not None and value != want:
+                if (in_features, out_features) == (None, None):
+                    raise ValueError(f"{name} ({value}) must equal time_window ({time_window}) for MP-PDE")
+                raise ValueError(f"{name} ({value}) must equal {field} ({want})")
+        if out_features is None and hidden < time_window:
             raise ValueError(f"hidden ({hidden}) must be >= time_window ({time_window}) for the conv decoder")
         self.init_args = dict(time_window=time_window, hidden=hidden, layers=layers, params=params, dim=dim,
                               encode_position=encode_position, norm=norm)
+        if (in_features, out_features, bundling) != (None, None, True):
+            self.init_args.update(in_features=in_features, out_features=out_features, bundling=bundling)
         self.time_window, self.hidden, self.params, self.dim = time_window, hidden, params, dim
+        self.in_features, self.out_features, self.bundling = n_in, n_out, bool(bundling)
         self.encode_position = encode_position
-        self.encoder = _mlp(time_window + (dim if encode_position else 0) + 1 + params, hidden, hidden)
-        self.processor = nn.ModuleList(GNNLayer(hidden, time_window, dim, params, norm) for _ in range(layers))
-        # Decoder: conv(1->8, k1, stride s1) -> Swish -> conv(8->1, k2), length H -> K.
-        # Defaults (H=128, K=25) give k1=16, s1=3, k2=14 as in the paper.
-        k1 = max(1, min(16, hidden - time_window + 1))
-        s1 = max(1, (hidden - k1) // (time_window + time_window // 2))
-        length1 = (hidden - k1) // s1 + 1
-        k2 = length1 - time_window + 1
-        self.decoder = nn.Sequential(nn.Conv1d(1, 8, k1, stride=s1), nn.SiLU(), nn.Conv1d(8, 1, k2))
+        self.encoder = _mlp(n_in + (dim if encode_position else 0) + 1 + params, hidden, hidden)
+        self.processor = nn.ModuleList(GNNLayer(hidden, n_in, dim, params, norm) for _ in range(layers))
+        if out_features is None:
+            # Decoder: conv(1->8, k1, stride s1) -> Swish -> conv(8->1, k2), length H -> K.
+            # Defaults (H=128, K=25) give k1=16, s1=3, k2=14 as in the paper.
+            k1 = max(1, min(16, hidden - time_window + 1))
+            s1 = max(1, (hidden - k1) // (time_window + time_window // 2))
+            length1 = (hidden - k1) // s1 + 1
+            k2 = length1 - time_window + 1
+            self.decoder = nn.Sequential(nn.Conv1d(1, 8, k1, stride=s1), nn.SiLU(), nn.Conv1d(8, 1, k2))
+        else:
+            # Multi-feature decoder: Linear -> Swish -> Linear (linear output: unbounded targets).
+            self.decoder = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, n_out))
         self.register_buffer("steps", torch.arange(1, time_window + 1, dtype=torch.float32), persistent=False)
 
     def forward(self, data: Data) -> Tensor:
@@ -202,12 +245,13 @@ class MPPDE(nn.Module):
 
         Returns
         -------
-        Tensor, shape (N, time_window)
-            :math:`u^{k+\\ell} = u^k + \\ell\\,\\Delta t\\, d_\\ell`, ``ℓ = 1..K``.
+        Tensor, shape (N, time_window) or (N, out_features)
+            :math:`u^{k+\\ell} = u^k + \\ell\\,\\Delta t\\, d_\\ell`, ``ℓ = 1..K`` (with ``bundling``), else
+            the decoder output :math:`d`.
         """
         u, pos, edge_index = data.x, data.pos, data.edge_index
-        if u is None or u.ndim != 2 or u.shape[1] != self.time_window:
-            raise ValueError(f"data.x must have shape (N, {self.time_window}), got "
+        if u is None or u.ndim != 2 or u.shape[1] != self.in_features:
+            raise ValueError(f"data.x must have shape (N, {self.in_features}), got "
                              f"{None if u is None else tuple(u.shape)}")
         n = u.shape[0]
         if pos is None or pos.shape != (n, self.dim):
@@ -237,12 +281,16 @@ class MPPDE(nn.Module):
         else:
             theta = u.new_zeros(n, 0)
         t = _per_node(getattr(data, "t", 0.0), batch, num_graphs, n, u, "t")
-        dt = _per_node(getattr(data, "dt", None), batch, num_graphs, n, u, "dt")
         feats = [u] + ([pos.to(u.dtype)] if self.encode_position else []) + [t[:, None], theta]
         f = self.encoder(torch.cat(feats, dim=-1))
         for layer in self.processor:
             f = layer(f, u, disp, theta, edge_index, batch)
+        if isinstance(self.decoder[0], nn.Linear):
+            return self.decoder(f)  # (N, F_out)
         d = self.decoder(f[:, None, :]).squeeze(1)  # (N, K)
+        if not self.bundling:
+            return d
+        dt = _per_node(getattr(data, "dt", None), batch, num_graphs, n, u, "dt")
         return u[:, -1:] + dt[:, None] * self.steps.to(u.dtype) * d
 
 

@@ -47,6 +47,6 @@ def test_point_values_are_sampled_at_the_nested_nodes(tmp_path):
 def test_refinement_is_refused_for_bad_values_and_non_grid_problems(tmp_path):
     with pytest.raises(ValueError, match="refinement must be an integer >= 1, got 0"):
         generate_dataset(PROBLEMS.build("mppde_e1", nx=16), tmp_path / "a.h5", num_samples=1, solve_refinement=0)
-    with pytest.raises(ValueError, match="needs a grid problem"):
+    with pytest.raises(ValueError, match="needs a time-dependent grid problem"):
         generate_dataset(PROBLEMS.build("poisson"), tmp_path / "b.h5", num_samples=1, solve_refinement=2)
     assert not any(tmp_path.iterdir())
