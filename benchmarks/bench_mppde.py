@@ -91,9 +91,13 @@ def main() -> None:
         report.say(f"round {r}{' (warm-up)' if r == 0 else ''}: fine {t_fine:.2f} s, coarse {t_coarse:.2f} s, "
                    f"MP-PDE {t_model:.3f} s")
     k = 25
-    scored = truth[:, k:]
-    coarse_error = float(accumulated_error(coarse_traj.fields["u"].double()[:, k:], scored))
-    model_error = float(accumulated_error(pred[:, :, 0].double(), scored)) if args.checkpoint else None
+
+    def as_metric(frames: torch.Tensor) -> torch.Tensor:  # (N, T, X) -> the metrics' (N, 1, X, T)
+        return frames.double().unsqueeze(1).movedim(2, -1)
+
+    scored = as_metric(truth[:, k:])
+    coarse_error = float(accumulated_error(as_metric(coarse_traj.fields["u"][:, k:]), scored))
+    model_error = float(accumulated_error(as_metric(pred[:, :, 0]), scored)) if args.checkpoint else None
     median = {name: statistics.median(v) for name, v in rounds.items()}
     ratio = {name: statistics.median(a / b for a, b in zip(rounds["fine"], v)) for name, v in rounds.items()}
     rows = [["WENO5 200 cells (fine)", fmt(median["fine"] / args.samples), "1", "0 (reference)"],

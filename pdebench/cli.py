@@ -261,7 +261,8 @@ def _run_leaderboard(suite, output: Path | None, console: Console) -> Path:
 
     from pdebench.evaluation.leaderboard import run_suite
 
-    steps = sum(1 + 1 + len(t.ladder_resolutions) * len(t.ladder_max_dt) + len(suite.models) for t in suite.tasks)
+    steps = sum(1 + 1 + len(t.ladder_resolutions) * len(t.ladder_max_dt) + sum(m.scores(t.name) for m in suite.models)
+                for t in suite.tasks)
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task(f"leaderboard {suite.name}", total=steps)
