@@ -3,5 +3,6 @@
 from pdebench.models.registry import KINDS, MODELS, register_model
 
 from pdebench.models import dpot, fno, lsm, mppde, nsm, scot, unet  # noqa: E402,F401  (register the models)
+from pdebench.models import gp_kronecker  # noqa: E402,F401  (GP-HM, kind "instance")
 
 __all__ = ["KINDS", "MODELS", "register_model"]
