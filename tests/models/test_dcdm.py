@@ -1,0 +1,242 @@
+"""Tests of the DCDM (pdebench.models.dcdm) and its linear-algebra baselines (pdebench.solvers.linalg_baselines)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from pdebench.models.dcdm import (
+    DCDMNet,
+    DCDMTrainConfig,
+    dcdm_loss,
+    dcdm_solve,
+    lanczos_ritz,
+    network_operator,
+    ritz_rhs,
+    to_torch_sparse,
+    train_dcdm,
+)
+from pdebench.solvers.linalg_baselines import (
+    darcy_coefficient,
+    ichol0,
+    make_baseline_preconditioner,
+    pcg,
+    poisson_matrix,
+)
+
+
+def laplacian_5pt(n: int) -> sp.csr_array:
+    h2 = (1.0 / (n + 1)) ** 2
+    T = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(n, n))
+    eye = sp.eye_array(n)
+    return sp.csr_array((sp.kron(eye, T) + sp.kron(T, eye)) / h2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix builder
+# ---------------------------------------------------------------------------------------------
+def test_constant_coefficient_is_5pt_laplacian():
+    n = 7
+    A = poisson_matrix(np.ones((n + 2, n + 2)))
+    assert abs(A - laplacian_5pt(n)).max() < 1e-9
+    A3 = poisson_matrix(2.0 * np.ones((5, 5, 5)))
+    assert A3.shape == (27, 27)
+    assert np.allclose(A3.diagonal(), 2.0 * 6 * 16)  # 2 * 6 / h^2, h = 1/4
+
+
+def test_darcy_matrix_is_spd():
+    a = darcy_coefficient(12, seed=0)
+    assert set(np.unique(a)) <= {3.0, 12.0}
+    A = poisson_matrix(a)
+    assert abs(A - A.T).max() == 0
+    assert np.linalg.eigvalsh(A.toarray()).min() > 0
+
+
+def test_manufactured_solution_second_order():
+    # u = sin(pi x) sin(pi y), a = 1 + x + y^2 (smooth), f = -div(a grad u)
+    errs = []
+    for n in (15, 31, 63):
+        t = np.linspace(0, 1, n + 2)
+        X, Y = np.meshgrid(t, t, indexing="ij")
+        a = 1 + X + Y**2
+        u = np.sin(np.pi * X) * np.sin(np.pi * Y)
+        ux, uy = np.pi * np.cos(np.pi * X) * np.sin(np.pi * Y), np.pi * np.sin(np.pi * X) * np.cos(np.pi * Y)
+        f = -(1.0 * ux + 2 * Y * uy) + a * 2 * np.pi**2 * u
+        A = poisson_matrix(a)
+        uh = sp.linalg.spsolve(sp.csc_array(A), f[1:-1, 1:-1].ravel())
+        errs.append(np.abs(uh - u[1:-1, 1:-1].ravel()).max())
+    rates = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(rates > 1.8), (errs, rates)
+
+
+def test_bad_coefficients_raise():
+    with pytest.raises(ValueError, match="positive"):
+        poisson_matrix(-np.ones((5, 5)))
+    with pytest.raises(ValueError, match=r"\(4, 5\)"):
+        poisson_matrix(np.ones((4, 5)))
+
+
+# ---------------------------------------------------------------------------------------------
+# IC(0) and PCG baselines
+# ---------------------------------------------------------------------------------------------
+def test_ic0_exact_on_tridiagonal():
+    rng = np.random.default_rng(0)
+    n = 30
+    off = rng.uniform(-1, -0.1, n - 1)
+    A = sp.csr_array(sp.diags_array([off, 2.5 + rng.uniform(0, 1, n), off], offsets=[-1, 0, 1]))
+    L = ichol0(A)
+    L_dense = np.linalg.cholesky(A.toarray())
+    assert np.allclose(L.toarray(), L_dense, atol=1e-12)
+
+
+def test_ic0_matches_a_on_pattern():
+    A = poisson_matrix(darcy_coefficient(8, seed=1))
+    L = ichol0(A)
+    LLt = (L @ L.T).toarray()
+    mask = A.toarray() != 0
+    assert np.allclose(LLt[mask], A.toarray()[mask], rtol=1e-10)
+    with pytest.raises(ValueError, match="pivot"):
+        ichol0(sp.csr_array(np.array([[1.0, 2.0], [2.0, 1.0]])))
+
+
+@pytest.mark.parametrize("kind", ["none", "jacobi", "ic0", "amg"])
+def test_pcg_baselines_converge(kind):
+    A = poisson_matrix(darcy_coefficient(16, seed=0))
+    b = np.random.default_rng(1).standard_normal(A.shape[0])
+    res = pcg(A, b, make_baseline_preconditioner(A, kind), tol=1e-8)
+    assert res.converged
+    assert np.linalg.norm(b - A @ res.x) <= 1.01e-8 * np.linalg.norm(b)
+    assert res.residuals.shape == (res.iterations + 1,)
+
+
+def test_ic0_fewer_iterations_than_cg():
+    A = poisson_matrix(darcy_coefficient(24, seed=0))
+    b = np.random.default_rng(1).standard_normal(A.shape[0])
+    it_cg = pcg(A, b, None, 1e-6).iterations
+    it_ic = pcg(A, b, make_baseline_preconditioner(A, "ic0"), 1e-6).iterations
+    assert it_ic < it_cg / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# DCDM solver loop
+# ---------------------------------------------------------------------------------------------
+def small_system(n: int = 8, seed: int = 0):
+    A = poisson_matrix(darcy_coefficient(n, seed=seed))
+    b = np.random.default_rng(seed + 10).standard_normal(A.shape[0])
+    return A, b
+
+
+def test_oracle_network_converges_in_one_iteration():
+    A, b = small_system()
+    Ad = A.toarray()
+    res = dcdm_solve(A, b, lambda r: 3.7 * np.linalg.solve(Ad, r), tol=1e-10)
+    assert res.iterations == 1 and res.converged
+    assert np.allclose(res.x, np.linalg.solve(Ad, b))
+
+
+def test_identity_network_monotone_in_a_norm():
+    A, b = small_system()
+    x_star = sp.linalg.spsolve(sp.csc_array(A), b)
+    res = dcdm_solve(A, b, lambda r: r.copy(), tol=1e-6, maxiter=5000)
+    assert res.converged
+    energy = res.extra["energy"]
+    assert np.all(np.diff(energy) <= 1e-12 * np.abs(energy).max())
+    assert np.allclose(res.x, x_star, rtol=1e-4, atol=1e-4 * np.abs(x_star).max())
+    # A-orthogonalisation against two directions is at least as good as plain steepest descent
+    sd = dcdm_solve(A, b, lambda r: r.copy(), tol=1e-6, maxiter=5000, n_orth=0)
+    assert res.iterations <= sd.iterations
+
+
+def test_dcdm_solve_bad_inputs():
+    A, b = small_system()
+    ident = lambda r: r  # noqa: E731
+    with pytest.raises(ValueError, match="tol must be a positive number, got -1"):
+        dcdm_solve(A, b, ident, tol=-1)
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        dcdm_solve(A, np.ones(3), ident)
+    with pytest.raises(ValueError, match="maxiter must be >= 1, got 0"):
+        dcdm_solve(A, b, ident, maxiter=0)
+    with pytest.raises(ValueError, match="non-finite"):
+        dcdm_solve(A, np.full(b.shape, np.nan), ident)
+    with pytest.raises(ValueError, match="dim must be 2 or 3, got 4"):
+        DCDMNet(dim=4)
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        DCDMTrainConfig(steps=0)
+    with pytest.raises(ValueError, match="lr must be a positive number, got -0.1"):
+        DCDMTrainConfig(lr=-0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss, Ritz data, network and training
+# ---------------------------------------------------------------------------------------------
+def test_loss_zero_for_scaled_inverse():
+    A, _ = small_system()
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((3, A.shape[0]))
+    Q = np.linalg.solve(A.toarray(), B.T).T * np.array([[0.5], [2.0], [-3.0]])
+    At = to_torch_sparse(A, torch.float64)
+    loss = dcdm_loss(torch.as_tensor(Q), torch.as_tensor(B), At)
+    assert float(loss) < 1e-20
+    loss_id = dcdm_loss(torch.as_tensor(B), torch.as_tensor(B), At)
+    assert float(loss_id) > 1e-3
+
+
+def test_lanczos_ritz_values():
+    A = poisson_matrix(darcy_coefficient(10, seed=0))
+    theta, V = lanczos_ritz(A, 100, seed=0)
+    ev = np.linalg.eigvalsh(A.toarray())
+    assert np.isclose(theta[0], ev[0], rtol=1e-6) and np.isclose(theta[-1], ev[-1], rtol=1e-6)
+    assert np.allclose(V.T @ V, np.eye(V.shape[1]), atol=1e-8)
+    b = ritz_rhs(V, 5, np.random.default_rng(0))
+    assert b.shape == (5, 100) and np.allclose(np.linalg.norm(b, axis=1), 1)
+    with pytest.raises(ValueError, match="got 0"):
+        lanczos_ritz(A, 0)
+
+
+@pytest.mark.parametrize("dim,grid", [(2, (16, 16)), (2, (20, 12)), (3, (8, 8, 8))])
+def test_network_shapes(dim, grid):
+    torch.manual_seed(0)
+    net = DCDMNet(dim=dim, width=4, levels=2)
+    x = torch.randn(2, 1, *grid)
+    assert net(x).shape == x.shape
+    with pytest.raises(ValueError, match="input must have shape"):
+        net(torch.randn(2, *grid))
+
+
+def test_registered():
+    from pdebench.models.registry import MODELS
+
+    import pdebench.models.dcdm  # noqa: F401
+
+    assert "dcdm" in MODELS
+
+
+def test_training_lowers_loss_and_solver_runs():
+    torch.manual_seed(0)
+    n = 16
+    A = poisson_matrix(darcy_coefficient(n, seed=0))
+    net = DCDMNet(dim=2, width=8, levels=3)
+    hist = train_dcdm(net, [A], (n, n), DCDMTrainConfig(steps=40, batch=8, lr=3e-3, lanczos_steps=40, rhs_per_system=64))
+    assert np.mean(hist.loss[-5:]) < np.mean(hist.loss[:5])
+    b = np.random.default_rng(3).standard_normal(n * n)
+    res = dcdm_solve(A, b, network_operator(net, (n, n)), tol=1e-6, maxiter=2000)
+    assert res.converged
+    assert np.all(np.diff(res.extra["energy"]) <= 1e-10 * np.abs(res.extra["energy"]).max())
+    with pytest.raises(ValueError, match=r"expected \(256, 256\)"):
+        train_dcdm(net, [poisson_matrix(np.ones((6, 6)))], (n, n), DCDMTrainConfig(steps=1))
+
+
+def test_fallback_breaks_stall_of_indefinite_network():
+    # f(r) = S r with S skew-symmetric: r^T f(r) = 0, so the paper's loop cannot move
+    A, b = small_system()
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((A.shape[0], A.shape[0]))
+    S = G - G.T
+    stalled = dcdm_solve(A, b, lambda r: S @ r, tol=1e-6, maxiter=50, fallback_cos=0.0)
+    assert not stalled.converged and stalled.residuals[-1] > 0.5
+    safe = dcdm_solve(A, b, lambda r: S @ r, tol=1e-6, maxiter=5000)
+    assert safe.converged and safe.extra["fallbacks"] > 0
+    with pytest.raises(ValueError, match="fallback_cos must be in \\[0, 1\\), got 2"):
+        dcdm_solve(A, b, lambda r: r, fallback_cos=2)
