@@ -66,6 +66,8 @@ PhD thesis, 2011 (Kronecker algebra).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -309,7 +311,7 @@ class SpectralMixtureKernel(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ problems
-class GridProblem:
+class GridProblem(ABC):
     """A PDE on a tensor grid: boundary points and values, and the residual at the grid points.
 
     Subclasses implement :meth:`residual`; ``exact`` (optional) is the reference solution
@@ -335,13 +337,25 @@ class GridProblem:
     def setup(self, mesh: Sequence[Tensor]) -> None:
         """Pre-compute grid data (e.g. the source) once; called by :class:`GPHM`."""
 
+    @abstractmethod
     def residual(self, gp: GPHM, u: Tensor) -> Tensor:
         """PDE residual at the grid points, shape ``u.shape``."""
-        raise NotImplementedError
 
 
 @dataclass
-class Poisson(GridProblem):
+class SourcedProblem(GridProblem):
+    """A problem with a source term ``f(*mesh) -> grid``, evaluated once on the grid by :meth:`setup`."""
+
+    source: Callable[..., Tensor]
+    exact: Callable[..., Tensor] | None = None
+    _f: Tensor | None = field(default=None, init=False, repr=False)
+
+    def setup(self, mesh: Sequence[Tensor]) -> None:
+        self._f = self.source(*mesh)
+
+
+@dataclass
+class Poisson(SourcedProblem):
     r"""Poisson :math:`-\Delta u = f` with Dirichlet data; residual :math:`R = -\sum_a \partial_a^2 u - f`.
 
     Parameters
@@ -351,20 +365,13 @@ class Poisson(GridProblem):
         Gives the boundary values (and the reference solution for errors).
     """
 
-    source: Callable[..., Tensor]
-    exact: Callable[..., Tensor] | None = None
-    _f: Tensor | None = field(default=None, init=False, repr=False)
-
-    def setup(self, mesh: Sequence[Tensor]) -> None:
-        self._f = self.source(*mesh)
-
     def residual(self, gp: GPHM, u: Tensor) -> Tensor:
         lap = sum(gp.derivative(u, a, 2) for a in range(u.ndim))
         return -lap - self._f
 
 
 @dataclass
-class AllenCahn(GridProblem):
+class AllenCahn(SourcedProblem):
     r"""Stationary Allen–Cahn :math:`\Delta u + u(u^2 - 1) = f` (the paper's 1-D form, any dimension);
     residual :math:`R = \sum_a \partial_a^2 u + u(u^2 - 1) - f`.
 
@@ -373,13 +380,6 @@ class AllenCahn(GridProblem):
     source : callable ``f(*mesh) -> grid``
     exact : callable ``u(*mesh) -> grid``
     """
-
-    source: Callable[..., Tensor]
-    exact: Callable[..., Tensor] | None = None
-    _f: Tensor | None = field(default=None, init=False, repr=False)
-
-    def setup(self, mesh: Sequence[Tensor]) -> None:
-        self._f = self.source(*mesh)
 
     def residual(self, gp: GPHM, u: Tensor) -> Tensor:
         lap = sum(gp.derivative(u, a, 2) for a in range(u.ndim))

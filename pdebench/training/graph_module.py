@@ -268,6 +268,8 @@ class GraphOperatorModule(OperatorModule):
     def predict_step(self, batch: Data, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self(self._graph_batch(batch))
 
-    def rollout(self, frames: torch.Tensor, steps: int | None = None) -> torch.Tensor:  # noqa: D102
-        raise NotImplementedError("graph data: use rollout_particles")
+    def rollout(self, frames: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Grid rollouts do not apply to graph models: refused with a pointer to :meth:`rollout_particles`."""
+        raise TypeError("GraphOperatorModule predicts on graphs, not grid frames (N, T, C, *space); "
+                        "roll particle trajectories out with rollout_particles(...)")
 
