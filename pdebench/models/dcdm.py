@@ -30,11 +30,13 @@ Shapes: grid tensors are ``(B, 1, *grid)`` with ``grid = (n, n)`` or ``(n, n, n)
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pdebench.atomic import atomic_write
 from pdebench.models.registry import register_model
 from pdebench.solvers.linalg_baselines import SolveResult
 
@@ -119,6 +122,9 @@ class DCDMNet(nn.Module):
         Must be 1 (accepted for the registry's common constructor signature).
     """
 
+    #: Precision of the network inside the solver (:func:`network_operator`).
+    solve_dtype = torch.float32
+
     def __init__(
         self,
         dim: int = 2,
@@ -189,13 +195,161 @@ class DCDMNet(nn.Module):
         return q[(slice(None), slice(None), *(slice(0, s) for s in grid))] + self.skip * r
 
 
-def network_operator(model: nn.Module, grid: Sequence[int], dtype: torch.dtype = torch.float32) -> Network:
+@dataclass(frozen=True)
+class SymmetricDCDMNetConfig:
+    """Hyper-parameters of :class:`SymmetricDCDMNet`.
+
+    Attributes
+    ----------
+    dim
+        Spatial dimensions (2 or 3).
+    width
+        Channels of the lifted field (every level).
+    max_levels
+        Cap on the number of coarsenings; the network coarsens while the grid has >= 3 points per
+        axis, so a 128² grid gets one level more than a 64² one with the same weights.
+    identity
+        Initial weight ``s`` of the identity term ``s² r``.
+    noise
+        Standard deviation of the seeded perturbation of the initial (BPX) weights, which breaks
+        the symmetry between channels.
+    seed
+        Seed of that perturbation.
+    """
+
+    dim: int = 2
+    width: int = 4
+    max_levels: int = 12
+    identity: float = 0.3
+    noise: float = 3e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dim not in (2, 3):
+            raise ValueError(f"dim must be 2 or 3, got {self.dim}")
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+        if self.max_levels < 0:
+            raise ValueError(f"max_levels must be >= 0, got {self.max_levels}")
+        if not (math.isfinite(self.identity) and math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"identity must be finite and noise >= 0, got identity={self.identity}, noise={self.noise}")
+
+
+@register_model(
+    "dcdm_spd",
+    kind="linear-solver",
+    description="DCDM with a symmetric positive-definite network: a tied-weight multilevel conv "
+    "U-Net q = s^2 r + sum_l g_l E_l^T G^T G E_l r (weights shared across levels), trained with the "
+    "DCDM loss; the two-direction conjugate-direction loop is then exactly PCG",
+)
+class SymmetricDCDMNet(nn.Module):
+    r"""A linear, symmetric positive-definite DCDM network, ``(B, 1, *grid) -> (B, 1, *grid)``.
+
+    .. math::
+        q = M r = s^2 r + \sum_{l=0}^{L} e^{a + b l}\, E_l^T G^T G\, E_l\, r,
+        \qquad E_0 = C, \quad E_{l+1} = D E_l,
+
+    with three bias-free convolutions shared by all levels: the lift :math:`C` (1 → ``width``
+    channels, 3×3[×3]), the restriction :math:`D` (``width`` → ``width``, 3×3[×3], stride 2) and
+    the level operator :math:`G` (``width`` → ``width``, 3×3[×3]); :math:`E_l^T` and :math:`G^T`
+    are the exact adjoints (transposed convolutions with the same weights, zero padding, so the
+    Dirichlet boundary is respected). :math:`M` is symmetric and positive definite for any
+    weights (:math:`s \ne 0`), so the DCDM loop (:func:`dcdm_solve`: A-orthogonalise against the
+    previous two directions, exact line search) *is* preconditioned CG with :math:`M`, with CG's
+    guarantees: no stall, monotone A-norm error, convergence in at most ``N`` steps. The paper's
+    nonlinear network (:class:`DCDMNet`) has none of these, and at a CPU training budget it stalls.
+
+    The weights start at the BPX multilevel preconditioner (Bramble, Pasciak & Xu 1990): :math:`C`
+    the identity into channel 0, :math:`D` full weighting per channel, :math:`G` the identity and
+    level gain :math:`e^{b} = 2^d \cdot 4` (:math:`M = \sum_l h_l^{2-d} P_l P_l^T` with value-preserving
+    interpolation :math:`P_l = 2^{dl} E_l^T`), plus a small seeded perturbation; the DCDM loss then
+    trains all of them. Levels are added while the grid has at least 3 points per axis (up to
+    ``max_levels``) and every level uses the same weights, so the network is defined at any
+    resolution the way a multigrid hierarchy is: one trained at 64² runs at 128² with one more level.
+
+    Parameters
+    ----------
+    dim, width, max_levels, identity, noise, seed
+        See :class:`SymmetricDCDMNetConfig`.
+    in_channels, out_channels
+        Must be 1 (accepted for the registry's common constructor signature).
+    """
+
+    #: Precision of the network inside the solver (:func:`network_operator`).
+    solve_dtype = torch.float64
+
+    def __init__(self, dim: int = 2, width: int = 4, max_levels: int = 12, identity: float = 0.3,
+                 noise: float = 3e-3, seed: int = 0, in_channels: int = 1, out_channels: int = 1) -> None:
+        super().__init__()
+        if in_channels != 1 or out_channels != 1:
+            raise ValueError(f"SymmetricDCDMNet maps one channel to one, got in_channels={in_channels}, "
+                             f"out_channels={out_channels}")
+        self.config = SymmetricDCDMNetConfig(dim=dim, width=width, max_levels=max_levels, identity=identity,
+                                             noise=noise, seed=seed)
+        self.dim = dim
+        gen = torch.Generator().manual_seed(seed)
+        kernel, centre = (3,) * dim, (1,) * dim
+        weighting = torch.tensor([0.25, 0.5, 0.25])
+        stencil = weighting
+        for _ in range(dim - 1):
+            stencil = stencil[..., None] * weighting
+        lift = noise * torch.randn(width, 1, *kernel, generator=gen)
+        lift[(0, 0, *centre)] += 1.0
+        restrict = noise * torch.randn(width, width, *kernel, generator=gen)
+        level = noise * torch.randn(width, width, *kernel, generator=gen)
+        for c in range(width):
+            restrict[c, c] += stencil
+            level[(c, c, *centre)] += 1.0
+        self.lift, self.restrict, self.level = nn.Parameter(lift), nn.Parameter(restrict), nn.Parameter(level)
+        self.gain_offset = nn.Parameter(torch.tensor(0.0))  # a
+        self.gain_rate = nn.Parameter(torch.tensor(math.log(2.0**dim * 4.0)))  # b
+        self.identity = nn.Parameter(torch.tensor(float(identity)))  # s
+        self._conv = getattr(F, f"conv{dim}d")
+        self._adjoint = getattr(F, f"conv_transpose{dim}d")
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """Apply :math:`M`.
+
+        Parameters
+        ----------
+        r
+            Shape ``(B, 1, *grid)`` with ``len(grid) == dim``, any grid size >= 1.
+
+        Returns
+        -------
+        torch.Tensor
+            ``q = M r``, same shape as ``r``.
+        """
+        if r.ndim != self.dim + 2 or r.shape[1] != 1:
+            raise ValueError(f"input must have shape (B, 1, *grid) with {self.dim} grid axes, got {tuple(r.shape)}")
+        fields = [self._conv(r, self.lift, padding=1)]  # E_l r, finest first
+        while len(fields) <= self.config.max_levels and min(fields[-1].shape[2:]) >= 3:
+            fields.append(self._conv(fields[-1], self.restrict, stride=2, padding=1))
+        back = None  # sum over the coarser levels, mapped back to the current level
+        for lvl in reversed(range(len(fields))):
+            here = fields[lvl]
+            term = torch.exp(self.gain_offset + self.gain_rate * lvl) * self._adjoint(
+                self._conv(here, self.level, padding=1), self.level, padding=1)
+            if back is not None:
+                extra = tuple(here.shape[2 + i] - (2 * back.shape[2 + i] - 1) for i in range(self.dim))
+                term = term + self._adjoint(back, self.restrict, stride=2, padding=1, output_padding=extra)
+            back = term
+        return self._adjoint(back, self.lift, padding=1) + self.identity**2 * r
+
+
+def network_operator(model: nn.Module, grid: Sequence[int], dtype: torch.dtype | None = None) -> Network:
     """Wrap a grid network as the solver's direction map ``(N,) -> (N,)`` (float64 in and out).
 
-    The input is normalised to unit norm before the (float32) network call.
+    The input is normalised to unit norm before the network call, which runs in ``dtype`` (a copy
+    of the network in that precision when its parameters have another). The default is the network's
+    ``solve_dtype``: float32 for :class:`DCDMNet`, float64 for :class:`SymmetricDCDMNet`, whose
+    symmetry to round-off keeps the solve PCG down to 1e-6 and below.
     """
+    dtype = dtype or getattr(model, "solve_dtype", torch.float32)
     grid = tuple(int(s) for s in grid)
     N = math.prod(grid)
+    if any(p.dtype != dtype for p in model.parameters()):
+        model = copy.deepcopy(model).to(dtype)
 
     def apply(r: np.ndarray) -> np.ndarray:
         if r.shape != (N,):
@@ -519,3 +673,64 @@ def dcdm_solve(
     elapsed = time.perf_counter() - t0
     extra = {"energy": np.asarray(energy), "fallbacks": fallbacks, "matvecs": k + fallbacks}
     return SolveResult(x, k, np.asarray(hist), hist[-1] <= tol, elapsed, 0.0, extra)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT = "pdebench-dcdm"
+
+
+def _network_classes() -> dict[str, type[nn.Module]]:
+    """The network classes a DCDM checkpoint may name."""
+    return {"DCDMNet": DCDMNet, "SymmetricDCDMNet": SymmetricDCDMNet}
+
+
+def save_dcdm(path: str | Path, model: nn.Module, training: dict | None = None) -> Path:
+    """Write ``model`` (a :class:`DCDMNet`-like network with a dataclass ``config``) and its training
+    record to ``path`` atomically (temporary file, then ``os.replace``).
+
+    Parameters
+    ----------
+    path
+        Destination ``.pt`` file; its folder is created.
+    model
+        Network whose ``config`` dataclass fields rebuild it (``type(model)(**asdict(config))``).
+    training
+        Provenance: grid, systems, steps, wall time, final loss... (JSON-like values).
+    """
+    name = type(model).__name__
+    if name not in _network_classes():
+        raise ValueError(f"cannot save a {name}; DCDM checkpoints hold one of {sorted(_network_classes())}")
+    path = Path(path)
+    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "class": name, "config": asdict(model.config),
+               "state_dict": model.state_dict(), "training": dict(training or {})}
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
+    return path
+
+
+def load_dcdm(path: str | Path) -> tuple[nn.Module, dict]:
+    """``(network in eval mode, training record)`` from a :func:`save_dcdm` file.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not a DCDM checkpoint, or names an unknown network class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no DCDM checkpoint at {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a DCDM checkpoint (expected format {CHECKPOINT_FORMAT!r}; "
+                         "write one with pdebench.models.dcdm.save_dcdm)")
+    classes = _network_classes()
+    if payload.get("class") not in classes:
+        raise ValueError(f"{path} names network class {payload.get('class')!r}; expected one of {sorted(classes)}")
+    model = classes[payload["class"]](**payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, dict(payload.get("training") or {})

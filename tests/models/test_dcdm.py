@@ -240,3 +240,128 @@ def test_fallback_breaks_stall_of_indefinite_network():
     assert safe.converged and safe.extra["fallbacks"] > 0
     with pytest.raises(ValueError, match="fallback_cos must be in \\[0, 1\\), got 2"):
         dcdm_solve(A, b, lambda r: r, fallback_cos=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Symmetric (SPD) network
+# ---------------------------------------------------------------------------------------------
+def dense_operator(net: torch.nn.Module, grid: tuple[int, ...]) -> np.ndarray:
+    """The network's matrix (N, N), column j = net(e_j), in float64."""
+    N = int(np.prod(grid))
+    eye = torch.eye(N, dtype=torch.float64).reshape(N, 1, *grid)
+    with torch.no_grad():
+        return net.double()(eye).reshape(N, N).T.numpy()
+
+
+@pytest.mark.parametrize("dim,grid", [(2, (9, 7)), (2, (16, 16)), (3, (5, 6, 4))])
+@pytest.mark.parametrize("noise", [3e-3, 0.5])
+def test_symmetric_net_is_spd_for_any_weights(dim, grid, noise):
+    from pdebench.models.dcdm import SymmetricDCDMNet
+
+    M = dense_operator(SymmetricDCDMNet(dim=dim, width=3, noise=noise, seed=2), grid)
+    assert np.abs(M - M.T).max() <= 1e-12 * np.abs(M).max()
+    assert np.linalg.eigvalsh(0.5 * (M + M.T)).min() > 0
+
+
+def test_symmetric_net_solve_is_pcg():
+    """With an SPD linear network the two-direction DCDM loop is preconditioned CG: same residuals."""
+    from pdebench.models.dcdm import SymmetricDCDMNet
+    from pdebench.solvers.fem.krylov import Preconditioner
+
+    n = 24
+    A = poisson_matrix(darcy_coefficient(n, seed=3))
+    b = np.random.default_rng(0).standard_normal(n * n)
+    op = network_operator(SymmetricDCDMNet(dim=2, width=3, noise=0.05), (n, n))
+    ours = dcdm_solve(A, b, op, tol=1e-8, maxiter=500, fallback_cos=0.0)
+    theirs = pcg(A, b, Preconditioner("none", op, None, 0.0), tol=1e-8, maxiter=500)
+    assert ours.converged and theirs.converged
+    assert abs(ours.iterations - theirs.iterations) <= 1
+    # the same iterates in exact arithmetic: equal to round-off over the first steps (later the
+    # round-off grows in both, as it does in any CG, while the iteration counts stay equal)
+    assert np.allclose(ours.residuals[:12], theirs.residuals[:12], rtol=1e-9)
+    assert np.linalg.norm(b - A @ ours.x) <= 1e-8 * np.linalg.norm(b)
+
+
+def test_symmetric_net_bpx_start_is_resolution_independent():
+    """The untrained network is the BPX preconditioner: far fewer iterations than CG, and nearly
+    the same count when the grid is refined (CG's roughly doubles)."""
+    from pdebench.models.dcdm import SymmetricDCDMNet
+
+    net = SymmetricDCDMNet(dim=2)
+    its, cg_its = [], []
+    for n in (32, 64):
+        A = poisson_matrix(darcy_coefficient(n, seed=LEADER, index=0))
+        b = np.random.default_rng(n).standard_normal(n * n)
+        res = dcdm_solve(A, b, network_operator(net, (n, n)), tol=1e-6, maxiter=400, fallback_cos=0.0)
+        assert res.converged and np.linalg.norm(b - A @ res.x) <= 1.01e-6 * np.linalg.norm(b)
+        its.append(res.iterations)
+        cg_its.append(pcg(A, b, None, tol=1e-6).iterations)
+    assert cg_its[1] > 1.6 * cg_its[0]
+    assert its[1] <= 1.35 * its[0]
+    assert its[1] <= cg_its[1] / 4
+
+
+LEADER = 1_000_000
+
+
+def test_symmetric_net_training_keeps_symmetry_and_lowers_loss():
+    from pdebench.models.dcdm import SymmetricDCDMNet
+
+    n = 16
+    A = poisson_matrix(darcy_coefficient(n, seed=0))
+    net = SymmetricDCDMNet(dim=2, width=3)
+    hist = train_dcdm(net, [A], (n, n), DCDMTrainConfig(steps=60, batch=8, lr=3e-3, lanczos_steps=40, rhs_per_system=64))
+    assert np.mean(hist.loss[-5:]) < np.mean(hist.loss[:5])
+    M = dense_operator(net, (8, 8))
+    assert np.abs(M - M.T).max() <= 1e-12 * np.abs(M).max() and np.linalg.eigvalsh(M).min() > 0
+
+
+def test_symmetric_net_bad_config():
+    from pdebench.models.dcdm import SymmetricDCDMNet
+
+    with pytest.raises(ValueError, match="dim must be 2 or 3, got 1"):
+        SymmetricDCDMNet(dim=1)
+    with pytest.raises(ValueError, match="width must be >= 1, got 0"):
+        SymmetricDCDMNet(width=0)
+    with pytest.raises(ValueError, match="input must have shape"):
+        SymmetricDCDMNet(dim=3)(torch.randn(1, 1, 8, 8))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints and the 3-D coefficient
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["unet", "spd"])
+def test_checkpoint_round_trip(tmp_path, kind):
+    from pdebench.models.dcdm import SymmetricDCDMNet, load_dcdm, save_dcdm
+
+    net = DCDMNet(dim=3, width=4, levels=1) if kind == "unet" else SymmetricDCDMNet(dim=3, width=2, noise=0.1, seed=5)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01)
+    path = save_dcdm(tmp_path / "sub" / "net.pt", net, {"grid": [8, 8, 8], "steps": 3})
+    loaded, record = load_dcdm(path)
+    assert type(loaded) is type(net) and record == {"grid": [8, 8, 8], "steps": 3}
+    x = torch.randn(2, 1, 8, 8, 8)
+    assert torch.equal(loaded(x), net(x))
+
+
+def test_checkpoint_errors(tmp_path):
+    from pdebench.models.dcdm import load_dcdm, save_dcdm
+
+    with pytest.raises(FileNotFoundError, match="no DCDM checkpoint at"):
+        load_dcdm(tmp_path / "missing.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a DCDM checkpoint"):
+        load_dcdm(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="cannot save a Linear"):
+        save_dcdm(tmp_path / "x.pt", torch.nn.Linear(2, 2))
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_darcy_coefficient_3d():
+    a = darcy_coefficient(10, seed=7, index=2, dim=3)
+    assert a.shape == (12, 12, 12) and set(np.unique(a)) == {3.0, 12.0}
+    assert np.array_equal(a, darcy_coefficient(10, seed=7, index=2, dim=3))
+    assert not np.array_equal(a, darcy_coefficient(10, seed=7, index=3, dim=3))
+    with pytest.raises(ValueError, match="dim must be 2 or 3, got 4"):
+        darcy_coefficient(10, seed=0, dim=4)
