@@ -201,6 +201,28 @@ def cmd_physics(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_train_dcdm(args: argparse.Namespace, console: Console) -> int:
+    """Train a DCDM network from a YAML config (configs/dcdm/) with a progress bar; save its checkpoint."""
+    from pdebench.training.dcdm_fit import load_dcdm_config, run_dcdm_training
+
+    config = load_dcdm_config(args.config)
+    steps = args.steps if args.steps is not None else config.train_config().steps
+    if steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    grid = "x".join([str(config.n)] * config.dim)
+    with _progress(console) as progress:
+        task = progress.add_task(f"DCDM {config.arch} on {config.systems} {grid} systems", total=steps, rate="")
+
+        def advance(step: int, loss: float) -> None:
+            progress.update(task, advance=1, rate=f"loss {loss:.3g}")
+
+        path, record = run_dcdm_training(config, steps=args.steps, output=args.output, callback=advance)
+    console.print(f"[green]trained[/] {record['class']} ({record['parameters']} parameters) in "
+                  f"{record['optimiser_time_s']:.1f} s, loss {record['loss_first10']:.3g} -> {record['loss_last10']:.3g}; "
+                  f"wrote {path}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.export import export_netcdf
 
@@ -280,18 +302,76 @@ def _run_leaderboard(suite, output: Path | None, console: Console) -> Path:
     return results
 
 
-def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.evaluation.suite import ModelEntry, Suite
+#: ``kind:`` of a suite file -> the board module that runs it (no ``kind``: the operator leaderboard).
+BOARD_KINDS = {"instance": "pdebench.evaluation.instance_board", "linear-solver": "pdebench.evaluation.linear_solver_board"}
 
-    suite = Suite.from_yaml(args.suite)
+
+def _suite_kind(path: str) -> tuple[str, Any]:
+    """``(kind, raw mapping)`` of a suite file; ``kind`` is ``"operator"`` without a ``kind`` key."""
+    import yaml
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no suite file at {path}")
+    raw = yaml.safe_load(Path(path).read_text())
+    kind = raw.get("kind", "operator") if isinstance(raw, dict) else "operator"
+    if kind != "operator" and kind not in BOARD_KINDS:
+        raise ValueError(f"{path}: kind must be one of operator, {', '.join(BOARD_KINDS)}, got {kind!r}")
+    return kind, raw
+
+
+def _run_board(kind: str, raw: dict[str, Any], args: argparse.Namespace, console: Console) -> Path:
+    """Run an instance or linear-solver suite (:data:`BOARD_KINDS`) with a spinner per step; print its table."""
+    import importlib
+    import json
+
+    from rich.progress import SpinnerColumn
+
+    board = importlib.import_module(BOARD_KINDS[kind])
+    suite_cls = board.InstanceSuite if kind == "instance" else board.LinearSolverSuite
+    suite = suite_cls.from_dict(raw, args.suite)
     if args.model:
-        entries = []
-        for item in args.model:
-            name, sep, checkpoint = item.partition("=")
-            if not sep or not name or not checkpoint:
-                raise ValueError(f"--model expects NAME=CHECKPOINT, got {item!r}")
-            entries.append(ModelEntry(name, checkpoint))
-        suite = dataclasses.replace(suite, models=tuple(entries))
+        if kind != "linear-solver":
+            raise ValueError(f"--model does not apply to a {kind} suite (its entries are its tasks' settings)")
+        suite = dataclasses.replace(suite, models=_model_entries(args.model))
+    steps = board.count_steps(suite)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"{kind} board {suite.name}", total=steps)
+
+        def note(message: str) -> None:
+            progress.update(task, description=message, advance=1)
+
+        results = board.run_suite(suite, Path(args.output) if args.output else None, progress=note)
+        progress.update(task, description=f"{kind} board {suite.name}: done", completed=steps)
+    console.print(board.results_table(json.loads(results.read_text())))
+    console.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
+    return results
+
+
+def _model_entries(items: Sequence[str]) -> tuple:
+    """``--model NAME=CHECKPOINT`` arguments as :class:`~pdebench.evaluation.suite.ModelEntry` entries."""
+    from pdebench.evaluation.suite import ModelEntry
+
+    entries = []
+    for item in items:
+        name, sep, checkpoint = item.partition("=")
+        if not sep or not name or not checkpoint:
+            raise ValueError(f"--model expects NAME=CHECKPOINT, got {item!r}")
+        entries.append(ModelEntry(name, checkpoint))
+    return tuple(entries)
+
+
+def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.evaluation.suite import Suite
+
+    kind, raw = _suite_kind(args.suite)
+    if kind in BOARD_KINDS:
+        _run_board(kind, raw, args, console)
+        return 0
+    suite = Suite.from_yaml(args.suite) if not isinstance(raw, dict) or "kind" not in raw else Suite.from_dict(
+        {k: v for k, v in raw.items() if k != "kind"}, args.suite)
+    if args.model:
+        suite = dataclasses.replace(suite, models=_model_entries(args.model))
     _run_leaderboard(suite, Path(args.output) if args.output else None, console)
     return 0
 
@@ -417,10 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_stream)
 
     p = sub.add_parser("leaderboard", help="evaluate every model of a suite against the classical solver")
-    p.add_argument("--suite", required=True, help="suite YAML (see configs/leaderboard/)")
+    p.add_argument("--suite", required=True, help="suite YAML (see configs/leaderboard/); its `kind:` (instance, "
+                   "linear-solver; default operator) picks the board")
     p.add_argument("--output", help="results folder (default: the suite's output)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
-                   help="evaluate these instead of the suite's models (repeatable)")
+                   help="evaluate these instead of the suite's models (repeatable; linear-solver suites: DCDM checkpoints)")
     p.set_defaults(run=cmd_leaderboard)
 
     p = sub.add_parser("evaluate", help="evaluate one checkpoint on a leaderboard task")
@@ -450,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="override train.steps (quick runs)")
     p.add_argument("--output", default=None, help="override the output folder")
     p.set_defaults(run=cmd_physics)
+
+    p = sub.add_parser("train-dcdm", help="train a DCDM network on Poisson systems, no solver data (configs/dcdm/)")
+    p.add_argument("--config", required=True, help="YAML file (configs/dcdm/*.yaml)")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps (quick runs)")
+    p.add_argument("--output", default=None, help="override the checkpoint path")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.set_defaults(run=cmd_train_dcdm)
 
     p = sub.add_parser("demo", help="the embedded default job: stream, train online, leaderboard (about 10 min)")
     p.add_argument("--output-dir", default="demo_output")

@@ -202,13 +202,13 @@ class Suite:
         unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(f.name for f in dataclasses.fields(cls))}")
-        tasks = [_build(TaskSpec, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
+        tasks = [build_entry(TaskSpec, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
         if not tasks:
             raise ValueError(f"{origin}: no tasks")
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"{origin}: task names repeat: {names}")
-        models = [_build(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
+        models = [build_entry(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
         for model in models:
             unknown_tasks = [t for t in model.tasks or () if t not in names]
             if unknown_tasks:
@@ -231,7 +231,9 @@ class Suite:
         raise ValueError(f"suite {self.name!r} has no task {name!r}; tasks: {', '.join(t.name for t in self.tasks)}")
 
 
-def _build(kind: type, raw: Any, origin: str):
+def build_entry(kind: type, raw: Any, origin: str):
+    """``kind(**raw)`` for a dataclass ``kind`` from a YAML mapping: unknown keys and constructor
+    errors become ``ValueError`` prefixed with ``origin``; lists become tuples."""
     if not isinstance(raw, dict):
         raise ValueError(f"{origin}: expected a mapping, got {raw!r}")
     known = {f.name for f in dataclasses.fields(kind)}

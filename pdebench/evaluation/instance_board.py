@@ -1,0 +1,649 @@
+r"""Leaderboard of *instance* solvers (GP-HM) against second-order finite differences.
+
+GP-HM (:class:`~pdebench.models.gp_kronecker.GPHM`, model kind ``instance``) is not a data-driven
+operator: it solves **one** PDE instance by optimisation, so it has no held-out set and no
+inference cost per sample. The fair comparison is with a classical solver of the same instance:
+
+* a *task* is a named instance (:data:`INSTANCES`: the equation, its exact solution and the
+  manufactured source, built exactly as ``benchmarks/bench_gp_kronecker.py`` builds them), the
+  grid size ``n`` (nodes per axis on :math:`[0, 1]^d`, boundary included) and the GP-HM settings
+  (any :class:`~pdebench.models.gp_kronecker.GPHMConfig` field);
+* the GP-HM row is the relative L2 error of its grid values against the exact solution at its grid
+  nodes, :math:`\lVert U - u(X)\rVert_2 / \lVert u(X)\rVert_2`, and the wall time of building and
+  fitting the model (Adam, then L-BFGS);
+* the classical rows are second-order finite differences (:func:`fd_solve`: the
+  :math:`(2d+1)`-point Laplacian in ``scipy.sparse``, a sparse direct solve; Newton's method with
+  the sparse Jacobian for Allen–Cahn) on a ladder of grid sizes, each with its relative L2 error at
+  its own nodes and the median wall time of ``repeats`` solves (assembly included, as GP-HM's time
+  includes its set-up);
+* GP-HM is placed on the finite-difference accuracy–cost curve
+  (:func:`~pdebench.evaluation.pareto.speedup_at_equal_accuracy`: speed-up at equal accuracy,
+  error at equal cost), and compared with the finite-difference solve at its own ``n`` (equal
+  resolution).
+
+Sign conventions follow :mod:`pdebench.models.gp_kronecker`: Poisson :math:`-\Delta u = f`,
+Allen–Cahn :math:`\Delta u + u(u^2 - 1) = f`, Dirichlet values from the exact solution on every face.
+
+A suite file (``configs/leaderboard/gp_hm.yaml``)::
+
+    name: gp_hm
+    kind: instance
+    output: outputs/leaderboard/gp_hm
+    tasks:
+      - name: poisson1d_sin100
+        problem: poisson1d_sin100              # one of INSTANCES
+        n: 200                                 # GP-HM grid nodes per axis
+        gp_hm: {adam_steps: 1000, lbfgs_steps: 3000, time_limit_s: 600}   # GPHMConfig fields
+        ladder: [50, 100, 200, 400, 800]       # finite-difference grid sizes (n is added)
+        repeats: 3                             # timed finite-difference solves (median)
+
+Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environment`),
+``results.csv``, ``results.md`` (atomic writes) and ``<task>_error_vs_cost.png`` per task.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import statistics
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+import yaml
+from torch import Tensor
+
+from pdebench.atomic import atomic_write
+from pdebench.evaluation.board_io import write_results
+from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
+from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+from pdebench.evaluation.suite import build_entry
+from pdebench.models.gp_kronecker import GPHM, AllenCahn, GPHMConfig, GridProblem, Poisson, relative_l2
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+KIND = "instance"
+F64 = torch.float64
+Equation = Literal["poisson", "allen_cahn"]
+#: Finite-difference grid sizes (nodes per axis) when a task names none.
+DEFAULT_LADDERS: dict[int, tuple[int, ...]] = {
+    1: (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600),
+    2: (25, 50, 100, 200, 400, 800),
+}
+#: Newton's method for Allen–Cahn stops when ``max|du| <= NEWTON_RTOL * max(1, max|u|)``.
+NEWTON_RTOL = 1e-12
+NEWTON_MAXITER = 50
+
+
+# ------------------------------------------------------------------------------------------ instances
+@dataclass(frozen=True)
+class Instance:
+    r"""One PDE instance on :math:`[0, 1]^d` with a known exact solution.
+
+    Parameters
+    ----------
+    name
+        Registry key (:data:`INSTANCES`).
+    equation
+        ``"poisson"``: :math:`-\Delta u = f`; ``"allen_cahn"``: :math:`\Delta u + u(u^2 - 1) = f`.
+    dim
+        Space dimension ``d``.
+    exact, source
+        ``u(*mesh) -> grid`` and ``f(*mesh) -> grid`` on float64 tensors of the grid's shape
+        (``indexing="ij"`` meshes).
+    description
+        One line for tables.
+    """
+
+    name: str
+    equation: Equation
+    dim: int
+    exact: Callable[..., Tensor]
+    source: Callable[..., Tensor]
+    description: str = ""
+
+    def gp_problem(self) -> GridProblem:
+        """The GP-HM problem object (:class:`Poisson` or :class:`AllenCahn`) of this instance."""
+        cls = Poisson if self.equation == "poisson" else AllenCahn
+        return cls(source=self.source, exact=self.exact)
+
+
+def _sin100(x: Tensor) -> Tensor:
+    return torch.sin(100 * x)
+
+
+def _allen_cahn_source(x: Tensor) -> Tensor:
+    u = torch.sin(100 * x)
+    return -1e4 * u + u * (u * u - 1)
+
+
+#: The instances of ``benchmarks/bench_gp_kronecker.py`` (same exact solutions and sources).
+INSTANCES: dict[str, Instance] = {
+    "poisson1d_sin100": Instance("poisson1d_sin100", "poisson", 1, _sin100, lambda x: 1e4 * torch.sin(100 * x),
+                                 "-u'' = f, u = sin(100x)"),
+    "poisson1d_multiscale": Instance(
+        "poisson1d_multiscale", "poisson", 1,
+        lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.sin(100 * x),
+        lambda x: torch.sin(x) + 40 * torch.sin(20 * x) + 500 * torch.sin(100 * x),
+        "-u'' = f, u = sin x + 0.1 sin 20x + 0.05 sin 100x"),
+    "allen_cahn1d_sin100": Instance("allen_cahn1d_sin100", "allen_cahn", 1, _sin100, _allen_cahn_source,
+                                    "u'' + u(u^2 - 1) = f, u = sin(100x)"),
+    "poisson2d_sin100": Instance("poisson2d_sin100", "poisson", 2,
+                                 lambda x, y: torch.sin(100 * x) * torch.sin(100 * y),
+                                 lambda x, y: 2e4 * torch.sin(100 * x) * torch.sin(100 * y),
+                                 "-Δu = f, u = sin(100x) sin(100y)"),
+}
+
+
+# ------------------------------------------------------------------------------------------ finite differences
+@dataclass
+class FDSolution:
+    """A finite-difference solve on an ``n^d`` node grid.
+
+    Attributes
+    ----------
+    u
+        Grid values, shape ``(n,) * d`` (boundary values included, taken from the exact solution).
+    rel_l2
+        :math:`\\lVert u - u_{exact}(X)\\rVert_2 / \\lVert u_{exact}(X)\\rVert_2` over all nodes.
+    newton_iterations
+        Newton steps (0 for a linear equation).
+    """
+
+    u: np.ndarray
+    rel_l2: float
+    newton_iterations: int = 0
+
+
+def _grid(n: int, dim: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Nodes ``x_j = j / (n - 1)`` and the ``indexing="ij"`` mesh, each ``(n,) * dim``."""
+    x = np.linspace(0.0, 1.0, n)
+    return x, np.meshgrid(*([x] * dim), indexing="ij")
+
+
+def fd_laplacian(n: int, dim: int) -> sp.csr_array:
+    r"""Second-order finite-difference Laplacian on the full ``n^d`` node grid of :math:`[0, 1]^d`.
+
+    .. math:: (\Delta_h u)_i = \sum_{a=1}^d \frac{u_{i - e_a} - 2 u_i + u_{i + e_a}}{h^2}, \qquad h = \frac{1}{n - 1},
+
+    as the Kronecker sum :math:`\sum_a I \otimes \dots \otimes T \otimes \dots \otimes I` of the
+    1-D second difference ``T`` (``(n, n)``). Rows of interior nodes are the :math:`(2d+1)`-point
+    stencil; rows of boundary nodes are not used.
+
+    Returns
+    -------
+    scipy.sparse.csr_array
+        Shape ``(n^d, n^d)``, C ordering of the nodes.
+    """
+    h2 = (1.0 / (n - 1)) ** 2
+    second = sp.diags_array([np.ones(n - 1), -2.0 * np.ones(n), np.ones(n - 1)], offsets=[-1, 0, 1]) / h2
+    eye = sp.identity(n, format="csr")
+    total = None
+    for axis in range(dim):
+        term = None
+        for b in range(dim):
+            factor = second if b == axis else eye
+            term = factor if term is None else sp.kron(term, factor)
+        total = term if total is None else total + term
+    return sp.csr_array(total)
+
+
+def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[..., Tensor], n: int,
+             dim: int) -> FDSolution:
+    r"""Solve one instance with second-order finite differences on ``n`` nodes per axis.
+
+    Poisson: :math:`-\Delta_h u = f` at the interior nodes, one sparse direct solve (SuperLU,
+    minimum-degree ordering of :math:`A + A^T`). Allen–Cahn: :math:`G(u) = \Delta_h u + u(u^2 - 1) - f = 0`
+    by Newton's method with the sparse Jacobian :math:`J = \Delta_h + \mathrm{diag}(3u^2 - 1)`, started
+    from the solution of :math:`\Delta_h u = f`, until :math:`\max|\delta u| \le 10^{-12}\max(1, \max|u|)`.
+    Dirichlet values from ``exact`` on every face.
+
+    Parameters
+    ----------
+    equation
+        ``"poisson"`` or ``"allen_cahn"``.
+    exact, source
+        ``u(*mesh)``, ``f(*mesh)`` on float64 torch tensors of shape ``(n,) * dim``.
+    n
+        Nodes per axis, boundary included (``n >= 3``); ``h = 1 / (n - 1)``.
+    dim
+        1, 2 or 3.
+
+    Returns
+    -------
+    FDSolution
+
+    Raises
+    ------
+    RuntimeError
+        Newton's method did not converge in ``NEWTON_MAXITER`` steps, or the solution is not finite.
+    """
+    if equation not in ("poisson", "allen_cahn"):
+        raise ValueError(f"equation must be 'poisson' or 'allen_cahn', got {equation!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
+        raise ValueError(f"n must be an integer >= 3, got {n!r}")
+    _, mesh = _grid(n, dim)
+    tmesh = [torch.from_numpy(m) for m in mesh]
+    u_exact = exact(*tmesh).numpy().astype(np.float64, copy=False)
+    f = source(*tmesh).numpy().astype(np.float64, copy=False).ravel()
+    interior = np.zeros((n,) * dim, dtype=bool)
+    interior[(slice(1, -1),) * dim] = True
+    inner, outer = np.flatnonzero(interior), np.flatnonzero(~interior)
+    lap = fd_laplacian(n, dim)
+    lap_rows = lap[inner]
+    lap_ii = sp.csc_array(lap_rows[:, inner])
+    boundary = lap_rows[:, outer] @ u_exact.ravel()[outer]  # the boundary nodes' part of Δ_h u
+    u = u_exact.ravel().copy()
+    steps = 0
+    if equation == "poisson":  # -(L_ii u_i + L_ib u_b) = f_i
+        u[inner] = spla.spsolve(-lap_ii, f[inner] + boundary, permc_spec="MMD_AT_PLUS_A")
+    else:  # G(u_i) = L_ii u_i + L_ib u_b + u_i (u_i^2 - 1) - f_i = 0
+        ui = spla.spsolve(lap_ii, f[inner] - boundary, permc_spec="MMD_AT_PLUS_A")
+        for steps in range(1, NEWTON_MAXITER + 1):
+            residual = lap_ii @ ui + boundary + ui * (ui * ui - 1.0) - f[inner]
+            jacobian = sp.csc_array(lap_ii + sp.diags_array(3.0 * ui * ui - 1.0))
+            delta = spla.spsolve(jacobian, -residual, permc_spec="MMD_AT_PLUS_A")
+            ui = ui + delta
+            if np.max(np.abs(delta)) <= NEWTON_RTOL * max(1.0, float(np.max(np.abs(ui)))):
+                break
+        else:
+            raise RuntimeError(f"Newton's method did not converge in {NEWTON_MAXITER} steps at n={n}")
+        u[inner] = ui
+    if not np.all(np.isfinite(u)):
+        raise RuntimeError(f"the finite-difference solution at n={n} is not finite")
+    u = u.reshape((n,) * dim)
+    rel = float(np.linalg.norm(u - u_exact) / np.linalg.norm(u_exact))
+    return FDSolution(u, rel, steps)
+
+
+# ------------------------------------------------------------------------------------------ suite
+@dataclass(frozen=True)
+class InstanceTask:
+    """One instance task: GP-HM on ``n`` nodes per axis against the finite-difference ladder.
+
+    Parameters
+    ----------
+    name
+        Row label.
+    problem
+        Key of :data:`INSTANCES`.
+    n
+        GP-HM grid nodes per axis (boundary included, ``n >= 5``).
+    gp_hm
+        :class:`~pdebench.models.gp_kronecker.GPHMConfig` fields (``adam_steps``, ``lbfgs_steps``,
+        ``time_limit_s``, ...); the rest keep their defaults.
+    ladder
+        Finite-difference grid sizes (nodes per axis, ``>= 5``); empty: :data:`DEFAULT_LADDERS` of
+        the dimension. ``n`` is always added (the equal-resolution row).
+    repeats
+        Timed finite-difference solves per rung (the median is reported).
+    eval_every
+        GP-HM records its error every this many Adam steps (default ``max(adam_steps // 5, 1)``).
+    """
+
+    name: str
+    problem: str
+    n: int
+    gp_hm: dict[str, Any] = field(default_factory=dict)
+    ladder: tuple[int, ...] = ()
+    repeats: int = 3
+    eval_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"every task needs a non-empty name, got {self.name!r}")
+        if self.problem not in INSTANCES:
+            raise ValueError(f"task {self.name!r}: unknown problem {self.problem!r}; expected one of {', '.join(INSTANCES)}")
+        for label, value, low in (("n", self.n, 5), ("repeats", self.repeats, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+        if self.eval_every is not None and (isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int)
+                                            or self.eval_every < 1):
+            raise ValueError(f"task {self.name!r}: eval_every must be an integer >= 1 or null, got {self.eval_every!r}")
+        if not isinstance(self.gp_hm, dict):
+            raise ValueError(f"task {self.name!r}: gp_hm must be a mapping of GPHMConfig fields, got {self.gp_hm!r}")
+        self.gp_config()  # names unknown fields and bad values
+        ladder = self.ladder
+        if isinstance(ladder, (str, int)) or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 5 for r in ladder):
+            raise ValueError(f"task {self.name!r}: ladder must be a list of integers >= 5 (finite-difference nodes per axis), "
+                             f"got {ladder!r}")
+        object.__setattr__(self, "ladder", tuple(sorted(set(ladder))))
+
+    @property
+    def instance(self) -> Instance:
+        """The task's :class:`Instance`."""
+        return INSTANCES[self.problem]
+
+    def gp_config(self) -> GPHMConfig:
+        """The validated :class:`GPHMConfig` of the task."""
+        known = [f.name for f in dataclasses.fields(GPHMConfig)]
+        unknown = sorted(set(self.gp_hm) - set(known))
+        if unknown:
+            raise ValueError(f"task {self.name!r}: unknown gp_hm setting(s) {', '.join(unknown)}; expected GPHMConfig fields: "
+                             f"{', '.join(known)}")
+        config = GPHMConfig(**self.gp_hm)
+        try:
+            config.validate()
+        except ValueError as error:
+            raise ValueError(f"task {self.name!r}: gp_hm: {error}") from None
+        limit = config.time_limit_s
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
+            raise ValueError(f"task {self.name!r}: gp_hm: time_limit_s must be a positive number of seconds or null, got {limit!r}")
+        return config
+
+    def fd_grids(self) -> tuple[int, ...]:
+        """The finite-difference rungs: the ladder (or the default one) with ``n`` added, ascending."""
+        ladder = self.ladder or DEFAULT_LADDERS.get(self.instance.dim, ())
+        return tuple(sorted(set(ladder) | {self.n}))
+
+
+@dataclass(frozen=True)
+class InstanceSuite:
+    """Instance tasks and where results go (``kind: instance`` in the YAML)."""
+
+    name: str
+    tasks: tuple[InstanceTask, ...]
+    kind: str = KIND
+    output: str = "outputs/leaderboard/gp_hm"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> InstanceSuite:
+        """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"{origin}: expected a mapping with name, kind, tasks; got {type(raw).__name__}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(fields)}")
+        if raw.get("kind", KIND) != KIND:
+            raise ValueError(f"{origin}: kind must be {KIND!r} for an instance suite, got {raw.get('kind')!r}")
+        if not isinstance(raw.get("name"), str) or not raw.get("name"):
+            raise ValueError(f"{origin}: name must be a non-empty string, got {raw.get('name')!r}")
+        if not isinstance(raw.get("output", ""), str):
+            raise ValueError(f"{origin}: output must be a folder path, got {raw.get('output')!r}")
+        tasks = [build_entry(InstanceTask, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
+        if not tasks:
+            raise ValueError(f"{origin}: no tasks")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{origin}: task names repeat: {names}")
+        rest = {k: v for k, v in raw.items() if k != "tasks"}
+        return cls(tasks=tuple(tasks), **rest)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> InstanceSuite:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no suite file at {path}")
+        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
+
+
+def count_steps(suite: InstanceSuite) -> int:
+    """Progress steps of :func:`run_suite`: GP-HM and every finite-difference rung of every task."""
+    return sum(1 + len(task.fd_grids()) for task in suite.tasks)
+
+
+# ------------------------------------------------------------------------------------------ rows
+@dataclass
+class InstanceRow:
+    """One row: GP-HM (``kind="model"``) or a finite-difference rung (``kind="solver"``) on one task.
+
+    ``rel_l2`` is the relative L2 error at the row's own grid nodes, ``cost_s`` the wall time of one
+    solve (GP-HM: construction and fit; finite differences: median of ``timings_s``, assembly
+    included). ``placement`` (GP-HM) is
+    :meth:`~pdebench.evaluation.pareto.Placement.to_dict` on the finite-difference curve;
+    ``equal_resolution`` (GP-HM) compares with the finite-difference rung at the same ``n``.
+    """
+
+    task: str
+    name: str
+    kind: str
+    n: int
+    status: str = "ok"
+    error: str | None = None
+    rel_l2: float | None = None
+    cost_s: float | None = None
+    timings_s: list[float] = field(default_factory=list)
+    placement: dict[str, Any] | None = None
+    equal_resolution: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InstanceTaskResult:
+    """Rows of one task (GP-HM first, then the rungs by ``n``)."""
+
+    task: InstanceTask
+    rows: list[InstanceRow]
+
+    @property
+    def rungs(self) -> list[InstanceRow]:
+        """Finite-difference rows that succeeded with a positive error and cost."""
+        return [r for r in self.rows if r.kind == "solver" and r.status == "ok" and r.rel_l2 and r.cost_s]
+
+    def curve(self) -> CostCurve | None:
+        """The finite-difference accuracy–cost curve (None without a usable rung)."""
+        rungs = self.rungs
+        if not rungs:
+            return None
+        return CostCurve(np.array([r.cost_s for r in rungs]), np.array([r.rel_l2 for r in rungs]),
+                         tuple(r.name for r in rungs))
+
+
+def run_gp_hm(task: InstanceTask) -> InstanceRow:
+    """Build and fit GP-HM on the task's grid; any failure becomes a failed row with its reason."""
+    row = InstanceRow(task.name, "gp_hm", "model", task.n)
+    try:
+        config = task.gp_config()
+        instance = task.instance
+        row.details = {"settings": asdict(config), "dim": instance.dim, "unknowns": task.n ** instance.dim}
+        axes = [torch.linspace(0, 1, task.n, dtype=F64) for _ in range(instance.dim)]
+        eval_every = task.eval_every or max(config.adam_steps // 5, 1)
+        start = time.perf_counter()
+        model = GPHM(axes, instance.gp_problem(), config)
+        fit = model.fit(eval_every=eval_every)
+        row.cost_s = time.perf_counter() - start
+        row.timings_s = [row.cost_s]
+        with torch.no_grad():
+            row.rel_l2 = relative_l2(model.u, instance.exact(*model.mesh))
+        row.details.update(fit_time_s=fit.time_s, steps=fit.steps, eval_steps=list(fit.eval_steps),
+                           errors=list(fit.errors), parameters=sum(p.numel() for p in model.parameters()))
+        if not math.isfinite(row.rel_l2):
+            raise ValueError(f"GP-HM's solution is not finite (relative L2 {row.rel_l2})")
+    except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
+        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
+        row.rel_l2 = row.cost_s = None
+        log.warning("gp_hm on %s failed: %s", task.name, row.error)
+        log.debug("%s", traceback.format_exc())
+    return row
+
+
+def run_fd(task: InstanceTask, n: int) -> InstanceRow:
+    """Finite differences at ``n`` nodes per axis: one warm-up solve, then ``repeats`` timed solves."""
+    instance = task.instance
+    row = InstanceRow(task.name, f"fd n={n}", "solver", n)
+    try:
+        solution = fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
+        for _ in range(task.repeats):
+            start = time.perf_counter()
+            fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
+            row.timings_s.append(time.perf_counter() - start)
+        row.rel_l2, row.cost_s = solution.rel_l2, statistics.median(row.timings_s)
+        row.details = {"unknowns": n ** instance.dim, "newton_iterations": solution.newton_iterations}
+    except Exception as error:  # noqa: BLE001 - a failing rung must not stop the board
+        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
+        log.warning("fd n=%d on %s failed: %s", n, task.name, row.error)
+    return row
+
+
+def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) -> InstanceTaskResult:
+    """GP-HM, the finite-difference ladder, and GP-HM's placement on the ladder, for one task."""
+    note = progress or (lambda _: None)
+    note(f"{task.name}: gp_hm n={task.n}")
+    model = run_gp_hm(task)
+    rows = [model]
+    for n in task.fd_grids():
+        note(f"{task.name}: fd n={n}")
+        rows.append(run_fd(task, n))
+    result = InstanceTaskResult(task, rows)
+    curve = result.curve()
+    if model.status == "ok" and curve is not None and model.rel_l2 > 0:
+        model.placement = speedup_at_equal_accuracy(curve, model.rel_l2, model.cost_s).to_dict()
+    same = next((r for r in rows if r.kind == "solver" and r.n == task.n and r.status == "ok"), None)
+    if model.status == "ok" and same is not None:
+        model.equal_resolution = {"n": task.n, "fd_rel_l2": same.rel_l2, "fd_cost_s": same.cost_s,
+                                  "error_ratio": model.rel_l2 / same.rel_l2 if same.rel_l2 else None,
+                                  "cost_ratio": model.cost_s / same.cost_s if same.cost_s else None}
+    return result
+
+
+def run_suite(suite: InstanceSuite, output: str | Path | None = None,
+              progress: Callable[[str], None] | None = None) -> Path:
+    """Run every task; write ``results.json``, ``results.csv``, ``results.md`` and the plots under
+    ``output`` (default ``suite.output``). Returns the path of ``results.json``."""
+    out = Path(output or suite.output)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    results = [run_task(task, progress) for task in suite.tasks]
+    rows = [row for result in results for row in result.rows]
+    for result in results:
+        plot_instance(result, out / f"{result.task.name}_error_vs_cost.png")
+    document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
+                "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
+    return write_results(out, document, rows_to_csv(rows, env),
+                         markdown_table(rows, {r.task.name: r.task.instance.description for r in results}))
+
+
+def _task_record(result: InstanceTaskResult) -> dict[str, Any]:
+    task, curve = result.task, result.curve()
+    return {"name": task.name, "problem": task.problem, "equation": task.instance.equation, "dim": task.instance.dim,
+            "description": task.instance.description, "n": task.n, "gp_hm": dict(task.gp_hm),
+            "fd_grids": list(task.fd_grids()), "repeats": task.repeats,
+            "fd_curve_monotone": None if curve is None else curve.is_monotone}
+
+
+# ------------------------------------------------------------------------------------------ outputs
+CSV_COLUMNS = ("task", "name", "kind", "status", "n", "rel_l2", "cost_s", "speedup", "verdict", "speedup_bound",
+               "fd_rel_l2_at_equal_cost", "fd_rel_l2_same_n", "fd_cost_s_same_n", "newton_iterations", "error",
+               "hardware", "threads", "torch", "git_revision")
+
+
+def rows_to_csv(rows: Sequence[InstanceRow], env: dict[str, Any]) -> str:
+    """One CSV line per row (:data:`CSV_COLUMNS`)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        placement, same = row.placement or {}, row.equal_resolution or {}
+        writer.writerow({**asdict(row), "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
+                         "speedup_bound": placement.get("speedup_bound"),
+                         "fd_rel_l2_at_equal_cost": placement.get("solver_error_at_equal_cost"),
+                         "fd_rel_l2_same_n": same.get("fd_rel_l2"), "fd_cost_s_same_n": same.get("fd_cost_s"),
+                         "newton_iterations": row.details.get("newton_iterations"), **env})
+    return buffer.getvalue()
+
+
+def _g(value: float | None, spec: str = ".3g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def equal_resolution_cell(same: dict[str, Any] | None) -> str:
+    """``"fd 2.1e-02 in 1.2 ms (GP-HM error ×0.018, time ×1e+05)"``: the finite-difference solve at GP-HM's ``n``."""
+    if not same:
+        return "–"
+    return (f"fd {_g(same['fd_rel_l2'])} in {_g(same['fd_cost_s'] * 1e3)} ms "
+            f"(GP-HM error ×{_g(same['error_ratio'])}, time ×{_g(same['cost_ratio'])})")
+
+
+def markdown_table(rows: Sequence[InstanceRow], descriptions: dict[str, str] | None = None) -> str:
+    """The board as Markdown: per task GP-HM, then every finite-difference rung."""
+    lines = ["| task | entry | n | rel. L2 | wall time | speed-up at equal accuracy | fd rel. L2 at equal cost "
+             "| fd at equal resolution |", "|---|---|---|---|---|---|---|---|"]
+    for task in dict.fromkeys(r.task for r in rows):
+        for r in (r for r in rows if r.task == task):
+            if r.status != "ok":
+                lines.append(f"| {task} | {r.name} | {r.n} | failed: {r.error} | | | | |")
+            elif r.kind == "model":
+                lines.append(f"| {task} | **{r.name}** | {r.n} | {_g(r.rel_l2)} | {_g(r.cost_s)} s | "
+                             f"{speedup_cell(r.placement)} | {equal_cost_cell(r.placement)} | "
+                             f"{equal_resolution_cell(r.equal_resolution)} |")
+            else:
+                lines.append(f"| {task} | {r.name} | {r.n} | {_g(r.rel_l2)} | {_g(r.cost_s * 1e3)} ms | (solver) | | |")
+    if descriptions:
+        lines.append("")
+        lines += [f"- {task}: {text}" for task, text in descriptions.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
+    """Log-log relative L2 error against wall time: the finite-difference ladder (labelled by ``n``),
+    its Pareto front, and GP-HM; written atomically. None when nothing succeeded."""
+    from matplotlib.figure import Figure
+
+    curve = result.curve()
+    model = next((r for r in result.rows if r.kind == "model" and r.status == "ok"), None)
+    if curve is None and model is None:
+        return None
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.add_subplot()
+    if curve is not None:
+        ax.loglog(curve.costs, curve.errors, "x", color="0.5", label="finite differences (all rungs)")
+        front = curve.front()
+        ax.loglog(front.costs, front.errors, "o-", color="C0", lw=2, label="finite differences (Pareto front)")
+        for cost, error, label in zip(curve.costs, curve.errors, curve.rung_labels):
+            ax.annotate(label.removeprefix("fd "), (cost, error), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if model is not None:
+        ax.loglog([model.cost_s], [model.rel_l2], "*", ms=14, color="C3", label=f"GP-HM n={model.n}: "
+                  + speedup_cell(model.placement))
+    ax.set(xlabel="wall time of one solve [s]", ylabel="relative L2 error at the grid nodes",
+           title=f"{result.task.name}: GP-HM on the finite-difference ladder")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    return path
+
+
+def results_table(document: dict[str, Any]) -> Table:
+    """A rich table of a ``results.json`` document: GP-HM and the finite-difference Pareto front per task."""
+    from rich.table import Table
+
+    env = document["environment"]
+    table = Table(title=f"instance board {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
+                        f"git {env['git_revision']})", title_justify="left")
+    for column in ("entry", "n", "rel. L2", "wall time", "speed-up at equal accuracy", "fd rel. L2 at equal cost",
+                   "fd at equal resolution"):
+        table.add_column(column, overflow="fold")
+    for task in dict.fromkeys(r["task"] for r in document["rows"]):
+        table.add_row(f"[italic]{task}[/]", *[""] * 6)
+        rows = [r for r in document["rows"] if r["task"] == task]
+        best, front = math.inf, []
+        for r in sorted((r for r in rows if r["kind"] == "solver" and r["status"] == "ok"), key=lambda r: (r["cost_s"], r["rel_l2"])):
+            if r["rel_l2"] < best:
+                front.append(r)
+                best = r["rel_l2"]
+        for r in [r for r in rows if r["kind"] == "model" or r["status"] != "ok"] + front:
+            if r["status"] != "ok":
+                table.add_row(r["name"], str(r["n"]), f"[red]failed[/]: {r['error']}", *[""] * 4)
+            elif r["kind"] == "model":
+                table.add_row(f"[bold]{r['name']}[/]", str(r["n"]), _g(r["rel_l2"]), f"{r['cost_s']:.3g} s",
+                              speedup_cell(r["placement"]), equal_cost_cell(r["placement"]),
+                              equal_resolution_cell(r["equal_resolution"]))
+            else:
+                table.add_row(r["name"], str(r["n"]), _g(r["rel_l2"]), f"{r['cost_s'] * 1e3:.3g} ms", "(fd front)", "", "")
+    return table

@@ -1,0 +1,547 @@
+r"""Leaderboard of *learned linear solvers* (DCDM) against classical preconditioned CG.
+
+DCDM (:mod:`pdebench.models.dcdm`, model kind ``linear-solver``) is not an operator from inputs to
+solutions: its network proposes search directions inside a Krylov-like loop, and the loop's answer
+is exact to the tolerance whatever the network does. What it changes is the **number of iterations**
+and the **wall time**, so that is what this board scores, on held-out systems:
+
+* a *task* is ``dim`` (2 or 3), ``n`` interior nodes per axis, ``systems`` coefficient samples
+  :math:`a` (``darcy_coefficient(n, seed, i, dim)``, ``seed >= LEADERBOARD_SEED_BASE``, never used in
+  training), the matrices :math:`A = -\nabla\cdot(a\nabla\,\cdot)` (:func:`~pdebench.solvers.linalg_baselines.poisson_matrix`)
+  and right-hand-side kinds (:func:`right_hand_side`: ``noise``, ``ones``, ``smooth``), solved from
+  :math:`x_0 = 0` to :math:`\lVert b - A x\rVert \le \mathrm{tol}\,\lVert b\rVert` within ``maxiter``;
+* rows: every baseline (CG, Jacobi-, IC(0)- and AMG-PCG, :func:`~pdebench.solvers.linalg_baselines.pcg`)
+  and every DCDM checkpoint entry (:func:`~pdebench.models.dcdm.load_dcdm`, run by
+  :func:`~pdebench.models.dcdm.dcdm_solve`);
+* per row, over all ``systems x rhs`` solves: median and maximum iterations, the fraction
+  converged, the median final relative residual (recomputed from the returned ``x``), the median
+  preconditioner set-up time per system, the median solve time and the median total (set-up + solve)
+  per solve, the median iterations over CG's and the median total time over AMG-PCG's.
+
+A failing entry (missing checkpoint, a 2-D network on a 3-D task, non-finite output, an IC(0)
+breakdown) is a failed row with the reason, never a crash of the board.
+
+A suite file (``configs/leaderboard/dcdm.yaml``)::
+
+    name: dcdm
+    kind: linear-solver
+    output: outputs/leaderboard/dcdm
+    baselines: [none, jacobi, ic0, amg]        # default: all of BASELINES
+    tasks:
+      - {name: poisson2d_64, dim: 2, n: 64, systems: 4, rhs: [noise, ones, smooth], tol: 1.0e-6, maxiter: 1000}
+    models:
+      - {name: dcdm, checkpoint: outputs/dcdm/dcdm2d_64.pt, tasks: [poisson2d_64]}   # tasks: default all
+
+Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environment`),
+``results.csv``, ``results.md`` (atomic writes) and ``<task>_residuals.png`` (relative residual
+against iteration for every row on the first system and right-hand side).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import statistics
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+import yaml
+
+from pdebench.atomic import atomic_write
+from pdebench.evaluation.board_io import write_results
+from pdebench.evaluation.leaderboard import environment
+from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, build_entry
+from pdebench.solvers.linalg_baselines import (BASELINES, SolveResult, darcy_coefficient, make_baseline_preconditioner,
+                                               pcg, poisson_matrix)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+KIND = "linear-solver"
+RHS_KINDS = ("noise", "ones", "smooth")
+#: Display names of the baselines.
+BASELINE_NAMES = {"none": "CG", "jacobi": "Jacobi-PCG", "ic0": "IC(0)-PCG", "amg": "AMG-PCG"}
+#: Sine modes per axis of the ``smooth`` right-hand side.
+SMOOTH_MODES = 4
+
+
+# ------------------------------------------------------------------------------------------ tasks
+@dataclass(frozen=True)
+class LinearTask:
+    """One linear-solver task: ``systems`` held-out Darcy matrices with ``rhs`` right-hand sides each.
+
+    Parameters
+    ----------
+    name
+        Row label.
+    dim
+        2 or 3.
+    n
+        Interior nodes per axis (``n >= 3``): :math:`N = n^{dim}` unknowns, ``h = 1 / (n + 1)``.
+    systems
+        Coefficient samples ``(seed, 0..systems-1)``.
+    seed
+        ``>= LEADERBOARD_SEED_BASE`` (no training run uses such seeds).
+    rhs
+        Right-hand-side kinds, a subset of :data:`RHS_KINDS` (:func:`right_hand_side`).
+    tol
+        Relative residual tolerance, in ``(0, 1)``.
+    maxiter
+        Iteration cap of every solver.
+    """
+
+    name: str
+    dim: int = 2
+    n: int = 64
+    systems: int = 4
+    seed: int = LEADERBOARD_SEED_BASE
+    rhs: tuple[str, ...] = RHS_KINDS
+    tol: float = 1e-6
+    maxiter: int = 1000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"every task needs a non-empty name, got {self.name!r}")
+        if self.dim not in (2, 3) or isinstance(self.dim, bool):
+            raise ValueError(f"task {self.name!r}: dim must be 2 or 3, got {self.dim!r}")
+        for label, value, low in (("n", self.n, 3), ("systems", self.systems, 1), ("maxiter", self.maxiter, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < LEADERBOARD_SEED_BASE:
+            raise ValueError(f"task {self.name!r}: seed {self.seed!r} could be a training seed; leaderboard seeds are "
+                             f"integers >= {LEADERBOARD_SEED_BASE}")
+        rhs = (self.rhs,) if isinstance(self.rhs, str) else tuple(self.rhs)
+        bad = [k for k in rhs if k not in RHS_KINDS]
+        if not rhs or bad or len(set(rhs)) != len(rhs):
+            raise ValueError(f"task {self.name!r}: rhs must be a non-empty list of distinct kinds from {', '.join(RHS_KINDS)}, "
+                             f"got {list(rhs)!r}")
+        object.__setattr__(self, "rhs", rhs)
+        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not (0 < self.tol < 1):
+            hint = " (YAML reads 1e-6 as a string: write 1.0e-6)" if isinstance(self.tol, str) else ""
+            raise ValueError(f"task {self.name!r}: tol must be a number in (0, 1), got {self.tol!r}{hint}")
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """``(n,) * dim``."""
+        return (self.n,) * self.dim
+
+
+def task_matrix(task: LinearTask, index: int) -> sp.csr_array:
+    """The matrix of system ``index``: :func:`poisson_matrix` of ``darcy_coefficient(n, seed, index, dim)``,
+    shape ``(N, N)``, ``N = n^dim``."""
+    return poisson_matrix(darcy_coefficient(task.n, task.seed, index, dim=task.dim))
+
+
+def right_hand_side(task: LinearTask, kind: str, index: int) -> np.ndarray:
+    r"""Right-hand side ``kind`` of system ``index``, shape ``(N,)`` in the matrix's C ordering.
+
+    * ``noise``: :math:`b_i \sim N(0, 1)` from ``numpy.random.default_rng((seed, index, 0))``;
+    * ``ones``: :math:`f = 1`;
+    * ``smooth``: :math:`f(x) = \sum_{k \in \{1..K\}^d} c_k \prod_a \sin(\pi k_a x_a) / |k|^2`,
+      :math:`c_k \sim N(0, 1)` from ``default_rng((seed, index, 2))``, :math:`K` = :data:`SMOOTH_MODES`,
+      at the interior nodes :math:`x_a = j / (n + 1)`.
+    """
+    if kind not in RHS_KINDS:
+        raise ValueError(f"unknown right-hand side {kind!r}; expected one of {', '.join(RHS_KINDS)}")
+    N = task.n ** task.dim
+    if kind == "ones":
+        return np.ones(N)
+    rng = np.random.default_rng((task.seed, index, RHS_KINDS.index(kind)))
+    if kind == "noise":
+        return rng.standard_normal(N)
+    k = np.arange(1, SMOOTH_MODES + 1)
+    x = np.arange(1, task.n + 1) / (task.n + 1)
+    basis = np.sin(np.pi * x[:, None] * k[None, :])  # (n, K)
+    ks = np.meshgrid(*([k] * task.dim), indexing="ij")
+    coeff = rng.standard_normal((SMOOTH_MODES,) * task.dim) / sum(kk.astype(float) ** 2 for kk in ks)
+    letters = "abc"[: task.dim]
+    spec = ",".join(f"{chr(ord('i') + a)}{letters[a]}" for a in range(task.dim)) + f",{letters}->" + \
+        "".join(chr(ord("i") + a) for a in range(task.dim))
+    return np.einsum(spec, *([basis] * task.dim), coeff).ravel()
+
+
+# ------------------------------------------------------------------------------------------ suite
+@dataclass(frozen=True)
+class LinearSolverSuite:
+    """Linear-solver tasks, baselines, DCDM checkpoint entries and where results go
+    (``kind: linear-solver`` in the YAML)."""
+
+    name: str
+    tasks: tuple[LinearTask, ...]
+    models: tuple[ModelEntry, ...] = ()
+    baselines: tuple[str, ...] = BASELINES
+    kind: str = KIND
+    output: str = "outputs/leaderboard/dcdm"
+
+    def __post_init__(self) -> None:
+        baselines = (self.baselines,) if isinstance(self.baselines, str) else tuple(self.baselines)
+        bad = [b for b in baselines if b not in BASELINES]
+        if bad or len(set(baselines)) != len(baselines):
+            raise ValueError(f"suite {self.name!r}: baselines must be distinct names from {', '.join(BASELINES)}, got {list(baselines)!r}")
+        object.__setattr__(self, "baselines", baselines)
+        names = [t.name for t in self.tasks]
+        for model in self.models:
+            unknown = [t for t in model.tasks or () if t not in names]
+            if unknown:
+                raise ValueError(f"suite {self.name!r}: model {model.name!r} names unknown task(s) {', '.join(unknown)}; "
+                                 f"tasks: {', '.join(names)}")
+        taken = {BASELINE_NAMES[b] for b in baselines}
+        for task in names:
+            entries = [m.name for m in self.models if m.scores(task)]
+            clash = sorted({e for e in entries if entries.count(e) > 1 or e in taken})
+            if clash:
+                raise ValueError(f"suite {self.name!r}: on task {task!r} several entries are named {', '.join(clash)}; "
+                                 "give each entry scored on a task its own name (or limit it with tasks: [...])")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> LinearSolverSuite:
+        """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"{origin}: expected a mapping with name, kind, tasks, models; got {type(raw).__name__}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(fields)}")
+        if raw.get("kind", KIND) != KIND:
+            raise ValueError(f"{origin}: kind must be {KIND!r} for a linear-solver suite, got {raw.get('kind')!r}")
+        if not isinstance(raw.get("name"), str) or not raw.get("name"):
+            raise ValueError(f"{origin}: name must be a non-empty string, got {raw.get('name')!r}")
+        if not isinstance(raw.get("output", ""), str):
+            raise ValueError(f"{origin}: output must be a folder path, got {raw.get('output')!r}")
+        tasks = [build_entry(LinearTask, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
+        if not tasks:
+            raise ValueError(f"{origin}: no tasks")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{origin}: task names repeat: {names}")
+        models = [build_entry(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
+        rest = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k not in ("tasks", "models")}
+        try:
+            return cls(tasks=tuple(tasks), models=tuple(models), **rest)
+        except ValueError as error:
+            raise ValueError(f"{origin}: {error}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> LinearSolverSuite:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no suite file at {path}")
+        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
+
+
+def count_steps(suite: LinearSolverSuite) -> int:
+    """Progress steps of :func:`run_suite`: every baseline and entry on every task."""
+    return sum(len(suite.baselines) + sum(m.scores(t.name) for m in suite.models) for t in suite.tasks)
+
+
+# ------------------------------------------------------------------------------------------ rows
+@dataclass
+class SolveRecord:
+    """One solve: system ``index``, right-hand side ``rhs``; ``residual`` is
+    :math:`\\lVert b - A x\\rVert / \\lVert b\\rVert` recomputed from the returned ``x``."""
+
+    system: int
+    rhs: str
+    iterations: int
+    converged: bool
+    residual: float
+    setup_s: float
+    solve_s: float
+    fallbacks: int | None = None
+
+
+@dataclass
+class SolverRow:
+    """One row: a baseline (``kind="baseline"``) or a DCDM entry (``kind="dcdm"``) on one task.
+
+    Aggregates are over every ``(system, rhs)`` solve (``solves``); ``setup_median_s`` is per system
+    (a preconditioner is built once per matrix and reused for its right-hand sides), ``total_median_s``
+    the median of set-up + solve per solve (the cost of solving one new system once).
+    ``iterations_vs_cg`` and ``time_vs_amg`` divide this row's median iterations / total time by CG's /
+    AMG-PCG's on the same task. ``history`` is the relative residual per iteration on system 0 and
+    the first right-hand side.
+    """
+
+    task: str
+    name: str
+    kind: str
+    method: str
+    status: str = "ok"
+    error: str | None = None
+    checkpoint: str | None = None
+    iterations_median: float | None = None
+    iterations_max: int | None = None
+    converged_fraction: float | None = None
+    residual_median: float | None = None
+    setup_median_s: float | None = None
+    solve_median_s: float | None = None
+    total_median_s: float | None = None
+    total_s: float | None = None
+    iterations_vs_cg: float | None = None
+    time_vs_amg: float | None = None
+    parameters: int | None = None
+    load_time_s: float | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    solves: list[SolveRecord] = field(default_factory=list)
+    history: list[float] = field(default_factory=list)
+
+
+def solve_baseline(A: sp.csr_array, b: np.ndarray, kind: str, tol: float, maxiter: int) -> SolveResult:
+    """One baseline solve: preconditioner ``kind`` (:data:`BASELINES`) built for ``A``, then :func:`pcg`
+    from ``x0 = 0``. ``setup_time`` is the preconditioner's build time."""
+    return pcg(A, b, make_baseline_preconditioner(A, kind), tol, maxiter)
+
+
+def _true_residual(A: sp.csr_array, b: np.ndarray, x: np.ndarray) -> float:
+    return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
+
+
+def _check_result(result: SolveResult) -> None:
+    if not np.all(np.isfinite(result.x)):
+        raise ValueError("the solver returned a non-finite solution")
+
+
+def run_baseline(task: LinearTask, kind: str) -> SolverRow:
+    """Every system and right-hand side of ``task`` with baseline ``kind``; failures become a failed row."""
+    row = SolverRow(task.name, BASELINE_NAMES[kind], "baseline", kind)
+    try:
+        for index in range(task.systems):
+            A = task_matrix(task, index)
+            preconditioner = make_baseline_preconditioner(A, kind)
+            for rhs in task.rhs:
+                b = right_hand_side(task, rhs, index)
+                result = pcg(A, b, preconditioner, task.tol, task.maxiter)
+                _check_result(result)
+                row.solves.append(SolveRecord(index, rhs, result.iterations, bool(result.converged),
+                                              _true_residual(A, b, result.x), preconditioner.setup_time, result.time))
+                if not row.history:
+                    row.history = [float(v) for v in result.residuals]
+        _aggregate(row)
+    except Exception as error:  # noqa: BLE001 - a failing baseline must not stop the board
+        _fail(row, error)
+    return row
+
+
+def run_dcdm(task: LinearTask, entry: ModelEntry) -> SolverRow:
+    """A DCDM checkpoint on every system and right-hand side of ``task``; failures become a failed row.
+
+    The network is loaded once (``load_time_s``) and warmed up by one call; a solve's set-up is the
+    construction of its grid operator (:func:`~pdebench.models.dcdm.network_operator`).
+    """
+    from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
+
+    row = SolverRow(task.name, entry.name, "dcdm", "dcdm", checkpoint=entry.checkpoint)
+    try:
+        if entry.checkpoint is None:
+            raise ValueError(f"entry {entry.name!r} has no checkpoint; train one and save it with "
+                             "pdebench.models.dcdm.save_dcdm")
+        start = time.perf_counter()
+        network, training = load_dcdm(entry.checkpoint)
+        row.load_time_s = time.perf_counter() - start
+        row.training = training
+        row.parameters = sum(p.numel() for p in network.parameters())
+        net_dim = getattr(network, "dim", None)
+        if net_dim != task.dim:
+            raise ValueError(f"the checkpoint holds a {net_dim}-D network; task {task.name!r} is {task.dim}-D")
+        network_operator(network, task.grid)(np.ones(task.n ** task.dim))  # warm-up call, not timed
+        for index in range(task.systems):
+            A = task_matrix(task, index)
+            for rhs in task.rhs:
+                b = right_hand_side(task, rhs, index)
+                start = time.perf_counter()
+                operator = network_operator(network, task.grid)
+                setup = time.perf_counter() - start
+                result = dcdm_solve(A, b, operator, task.tol, task.maxiter)
+                _check_result(result)
+                row.solves.append(SolveRecord(index, rhs, result.iterations, bool(result.converged),
+                                              _true_residual(A, b, result.x), setup, result.time,
+                                              int(result.extra.get("fallbacks", 0))))
+                if not row.history:
+                    row.history = [float(v) for v in result.residuals]
+        _aggregate(row)
+    except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
+        _fail(row, error)
+    return row
+
+
+def _fail(row: SolverRow, error: Exception) -> None:
+    row.status, row.error = "failed", f"{type(error).__name__}: {error}"
+    row.solves, row.history = [], []
+    log.warning("%s on %s failed: %s", row.name, row.task, row.error)
+    log.debug("%s", traceback.format_exc())
+
+
+def _aggregate(row: SolverRow) -> None:
+    """Fill the row's medians from its solves."""
+    solves = row.solves
+    iterations = [s.iterations for s in solves]
+    row.iterations_median = float(statistics.median(iterations))
+    row.iterations_max = max(iterations)
+    row.converged_fraction = sum(s.converged for s in solves) / len(solves)
+    row.residual_median = float(statistics.median(s.residual for s in solves))
+    per_system = {s.system: s.setup_s for s in solves}
+    row.setup_median_s = float(statistics.median(per_system.values()))
+    row.solve_median_s = float(statistics.median(s.solve_s for s in solves))
+    row.total_median_s = float(statistics.median(s.setup_s + s.solve_s for s in solves))
+    row.total_s = float(sum(per_system.values()) + sum(s.solve_s for s in solves))
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference or not math.isfinite(reference):
+        return None
+    return value / reference
+
+
+def run_task(task: LinearTask, baselines: Sequence[str], entries: Sequence[ModelEntry],
+             progress: Callable[[str], None] | None = None) -> list[SolverRow]:
+    """Every baseline and entry on ``task``, with the ratios to CG and AMG-PCG filled in."""
+    note = progress or (lambda _: None)
+    rows = []
+    for kind in baselines:
+        note(f"{task.name}: {BASELINE_NAMES[kind]}")
+        rows.append(run_baseline(task, kind))
+    for entry in entries:
+        note(f"{task.name}: {entry.name}")
+        rows.append(run_dcdm(task, entry))
+    cg = next((r for r in rows if r.method == "none" and r.status == "ok"), None)
+    amg = next((r for r in rows if r.method == "amg" and r.status == "ok"), None)
+    for row in rows:
+        if row.status == "ok":
+            row.iterations_vs_cg = _ratio(row.iterations_median, cg.iterations_median if cg else None)
+            row.time_vs_amg = _ratio(row.total_median_s, amg.total_median_s if amg else None)
+    return rows
+
+
+def run_suite(suite: LinearSolverSuite, output: str | Path | None = None,
+              progress: Callable[[str], None] | None = None) -> Path:
+    """Run every task; write ``results.json``, ``results.csv``, ``results.md`` and the residual plots
+    under ``output`` (default ``suite.output``). Returns the path of ``results.json``."""
+    out = Path(output or suite.output)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    per_task = {task.name: run_task(task, suite.baselines, [m for m in suite.models if m.scores(task.name)], progress)
+                for task in suite.tasks}
+    for task in suite.tasks:
+        plot_residuals(task, per_task[task.name], out / f"{task.name}_residuals.png")
+    rows = [row for rows in per_task.values() for row in rows]
+    document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
+                "baselines": list(suite.baselines), "tasks": [_task_record(t) for t in suite.tasks],
+                "rows": [asdict(r) for r in rows]}
+    return write_results(out, document, rows_to_csv(rows, env), markdown_table(rows, {t.name: _task_line(t) for t in suite.tasks}))
+
+
+def _task_record(task: LinearTask) -> dict[str, Any]:
+    return {**asdict(task), "unknowns": task.n ** task.dim, "rhs": list(task.rhs)}
+
+
+def _task_line(task: LinearTask) -> str:
+    return (f"{task.dim}-D Darcy, {task.n}^{task.dim} = {task.n ** task.dim:,} unknowns, {task.systems} systems "
+            f"(seed {task.seed}) x rhs {', '.join(task.rhs)}, tol {task.tol:g}, maxiter {task.maxiter}")
+
+
+# ------------------------------------------------------------------------------------------ outputs
+CSV_COLUMNS = ("task", "name", "kind", "method", "status", "iterations_median", "iterations_max", "converged_fraction",
+               "residual_median", "setup_median_s", "solve_median_s", "total_median_s", "total_s", "iterations_vs_cg",
+               "time_vs_amg", "parameters", "load_time_s", "checkpoint", "error", "hardware", "threads", "torch",
+               "git_revision")
+
+
+def rows_to_csv(rows: Sequence[SolverRow], env: dict[str, Any]) -> str:
+    """One CSV line per row (:data:`CSV_COLUMNS`; the per-solve records are in ``results.json``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**asdict(row), **env})
+    return buffer.getvalue()
+
+
+def _g(value: float | None, spec: str = ".3g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1e3:.3g} ms"
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    """The table cells of one row (a :class:`SolverRow` as a dict)."""
+    return [f"{_g(r['iterations_median'], '.0f')} / {r['iterations_max']}", f"{r['converged_fraction']:.0%}",
+            _g(r["residual_median"], ".2e"), _ms(r["setup_median_s"]), _ms(r["solve_median_s"]), _ms(r["total_median_s"]),
+            _g(r["iterations_vs_cg"]), _g(r["time_vs_amg"])]
+
+
+HEADERS = ("entry", "iterations (median / max)", "converged", "residual (median)", "set-up / system", "solve",
+           "set-up + solve", "iterations / CG", "time / AMG-PCG")
+
+
+def markdown_table(rows: Sequence[SolverRow], descriptions: dict[str, str] | None = None) -> str:
+    """The board as Markdown: per task, the baselines then the DCDM entries."""
+    lines = ["| task | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
+    for row in rows:
+        r = asdict(row)
+        if row.status != "ok":
+            lines.append(f"| {row.task} | {row.name} | failed: {row.error} |" + " |" * (len(HEADERS) - 2))
+        else:
+            name = f"**{row.name}**" if row.kind == "dcdm" else row.name
+            lines.append(f"| {row.task} | {name} | " + " | ".join(_cells(r)) + " |")
+    if descriptions:
+        lines.append("")
+        lines += [f"- {task}: {text}" for task, text in descriptions.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_residuals(task: LinearTask, rows: Sequence[SolverRow], path: Path) -> Path | None:
+    """Relative residual against iteration (log scale) of every row on system 0 and the first
+    right-hand side; written atomically. None when no row succeeded."""
+    from matplotlib.figure import Figure
+
+    drawn = [r for r in rows if r.status == "ok" and r.history]
+    if not drawn:
+        return None
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.add_subplot()
+    for r in drawn:
+        history = np.maximum(np.asarray(r.history), 1e-300)
+        ax.semilogy(np.arange(len(history)), history, lw=2 if r.kind == "dcdm" else 1.2,
+                    ls="-" if r.kind == "dcdm" else "--", label=f"{r.name} ({len(history) - 1} it.)")
+    ax.axhline(task.tol, color="0.4", lw=0.8, ls=":", label=f"tol {task.tol:g}")
+    ax.set(xlabel="iteration", ylabel="relative residual ‖r_k‖ / ‖b‖",
+           title=f"{task.name}: system ({task.seed}, 0), rhs {task.rhs[0]}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    return path
+
+
+def results_table(document: dict[str, Any]) -> Table:
+    """A rich table of a ``results.json`` document."""
+    from rich.table import Table
+
+    env = document["environment"]
+    table = Table(title=f"linear-solver board {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
+                        f"git {env['git_revision']})", title_justify="left")
+    for column in HEADERS:
+        table.add_column(column, overflow="fold")
+    for task in dict.fromkeys(r["task"] for r in document["rows"]):
+        table.add_row(f"[italic]{task}[/]", *[""] * (len(HEADERS) - 1))
+        for r in (r for r in document["rows"] if r["task"] == task):
+            if r["status"] != "ok":
+                table.add_row(r["name"], f"[red]failed[/]: {r['error']}", *[""] * (len(HEADERS) - 2))
+            else:
+                table.add_row(f"[bold]{r['name']}[/]" if r["kind"] == "dcdm" else r["name"], *_cells(r))
+    return table
