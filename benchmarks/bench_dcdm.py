@@ -39,7 +39,9 @@ stops at relative residual 1.5e-3 after 600 iterations (42 safeguard steps; CG: 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,83 +51,100 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _report.py sits next to it
 from _report import Report, fmt, machine_info  # noqa: E402
 
-from pdebench.models.dcdm import DCDMNet, DCDMTrainConfig, dcdm_solve, network_operator, train_dcdm  # noqa: E402
+from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator  # noqa: E402
 from pdebench.solvers.linalg_baselines import (  # noqa: E402
     darcy_coefficient,
     make_baseline_preconditioner,
     pcg,
     poisson_matrix,
 )
+from pdebench.training.dcdm_fit import ARCHITECTURES, load_dcdm_config, run_dcdm_training  # noqa: E402
 
 TOL = 1e-6
+BASELINE_LABELS = {"none": "CG", "jacobi": "Jacobi-PCG", "ic0": "IC(0)-PCG", "amg": "AMG-PCG"}
+
+
+def solve_all(A, b, nets: dict[str, torch.nn.Module], grid: tuple[int, ...], maxiter: int) -> dict[str, tuple]:
+    """``label -> (iterations, setup + solve seconds, converged, final relative residual)`` for the
+    baselines and every network (float64 direction maps, the paper's loop without safeguard for the
+    SPD network, with it for the U-Net)."""
+    res = {}
+    for kind, label in BASELINE_LABELS.items():
+        M = make_baseline_preconditioner(A, kind)
+        r = pcg(A, b, M, TOL, maxiter=4 * A.shape[0])
+        res[label] = (r.iterations, r.setup_time + r.time, r.converged, float(r.residuals[-1]))
+    for label, net in nets.items():
+        t0 = time.perf_counter()
+        op = network_operator(net, grid)
+        d = dcdm_solve(A, b, op, TOL, maxiter=maxiter)
+        res[label] = (d.iterations, time.perf_counter() - t0, d.converged, float(d.residuals[-1]))
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny training, 64² only")
-    parser.add_argument("--steps", type=int, default=250)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--levels", type=int, default=5)
-    parser.add_argument("--train-systems", type=int, default=3)
+    parser.add_argument("--config", default="configs/dcdm/dcdm2d_64.yaml", help="DCDM training run (configs/dcdm/)")
+    parser.add_argument("--steps", type=int, default=None, help="override the config's training steps")
+    parser.add_argument("--quick", action="store_true", help="30 training steps, 64² only (smoke run)")
     parser.add_argument("--maxiter", type=int, default=600)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.steps, args.maxiter = 30, 400
+    config = load_dcdm_config(args.config)
+    if config.dim != 2:
+        parser.error(f"this benchmark runs 2-D configs (64² and 128² systems); {args.config} has dim {config.dim}")
+    steps = 30 if args.quick else args.steps
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     rep = Report()
     common = machine_info({"scipy": __import__("scipy").__version__, "pyamg": __import__("pyamg").__version__},
-                          threads=args.threads, steps=args.steps, width=args.width, levels=args.levels)
+                          threads=args.threads, config=args.config, arch=config.arch,
+                          steps=config.train_config(steps).steps)
     t_start = time.perf_counter()
+    torch.manual_seed(config.seed)
+    untrained = ARCHITECTURES[config.arch](dim=2, **config.network)
+    with tempfile.TemporaryDirectory() as tmp, rep.status(f"training {config.arch} DCDM at {config.n}² "
+                                                          f"({config.train_config(steps).steps} steps)"):
+        path, record = run_dcdm_training(config, steps=steps, output=Path(tmp) / "net.pt")
+        model, _ = load_dcdm(path)
+    rep.say(f"training: {record['optimiser_time_s']:.1f} s, loss {record['loss_first10']:.3f} -> "
+            f"{record['loss_last10']:.3f} ({record['parameters']} parameters)")
+    rep.record(**common, stage="train", time_s=record["optimiser_time_s"], loss_first10=record["loss_first10"],
+               loss_last10=record["loss_last10"])
 
-    n_train = 64
-    train_mats = [poisson_matrix(darcy_coefficient(n_train, 0, i)) for i in range(args.train_systems)]
-    model = DCDMNet(dim=2, width=args.width, levels=args.levels)
-    cfg = DCDMTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, lanczos_steps=100, rhs_per_system=256)
-    with rep.status(f"training DCDM at {n_train}² ({args.steps} steps)"):
-        hist = train_dcdm(model, train_mats, (n_train, n_train), cfg)
-    first, last = float(np.mean(hist.loss[:10])), float(np.mean(hist.loss[-10:]))
-    rep.say(f"training: {hist.time:.1f} s, loss {first:.3f} -> {last:.3f} "
-            f"({sum(p.numel() for p in model.parameters())} parameters)")
-    rep.record(**common, stage="train", time_s=hist.time, loss_first10=first, loss_last10=last)
-
-    cases = [("64² seen-a", 64, 0, 0), ("64² new-a", 64, 1, 0)]
+    nets = {"DCDM untrained": untrained, "DCDM": model}
+    cases = [("64² seen-a", 64, 0, 0), ("64² new-a", 64, 1_000_000, 0)]
     if not args.quick:
-        cases.append(("128² new-a", 128, 1, 0))
+        cases.append(("128² new-a", 128, 1_000_000, 0))
+    columns = list(BASELINE_LABELS.values()) + list(nets)
     rows, dcdm_its = [], {}
     for label, n, seed, idx in cases:
         A = poisson_matrix(darcy_coefficient(n, seed, idx))
         rhs = {"noise": np.random.default_rng(100 + n).standard_normal(n * n), "f=1": np.ones(n * n)}
-        net = network_operator(model, (n, n))
         for rname, b in rhs.items():
-            res = {}
-            for kind in ("none", "jacobi", "ic0", "amg"):
-                M = make_baseline_preconditioner(A, kind)
-                r = pcg(A, b, M, TOL, maxiter=4 * n * n)
-                res[kind] = (r.iterations, r.setup_time, r.time, r.converged)
-            t0 = time.perf_counter()
-            d = dcdm_solve(A, b, net, TOL, maxiter=args.maxiter)
-            res["dcdm"] = (d.iterations, 0.0, time.perf_counter() - t0, d.converged)
-            dcdm_its[(label, rname)] = d.iterations
-            cg_it = res["none"][0]
-            amg_total = res["amg"][1] + res["amg"][2]
-            iter_ratio = d.iterations / cg_it
-            time_ratio = res["dcdm"][2] / amg_total
-            rows.append([f"{label} {rname}"] + [
-                f"{res[k][0]}{'' if res[k][3] else '*'} / {fmt(res[k][1] + res[k][2], 2)}s"
-                for k in ("none", "jacobi", "ic0", "amg", "dcdm")] + [fmt(iter_ratio), fmt(time_ratio), str(d.extra["fallbacks"])])
+            res = solve_all(A, b, nets, (n, n), args.maxiter)
+            its, secs, conv, _ = res["DCDM"]
+            dcdm_its[(label, rname)] = its
+            iter_ratio, time_ratio = its / res["CG"][0], secs / res["AMG-PCG"][1]
+            rows.append([f"{label} {rname}"] + [f"{res[c][0]}{'' if res[c][2] else '*'} / {fmt(res[c][1], 2)}s" for c in columns]
+                        + [fmt(iter_ratio), fmt(time_ratio)])
             rep.record(**common, stage="solve", case=label, rhs=rname, n=n,
-                       **{f"{k}_iters": res[k][0] for k in res}, **{f"{k}_time_s": res[k][1] + res[k][2] for k in res},
-                       dcdm_converged=d.converged, dcdm_final_residual=float(d.residuals[-1]),
-                       dcdm_fallbacks=d.extra["fallbacks"], dcdm_over_cg_iters=iter_ratio,
-                       dcdm_over_amg_time=time_ratio, target_iters_ratio=0.2, met=bool(d.converged and iter_ratio <= 0.2))
-    rep.table(f"iterations / wall time to {TOL:g} (* = not converged; DCDM capped at {args.maxiter})",
-              ["case", "CG", "Jacobi-PCG", "IC(0)-PCG", "AMG-PCG", "DCDM", "DCDM/CG its", "DCDM/AMG time", "fallbacks"],
-              rows)
+                       **{f"{c}_iters": res[c][0] for c in columns}, **{f"{c}_time_s": res[c][1] for c in columns},
+                       dcdm_converged=conv, dcdm_final_residual=res["DCDM"][3], dcdm_over_cg_iters=iter_ratio,
+                       dcdm_over_amg_time=time_ratio, target_iters_ratio=0.2, met=bool(conv and iter_ratio <= 0.2))
+    rep.table(f"iterations / wall time (setup + solve) to {TOL:g} (* = not converged; DCDM capped at {args.maxiter})",
+              ["case", *columns, "DCDM/CG its", "DCDM/AMG time"], rows)
+    # cost of one direction against one AMG V-cycle and one matrix product, on the 64² new-a matrix
+    n = 64
+    A = poisson_matrix(darcy_coefficient(n, 1_000_000, 0))
+    r = np.random.default_rng(0).standard_normal(n * n)
+    amg = make_baseline_preconditioner(A, "amg")
+    op = network_operator(model, (n, n))
+    cost = {name: _median_time(f) for name, f in (("matvec", lambda: A @ r), ("AMG V-cycle", lambda: amg.apply(r)),
+                                                   ("DCDM network", lambda: op(r)))}
+    rep.say("one application at 64²: " + ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in cost.items())
+            + f" (network / V-cycle {cost['DCDM network'] / cost['AMG V-cycle']:.1f}x)")
+    rep.record(**common, stage="apply_cost", n=n, **{f"{k}_s": v for k, v in cost.items()},
+               network_over_vcycle=cost["DCDM network"] / cost["AMG V-cycle"])
     if not args.quick:
         for rname in ("noise", "f=1"):
             ratio = dcdm_its[("128² new-a", rname)] / max(dcdm_its[("64² new-a", rname)], 1)
@@ -134,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     rep.say(f"total {time.perf_counter() - t_start:.0f} s")
     rep.emit_json()
     return 0
+
+
+def _median_time(f, repeats: int = 21) -> float:
+    f()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

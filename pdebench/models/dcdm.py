@@ -277,6 +277,8 @@ class SymmetricDCDMNet(nn.Module):
 
     #: Precision of the network inside the solver (:func:`network_operator`).
     solve_dtype = torch.float64
+    #: :math:`r^T M r > 0` for every ``r``: :func:`dcdm_solve` needs no safeguard.
+    symmetric_positive_definite = True
 
     def __init__(self, dim: int = 2, width: int = 4, max_levels: int = 12, identity: float = 0.3,
                  noise: float = 3e-3, seed: int = 0, in_channels: int = 1, out_channels: int = 1) -> None:
@@ -360,6 +362,7 @@ def network_operator(model: nn.Module, grid: Sequence[int], dtype: torch.dtype |
             q = model(t)
         return q.reshape(N).to(torch.float64).numpy()
 
+    apply.symmetric_positive_definite = bool(getattr(model, "symmetric_positive_definite", False))
     return apply
 
 
@@ -517,6 +520,7 @@ def train_dcdm(
     systems: Sequence[sp.sparray | sp.spmatrix],
     grid: Sequence[int],
     config: DCDMTrainConfig | None = None,
+    callback: Callable[[int, float], None] | None = None,
 ) -> TrainHistory:
     """Train ``model`` unsupervised with :func:`dcdm_loss` on Ritz right-hand sides of ``systems``.
 
@@ -530,6 +534,8 @@ def train_dcdm(
         Grid shape, ``(n, n)`` or ``(n, n, n)``.
     config
         :class:`DCDMTrainConfig`.
+    callback
+        Called as ``callback(step, loss)`` after every optimiser step (progress display).
 
     Returns
     -------
@@ -567,6 +573,10 @@ def train_dcdm(
         opt.step()
         sched.step()
         hist.loss.append(float(loss.detach()))
+        if not math.isfinite(hist.loss[-1]):
+            raise FloatingPointError(f"DCDM loss became {hist.loss[-1]} at step {step}; lower the learning rate ({config.lr})")
+        if callback is not None:
+            callback(step, hist.loss[-1])
     model.eval()
     hist.time = time.perf_counter() - t0
     return hist
@@ -582,7 +592,7 @@ def dcdm_solve(
     tol: float = 1e-6,
     maxiter: int = 1000,
     n_orth: int = 2,
-    fallback_cos: float = 1e-3,
+    fallback_cos: float | None = None,
 ) -> SolveResult:
     """Deep conjugate direction solve of ``A x = b`` from ``x0 = 0`` (see the module docstring).
 
@@ -606,7 +616,10 @@ def dcdm_solve(
         the step uses the residual (A-orthogonalised) instead of the network direction. A nonlinear
         network is not positive definite, so :math:`r^T f(r)` can vanish; then the exact line search
         gives :math:`\alpha = 0`, ``r`` does not change and the plain method stalls for ever
-        (observed with partially trained networks). ``0`` disables it (the paper's method).
+        (observed with partially trained networks). ``0`` disables it (the paper's method) ``None``
+        (default): ``0`` when ``network`` is marked ``symmetric_positive_definite`` (as
+        :func:`network_operator` marks a :class:`SymmetricDCDMNet`: :math:`r^T M r > 0`, no stall
+        possible), else ``1e-3``.
 
     Returns
     -------
@@ -629,6 +642,8 @@ def dcdm_solve(
         raise ValueError(f"maxiter must be >= 1, got {maxiter}")
     if int(n_orth) < 0:
         raise ValueError(f"n_orth must be >= 0, got {n_orth}")
+    if fallback_cos is None:
+        fallback_cos = 0.0 if getattr(network, "symmetric_positive_definite", False) else 1e-3
     if not (0 <= fallback_cos < 1):
         raise ValueError(f"fallback_cos must be in [0, 1), got {fallback_cos}")
     t0 = time.perf_counter()

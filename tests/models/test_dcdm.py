@@ -272,7 +272,8 @@ def test_symmetric_net_solve_is_pcg():
     A = poisson_matrix(darcy_coefficient(n, seed=3))
     b = np.random.default_rng(0).standard_normal(n * n)
     op = network_operator(SymmetricDCDMNet(dim=2, width=3, noise=0.05), (n, n))
-    ours = dcdm_solve(A, b, op, tol=1e-8, maxiter=500, fallback_cos=0.0)
+    assert op.symmetric_positive_definite  # so dcdm_solve runs the paper's loop, without the safeguard
+    ours = dcdm_solve(A, b, op, tol=1e-8, maxiter=500)
     theirs = pcg(A, b, Preconditioner("none", op, None, 0.0), tol=1e-8, maxiter=500)
     assert ours.converged and theirs.converged
     assert abs(ours.iterations - theirs.iterations) <= 1
@@ -280,6 +281,7 @@ def test_symmetric_net_solve_is_pcg():
     # round-off grows in both, as it does in any CG, while the iteration counts stay equal)
     assert np.allclose(ours.residuals[:12], theirs.residuals[:12], rtol=1e-9)
     assert np.linalg.norm(b - A @ ours.x) <= 1e-8 * np.linalg.norm(b)
+    assert ours.extra["fallbacks"] == 0 and not network_operator(DCDMNet(width=2, levels=1), (n, n)).symmetric_positive_definite
 
 
 def test_symmetric_net_bpx_start_is_resolution_independent():
