@@ -120,7 +120,8 @@ def test_shipped_suite_loads():
     suite = LinearSolverSuite.from_yaml(ROOT / "configs" / "leaderboard" / "dcdm.yaml")
     assert [t.name for t in suite.tasks] == ["poisson2d_64", "poisson2d_128", "poisson3d_32"]
     assert all(t.systems == 4 and t.tol == 1e-6 and t.rhs == ("noise", "ones", "smooth") for t in suite.tasks)
-    assert [m.tasks for m in suite.models] == [("poisson2d_64", "poisson2d_128"), ("poisson3d_32",)]
+    assert [(m.name, m.tasks) for m in suite.models] == [("dcdm", ("poisson2d_64", "poisson2d_128")), ("dcdm", ("poisson3d_32",)),
+                                                        ("dcdm-unet", ("poisson2d_64", "poisson2d_128"))]
 
 
 # --------------------------------------------------------------------------- end to end

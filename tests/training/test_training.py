@@ -18,10 +18,11 @@ from pdebench.training import OperatorModule
 
 ROOT = Path(__file__).resolve().parents[2]
 # leaderboard suites, pre-training mixtures (tests/training/test_finetune.py) and physics runs
-# (tests/training/test_physics_cli.py) are not train.py configs of one data file
+# (tests/training/test_physics_cli.py) and DCDM runs (tests/training/test_dcdm_fit.py) are not train.py
+# configs of one data file
 # MP-PDE configs at nx 100 and 40 differ from the nx 50 one only in paths (checked below): nx 50 trains
 CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
-                 if not p.stem.endswith("_online") and p.parent.name not in ("leaderboard", "pretrain", "physics")
+                 if not p.stem.endswith("_online") and p.parent.name not in ("leaderboard", "pretrain", "physics", "dcdm")
                  and not (p.parent.name.startswith("mppde_") and not p.stem.endswith("_nx50")))
 ONLINE_CONFIGS = sorted((ROOT / "configs").glob("*/*_online.yaml"))
 
