@@ -60,14 +60,12 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
-import yaml
 from torch import Tensor
 
-from pdebench.atomic import atomic_write
-from pdebench.evaluation.board_io import write_results
+from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
+from pdebench.evaluation.suite import YamlSuite
 from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
-from pdebench.evaluation.suite import build_entry
 from pdebench.models.gp_kronecker import GPHM, AllenCahn, GPHMConfig, GridProblem, Poisson, relative_l2
 
 if TYPE_CHECKING:
@@ -352,7 +350,7 @@ class InstanceTask:
 
 
 @dataclass(frozen=True)
-class InstanceSuite:
+class InstanceSuite(YamlSuite):
     """Instance tasks and where results go (``kind: instance`` in the YAML)."""
 
     name: str
@@ -363,33 +361,10 @@ class InstanceSuite:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> InstanceSuite:
         """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
-        if not isinstance(raw, dict):
-            raise ValueError(f"{origin}: expected a mapping with name, kind, tasks; got {type(raw).__name__}")
-        fields = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(raw) - set(fields))
-        if unknown:
-            raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(fields)}")
-        if raw.get("kind", KIND) != KIND:
-            raise ValueError(f"{origin}: kind must be {KIND!r} for an instance suite, got {raw.get('kind')!r}")
-        if not isinstance(raw.get("name"), str) or not raw.get("name"):
-            raise ValueError(f"{origin}: name must be a non-empty string, got {raw.get('name')!r}")
-        if not isinstance(raw.get("output", ""), str):
-            raise ValueError(f"{origin}: output must be a folder path, got {raw.get('output')!r}")
-        tasks = [build_entry(InstanceTask, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
-        if not tasks:
-            raise ValueError(f"{origin}: no tasks")
-        names = [t.name for t in tasks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{origin}: task names repeat: {names}")
+        tasks = suite_tasks(raw, cls, InstanceTask, KIND, origin)
         rest = {k: v for k, v in raw.items() if k != "tasks"}
         return cls(tasks=tuple(tasks), **rest)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> InstanceSuite:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no suite file at {path}")
-        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
 
 
 def count_steps(suite: InstanceSuite) -> int:
@@ -612,23 +587,13 @@ def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
                   + speedup_cell(model.placement))
     ax.set(xlabel="wall time of one solve [s]", ylabel="relative L2 error at the grid nodes",
            title=f"{result.task.name}: GP-HM on the finite-difference ladder")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    return path
+    return save_log_plot(fig, ax, path)
 
 
 def results_table(document: dict[str, Any]) -> Table:
     """A rich table of a ``results.json`` document: GP-HM and the finite-difference Pareto front per task."""
-    from rich.table import Table
-
-    env = document["environment"]
-    table = Table(title=f"instance board {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
-                        f"git {env['git_revision']})", title_justify="left")
-    for column in ("entry", "n", "rel. L2", "wall time", "speed-up at equal accuracy", "fd rel. L2 at equal cost",
-                   "fd at equal resolution"):
-        table.add_column(column, overflow="fold")
+    table = board_table(document, "instance", ("entry", "n", "rel. L2", "wall time", "speed-up at equal accuracy",
+                                               "fd rel. L2 at equal cost", "fd at equal resolution"))
     for task in dict.fromkeys(r["task"] for r in document["rows"]):
         table.add_row(f"[italic]{task}[/]", *[""] * 6)
         rows = [r for r in document["rows"] if r["task"] == task]

@@ -54,12 +54,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-import yaml
 
-from pdebench.atomic import atomic_write
-from pdebench.evaluation.board_io import write_results
+from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.leaderboard import environment
-from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, build_entry
+from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, YamlSuite, build_entry
 from pdebench.solvers.linalg_baselines import (BASELINES, SolveResult, darcy_coefficient, make_baseline_preconditioner,
                                                pcg, poisson_matrix)
 
@@ -174,7 +172,7 @@ def right_hand_side(task: LinearTask, kind: str, index: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ suite
 @dataclass(frozen=True)
-class LinearSolverSuite:
+class LinearSolverSuite(YamlSuite):
     """Linear-solver tasks, baselines, DCDM checkpoint entries and where results go
     (``kind: linear-solver`` in the YAML)."""
 
@@ -208,24 +206,7 @@ class LinearSolverSuite:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> LinearSolverSuite:
         """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
-        if not isinstance(raw, dict):
-            raise ValueError(f"{origin}: expected a mapping with name, kind, tasks, models; got {type(raw).__name__}")
-        fields = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(raw) - set(fields))
-        if unknown:
-            raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(fields)}")
-        if raw.get("kind", KIND) != KIND:
-            raise ValueError(f"{origin}: kind must be {KIND!r} for a linear-solver suite, got {raw.get('kind')!r}")
-        if not isinstance(raw.get("name"), str) or not raw.get("name"):
-            raise ValueError(f"{origin}: name must be a non-empty string, got {raw.get('name')!r}")
-        if not isinstance(raw.get("output", ""), str):
-            raise ValueError(f"{origin}: output must be a folder path, got {raw.get('output')!r}")
-        tasks = [build_entry(LinearTask, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
-        if not tasks:
-            raise ValueError(f"{origin}: no tasks")
-        names = [t.name for t in tasks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{origin}: task names repeat: {names}")
+        tasks = suite_tasks(raw, cls, LinearTask, KIND, origin)
         models = [build_entry(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
         rest = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k not in ("tasks", "models")}
         try:
@@ -233,12 +214,6 @@ class LinearSolverSuite:
         except ValueError as error:
             raise ValueError(f"{origin}: {error}") from None
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> LinearSolverSuite:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no suite file at {path}")
-        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
 
 
 def count_steps(suite: LinearSolverSuite) -> int:
@@ -313,22 +288,44 @@ def _check_result(result: SolveResult) -> None:
         raise ValueError("the solver returned a non-finite solution")
 
 
+def _solve_every_system(row: SolverRow, task: LinearTask,
+                        solver_for: Callable[[sp.csr_array], Callable[[np.ndarray], tuple[SolveResult, float, float]]]) -> None:
+    """Solve every system and right-hand side of ``task`` into ``row.solves`` (and the first residual
+    history into ``row.history``), then aggregate.
+
+    ``solver_for(A)`` is called once per matrix (its set-up: a preconditioner) and returns
+    ``solve(b) -> (result, setup_s, solve_s)``.
+    """
+    for index in range(task.systems):
+        A = task_matrix(task, index)
+        solve = solver_for(A)
+        for rhs in task.rhs:
+            b = right_hand_side(task, rhs, index)
+            result, setup, seconds = solve(b)
+            _check_result(result)
+            row.solves.append(SolveRecord(index, rhs, result.iterations, bool(result.converged),
+                                          _true_residual(A, b, result.x), setup, seconds,
+                                          int(result.extra.get("fallbacks", 0)) if result.extra else None))
+            if not row.history:
+                row.history = [float(v) for v in result.residuals]
+    _aggregate(row)
+
+
 def run_baseline(task: LinearTask, kind: str) -> SolverRow:
     """Every system and right-hand side of ``task`` with baseline ``kind``; failures become a failed row."""
     row = SolverRow(task.name, BASELINE_NAMES[kind], "baseline", kind)
+
+    def solver_for(A: sp.csr_array) -> Callable[[np.ndarray], tuple[SolveResult, float, float]]:
+        preconditioner = make_baseline_preconditioner(A, kind)  # once per matrix, reused for its right-hand sides
+
+        def solve(b: np.ndarray) -> tuple[SolveResult, float, float]:
+            result = pcg(A, b, preconditioner, task.tol, task.maxiter)
+            return result, preconditioner.setup_time, result.time
+
+        return solve
+
     try:
-        for index in range(task.systems):
-            A = task_matrix(task, index)
-            preconditioner = make_baseline_preconditioner(A, kind)
-            for rhs in task.rhs:
-                b = right_hand_side(task, rhs, index)
-                result = pcg(A, b, preconditioner, task.tol, task.maxiter)
-                _check_result(result)
-                row.solves.append(SolveRecord(index, rhs, result.iterations, bool(result.converged),
-                                              _true_residual(A, b, result.x), preconditioner.setup_time, result.time))
-                if not row.history:
-                    row.history = [float(v) for v in result.residuals]
-        _aggregate(row)
+        _solve_every_system(row, task, solver_for)
     except Exception as error:  # noqa: BLE001 - a failing baseline must not stop the board
         _fail(row, error)
     return row
@@ -356,21 +353,18 @@ def run_dcdm(task: LinearTask, entry: ModelEntry) -> SolverRow:
         if net_dim != task.dim:
             raise ValueError(f"the checkpoint holds a {net_dim}-D network; task {task.name!r} is {task.dim}-D")
         network_operator(network, task.grid)(np.ones(task.n ** task.dim))  # warm-up call, not timed
-        for index in range(task.systems):
-            A = task_matrix(task, index)
-            for rhs in task.rhs:
-                b = right_hand_side(task, rhs, index)
+
+        def solver_for(A: sp.csr_array) -> Callable[[np.ndarray], tuple[SolveResult, float, float]]:
+            def solve(b: np.ndarray) -> tuple[SolveResult, float, float]:
                 start = time.perf_counter()
                 operator = network_operator(network, task.grid)
                 setup = time.perf_counter() - start
                 result = dcdm_solve(A, b, operator, task.tol, task.maxiter)
-                _check_result(result)
-                row.solves.append(SolveRecord(index, rhs, result.iterations, bool(result.converged),
-                                              _true_residual(A, b, result.x), setup, result.time,
-                                              int(result.extra.get("fallbacks", 0))))
-                if not row.history:
-                    row.history = [float(v) for v in result.residuals]
-        _aggregate(row)
+                return result, setup, result.time
+
+            return solve
+
+        _solve_every_system(row, task, solver_for)
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
         _fail(row, error)
     return row
@@ -521,22 +515,12 @@ def plot_residuals(task: LinearTask, rows: Sequence[SolverRow], path: Path) -> P
     ax.axhline(task.tol, color="0.4", lw=0.8, ls=":", label=f"tol {task.tol:g}")
     ax.set(xlabel="iteration", ylabel="relative residual ‖r_k‖ / ‖b‖",
            title=f"{task.name}: system ({task.seed}, 0), rhs {task.rhs[0]}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    return path
+    return save_log_plot(fig, ax, path)
 
 
 def results_table(document: dict[str, Any]) -> Table:
     """A rich table of a ``results.json`` document."""
-    from rich.table import Table
-
-    env = document["environment"]
-    table = Table(title=f"linear-solver board {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
-                        f"git {env['git_revision']})", title_justify="left")
-    for column in HEADERS:
-        table.add_column(column, overflow="fold")
+    table = board_table(document, "linear-solver", HEADERS)
     for task in dict.fromkeys(r["task"] for r in document["rows"]):
         table.add_row(f"[italic]{task}[/]", *[""] * (len(HEADERS) - 1))
         for r in (r for r in document["rows"] if r["task"] == task):

@@ -184,8 +184,19 @@ class ModelEntry:
         return self.tasks is None or task in self.tasks
 
 
+class YamlSuite:
+    """``from_yaml(path)``: a suite class's ``from_dict`` on the file's mapping, named by its path."""
+
+    @classmethod
+    def from_yaml(cls, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no suite file at {path}")
+        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
+
+
 @dataclass(frozen=True)
-class Suite:
+class Suite(YamlSuite):
     """Tasks, model entries and where results go."""
 
     name: str
@@ -202,12 +213,8 @@ class Suite:
         unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(f.name for f in dataclasses.fields(cls))}")
-        tasks = [build_entry(TaskSpec, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
-        if not tasks:
-            raise ValueError(f"{origin}: no tasks")
+        tasks = build_tasks(raw, TaskSpec, origin)
         names = [t.name for t in tasks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{origin}: task names repeat: {names}")
         models = [build_entry(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
         for model in models:
             unknown_tasks = [t for t in model.tasks or () if t not in names]
@@ -216,13 +223,6 @@ class Suite:
                                  f"tasks: {', '.join(names)}")
         rest = {k: v for k, v in raw.items() if k not in ("tasks", "models")}
         return cls(tasks=tuple(tasks), models=tuple(models), **rest)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "Suite":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no suite file at {path}")
-        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
 
     def task(self, name: str) -> TaskSpec:
         for task in self.tasks:
@@ -245,3 +245,15 @@ def build_entry(kind: type, raw: Any, origin: str):
         return kind(**values)
     except TypeError as error:
         raise ValueError(f"{origin}: {error}") from None
+
+
+def build_tasks(raw: dict[str, Any], task_cls: type, origin: str) -> list:
+    """The ``tasks:`` list of a suite mapping as ``task_cls`` entries (:func:`build_entry`); refuses
+    an empty list and repeated task names."""
+    tasks = [build_entry(task_cls, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
+    if not tasks:
+        raise ValueError(f"{origin}: no tasks")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{origin}: task names repeat: {names}")
+    return tasks

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 
+from pdebench.evaluation.suite import build_entry
 from pdebench.models.dcdm import DCDMNet, DCDMTrainConfig, SymmetricDCDMNet, save_dcdm, train_dcdm
 from pdebench.solvers.linalg_baselines import darcy_coefficient, poisson_matrix
 
@@ -94,17 +95,11 @@ def load_dcdm_config(path: str | Path) -> DCDMRunConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no DCDM config at {path}")
-    raw = yaml.safe_load(path.read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in dataclasses.fields(DCDMRunConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
     try:
-        return DCDMRunConfig(**raw)
+        return build_entry(DCDMRunConfig, yaml.safe_load(path.read_text()), str(path))
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        message = str(error)
+        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
 def run_dcdm_training(config: DCDMRunConfig, steps: int | None = None, output: str | Path | None = None,
