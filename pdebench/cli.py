@@ -1,4 +1,5 @@
-"""The ``pdebench`` console script: list, generate, stream, export, plot, demo.
+"""The ``pdebench`` console script: list, generate, stream, leaderboard, evaluate, export, plot, physics,
+train-dcdm, demo.
 
 Every bad argument ends in a one-line ``pdebench: error: ...`` message and exit status 2, before
 anything is written.
