@@ -62,36 +62,25 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _report.py sits next to it
 from _report import Report, fmt, machine_info  # noqa: E402
 
-from pdebench.models.gp_kronecker import GPHM, Advection, AllenCahn, GPHMConfig, Poisson  # noqa: E402
+from pdebench.evaluation.instance_board import INSTANCES  # noqa: E402
+from pdebench.models.gp_kronecker import GPHM, Advection, GPHMConfig  # noqa: E402
 
 REPORT = Report()
 say, table, record = REPORT.say, REPORT.table, REPORT.record
 F64 = torch.float64
 TARGET_ERROR, TARGET_TIME_S = 1e-3, 600.0
 
-PROBLEMS = {
-    "sin100": (lambda x: torch.sin(100 * x), lambda x: 1e4 * torch.sin(100 * x)),
-    "multiscale": (lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.sin(100 * x),
-                   lambda x: torch.sin(x) + 40 * torch.sin(20 * x) + 500 * torch.sin(100 * x)),
-}
-
-
-def _allen_cahn_source(x: torch.Tensor) -> torch.Tensor:
-    u = torch.sin(100 * x)
-    return -1e4 * u + u * (u * u - 1)
+#: Benchmark names -> the leaderboard's instances (one definition of each exact solution and source).
+INSTANCE_OF = {"sin100": "poisson1d_sin100", "multiscale": "poisson1d_multiscale", "allen_cahn": "allen_cahn1d_sin100",
+               "poisson2d": "poisson2d_sin100"}
 
 
 def bench_accuracy(name: str, args: argparse.Namespace, common: dict) -> None:
     x = torch.linspace(0, 1, args.n, dtype=F64)
     cfg = GPHMConfig(adam_steps=args.adam, lbfgs_steps=args.lbfgs, time_limit_s=TARGET_TIME_S)
-    if name == "allen_cahn":
-        problem = AllenCahn(source=_allen_cahn_source, exact=lambda x: torch.sin(100 * x))
-        axes = [x]
-    elif name == "poisson2d":
+    if name == "poisson2d":
         x = torch.linspace(0, 1, args.n2d, dtype=F64)
-        problem = Poisson(source=lambda x, y: 2e4 * torch.sin(100 * x) * torch.sin(100 * y),
-                          exact=lambda x, y: torch.sin(100 * x) * torch.sin(100 * y))
-        axes = [x, x]
+        problem, axes = INSTANCES[INSTANCE_OF[name]].gp_problem(), [x, x]
         cfg = GPHMConfig(adam_steps=100, lbfgs_steps=args.lbfgs2d, time_limit_s=TARGET_TIME_S)
     elif name == "advection":
         beta = 200.0
@@ -99,8 +88,7 @@ def bench_accuracy(name: str, args: argparse.Namespace, common: dict) -> None:
         axes = [torch.linspace(0, 2 * math.pi, 64, dtype=F64), torch.linspace(0, 1, 256, dtype=F64)]
         cfg = GPHMConfig(adam_steps=100, lbfgs_steps=3000, time_limit_s=TARGET_TIME_S)
     else:
-        exact, source = PROBLEMS[name]
-        problem, axes = Poisson(source=source, exact=exact), [x]
+        problem, axes = INSTANCES[INSTANCE_OF[name]].gp_problem(), [x]
     model = GPHM(axes, problem, cfg)
     with REPORT.status(f"{name}: Adam {cfg.adam_steps} + L-BFGS {cfg.lbfgs_steps} on {model.shape}"):
         result = model.fit(eval_every=max(args.adam // 5, 1))
@@ -143,8 +131,7 @@ def bench_cost(args: argparse.Namespace, common: dict) -> None:
     rows, kron_t, dense_t = [], {}, {}
     for n in args.grids:
         x = torch.linspace(0, 1, n, dtype=F64)
-        prob = Poisson(source=lambda x, y: 2e4 * torch.sin(100 * x) * torch.sin(100 * y),
-                       exact=lambda x, y: torch.sin(100 * x) * torch.sin(100 * y))
+        prob = INSTANCES["poisson2d_sin100"].gp_problem()
         # jitter 1e-4: the dense K = K_1 (x) K_2 squares the factors' condition numbers and its Cholesky
         # fails at the default 1e-10 (the per-factor Cholesky does not); the cost does not depend on it.
         model = GPHM([x, x], prob, GPHMConfig(whiten=False, jitter=1e-4))
