@@ -384,6 +384,11 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"no checkpoint at {args.checkpoint}")
+    kind, _ = _suite_kind(args.suite)
+    if kind != "operator":
+        raise ValueError(f"evaluate scores an operator checkpoint, but {args.suite} is a {kind} suite; run "
+                         f"pdebench leaderboard --suite {args.suite}"
+                         + (" --model NAME=CHECKPOINT" if kind == "linear-solver" else ""))
     suite = Suite.from_yaml(args.suite)
     task = suite.task(args.task) if args.task else suite.tasks[0]
     name = args.name or Path(args.checkpoint).stem

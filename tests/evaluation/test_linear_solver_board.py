@@ -199,3 +199,13 @@ def test_cli_dispatches_on_kind(tmp_path, checkpoint, capsys):
     path.write_text(yaml.safe_dump(raw))
     assert main(["leaderboard", "--suite", str(path)]) == 2
     assert "seed 3 could be a training seed" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_linear_solver_suite(tmp_path, checkpoint, capsys):
+    from pdebench.cli import main
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(_suite(str(checkpoint))))
+    assert main(["evaluate", str(checkpoint), "--suite", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a linear-solver suite" in err and f"pdebench leaderboard --suite {path} --model NAME=CHECKPOINT" in err
