@@ -148,14 +148,9 @@ class GraphOperatorModule(OperatorModule):
     # ------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
         """Check the data's channels against the model and run one forward pass on a training graph."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None or not hasattr(datamodule, "in_channels"):
+        datamodule = self.checked_datamodule()
+        if datamodule is None:
             return
-        expected = {"in_channels": self.x_norm.mean.numel(), "out_channels": self.y_norm.mean.numel(),
-                    "spatial_dims": self.loss_dims, "history": self.history}
-        for name, value in expected.items():
-            if getattr(datamodule, name, value) != value:
-                raise ValueError(f"model expects {name}={value} but the data give {getattr(datamodule, name)}")
         datamodule.setup(stage)
         split = next(s for s in ("train", "val", "test") if s in datamodule.datasets)
         with torch.no_grad():

@@ -168,16 +168,25 @@ class OperatorModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Check the data against the model before any step: channels, then one forward pass at the
         data's resolution (a U-Net needs sizes divisible by 2**levels, an FNO enough points for its modes)."""
+        datamodule = self.checked_datamodule()
+        if datamodule is None:
+            return
+        with torch.no_grad():
+            self.probe_forward(torch.zeros(1, self.x_norm.mean.numel(), *datamodule.resolution))
+
+    def checked_datamodule(self):
+        """The trainer's data module after checking its channels, spatial dimensions and history
+        against the model (``ValueError`` naming the first mismatch); ``None`` when there is none to
+        check (no trainer, or a data module that does not describe its channels)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or not hasattr(datamodule, "in_channels"):
-            return
+            return None
         expected = {"in_channels": self.x_norm.mean.numel(), "out_channels": self.y_norm.mean.numel(),
                     "spatial_dims": self.loss_dims, "history": self.history}
         for name, value in expected.items():
             if getattr(datamodule, name, value) != value:
                 raise ValueError(f"model expects {name}={value} but the data give {getattr(datamodule, name)}")
-        with torch.no_grad():
-            self.probe_forward(torch.zeros(1, expected["in_channels"], *datamodule.resolution))
+        return datamodule
 
     def probe_forward(self, x: torch.Tensor) -> torch.Tensor:
         """One forward pass of the operator on a dummy input ``(1, C_in, *space)`` (with whatever

@@ -248,3 +248,16 @@ def test_particle_rollout_integrates_semi_implicit_euler_and_rebuilds_graphs(tin
     expected = np.where(fluid[:, None], traj.positions[2] + v3 * dt, traj.positions[3])  # x += v dt (walls recorded)
     np.testing.assert_allclose(positions[0].numpy(), expected, atol=1e-5)
     assert float(mse[0]) < 1e-4 and torch.all(mse >= 0)
+
+
+def test_mismatched_graph_channels_fail_before_training(tiny_files, tmp_path):
+    import lightning as L
+
+    from pdebench.training.graph_module import GraphOperatorModule
+
+    data = GraphDataModule(str(tiny_files["mesh"]), batch_size=4)  # 2 input channels (field + Dirichlet marker)
+    module = GraphOperatorModule(in_channels=3, out_channels=1, spatial_dims=2, model_args={"hidden": 8, "layers": 1})
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="model expects in_channels=3 but the data give 2"):
+        trainer.fit(module, datamodule=data)
+    assert not list(tmp_path.rglob("*.ckpt"))
