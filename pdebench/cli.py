@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pdebench.registry import RegistryError
+from pdebench.signals import Terminated, exit_status, sigterm_interrupts
 
 EXIT_USAGE = 2
 _USER_ERRORS = (ValueError, RegistryError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -102,10 +103,12 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
 def cmd_stream(args: argparse.Namespace, console: Console) -> int:
     """Run data-generation workers on their own and spill what they solve to an HDF5 file.
 
-    Ctrl-C or a failing worker pool keeps the samples received so far: the file is finished and moved
-    into place atomically like a complete one, with ``provenance.complete`` false and
-    ``provenance.interrupted`` naming the cause (exit status 130, or 1 for a worker failure). When
-    nothing had arrived, nothing is written and an existing destination is untouched.
+    Ctrl-C, SIGTERM or a failing worker pool keeps the samples received so far: the file is finished
+    and moved into place atomically like a complete one, with ``provenance.complete`` false and
+    ``provenance.interrupted`` naming the cause (exit status 130 for Ctrl-C, 143 for SIGTERM, 1 for a
+    worker failure). When nothing had arrived, nothing is written and an existing destination is
+    untouched. ``provenance.drawn_ranges`` = the rows + ``dropped_ranges`` + ``lost_ranges`` +
+    ``returned_ranges`` (in flight at the stop), disjoint.
     """
     from pdebench.data.generate import check_generation_args
     from pdebench.data.hdf5 import check_destination
@@ -147,10 +150,12 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
 
         summary = spill_stream(pool, problem, output, overwrite=args.overwrite, progress=advance,
                                provenance={"backend": args.backend, "num_workers": args.workers})
-    counts = f"{summary.dropped} dropped (blew up), {summary.lost} lost with dead workers"
+    counts = (f"{summary.dropped} dropped (blew up), {summary.lost} lost with dead workers, "
+              f"{len(summary.returned_ids)} returned unused (in flight at the stop)")
     if summary.interrupted is not None:
-        status = 130 if summary.interrupted == "KeyboardInterrupt" else 1
-        cause = "interrupted" if status == 130 else f"error: the workers failed ({summary.interrupted})"
+        status = exit_status(summary.interrupted)
+        cause = {"KeyboardInterrupt": "interrupted", "SIGTERM": "terminated (SIGTERM)"}.get(
+            summary.interrupted, f"error: the workers failed ({summary.interrupted})")
         if summary.path is None:
             kept = f"no samples had arrived; nothing was written{' and ' + str(output) + ' is untouched' if output.exists() else ''}"
         else:
@@ -563,20 +568,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
     try:
-        if getattr(args, "threads", None) is not None:
-            if args.threads < 1:
-                raise ValueError(f"--threads must be >= 1, got {args.threads}")
-            import torch
+        with sigterm_interrupts():  # SIGTERM takes every Ctrl-C path: partial streams kept, temp files removed
+            if getattr(args, "threads", None) is not None:
+                if args.threads < 1:
+                    raise ValueError(f"--threads must be >= 1, got {args.threads}")
+                import torch
 
-            torch.set_num_threads(args.threads)
-        return int(args.run(args, console) or 0)
+                torch.set_num_threads(args.threads)
+            return int(args.run(args, console) or 0)
     except _USER_ERRORS as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"pdebench: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("pdebench: interrupted; nothing was written under the final name", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"pdebench: {what}; nothing was written under the final name", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

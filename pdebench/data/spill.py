@@ -12,10 +12,12 @@ What ends up under the destination name
 ---------------------------------------
 * The stream ends (every index solved, dropped or lost): the complete file, moved into place
   atomically (temporary file, fsync, :func:`os.replace`); ``provenance.complete`` is true.
-* Ctrl-C (:class:`KeyboardInterrupt`) or a worker-pool failure (a crash loop's ``RuntimeError``, or any
+* Ctrl-C (:class:`KeyboardInterrupt`), SIGTERM where it raises :class:`~pdebench.signals.Terminated`
+  (the ``pdebench`` console script), or a worker-pool failure (a crash loop's ``RuntimeError``, or any
   other error raised while *receiving* batches): the workers are stopped, then **the samples received
   so far are kept**: the file is finished and moved into place atomically exactly as a complete one,
-  with ``provenance.complete`` false and ``provenance.interrupted`` naming the cause. If nothing had
+  with ``provenance.complete`` false and ``provenance.interrupted`` naming the cause
+  (``"KeyboardInterrupt"``, ``"SIGTERM"`` or the error). If nothing had
   been received, nothing is written and an existing destination is untouched (the same holds when a
   stream ends with every sample dropped or lost). The function returns
   normally in both cases (``summary.interrupted`` says what happened); it does not re-raise.
@@ -29,12 +31,16 @@ As ``pdebench generate``: the solver's attributes (``solver``, ``scheme``, ``dt`
 worker batches carry no provenance), ``seed`` and ``problem``; and for a stream: ``source``
 (``"stream"``), ``complete``, ``interrupted`` (``""`` or the cause), ``samples_requested`` (-1:
 unbounded), ``dropped``, ``lost``, ``lost_ranges`` (``[[seed, start, stop], ...]`` lost with dead
-workers), ``duplicates_skipped``, ``worker_restarts``, ``stream_cursor`` (the pool's next block),
-``stream_wall_time_s``, plus the caller's (the CLI adds ``backend`` and ``num_workers``).
+workers), ``returned_unused`` and ``returned_ranges`` (drawn but neither written, dropped nor lost: in
+flight when the stream stopped, or past ``num_samples``; never solved again by this stream),
+``dropped_ranges`` (blown-up ids), ``drawn_ranges`` (a pool's drawn ids: exactly the rows'
+``sample_ids`` + dropped + lost + returned, disjoint), ``duplicates_skipped``, ``worker_restarts``,
+``stream_cursor`` (the pool's next block), ``stream_wall_time_s``, plus the caller's (the CLI adds
+``backend`` and ``num_workers``).
 
-Every path ends with the pool stopped (all worker processes or actors ended). Ctrl-C is held back
-while a batch is being written (so a row is never half-written) and while the file is being
-finished; a second Ctrl-C during finishing abandons the file (destination untouched).
+Every path ends with the pool stopped (all worker processes or actors ended). Ctrl-C and SIGTERM are
+held back while a batch is being written (so a row is never half-written) and while the file is
+being finished; a second one during finishing abandons the file (destination untouched).
 """
 
 from __future__ import annotations
@@ -56,7 +62,9 @@ import torch
 from pdebench.data.generate import build_solver, check_generation_args
 from pdebench.data.hdf5 import TrajectoryWriter, check_destination
 from pdebench.data.trajectories import Trajectories
+from pdebench.data.workers import as_ranges
 from pdebench.problems.base import Problem
+from pdebench.signals import interruption_cause
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +90,18 @@ class SpillSummary:
     wall_time_s
         Seconds from the start of the pool to the file being in place.
     interrupted
-        ``None`` when the stream ended on its own; otherwise the cause (``"KeyboardInterrupt"``, or
-        ``"RuntimeError: workers died ..."``).
+        ``None`` when the stream ended on its own; otherwise the cause (``"KeyboardInterrupt"``,
+        ``"SIGTERM"``, or ``"RuntimeError: workers died ..."``).
     restarts
         Worker replacements during the run.
     bytes_written
         Size of the file (0 when nothing was written).
+    lost_ids, returned_ids, dropped_ids
+        Ids lost with dead workers; drawn but returned unused (in flight at the stop, or past
+        ``num_samples``); blown up.
+    drawn_ranges
+        A pool's drawn ids as ``[[seed, start, stop], ...]`` (empty for a plain iterable): the rows
+        written, ``dropped_ids``, ``lost_ids`` and ``returned_ids`` partition them.
     """
 
     path: Path | None
@@ -101,6 +115,9 @@ class SpillSummary:
     restarts: int = 0
     bytes_written: int = 0
     lost_ids: list[tuple[int, int]] = field(default_factory=list)
+    returned_ids: list[tuple[int, int]] = field(default_factory=list)
+    dropped_ids: list[tuple[int, int]] = field(default_factory=list)
+    drawn_ranges: list[list[int]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -121,47 +138,61 @@ class SpillSummary:
 
 
 class _HeldSigint:
-    """Hold SIGINT (Ctrl-C) while a block runs (main thread only; elsewhere a no-op).
+    """Hold SIGINT (Ctrl-C) and SIGTERM while a block runs (main thread only; elsewhere a no-op).
 
-    ``release="raise"``: signals that arrived are delivered (``KeyboardInterrupt``) when the block
-    ends without an error. ``release="swallow"``: the first one is ignored, a second one interrupts
-    at once.
+    ``release="raise"``: a signal that arrived is delivered to its previous handler when the block
+    ends without an error (``KeyboardInterrupt``; for SIGTERM the handler the console script installs
+    raises :class:`~pdebench.signals.Terminated`, and a default SIGTERM ends the process).
+    ``release="swallow"``: the first one is ignored, a second one interrupts at once.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, release: str = "raise") -> None:
         self.release = release
         self.pending = 0
-        self._previous: Any = None
-        self._installed = False
+        self.received: list[int] = []
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.pending += 1
+        self.received.append(signum)
         if self.release == "swallow" and self.pending >= 2:
-            self._restore()
-            raise KeyboardInterrupt
+            previous = self._restore()
+            self._deliver(signum, previous)
+            raise KeyboardInterrupt  # the previous handler did not interrupt (ignored): interrupt anyway
 
-    def _restore(self) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+    def _restore(self) -> dict[int, Any]:
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        return previous
+
+    @staticmethod
+    def _deliver(signum: int, previous: dict[int, Any]) -> None:
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, None)  # the default SIGINT handler raises KeyboardInterrupt
+        elif signum == signal.SIGINT and handler != signal.SIG_IGN:
+            raise KeyboardInterrupt
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)  # restored default: ends the process as it would have
 
     def __enter__(self) -> _HeldSigint:
         if threading.current_thread() is threading.main_thread():
-            try:
-                self._previous = signal.signal(signal.SIGINT, self._handler)
-                self._installed = True
-            except ValueError:  # not the main interpreter
-                self._installed = False
+            for signum in self.SIGNALS:
+                try:
+                    current = signal.getsignal(signum)
+                    if current != signal.SIG_IGN:
+                        self._previous[signum] = signal.signal(signum, self._handler)
+                except ValueError:  # not the main interpreter
+                    break
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        previous = self._previous
-        self._restore()
-        if exc_type is None and self.pending and self.release == "raise":
-            if callable(previous):
-                previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
-            elif previous != signal.SIG_IGN:
-                raise KeyboardInterrupt
+        previous = self._restore()
+        if exc_type is None and self.received and self.release == "raise":
+            self._deliver(self.received[0], previous)
 
 
 def _planned_provenance(problem: Problem, solver: Any, sample_ids: np.ndarray, threads: int | None) -> dict[str, Any]:
@@ -253,15 +284,8 @@ class _StreamWriter:
 
 
 def _as_ranges(ids: list[tuple[int, int]]) -> list[list[int]]:
-    """``[(seed, index), ...]`` -> ``[[seed, start, stop], ...]`` runs of consecutive indices (compact
-    enough for an HDF5 attribute however many blocks were lost)."""
-    runs: list[list[int]] = []
-    for seed, index in sorted(set(ids)):
-        if runs and runs[-1][0] == seed and runs[-1][2] == index:
-            runs[-1][2] += 1
-        else:
-            runs.append([seed, index, index + 1])
-    return runs
+    """``[(seed, index), ...]`` -> ``[[seed, start, stop], ...]`` (:func:`pdebench.data.workers.as_ranges`)."""
+    return as_ranges(ids)
 
 
 def _check_config(problem: Problem, config: Any) -> None:
@@ -348,6 +372,8 @@ def spill_stream(
     stream_ctx: dict[str, Any] = {"iterator": None}
     written = dropped = duplicates = 0
     seen: set[tuple[int, int]] = set()
+    written_ids: set[tuple[int, int]] = set()
+    capped: list[tuple[int, int]] = []  # received past num_samples: returned unused
     seeds: set[int] = {config.seed} if config is not None else set()
     solver_provenance: dict[str, Any] | None = None
     interrupted: str | None = None
@@ -381,7 +407,10 @@ def spill_stream(
                     seeds.update(int(s) for s in np.unique(ids[:, 0]))
                     if num_samples is not None:
                         room = num_samples - written
-                        keep[np.flatnonzero(keep)[room:]] = False
+                        over = np.flatnonzero(keep)[room:]
+                        capped += [tuple(map(int, ids[row])) for row in over]
+                        keep[over] = False
+                    written_ids.update(map(tuple, ids[keep].tolist()))
                     kept = int(keep.sum())
                     if kept:
                         if solver_provenance is None:
@@ -391,9 +420,9 @@ def spill_stream(
                     dropped += int(getattr(batch, "dropped", 0))
                     if progress is not None:
                         progress(kept + int(getattr(batch, "dropped", 0)))
-        except KeyboardInterrupt:
-            interrupted = "KeyboardInterrupt"
-            log.warning("interrupted; keeping the %d samples received", written)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
+            interrupted = interruption_cause(exc)
+            log.warning("interrupted (%s); keeping the %d samples received", interrupted, written)
         with _HeldSigint("swallow"):
             _end_stream(source, is_pool, stream_ctx["iterator"])
             lost_ids = [tuple(map(int, i)) for i in getattr(source, "lost_ids", [])] if is_pool else []
@@ -401,6 +430,7 @@ def spill_stream(
             if is_pool and not hasattr(source, "lost_ids") and interrupted is None and num_samples is not None:
                 lost = max(0, num_samples - written - dropped)  # a pool that does not report lost ids by id
             restarts = int(getattr(source, "restarts", 0)) if is_pool else 0
+            dropped_ids, returned_ids, drawn = _unused_ids(source if is_pool else None, written_ids, capped)
             final = {
                 "seed": next(iter(seeds)) if len(seeds) == 1 else sorted(seeds),
                 "complete": interrupted is None,
@@ -409,6 +439,10 @@ def spill_stream(
                 "dropped": dropped,
                 "lost": lost,
                 "lost_ranges": _as_ranges(lost_ids),
+                "returned_unused": len(returned_ids),
+                "returned_ranges": _as_ranges(returned_ids),
+                "dropped_ranges": _as_ranges(dropped_ids),
+                "drawn_ranges": drawn,
                 "duplicates_skipped": duplicates,
                 "worker_restarts": restarts,
                 "stream_wall_time_s": time.perf_counter() - started,
@@ -431,7 +465,25 @@ def spill_stream(
         path=out, requested=num_samples, written=written, dropped=dropped, lost=lost, wall_time_s=wall,
         interrupted=interrupted, duplicates=duplicates, restarts=restarts,
         bytes_written=path.stat().st_size if out is not None else 0, lost_ids=lost_ids,
+        returned_ids=returned_ids, dropped_ids=dropped_ids, drawn_ranges=drawn,
     )
+
+
+def _unused_ids(pool: Any, written: set[tuple[int, int]], capped: list[tuple[int, int]]
+                ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[list[int]]]:
+    """``(dropped ids, returned-unused ids, drawn ranges)`` of a stopped stream.
+
+    Returned unused: what the pool returned at its stop (in flight), plus what it delivered that was
+    not written (past ``num_samples``, or a batch cut off by the interruption on its way here).
+    Without a pool's accounting (a plain iterable): only the ids past ``num_samples``.
+    """
+    if pool is None or not hasattr(pool, "id_ranges"):
+        return [], sorted(set(capped)), []
+    seed = pool.config.seed
+    dropped = sorted({tuple(map(int, i)) for i in pool.dropped_ids})
+    delivered = {(seed, i) for start, stop in pool.received_blocks for i in range(start, stop)} - set(dropped)
+    returned = {tuple(map(int, i)) for i in pool.returned_ids} | (delivered - written) | set(capped)
+    return dropped, sorted(returned), pool.id_ranges()["drawn"]
 
 
 def _end_stream(source: Any, is_pool: bool, iterator: Iterator[Any] | None) -> None:

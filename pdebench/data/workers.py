@@ -18,6 +18,14 @@ is lost, never repeated, and reported by id in ``lost_ids``. Samples whose solve
 by the solver and counted. A resumed run passes the saved ``cursor`` and continues after every block
 the stopped run drew. Stopping a pool (explicitly, on error, at interpreter exit, or through the
 context manager) ends every worker: no orphans.
+
+Accounting: every id a pool draws (:meth:`~_BlockDispenser.id_ranges` ``"drawn"``: the blocks from the
+starting cursor up to :attr:`cursor`) ends in exactly one of *received* (delivered in a batch),
+*dropped* (its solve blew up), *lost* (its worker died holding it) or *returned unused* (its block was
+in flight when the pool was stopped: ``returned_ids``; never solved again either). A stop is never
+mistaken for a failure: blocks in flight at :meth:`stop` are returned unused, not lost, and no
+replacement is started. Worker processes ignore the terminal's Ctrl-C (the parent stops them) and
+exit quietly when the parent closes their pipe.
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from abc import ABC, abstractmethod
 import atexit
 import logging
 import multiprocessing as mp
+import signal
 import threading
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 import time
 from collections.abc import Iterator
@@ -135,28 +145,66 @@ def _worker_main(config: WorkerConfig, worker: int, connection) -> None:
     on ``None`` or when the parent is gone. (The parent hands out the blocks, so it always knows
     what a worker holds; and a pipe per worker means a worker killed mid-send leaves no shared lock
     held.)"""
-    import signal
+    # A terminal's Ctrl-C is the parent's to handle (it stops us). The parent started this process
+    # with SIGINT blocked (see _start_with_sigint_blocked), so none arrived during start-up; one that
+    # is pending now is discarded by the ignore before the unblock.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     import torch
 
     from pdebench.data.generate import build_solver
     from pdebench.problems import PROBLEMS
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle: it stops us
     torch.set_num_threads(config.threads)
     problem = PROBLEMS.build(config.problem, **config.problem_args)
     solver = build_solver(problem, **config.solver_args)
     try:
         while (block := connection.recv()) is not None:
             connection.send(config.solve(problem, solver, tuple(block), worker))
-    except (EOFError, BrokenPipeError):  # the parent is gone
+    except (EOFError, OSError):  # the parent is gone or closed our pipe (EOF, EPIPE, ECONNRESET): a stop
         pass
     connection.close()
 
 
+def _start_with_sigint_blocked(process: Any) -> None:
+    """Start ``process`` with SIGINT blocked in the calling thread, so the child inherits the blocked
+    mask and a Ctrl-C during its start-up (imports) cannot raise a ``KeyboardInterrupt`` traceback in
+    it; :func:`_worker_main` ignores SIGINT and unblocks it. A Ctrl-C meant for the parent during the
+    start stays pending and is delivered when the mask is restored."""
+    resource_tracker.ensure_running()  # its own first start unblocks SIGINT: run it before blocking
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _ids(blocks: Any, seed: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` index blocks -> their ``(seed, index)`` ids."""
+    return [(seed, i) for start, stop in blocks for i in range(start, stop)]
+
+
+def as_ranges(ids: Any) -> list[list[int]]:
+    """``[(seed, index), ...]`` -> ``[[seed, start, stop], ...]``: sorted runs of consecutive indices
+    (compact enough for an HDF5 attribute or a JSON report however many ids there are)."""
+    runs: list[list[int]] = []
+    for seed, index in sorted(set((int(s), int(i)) for s, i in ids)):
+        if runs and runs[-1][0] == seed and runs[-1][2] == index:
+            runs[-1][2] += 1
+        else:
+            runs.append([seed, index, index + 1])
+    return runs
+
+
 class _BlockDispenser(ABC):
     """What both backends share: the cursor over blocks, the block each worker holds, and the
-    counts of restarts, blown-up samples and ids lost with dead workers."""
+    accounting of every drawn id (received, dropped, lost, returned unused) and of restarts.
+
+    The consuming thread (``batches``) and a stopping thread (``stop``) may run at once: every change
+    to the held blocks happens under one lock, and once :meth:`stop` has begun no block is handed out,
+    lost or delivered any more (what was in flight is returned unused).
+    """
 
     config: WorkerConfig
     max_restarts: int
@@ -164,34 +212,84 @@ class _BlockDispenser(ABC):
     def _init_dispenser(self, cursor: int) -> None:
         if cursor < 0:
             raise ValueError(f"need cursor >= 0; got {cursor}")
+        self.start_cursor = cursor
         self.cursor = cursor  # the next block to hand out: every block before it was drawn
         self.restarts = 0
         self.dropped = 0
         self.lost_ids: list[tuple[int, int]] = []
+        self.returned_ids: list[tuple[int, int]] = []  # in flight at stop: drawn, never delivered, never solved again
+        self.dropped_ids: list[tuple[int, int]] = []
+        self.received_blocks: list[tuple[int, int]] = []  # blocks delivered (their ids less dropped_ids)
         self._held: dict[int, tuple[int, int]] = {}
         self._exhausted = False
+        self._stopped = threading.Event()
+        self._accounting = threading.RLock()
 
     def _take_block(self, worker: int) -> tuple[int, int] | None:
-        block = self.config.block(self.cursor)
-        if block is None:
-            self._exhausted = True
-            return None
-        self.cursor += 1
-        self._held[worker] = block
-        return block
+        with self._accounting:
+            if self._stopped.is_set():
+                return None
+            block = self.config.block(self.cursor)
+            if block is None:
+                self._exhausted = True
+                return None
+            self.cursor += 1
+            self._held[worker] = block
+            return block
 
-    def _delivered(self, worker: int, batch: "Batch") -> None:
-        held = self._held.pop(worker, None)
-        if held != tuple(batch.block):
-            raise RuntimeError(f"worker {worker} returned block {batch.block}, but holds {held}")
-        self.dropped += batch.dropped
+    def _delivered(self, worker: int, batch: "Batch") -> bool:
+        """Account a batch a worker sent; ``False``: the pool was stopped and its block already
+        returned unused (the batch is then not to be used)."""
+        with self._accounting:
+            held = self._held.pop(worker, None)
+            if held is None and self._stopped.is_set():
+                return False
+            if held != tuple(batch.block):
+                raise RuntimeError(f"worker {worker} returned block {batch.block}, but holds {held}")
+            self.dropped += batch.dropped
+            if batch.dropped:
+                solved = {(int(s), int(i)) for s, i in np.asarray(batch.sample_ids).reshape(-1, 2)}
+                self.dropped_ids += [i for i in _ids([held], self.config.seed) if i not in solved]
+            self.received_blocks.append(held)
+            return True
 
     def _worker_lost(self, worker: int) -> None:
-        """A worker is gone: the block it held is lost (never solved again), by id."""
-        block = self._held.pop(worker, None)
+        """A worker is gone: the block it held is lost (never solved again), by id. After a stop this
+        is the stop's doing, not a loss: the block was returned unused."""
+        with self._accounting:
+            if self._stopped.is_set():
+                return
+            block = self._held.pop(worker, None)
+            if block is not None:
+                self.lost_ids += _ids([block], self.config.seed)
         if block is not None:
-            self.lost_ids += [(self.config.seed, i) for i in range(*block)]
             log.warning("worker %d's block of samples %d..%d (seed %d) is lost", worker, block[0], block[1] - 1, self.config.seed)
+
+    def _begin_stop(self) -> None:
+        """Mark the pool stopped and return the blocks in flight unused (before any worker ends, so
+        no ending worker is taken for a failure)."""
+        with self._accounting:
+            self._stopped.set()
+            for block in self._held.values():
+                self.returned_ids += _ids([block], self.config.seed)
+            self._held.clear()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` has begun."""
+        return self._stopped.is_set()
+
+    def id_ranges(self) -> dict[str, list[list[int]]]:
+        """This pool's ids by fate, as ``[[seed, start, stop], ...]`` ranges: ``"drawn"`` (every block
+        from the starting cursor to :attr:`cursor`) = ``"received"`` + ``"dropped"`` + ``"lost"`` +
+        ``"returned_unused"``, disjoint (held blocks of a running pool are drawn but in none yet)."""
+        with self._accounting:
+            seed = self.config.seed
+            drawn = [b for b in map(self.config.block, range(self.start_cursor, self.cursor)) if b is not None]
+            dropped = set(self.dropped_ids)
+            received = [i for i in _ids(self.received_blocks, seed) if i not in dropped]
+            return {"drawn": as_ranges(_ids(drawn, seed)), "received": as_ranges(received), "dropped": as_ranges(dropped),
+                    "lost": as_ranges(self.lost_ids), "returned_unused": as_ranges(self.returned_ids)}
 
     def _count_restart(self, why: str) -> None:
         if self.restarts >= self.max_restarts:
@@ -255,7 +353,6 @@ class LocalWorkerPool(_BlockDispenser):
         self._processes: dict[int, Any] = {}
         self._connections: dict[int, Any] = {}
         self._next_worker = 0
-        self._stopped = threading.Event()
         self._consuming = False
         self._lock = threading.Lock()
 
@@ -265,7 +362,7 @@ class LocalWorkerPool(_BlockDispenser):
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(target=_worker_main, args=(self.config, worker, child_end), daemon=True,
                                         name=f"pdebench-worker-{worker}")
-        process.start()
+        _start_with_sigint_blocked(process)
         child_end.close()  # the child holds the only other end: EOF here means the worker is gone
         self._processes[worker] = process
         self._connections[worker] = parent_end
@@ -273,8 +370,8 @@ class LocalWorkerPool(_BlockDispenser):
         self._hand_out(worker)
 
     def _hand_out(self, worker: int) -> None:
-        """Send the worker its next block, or ``None`` (stop) when the stream is exhausted."""
-        block = None if self._stopped.is_set() else self._take_block(worker)
+        """Send the worker its next block, or ``None`` (stop) when the stream is exhausted or stopped."""
+        block = self._take_block(worker)
         try:
             self._connections[worker].send(block)
         except (OSError, ValueError):  # it died already; check_workers replaces it
@@ -336,7 +433,8 @@ class LocalWorkerPool(_BlockDispenser):
                         del self._connections[worker]
                         self._worker_lost(worker)
                         continue
-                    self._delivered(worker, batch)
+                    if not self._delivered(worker, batch):
+                        return  # stopped meanwhile: its block was returned unused
                     self._hand_out(worker)
                     yield batch
                 if self._stopped.is_set():
@@ -354,8 +452,8 @@ class LocalWorkerPool(_BlockDispenser):
         self._connections.clear()
 
     def stop(self, grace: float = 2.0) -> None:
-        """Terminate every worker process (idempotent)."""
-        self._stopped.set()
+        """Terminate every worker process (idempotent); blocks in flight are returned unused."""
+        self._begin_stop()
         with self._lock:
             processes = list(self._processes.values())
             self._processes.clear()
@@ -425,7 +523,6 @@ class RayWorkerPool(_BlockDispenser):
         self._pending: dict[Any, int] = {}
         self._next_worker = 0
         self._owns_ray = False
-        self._stopped = threading.Event()
 
     def _prepare(self) -> None:
         """Join (or start) Ray and declare the actor class."""
@@ -437,6 +534,8 @@ class RayWorkerPool(_BlockDispenser):
         self._actor_class = ray.remote(num_cpus=self.config.threads, max_restarts=0)(_SolverActor)
 
     def _spawn(self) -> None:
+        if self._stopped.is_set():
+            return
         worker = self._next_worker
         self._next_worker += 1
         self._actors[worker] = self._actor_class.remote(self.config, worker)
@@ -444,7 +543,7 @@ class RayWorkerPool(_BlockDispenser):
         self._submit(worker)
 
     def _submit(self, worker: int) -> None:
-        block = None if self._stopped.is_set() else self._take_block(worker)
+        block = self._take_block(worker)
         if block is not None:
             self._pending[self._actors[worker].solve.remote(block)] = worker
 
@@ -471,30 +570,45 @@ class RayWorkerPool(_BlockDispenser):
         from ray.exceptions import RayActorError, RayTaskError
 
         while self._pending and not self._stopped.is_set():
-            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            try:
+                ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            except Exception:  # noqa: BLE001 - a stop from another thread shut Ray down under us
+                if self._stopped.is_set():
+                    return
+                raise
             for ref in ready:
-                worker = self._pending.pop(ref)
+                worker = self._pending.pop(ref, None)
+                if worker is None or self._stopped.is_set():
+                    return  # stopped meanwhile (stop killed the actors): its block was returned unused
                 try:
                     batch = ray.get(ref)
-                except (RayActorError, RayTaskError) as error:
+                except Exception as error:  # noqa: BLE001 - sorted out below
+                    if self._stopped.is_set():
+                        return  # the stop killed the actor: not a failure
+                    if not isinstance(error, (RayActorError, RayTaskError)):
+                        raise
                     why = type(error).__name__
                     log.warning("Ray worker %d failed (%s); starting a replacement", worker, why)
                     self._worker_lost(worker)
-                    ray.kill(self._actors.pop(worker), no_restart=True)
+                    actor = self._actors.pop(worker, None)
+                    if actor is not None:
+                        ray.kill(actor, no_restart=True)
                     self._count_restart(why)
-                    if not self._exhausted:
+                    if not self._exhausted and not self._stopped.is_set():
                         self._spawn()
                     continue
                 batch.fields = {name: np.array(value) for name, value in batch.fields.items()}  # off the object store
-                self._delivered(worker, batch)
+                if not self._delivered(worker, batch):
+                    return
                 self._submit(worker)
                 yield batch
 
     def stop(self, grace: float = 2.0) -> None:
-        """Kill every actor, and shut down a Ray this pool started (idempotent)."""
+        """Kill every actor, and shut down a Ray this pool started (idempotent); blocks in flight are
+        returned unused."""
         import ray
 
-        self._stopped.set()
+        self._begin_stop()
         if ray.is_initialized():
             for actor in self._actors.values():
                 ray.kill(actor, no_restart=True)
