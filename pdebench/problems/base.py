@@ -28,6 +28,31 @@ def require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def require_positive(label: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite real number ``> 0``.
+
+    The message is ``"{label} must be positive, got {value}"``, or ``"... must be finite and positive
+    ..."`` when ``value`` is NaN, infinite or not a number, so ``t_final=inf`` is not told to be positive.
+    """
+    if _is_real(value) and math.isfinite(value) and value > 0:
+        return
+    finite = _is_real(value) and math.isfinite(value)
+    raise ValueError(f"{label} must be {'positive' if finite else 'finite and positive'}, got {value}")
+
+
+def require_nonnegative(label: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite real number ``>= 0`` (the message says
+    ``"finite and >= 0"`` for NaN, infinite or non-numbers, ``">= 0"`` otherwise)."""
+    if _is_real(value) and math.isfinite(value) and value >= 0:
+        return
+    finite = _is_real(value) and math.isfinite(value)
+    raise ValueError(f"{label} must be {'>= 0' if finite else 'finite and >= 0'}, got {value}")
+
+
 class Catalogued:
     """What every catalogued problem (time-dependent, steady, on a mesh) shares: its registered name,
     its parameters as file attributes, and validated copies."""
@@ -72,7 +97,7 @@ class Problem(Catalogued, ABC):
     cell_averaged: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        require(self.t_final > 0 and math.isfinite(self.t_final), f"t_final must be positive, got {self.t_final}")
+        require_positive("t_final", self.t_final)
         require(self.n_out >= 1, f"n_out must be >= 1, got {self.n_out}")
         self.validate()
 
@@ -216,7 +241,8 @@ class SpectralProblem(Problem):
 
     def validate(self) -> None:
         super().validate()
-        require(self.max_dt is None or self.max_dt > 0, f"max_dt must be positive, got {self.max_dt}")
+        if self.max_dt is not None:
+            require_positive("max_dt", self.max_dt)
 
     @abstractmethod
     def equation(self):

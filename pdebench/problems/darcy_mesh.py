@@ -160,7 +160,8 @@ class DarcyMesh(MeshProblem):
         require(all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in (self.a_high, self.a_low)),
                 f"permeabilities must be positive and finite, got a_high={self.a_high}, a_low={self.a_low}")
         require(isinstance(self.forcing, (int, float)) and math.isfinite(self.forcing), f"forcing must be finite, got {self.forcing}")
-        require(self.tau > 0 and self.alpha > 0, f"need tau > 0 and alpha > 0, got tau={self.tau}, alpha={self.alpha}")
+        require(all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in (self.tau, self.alpha)),
+                f"need finite tau > 0 and alpha > 0, got tau={self.tau}, alpha={self.alpha}")
 
     def mesh(self) -> MeshTri:
         return unit_square_mesh(float(self.h), float(self.jitter), int(self.mesh_seed))

@@ -132,7 +132,8 @@ class Darcy2D(SteadyProblem):
         require(self.a_high > 0 and self.a_low > 0 and math.isfinite(self.a_high) and math.isfinite(self.a_low),
                 f"permeabilities must be positive and finite, got a_high={self.a_high}, a_low={self.a_low}")
         require(math.isfinite(self.forcing), f"forcing must be finite, got {self.forcing}")
-        require(self.tau > 0 and self.alpha > 0, f"need tau > 0 and alpha > 0, got tau={self.tau}, alpha={self.alpha}")
+        require(all(map(math.isfinite, (self.tau, self.alpha))) and self.tau > 0 and self.alpha > 0,
+                f"need finite tau > 0 and alpha > 0, got tau={self.tau}, alpha={self.alpha}")
         require(self.element in ("P1", "P2"), f"unknown element family {self.element!r}; choose P1 or P2")
 
     @property

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from pdebench.problems.base import PROBLEMS, Catalogued, require
+from pdebench.problems.base import PROBLEMS, Catalogued, require, require_nonnegative, require_positive
 from pdebench.problems.sampling import sample_generator
 
 if TYPE_CHECKING:
@@ -243,8 +243,8 @@ class _RandomSource(MeshProblem):
 
     def validate(self) -> None:
         super().validate()
-        require(_finite(self.length_scale) and self.length_scale > 0, f"length_scale must be positive, got {self.length_scale}")
-        require(_finite(self.amplitude) and self.amplitude > 0, f"amplitude must be positive, got {self.amplitude}")
+        require_positive("length_scale", self.length_scale)
+        require_positive("amplitude", self.amplitude)
 
     def _source(self, generator: torch.Generator, nodes: np.ndarray) -> np.ndarray:
         return self.amplitude * random_fourier_field(generator, nodes, length_scale=self.length_scale)
@@ -419,9 +419,9 @@ class Elasticity2D(MeshProblem):
 
     def validate(self) -> None:
         super().validate()
-        require(_finite(self.E0) and self.E0 > 0, f"Young's modulus E0 must be positive, got {self.E0}")
-        require(_finite(self.log_std) and self.log_std >= 0, f"log_std must be >= 0, got {self.log_std}")
-        require(_finite(self.length_scale) and self.length_scale > 0, f"length_scale must be positive, got {self.length_scale}")
+        require_positive("Young's modulus E0", self.E0)
+        require_nonnegative("log_std", self.log_std)
+        require_positive("length_scale", self.length_scale)
         require(_finite(self.nu) and 0 < self.nu < 0.5, f"Poisson's ratio nu must lie in (0, 0.5), got {self.nu}")
         require(_finite(self.traction) and self.traction != 0, f"traction must be non-zero and finite, got {self.traction}")
 

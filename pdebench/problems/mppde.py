@@ -39,7 +39,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from pdebench.problems.base import PROBLEMS, Problem, require
+from pdebench.problems.base import PROBLEMS, Problem, require, require_positive
 from pdebench.problems.onedim import Periodic1D
 from pdebench.problems.sampling import sample_generator
 from pdebench.solvers.spectral import equations  # module, not names: the import chain is circular
@@ -106,7 +106,7 @@ class MPPDEE1(Problem):
 
     def validate(self) -> None:
         require(isinstance(self.nx, int) and self.nx >= 8, f"nx must be an integer >= 8, got {self.nx!r}")
-        require(self.length > 0 and math.isfinite(self.length), f"length must be positive, got {self.length!r}")
+        require_positive("length", self.length)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:

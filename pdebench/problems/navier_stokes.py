@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from pdebench.problems.base import PROBLEMS, SpectralProblem, require
+from pdebench.problems.base import PROBLEMS, SpectralProblem, require, require_nonnegative, require_positive
 from pdebench.problems.sampling import gaussian_random_field
 from pdebench.solvers.spectral import equations
 
@@ -28,7 +28,7 @@ class Periodic2D(SpectralProblem):
             self.resolution >= 8 and self.resolution % 2 == 0,
             f"resolution must be an even number >= 8, got {self.resolution}",
         )
-        require(self.length > 0, f"length must be positive, got {self.length}")
+        require_positive("length", self.length)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -55,7 +55,7 @@ class NavierStokes2D(Periodic2D):
 
     def validate(self) -> None:
         super().validate()
-        require(self.nu > 0, f"nu (viscosity) must be positive, got {self.nu}")
+        require_positive("nu (viscosity)", self.nu)
 
     def forcing(self) -> torch.Tensor:
         """``(X, Y)`` vorticity forcing ``A (sin 2π(x+y) + cos 2π(x+y))`` (scaled to the box length)."""
@@ -96,8 +96,8 @@ class KolmogorovFlow2D(Periodic2D):
 
     def validate(self) -> None:
         super().validate()
-        require(self.reynolds > 0, f"reynolds must be positive, got {self.reynolds}")
-        require(self.drag >= 0, f"drag must be >= 0, got {self.drag}")
+        require_positive("reynolds", self.reynolds)
+        require_nonnegative("drag", self.drag)
         require(self.forcing_wavenumber >= 1, f"forcing_wavenumber must be >= 1, got {self.forcing_wavenumber}")
 
     @property

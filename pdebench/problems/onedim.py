@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import torch
 
-from pdebench.problems.base import PROBLEMS, SpectralProblem, require
+from pdebench.problems.base import PROBLEMS, SpectralProblem, require, require_nonnegative, require_positive
 from pdebench.problems.sampling import gaussian_random_field, random_fourier_sum, sample_generator
 from pdebench.solvers.spectral import equations
 
@@ -25,7 +25,7 @@ class Periodic1D(SpectralProblem):
     def validate(self) -> None:
         super().validate()
         require(self.nx >= 8 and self.nx % 2 == 0, f"nx must be an even number >= 8, got {self.nx}")
-        require(self.length > 0, f"length must be positive, got {self.length}")
+        require_positive("length", self.length)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -86,7 +86,7 @@ class Heat1D(RandomSinesInput, Periodic1D):
 
     def validate(self) -> None:
         super().validate()
-        require(self.nu > 0, f"nu (viscosity) must be positive, got {self.nu}")
+        require_positive("nu (viscosity)", self.nu)
 
     def equation(self) -> equations.SpectralEquation:
         return equations.Heat(self.nu)
@@ -113,7 +113,7 @@ class Burgers1D(Periodic1D):
 
     def validate(self) -> None:
         super().validate()
-        require(self.nu > 0, f"nu (viscosity) must be positive, got {self.nu}")
+        require_positive("nu (viscosity)", self.nu)
 
     def equation(self) -> equations.SpectralEquation:
         return equations.Burgers(self.nu)
@@ -153,7 +153,8 @@ class KdV1D(Periodic1D):
     def validate(self) -> None:
         super().validate()
         require(self.n_solitons >= 1, f"n_solitons must be >= 1, got {self.n_solitons}")
-        require(0 < self.min_speed <= self.max_speed, f"need 0 < min_speed <= max_speed, got {self.min_speed}, {self.max_speed}")
+        require(all(map(math.isfinite, (self.min_speed, self.max_speed))) and 0 < self.min_speed <= self.max_speed,
+                f"need finite 0 < min_speed <= max_speed, got {self.min_speed}, {self.max_speed}")
 
     def equation(self) -> equations.SpectralEquation:
         return equations.KdV()
@@ -191,7 +192,7 @@ class KuramotoSivashinsky1D(RandomSinesInput, Periodic1D):
 
     def validate(self) -> None:
         super().validate()
-        require(self.t_warmup >= 0, f"t_warmup must be >= 0, got {self.t_warmup}")
+        require_nonnegative("t_warmup", self.t_warmup)
 
     @property
     def warmup_time(self) -> float:
@@ -226,8 +227,8 @@ class ReactionDiffusion1D(Periodic1D):
     def validate(self) -> None:
         super().validate()
         require(self.kind in ("fisher", "allen_cahn"), f"kind must be 'fisher' or 'allen_cahn', got {self.kind!r}")
-        require(self.nu > 0, f"nu (diffusivity) must be positive, got {self.nu}")
-        require(self.rho >= 0, f"rho (reaction rate) must be >= 0, got {self.rho}")
+        require_positive("nu (diffusivity)", self.nu)
+        require_nonnegative("rho (reaction rate)", self.rho)
 
     def equation(self) -> equations.SpectralEquation:
         cls = equations.Fisher if self.kind == "fisher" else equations.AllenCahn

@@ -92,7 +92,7 @@ def _log_uniform(generator: torch.Generator, low: float, high: float) -> float:
 def _range(name: str, low: float, high: float, *, positive: bool = True) -> None:
     finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high))
     require(finite and (low > 0 or not positive) and low <= high,
-            f"{name} range must satisfy {'0 < ' if positive else ''}{name}_min <= {name}_max, got [{low}, {high}]")
+            f"{name} range must be finite with {'0 < ' if positive else ''}{name}_min <= {name}_max, got [{low}, {high}]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +120,7 @@ class ParticleProblem(Catalogued, ABC):
 
     def __post_init__(self) -> None:
         require(isinstance(self.t_final, (int, float)) and math.isfinite(self.t_final) and self.t_final > 0,
-                f"t_final must be a positive number of seconds, got {self.t_final!r}")
+                f"t_final must be a finite positive number of seconds, got {self.t_final!r}")
         require(isinstance(self.n_out, int) and self.n_out >= 1, f"n_out must be an integer >= 1, got {self.n_out!r}")
         require(isinstance(self.resolution, int) and self.resolution >= 8,
                 f"resolution must be an integer >= 8 particles per reference length, got {self.resolution!r}")
@@ -202,7 +202,7 @@ class DamBreak2D(ParticleProblem):
         for name in ("column_width", "gravity", "rho0"):
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
-                    f"{name} must be a positive number, got {value!r}")
+                    f"{name} must be a finite positive number, got {value!r}")
         _range("aspect", self.aspect_min, self.aspect_max)
         _range("nu", self.nu_min, self.nu_max)
         require(isinstance(self.tank_length, (int, float)) and 2.0 <= self.tank_length <= 50.0,
