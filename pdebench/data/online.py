@@ -15,7 +15,11 @@ stream, and draws ``samples_per_epoch // world_size`` pairs per epoch.
 Checkpoints hold the stream's state (:meth:`OnlineDataModule.state_dict`): the workers' cursor, the
 reservoir (its samples, times seen, counters and RNG state) and the accounting, so a resumed run
 continues the stream after every block the stopped run drew and never solves those samples again.
-Every exit path (the end of ``fit``, an exception, Ctrl-C, interpreter exit) stops the workers.
+Every exit path (the end of ``fit``, an exception, Ctrl-C, SIGTERM, interpreter exit) stops the
+workers, and every way ``fit`` ends writes the stream report ``<log_dir>/stream/rank<r>.json``
+(``complete`` false and ``interrupted`` naming the cause when it did not end on its own). Every id
+the rank's pool drew is accounted for in it: received, dropped (blew up), lost (with a dead worker)
+or returned unused (in flight when the stream stopped; never solved again by this stream).
 """
 
 from __future__ import annotations
@@ -25,21 +29,37 @@ import json
 import logging
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
+from pdebench.atomic import atomic_write
 from pdebench.data.datamodules import pair_statistics, to_channels_first, trajectory_pairs
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.ray_feed import RayFeed
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
 from pdebench.data.workers import BACKENDS, LocalWorkerPool, RayWorkerPool, WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
+from pdebench.signals import interruption_cause
 
 log = logging.getLogger(__name__)
+
+
+def fit_stop_cause(exception: BaseException) -> str:
+    """What ended a ``fit`` early, as stream reports record it: ``"SIGTERM"`` (Lightning's
+    :class:`~lightning.pytorch.utilities.exceptions.SIGTERMException`, or
+    :class:`~pdebench.signals.Terminated`), ``"KeyboardInterrupt"`` (Ctrl-C), or ``"Type: message"``."""
+    if isinstance(exception, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(exception, KeyboardInterrupt):
+        return interruption_cause(exception)
+    message = str(exception).strip().splitlines()
+    return f"{type(exception).__name__}: {message[0]}" if message else type(exception).__name__
 
 
 def training_pairs(frames: torch.Tensor, task: str, history: int, unroll: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -49,10 +69,27 @@ def training_pairs(frames: torch.Tensor, task: str, history: int, unroll: int) -
 
 
 class ReservoirDataset(IterableDataset):
-    """``samples_per_epoch`` pairs drawn from a reservoir (an epoch ends early if the stream ends)."""
+    """``samples_per_epoch`` pairs drawn from a reservoir (an epoch ends early if the stream ends).
 
-    def __init__(self, reservoir: Reservoir, samples_per_epoch: int) -> None:
+    ``terminated``: polled while waiting for samples (below the watermark); when it turns true the
+    wait ends in Lightning's ``SIGTERMException`` (a SIGTERM'd trainer waiting for data stops at once
+    instead of after the next batch)."""
+
+    POLL_S = 0.5
+
+    def __init__(self, reservoir: Reservoir, samples_per_epoch: int, terminated: Callable[[], bool] | None = None) -> None:
         self.reservoir, self.samples_per_epoch = reservoir, samples_per_epoch
+        self.terminated = terminated
+
+    def _get(self) -> Any:
+        if self.terminated is None:
+            return self.reservoir.get()
+        while True:
+            try:
+                return self.reservoir.get(timeout=self.POLL_S)
+            except TimeoutError:
+                if self.terminated():
+                    raise SIGTERMException from None
 
     def __len__(self) -> int:
         """Samples per epoch: gives Lightning a finite epoch (step-based schedules need it)."""
@@ -61,7 +98,7 @@ class ReservoirDataset(IterableDataset):
     def __iter__(self):
         for _ in range(self.samples_per_epoch):
             try:
-                sample, _ = self.reservoir.get()
+                sample, _ = self._get()
             except ReservoirClosed:
                 return
             yield sample
@@ -166,7 +203,10 @@ class OnlineDataModule(L.LightningDataModule):
         self._feeder: threading.Thread | None = None
         self._held_out: dict[str, torch.Tensor] = {}
         self._resume: dict[str, Any] = {}
-        self._accounting = {"cursor": 0, "lost_ids": [], "solver_dropped": 0, "worker_restarts": 0, "blocks": []}
+        self._accounting = {"cursor": 0, "lost_ids": [], "returned_ids": [], "solver_dropped": 0, "worker_restarts": 0,
+                            "blocks": []}
+        self._id_ranges: dict[str, list[list[int]]] = {}  # the last stopped pool's ids by fate
+        self._streamed = False  # a stream ran since the last report
 
     @property
     def history(self) -> int:
@@ -237,6 +277,7 @@ class OnlineDataModule(L.LightningDataModule):
                                          cursor=int(self._accounting["cursor"]), **kwargs).start()
         log.info("rank %d/%d: %d %s workers stream %s from block %d", rank, world, self.pool.num_workers, hp.backend,
                  hp.problem, self.pool.cursor)
+        self._streamed = True
         self._feeder = threading.Thread(target=self._feed, name="pdebench-feeder", daemon=True)
         self._feeder.start()
 
@@ -249,6 +290,7 @@ class OnlineDataModule(L.LightningDataModule):
         self._accounting.update(
             cursor=pool.cursor,
             lost_ids=[list(i) for i in base.get("lost_ids", [])] + [list(i) for i in pool.lost_ids],
+            returned_ids=[list(i) for i in base.get("returned_ids", [])] + [list(i) for i in getattr(pool, "returned_ids", [])],
             solver_dropped=int(base.get("solver_dropped", 0)) + pool.dropped,
             worker_restarts=int(base.get("worker_restarts", 0)) + pool.restarts,
         )
@@ -264,20 +306,25 @@ class OnlineDataModule(L.LightningDataModule):
         self._sync_accounting()
         if self.pool is not None:  # fold this pool's counts into the base of any later stream
             self._resume = {k: v for k, v in self._accounting.items() if k != "blocks"}
+            if hasattr(self.pool, "id_ranges"):
+                self._id_ranges = self.pool.id_ranges()
         self.pool = None
 
     def setup(self, stage: str | None = None) -> None:
         self.datasets = {"val": self._pairs("val"), "test": self._pairs("test")}
 
     def teardown(self, stage: str | None = None) -> None:
-        was_streaming = self.pool is not None
         self.stop_stream()
-        if was_streaming:
+        if self._streamed:
             self._write_stream_record()
 
     def on_exception(self, exception: BaseException) -> None:
-        """Lightning calls this on an error or Ctrl-C: stop every worker before anything else."""
+        """Lightning calls this on an error, Ctrl-C or SIGTERM (after the callbacks' ``on_exception``):
+        stop every worker, then write the stream report marked interrupted (``teardown`` is not
+        called on this path)."""
         self.stop_stream()
+        if self._streamed:
+            self._write_stream_record(interrupted=fit_stop_cause(exception))
 
     def stream_stats(self) -> dict[str, Any]:
         """Reservoir statistics plus the stream's accounting: cursor, worker restarts, blown-up
@@ -286,7 +333,7 @@ class OnlineDataModule(L.LightningDataModule):
         stats = dict(self.reservoir.stats()) if self.reservoir is not None else {}
         acc = self._accounting
         stats.update(cursor=acc["cursor"], worker_restarts=acc["worker_restarts"], solver_dropped=acc["solver_dropped"],
-                     lost=len(acc["lost_ids"]))
+                     lost=len(acc["lost_ids"]), returned_unused=len(acc["returned_ids"]))
         return stats
 
     def data_card(self) -> dict[str, Any]:
@@ -305,19 +352,25 @@ class OnlineDataModule(L.LightningDataModule):
                 "held_out_seeds": [self.hparams.seed + k for k in (1, 2, 3)], "train_trajectories": int(max(received, 0)),
                 "train_samples_used": int(used)}
 
-    def _write_stream_record(self) -> None:
-        """``<log_dir>/stream/rank<r>.json`` (when the trainer has a logger): this rank's stream
-        statistics, the blocks it received and the ids it lost (what a user checks after a run)."""
+    def _write_stream_record(self, interrupted: str | None = None) -> None:
+        """``<log_dir>/stream/rank<r>.json`` (when the trainer has a logger; written atomically): this
+        rank's stream statistics, the blocks it received, the ids it lost and returned unused (totals
+        over resumed runs), ``complete``/``interrupted`` (``""`` or the cause: ``"SIGTERM"``,
+        ``"KeyboardInterrupt"``, ``"Type: message"``), and ``id_ranges``: this run's pool's ids by fate
+        as ``[[seed, start, stop], ...]`` (``drawn`` = ``received`` + ``dropped`` + ``lost`` +
+        ``returned_unused``, disjoint; see :meth:`~pdebench.data.workers.LocalWorkerPool.id_ranges`)."""
+        self._streamed = False
         trainer = getattr(self, "trainer", None)
         if trainer is None or not trainer.loggers:  # no logger, no log folder: nothing is written
             return
         log_dir = trainer.log_dir
         rank, world = self._rank()
         record = {"rank": rank, "world_size": world, "backend": self.hparams.backend, **self.stream_stats(),
-                  "blocks": self._accounting["blocks"], "lost_ids": self._accounting["lost_ids"]}
-        path = Path(log_dir) / "stream" / f"rank{rank}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, default=str, indent=1))
+                  "complete": interrupted is None, "interrupted": interrupted or "",
+                  "blocks": self._accounting["blocks"], "lost_ids": self._accounting["lost_ids"],
+                  "returned_ids": self._accounting["returned_ids"], "id_ranges": self._id_ranges}
+        with atomic_write(Path(log_dir) / "stream" / f"rank{rank}.json", "w") as handle:
+            handle.write(json.dumps(record, default=str, indent=1))
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -360,7 +413,11 @@ class OnlineDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.start_stream()
         per_rank = max(1, self.hparams.samples_per_epoch // self._rank()[1])
-        return DataLoader(ReservoirDataset(self.reservoir, per_rank), batch_size=self.hparams.batch_size, num_workers=0)
+        trainer = getattr(self, "trainer", None)
+        # One process only: under DDP a rank leaving its data wait alone would strand the others in a collective.
+        terminated = (lambda: bool(trainer.received_sigterm)) if trainer is not None and self._rank()[1] == 1 else None
+        return DataLoader(ReservoirDataset(self.reservoir, per_rank, terminated), batch_size=self.hparams.batch_size,
+                          num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["val"], batch_size=self.hparams.batch_size)

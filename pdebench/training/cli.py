@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from lightning.pytorch.cli import LightningCLI
 
+from pdebench.signals import exit_status
 from pdebench.training.checkpoint_io import AtomicCheckpointIO
+from pdebench.training.interrupt import InterruptCheckpoint
 from pdebench.training.module import OperatorModule
 
 
@@ -29,19 +31,31 @@ class PDEBenchCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> PDEBenchCLI:
-    """Run the CLI (``args`` as on the command line; ``None`` reads ``sys.argv``)."""
+    """Run the CLI (``args`` as on the command line; ``None`` reads ``sys.argv``).
+
+    A ``fit`` stopped by SIGTERM, Ctrl-C or an error saves a resumable ``last.ckpt`` and its stream
+    report (:class:`~pdebench.training.interrupt.InterruptCheckpoint`) and exits non-zero: 143 for
+    SIGTERM, 130 for Ctrl-C (Lightning's own handling would exit 0 and 1), 1 with the traceback of an
+    error.
+    """
     import lightning as L
 
-    return PDEBenchCLI(
-        OperatorModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,  # OperatorModule by default; subclasses by class_path
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"plugins": [AtomicCheckpointIO()]},
-        seed_everything_default=0,
-        args=args,
-    )
+    interrupt = InterruptCheckpoint()
+    try:
+        return PDEBenchCLI(
+            OperatorModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,  # OperatorModule by default; subclasses by class_path
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [interrupt]},
+            seed_everything_default=0,
+            args=args,
+        )
+    except SystemExit:  # Lightning ends SIGTERM (SIGTERMException) and Ctrl-C runs by SystemExit
+        if interrupt.cause is None:
+            raise
+        raise SystemExit(exit_status(interrupt.cause)) from None
 
 
 if __name__ == "__main__":

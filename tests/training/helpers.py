@@ -21,7 +21,8 @@ class KillAtEpoch(L.Callback):
 
 class InterruptAtStep(L.Callback):
     """At global step ``step``, record the online workers' pids in ``pid_file`` and then interrupt
-    training: ``how="sigint"`` sends this process SIGINT (a user's Ctrl-C), ``how="error"`` raises."""
+    training: ``how="sigint"`` sends this process SIGINT (a user's Ctrl-C), ``how="sigterm"`` SIGTERM (a
+    scheduler's stop), ``how="error"`` raises."""
 
     def __init__(self, step: int, how: str, pid_file: str) -> None:
         self.step, self.how, self.pid_file = step, how, pid_file
@@ -31,7 +32,7 @@ class InterruptAtStep(L.Callback):
             return
         with open(self.pid_file, "w") as f:
             f.write(" ".join(map(str, trainer.datamodule.pool.pids)))
-        if self.how == "sigint":
-            os.kill(os.getpid(), signal.SIGINT)
+        if self.how in ("sigint", "sigterm"):
+            os.kill(os.getpid(), signal.SIGINT if self.how == "sigint" else signal.SIGTERM)
         else:
             raise RuntimeError("training failed on purpose")

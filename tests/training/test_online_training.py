@@ -59,16 +59,29 @@ def test_resumed_online_run_restores_the_reservoir_and_never_solves_a_drawn_bloc
     assert second["received"] > rank["reservoir"]["counters"]["received"], "counters continue from the checkpoint"
 
 
-@pytest.mark.parametrize("how", ["sigint", "error"])
-def test_an_interrupted_run_stops_every_worker(how, tmp_path):
+@pytest.mark.parametrize("how, status", [("sigint", 130), ("sigterm", 143), ("error", 1)])
+def test_an_interrupted_run_stops_every_worker_and_keeps_a_report_and_a_checkpoint(how, status, tmp_path):
+    """Ctrl-C, SIGTERM (what schedulers send; it used to exit 0) and an error: exit non-zero, no worker
+    survives, the stream report says the run was interrupted and why, and a resumable last.ckpt exists."""
     pid_file = tmp_path / "pids"
     callback = json.dumps([{"class_path": "tests.training.helpers.InterruptAtStep",
                             "init_args": {"step": 2, "how": how, "pid_file": str(pid_file)}}])
-    result = train(["--trainer.max_epochs", "5", "--trainer.callbacks+", callback], tmp_path, expect=1)
+    result = train(["--trainer.max_epochs", "5", "--trainer.callbacks+", callback], tmp_path, expect=status)
     pids = [int(p) for p in pid_file.read_text().split()]
     assert pids, result.stderr[-2000:]
     gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=5)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    (record,) = stream_records(tmp_path)
+    assert record["complete"] is False
+    assert record["interrupted"] == {"sigint": "KeyboardInterrupt", "sigterm": "SIGTERM"}.get(how, record["interrupted"])
+    assert record["interrupted"].startswith("RuntimeError") or how != "error"
+    ranges = record["id_ranges"]
+    count = lambda name: sum(stop - start for _, start, stop in ranges[name])  # noqa: E731
+    assert count("drawn") == sum(count(k) for k in ("received", "dropped", "lost", "returned_unused")) > 0
+    checkpoint = tmp_path / "outputs" / "burgers1d_fno_online" / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, weights_only=True)["global_step"] >= 2
+    if how == "sigterm":  # the saved run resumes
+        train(["--trainer.max_epochs", "2", "--ckpt_path", str(checkpoint)], tmp_path)
 
 
 def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard_and_reservoir(tmp_path):
