@@ -19,6 +19,7 @@ from pdebench.cli import main
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.hdf5 import read_trajectories
 from pdebench.problems import PROBLEMS
+from tests.signal_dispositions import default_signals
 
 SMALL = ["--set", "nx=64", "--set", "n_out=4", "--set", "nu=0.05"]
 
@@ -218,7 +219,7 @@ def test_sigint_to_a_stream_process_keeps_a_valid_file_and_leaves_no_worker(tmp_
 
     path = tmp_path / "big.h5"
     cmd = [sys.executable, "-m", "pdebench", "-v", "stream", "burgers1d", "-n", "100000", "-o", str(path), "--batch-size", "4", *SMALL]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()

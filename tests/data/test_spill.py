@@ -196,7 +196,7 @@ def test_a_crash_loop_before_any_batch_leaves_the_previous_file_untouched(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
 
 
-def test_ctrl_c_during_a_write_is_held_until_the_batch_is_written(tmp_path, problem, monkeypatch):
+def test_ctrl_c_during_a_write_is_held_until_the_batch_is_written(tmp_path, problem, monkeypatch, python_sigint):
     from pdebench.data.hdf5 import TrajectoryWriter
 
     real_append = TrajectoryWriter.append
@@ -220,7 +220,7 @@ def _spin() -> None:
         pass
 
 
-def test_held_sigint_delivers_after_the_block_or_swallows_one():
+def test_held_sigint_delivers_after_the_block_or_swallows_one(python_sigint):
     reached = False
     with pytest.raises(KeyboardInterrupt):
         with _HeldSigint("raise") as held:

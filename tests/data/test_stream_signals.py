@@ -24,6 +24,7 @@ from pdebench.data.spill import _as_ranges, _HeldSigint, spill_stream
 from pdebench.data.workers import WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
 from pdebench.signals import Terminated, sigterm_interrupts
+from tests.signal_dispositions import default_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"nx": 64, "n_out": 4}
@@ -44,18 +45,13 @@ def assert_partition(drawn: set, **parts: set) -> None:
     assert union == drawn, f"drawn but unaccounted: {sorted(drawn - union)[:5]}; accounted but not drawn: {sorted(union - drawn)[:5]}"
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def start_cli(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path]:
     """``python -m pdebench ARGS`` in its own session (process group), SIGINT/SIGTERM at their
     defaults, stderr into a file that the test polls."""
     err = cwd / "stderr.txt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     process = subprocess.Popen([sys.executable, "-m", "pdebench", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=open(err, "w"), env=env, preexec_fn=_default_signals, start_new_session=True)
+                               stderr=open(err, "w"), env=env, preexec_fn=default_signals, start_new_session=True)
     return process, err
 
 

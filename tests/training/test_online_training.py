@@ -13,6 +13,8 @@ import psutil
 import pytest
 import torch
 
+from tests.signal_dispositions import default_signals
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "burgers1d" / "fno_online.yaml"
 TINY = ["--data.init_args.problem_args", "{nx: 64, n_out: 1}", "--data.init_args.val_trajectories", "2",
@@ -25,7 +27,7 @@ TINY = ["--data.init_args.problem_args", "{nx: 64, n_out: 1}", "--data.init_args
 def train(args: list[str], cwd: Path, expect: int = 0) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(CONFIG), *TINY, *args], cwd=cwd,
-                            capture_output=True, text=True, timeout=300, env=env)
+                            capture_output=True, text=True, timeout=300, env=env, preexec_fn=default_signals)
     assert result.returncode == expect, (result.stdout[-2000:], result.stderr[-4000:])
     return result
 
