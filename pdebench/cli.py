@@ -110,7 +110,7 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
     untouched. ``provenance.drawn_ranges`` = the rows + ``dropped_ranges`` + ``lost_ranges`` +
     ``returned_ranges`` (in flight at the stop), disjoint.
     """
-    from pdebench.data.generate import check_generation_args
+    from pdebench.data.generate import build_solver, check_generation_args, check_solver_step
     from pdebench.data.hdf5 import check_destination
     from pdebench.data.spill import spill_stream
     from pdebench.data.workers import WorkerConfig, make_worker_pool
@@ -133,6 +133,7 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
     problem = PROBLEMS.build(args.problem, **problem_args)
     solver_kwargs = _parse_settings(problem.solver, SOLVERS, args.solver_set)
     SOLVERS.validate(problem.solver, solver_kwargs)
+    check_solver_step(problem, build_solver(problem, **solver_kwargs), args.seed, min(args.batch_size, args.num_samples))
     config = WorkerConfig(args.problem, problem_args, solver_kwargs, seed=args.seed, batch_size=args.batch_size,
                           max_samples=args.num_samples, threads=args.threads)
     pool = make_worker_pool(config, args.backend, num_workers=args.workers, address=args.address)

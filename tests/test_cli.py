@@ -62,6 +62,8 @@ def file_digest(path: Path) -> str:
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=fast"], "cannot use nu=fast: expected float"),
         (["generate", "burgers1d", "-n", "2", "-o", "{missing}/x.h5"], "folder"),
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--solver-set", "dt=-1"], "dt must be positive, got -1"),
+        (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=0.001", "--solver-set", "dt=0.5"],
+         "burgers1d: dt=0.5 exceeds the stability limit"),
     ],
 )
 def test_bad_input_is_a_one_line_error_with_exit_code_2_and_nothing_written(tmp_path, capsys, argv, message):
@@ -160,6 +162,8 @@ def test_stream_spills_the_rows_generate_writes_with_every_index_once(tmp_path):
         (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--set", "viscosity=1"], "has no argument 'viscosity'"),
         (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=fast"], "cannot use nu=fast: expected float"),
         (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--solver-set", "dt=-1"], "dt must be positive, got -1"),
+        (["stream", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=0.001", "--solver-set", "dt=0.5"],
+         "burgers1d: dt=0.5 exceeds the stability limit"),
         (["stream", "burgers1d", "-n", "2", "-o", "{missing}/x.h5"], "folder"),
     ],
 )

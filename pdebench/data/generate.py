@@ -85,6 +85,22 @@ def check_generation_args(num_samples: int, seed: int, batch_size: int) -> None:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
+def check_solver_step(problem: Problem | MeshProblem | ParticleProblem, solver, seed: int, batch_size: int) -> None:
+    """Check the solver's requested step against the stability limit of the first batch's initial
+    conditions, before any file is opened (solvers with a ``check_step(problem, u0)`` method: the
+    spectral one; adaptive solvers choose their own step and have nothing to check).
+
+    Raises
+    ------
+    StabilityError
+        (a ``ValueError``) naming the requested ``dt`` and the limit.
+    """
+    if not hasattr(solver, "check_step") or not isinstance(problem, Problem):
+        return
+    indices = list(range(batch_size))
+    solver.check_step(problem, problem.sample_initial_conditions(seed, indices), [(seed, i) for i in indices])
+
+
 def generate_dataset(
     problem: Problem | MeshProblem,
     output: str | os.PathLike[str],
@@ -134,6 +150,7 @@ def generate_dataset(
         raise ValueError(f"solve_refinement={solve_refinement} needs a time-dependent grid problem; {problem.name} is not one")
     fine = problem.refined(solve_refinement) if solve_refinement != 1 else problem
     solver = build_solver(problem, **(solver_kwargs or {}))
+    check_solver_step(fine, solver, seed, min(batch_size, num_samples))
     if isinstance(problem, ParticleProblem):
         return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,
                                           batch_size=batch_size, overwrite=overwrite, progress=progress)

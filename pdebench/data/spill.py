@@ -206,20 +206,13 @@ def _planned_provenance(problem: Problem, solver: Any, sample_ids: np.ndarray, t
     base: dict[str, Any] = {"solver": problem.solver, "problem": problem.name}
     if problem.solver == "sph":
         return {**solver.provenance(), **base}
-    if not all(hasattr(solver, name) for name in ("provenance", "grid", "stability_limits", "substeps")):
+    if not all(hasattr(solver, name) for name in ("provenance", "initial_stability_limits", "substeps")):
         return base
     try:
-        from pdebench.solvers.spectral.solver import equation_mask
-
         seeds = np.unique(sample_ids[:, 0])
         first_ids = sample_ids[sample_ids[:, 0] == seeds[0]]
         u0 = problem.sample_initial_conditions(int(seeds[0]), first_ids[:, 1].tolist())
-        grid = solver.grid(problem)
-        equation = problem.equation_for(first_ids)  # per-sample parameters (mppde_e2/e3) need the ids
-        u_hat = grid.rfft(torch.as_tensor(u0).to(device=grid.device, dtype=grid.dtype))
-        if not equation.is_linear:
-            u_hat = u_hat * equation_mask(equation, grid).to(grid.complex_dtype)
-        limits = solver.stability_limits(equation, grid, u_hat)
+        limits = solver.initial_stability_limits(problem, u0, first_ids)  # per-sample parameters need the ids
         substeps = int(solver.substeps(problem.dt_out, limits, getattr(problem, "max_dt", None)).max())
         provenance = dict(solver.provenance(problem, problem.dt_out / substeps, substeps, math.nan))
     except Exception:  # noqa: BLE001 - provenance is best effort; the data are what matter

@@ -232,3 +232,31 @@ def test_one_long_output_interval_is_as_accurate_as_many_short_ones():
     assert relative_l2(final, cole_hopf(u0, 0.1, 1.0)) < 1e-5
     short = final_frame(SpectralSolver(), PROBLEMS.build("burgers1d", n_out=100), u0)
     assert relative_l2(final, short) < 1e-9
+
+
+def test_the_step_check_before_a_solve_uses_the_limit_of_the_courant_condition_and_agrees_with_solve():
+    """Burgers ``u_t + (u²/2)_x = ν u_xx``: ETDRK4 treats ``ν u_xx`` exactly, so the explicit rate of
+    mode ``k`` is ``max|u|·|k|`` where it exceeds the damping ``ν k²``; the limit is ``C / fastest``
+    over the 2/3-dealiased modes (computed here with numpy from the definition). A requested ``dt``
+    just above it is refused by the pre-check and by ``solve`` alike; just below, by neither."""
+    problem = PROBLEMS.build("burgers1d", nu=0.001, nx=256, n_out=2)
+    u0 = problem.sample_initial_conditions(seed=0, indices=range(3))
+    solver = SpectralSolver()
+    n = problem.nx
+    k = 2 * np.pi * np.fft.rfftfreq(n, d=problem.length / n)
+    kept = np.arange(len(k)) < n / 3
+    expected = []
+    for row in u0.numpy():
+        u = np.fft.irfft(np.fft.rfft(row) * kept, n)  # the Galerkin (dealiased) state
+        rate = np.abs(u).max() * k[kept]
+        fastest = rate[problem.nu * k[kept] ** 2 < rate].max()
+        expected.append(solver.courant / fastest)
+    limits = solver.initial_stability_limits(problem, u0)
+    np.testing.assert_allclose(limits, expected, rtol=1e-10)
+    above, below = SpectralSolver(dt=1.01 * min(expected)), SpectralSolver(dt=0.99 * min(expected))
+    with pytest.raises(StabilityError, match="exceeds the stability limit"):
+        above.check_step(problem, u0)
+    with pytest.raises(StabilityError, match="exceeds the stability limit"):
+        above.solve(problem, u0)
+    below.check_step(problem, u0)
+    assert torch.isfinite(below.solve(problem, u0).fields["u"]).all()

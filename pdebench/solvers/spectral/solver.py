@@ -132,6 +132,27 @@ class SpectralSolver:
                 f"use dt <= {limit:.4g}"
             )
 
+    def initial_stability_limits(self, problem, initial_conditions: torch.Tensor,
+                                 sample_ids: np.ndarray | Sequence[tuple[int, int]] | None = None) -> np.ndarray:
+        """``(B,)`` the stability limit of each initial state in ``initial_conditions``
+        (``(B, *problem.spatial_shape)``), as :meth:`solve` computes it at its start; ``inf`` for
+        states that are not finite (:meth:`solve` leaves those out). ``sample_ids`` ``(B, 2)`` pick
+        per-sample equation parameters (``(-1, b)`` when ``None``)."""
+        u0 = torch.as_tensor(initial_conditions)
+        ids = _sample_ids(sample_ids, u0.shape[0])
+        equation = problem.equation_for(ids) if hasattr(problem, "equation_for") else problem.equation()
+        grid = self.grid(problem)
+        u_hat, alive = _initial_spectrum(u0, equation, grid)
+        return np.where(alive, self.stability_limits(equation, grid, u_hat), math.inf)
+
+    def check_step(self, problem, initial_conditions: torch.Tensor,
+                   sample_ids: np.ndarray | Sequence[tuple[int, int]] | None = None) -> None:
+        """Raise :class:`StabilityError` before any solve when the requested ``dt`` exceeds the
+        stability limit of one of ``initial_conditions`` (``(B, *problem.spatial_shape)``), the check
+        :meth:`solve` makes at its start; a no-op without a requested ``dt``."""
+        if self.dt is not None:
+            self.check_requested_step(self.initial_stability_limits(problem, initial_conditions, sample_ids), problem.name)
+
     def solve(
         self,
         problem,
@@ -175,8 +196,7 @@ class SpectralSolver:
         if on_blowup not in ("raise", "drop"):
             raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
         batch = u0.shape[0]
-        ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
-        ids = ids.astype(np.int64).reshape(batch, 2)
+        ids = _sample_ids(sample_ids, batch)
         grid = self.grid(problem)
         equation = problem.equation_for(ids) if hasattr(problem, "equation_for") else problem.equation()
         per_sample = equation.batch_size is not None
@@ -205,11 +225,7 @@ class SpectralSolver:
                                        grid.complex_dtype, per_row=lin.ndim > grid.dim)
             return steppers[key]
 
-        u_initial = u0.to(device=self.device, dtype=grid.dtype)
-        u_hat = grid.rfft(u_initial)
-        if not equation.is_linear:
-            u_hat = u_hat * mask.to(grid.complex_dtype)
-        alive = torch.isfinite(u0.reshape(batch, -1)).all(1).cpu().numpy()
+        u_hat, alive = _initial_spectrum(u0, equation, grid)
         first_failure = 0.0 if not alive.all() else math.inf
         u_hat[torch.as_tensor(~alive)] = 0
         if equation.is_linear:
@@ -254,7 +270,7 @@ class SpectralSolver:
         if warmup > 0:
             u_hat = advance(u_hat, 0.0, warmup)  # discarded transient
         frames = torch.empty((batch, problem.n_out + 1, *grid.shape), dtype=grid.dtype, device=self.device)
-        frames[:, 0] = u_initial if warmup == 0 else grid.irfft(u_hat)
+        frames[:, 0] = u0.to(device=self.device, dtype=grid.dtype) if warmup == 0 else grid.irfft(u_hat)
         for frame in range(1, problem.n_out + 1):
             u_hat = advance(u_hat, (frame - 1) * problem.dt_out, None)
             flush_tiny_(u_hat)
@@ -313,3 +329,20 @@ class SpectralSolver:
 def equation_mask(equation: SpectralEquation, grid: FourierGrid) -> torch.Tensor:
     """The dealiasing mask matching the degree of ``equation``'s nonlinearity."""
     return grid.dealias_mask(equation.nonlinear_order)
+
+
+def _sample_ids(sample_ids: np.ndarray | Sequence[tuple[int, int]] | None, batch: int) -> np.ndarray:
+    """``(batch, 2)`` int64 ``(seed, index)`` rows; ``(-1, b)`` when ``sample_ids`` is ``None``."""
+    ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
+    return ids.astype(np.int64).reshape(batch, 2)
+
+
+def _initial_spectrum(u0: torch.Tensor, equation: SpectralEquation, grid: FourierGrid) -> tuple[torch.Tensor, np.ndarray]:
+    """``(u_hat, alive)``: the spectrum of the initial states ``u0`` (``(B, *grid.shape)``), on the
+    dealiased modes for a nonlinear equation (the Galerkin state), and ``(B,)`` whether each state
+    is finite."""
+    u_hat = grid.rfft(u0.to(device=grid.device, dtype=grid.dtype))
+    if not equation.is_linear:
+        u_hat = u_hat * equation_mask(equation, grid).to(grid.complex_dtype)
+    alive = torch.isfinite(u0.reshape(u0.shape[0], -1)).all(1).cpu().numpy()
+    return u_hat, alive
