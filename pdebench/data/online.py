@@ -35,6 +35,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -396,8 +397,13 @@ class OnlineDataModule(L.LightningDataModule):
         return {"version": 1, "seed": self.hparams.seed, "world_size": world, "ranks": ranks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (Lightning calls it on resume, before the stream starts)."""
+        """Restore :meth:`state_dict` (Lightning calls it on resume, before the stream starts). Only a
+        ``fit`` streams: ``validate``/``test`` from a checkpoint ignore the stream state (on any number
+        of ranks)."""
         if not state:
+            return
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.state.fn != TrainerFn.FITTING:
             return
         if state.get("version") != 1:
             raise ValueError(f"unsupported online stream state version {state.get('version')!r}, expected 1")

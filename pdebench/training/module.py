@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from torch.utils.data import DistributedSampler
 
 from pdebench.models import MODELS
 from pdebench.training.losses import LossName, make_loss
@@ -252,20 +253,60 @@ class OperatorModule(L.LightningModule):
             self._budget = {"train_time_s": float(saved["train_time_s"]), "samples_seen": int(saved["samples_seen"])}
             self._fit_clock = None
 
+    # ------------------------------------------------------------- evaluation
+    # Validation and test metrics are those of the whole held-out set, also under DDP: each rank sums
+    # its per-sample values (leaving out the repeats DistributedSampler pads the last ranks with),
+    # the sums and counts are all-reduced, and the test predictions are gathered in dataset order;
+    # a run on any number of ranks logs what one process logs.
+    def _eval_loader(self, stage: str) -> Any:
+        loaders = self.trainer.test_dataloaders if stage == "test" else self.trainer.val_dataloaders
+        return loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+
+    def _eval_rows(self, stage: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(positions, real)`` ``(count,)`` of the next ``count`` samples of this rank's ``stage``
+        loader: their place in the sampler's (padded) order across ranks, and whether they are real
+        samples (not DistributedSampler's padding, which repeats the first samples)."""
+        start = self._eval_seen
+        self._eval_seen += count
+        local = torch.arange(start, start + count)
+        sampler = getattr(self._eval_loader(stage), "sampler", None) if self._trainer is not None else None
+        if isinstance(sampler, DistributedSampler):
+            positions = sampler.rank + local * sampler.num_replicas
+            return positions, positions < len(sampler.dataset)
+        return local, torch.ones(count, dtype=torch.bool)
+
+    def _all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            return self.trainer.strategy.reduce(values.to(self.device), reduce_op="sum").cpu()
+        return values
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_seen = 0
+        self._val_sums = torch.zeros(3, dtype=torch.float64)  # loss, nRMSE, samples
+
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         from pdebench.evaluation.metrics import nrmse
 
         x, y, conditioning = self.split_batch(batch)
         pred = self(x, **conditioning)
-        self.log("val_loss", self.loss_fn(pred, y[:, 0]), prog_bar=True, batch_size=x.shape[0])
-        self.log("val_nrmse", nrmse(pred, y[:, 0], time_axis=False), batch_size=x.shape[0])
+        _, real = self._eval_rows("val", x.shape[0])
+        losses = torch.stack([self.loss_fn(pred[i : i + 1], y[i : i + 1, 0]) for i in range(x.shape[0])]).double()
+        errors = nrmse(pred, y[:, 0], time_axis=False, reduction="none").double()
+        real = real.to(losses.device)
+        self._val_sums += torch.stack([losses[real].sum(), errors[real].sum(), real.sum().double()]).detach().cpu()
 
     def on_validation_epoch_end(self) -> None:
+        sums = getattr(self, "_val_sums", None)
+        if sums is not None and sums[2] > 0:  # a subclass with its own validation_step logs its own
+            loss, error, count = self._all_reduce_sum(sums).tolist()
+            # identical on every rank already: sync_dist averages equal values (and keeps Lightning quiet)
+            self.log("val_loss", loss / count, prog_bar=True, sync_dist=True)
+            self.log("val_nrmse", error / count, sync_dist=True)
         curve = self._rollout_curve("val", self.rollout_trajectories)
         if curve is not None:
             from pdebench.evaluation.metrics import geometric_mean_rollout
 
-            self.log("val_rollout_nrmse_gmean", geometric_mean_rollout(curve))
+            self.log("val_rollout_nrmse_gmean", geometric_mean_rollout(curve), sync_dist=True)
 
     def _rollout_curve(self, split: str, count: int | None) -> torch.Tensor | None:
         """Per-step rollout nRMSE ``(T − history,)`` on ``count`` trajectories of ``split``."""
@@ -283,33 +324,56 @@ class OperatorModule(L.LightningModule):
         # (N, T, C, *space) -> the metrics' (B, C, *space, T)
         return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))
 
+    def on_test_epoch_start(self) -> None:
+        self._eval_seen = 0
+        self._test_positions: list[torch.Tensor] = []
+
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x, y, conditioning = self.split_batch(batch)
-        self._test_outputs.append((self(x, **conditioning).cpu(), y[:, 0].cpu()))
+        positions, real = self._eval_rows("test", x.shape[0])
+        self._test_positions.append(positions[real])
+        real = real.to(x.device)
+        self._test_outputs.append((self(x, **conditioning)[real].cpu(), y[real, 0].cpu()))
         if "t" in conditioning:
-            self._test_lead_times.append(conditioning["t"].cpu())
+            self._test_lead_times.append(conditioning["t"][real].cpu())
+
+    def _gathered_test_outputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(pred, target, lead times or None)`` of the whole test set in the sampler's order: every
+        rank's share gathered (DDP), padding already left out."""
+        pred = torch.cat([p for p, _ in self._test_outputs])
+        target = torch.cat([t for _, t in self._test_outputs])
+        leads = torch.cat(self._test_lead_times) if self._test_lead_times else None
+        positions = torch.cat(getattr(self, "_test_positions", []) or [torch.arange(len(pred))])
+        self._test_outputs.clear()
+        self._test_lead_times.clear()
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            shares: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(shares, (positions, pred, target, leads))
+            positions = torch.cat([share[0] for share in shares])
+            pred, target = torch.cat([share[1] for share in shares]), torch.cat([share[2] for share in shares])
+            leads = torch.cat([share[3] for share in shares]) if leads is not None else None
+        order = torch.argsort(positions)
+        return pred[order], target[order], None if leads is None else leads[order]
 
     def on_test_epoch_end(self) -> None:
         from pdebench.evaluation.metrics import all_metrics, geometric_mean_rollout
 
-        pred = torch.cat([p for p, _ in self._test_outputs])
-        target = torch.cat([t for _, t in self._test_outputs])
-        self._test_outputs.clear()
+        pred, target, leads = self._gathered_test_outputs()
         # one frame per window: a time axis of length one
         metrics = {f"test_{name}": value for name, value in all_metrics(pred.unsqueeze(-1), target.unsqueeze(-1)).items()}
-        if self._test_lead_times:
-            leads = torch.cat(self._test_lead_times)
-            self._test_lead_times.clear()
+        if leads is not None:
             self.test_lead_time_curve = self._lead_time_curve(pred, target, leads)
             metrics["test_nrmse_max_lead"] = float(self.test_lead_time_curve[1][-1])
-            self._save_lead_time_curve(*self.test_lead_time_curve)
+            if self.trainer.is_global_zero:
+                self._save_lead_time_curve(*self.test_lead_time_curve)
         curve = self._rollout_curve("test", None)
         if curve is not None:
             metrics["test_rollout_nrmse_gmean"] = float(geometric_mean_rollout(curve))
             metrics["test_rollout_nrmse_final"] = float(curve[-1])
             self.test_rollout_curve = curve.cpu()
-            self._save_rollout_curve(curve.cpu())
-        self.log_dict(metrics)
+            if self.trainer.is_global_zero:
+                self._save_rollout_curve(curve.cpu())
+        self.log_dict(metrics, sync_dist=True)  # the whole set's, equal on every rank
 
     @staticmethod
     def _lead_time_curve(pred: torch.Tensor, target: torch.Tensor, leads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
