@@ -98,6 +98,9 @@ class OperatorModule(L.LightningModule):
         self.loss_dims = spatial_dims
         self.loss_fn = make_loss(loss, spatial_dims)
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._test_positions: list[torch.Tensor] = []
+        self._eval_seen = 0  # samples of the running validation/test epoch seen by this rank
+        self._val_sums = torch.zeros(3, dtype=torch.float64)  # loss, nRMSE, samples
         self._test_lead_times: list[torch.Tensor] = []
         self._budget = {"train_time_s": 0.0, "samples_seen": 0}
         self._fit_clock: float | None = None
