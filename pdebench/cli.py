@@ -315,11 +315,9 @@ BOARD_KINDS = {"instance": "pdebench.evaluation.instance_board", "linear-solver"
 
 def _suite_kind(path: str) -> tuple[str, Any]:
     """``(kind, raw mapping)`` of a suite file; ``kind`` is ``"operator"`` without a ``kind`` key."""
-    import yaml
+    from pdebench.registry import read_yaml
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no suite file at {path}")
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = read_yaml(path, "suite file")
     kind = raw.get("kind", "operator") if isinstance(raw, dict) else "operator"
     if kind != "operator" and kind not in BOARD_KINDS:
         raise ValueError(f"{path}: kind must be one of operator, {', '.join(BOARD_KINDS)}, got {kind!r}")
@@ -369,6 +367,7 @@ def _model_entries(items: Sequence[str]) -> tuple:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from pdebench.evaluation.leaderboard import read_checkpoint_card
     from pdebench.evaluation.suite import Suite
 
     kind, raw = _suite_kind(args.suite)
@@ -379,6 +378,9 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
         {k: v for k, v in raw.items() if k != "kind"}, args.suite)
     if args.model:
         suite = dataclasses.replace(suite, models=_model_entries(args.model))
+    for entry in suite.models:  # a foreign or malformed checkpoint stops the board before it starts
+        if entry.checkpoint is not None and Path(entry.checkpoint).is_file():
+            read_checkpoint_card(entry.checkpoint)
     _run_leaderboard(suite, Path(args.output) if args.output else None, console)
     return 0
 
@@ -386,10 +388,10 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     import json
 
+    from pdebench.evaluation.leaderboard import read_checkpoint_card
     from pdebench.evaluation.suite import ModelEntry, Suite
 
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"no checkpoint at {args.checkpoint}")
+    read_checkpoint_card(args.checkpoint)  # before anything is written
     kind, _ = _suite_kind(args.suite)
     if kind != "operator":
         raise ValueError(f"evaluate scores an operator checkpoint, but {args.suite} is a {kind} suite; run "

@@ -20,9 +20,12 @@ import dataclasses
 import inspect
 import types
 import typing
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+import yaml
 
 T = TypeVar("T")
 
@@ -205,3 +208,28 @@ def _parse(text: str, tp: Any, where: str) -> Any:
     if not _matches(value, tp):
         raise RegistryError(f"cannot use {where}: expected {_type_name(tp)}")
     return value
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The contents of the YAML file ``path`` (a ``what``: "suite file", "DCDM config", ...), read
+    with the safe loader: tags such as ``!!python/object`` construct nothing and are refused.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        One line naming the file: not UTF-8 text, or not plain YAML (the parser's problem and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: a {what} must be UTF-8 YAML text; this file is binary") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{path}: not a plain YAML {what}{where}: {' '.join(str(problem).split())}") from None

@@ -23,7 +23,6 @@ task adds its per-step error curves (``<task>_rollout.png``, ``<task>_rollout_ms
 from __future__ import annotations
 
 import csv
-import importlib
 import inspect
 import io
 import json
@@ -34,6 +33,7 @@ import statistics
 import subprocess
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,15 +158,13 @@ def _rounded(value: float | None) -> float | None:
 
 def load_model(entry: ModelEntry):
     """``(module, checkpoint_extras)`` of a checkpoint entry, on CPU, in eval mode."""
-    from pdebench.training import OperatorModule
+    from pdebench.training.module_classes import training_module_class
 
     if entry.checkpoint is None:
         raise ValueError(f"model {entry.name!r} has no checkpoint; train it first (python train.py fit ...) and list its .ckpt")
     path = Path(entry.checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    extras = torch.load(path, map_location="cpu", weights_only=True).get("pdebench", {})
-    cls = _module_class(extras.get("module_class"), OperatorModule)
+    extras = read_checkpoint_card(path)
+    cls = training_module_class(extras.get("module_class"))
     # a fine-tuned module's pre-training checkpoint is not needed to rebuild it (its weights are here)
     overrides = {"pretrained": None} if "pretrained" in inspect.signature(cls.__init__).parameters else {}
     module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
@@ -178,15 +176,41 @@ def load_model(entry: ModelEntry):
     return module, extras
 
 
-def _module_class(path: str | None, default: type) -> type:
-    """The LightningModule class recorded in a checkpoint (an :class:`OperatorModule` subclass), or ``default``."""
-    if not path:
-        return default
-    module_name, _, name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, default)):
-        raise ValueError(f"checkpoint names module class {path!r}, which is not an OperatorModule subclass")
-    return cls
+def read_checkpoint_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``pdebench`` card of the Lightning checkpoint ``path`` (its data card, module class, budget),
+    read with ``weights_only=True`` (no code from the file runs) and checked to name one of the
+    package's training modules (:func:`~pdebench.training.module_classes.training_module_class`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        One line naming the file: not a PyTorch checkpoint, one holding objects other than tensors
+        and plain values, one that is not a mapping, or one naming a foreign module class.
+    """
+    from pdebench.training.module_classes import training_module_class
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError, EOFError...)
+        raise ValueError(f"{path} is not a tensor-only PyTorch checkpoint ({type(exc).__name__}); "
+                         "pdebench loads checkpoints without running code from them") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict):
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    extras = saved.get("pdebench", {})
+    if not isinstance(extras, dict):
+        raise ValueError(f"{path}: its pdebench card is a {type(extras).__name__}, expected a mapping")
+    try:
+        training_module_class(extras.get("module_class"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return extras
 
 
 def rollout_conditioning(module, problem, reference: ReferenceSet, rows: slice) -> dict[str, Any]:

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from pdebench.problems import PROBLEMS
+from pdebench.registry import read_yaml
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
 
@@ -189,10 +188,7 @@ class YamlSuite:
 
     @classmethod
     def from_yaml(cls, path: str | Path):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no suite file at {path}")
-        return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
+        return cls.from_dict(read_yaml(path, "suite file"), str(path))
 
 
 @dataclass(frozen=True)

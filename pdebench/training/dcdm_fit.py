@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from pdebench.evaluation.suite import build_entry
+from pdebench.registry import read_yaml
 from pdebench.models.dcdm import DCDMNet, DCDMTrainConfig, SymmetricDCDMNet, save_dcdm, train_dcdm
 from pdebench.solvers.linalg_baselines import darcy_coefficient, poisson_matrix
 
@@ -92,11 +92,9 @@ class DCDMRunConfig:
 
 def load_dcdm_config(path: str | Path) -> DCDMRunConfig:
     """Read a :class:`DCDMRunConfig` from YAML; unknown keys are refused by name."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no DCDM config at {path}")
+    raw = read_yaml(path, "DCDM config")
     try:
-        return build_entry(DCDMRunConfig, yaml.safe_load(path.read_text()), str(path))
+        return build_entry(DCDMRunConfig, raw, str(path))
     except ValueError as error:
         message = str(error)
         raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None

@@ -35,6 +35,7 @@ from typing import Literal
 import torch
 
 from pdebench.models.nsm import NSM, ResidualProblem
+from pdebench.registry import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -384,11 +385,7 @@ def _problem_classes() -> dict[str, type]:
 
 def load_physics_config(path: str) -> PhysicsRunConfig:
     """Read a :class:`PhysicsRunConfig` from YAML; unknown keys and problems are refused by name."""
-    from pathlib import Path
-
-    import yaml
-
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = read_yaml(path, "physics config")
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping, got {type(raw).__name__}")
     known = set(PhysicsRunConfig.__dataclass_fields__)

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from pdebench.data.generate import generate_dataset
-from pdebench.evaluation.leaderboard import _module_class
+from pdebench.training.module_classes import training_module_class
 from pdebench.problems import PROBLEMS
 from pdebench.training import OperatorModule
 
@@ -71,7 +71,7 @@ def test_every_config_trains_a_few_steps_on_tiny_data(config, tiny_data, tmp_pat
     assert len(checkpoints) == 1
     # The checkpoint holds tensors and plain values only, and rebuilds its model from recorded arguments.
     extras = torch.load(checkpoints[0], weights_only=True)["pdebench"]
-    module_class = _module_class(extras["module_class"], OperatorModule)  # the class the leaderboard rebuilds
+    module_class = training_module_class(extras["module_class"])  # the class the leaderboard rebuilds
     module = module_class.load_from_checkpoint(checkpoints[0], weights_only=True)
     assert bool(module.x_norm.fitted)
 

@@ -1,0 +1,122 @@
+"""Files from others run no code: a checkpoint cannot choose what gets imported, a file that is not
+a checkpoint and a YAML file with Python tags are each refused with one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pdebench.registry import read_yaml
+from tests.evaluation.test_leaderboard import ROOT, tiny_checkpoint  # noqa: F401 - the fixture
+
+SUITE = {"name": "tiny", "tasks": [{"name": "tiny", "problem": "burgers1d", "problem_args": {"nx": 64, "n_out": 1},
+                                     "samples": 2, "ladder_resolutions": [16], "repeats": 1}]}
+
+
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m pdebench ARGS`` run from ``cwd`` (first on the import path, as for a user there)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pdebench", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_refusal(result: subprocess.CompletedProcess, *needles: str) -> None:
+    err = result.stderr.strip()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "\n" not in err and err.startswith("pdebench: error:"), err
+    for needle in needles:
+        assert needle in err, err
+
+
+def suite_file(folder: Path) -> Path:
+    path = folder / "suite.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, "output": str(folder / "out"), "cache_dir": str(folder / "cache")}))
+    return path
+
+
+@pytest.mark.parametrize(("module_class", "command"), [("evilmod.Foo", "evaluate"), ("evilmod.Foo", "leaderboard"),
+                                                    ("this.Foo", "leaderboard"), ("os.system", "evaluate"),
+                                                    ("pdebench.training.module.torch", "evaluate")])
+def test_a_checkpoint_naming_a_foreign_module_class_imports_nothing(tiny_checkpoint, tmp_path, module_class, command):  # noqa: F811
+    (tmp_path / "evilmod.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('code ran')\nclass Foo: pass\n")
+    saved = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    saved["pdebench"]["module_class"] = module_class
+    evil = tmp_path / "evil.ckpt"
+    torch.save(saved, evil)
+    suite = suite_file(tmp_path)
+    args = {"evaluate": ["evaluate", str(evil), "--suite", str(suite)],
+            "leaderboard": ["leaderboard", "--suite", str(suite), "--model", f"x={evil}"]}[command]
+    result = cli(args, tmp_path)
+    assert_one_line_refusal(result, str(evil), repr(module_class), "not one of pdebench's training modules")
+    assert "Zen of Python" not in result.stdout + result.stderr and not (tmp_path / "ran").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.ckpt", "evilmod.py", "suite.yaml"]
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch ran",))
+
+
+@pytest.mark.parametrize("content", ["text", "pickle", "empty", "list"])
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line_without_advice_to_run_its_code(tmp_path, content):
+    bad = tmp_path / "bad.ckpt"
+    if content == "text":
+        bad.write_text("hello, I am not a checkpoint\n")
+    elif content == "pickle":
+        bad.write_bytes(pickle.dumps(RunsCode()))
+    elif content == "empty":
+        bad.write_bytes(b"")
+    else:
+        torch.save([torch.zeros(2)], bad)
+    suite = suite_file(tmp_path)
+    result = cli(["evaluate", str(bad), "--suite", str(suite)], tmp_path)
+    assert_one_line_refusal(result, str(bad))
+    assert "weights_only=False" not in result.stderr and not (tmp_path / "ran").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ckpt", "suite.yaml"]
+
+
+TAGGED = "name: !!python/object/apply:os.system ['touch ran']\ntasks: []\n"
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "evaluate", "physics", "train-dcdm"])
+def test_a_yaml_file_with_a_python_tag_is_refused_in_one_line(tmp_path, command):
+    config = tmp_path / "evil.yaml"
+    config.write_text(TAGGED)
+    args = {"leaderboard": ["leaderboard", "--suite", str(config)],
+            "evaluate": ["evaluate", str(ROOT / "README.md"), "--suite", str(config)],
+            "physics": ["physics", "--config", str(config)],
+            "train-dcdm": ["train-dcdm", "--config", str(config)]}[command]
+    if command == "evaluate":  # the checkpoint must pass first: use a real one's card
+        ckpt = tmp_path / "m.ckpt"
+        torch.save({"state_dict": {}, "pdebench": {}}, ckpt)
+        args[1] = str(ckpt)
+    result = cli(args, tmp_path)
+    assert_one_line_refusal(result, str(config), "not a plain YAML", "line 1")
+    assert not (tmp_path / "ran").exists()
+    if command == "leaderboard":  # the same reader serves all four: one binary file through the CLI
+        binary = tmp_path / "binary.yaml"
+        binary.write_bytes(bytes(range(256)))
+        result = cli([a.replace(str(config), str(binary)) for a in args], tmp_path)
+        assert_one_line_refusal(result, str(binary), "binary")
+
+
+@pytest.mark.parametrize("text", [TAGGED, "a: [1, 2\n", "a: 1\n  b: 2\n"])
+def test_read_yaml_names_the_file_and_the_line_of_a_yaml_that_is_not_plain(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"c\.yaml.*not a plain YAML thing \(line \d+\)") as info:
+        read_yaml(path, "thing")
+    assert "\n" not in str(info.value)
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match="binary"):
+        read_yaml(path, "thing")
+    with pytest.raises(FileNotFoundError):
+        read_yaml(tmp_path / "missing.yaml", "thing")
+    path.write_text("a: 1\nb: [x, y]\n")
+    assert read_yaml(path, "thing") == {"a": 1, "b": ["x", "y"]}
