@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,33 @@ def check_destination(path: Path, overwrite: bool) -> None:
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def check_free_disk(folder: Path, needed_bytes: int, what: str) -> None:
+    """Refuse, in one line, to write about ``needed_bytes`` into ``folder`` when the disk lacks the room.
+
+    Parameters
+    ----------
+    folder
+        The folder the output goes to (its filesystem is the one checked).
+    needed_bytes
+        Estimated size of the output in bytes.
+    what
+        What would be written, for the message (``"the export to out.h5"``).
+
+    Raises
+    ------
+    ValueError
+        ``"{what} needs about X GiB, Y GiB free on FOLDER"`` when ``needed_bytes`` exceeds the free space.
+    """
+    free = shutil.disk_usage(folder).free
+    if needed_bytes > free:
+        raise ValueError(f"{what} needs about {_gib(needed_bytes)} GiB, {_gib(free)} GiB free on {folder}")
+
+
+def _gib(num_bytes: int) -> str:
+    gib = num_bytes / 2**30
+    return f"{gib:.3g}" if gib < 100 else f"{gib:,.0f}"
 
 
 def _fsync_file(path: Path) -> None:
