@@ -1,5 +1,5 @@
-"""The ``pdebench`` console script: list, generate, stream, leaderboard, evaluate, export, plot, physics,
-train-dcdm, demo.
+"""The ``pdebench`` console script: list, generate, stream, leaderboard, evaluate, export, plot, clean,
+physics, train-dcdm, demo.
 
 Every bad argument ends in a one-line ``pdebench: error: ...`` message and exit status 2, before
 anything is written.
@@ -249,6 +249,26 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
         traj = file.read(slice(0, args.samples))
     path = plot_trajectories(traj, args.output or source.with_suffix(".png"), field=args.field, max_samples=args.samples)
     console.print(f"[green]plotted[/] {source} → {path}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace, console: Console) -> int:
+    """Remove the temporary files that killed runs left under the folders (see :mod:`pdebench.atomic`)."""
+    from pdebench.atomic import stale_temporaries, sweep_stale_temporaries
+
+    folders = [Path(folder) for folder in args.folders]
+    for folder in folders:
+        if not folder.is_dir():
+            raise NotADirectoryError(f"pdebench clean expects folders, got {folder} ({'a file' if folder.exists() else 'missing'})")
+    for folder in folders:
+        found = stale_temporaries(folder, recursive=True)
+        if args.dry_run:
+            for item in found:
+                console.print(f"would remove {item.path} ({item.size / 2**20:.1f} MiB, process {item.pid} is gone)")
+            continue
+        removed = sweep_stale_temporaries(folder, recursive=True)
+        console.print(f"[green]cleaned[/] {folder}: removed {len(removed)} temporary file(s) of killed runs, "
+                      f"{sum(item.size for item in removed) / 2**20:.1f} MiB")
     return 0
 
 
@@ -539,6 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field")
     p.add_argument("--samples", type=int, default=4)
     p.set_defaults(run=cmd_plot)
+
+    p = sub.add_parser("clean", help="remove the temporary files that killed runs left (writes also sweep their own folder)")
+    p.add_argument("folders", nargs="*", default=["."], help="folders to sweep, with their subfolders (default: .)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    p.set_defaults(run=cmd_clean)
 
     p = sub.add_parser("physics", help="train a physics model (NSM) on a PDE residual, no solver data (configs/physics/)")
     p.add_argument("--config", required=True, help="YAML file (configs/physics/*.yaml)")
