@@ -21,6 +21,7 @@ Trajectories are split into train/validation/test **by trajectory** (a fixed per
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from pdebench.data.hdf5 import TrajectoryFile
 
@@ -165,6 +166,75 @@ class EpochSeededSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.length
+
+
+class SkippingBatchSampler(BatchSampler):
+    """A :class:`~torch.utils.data.BatchSampler` whose next pass starts ``skip`` batches in (the index
+    lists of the skipped batches are drawn and dropped; their samples are never loaded)."""
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.skip = 0
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+class ResumableDataLoader(DataLoader):
+    """A training loader whose position in the epoch is saved in Lightning checkpoints.
+
+    Lightning stores :meth:`state_dict` of a stateful train loader in every checkpoint and calls
+    :meth:`load_state_dict` when a run resumes mid-epoch; the resumed epoch then skips the batches the
+    stopped run had trained (by its :class:`SkippingBatchSampler`, so with the sampler's epoch order —
+    :class:`EpochSeededSampler`, or Lightning's distributed wrapper of it — the same batches follow in
+    the same order as in an uninterrupted run). Batches are counted as the loader hands them out, after
+    any worker prefetch, so a checkpoint taken after a batch's step counts exactly the trained batches.
+
+    Takes :class:`~torch.utils.data.DataLoader`'s arguments; ``batch_sampler`` should be a
+    :class:`SkippingBatchSampler`.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.batch_sampler, SkippingBatchSampler):
+            raise TypeError(f"ResumableDataLoader needs a SkippingBatchSampler, got {type(self.batch_sampler).__name__}")
+        self.batches_done = 0
+        self._resume: dict | None = None
+
+    def _epoch(self) -> int | None:
+        return getattr(self.batch_sampler.sampler, "epoch", None)
+
+    def __iter__(self):
+        # a generator: the epoch is read at the first batch, after Lightning's ``set_epoch``
+        self.batches_done = 0
+        resume, self._resume = self._resume, None
+        if resume is not None and resume["epoch"] == self._epoch():
+            self.batch_sampler.skip = self.batches_done = resume["batches_done"]
+        for batch in super().__iter__():
+            self.batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int | None]:
+        """``epoch``, ``batches_done`` (handed out in that epoch), ``batches_per_epoch`` and the sampler's ``seed``."""
+        return {"epoch": self._epoch(), "batches_done": self.batches_done, "batches_per_epoch": len(self),
+                "seed": getattr(self.batch_sampler.sampler, "seed", None)}
+
+    def load_state_dict(self, state: dict[str, int | None]) -> None:
+        """Start the next pass of epoch ``state["epoch"]`` after its first ``batches_done`` batches.
+
+        Raises
+        ------
+        ValueError
+            The checkpoint's loader had another number of batches per epoch or another seed: its
+            position means other samples here.
+        """
+        mine = self.state_dict()
+        for key in ("batches_per_epoch", "seed"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"cannot resume mid-epoch: the checkpoint's train loader had {key} {state.get(key)}, "
+                                 f"this one has {mine[key]} (resume with the same data, batch_size and seed)")
+        self._resume = dict(state)
 
 
 def pair_statistics(dataset: Dataset, history: int, eps: float = 1e-6) -> dict[str, torch.Tensor]:
@@ -379,9 +449,10 @@ class OfflineDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
-        sampler = EpochSeededSampler(len(dataset), self.hparams.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.hparams.num_workers, drop_last=False)
+        if shuffle:  # training: epoch-seeded order, position saved in checkpoints (exact mid-epoch resume)
+            batches = SkippingBatchSampler(EpochSeededSampler(len(dataset), self.hparams.seed), self.hparams.batch_size, drop_last=False)
+            return ResumableDataLoader(dataset, batch_sampler=batches, num_workers=self.hparams.num_workers)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.hparams.num_workers, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
