@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from pdebench.data.hdf5 import TrajectoryFile
+from pdebench.data.hdf5 import TrajectoryFile, describe_nonfinite, find_nonfinite
 
 log = logging.getLogger(__name__)
 
@@ -421,8 +421,9 @@ class OfflineDataModule(L.LightningDataModule):
         parts = [to_channels_first(traj.fields[name], self.spatial_dims)[(slice(None), slice(None, None, hp.temporal_stride), slice(None), *space)]
                  for name in names]
         data = torch.cat(parts, dim=2).contiguous()
-        if not torch.isfinite(data).all():
-            raise ValueError(f"{hp.path}: non-finite values in rows {rows.tolist()[:10]}")
+        bad = find_nonfinite(data, rows=rows, frames=np.arange(data.shape[1]) * hp.temporal_stride)
+        if bad:
+            raise ValueError(f"{hp.path}: non-finite values in {describe_nonfinite(bad)}")
         return data
 
     def trajectories(self, split: str) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ from pdebench.data.hdf5 import (
     PathLike,
     TrajectoryFile,
     check_destination,
+    check_free_disk,
     commit_file,
+    describe_nonfinite,
+    find_nonfinite,
     temporary_path,
 )
 from pdebench.data.trajectories import Trajectories
@@ -121,6 +125,13 @@ def _auto_rows(file: TrajectoryFile) -> int:
     return max(1, _EXPORT_TARGET_BYTES // max(row_bytes, 1))
 
 
+def estimate_netcdf_bytes(file: TrajectoryFile) -> int:
+    """Upper estimate of the netCDF size of ``file``: its values uncompressed, the sample ids, the
+    coordinates and 1 MiB of headers (zlib makes the file smaller; it never makes it larger)."""
+    coords = sum(np.asarray(value).nbytes for value in file.coords.values())
+    return file.nbytes + 16 * len(file) + coords + (1 << 20)
+
+
 def _define(nc: netCDF4.Dataset, ds: xr.Dataset, compression: bool) -> None:
     """Create the dimensions (``sample`` unlimited), variables and attributes of ``ds`` in ``nc``."""
     for dim, size in ds.sizes.items():
@@ -159,6 +170,8 @@ def export_netcdf(
     overwrite: bool = False,
     chunk_rows: int | None = None,
     compression: bool = True,
+    allow_nonfinite: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Convert a trajectory file (any layout :class:`~pdebench.data.hdf5.TrajectoryFile` reads) to netCDF4.
 
@@ -178,11 +191,24 @@ def export_netcdf(
         Trajectories per streamed chunk.
     compression
         zlib (level 4) with the shuffle filter.
+    allow_nonfinite
+        Export NaN and infinite values too (by default they are refused, see Raises).
+    progress
+        Called with the number of trajectories after each chunk is written.
 
     Returns
     -------
     Path
         ``dest_path``. ``xarray.open_dataset(dest_path)`` gives :func:`to_xarray` of the whole file.
+
+    Raises
+    ------
+    ValueError
+        The source cannot be read (see :class:`~pdebench.data.hdf5.TrajectoryFile`); the estimated
+        output (:func:`estimate_netcdf_bytes`) does not fit on the destination's disk (before anything
+        is written); or, without ``allow_nonfinite``, the source holds non-finite values: the message
+        names the rows and frames, writing stops at the first such chunk (the rest is only scanned)
+        and nothing is left under ``dest_path``.
     """
     dest = Path(dest_path)
     check_destination(dest, overwrite)
@@ -190,14 +216,28 @@ def export_netcdf(
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     with TrajectoryFile(src_h5_path) as source:
         rows = chunk_rows or _auto_rows(source)
+        check_free_disk(dest.parent.resolve(), estimate_netcdf_bytes(source), f"exporting {src_h5_path} to {dest}")
         tmp = temporary_path(dest)
+        nonfinite: dict[int, list[int]] = {}
         try:
             with netCDF4.Dataset(tmp, "w", clobber=False, format="NETCDF4") as nc:
                 for start in range(0, max(len(source), 1), rows):
-                    ds = to_xarray(source[start : start + rows])
+                    traj = source[start : start + rows]
+                    if not allow_nonfinite:
+                        nonfinite.update(find_nonfinite(traj.fields.values(), rows=range(start, start + traj.num_samples)))
+                        if nonfinite:
+                            continue  # refused: scan the rest to name every bad row, write nothing more
+                    ds = to_xarray(traj)
                     if start == 0:
                         _define(nc, ds, compression)
                     _write_rows(nc, ds, start)
+                    if progress is not None:
+                        progress(traj.num_samples)
+            if nonfinite:
+                raise ValueError(
+                    f"{src_h5_path}: non-finite values in {describe_nonfinite(nonfinite)}; not exporting them to "
+                    f"{dest} (pass --allow-nonfinite, allow_nonfinite=True, to keep them)"
+                )
             commit_file(tmp, dest, overwrite=overwrite)
         except FileExistsError:
             tmp.unlink(missing_ok=True)

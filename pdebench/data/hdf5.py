@@ -30,7 +30,8 @@ import math
 import os
 import shutil
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,9 @@ def check_free_disk(folder: Path, needed_bytes: int, what: str) -> None:
 
 
 def _gib(num_bytes: int) -> str:
+    """``num_bytes`` in GiB, three significant digits, never in exponent notation (``0.00098``, ``12.3``, ``1,192``)."""
     gib = num_bytes / 2**30
-    return f"{gib:.3g}" if gib < 100 else f"{gib:,.0f}"
+    return np.format_float_positional(gib, precision=3, fractional=False, trim="-") if gib < 100 else f"{gib:,.0f}"
 
 
 def _fsync_file(path: Path) -> None:
@@ -660,16 +662,74 @@ class _Source:
 
     shape: tuple[int, ...]
     read: Callable[[slice | np.ndarray], np.ndarray]
+    itemsize: int = 4
+    """Bytes per value as :meth:`TrajectoryFile.read` returns it (float32 for non-float datasets)."""
+
+
+def check_field_dataset(dataset: h5py.Dataset, *, min_ndim: int) -> None:
+    """Refuse, in one line naming the file and the dataset, a dataset a field cannot be read from.
+
+    Every layout reads its fields through this check (via ``_dataset_source`` and ``_stacked_source``),
+    so :class:`TrajectoryFile`, plot, export and training refuse the same files the same way.
+
+    Parameters
+    ----------
+    dataset
+        The HDF5 dataset holding (part of) a field.
+    min_ndim
+        Axes the dataset needs (2 for ``(N, T, ...)``; 1 where the layout adds an axis itself).
+
+    Raises
+    ------
+    ValueError
+        Too few axes, a non-numeric dtype, or a declared size not backed by stored data: a contiguous
+        dataset storing fewer bytes than its shape needs, or a chunked one storing fewer chunks than
+        its shape spans. Chunks are counted, not bytes, so compressed data (which legitimately stores
+        fewer bytes) passes; a chunk that was never written would read as the fill value, so any
+        missing chunk is refused, whatever the fill value (a 16 KB file must not pose as a billion rows).
+    """
+    where = f"{dataset.file.filename}: dataset {dataset.name!r}"
+    if dataset.ndim < min_ndim:
+        axes = "(N, T, *space[, C])" if min_ndim >= 2 else "at least one axis"
+        raise ValueError(f"{where} has shape {dataset.shape}; a field needs {axes}")
+    if dataset.dtype.kind not in "biufc":
+        raise ValueError(f"{where} has dtype {dataset.dtype}; a field needs numbers")
+    if dataset.size == 0 or dataset.is_virtual or dataset.external:
+        return  # nothing to store, or stored in other files
+    declared = dataset.size * dataset.dtype.itemsize
+    if dataset.chunks is None:
+        stored = dataset.id.get_storage_size()
+        if stored < declared:
+            raise ValueError(
+                f"{where} declares shape {dataset.shape} ({declared:,} bytes) but stores {stored:,} bytes: "
+                "its data is missing (a truncated or placeholder file)"
+            )
+        return
+    needed = math.prod(math.ceil(size / chunk) for size, chunk in zip(dataset.shape, dataset.chunks, strict=True))
+    stored = dataset.id.get_num_chunks()
+    if stored < needed:
+        raise ValueError(
+            f"{where} declares shape {dataset.shape} in {needed:,} chunks but stores only {stored:,}: "
+            "its data is missing (a truncated or placeholder file)"
+        )
 
 
 def _dataset_source(dataset: h5py.Dataset, *, add_time_axis: bool = False) -> _Source:
+    check_field_dataset(dataset, min_ndim=1 if add_time_axis else 2)
+    itemsize = _read_itemsize(dataset.dtype)
     if not add_time_axis:
-        return _Source(tuple(dataset.shape), lambda rows: _read_rows(dataset, rows))
+        return _Source(tuple(dataset.shape), lambda rows: _read_rows(dataset, rows), itemsize)
     shape = (dataset.shape[0], 1, *dataset.shape[1:])
-    return _Source(shape, lambda rows: _read_rows(dataset, rows)[:, None])
+    return _Source(shape, lambda rows: _read_rows(dataset, rows)[:, None], itemsize)
+
+
+def _read_itemsize(dtype: np.dtype) -> int:
+    return dtype.itemsize if dtype.kind in "fc" else 4
 
 
 def _stacked_source(datasets: list[h5py.Dataset]) -> _Source:
+    for dataset in datasets:
+        check_field_dataset(dataset, min_ndim=1)
     shape = (len(datasets), *datasets[0].shape)
 
     def read(rows: slice | np.ndarray) -> np.ndarray:
@@ -677,7 +737,7 @@ def _stacked_source(datasets: list[h5py.Dataset]) -> _Source:
         parts = [datasets[int(i)][()] for i in indices]
         return np.stack(parts) if parts else np.empty((0, *shape[1:]), dtype=datasets[0].dtype)
 
-    return _Source(shape, read)
+    return _Source(shape, read, _read_itemsize(datasets[0].dtype))
 
 
 @dataclass
@@ -750,7 +810,7 @@ def _open_native(file: h5py.File) -> _Contents:
             params[name] = decoded
     num_frames = next(iter(sources.values())).shape[1]
     coords = _root_coords(file, num_frames)
-    return _Contents("native", sources, coords, params, provenance, file.get(SAMPLE_IDS_DATASET))
+    return _Contents("native", sources, coords, params, provenance, _sample_ids_dataset(file, next(iter(sources.values())).shape[0]))
 
 
 def _is_darcy(file: h5py.File) -> bool:
@@ -791,6 +851,8 @@ def _open_multi_field(file: h5py.File) -> _Contents:
         for key, item in _root_datasets(file).items()
         if item.ndim >= 3 and not key.endswith(COORD_SUFFIX) and key != SAMPLE_IDS_DATASET
     }
+    if not candidates:
+        raise ValueError(f"{file.filename}: no field dataset of shape (N, T, X[, ...]); found {_describe_contents(file)}")
     order = [name for name in CFD_FIELDS if name in candidates] + sorted(set(candidates) - set(CFD_FIELDS))
     leading = {name: tuple(candidates[name].shape[:2]) for name in order}
     if len(set(leading.values())) != 1:
@@ -800,11 +862,23 @@ def _open_multi_field(file: h5py.File) -> _Contents:
 
 def _foreign(layout: str, file: h5py.File, sources: dict[str, _Source]) -> _Contents:
     num_frames = next(iter(sources.values())).shape[1]
-    ids = file.get(SAMPLE_IDS_DATASET)
-    ids = ids if isinstance(ids, h5py.Dataset) and ids.ndim == 2 and ids.shape[1] == 2 else None
     return _Contents(
-        layout, sources, _root_coords(file, num_frames), _plain_attrs(file.attrs), {"source_layout": layout}, ids
+        layout,
+        sources,
+        _root_coords(file, num_frames),
+        _plain_attrs(file.attrs),
+        {"source_layout": layout},
+        _sample_ids_dataset(file, next(iter(sources.values())).shape[0]),
     )
+
+
+def _sample_ids_dataset(file: h5py.File, num_rows: int) -> h5py.Dataset | None:
+    """The ``(N, 2)`` ``sample_ids`` dataset (checked like a field), or ``None`` where there is none."""
+    ids = file.get(SAMPLE_IDS_DATASET)
+    if not (isinstance(ids, h5py.Dataset) and ids.shape == (num_rows, 2)):
+        return None
+    check_field_dataset(ids, min_ndim=2)
+    return ids
 
 
 def _seed_groups(file: h5py.File) -> list[str]:
@@ -906,7 +980,8 @@ class TrajectoryFile:
         ``path`` does not exist.
     ValueError
         Not an HDF5 file, an unknown layout (the message lists what was found and what is expected),
-        or an unknown field name.
+        an unknown field name, a truncated or damaged file (also when rows are read), or a field
+        dataset that :func:`check_field_dataset` refuses (too few axes, declared size not stored).
 
     Examples
     --------
@@ -922,9 +997,11 @@ class TrajectoryFile:
             raise FileNotFoundError(f"no such trajectory file: {self.path}")
         if self.path.is_dir() or not h5py.is_hdf5(self.path):
             raise ValueError(f"{self.path} is not an HDF5 file")
-        self._file = h5py.File(self.path, "r")
+        with _unreadable(self.path):
+            self._file = h5py.File(self.path, "r")
         try:
-            self._contents = _detect(self._file, self.path)
+            with _unreadable(self.path):
+                self._contents = _detect(self._file, self.path)
             self._sources = self._select_sources(self._field_filter)
         except BaseException:
             self._file.close()
@@ -980,6 +1057,11 @@ class TrajectoryFile:
         return {name: source.shape for name, source in self._sources.items()}
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the selected fields when all rows are read (:meth:`read`'s dtypes, no compression)."""
+        return sum(source.itemsize * math.prod(source.shape) for source in self._sources.values())
+
+    @property
     def num_frames(self) -> int:
         """Frames per trajectory ``T``."""
         return int(next(iter(self._sources.values())).shape[1])
@@ -1003,7 +1085,8 @@ class TrajectoryFile:
         """``(n, 2)`` int64 ``(seed, index)`` of ``rows``; ``(-1, row)`` where the file stores none."""
         selection = _normalize_rows(rows, len(self))
         if self._contents.sample_ids is not None:
-            return np.asarray(_read_rows(self._contents.sample_ids, selection), dtype=np.int64)
+            with _unreadable(self.path):
+                return np.asarray(_read_rows(self._contents.sample_ids, selection), dtype=np.int64)
         index = np.arange(selection.start, selection.stop) if isinstance(selection, slice) else selection
         return np.stack([np.full(len(index), -1, dtype=np.int64), index.astype(np.int64)], axis=1)
 
@@ -1018,7 +1101,8 @@ class TrajectoryFile:
         """
         sources = self._sources if fields is None else self._select_sources(fields)
         selection = _normalize_rows(rows, len(self))
-        values = {name: torch.from_numpy(_as_float(source.read(selection))) for name, source in sources.items()}
+        with _unreadable(self.path):
+            values = {name: torch.from_numpy(_as_float(source.read(selection))) for name, source in sources.items()}
         return Trajectories(
             fields=values,
             coords=self.coords,
@@ -1036,6 +1120,89 @@ class TrajectoryFile:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         for start in range(0, len(self), batch_size):
             yield self.read(slice(start, start + batch_size), fields=fields)
+
+
+def find_nonfinite(
+    values: torch.Tensor | np.ndarray | Iterable[torch.Tensor | np.ndarray],
+    *,
+    rows: Sequence[int] | np.ndarray | None = None,
+    frames: Sequence[int] | np.ndarray | None = None,
+) -> dict[int, list[int]]:
+    """Which rows, and which frames of them, hold a NaN or an infinity.
+
+    The one place that locates non-finite values in trajectories: training's data check, ``export``
+    and ``plot`` all use it (with :func:`describe_nonfinite` for the message).
+
+    Parameters
+    ----------
+    values
+        An array ``(n, T, ...)`` or several sharing ``(n, T)`` (e.g. ``Trajectories.fields.values()``).
+    rows
+        The file's row number of each of the ``n`` rows (default ``0 .. n - 1``).
+    frames
+        The file's frame number of each of the ``T`` frames (default ``0 .. T - 1``).
+
+    Returns
+    -------
+    dict
+        Row number -> sorted frame numbers with a non-finite value, for bad rows only (empty: all finite).
+    """
+    arrays = [values] if isinstance(values, torch.Tensor | np.ndarray) else list(values)
+    bad: np.ndarray | None = None
+    for array in arrays:
+        if isinstance(array, torch.Tensor):
+            ok = torch.isfinite(array.detach()).cpu().numpy() if array.is_floating_point() or array.is_complex() else None
+        else:
+            array = np.asarray(array)
+            ok = np.isfinite(array) if array.dtype.kind in "fc" else None
+        if ok is None or ok.ndim == 0:
+            continue
+        if ok.ndim == 1:  # one value per row: a single frame
+            ok = ok[:, None]
+        elif ok.ndim > 2:
+            ok = ok.reshape(ok.shape[0], ok.shape[1], -1).all(axis=2)
+        bad = ~ok if bad is None else bad | ~ok
+    if bad is None or not bad.any():
+        return {}
+    row_numbers = np.arange(bad.shape[0]) if rows is None else np.asarray(rows).reshape(-1)
+    frame_numbers = np.arange(bad.shape[1]) if frames is None else np.asarray(frames).reshape(-1)
+    return {
+        int(row_numbers[i]): [int(frame_numbers[j]) for j in np.flatnonzero(bad[i])] for i in np.flatnonzero(bad.any(axis=1))
+    }
+
+
+def describe_nonfinite(found: dict[int, list[int]], *, max_rows: int = 8, max_frames: int = 6) -> str:
+    """``{2: [3, 4], 6: [0]}`` -> ``"rows 2 (frames 3, 4), 6 (frame 0)"`` (long lists end in ``...``).
+
+    Parameters
+    ----------
+    found
+        What :func:`find_nonfinite` returns (possibly merged over several batches).
+    max_rows, max_frames
+        How many rows, and frames per row, to name before summarising the rest.
+    """
+
+    def frames_text(frames: list[int]) -> str:
+        shown = ", ".join(map(str, frames[:max_frames]))
+        more = f", ... ({len(frames)} frames)" if len(frames) > max_frames else ""
+        return f"frame{'s' if len(frames) > 1 else ''} {shown}{more}"
+
+    rows = sorted(found)
+    parts = [f"{row} ({frames_text(found[row])})" for row in rows[:max_rows]]
+    more = f", ... ({len(rows)} rows in all)" if len(rows) > max_rows else ""
+    return f"row{'s' if len(rows) > 1 else ''} {', '.join(parts)}{more}"
+
+
+@contextmanager
+def _unreadable(path: Path) -> Iterator[None]:
+    """Turn HDF5's ``OSError`` (truncated, damaged file) into one ``ValueError`` line naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} cannot be read (truncated or damaged HDF5 file): {reason}") from exc
 
 
 def _as_float(values: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ def plot_trajectories(
     if dim == 1:
         x = traj.coords.get("x", np.arange(data.shape[2]))
         fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), squeeze=False, constrained_layout=True)
-        vmax = np.nanmax(np.abs(data[:n]))
+        vmax = _color_limit(data[:n])
         for i, ax in enumerate(axes[0]):
             image = ax.pcolormesh(x, t, data[i], cmap="RdBu_r", vmin=-vmax, vmax=vmax, shading="auto")
             ax.set(xlabel="x", ylabel="t" if i == 0 else None, title=f"sample {tuple(int(v) for v in traj.sample_ids[i])}")
@@ -45,7 +45,7 @@ def plot_trajectories(
         frames = np.unique(np.linspace(0, data.shape[1] - 1, snapshots).round().astype(int))
         fig, axes = plt.subplots(n, len(frames), figsize=(2.4 * len(frames), 2.4 * n), squeeze=False, constrained_layout=True)
         for i in range(n):
-            vmax = np.nanmax(np.abs(data[i]))
+            vmax = _color_limit(data[i])
             for j, frame in enumerate(frames):
                 ax = axes[i, j]
                 image = ax.imshow(data[i, frame].T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
@@ -59,6 +59,12 @@ def plot_trajectories(
     fig.savefig(output, dpi=110)
     plt.close(fig)
     return output
+
+
+def _color_limit(values: np.ndarray) -> float:
+    """Largest finite ``|value|`` (1 where there is none): NaN and inf values show blank, not as the scale."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
 
 
 def plot_rollout_curve(curve, output: str | os.PathLike[str], *, label: str = "", dt: float | None = None) -> Path:
