@@ -819,6 +819,7 @@ def _is_darcy(file: h5py.File) -> bool:
         isinstance(nu, h5py.Dataset)
         and isinstance(tensor, h5py.Dataset)
         and tensor.ndim == nu.ndim + 1
+        and tensor.ndim >= 3
         and tensor.shape[1] == 1
         and tensor.shape[0] == nu.shape[0]
     )

@@ -77,6 +77,10 @@ def make_malformed(folder: Path, kind: str) -> Path:
     elif kind == "one_dim_cfd":
         with h5py.File(path, "w") as file:
             file["Vx"] = np.zeros(10, dtype=np.float32)
+    elif kind == "darcy_scalar_nu":  # 'nu' and 'tensor' without the (N, 1, X) axes of a Darcy pair
+        with h5py.File(path, "w") as file:
+            file["nu"] = np.float32(1.0)
+            file["tensor"] = np.zeros(10, dtype=np.float32)
     elif kind == "declared_contiguous":  # 1.28 TB declared, nothing stored
         with h5py.File(path, "w") as file:
             file.create_dataset("tensor", shape=(10**9, 5, 64), dtype="f4")
@@ -95,6 +99,7 @@ MALFORMED = {
     "truncated": "cannot be read (truncated or damaged HDF5 file)",
     "one_dim_native": "dataset '/tensor' has shape (10,); a field needs (N, T, *space[, C])",
     "one_dim_cfd": "no field dataset of shape (N, T, X[, ...]); found Vx (10,)",
+    "darcy_scalar_nu": "unknown layout. Found: nu (), tensor (10,)",
     "declared_contiguous": "declares shape (1000000000, 5, 64) (1,280,000,000,000 bytes) but stores 0 bytes",
     "declared_chunked": "declares shape (1000000000, 5, 64) in 15,625,000 chunks but stores only 0",
     "partly_stored": "declares shape (100, 5, 8) in 10 chunks but stores only 3",
