@@ -177,8 +177,9 @@ class SkippingBatchSampler(BatchSampler):
         self.skip = 0
 
     def __iter__(self):
+        # a generator: ``skip`` is taken at the first batch (a worker loader calls ``iter`` twice before that)
         skip, self.skip = self.skip, 0
-        return itertools.islice(super().__iter__(), skip, None)
+        yield from itertools.islice(super().__iter__(), skip, None)
 
 
 class ResumableDataLoader(DataLoader):
