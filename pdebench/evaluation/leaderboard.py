@@ -48,6 +48,8 @@ from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
                                            task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
+from pdebench.training import data_card
+from pdebench.training.data_card import single_dataset_card
 
 log = logging.getLogger(__name__)
 
@@ -80,44 +82,21 @@ def environment() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ models
 def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
-    """Raise ``ValueError`` naming the difference if a checkpoint was trained on something else."""
+    """Raise ``ValueError`` naming the difference if a checkpoint was trained on something else than
+    ``task`` (:func:`pdebench.training.data_card.check_data_card` against the task's card)."""
     if not card:
-        raise ValueError("the checkpoint has no data card (trained before cards were recorded): cannot tell what it was trained on")
+        data_card.check_data_card(card, {}, f"task {task.name!r}")
     card = single_dataset_card(card)
     problem = task.task_problem
     wanted_task = {"one_step": "initial_to_final", "rollout": "next_step", "steady": "pairs"}[task.mode]
     if task.mode == "rollout" and card.get("task") == "bundles":  # MP-PDE bundles are next-step windows of K frames
         wanted_task = "bundles"
-    checks = [
-        ("problem", card.get("problem"), problem.name),
-        ("parameters", card.get("params"), dict(problem.params())),
-        ("resolution", list(card.get("resolution") or []), list(problem.spatial_shape)),
-        ("training task", card.get("task"), wanted_task),
-    ]
     times = problem.output_times()
-    if task.mode == "steady":
-        pass
-    elif task.mode == "one_step":
-        checks.append(("target time", _rounded(card.get("target_time")), _rounded(times[-1] - times[0])))
-    else:
-        checks += [("frame interval", _rounded(card.get("dt_frame")), _rounded(times[1] - times[0])),
-                   ("history", card.get("history"), task.history)]
-    for what, trained, wanted in checks:
-        if trained != wanted:
-            raise ValueError(f"trained on {what} {trained!r}, but task {task.name!r} needs {wanted!r}")
-
-
-def single_dataset_card(card: dict[str, Any]) -> dict[str, Any]:
-    """The card to check: the card itself, or for a model trained (fine-tuned) on a one-file mixture
-    (:class:`~pdebench.data.mixture.MixtureDataModule`) that file's card with the mixture's task and history."""
-    if card.get("source") != "mixture":
-        return card
-    datasets = card.get("datasets") or []
-    if len(datasets) != 1:
-        names = card.get("names") or [d.get("problem") for d in datasets]
-        raise ValueError(f"trained on a mixture of {len(datasets)} datasets ({', '.join(map(str, names))}); "
-                         "score a model fine-tuned on the task's problem")
-    return {**datasets[0], "task": card.get("task"), "history": card.get("history")}
+    wanted = {"problem": problem.name, "params": dict(problem.params()), "resolution": list(problem.spatial_shape),
+              "task": wanted_task, "history": task.history}
+    if task.mode != "steady":
+        wanted.update(target_time=times[-1] - times[0], dt_frame=times[1] - times[0])
+    data_card.check_data_card(card, wanted, f"task {task.name!r}")
 
 
 class MixtureAdapter:
@@ -150,10 +129,6 @@ class MixtureAdapter:
         with self.module.channel_mask(mask):
             out = self.module.rollout(padded)
         return out[:, :, : self.channels] * self.std.view(view).to(out) + self.mean.view(view).to(out)
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 9)
 
 
 def load_model(entry: ModelEntry):

@@ -12,22 +12,67 @@ never disagree. Subcommands: ``fit``, ``validate``, ``test`` (prints the metric 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from lightning.pytorch.cli import LightningCLI
 
+from pdebench.cli import EXIT_USAGE
+from pdebench.evaluation.leaderboard import read_checkpoint_card
 from pdebench.signals import exit_status
 from pdebench.training.checkpoint_io import AtomicCheckpointIO
+from pdebench.training.data_card import check_data_card
 from pdebench.training.interrupt import InterruptCheckpoint
 from pdebench.training.module import OperatorModule
+from pdebench.training.resume import MidEpochResumeCheck
+
+
+class StaleCheckpointError(ValueError):
+    """``--ckpt_path`` of ``validate``, ``test`` or ``predict`` names a checkpoint trained on other data."""
 
 
 class PDEBenchCLI(LightningCLI):
-    """LightningCLI with the data → model links."""
+    """LightningCLI with the data → model links; ``validate``, ``test`` and ``predict`` refuse a
+    checkpoint trained on other data than the data module's (:meth:`check_checkpoint_card`)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.in_channels", "model.init_args.in_channels", apply_on="instantiate")
         parser.link_arguments("data.out_channels", "model.init_args.out_channels", apply_on="instantiate")
         parser.link_arguments("data.spatial_dims", "model.init_args.spatial_dims", apply_on="instantiate")
         parser.link_arguments("data.history", "model.init_args.history", apply_on="instantiate")
+
+    def check_checkpoint_card(self) -> None:
+        """Compare the data card of ``--ckpt_path`` with the data module's, as the leaderboard compares it
+        with a task's (:func:`~pdebench.training.data_card.check_data_card`).
+
+        Nothing is checked without a checkpoint file (``ckpt_path`` unset, or one of Lightning's
+        ``"last"``/``"best"``) or a data module without ``data_card``.
+
+        Raises
+        ------
+        StaleCheckpointError
+            One line: the checkpoint, what it was trained on and what the data module needs; or that
+            the file is not a pdebench checkpoint (:func:`~pdebench.evaluation.leaderboard.read_checkpoint_card`).
+        """
+        path = self.config_init[self.subcommand].get("ckpt_path")
+        card = getattr(self.datamodule, "data_card", None)
+        if not path or not Path(path).is_file() or not callable(card):
+            return
+        try:
+            wanted = card()
+            subject = f"this run's data ({wanted.get('source', type(self.datamodule).__name__)})"
+            check_data_card(read_checkpoint_card(path).get("data"), wanted, subject)
+        except ValueError as exc:
+            raise StaleCheckpointError(f"{path}: {exc}") from None
+
+    def before_validate(self) -> None:
+        self.check_checkpoint_card()
+
+    def before_test(self) -> None:
+        self.check_checkpoint_card()
+
+    def before_predict(self) -> None:
+        self.check_checkpoint_card()
 
 
 def main(args: list[str] | None = None) -> PDEBenchCLI:
@@ -36,7 +81,9 @@ def main(args: list[str] | None = None) -> PDEBenchCLI:
     A ``fit`` stopped by SIGTERM, Ctrl-C or an error saves a resumable ``last.ckpt`` and its stream
     report (:class:`~pdebench.training.interrupt.InterruptCheckpoint`) and exits non-zero: 143 for
     SIGTERM, 130 for Ctrl-C (Lightning's own handling would exit 0 and 1), 1 with the traceback of an
-    error.
+    error. A ``fit`` resumed mid-epoch with a train loader that cannot restore its position warns
+    (:class:`~pdebench.training.resume.MidEpochResumeCheck`). ``validate``, ``test`` and ``predict`` with
+    a checkpoint trained on other data print one line and exit 2 (:class:`StaleCheckpointError`).
     """
     import lightning as L
 
@@ -48,10 +95,13 @@ def main(args: list[str] | None = None) -> PDEBenchCLI:
             subclass_mode_model=True,  # OperatorModule by default; subclasses by class_path
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [interrupt]},
+            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [interrupt, MidEpochResumeCheck()]},
             seed_everything_default=0,
             args=args,
         )
+    except StaleCheckpointError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
     except SystemExit:  # Lightning ends SIGTERM (SIGTERMException) and Ctrl-C runs by SystemExit
         if interrupt.cause is None:
             raise
