@@ -224,17 +224,16 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int | None]) -> None:
         """Start the next pass of epoch ``state["epoch"]`` after its first ``batches_done`` batches.
 
-        Raises
-        ------
-        ValueError
-            The checkpoint's loader had another number of batches per epoch or another seed: its
-            position means other samples here.
+        A checkpoint whose loader had another number of batches per epoch or another seed (its position
+        means other samples here) is not followed: a warning says the epoch starts from its first batch.
         """
         mine = self.state_dict()
         for key in ("batches_per_epoch", "seed"):
             if state.get(key) != mine[key]:
-                raise ValueError(f"cannot resume mid-epoch: the checkpoint's train loader had {key} {state.get(key)}, "
-                                 f"this one has {mine[key]} (resume with the same data, batch_size and seed)")
+                log.warning("cannot resume mid-epoch exactly: the checkpoint's train loader had %s %s, this one has %s "
+                            "(resume with the same data, batch_size and seed); the epoch starts from its first batch",
+                            key, state.get(key), mine[key])
+                return
         self._resume = dict(state)
 
 

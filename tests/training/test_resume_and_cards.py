@@ -119,6 +119,16 @@ def test_train_loader_resumes_after_the_batches_it_handed_out(num_workers, burge
     assert all(torch.equal(a, b) for a, b in zip(handed + rest, whole))
 
 
+def test_a_loader_position_of_other_batches_is_not_followed(burgers_files, caplog):
+    datamodule = OfflineDataModule(str(burgers_files[64]), task="initial_to_final", batch_size=2)
+    datamodule.setup("fit")
+    train = datamodule.train_dataloader()
+    with caplog.at_level(logging.WARNING, logger="pdebench.data.datamodules"):
+        train.load_state_dict({**train.state_dict(), "batches_done": 2, "batches_per_epoch": 9})
+    assert "cannot resume mid-epoch exactly: the checkpoint's train loader had batches_per_epoch 9, this one has 5" in caplog.text
+    assert len(list(train)) == len(train) == 5
+
+
 @pytest.mark.parametrize("case", ["stateless loader", "checkpoint without position"])
 def test_mid_epoch_resume_without_a_loader_position_warns(case, burgers_files, tmp_path, caplog):
     data, stopped = burgers_files[64], tmp_path / "stopped" / "last.ckpt"
