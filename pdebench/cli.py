@@ -66,7 +66,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.data.generate import check_generation_args, generate_dataset
+    from pdebench.data.generate import check_generation_args, check_generation_fits, generate_dataset
     from pdebench.data.hdf5 import check_destination
     from pdebench.problems import PROBLEMS
     from pdebench.solvers import SOLVERS
@@ -77,6 +77,8 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     problem = PROBLEMS.build(args.problem, **_parse_settings(args.problem, PROBLEMS, args.set))
     solver_kwargs = _parse_settings(problem.solver, SOLVERS, args.solver_set)
     SOLVERS.validate(problem.solver, solver_kwargs)
+    check_generation_fits(problem, args.output, num_samples=args.num_samples, batch_size=args.batch_size,
+                          solve_refinement=args.solve_refinement)  # before the progress bar: a refusal is one line
     with _progress(console) as progress:
         task = progress.add_task(f"{problem.name} → {args.output}", total=args.num_samples, rate="")
 
@@ -110,7 +112,7 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
     untouched. ``provenance.drawn_ranges`` = the rows + ``dropped_ranges`` + ``lost_ranges`` +
     ``returned_ranges`` (in flight at the stop), disjoint.
     """
-    from pdebench.data.generate import build_solver, check_generation_args, check_solver_step
+    from pdebench.data.generate import build_solver, check_generation_args, check_generation_fits, check_solver_step
     from pdebench.data.hdf5 import check_destination
     from pdebench.data.spill import spill_stream
     from pdebench.data.workers import WorkerConfig, make_worker_pool
@@ -134,6 +136,8 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
     solver_kwargs = _parse_settings(problem.solver, SOLVERS, args.solver_set)
     SOLVERS.validate(problem.solver, solver_kwargs)
     check_solver_step(problem, build_solver(problem, **solver_kwargs), args.seed, min(args.batch_size, args.num_samples))
+    if output is not None:
+        check_generation_fits(problem, output, num_samples=args.num_samples, batch_size=args.batch_size)
     config = WorkerConfig(args.problem, problem_args, solver_kwargs, seed=args.seed, batch_size=args.batch_size,
                           max_samples=args.num_samples, threads=args.threads)
     pool = make_worker_pool(config, args.backend, num_workers=args.workers, address=args.address)
@@ -232,21 +236,38 @@ def cmd_train_dcdm(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.export import export_netcdf
+    from pdebench.data.hdf5 import TrajectoryFile, check_destination
 
     source = Path(args.file)
     dest = Path(args.output) if args.output else source.with_suffix(".nc")
-    path = export_netcdf(source, dest, overwrite=args.overwrite)
+    check_destination(dest, args.overwrite)
+    with TrajectoryFile(source) as file:  # an unreadable file is refused before the progress bar
+        total = len(file)
+    with _progress(console) as progress:
+        task = progress.add_task(f"{source.name} → {dest}", total=total, rate="")
+
+        def advance(count: int) -> None:
+            progress.advance(task, count)
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(task, rate=f"{progress.tasks[task].completed / elapsed:.1f} rows/s")
+
+        path = export_netcdf(source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite, progress=advance)
     console.print(f"[green]exported[/] {source} → {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.data.hdf5 import TrajectoryFile
+    from pdebench.data.hdf5 import TrajectoryFile, describe_nonfinite, find_nonfinite
     from pdebench.evaluation.plots import plot_trajectories
 
     source = Path(args.file)
     with TrajectoryFile(source) as file:
         traj = file.read(slice(0, args.samples))
+    bad = find_nonfinite(traj.fields.values())
+    if bad:
+        logging.getLogger(__name__).warning(
+            "%s: non-finite values in %s; plotting them anyway (they show blank)", source, describe_nonfinite(bad)
+        )
     path = plot_trajectories(traj, args.output or source.with_suffix(".png"), field=args.field, max_samples=args.samples)
     console.print(f"[green]plotted[/] {source} → {path}")
     return 0
@@ -468,7 +489,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                    "--trainer.callbacks", json.dumps([
                        {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
                        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                        "init_args": {"dirpath": str(folder / "checkpoints"), "save_last": True, "save_top_k": 0}}])]
+                        "init_args": {"dirpath": str(folder / "checkpoints"), "save_last": True, "save_top_k": 0,
+                                      "enable_version_counter": False}}])]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         result = subprocess.run(command, env=env)
         if result.returncode != 0:
@@ -551,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["netcdf"], default="netcdf")
     p.add_argument("--output", "-o")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--allow-nonfinite", action="store_true", help="export NaN/inf values too (refused by default)")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("plot", help="PNG of a few trajectories of a file")

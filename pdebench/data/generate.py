@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from pdebench.data.hdf5 import TrajectoryWriter
+from pdebench.data.hdf5 import TrajectoryWriter, check_free_disk
 from pdebench.data.trajectories import Trajectories
 from pdebench.problems.base import Problem
+from pdebench.problems.elliptic import SteadyProblem
 from pdebench.problems.mesh_problems import MeshProblem
 from pdebench.problems.particles import ParticleProblem
 from pdebench.solvers import SOLVERS
@@ -101,6 +102,94 @@ def check_solver_step(problem: Problem | MeshProblem | ParticleProblem, solver, 
     solver.check_step(problem, problem.sample_initial_conditions(seed, indices), [(seed, i) for i in indices])
 
 
+#: Working copies of one sample's state a batched time step holds at once, each complex128 (16 bytes
+#: per point): the state's spectrum, the stages of a fourth-order Runge–Kutta / ETDRK4 step and their
+#: nonlinear terms, and the FFT buffers (counted generously: the check refuses only what cannot fit).
+_STEP_WORKING_COPIES = 16
+
+
+@dataclass(frozen=True)
+class GenerationEstimate:
+    """What a generation run needs before it starts: ``output_bytes`` of stored float32 fields for all
+    samples (HDF5 overhead aside) and ``batch_bytes``, the peak memory of one batch's solve."""
+
+    output_bytes: int
+    batch_bytes: int
+
+
+def estimate_generation(problem: Problem | SteadyProblem, num_samples: int, batch_size: int) -> GenerationEstimate | None:
+    """Bytes written and peak batch memory of :func:`generate_dataset`, from the grid alone (nothing is solved).
+
+    A time-dependent grid problem stores ``u`` of ``(N, n_out + 1, *spatial_shape[, C])`` float32; a
+    steady one its input and solution fields of ``(N, 1, *spatial_shape)``. One batch of ``B``
+    samples holds its trajectories in float64 and float32 (12 bytes a value) and
+    :data:`_STEP_WORKING_COPIES` complex128 copies of each sample's state. Mesh and particle problems
+    (sizes fixed by their mesh or particle count) give ``None``.
+    """
+    if isinstance(problem, Problem):  # channels, if any, from one initial condition (cheap: no solve)
+        state = int(np.prod(problem.sample_initial_conditions(0, [0]).shape[1:]))
+        frames, fields = len(problem.output_times()), 1
+    elif isinstance(problem, SteadyProblem):
+        state, frames, fields = int(np.prod(problem.spatial_shape)), 1, 2
+    else:
+        return None
+    values_per_sample = fields * frames * state
+    batch = min(batch_size, num_samples)
+    return GenerationEstimate(output_bytes=4 * values_per_sample * num_samples,
+                              batch_bytes=batch * (12 * values_per_sample + 16 * _STEP_WORKING_COPIES * fields * state))
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still allocate: ``MemAvailable`` of ``/proc/meminfo``, lowered to the
+    room left under a cgroup v2 limit (containers, batch schedulers); ``None`` where neither is known."""
+    room: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                room.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            room.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(room) if room else None
+
+
+def check_generation_fits(problem: Problem | MeshProblem | ParticleProblem, output: str | os.PathLike[str], *,
+                          num_samples: int, batch_size: int, solve_refinement: int = 1) -> GenerationEstimate | None:
+    """Refuse, before anything is opened, a run whose output does not fit the disk of ``output``'s
+    folder or whose batch does not fit in memory (:func:`estimate_generation`; the batch is solved on
+    the grid ``solve_refinement`` times finer, the output stored on ``problem``'s).
+
+    Raises
+    ------
+    ValueError
+        One line with the estimate and the free disk (:func:`~pdebench.data.hdf5.check_free_disk`)
+        or the available memory and the batch size to lower.
+    """
+    estimate = estimate_generation(problem, num_samples, batch_size)
+    if estimate is None:
+        return None
+    folder = Path(output).parent
+    grid = "×".join(map(str, problem.spatial_shape))
+    check_free_disk(folder if folder.is_dir() else Path("."), estimate.output_bytes,
+                    f"{Path(output).name} ({num_samples} samples of {problem.name} on a {grid} grid)")
+    if solve_refinement != 1:
+        solved = estimate_generation(problem.refined(solve_refinement), num_samples, batch_size)
+        estimate = GenerationEstimate(estimate.output_bytes, solved.batch_bytes)
+    memory = available_memory_bytes()
+    if memory is not None and estimate.batch_bytes > memory:
+        batch = min(batch_size, num_samples)
+        fitting = int(memory // (estimate.batch_bytes / batch))
+        advice = f"use --batch-size {fitting} or less" if fitting >= 1 else "one sample does not fit either: use a coarser grid"
+        raise ValueError(f"a batch of {batch} samples of {problem.name} on a {grid} grid needs about "
+                         f"{estimate.batch_bytes / 2**30:.3g} GiB, {memory / 2**30:.3g} GiB of memory available; {advice}")
+    return estimate
+
+
 def generate_dataset(
     problem: Problem | MeshProblem,
     output: str | os.PathLike[str],
@@ -148,6 +237,7 @@ def generate_dataset(
     check_generation_args(num_samples, seed, batch_size)
     if solve_refinement != 1 and not isinstance(problem, Problem):
         raise ValueError(f"solve_refinement={solve_refinement} needs a time-dependent grid problem; {problem.name} is not one")
+    check_generation_fits(problem, output, num_samples=num_samples, batch_size=batch_size, solve_refinement=solve_refinement)
     fine = problem.refined(solve_refinement) if solve_refinement != 1 else problem
     solver = build_solver(problem, **(solver_kwargs or {}))
     check_solver_step(fine, solver, seed, min(batch_size, num_samples))
