@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,25 +23,12 @@ from pdebench.data.spill import _as_ranges, _HeldSigint, spill_stream
 from pdebench.data.workers import WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
 from pdebench.signals import Terminated, sigterm_interrupts
+from tests.processes import assert_no_orphans, assert_partition, expand, wait_for
 from tests.signal_dispositions import default_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"nx": 64, "n_out": 4}
 STREAM = ["-v", "stream", "burgers1d", "-n", "4000", "--workers", "2", "--batch-size", "4", "--set", "nx=64", "--set", "n_out=4"]
-
-
-def expand(ranges) -> set[tuple[int, int]]:
-    return {(int(seed), i) for seed, start, stop in ranges for i in range(int(start), int(stop))}
-
-
-def assert_partition(drawn: set, **parts: set) -> None:
-    """``parts`` are disjoint and together exactly ``drawn``."""
-    names = list(parts)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            assert not parts[a] & parts[b], f"ids both {a} and {b}: {sorted(parts[a] & parts[b])[:5]}"
-    union = set().union(*parts.values())
-    assert union == drawn, f"drawn but unaccounted: {sorted(drawn - union)[:5]}; accounted but not drawn: {sorted(union - drawn)[:5]}"
 
 
 def start_cli(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path]:
@@ -53,34 +39,6 @@ def start_cli(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path]:
     process = subprocess.Popen([sys.executable, "-m", "pdebench", *args], cwd=cwd, stdout=subprocess.DEVNULL,
                                stderr=open(err, "w"), env=env, preexec_fn=default_signals, start_new_session=True)
     return process, err
-
-
-def wait_for(predicate, timeout: float = 90.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``, from /proc."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
-
-
-def assert_no_orphans(pgid: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not group_members(pgid), f"processes of the stream outlived it: {group_members(pgid)}"
 
 
 def spawned_children(pid: int) -> list[int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 
+from tests.processes import assert_no_orphans, expand
 from tests.signal_dispositions import default_signals
 from tests.training.test_online_training import CONFIG, ROOT, TINY
 
@@ -38,29 +39,6 @@ def fit_command(args: list[str]) -> list[str]:
 
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def expand(ranges) -> set[tuple[int, int]]:
-    return {(int(seed), i) for seed, start, stop in ranges for i in range(int(start), int(stop))}
-
-
-def group_members(pgid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
-
-
-def assert_no_orphans(pgid: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not group_members(pgid), f"processes of the run outlived it: {group_members(pgid)}"
 
 
 def assert_accounted(record: dict) -> None:
