@@ -79,7 +79,7 @@ def make_data(folder: Path, args, report: Report) -> dict[str, Path]:
 
     from pdebench.data.generate import generate_dataset
     from pdebench.data.hdf5 import TrajectoryFile, TrajectoryWriter
-    from pdebench.data.trajectories import Trajectories
+    from pdebench.core.trajectories import Trajectories
     from pdebench.problems import PROBLEMS
 
     res, frames = args.resolution, args.frames

@@ -1,5 +1,5 @@
 """The record that flows (:class:`Trajectories`) and its files (HDF5, netCDF)."""
 
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 
 __all__ = ["Trajectories"]

@@ -37,7 +37,7 @@ from pdebench.data.hdf5 import (
     find_nonfinite,
     temporary_path,
 )
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 
 logger = logging.getLogger(__name__)
 

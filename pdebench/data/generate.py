@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pdebench.data.hdf5 import TrajectoryWriter, check_free_disk
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
 from pdebench.problems.mesh_problems import MeshProblem

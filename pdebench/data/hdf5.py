@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from pdebench.atomic import fsync_folder, temporary_path
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 
 logger = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ import torch
 
 from pdebench.data.generate import build_solver, check_generation_args
 from pdebench.data.hdf5 import TrajectoryWriter, check_destination
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 from pdebench.data.workers import as_ranges
 from pdebench.problems.base import Problem
 from pdebench.signals import interruption_cause

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pdebench.data.trajectories import Trajectories  # noqa: E402
+from pdebench.core.trajectories import Trajectories  # noqa: E402
 
 
 def plot_trajectories(

@@ -13,7 +13,7 @@ import xarray as xr
 import pdebench.data.export as export
 from pdebench.data.export import export_netcdf, to_xarray
 from pdebench.data.hdf5 import TrajectoryWriter, read_trajectories
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 
 
 def make_batch(n: int, t: int, space: tuple[int, ...], *, start: int = 0, channels: int | None = None) -> Trajectories:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pdebench.data.hdf5 import TrajectoryFile, TrajectoryWriter, read_trajectories
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -361,7 +361,7 @@ _KILL_SCRIPT = textwrap.dedent(
     import sys, time
     import numpy as np, torch
     from pdebench.data.hdf5 import TrajectoryWriter
-    from pdebench.data.trajectories import Trajectories
+    from pdebench.core.trajectories import Trajectories
 
     with TrajectoryWriter(sys.argv[1]) as writer:
         for i in range(1000):

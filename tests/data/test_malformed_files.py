@@ -26,7 +26,7 @@ from pdebench.data.hdf5 import (
     describe_nonfinite,
     find_nonfinite,
 )
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 
 ROOT = Path(__file__).resolve().parents[2]
 N, T, X = 8, 6, 16

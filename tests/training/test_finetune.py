@@ -15,7 +15,7 @@ import torch
 from pdebench.data.generate import generate_dataset
 from pdebench.data.hdf5 import TrajectoryWriter
 from pdebench.data.mixture import MixtureDataModule, MixtureSampler
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 from pdebench.problems import PROBLEMS
 from pdebench.training.finetune import FineTuneModule, MaskedOperatorModule, masked_loss, read_pretrained
 from pdebench.training.losses import make_loss

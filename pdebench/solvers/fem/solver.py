@@ -22,7 +22,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 import pdebench
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 from pdebench.solvers.base import SOLVERS, BlowUpError
 from pdebench.solvers.fem.assembly import diffusion_matrix, load_vector
 from pdebench.solvers.fem.coefficients import element_means, grid_to_vertices

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import pdebench
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 from pdebench.solvers.base import SOLVERS, BlowUpError
 from pdebench.solvers.fv.weno import WENO5Solver
 

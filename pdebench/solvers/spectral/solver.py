@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import pdebench
-from pdebench.data.trajectories import Trajectories
+from pdebench.core.trajectories import Trajectories
 from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
 from pdebench.solvers.spectral.equations import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4, flush_tiny_
