@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from pdebench.core.grid_transfer import block_average, fourier_resample
 from pdebench.registry import Registry
 
 PROBLEMS: Registry["Problem"] = Registry("problem")
@@ -173,7 +174,7 @@ class Problem(Catalogued, ABC):
             Point values only (``cell_averaged`` False): ``False`` samples the nested coarse grid,
             ``u[..., ::s]`` with ``s = n / points`` (exact for point values; ``n`` must be a multiple of
             ``points``); ``True`` takes the L2 projection onto the coarse grid's Fourier modes
-            (:func:`~pdebench.evaluation.reference.fourier_resample`, any even ``points``), what a
+            (:func:`~pdebench.core.grid_transfer.fourier_resample`, any even ``points``), what a
             coarser spectral solve starts from.
 
         Returns
@@ -188,14 +189,9 @@ class Problem(Catalogued, ABC):
         if self.cell_averaged or not project:
             if points < 1 or n % points:
                 raise ValueError(f"{self.name}: cannot restrict {n} points per axis to {points}: {points} must divide {n}")
-            stride = n // points
-            if not self.cell_averaged:
-                return u[(..., *([slice(None, None, stride)] * dims))]
-            for axis in range(u.ndim - dims, u.ndim):
-                u = u.unflatten(axis, (points, stride)).mean(dim=axis + 1)
-            return u
-        from pdebench.evaluation.reference import fourier_resample  # evaluation imports problems, not back
-
+            if self.cell_averaged:
+                return block_average(u, points, dims)
+            return u[(..., *([slice(None, None, n // points)] * dims))]
         return fourier_resample(u, points, dims)
 
     @abstractmethod
