@@ -53,12 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _re
 from _report import Report, fmt, machine_info  # noqa: E402
 
 from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator  # noqa: E402
-from pdebench.solvers.linalg_baselines import (  # noqa: E402
-    darcy_coefficient,
-    make_baseline_preconditioner,
-    pcg,
-    poisson_matrix,
-)
+from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix  # noqa: E402
+from pdebench.solvers.linalg import make_preconditioner as make_baseline_preconditioner  # noqa: E402
+from pdebench.solvers.linalg import pcg  # noqa: E402
 from pdebench.training.dcdm_fit import ARCHITECTURES, load_dcdm_config, run_dcdm_training  # noqa: E402
 
 TOL = 1e-6

@@ -16,7 +16,7 @@ order with and without recycling) and the per-system iterations as JSON go to ``
 ``outputs/bench_fem/``, ignored by git). Nothing here asserts on timings.
 
 Data sets (one sequence of ``--*-systems`` linear systems each, all solved to the same relative
-residual ``--tol``, default 1e-8, with :func:`pdebench.solvers.fem.krylov.solve_sequence`)
+residual ``--tol``, default 1e-8, with :func:`pdebench.solvers.linalg.solve_sequence`)
 ------------------------------------------------------------------------------------------------------
 *darcy2d*: ``Darcy2D(resolution=R).sample_inputs(seed, range(N))`` (R=128, N=200: 126^2 = 15,876
 unknowns; ``--quick``: R=64, N=40), assembled exactly as the registered ``FEMSolver`` does: its
@@ -47,7 +47,7 @@ For each preconditioner, three runs over the same systems:
 * *recycling only*: ``"skr-cg"`` / ``"skr-gmres"`` in the original order (warm start from the previous
   solution + the recycled deflation/recycle space), to show what sorting adds;
 * *sorted + recycled*: the same with ``features`` (greedy nearest-neighbour order of
-  :func:`~pdebench.solvers.fem.krylov.sort_systems`).
+  :func:`~pdebench.solvers.linalg.sort_systems`).
 
 darcy2d: CG with Jacobi and with a fresh smoothed-aggregation AMG per system (the *without* of AMG is
 ``"amg-pcg"``, which is ``"pcg"`` with ``"amg"``), ``skr-cg`` with its defaults (20 deflation vectors).
@@ -277,7 +277,7 @@ INDEPENDENT = {"darcy2d": ["direct", "amg-pcg"], "helmholtz": ["direct"]}
 
 def run_contender(c: Contender, data: DataSet, tol: float) -> dict[str, Any]:
     """One ``solve_sequence`` over the whole data set; what it cost (solutions kept for the accuracy check)."""
-    from pdebench.solvers.fem.krylov import solve_sequence
+    from pdebench.solvers.linalg import solve_sequence
 
     kwargs: dict[str, Any] = dict(c.options)
     if c.preconditioner is not None and c.method != "amg-pcg":

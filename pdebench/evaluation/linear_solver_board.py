@@ -7,10 +7,10 @@ and the **wall time**, so that is what this board scores, on held-out systems:
 
 * a *task* is ``dim`` (2 or 3), ``n`` interior nodes per axis, ``systems`` coefficient samples
   :math:`a` (``darcy_coefficient(n, seed, i, dim)``, ``seed >= LEADERBOARD_SEED_BASE``, never used in
-  training), the matrices :math:`A = -\nabla\cdot(a\nabla\,\cdot)` (:func:`~pdebench.solvers.linalg_baselines.poisson_matrix`)
+  training), the matrices :math:`A = -\nabla\cdot(a\nabla\,\cdot)` (:func:`~pdebench.problems.elliptic_matrices.poisson_matrix`)
   and right-hand-side kinds (:func:`right_hand_side`: ``noise``, ``ones``, ``smooth``), solved from
   :math:`x_0 = 0` to :math:`\lVert b - A x\rVert \le \mathrm{tol}\,\lVert b\rVert` within ``maxiter``;
-* rows: every baseline (CG, Jacobi-, IC(0)- and AMG-PCG, :func:`~pdebench.solvers.linalg_baselines.pcg`)
+* rows: every baseline (CG, Jacobi-, IC(0)- and AMG-PCG, :func:`~pdebench.solvers.linalg.pcg`)
   and every DCDM checkpoint entry (:func:`~pdebench.models.dcdm.load_dcdm`, run by
   :func:`~pdebench.models.dcdm.dcdm_solve`);
 * per row, over all ``systems x rhs`` solves: median and maximum iterations, the fraction
@@ -58,8 +58,9 @@ import scipy.sparse as sp
 from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.leaderboard import environment
 from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, YamlSuite, build_entry
-from pdebench.solvers.linalg_baselines import (BASELINES, SolveResult, darcy_coefficient, make_baseline_preconditioner,
-                                               pcg, poisson_matrix)
+from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
+from pdebench.solvers.linalg import SYMMETRIC_PRECONDITIONERS as BASELINES
+from pdebench.solvers.linalg import SolveResult, make_preconditioner, pcg
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -276,7 +277,7 @@ class SolverRow:
 def solve_baseline(A: sp.csr_array, b: np.ndarray, kind: str, tol: float, maxiter: int) -> SolveResult:
     """One baseline solve: preconditioner ``kind`` (:data:`BASELINES`) built for ``A``, then :func:`pcg`
     from ``x0 = 0``. ``setup_time`` is the preconditioner's build time."""
-    return pcg(A, b, make_baseline_preconditioner(A, kind), tol, maxiter)
+    return pcg(A, b, make_preconditioner(A, kind), tol, maxiter)
 
 
 def _true_residual(A: sp.csr_array, b: np.ndarray, x: np.ndarray) -> float:
@@ -316,7 +317,7 @@ def run_baseline(task: LinearTask, kind: str) -> SolverRow:
     row = SolverRow(task.name, BASELINE_NAMES[kind], "baseline", kind)
 
     def solver_for(A: sp.csr_array) -> Callable[[np.ndarray], tuple[SolveResult, float, float]]:
-        preconditioner = make_baseline_preconditioner(A, kind)  # once per matrix, reused for its right-hand sides
+        preconditioner = make_preconditioner(A, kind)  # once per matrix, reused for its right-hand sides
 
         def solve(b: np.ndarray) -> tuple[SolveResult, float, float]:
             result = pcg(A, b, preconditioner, task.tol, task.maxiter)

@@ -25,7 +25,7 @@ until :math:`\|r_k\| \le \mathrm{tol}\, \|b\|`. Exact line search makes the A-no
 non-increasing for any network.
 
 Shapes: grid tensors are ``(B, 1, *grid)`` with ``grid = (n, n)`` or ``(n, n, n)``; vectors are
-``(N,)`` or ``(B, N)`` with ``N = prod(grid)`` in C order (as :func:`pdebench.solvers.linalg_baselines.poisson_matrix`).
+``(N,)`` or ``(B, N)`` with ``N = prod(grid)`` in C order (as :func:`pdebench.problems.elliptic_matrices.poisson_matrix`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from pdebench.atomic import atomic_write
 from pdebench.models.registry import register_model
-from pdebench.solvers.linalg_baselines import SolveResult
+from pdebench.solvers.linalg import SolveResult
 
 Network = Callable[[np.ndarray], np.ndarray]  # (N,) float64 -> (N,) float64
 

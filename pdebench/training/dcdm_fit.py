@@ -29,7 +29,7 @@ import torch
 from pdebench.evaluation.suite import build_entry
 from pdebench.registry import read_yaml
 from pdebench.models.dcdm import DCDMNet, DCDMTrainConfig, SymmetricDCDMNet, save_dcdm, train_dcdm
-from pdebench.solvers.linalg_baselines import darcy_coefficient, poisson_matrix
+from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"spd": SymmetricDCDMNet, "unet": DCDMNet}
 

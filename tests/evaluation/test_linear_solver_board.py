@@ -14,7 +14,7 @@ import yaml
 from pdebench.evaluation.linear_solver_board import (BASELINE_NAMES, SMOOTH_MODES, LinearSolverSuite, LinearTask,
                                                      right_hand_side, run_suite, solve_baseline, task_matrix)
 from pdebench.models.dcdm import DCDMNet, save_dcdm
-from pdebench.solvers.linalg_baselines import darcy_coefficient, poisson_matrix
+from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-6

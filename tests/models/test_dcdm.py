@@ -1,4 +1,4 @@
-"""Tests of the DCDM (pdebench.models.dcdm) and its linear-algebra baselines (pdebench.solvers.linalg_baselines)."""
+"""Tests of the DCDM (pdebench.models.dcdm); its CG baselines are tested in tests/solvers/test_linalg.py."""
 
 from __future__ import annotations
 
@@ -18,105 +18,8 @@ from pdebench.models.dcdm import (
     to_torch_sparse,
     train_dcdm,
 )
-from pdebench.solvers.linalg_baselines import (
-    darcy_coefficient,
-    ichol0,
-    make_baseline_preconditioner,
-    pcg,
-    poisson_matrix,
-)
-
-
-def laplacian_5pt(n: int) -> sp.csr_array:
-    h2 = (1.0 / (n + 1)) ** 2
-    T = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(n, n))
-    eye = sp.eye_array(n)
-    return sp.csr_array((sp.kron(eye, T) + sp.kron(T, eye)) / h2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Matrix builder
-# ---------------------------------------------------------------------------------------------
-def test_constant_coefficient_is_5pt_laplacian():
-    n = 7
-    A = poisson_matrix(np.ones((n + 2, n + 2)))
-    assert abs(A - laplacian_5pt(n)).max() < 1e-9
-    A3 = poisson_matrix(2.0 * np.ones((5, 5, 5)))
-    assert A3.shape == (27, 27)
-    assert np.allclose(A3.diagonal(), 2.0 * 6 * 16)  # 2 * 6 / h^2, h = 1/4
-
-
-def test_darcy_matrix_is_spd():
-    a = darcy_coefficient(12, seed=0)
-    assert set(np.unique(a)) <= {3.0, 12.0}
-    A = poisson_matrix(a)
-    assert abs(A - A.T).max() == 0
-    assert np.linalg.eigvalsh(A.toarray()).min() > 0
-
-
-def test_manufactured_solution_second_order():
-    # u = sin(pi x) sin(pi y), a = 1 + x + y^2 (smooth), f = -div(a grad u)
-    errs = []
-    for n in (15, 31, 63):
-        t = np.linspace(0, 1, n + 2)
-        X, Y = np.meshgrid(t, t, indexing="ij")
-        a = 1 + X + Y**2
-        u = np.sin(np.pi * X) * np.sin(np.pi * Y)
-        ux, uy = np.pi * np.cos(np.pi * X) * np.sin(np.pi * Y), np.pi * np.sin(np.pi * X) * np.cos(np.pi * Y)
-        f = -(1.0 * ux + 2 * Y * uy) + a * 2 * np.pi**2 * u
-        A = poisson_matrix(a)
-        uh = sp.linalg.spsolve(sp.csc_array(A), f[1:-1, 1:-1].ravel())
-        errs.append(np.abs(uh - u[1:-1, 1:-1].ravel()).max())
-    rates = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
-    assert np.all(rates > 1.8), (errs, rates)
-
-
-def test_bad_coefficients_raise():
-    with pytest.raises(ValueError, match="positive"):
-        poisson_matrix(-np.ones((5, 5)))
-    with pytest.raises(ValueError, match=r"\(4, 5\)"):
-        poisson_matrix(np.ones((4, 5)))
-
-
-# ---------------------------------------------------------------------------------------------
-# IC(0) and PCG baselines
-# ---------------------------------------------------------------------------------------------
-def test_ic0_exact_on_tridiagonal():
-    rng = np.random.default_rng(0)
-    n = 30
-    off = rng.uniform(-1, -0.1, n - 1)
-    A = sp.csr_array(sp.diags_array([off, 2.5 + rng.uniform(0, 1, n), off], offsets=[-1, 0, 1]))
-    L = ichol0(A)
-    L_dense = np.linalg.cholesky(A.toarray())
-    assert np.allclose(L.toarray(), L_dense, atol=1e-12)
-
-
-def test_ic0_matches_a_on_pattern():
-    A = poisson_matrix(darcy_coefficient(8, seed=1))
-    L = ichol0(A)
-    LLt = (L @ L.T).toarray()
-    mask = A.toarray() != 0
-    assert np.allclose(LLt[mask], A.toarray()[mask], rtol=1e-10)
-    with pytest.raises(ValueError, match="pivot"):
-        ichol0(sp.csr_array(np.array([[1.0, 2.0], [2.0, 1.0]])))
-
-
-@pytest.mark.parametrize("kind", ["none", "jacobi", "ic0", "amg"])
-def test_pcg_baselines_converge(kind):
-    A = poisson_matrix(darcy_coefficient(16, seed=0))
-    b = np.random.default_rng(1).standard_normal(A.shape[0])
-    res = pcg(A, b, make_baseline_preconditioner(A, kind), tol=1e-8)
-    assert res.converged
-    assert np.linalg.norm(b - A @ res.x) <= 1.01e-8 * np.linalg.norm(b)
-    assert res.residuals.shape == (res.iterations + 1,)
-
-
-def test_ic0_fewer_iterations_than_cg():
-    A = poisson_matrix(darcy_coefficient(24, seed=0))
-    b = np.random.default_rng(1).standard_normal(A.shape[0])
-    it_cg = pcg(A, b, None, 1e-6).iterations
-    it_ic = pcg(A, b, make_baseline_preconditioner(A, "ic0"), 1e-6).iterations
-    assert it_ic < it_cg / 2
+from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
+from pdebench.solvers.linalg import pcg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +169,7 @@ def test_symmetric_net_is_spd_for_any_weights(dim, grid, noise):
 def test_symmetric_net_solve_is_pcg():
     """With an SPD linear network the two-direction DCDM loop is preconditioned CG: same residuals."""
     from pdebench.models.dcdm import SymmetricDCDMNet
-    from pdebench.solvers.fem.krylov import Preconditioner
+    from pdebench.solvers.linalg import Preconditioner
 
     n = 24
     A = poisson_matrix(darcy_coefficient(n, seed=3))
@@ -330,7 +233,7 @@ def test_symmetric_net_bad_config():
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints and the 3-D coefficient
+# Checkpoints
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["unet", "spd"])
 def test_checkpoint_round_trip(tmp_path, kind):
@@ -359,11 +262,3 @@ def test_checkpoint_errors(tmp_path):
         save_dcdm(tmp_path / "x.pt", torch.nn.Linear(2, 2))
     assert not (tmp_path / "x.pt").exists()
 
-
-def test_darcy_coefficient_3d():
-    a = darcy_coefficient(10, seed=7, index=2, dim=3)
-    assert a.shape == (12, 12, 12) and set(np.unique(a)) == {3.0, 12.0}
-    assert np.array_equal(a, darcy_coefficient(10, seed=7, index=2, dim=3))
-    assert not np.array_equal(a, darcy_coefficient(10, seed=7, index=3, dim=3))
-    with pytest.raises(ValueError, match="dim must be 2 or 3, got 4"):
-        darcy_coefficient(10, seed=0, dim=4)

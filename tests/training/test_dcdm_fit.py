@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pdebench.models.dcdm import SymmetricDCDMNet, dcdm_solve, load_dcdm, network_operator
-from pdebench.solvers.linalg_baselines import darcy_coefficient, pcg, poisson_matrix
+from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
+from pdebench.solvers.linalg import pcg
 from pdebench.training.dcdm_fit import DCDMRunConfig, load_dcdm_config, run_dcdm_training
 
 CONFIGS = sorted(Path("configs/dcdm").glob("*.yaml"))

@@ -5,7 +5,7 @@ the grid sampler are built once and cached; every sample only re-assembles the c
 matrix (vectorised, no Python loop over elements) and solves. The linear solver is chosen by size
 (``method="auto"``: sparse LU up to ``direct_limit`` unknowns, else AMG-preconditioned CG) or
 requested: ``"direct"``, ``"amg-pcg"``, or ``"skr"`` (sorted Krylov recycling over the batch,
-:mod:`pdebench.solvers.fem.krylov`). The method used is recorded in the provenance.
+:mod:`pdebench.solvers.linalg.sequence`). The method used is recorded in the provenance.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pdebench.solvers.fem.dirichlet import condense_dirichlet
 from pdebench.solvers.fem.meshes import unit_square
 from pdebench.solvers.fem.sampling import GridSampler
 from pdebench.solvers.fem.spaces import FunctionSpace
+from pdebench.solvers.linalg import solve_sequence
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,6 @@ class FEMSolver:
                    progress: Callable[[int], None] | None) -> list[np.ndarray]:
         self.last_iterations = []
         if method == "skr":
-            from pdebench.solvers.fem.krylov import solve_sequence
-
             result = solve_sequence(matrices, np.stack(rhs), method="skr-cg", tol=self.tol, features=features)
             self.last_iterations = [int(i) for i in result.iterations]
             if progress:

@@ -1,4 +1,4 @@
-"""Recycling Krylov solvers against independent truths.
+"""Recycling Krylov solvers (pdebench.solvers.linalg) against independent truths.
 
 Truths used: ``scipy.sparse.linalg.spsolve`` / ``numpy.linalg.solve`` solutions, residuals recomputed
 here, the error bound ``||e|| / ||x|| <= cond(A) * tol`` with ``cond`` from ``eigsh``, exact
@@ -16,7 +16,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from pdebench.solvers.fem.krylov import (
+from pdebench.solvers.linalg import (
     ConvergenceError,
     DeflatedCG,
     RecycledGMRES,
