@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from pdebench.data.hdf5 import TrajectoryFile, describe_nonfinite, find_nonfinite
+from pdebench.data.splits import check_fractions, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -324,8 +325,7 @@ class OfflineDataModule(L.LightningDataModule):
                             ("temporal_stride", temporal_stride), ("batch_size", batch_size)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if not (0 < train_fraction < 1 and 0 <= val_fraction < 1 and train_fraction + val_fraction <= 1):
-            raise ValueError(f"need 0 < train_fraction, 0 <= val_fraction, sum <= 1; got {train_fraction}, {val_fraction}")
+        check_fractions(train_fraction, val_fraction)
         if not Path(path).is_file():
             raise FileNotFoundError(f"no trajectory file at {path}")
         with TrajectoryFile(path) as file:
@@ -402,15 +402,8 @@ class OfflineDataModule(L.LightningDataModule):
         return 1 if len(shape) == self.spatial_dims + 2 else int(shape[-1])
 
     def _split(self) -> dict[str, np.ndarray]:
-        order = np.random.default_rng(self.hparams.seed).permutation(self.num_trajectories)
-        n_train = max(1, int(round(self.hparams.train_fraction * self.num_trajectories)))
-        n_val = max(1, int(round(self.hparams.val_fraction * self.num_trajectories)))
-        n_train = min(n_train, self.num_trajectories - n_val - 1) if self.hparams.train_fraction + self.hparams.val_fraction < 1 else n_train
-        return {
-            "train": np.sort(order[:n_train]),
-            "val": np.sort(order[n_train : n_train + n_val]),
-            "test": np.sort(order[n_train + n_val :]),
-        }
+        """Trajectory indices per split (:func:`pdebench.data.splits.split_indices`)."""
+        return split_indices(self.num_trajectories, self.hparams.train_fraction, self.hparams.val_fraction, self.hparams.seed)
 
     def _read(self, rows: np.ndarray, names: list[str]) -> torch.Tensor:
         """``(n, T, C, *space)`` float32 of ``names`` concatenated along channels, sub-sampled."""

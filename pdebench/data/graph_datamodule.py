@@ -11,12 +11,13 @@ Mesh files (``task = "mesh_pairs"``, steady operator learning)
     * ``x`` ``(N, C_in)``: the ``input_fields`` (e.g. the permeability ``a``), then a Dirichlet
       marker channel (1 on ``u = 0`` nodes) when ``dirichlet_marker``;
     * ``y`` ``(N, C_out)``: the ``output_fields`` (e.g. ``u``);
-    * ``pos`` ``(N, 2)``; ``edge_attr`` ``(E, 2)`` = :math:`x_i - x_j` (target minus source, the
-      convention of :class:`~pdebench.models.mppde.MPPDE`).
+    * ``pos`` ``(N, 2)``; ``edge_index`` and ``edge_attr`` ``(E, 2)`` = :math:`x_i - x_j` (target minus
+      source) exactly as the file's ``to_pyg`` gives them (:func:`pdebench.core.graphs.mesh_graph`).
 
 Particle files (``task = "particle_acceleration"``, GNS-style next-step learning)
     One graph per frame ``f`` of a trajectory, ``history - 1 <= f <= T - 2``, built by
-    :func:`particle_graph` (radius graph with the file's kernel radius, minimum image on periodic axes):
+    :func:`particle_graph` (the radius graph of :func:`pdebench.core.graphs.particle_edges` with the
+    file's kernel radius, minimum image on periodic axes, as the file's ``to_pyg`` builds it):
 
     * ``x`` ``(N, history d + 2)``: velocities of frames ``f - history + 1 .. f`` (oldest first), then
       the particle-type one-hot (fluid, wall) (``+ 1`` column :math:`\rho/\rho_{ref}` with
@@ -29,10 +30,14 @@ Normalisation (:meth:`GraphDataModule.normalization_stats`): per-channel mean an
 training split's nodes; marker and one-hot channels are left as they are (mean 0, std 1); particle
 velocity channels share one mean/std per component across the history slots, and particle statistics
 are taken over fluid particles only.
+
+Both kinds follow the one edge convention of :mod:`pdebench.core.graphs`; the split is
+:func:`pdebench.data.splits.split_indices`, the same as every other data module's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +50,11 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
+from pdebench.core.graphs import ParticleBox, particle_edges
 from pdebench.data.datamodules import EpochSeededSampler
+from pdebench.data.mesh_io import MeshDataset, to_pyg_list
+from pdebench.data.particle_io import ParticleDataset
+from pdebench.data.splits import check_fractions, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +62,6 @@ __all__ = ["GraphDataModule", "ParticleBox", "particle_graph"]
 
 GraphKind = Literal["auto", "mesh", "particles"]
 FLUID = 0
-
-
-@dataclass(frozen=True)
-class ParticleBox:
-    """The box of a particle file: corners ``(d,)``, periodic axes ``(d,)`` and the kernel radius."""
-
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
-    periodic: tuple[bool, ...]
-    radius: float
-
-    def inside(self, positions: torch.Tensor) -> torch.Tensor:
-        """Wrap periodic axes into the box and clamp the others onto it, ``(N, d) -> (N, d)``."""
-        lo = torch.tensor(self.lower, dtype=positions.dtype, device=positions.device)
-        hi = torch.tensor(self.upper, dtype=positions.dtype, device=positions.device)
-        per = torch.tensor(self.periodic, device=positions.device)
-        wrapped = lo + torch.remainder(positions - lo, hi - lo)
-        return torch.where(per, wrapped, torch.minimum(torch.maximum(positions, lo), hi))
 
 
 def particle_graph(positions: torch.Tensor, velocities: torch.Tensor, particle_type: torch.Tensor, box: ParticleBox,
@@ -96,19 +87,14 @@ def particle_graph(positions: torch.Tensor, velocities: torch.Tensor, particle_t
         ``x (N, h d + 2 [+ 1])`` float32, ``pos (N, d)``, ``edge_index (2, E)`` (row 0 source ``j``,
         row 1 target ``i``), ``edge_attr (E, d)`` :math:`(x_i - x_j)/r`, ``fluid (N,)`` bool.
     """
-    from pdebench.solvers.sph.neighbours import neighbour_pairs
-
-    pos = box.inside(positions.to(torch.float64))
-    i, j, disp = neighbour_pairs(pos, box.radius, list(box.lower), list(box.upper), periodic=list(box.periodic))
-    order = torch.argsort(i * pos.shape[0] + j)  # canonical: by target, then source
-    i, j, disp = i[order], j[order], disp[order]
+    pos, edge_index, edge_attr = particle_edges(positions, box)
     n = pos.shape[0]
     features = [velocities.to(torch.float32).permute(1, 0, 2).reshape(n, -1),
                 torch.nn.functional.one_hot(particle_type.long(), num_classes=2).to(torch.float32)]
     if density is not None:
         features.insert(1, density.to(torch.float32)[:, None])
-    return Data(x=torch.cat(features, dim=1), pos=pos.to(torch.float32), edge_index=torch.stack([j, i]),
-                edge_attr=(disp / box.radius).to(torch.float32), fluid=particle_type == FLUID)
+    return Data(x=torch.cat(features, dim=1), pos=pos.to(torch.float32), edge_index=edge_index,
+                edge_attr=edge_attr, fluid=particle_type == FLUID)
 
 
 class _GraphList(Dataset):
@@ -217,8 +203,7 @@ class GraphDataModule(L.LightningDataModule):
         for name, value in (("history", history), ("frame_stride", frame_stride), ("batch_size", batch_size)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if not (0 < train_fraction < 1 and 0 <= val_fraction < 1 and train_fraction + val_fraction <= 1):
-            raise ValueError(f"need 0 < train_fraction, 0 <= val_fraction, sum <= 1; got {train_fraction}, {val_fraction}")
+        check_fractions(train_fraction, val_fraction)
         if not Path(path).is_file():
             raise FileNotFoundError(f"no graph data file at {path}")
         self.kind = self._detect(path) if kind == "auto" else kind
@@ -236,8 +221,6 @@ class GraphDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ files
     @staticmethod
     def _detect(path: str) -> str:
-        from pdebench.data.particle_io import ParticleDataset
-
         try:
             ParticleDataset(path).close()
             return "particles"
@@ -245,8 +228,6 @@ class GraphDataModule(L.LightningDataModule):
             return "mesh"
 
     def _init_mesh(self) -> None:
-        from pdebench.data.mesh_io import MeshDataset
-
         hp = self.hparams
         if hp.history != 1:
             raise ValueError(f"mesh data are steady input -> output pairs: history must be 1, got {hp.history}")
@@ -274,12 +255,9 @@ class GraphDataModule(L.LightningDataModule):
         self.task = "mesh_pairs"
 
     def _init_particles(self) -> None:
-        from pdebench.data.particle_io import ParticleDataset
-
         hp = self.hparams
         with ParticleDataset(hp.path) as data:
-            self.box = ParticleBox(tuple(float(v) for v in data.lower), tuple(float(v) for v in data.upper),
-                                   tuple(bool(v) for v in data.periodic), float(data.radius))
+            self.box = ParticleBox.of(data.lower, data.upper, data.periodic, data.radius)
             prov = data.provenance
             total = len(data)
             frames = min(data[i].num_frames for i in range(total)) if total else 0
@@ -302,18 +280,12 @@ class GraphDataModule(L.LightningDataModule):
         return int(self.hparams.history)
 
     def _split(self) -> dict[str, np.ndarray]:
-        n = self.num_trajectories
-        order = np.random.default_rng(self.hparams.seed).permutation(n)
-        n_val = max(1, int(round(self.hparams.val_fraction * n)))
-        n_train = min(max(1, int(round(self.hparams.train_fraction * n))), n - n_val - 1)
-        return {"train": np.sort(order[:n_train]), "val": np.sort(order[n_train : n_train + n_val]),
-                "test": np.sort(order[n_train + n_val :])}
+        """Sample (mesh) or trajectory (particles) indices per split (:func:`pdebench.data.splits.split_indices`)."""
+        return split_indices(self.num_trajectories, self.hparams.train_fraction, self.hparams.val_fraction, self.hparams.seed)
 
     # ------------------------------------------------------------------ datasets
     def trajectory(self, row: int) -> _Trajectory:
         """Particle trajectory ``row`` of the file (float64 arrays, density over ``rho_ref``; cached)."""
-        from pdebench.data.particle_io import ParticleDataset
-
         if row not in self._trajectories:
             with ParticleDataset(self.hparams.path) as data:
                 traj = data[int(row)]
@@ -327,19 +299,13 @@ class GraphDataModule(L.LightningDataModule):
         return self._trajectories[row]
 
     def _mesh_graphs(self, rows: np.ndarray) -> list[Data]:
-        from pdebench.data.mesh_io import MeshDataset, to_pyg_list
-
+        """The file's own graphs (``to_pyg``) of samples ``rows``, unchanged."""
         hp = self.hparams
         if len(rows) == 0:
             return []
         with MeshDataset(hp.path) as data:
-            graphs = to_pyg_list(data, self.input_fields, self.output_fields, indices=rows.tolist(), params=[],
-                                 dirichlet="dirichlet" if hp.dirichlet_marker else None)
-        first = graphs[0]
-        disp = first.pos[first.edge_index[1]] - first.pos[first.edge_index[0]]  # x_i - x_j (target - source)
-        for g in graphs:
-            g.edge_attr = disp
-        return graphs
+            return to_pyg_list(data, self.input_fields, self.output_fields, indices=rows.tolist(), params=[],
+                               dirichlet="dirichlet" if hp.dirichlet_marker else None)
 
     def _dataset(self, split: str) -> Dataset:
         rows = self.splits[split]
@@ -431,8 +397,6 @@ class GraphDataModule(L.LightningDataModule):
 def _params(value: Any) -> dict[str, Any]:
     """The file's ``problem_params`` provenance as a dict (JSON strings decoded)."""
     if isinstance(value, str):
-        import json
-
         try:
             value = json.loads(value)
         except ValueError:

@@ -28,9 +28,11 @@ beside the destination and moves it into place (fsync, :func:`os.replace`, fsync
 when the ``with`` block ends without an exception; otherwise the temporary file is deleted. Nothing
 ever appears under the final name unless complete.
 
-Graph convention (:func:`mesh_edges`, :func:`to_pyg`): the nodes are the mesh nodes; edges are the
-undirected edges of the triangles, stored in both directions, sorted, without duplicates or self
-loops. A P2 cell is split into its four sub-triangles (corner--midside--midside and the middle one),
+Graph convention (:func:`pdebench.core.graphs.mesh_graph`, used by :func:`to_pyg` and by
+:class:`~pdebench.data.graph_datamodule.GraphDataModule` alike): the nodes are the mesh nodes; edges are
+the undirected edges of the triangles, stored in both directions, sorted by target then source, without
+duplicates or self loops; ``edge_attr`` is the displacement target minus source (see
+:mod:`pdebench.core.graphs`). A P2 cell is split into its four sub-triangles (corner--midside--midside and the middle one),
 so the graph is the P1 triangulation of all P2 nodes and no edge passes through a midside node
 (``p2_edges="corners"`` instead keeps the corner triangle's edges and joins each midside node to its
 two corners).
@@ -43,13 +45,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from pdebench.core.graphs import P2Edges, mesh_edges, mesh_graph
 from pdebench.data.hdf5 import (
     PROVENANCE_PREFIX,
     AtomicHDF5Writer,
@@ -76,8 +79,6 @@ VERSION_ATTR = "pdebench_mesh_format_version"
 CELLS_PER_ELEMENT: dict[str, int] = {"P1": 3, "P2": 6}
 """Nodes per cell of each element family."""
 
-P2Edges = Literal["refined", "corners"]
-
 _MESH_GROUP = "mesh"
 _FIELDS_GROUP = "fields"
 _PARAMS_GROUP = "params"
@@ -96,10 +97,6 @@ _RESERVED_ATTRS = frozenset(
         "json_attrs",
     }
 )
-# Local node pairs of one cell that become graph edges.
-_P1_PAIRS = ((0, 1), (1, 2), (2, 0))
-_P2_REFINED_PAIRS = ((0, 3), (3, 1), (1, 4), (4, 2), (2, 5), (5, 0), (3, 4), (4, 5), (5, 3))
-_P2_CORNER_PAIRS = ((0, 1), (1, 2), (2, 0), (0, 3), (3, 1), (1, 4), (4, 2), (2, 5), (5, 0))
 _P2_MIDSIDES = ((0, 1, 3), (1, 2, 4), (2, 0, 5))  # (corner, corner, midside) columns
 
 
@@ -241,8 +238,9 @@ class Mesh:
         return int(self.cells.shape[0])
 
     def edges(self, *, p2_edges: P2Edges = "refined") -> np.ndarray:
-        """Directed graph edges of the mesh, shape ``(2, E)`` int64; see :func:`mesh_edges`."""
-        return mesh_edges(self.cells, num_nodes=self.num_nodes, p2_edges=p2_edges)
+        """Directed graph edges of the mesh, shape ``(2, E)`` int64 (row 0 source, row 1 target, sorted by
+        target then source); see :func:`pdebench.core.graphs.mesh_edges`."""
+        return mesh_edges(self.cells, num_nodes=self.num_nodes, p2_edges=p2_edges).numpy()
 
     def marker(self, names: str | Sequence[str]) -> np.ndarray:
         """Boolean mask ``(n_nodes,)``, true on the nodes of the boundary markers ``names``.
@@ -267,46 +265,6 @@ def _marker_mask(num_nodes: int, boundary: Mapping[str, Any], names: str | Seque
             raise ValueError(f"boundary[{name!r}] holds node indices out of range for {num_nodes} nodes")
         mask[indices] = True
     return mask
-
-
-def mesh_edges(cells: np.ndarray, *, num_nodes: int | None = None, p2_edges: P2Edges = "refined") -> np.ndarray:
-    """The undirected edges of a triangle mesh as a directed graph: both directions, each once.
-
-    Parameters
-    ----------
-    cells
-        ``(n_cells, 3)`` P1 or ``(n_cells, 6)`` P2 node indices (P2: corners, then the midside nodes of
-        edges ``(0, 1)``, ``(1, 2)``, ``(2, 0)``).
-    num_nodes
-        Number of nodes (default ``cells.max() + 1``); indices are checked against it.
-    p2_edges
-        For P2 cells: ``"refined"`` (default) splits each cell into its four sub-triangles, 9 edges per
-        cell (corner--midside and midside--midside), a proper triangulation of all nodes;
-        ``"corners"`` keeps the corner triangle's 3 edges and joins each midside node to its two corners.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(2, E)`` int64 ``(source, target)`` pairs sorted by source then target, with ``(j, i)``
-        present for every ``(i, j)``, no duplicates and no self loops. A P1 mesh (or a ``"refined"``
-        P2 mesh counted on its sub-triangles) that is a triangulated disk with ``V`` nodes and ``F``
-        triangles has ``E = 2 (V + F - 1)``.
-    """
-    if p2_edges not in ("refined", "corners"):
-        raise ValueError(f"p2_edges must be 'refined' or 'corners', got {p2_edges!r}")
-    cells = np.asarray(cells)
-    n = int(cells.max()) + 1 if num_nodes is None else int(num_nodes)
-    cells = _check_cells(cells, n)
-    if cells.shape[1] == 3:
-        pairs = _P1_PAIRS
-    else:
-        pairs = _P2_REFINED_PAIRS if p2_edges == "refined" else _P2_CORNER_PAIRS
-    a = np.concatenate([cells[:, i] for i, _ in pairs])
-    b = np.concatenate([cells[:, j] for _, j in pairs])
-    source, target = np.concatenate([a, b]), np.concatenate([b, a])
-    keep = source != target
-    key = np.unique(source[keep] * n + target[keep])  # sorted, unique (n**2 fits int64 for n < 3e9)
-    return np.stack([key // n, key % n]).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -792,7 +750,7 @@ class _Graph:
 
     pos: torch.Tensor  # (n, 2) float32
     edge_index: torch.Tensor  # (2, E) int64
-    edge_attr: torch.Tensor  # (E, 3) float32
+    edge_attr: torch.Tensor  # (E, 2) float32, x_target - x_source
     marker: torch.Tensor | None  # (n, 1) float32
 
     @classmethod
@@ -800,13 +758,11 @@ class _Graph:
         nodes = np.asarray(nodes, dtype=np.float64)
         if nodes.ndim != 2 or nodes.shape[1] != 2:
             raise ValueError(f"nodes must have shape (n_nodes, 2), got {nodes.shape}")
-        edges = mesh_edges(cells, num_nodes=nodes.shape[0], p2_edges=p2_edges)
-        relative = nodes[edges[0]] - nodes[edges[1]]  # float64, then cast: exact as float32 allows
-        attr = np.concatenate([relative, np.hypot(relative[:, :1], relative[:, 1:])], axis=1)
+        pos, edge_index, edge_attr = mesh_graph(nodes, _check_cells(cells, nodes.shape[0]), p2_edges=p2_edges)
         return cls(
-            pos=torch.from_numpy(nodes.astype(np.float32)),
-            edge_index=torch.from_numpy(edges),
-            edge_attr=torch.from_numpy(attr.astype(np.float32)),
+            pos=pos,
+            edge_index=edge_index,
+            edge_attr=edge_attr,
             marker=None if marker is None else torch.from_numpy(marker.astype(np.float32)[:, None]),
         )
 
@@ -873,7 +829,7 @@ def to_pyg(
     nodes
         ``(n, 2)`` node coordinates.
     cells
-        ``(n_cells, 3)`` P1 or ``(n_cells, 6)`` P2 node indices (see :func:`mesh_edges`).
+        ``(n_cells, 3)`` P1 or ``(n_cells, 6)`` P2 node indices (see :func:`pdebench.core.graphs.mesh_edges`).
     fields_in, fields_out
         Field name -> nodal values ``(n,)`` or ``(n, C)``, stacked as channels in the given order.
     params
@@ -887,7 +843,7 @@ def to_pyg(
         Also broadcast ``params`` to every node as channels of ``x`` (for models without graph-level
         inputs).
     p2_edges
-        ``"refined"`` or ``"corners"``, see :func:`mesh_edges`.
+        ``"refined"`` or ``"corners"``, see :func:`pdebench.core.graphs.mesh_edges`.
 
     Returns
     -------
@@ -897,10 +853,10 @@ def to_pyg(
           ``boundary`` is given;
         * ``y`` ``(n, C_out)`` float32: the output fields' channels;
         * ``pos`` ``(n, 2)`` float32;
-        * ``edge_index`` ``(2, E)`` int64: mesh edges in both directions (:func:`mesh_edges`);
-        * ``edge_attr`` ``(E, 3)`` float32: ``(dx, dy, |d|)`` with ``d = pos[source] - pos[target]``
-          (``source = edge_index[0]``), i.e. what PyG's ``Cartesian(norm=False)`` and
-          ``Distance(norm=False)`` transforms give, computed in float64;
+        * ``edge_index`` ``(2, E)`` int64: mesh edges in both directions, row 0 the source, row 1 the
+          target, sorted by target then source (:func:`pdebench.core.graphs.mesh_edges`);
+        * ``edge_attr`` ``(E, 2)`` float32: ``pos[target] - pos[source]`` (coordinate units, computed
+          in float64), the convention of :mod:`pdebench.core.graphs` that the graph models consume;
         * ``params`` ``(1, P)`` float32, only when ``params`` is non-empty (batches to ``(B, P)``).
     """
     nodes = np.asarray(nodes, dtype=np.float64)

@@ -41,11 +41,13 @@ when the ``with`` block ends without an exception; otherwise the temporary file 
 :meth:`ParticleDataWriter.append` checks its whole batch (shapes, finiteness, box, sample ids, param
 names) before writing any of it.
 
-Graph convention (:func:`frame_graph`): nodes are the particles; there is an edge between every ordered
-pair ``(i, j)``, ``i != j``, with ``|x_i - x_j| < radius`` (minimum image on periodic axes), found by
-:func:`pdebench.solvers.sph.neighbours.neighbour_pairs`. ``edge_index[0]`` is the source (the
-neighbour ``j``), ``edge_index[1]`` the target (the particle ``i`` that receives the message), as in
-``torch_geometric.nn.radius_graph`` with ``flow="source_to_target"``.
+Graph convention (:func:`frame_graph`, built by :func:`pdebench.core.graphs.particle_edges`, the same
+function :class:`~pdebench.data.graph_datamodule.GraphDataModule` uses): nodes are the particles; there
+is an edge between every ordered pair ``(i, j)``, ``i != j``, with ``|x_i - x_j| < radius`` (minimum
+image on periodic axes). ``edge_index[0]`` is the source (the neighbour ``j``), ``edge_index[1]`` the
+target (the particle ``i`` that receives the message), as in ``torch_geometric.nn.radius_graph`` with
+``flow="source_to_target"``; ``edge_attr`` ``(E, d)`` is ``(x_i - x_j) / radius``. The box is a
+:class:`pdebench.core.graphs.ParticleBox`.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from pdebench.core.graphs import ParticleBox, particle_edges
 from pdebench.data.hdf5 import (
     PROVENANCE_PREFIX,
     AtomicHDF5Writer,
@@ -72,7 +75,6 @@ from pdebench.data.hdf5 import (
     _encode_attr,
     _json_attr_names,
 )
-from pdebench.solvers.sph.neighbours import BOX_TOLERANCE, neighbour_pairs, radius_graph_edge_index
 from pdebench.solvers.sph.scheme import FLUID, WALL
 
 __all__ = [
@@ -265,77 +267,6 @@ class ParticleTrajectory:
 
 
 # --------------------------------------------------------------------------------------------------
-# Box helpers (shared by the writer and the graphs)
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Box:
-    """The domain box ``[lower, upper]`` (``(d,)`` float64 each) with its periodic axes ``(d,)`` bool."""
-
-    lower: np.ndarray
-    upper: np.ndarray
-    periodic: np.ndarray
-
-    @classmethod
-    def of(cls, lower: Any, upper: Any, periodic: Any, radius: float | None = None) -> _Box:
-        lo = np.asarray(lower, dtype=np.float64).reshape(-1)
-        hi = np.asarray(upper, dtype=np.float64).reshape(-1)
-        d = lo.shape[0]
-        if d not in (1, 2, 3) or hi.shape != (d,):
-            raise ValueError(
-                f"lower and upper must both have d = 1, 2 or 3 entries, got {lo.tolist()} and {hi.tolist()}"
-            )
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
-            raise ValueError(f"need finite lower < upper on every axis, got lower={lo.tolist()}, upper={hi.tolist()}")
-        per = np.zeros(d, dtype=bool) if periodic is None else np.asarray(periodic, dtype=bool).reshape(-1)
-        if per.shape != (d,):
-            raise ValueError(f"periodic needs {d} entries (one per axis), got {np.asarray(periodic).tolist()}")
-        if radius is not None:
-            for axis in np.flatnonzero(per):
-                if hi[axis] - lo[axis] < 2.0 * radius:
-                    raise ValueError(
-                        f"periodic axis {int(axis)} has box length {hi[axis] - lo[axis]:g} "
-                        f"< 2 * radius = {2 * radius:g}; "
-                        "the neighbour search needs at least 2 radius on periodic axes"
-                    )
-        return cls(lo, hi, per)
-
-    @property
-    def dim(self) -> int:
-        return int(self.lower.shape[0])
-
-    def first_outside(self, positions: np.ndarray) -> tuple[int, ...] | None:
-        """Index ``(..., particle, axis)`` of the first coordinate outside the box on a non-periodic axis
-        (beyond ``BOX_TOLERANCE`` of the box length), or ``None``. ``positions``: ``(..., N, d)``."""
-        tol = BOX_TOLERANCE * (self.upper - self.lower)
-        x = positions.astype(np.float64, copy=False)
-        outside = ((x < self.lower - tol) | (x > self.upper + tol)) & ~self.periodic
-        if not outside.any():
-            return None
-        return tuple(int(k) for k in np.argwhere(outside)[0])
-
-    def inside(self, positions: np.ndarray) -> np.ndarray:
-        """``positions`` ``(..., d)`` as float64, wrapped into ``[lower, upper]`` on periodic axes and
-        clamped onto the faces on the others (use after :meth:`first_outside` found nothing)."""
-        x = positions.astype(np.float64, copy=True)
-        length = self.upper - self.lower
-        wrapped = self.lower + np.mod(x - self.lower, length)
-        x = np.where(self.periodic, wrapped, x)
-        return np.clip(x, self.lower, self.upper)
-
-
-def _validate_radius(radius: Any) -> float:
-    try:
-        value = float(radius)
-    except (TypeError, ValueError):
-        raise ValueError(f"radius must be a positive number, got {radius!r}") from None
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"radius must be positive and finite, got {radius!r}")
-    return value
-
-
-# --------------------------------------------------------------------------------------------------
 # Writer
 # --------------------------------------------------------------------------------------------------
 
@@ -344,7 +275,7 @@ class _BoxProperties:
     """``dim``, ``lower``, ``upper``, ``periodic`` of the file's box (``self._box``), shared by the
     writer and the reader."""
 
-    _box: _Box
+    _box: ParticleBox
 
     @property
     def dim(self) -> int:
@@ -354,17 +285,17 @@ class _BoxProperties:
     @property
     def lower(self) -> np.ndarray:
         """``(d,)`` float64 lower box corner (m, a copy)."""
-        return self._box.lower.copy()
+        return np.asarray(self._box.lower, dtype=np.float64)
 
     @property
     def upper(self) -> np.ndarray:
         """``(d,)`` float64 upper box corner (m, a copy)."""
-        return self._box.upper.copy()
+        return np.asarray(self._box.upper, dtype=np.float64)
 
     @property
     def periodic(self) -> np.ndarray:
         """``(d,)`` bool periodic axes (a copy)."""
-        return self._box.periodic.copy()
+        return np.asarray(self._box.periodic, dtype=bool)
 
 
 class ParticleDataWriter(_BoxProperties, AtomicHDF5Writer):
@@ -427,8 +358,8 @@ class ParticleDataWriter(_BoxProperties, AtomicHDF5Writer):
     ) -> None:
         if compression not in _COMPRESSIONS:
             raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}")
-        self.radius = _validate_radius(radius)
-        self._box = _Box.of(lower, upper, periodic, self.radius)
+        self._box = ParticleBox.of(lower, upper, periodic, radius)
+        self.radius = self._box.radius
         self.compression = compression
         self._provenance = dict(provenance or {})
         self._seen_ids: set[tuple[int, int]] = set()
@@ -535,11 +466,11 @@ class ParticleDataWriter(_BoxProperties, AtomicHDF5Writer):
                     frame, particle, axis = first
                     raise ValueError(
                         f"{where}particle {particle} at frame {frame} is at {value[frame, particle].tolist()}, "
-                        f"outside the box [{self._box.lower.tolist()}, {self._box.upper.tolist()}] on non-periodic "
+                        f"outside the box [{list(self._box.lower)}, {list(self._box.upper)}] on non-periodic "
                         f"axis {axis}; not writing this call to {self.path}"
                     )
-                clamp_lo = np.where(self._box.periodic, -np.inf, self._box.lower)
-                clamp_hi = np.where(self._box.periodic, np.inf, self._box.upper)
+                clamp_lo = np.where(self.periodic, -np.inf, self.lower)
+                clamp_hi = np.where(self.periodic, np.inf, self.upper)
                 value = np.clip(value.astype(np.float64), clamp_lo, clamp_hi)
             with np.errstate(over="ignore", invalid="ignore"):
                 array = np.asarray(value).astype(dtype)
@@ -582,9 +513,9 @@ class ParticleDataWriter(_BoxProperties, AtomicHDF5Writer):
         attrs["json_attrs"] = json.dumps(json_names)
         attrs[LAYOUT_ATTR] = LAYOUT
         attrs[VERSION_ATTR] = np.int64(PARTICLE_FORMAT_VERSION)
-        attrs["lower"] = self._box.lower
-        attrs["upper"] = self._box.upper
-        attrs["periodic"] = self._box.periodic
+        attrs["lower"] = self.lower
+        attrs["upper"] = self.upper
+        attrs["periodic"] = self.periodic
         attrs["radius"] = np.float64(self.radius)
         attrs["dim"] = np.int64(self.dim)
         attrs["num_samples"] = np.int64(self._num_samples)
@@ -654,7 +585,7 @@ class ParticleDataset(_BoxProperties):
                 f"{self.path} has particle format version {version}; this reader knows up to {PARTICLE_FORMAT_VERSION}"
             )
         self._radius = float(attrs["radius"])
-        self._box = _Box.of(attrs["lower"], attrs["upper"], attrs["periodic"])
+        self._box = ParticleBox.of(attrs["lower"], attrs["upper"], attrs["periodic"], self._radius)
         self._sample_ids = np.asarray(file[_SAMPLE_IDS][()], dtype=np.int64).reshape(-1, 2)
         self._param_names: list[str] = json.loads(_decode_attr(attrs.get("param_names", "[]")))
         json_names = _json_attr_names(attrs)
@@ -778,7 +709,6 @@ class ParticleDataset(_BoxProperties):
             particle_type=particle_type,
             time=float(time[history - 1]),
             acceleration=None if nxt is None else _acceleration(velocities[-2:], time[-2:]),
-            radius=self.radius,
             box=self._box,
             where=f"{self.path} trajectory {i} frame {frame}",
         )
@@ -834,8 +764,7 @@ def _graph(
     particle_type: np.ndarray,
     time: float,
     acceleration: np.ndarray | None,
-    radius: float,
-    box: _Box,
+    box: ParticleBox,
     where: str,
 ) -> Data:
     """Assemble the :class:`Data` of one frame; arrays as described in :func:`frame_graph`."""
@@ -847,19 +776,9 @@ def _graph(
         particle, axis = first
         raise ValueError(
             f"{where}: particle {particle} at {positions[particle].tolist()} is outside the box "
-            f"[{box.lower.tolist()}, {box.upper.tolist()}] on non-periodic axis {axis}"
+            f"[{list(box.lower)}, {list(box.upper)}] on non-periodic axis {axis}"
         )
-    # Wrapped (periodic axes) and clamped (others) in float64, then cast back: rounding is monotone, so
-    # the result stays inside the box as the neighbour search sees it in the same dtype.
-    dtype = positions.dtype if positions.dtype in (np.float32, np.float64) else np.float64
-    pos = torch.from_numpy(box.inside(positions).astype(dtype))
-    i, j, displacement = neighbour_pairs(
-        pos, radius, box.lower.tolist(), box.upper.tolist(), periodic=box.periodic.tolist()
-    )
-    order = torch.argsort(i * n + j)  # canonical order: by target i, then source j
-    i, j, displacement = i[order], j[order], displacement[order]
-    distance = torch.sqrt((displacement.to(torch.float64) ** 2).sum(dim=1, keepdim=True))
-    edge_attr = torch.cat([displacement.to(torch.float64), distance], dim=1) / radius
+    pos, edge_index, edge_attr = particle_edges(torch.from_numpy(np.asarray(positions, dtype=np.float64)), box)
 
     kind = torch.from_numpy(np.asarray(particle_type, dtype=np.int64))
     vel = np.asarray(velocities, dtype=np.float32)  # (history, N, d) -> (N, history * d), oldest first
@@ -871,8 +790,8 @@ def _graph(
     data = Data(
         x=torch.cat(features, dim=1),
         pos=pos.to(torch.float32),
-        edge_index=radius_graph_edge_index(i, j),
-        edge_attr=edge_attr.to(torch.float32),
+        edge_index=edge_index,
+        edge_attr=edge_attr,
         particle_type=kind,
         time=torch.tensor(time, dtype=torch.float64),
     )
@@ -894,8 +813,9 @@ def frame_graph(
     r"""One frame of a trajectory as a radius graph (a :class:`torch_geometric.data.Data`).
 
     Nodes are the ``N`` particles; there is one edge per ordered pair ``(i, j)``, ``i != j``, with
-    ``|x_i - x_j| < radius`` (minimum image on periodic axes), found by
-    :func:`pdebench.solvers.sph.neighbours.neighbour_pairs`; both directions are present.
+    ``|x_i - x_j| < radius`` (minimum image on periodic axes), built by
+    :func:`pdebench.core.graphs.particle_edges` (the graph the trained graph models consume); both
+    directions are present.
 
     Parameters
     ----------
@@ -929,8 +849,8 @@ def frame_graph(
         * ``edge_index`` ``(2, E)`` int64 -- ``edge_index[0]`` the source ``j`` (the neighbour),
           ``edge_index[1]`` the target ``i`` (PyG's ``flow="source_to_target"``: messages pass from
           ``j`` to ``i``), sorted by target, then source;
-        * ``edge_attr`` ``(E, d + 1)`` float32 -- ``(x_i - x_j) / radius`` (minimum image on periodic
-          axes; ``x_i = pos[edge_index[1]]``) and ``|x_i - x_j| / radius`` (in ``[0, 1)``);
+        * ``edge_attr`` ``(E, d)`` float32 -- ``(x_i - x_j) / radius`` (minimum image on periodic
+          axes; ``x_i = pos[edge_index[1]]``; each row of norm < 1), computed in float64;
         * ``y`` ``(N, d)`` float32 -- the acceleration target
           :math:`(v^{f+1} - v^{f}) / (t^{f+1} - t^{f})` (m/s^2), present only when frame ``f + 1``
           exists;
@@ -948,10 +868,9 @@ def frame_graph(
     --------
     >>> graph = frame_graph(trajectory, 10, radius=0.04, lower=[0, 0], upper=[4, 2], history=5)  # doctest: +SKIP
     >>> graph.x.shape, graph.edge_attr.shape                                                      # doctest: +SKIP
-    (torch.Size([N, 13]), torch.Size([E, 3]))
+    (torch.Size([N, 13]), torch.Size([E, 2]))
     """
-    radius = _validate_radius(radius)
-    box = _Box.of(lower, upper, periodic, radius)
+    box = ParticleBox.of(lower, upper, periodic, radius)
     frame = _frame_index(frame, trajectory.num_frames, history)
     pair = slice(frame, frame + 2)
     nxt = frame + 1 if frame + 1 < trajectory.num_frames else None
@@ -963,7 +882,6 @@ def frame_graph(
         particle_type=trajectory.particle_type,
         time=float(trajectory.time[frame]),
         acceleration=None if nxt is None else _acceleration(trajectory.velocities[pair], trajectory.time[pair]),
-        radius=radius,
         box=box,
         where=f"sample {trajectory.sample_id} frame {frame}",
     )

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn import InstanceNorm, MessagePassing
 
-from pdebench.models.graphs import grid_graph
+from pdebench.core.graphs import grid_graph
 from pdebench.models.registry import register_model
 
 __all__ = ["GNNLayer", "GridMPPDE", "MPPDE", "pushforward_loss"]
@@ -172,7 +172,7 @@ class MPPDE(nn.Module):
 
     Examples
     --------
-    >>> from pdebench.models.graphs import radius_graph
+    >>> from pdebench.core.graphs import radius_graph
     >>> pos = torch.linspace(0, 1, 20)[:, None]
     >>> data = Data(x=torch.randn(20, 5), pos=pos, edge_index=radius_graph(pos, 0.11), t=0.0, dt=0.1)
     >>> MPPDE(time_window=5, hidden=32, layers=2)(data).shape

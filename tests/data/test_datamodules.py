@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from pdebench.data.bundles import BundleDataModule
 from pdebench.data.datamodules import EpochSeededSampler, OfflineDataModule
+from pdebench.data.graph_datamodule import GraphDataModule
+from pdebench.data.mesh_io import MeshDataWriter
+from pdebench.data.mixture import MixtureDataModule
+from pdebench.data.particle_io import ParticleDataWriter, ParticleTrajectory
+from pdebench.data.splits import split_indices
 
 
 @pytest.fixture()
@@ -134,3 +140,64 @@ def test_all2all_settings_are_checked(pdebench_file):
         OfflineDataModule(str(pdebench_file), task="all2all", max_lead=-1)
     with pytest.raises(ValueError, match="all2all needs at least 2"):
         OfflineDataModule(str(pdebench_file), task="all2all", temporal_stride=6)
+
+
+# --------------------------------------------------------------------------------------------------
+# One split function for every data module
+# --------------------------------------------------------------------------------------------------
+
+
+def _mesh_file(path, n: int):
+    nodes = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    cells = np.array([[0, 1, 2], [0, 2, 3]])
+    rng = np.random.default_rng(0)
+    with MeshDataWriter(path, nodes, cells, {"dirichlet": np.array([0, 1])}, "P1") as writer:
+        writer.append({"a": rng.uniform(size=(n, 4)), "u": rng.uniform(size=(n, 4))},
+                      np.stack([np.zeros(n, dtype=np.int64), np.arange(n)], axis=1))
+    return path
+
+
+def _particle_file(path, n: int):
+    rng = np.random.default_rng(0)
+    with ParticleDataWriter(path, lower=[0.0, 0.0], upper=[1.0, 1.0], radius=0.3) as writer:
+        writer.append([ParticleTrajectory(sample_id=(0, k), time=np.arange(3) * 1e-3 + 1e-3,
+                                          positions=rng.uniform(size=(3, 8, 2)), velocities=rng.normal(size=(3, 8, 2)),
+                                          density=np.full((3, 8), 1000.0), pressure=np.zeros((3, 8)),
+                                          particle_type=np.array([0] * 6 + [1] * 2), mass=np.ones(8), params={})
+                       for k in range(n)])
+    return path
+
+
+@pytest.mark.parametrize(("train_fraction", "val_fraction", "seed"),
+                         [(0.8, 0.1, 0), (0.6, 0.2, 3), (0.9, 0.1, 1), (0.5, 0.5, 2), (0.05, 0.9, 4), (0.3, 0.0, 5)])
+def test_every_data_module_splits_alike_and_the_split_is_a_partition(pdebench_file, tmp_path, train_fraction,
+                                                                       val_fraction, seed):
+    n = 20  # trajectories of pdebench_file
+    fractions = dict(train_fraction=train_fraction, val_fraction=val_fraction, seed=seed)
+    modules = {
+        "offline": OfflineDataModule(str(pdebench_file), **fractions),
+        "bundles": BundleDataModule(str(pdebench_file), time_window=1, max_unroll=1, **fractions),
+        "mixture": MixtureDataModule([str(pdebench_file)], **fractions).sources[0],
+        "mesh": GraphDataModule(str(_mesh_file(tmp_path / "mesh.h5", n)), **fractions),
+        "particles": GraphDataModule(str(_particle_file(tmp_path / "particles.h5", n)), **fractions),
+    }
+    expected = split_indices(n, train_fraction, val_fraction, seed)
+    assert np.array_equal(np.sort(np.concatenate(list(expected.values()))), np.arange(n))  # a partition
+    assert len(expected["train"]) >= 1 and len(expected["val"]) >= 1
+    assert len(expected["test"]) >= (1 if train_fraction + val_fraction < 1 else 0)
+    for name, module in modules.items():
+        assert module.splits.keys() == expected.keys(), name
+        for split in expected:
+            assert np.array_equal(module.splits[split], expected[split]), (name, split)
+
+
+def test_split_sizes_follow_the_fractions():
+    sizes = {k: len(v) for k, v in split_indices(20, 0.8, 0.1, 0).items()}
+    assert sizes == {"train": 16, "val": 2, "test": 2}
+    # Fractions summing to 1: no test set, and validation keeps its share (round(0.9 * 4) = 4 is capped).
+    assert {k: len(v) for k, v in split_indices(4, 0.9, 0.1, 0).items()} == {"train": 3, "val": 1, "test": 0}
+    assert {k: len(v) for k, v in split_indices(10, 0.9, 0.1, 0).items()} == {"train": 9, "val": 1, "test": 0}
+    with pytest.raises(ValueError, match="at least 3"):
+        split_indices(2, 0.5, 0.2, 0)
+    with pytest.raises(ValueError, match="sum <= 1"):
+        split_indices(10, 0.8, 0.3, 0)

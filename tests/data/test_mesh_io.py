@@ -10,17 +10,23 @@ import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch
-from torch_geometric.transforms import Cartesian, Distance
+from torch_geometric.transforms import Cartesian
 
+from pdebench.core import graphs
 from pdebench.data.mesh_io import (
     Mesh,
     MeshDataset,
     MeshDataWriter,
-    mesh_edges,
     read_mesh_data,
     to_pyg,
     to_pyg_list,
 )
+
+
+def mesh_edges(cells: np.ndarray, **kwargs) -> np.ndarray:
+    """:func:`pdebench.core.graphs.mesh_edges` as a numpy ``(2, E)`` int64 array."""
+    return graphs.mesh_edges(cells, **kwargs).numpy()
+
 
 SQUARE_NODES = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
 SQUARE_CELLS = np.array([[0, 1, 2], [0, 2, 3]])
@@ -259,7 +265,8 @@ def test_two_triangle_square_has_its_five_edges_both_ways() -> None:
     assert edges.dtype == np.int64 and edges.shape == (2, 10)
     expected = {(0, 1), (1, 2), (0, 2), (2, 3), (0, 3)}
     assert set(map(tuple, edges.T.tolist())) == expected | {(b, a) for a, b in expected}
-    assert list(map(tuple, edges.T.tolist())) == sorted(map(tuple, edges.T.tolist()))
+    # sorted by target, then source (the convention of pdebench.core.graphs)
+    assert list(map(tuple, edges[::-1].T.tolist())) == sorted(map(tuple, edges[::-1].T.tolist()))
 
 
 def test_every_grid_edge_appears_once_per_direction() -> None:
@@ -312,15 +319,18 @@ def test_to_pyg_shapes_and_edge_attributes() -> None:
     assert data.y.shape == (n, 1) and data.y.dtype == torch.float32
     assert data.pos.shape == (n, 2) and data.pos.dtype == torch.float32
     assert data.edge_index.shape == (2, n_edges) and data.edge_index.dtype == torch.int64
-    assert data.edge_attr.shape == (n_edges, 3) and data.edge_attr.dtype == torch.float32
+    assert data.edge_attr.shape == (n_edges, 2) and data.edge_attr.dtype == torch.float32
     assert data.params.tolist() == [[2.5]]
     assert torch.equal(data.x[:, 0], torch.from_numpy(f).float())
     assert torch.equal(data.x[:, 1:3], torch.from_numpy(disp).float())
     marker = np.zeros(n, dtype=np.float32)
     marker[boundary["dirichlet"]] = 1.0
     assert torch.equal(data.x[:, 3], torch.from_numpy(marker))
-    reference = Distance(norm=False)(Cartesian(norm=False)(data.clone().update({"edge_attr": None})))
-    assert torch.allclose(data.edge_attr, reference.edge_attr, atol=1e-6)
+    # target minus source: the negative of what PyG's Cartesian(norm=False) gives (source minus target)
+    reference = Cartesian(norm=False)(data.clone().update({"edge_attr": None}))
+    assert torch.allclose(data.edge_attr, -reference.edge_attr, atol=1e-6)
+    assert torch.equal(data.edge_attr, (torch.from_numpy(nodes)[data.edge_index[1]]
+                                        - torch.from_numpy(nodes)[data.edge_index[0]]).float())
     assert data.validate(raise_on_error=True)
     # Without boundary: no marker channel; params broadcast as channels on request; other markers.
     plain = to_pyg(nodes, cells, {"f": f}, {"u": u}, params={"k": 2.5, "E": 1.0}, params_as_channels=True)

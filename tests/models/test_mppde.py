@@ -8,7 +8,7 @@ import torch
 from torch_geometric.data import Data
 
 from pdebench.models import MODELS
-from pdebench.models.graphs import grid_graph, knn_graph, mesh_graph, particle_graph, radius_graph
+from pdebench.core.graphs import ParticleBox, grid_graph, knn_graph, mesh_edges, particle_edges, radius_graph
 from pdebench.models.mppde import MPPDE, GridMPPDE, pushforward_loss
 
 
@@ -83,18 +83,18 @@ def test_periodic_grid_graph_matches_brute_force(shape, lengths):
 
 def test_mesh_graph_two_triangles():
     cells = torch.tensor([[0, 1, 2], [1, 3, 2]])
-    got = set(_edges(mesh_graph(cells)))
+    got = set(_edges(mesh_edges(cells)))
     undirected = {(0, 1), (1, 2), (0, 2), (1, 3), (2, 3)}
     assert got == undirected | {(b, a) for a, b in undirected}
-    assert mesh_graph(cells).shape[1] == 10
+    assert mesh_edges(cells).shape[1] == 10
 
 
 def test_particle_graph_matches_radius_graph():
     pos = torch.rand(80, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    ei, disp = particle_graph(pos, 0.2, [0.0, 0.0], [1.0, 1.0], [False, False])
+    _, ei, attr = particle_edges(pos, ParticleBox((0.0, 0.0), (1.0, 1.0), (False, False), 0.2))
     ref = radius_graph(pos, 0.2)  # no pair at exactly r in random data
     assert _edges(ei) == _edges(ref)
-    torch.testing.assert_close(disp, pos[ei[1]] - pos[ei[0]])
+    torch.testing.assert_close(attr, ((pos[ei[1]] - pos[ei[0]]) / 0.2).float())
 
 
 def _random_data(n=30, tw=5, params=0, seed=0, dim=1):

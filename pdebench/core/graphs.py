@@ -1,0 +1,615 @@
+r"""Graphs for message passing: one edge convention for meshes, particles and grids.
+
+Every graph of the package is built here (the mesh files' ``to_pyg``, the particle files' ``to_pyg``,
+:class:`~pdebench.data.graph_datamodule.GraphDataModule` and the model-side builders), with the
+convention that :class:`~pdebench.models.mppde.MPPDE` consumes -- the one
+:class:`~pdebench.data.graph_datamodule.GraphDataModule` fed the trained graph models:
+
+``edge_index`` ``(2, E)`` int64
+    torch_geometric ``flow="source_to_target"``: row 0 is the source ``j`` (the neighbour that sends
+    the message), row 1 the target ``i`` (the node that receives :math:`m_{ij}`). Edges are sorted by
+    target, then source; no self loops (unless ``loop=True`` on the generic builders). Mesh and particle
+    graphs are symmetric: ``(j, i)`` is present exactly when ``(i, j)`` is.
+``edge_attr`` ``(E, d)`` float32
+    The displacement :math:`(x_i - x_j) / \ell`, **target minus source** (``x_i = pos[edge_index[1]]``),
+    minimum image on periodic axes, computed in float64 and cast once. No norm column: the model
+    sees :math:`|x_i - x_j|` only through the components. The length unit :math:`\ell` is
+
+    * meshes (:func:`mesh_graph`) and grids (:func:`grid_graph`): 1, i.e. the coordinate unit of the
+      nodes (metres for the FEM problems);
+    * particles (:func:`particle_edges`): the interaction radius ``r`` of the file (m), so every
+      edge has :math:`|\text{edge\_attr}| < 1`.
+
+Particle graphs join every ordered pair with :math:`|x_i - x_j| < r` (strict), minimum image on the
+periodic axes of a :class:`ParticleBox`, found by a vectorised cell list (:func:`neighbour_pairs`).
+This module imports torch and numpy only (nothing of the package).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "BOX_TOLERANCE",
+    "ParticleBox",
+    "grid_graph",
+    "knn_graph",
+    "mesh_edges",
+    "mesh_graph",
+    "neighbour_pairs",
+    "particle_edges",
+    "radius_graph",
+]
+
+#: Relative tolerance (of the box length) for particles outside ``[lower, upper]``.
+BOX_TOLERANCE = 1e-9
+#: Cells are made at least ``radius * (1 + CELL_MARGIN)`` wide (guards rounding in the cell index).
+CELL_MARGIN = 1e-9
+#: Dense cell table up to this many cells per particle (plus a fixed allowance); binary search beyond.
+DENSE_CELLS_PER_PARTICLE = 8
+#: Pairwise-distance blocks of the generic builders hold about this many entries.
+BLOCK_ENTRIES = 4_000_000
+
+P2Edges = Literal["refined", "corners"]
+
+# Local node pairs of one cell that become graph edges.
+_P1_PAIRS = ((0, 1), (1, 2), (2, 0))
+_P2_REFINED_PAIRS = ((0, 3), (3, 1), (1, 4), (4, 2), (2, 5), (5, 0), (3, 4), (4, 5), (5, 3))
+_P2_CORNER_PAIRS = ((0, 1), (1, 2), (2, 0), (0, 3), (3, 1), (1, 4), (4, 2), (2, 5), (5, 0))
+
+
+def _sort_edges(src: Tensor, dst: Tensor, n: int) -> Tensor:
+    """``edge_index = [src, dst]`` ``(2, E)`` sorted by target, then source."""
+    order = torch.argsort(dst * max(n, 1) + src)
+    return torch.stack([src[order], dst[order]])
+
+
+# --------------------------------------------------------------------------------------------------
+# Particles
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_radius(radius: Any) -> float:
+    try:
+        value = float(radius)
+    except (TypeError, ValueError):
+        raise ValueError(f"radius must be a positive number, got {radius!r}") from None
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"radius must be positive and finite, got {radius!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ParticleBox:
+    """The domain box of a particle system: corners, periodic axes and the interaction radius.
+
+    Parameters
+    ----------
+    lower, upper : tuple of float, length d
+        Box corners (m), ``d`` in 1, 2, 3, finite, ``lower < upper`` on every axis.
+    periodic : tuple of bool, length d
+        Periodic axes; such an axis must be at least ``2 radius`` long (the minimum image is then the
+        only image within the radius).
+    radius : float
+        Interaction radius ``r`` (m), > 0: particles closer than ``r`` are joined, and ``r`` is the
+        length unit of the particle ``edge_attr``.
+    """
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    periodic: tuple[bool, ...]
+    radius: float
+
+    @classmethod
+    def of(cls, lower: Any, upper: Any, periodic: Any, radius: Any) -> ParticleBox:
+        """Box from array-likes (``periodic=None``: no periodic axis), validated."""
+        lo = tuple(float(v) for v in np.asarray(lower, dtype=np.float64).reshape(-1))
+        hi = tuple(float(v) for v in np.asarray(upper, dtype=np.float64).reshape(-1))
+        per = (False,) * len(lo) if periodic is None else tuple(bool(v) for v in np.asarray(periodic).reshape(-1))
+        return cls(lo, hi, per, _check_radius(radius))
+
+    def __post_init__(self) -> None:
+        lo, hi = np.asarray(self.lower, dtype=np.float64), np.asarray(self.upper, dtype=np.float64)
+        d = lo.shape[0]
+        if d not in (1, 2, 3) or hi.shape != (d,):
+            raise ValueError(f"lower and upper must both have d = 1, 2 or 3 entries, got {lo.tolist()} and {hi.tolist()}")
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
+            raise ValueError(f"need finite lower < upper on every axis, got lower={lo.tolist()}, upper={hi.tolist()}")
+        if len(self.periodic) != d:
+            raise ValueError(f"periodic needs {d} entries (one per axis), got {list(self.periodic)}")
+        radius = _check_radius(self.radius)
+        for axis in range(d):
+            if self.periodic[axis] and hi[axis] - lo[axis] < 2.0 * radius:
+                raise ValueError(
+                    f"periodic axis {axis} has box length {hi[axis] - lo[axis]:g} < 2 * radius = {2 * radius:g}; "
+                    "the neighbour search needs at least 2 radius on periodic axes"
+                )
+
+    @property
+    def dim(self) -> int:
+        """Spatial dimension ``d``."""
+        return len(self.lower)
+
+    def first_outside(self, positions: Tensor | np.ndarray) -> tuple[int, ...] | None:
+        """Index ``(..., particle, axis)`` of the first coordinate outside the box on a non-periodic
+        axis (beyond ``BOX_TOLERANCE`` of the box length), or ``None``; ``positions`` ``(..., N, d)``."""
+        x = positions.to(torch.float64) if isinstance(positions, Tensor) else torch.from_numpy(
+            np.array(positions, dtype=np.float64))
+        lo = torch.tensor(self.lower, dtype=torch.float64, device=x.device)
+        hi = torch.tensor(self.upper, dtype=torch.float64, device=x.device)
+        tol = BOX_TOLERANCE * (hi - lo)
+        per = torch.tensor(self.periodic, device=x.device)
+        outside = ((x < lo - tol) | (x > hi + tol)) & ~per
+        if not bool(outside.any()):
+            return None
+        return tuple(int(k) for k in outside.nonzero()[0])
+
+    def inside(self, positions: Tensor) -> Tensor:
+        """Wrap periodic axes into ``[lower, upper]``, then clamp every axis onto the box;
+        ``(..., d) -> (..., d)`` in the dtype of ``positions``."""
+        lo = torch.tensor(self.lower, dtype=positions.dtype, device=positions.device)
+        hi = torch.tensor(self.upper, dtype=positions.dtype, device=positions.device)
+        per = torch.tensor(self.periodic, device=positions.device)
+        wrapped = torch.where(per, lo + torch.remainder(positions - lo, hi - lo), positions)
+        return torch.minimum(torch.maximum(wrapped, lo), hi)
+
+
+def _validate(positions: Tensor, radius: float, lower: Sequence[float], upper: Sequence[float],
+              periodic: Sequence[bool] | None) -> tuple[Tensor, Tensor, list[bool], float]:
+    """Check the arguments of :func:`neighbour_pairs`; return ``lower``, ``upper`` ``(d,)``, periodic, radius."""
+    if not isinstance(positions, Tensor) or positions.ndim != 2 or not positions.is_floating_point():
+        raise ValueError("positions must be a floating-point tensor of shape (N, d), got "
+                         f"{type(positions).__name__} {tuple(getattr(positions, 'shape', ()))} "
+                         f"{getattr(positions, 'dtype', '')}")
+    n, d = positions.shape
+    if d not in (1, 2, 3):
+        raise ValueError(f"positions must have d = 1, 2 or 3 columns, got {d}")
+    radius = _check_radius(radius)
+    if len(lower) != d or len(upper) != d:
+        raise ValueError(f"lower and upper need {d} entries (one per axis), got {list(lower)} and {list(upper)}")
+    lo = torch.tensor([float(v) for v in lower], dtype=positions.dtype, device=positions.device)
+    hi = torch.tensor([float(v) for v in upper], dtype=positions.dtype, device=positions.device)
+    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all() and (hi > lo).all()):
+        raise ValueError(f"need finite lower < upper on every axis, got lower={list(lower)}, upper={list(upper)}")
+    per = [False] * d if periodic is None else [bool(p) for p in periodic]
+    if len(per) != d:
+        raise ValueError(f"periodic needs {d} entries (one per axis), got {list(periodic)}")  # type: ignore[arg-type]
+    length = hi - lo
+    for axis in range(d):
+        if per[axis] and float(length[axis]) < 2.0 * radius:
+            raise ValueError(
+                f"periodic axis {axis} has box length {float(length[axis]):g} < 2 * radius = {2 * radius:g}; "
+                "the minimum image would not be the only image within the radius")
+    if n:
+        tol = BOX_TOLERANCE * length
+        bad = ((positions < lo - tol) | (positions > hi + tol) | ~torch.isfinite(positions)).any(dim=1)
+        if bool(bad.any()):
+            index = int(bad.nonzero()[0, 0])
+            count = int(bad.sum())
+            raise ValueError(
+                f"particle {index} at {positions[index].tolist()} lies outside the box "
+                f"[{list(lower)}, {list(upper)}]" + (f" ({count - 1} more outside)" if count > 1 else ""))
+    return lo, hi, per, radius
+
+
+def _minimum_image(disp: Tensor, length: Tensor, periodic: list[bool]) -> Tensor:
+    """Wrap displacements ``(..., d)`` to the minimum image on the periodic axes (in place)."""
+    for axis, p in enumerate(periodic):
+        if p:
+            dx = disp[..., axis]
+            dx -= length[axis] * torch.round(dx / length[axis])
+    return disp
+
+
+def _squared_norm(disp: Tensor) -> Tensor:
+    """``|disp|^2`` over the last axis, summed axis by axis in a fixed order."""
+    out = disp[..., 0] * disp[..., 0]
+    for axis in range(1, disp.shape[-1]):
+        out = out + disp[..., axis] * disp[..., axis]
+    return out
+
+
+def _axis_offsets(cells: int, periodic: bool) -> list[int]:
+    """Neighbour-cell offsets along one axis, without cells that coincide after periodic wrapping."""
+    if periodic and cells < 3:
+        return list(range(cells))  # 1 cell: {0}; 2 cells: {0, +1} (+1 and -1 are the same cell)
+    return [-1, 0, 1]
+
+
+def neighbour_pairs(positions: Tensor, radius: float, lower: Sequence[float], upper: Sequence[float],
+                    periodic: Sequence[bool] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """All ordered pairs of particles closer than ``radius``, by a vectorised cell list.
+
+    Each axis of the box is cut into ``floor(L / (radius (1 + 1e-9)))`` (at least 1) cells of size
+    ``>= radius``; each particle is tested against the particles of its own and the adjacent cells.
+
+    Parameters
+    ----------
+    positions : Tensor, shape (N, d), floating point
+        Particle positions, ``d`` in 1, 2, 3, inside ``[lower, upper]`` (tolerance ``BOX_TOLERANCE``
+        of the box length).
+    radius : float
+        Search radius (length); pairs with ``|x_i - x_j| < radius``.
+    lower, upper : sequence of float, length d
+        Box corners.
+    periodic : sequence of bool, length d, optional
+        Periodic axes (default: none). The box must be ``>= 2 radius`` long on a periodic axis.
+
+    Returns
+    -------
+    i, j : Tensor, shape (P,), int64
+        Pair indices, ``i != j``; both ``(i, j)`` and ``(j, i)`` are present. Deterministic order,
+        grouped by the neighbour-cell offset (not sorted).
+    displacement : Tensor, shape (P, d), dtype of ``positions``
+        ``x_i - x_j``, minimum image on periodic axes.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, ``radius <= 0``, a particle outside the box (named with its position), or a
+        periodic axis shorter than ``2 radius``.
+    """
+    lo, hi, per, radius = _validate(positions, radius, lower, upper, periodic)
+    n, d = positions.shape
+    device = positions.device
+    empty = torch.empty(0, dtype=torch.long, device=device)
+    if n < 2:
+        return empty, empty.clone(), positions.new_empty((0, d))
+    length = hi - lo
+    cells = [max(1, math.floor(float(length[a]) / (radius * (1.0 + CELL_MARGIN)))) for a in range(d)]
+    cell_size = length / torch.tensor(cells, dtype=positions.dtype, device=device)
+    cells_t = torch.tensor(cells, dtype=torch.long, device=device)
+    coords = torch.floor((positions - lo) / cell_size).to(torch.long)
+    coords = torch.minimum(torch.clamp(coords, min=0), cells_t - 1)  # upper face and tolerance -> edge cell
+    strides = [1] * d
+    for a in range(d - 2, -1, -1):
+        strides[a] = strides[a + 1] * cells[a + 1]
+    strides_t = torch.tensor(strides, dtype=torch.long, device=device)
+    total_cells = strides[0] * cells[0]
+
+    cell_id = (coords * strides_t).sum(dim=1)
+    order = torch.argsort(cell_id, stable=True)
+    sorted_id = cell_id[order]
+    pos_sorted = positions[order]
+    coords_sorted = coords[order]
+    dense = total_cells <= DENSE_CELLS_PER_PARTICLE * n + 4096
+    if dense:
+        counts_table = torch.bincount(sorted_id, minlength=total_cells)
+        starts_table = torch.cumsum(counts_table, 0) - counts_table
+
+    offsets = list(itertools.product(*[_axis_offsets(cells[a], per[a]) for a in range(d)]))
+    r2 = radius * radius
+    out_i, out_j, out_d = [], [], []
+    arange_n = torch.arange(n, device=device)
+    for offset in offsets:
+        nb = coords_sorted + torch.tensor(offset, dtype=torch.long, device=device)
+        valid = torch.ones(n, dtype=torch.bool, device=device)
+        for a in range(d):
+            if per[a]:
+                nb[:, a] %= cells[a]
+            elif offset[a] != 0:
+                valid &= (nb[:, a] >= 0) & (nb[:, a] < cells[a])
+        nb_id = (nb * strides_t).sum(dim=1)
+        if dense:
+            nb_id = torch.where(valid, nb_id, 0)
+            start, count = starts_table[nb_id], counts_table[nb_id]
+        else:
+            start = torch.searchsorted(sorted_id, nb_id, right=False)
+            count = torch.searchsorted(sorted_id, nb_id, right=True) - start
+        count = torch.where(valid, count, 0)
+        total = int(count.sum())
+        if total == 0:
+            continue
+        a_idx = torch.repeat_interleave(arange_n, count, output_size=total)  # query, sorted index
+        first = torch.cumsum(count, 0) - count
+        within = torch.arange(total, device=device) - torch.repeat_interleave(first, count, output_size=total)
+        b_idx = torch.repeat_interleave(start, count, output_size=total) + within  # candidate, sorted index
+        disp = pos_sorted[a_idx] - pos_sorted[b_idx]
+        _minimum_image(disp, length, per)
+        keep = (_squared_norm(disp) < r2) & (a_idx != b_idx)
+        out_i.append(order[a_idx[keep]])
+        out_j.append(order[b_idx[keep]])
+        out_d.append(disp[keep])
+    if not out_i:
+        return empty, empty.clone(), positions.new_empty((0, d))
+    return torch.cat(out_i), torch.cat(out_j), torch.cat(out_d)
+
+
+def particle_edges(positions: Tensor, box: ParticleBox) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The radius graph of one particle state, in the convention of this module.
+
+    Parameters
+    ----------
+    positions : Tensor, shape (N, d)
+        Positions (m); wrapped into the box on periodic axes and clamped onto it on the others
+        (:meth:`ParticleBox.inside`) in float64 before the search.
+    box : ParticleBox
+        Box, periodic axes and the radius ``r``: edges join particles with :math:`|x_i - x_j| < r`.
+
+    Returns
+    -------
+    pos : Tensor, shape (N, d), float64
+        The wrapped/clamped positions the graph was built on.
+    edge_index : Tensor, shape (2, E), int64
+        Row 0 the source ``j``, row 1 the target ``i``, sorted by target, then source.
+    edge_attr : Tensor, shape (E, d), float32
+        :math:`(x_i - x_j) / r`, minimum image on periodic axes (each row of norm < 1).
+    """
+    pos = box.inside(positions.to(torch.float64))
+    i, j, disp = neighbour_pairs(pos, box.radius, list(box.lower), list(box.upper), periodic=list(box.periodic))
+    order = torch.argsort(i * max(pos.shape[0], 1) + j)
+    i, j, disp = i[order], j[order], disp[order]
+    return pos, torch.stack([j, i]), (disp / box.radius).to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Meshes
+# --------------------------------------------------------------------------------------------------
+
+
+def mesh_edges(cells: Tensor | np.ndarray, *, num_nodes: int | None = None, p2_edges: P2Edges = "refined") -> Tensor:
+    """The undirected edges of a triangle mesh as a directed graph: both directions, each once.
+
+    Parameters
+    ----------
+    cells : Tensor or ndarray, shape (T, 3) or (T, 6), integer
+        P1 or P2 node indices (P2: corners, then the midside nodes of edges ``(0, 1)``, ``(1, 2)``,
+        ``(2, 0)``).
+    num_nodes : int, optional
+        Number of nodes (default ``cells.max() + 1``); indices must lie in ``[0, num_nodes)``.
+    p2_edges : {"refined", "corners"}
+        For P2 cells: ``"refined"`` splits each cell into its four sub-triangles (9 edges per cell,
+        corner--midside and midside--midside, a triangulation of all nodes); ``"corners"`` keeps the
+        corner triangle's 3 edges and joins each midside node to its two corners.
+
+    Returns
+    -------
+    Tensor, shape (2, E), int64
+        ``edge_index`` with ``(j, i)`` present for every ``(i, j)``, no duplicates, no self loops,
+        sorted by target, then source. A triangulated disk with ``V`` nodes and ``F`` triangles
+        (P2 ``"refined"``: counted on the sub-triangles) has ``E = 2 (V + F - 1)``.
+    """
+    if p2_edges not in ("refined", "corners"):
+        raise ValueError(f"p2_edges must be 'refined' or 'corners', got {p2_edges!r}")
+    cells_t = cells if isinstance(cells, Tensor) else torch.from_numpy(np.array(cells))
+    if cells_t.ndim != 2 or cells_t.shape[1] not in (3, 6) or cells_t.is_floating_point() or cells_t.dtype == torch.bool:
+        raise ValueError(f"cells must be an integer array of shape (n_cells, 3) or (n_cells, 6), got "
+                         f"{tuple(cells_t.shape)} {cells_t.dtype}")
+    cells_t = cells_t.to(torch.long)
+    if cells_t.numel() == 0:
+        return torch.empty(2, 0, dtype=torch.long, device=cells_t.device)
+    n = int(cells_t.max()) + 1 if num_nodes is None else int(num_nodes)
+    if bool((cells_t < 0).any()) or int(cells_t.max()) >= n:
+        raise ValueError(f"cells hold node indices outside [0, {n})")
+    if cells_t.shape[1] == 3:
+        pairs = _P1_PAIRS
+    else:
+        pairs = _P2_REFINED_PAIRS if p2_edges == "refined" else _P2_CORNER_PAIRS
+    a = torch.cat([cells_t[:, p] for p, _ in pairs])
+    b = torch.cat([cells_t[:, q] for _, q in pairs])
+    src, dst = torch.cat([a, b]), torch.cat([b, a])
+    keep = src != dst
+    key = torch.unique(dst[keep] * n + src[keep])  # sorted: target, then source
+    return torch.stack([key % n, key // n])
+
+
+def mesh_graph(nodes: Tensor | np.ndarray, cells: Tensor | np.ndarray, *,
+               p2_edges: P2Edges = "refined") -> tuple[Tensor, Tensor, Tensor]:
+    r"""The graph of a triangle mesh, in the convention of this module.
+
+    Parameters
+    ----------
+    nodes : Tensor or ndarray, shape (N, 2)
+        Node coordinates.
+    cells : Tensor or ndarray, shape (T, 3) or (T, 6), integer
+        P1 or P2 cells (see :func:`mesh_edges`).
+    p2_edges : {"refined", "corners"}
+        See :func:`mesh_edges`.
+
+    Returns
+    -------
+    pos : Tensor, shape (N, 2), float32
+        Node coordinates.
+    edge_index : Tensor, shape (2, E), int64
+        :func:`mesh_edges`.
+    edge_attr : Tensor, shape (E, 2), float32
+        :math:`x_i - x_j` (target minus source, coordinate units), computed in float64.
+    """
+    x = nodes.to(torch.float64) if isinstance(nodes, Tensor) else torch.from_numpy(np.array(nodes, dtype=np.float64))
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"nodes must have shape (n_nodes, 2), got {tuple(x.shape)}")
+    edge_index = mesh_edges(cells, num_nodes=x.shape[0], p2_edges=p2_edges)
+    disp = x[edge_index[1]] - x[edge_index[0]]
+    return x.to(torch.float32), edge_index, disp.to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic builders (non-periodic radius and k-NN graphs, periodic grids)
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_pos(pos: Tensor, batch: Tensor | None) -> Tensor:
+    """Validate ``pos (N, d)`` and ``batch (N,)``; return ``batch`` (zeros when ``None``)."""
+    if not isinstance(pos, Tensor) or pos.ndim != 2 or not pos.is_floating_point():
+        raise ValueError(f"pos must be a floating-point tensor of shape (N, d), got "
+                         f"{type(pos).__name__} {tuple(getattr(pos, 'shape', ()))}")
+    n = pos.shape[0]
+    if batch is None:
+        return torch.zeros(n, dtype=torch.long, device=pos.device)
+    if batch.shape != (n,):
+        raise ValueError(f"batch must have shape ({n},), got {tuple(batch.shape)}")
+    if n > 1 and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError("batch must be sorted (nodes of each graph contiguous, as torch_geometric batches)")
+    return batch.to(torch.long)
+
+
+def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool = False,
+                 max_num_neighbors: int | None = None) -> Tensor:
+    r"""Edges :math:`j \to i` between nodes of the same graph with :math:`|x_i - x_j| \le r` (no box).
+
+    Same convention as ``torch_geometric.nn.radius_graph``, by blocked pairwise distances
+    (``torch.cdist`` on chunks of rows, memory ``O(chunk \cdot N)``).
+
+    Parameters
+    ----------
+    pos : Tensor, shape (N, d)
+        Node positions.
+    r : float
+        Radius (> 0); pairs at distance exactly ``r`` are included.
+    batch : Tensor, shape (N,), int64, optional
+        Sorted graph index of each node; edges never cross graphs.
+    loop : bool
+        Include self-loops ``i -> i``.
+    max_num_neighbors : int, optional
+        Keep at most this many sources per target (the nearest ones; ties by index).
+
+    Returns
+    -------
+    Tensor, shape (2, E), int64
+        ``edge_index`` (row 0 source ``j``, row 1 target ``i``), sorted by target then source.
+    """
+    batch = _check_pos(pos, batch)
+    if not (math.isfinite(float(r)) and float(r) > 0):
+        raise ValueError(f"r must be positive and finite, got {r!r}")
+    if max_num_neighbors is not None and max_num_neighbors < 1:
+        raise ValueError(f"max_num_neighbors must be >= 1, got {max_num_neighbors}")
+    n = pos.shape[0]
+    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
+    srcs, dsts = [], []
+    for start in range(0, n, chunk):
+        dist = torch.cdist(pos[start:start + chunk], pos)  # (rows, N), rows = targets i
+        rows = torch.arange(start, min(start + chunk, n), device=pos.device)
+        mask = (dist <= r) & (batch[rows, None] == batch[None, :])
+        if not loop:
+            mask[torch.arange(rows.numel(), device=pos.device), rows] = False
+        if max_num_neighbors is not None:
+            masked = torch.where(mask, dist, torch.full_like(dist, math.inf))
+            k = min(max_num_neighbors, n)
+            keep_d, keep_j = torch.topk(masked, k, dim=1, largest=False, sorted=True)
+            sel = torch.isfinite(keep_d)
+            ii = rows[:, None].expand_as(keep_j)[sel]
+            jj = keep_j[sel]
+        else:
+            ii_local, jj = mask.nonzero(as_tuple=True)
+            ii = rows[ii_local]
+        srcs.append(jj)
+        dsts.append(ii)
+    if not srcs:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    return _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+
+
+def knn_graph(pos: Tensor, k: int, batch: Tensor | None = None, loop: bool = False) -> Tensor:
+    r"""Edges :math:`j \to i` from the ``k`` nearest nodes ``j`` (same graph) of every node ``i``.
+
+    Parameters
+    ----------
+    pos : Tensor, shape (N, d)
+        Node positions.
+    k : int
+        Neighbours per node (>= 1); fewer when a graph has fewer candidates. Distance ties are
+        broken by the smaller index.
+    batch : Tensor, shape (N,), optional
+        Sorted graph index of each node.
+    loop : bool
+        Count the node itself as a candidate (at distance 0).
+
+    Returns
+    -------
+    Tensor, shape (2, E), int64
+        ``edge_index``, sorted by target then source.
+    """
+    batch = _check_pos(pos, batch)
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    n = pos.shape[0]
+    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
+    srcs, dsts = [], []
+    for start in range(0, n, chunk):
+        rows = torch.arange(start, min(start + chunk, n), device=pos.device)
+        dist = torch.cdist(pos[start:start + chunk], pos)
+        bad = batch[rows, None] != batch[None, :]
+        if not loop:
+            bad[torch.arange(rows.numel(), device=pos.device), rows] = True
+        dist = dist.masked_fill(bad, math.inf)
+        # stable sort gives index order among equal distances
+        order = torch.sort(dist, dim=1, stable=True).indices[:, : min(int(k), n)]
+        keep = torch.isfinite(torch.gather(dist, 1, order))
+        srcs.append(order[keep])
+        dsts.append(rows[:, None].expand_as(order)[keep])
+    if not srcs:
+        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
+    return _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+
+
+def grid_graph(shape: Sequence[int], lengths: Sequence[float], periodic: Sequence[bool] | bool = True,
+               radius_in_cells: float = 2.0, loop: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Graph of a regular 1-D or 2-D cell-centred grid: :math:`j \to i` for
+    :math:`|x_i - x_j|_{\text{min image}} \le \rho\, \Delta x_{\min}`.
+
+    Nodes are numbered in C order (last axis fastest); node ``(a, b)`` sits at
+    :math:`x = ((a + 1/2) L_0 / n_0, (b + 1/2) L_1 / n_1)`.
+
+    Parameters
+    ----------
+    shape : sequence of int, length 1 or 2
+        Grid points per axis.
+    lengths : sequence of float
+        Domain length per axis.
+    periodic : bool or sequence of bool
+        Periodic axes (minimum image :math:`dx \leftarrow dx - L\,\mathrm{round}(dx/L)`).
+    radius_in_cells : float
+        Neighbourhood radius :math:`\rho` in units of the smallest grid spacing.
+    loop : bool
+        Include self-loops.
+
+    Returns
+    -------
+    edge_index : Tensor, shape (2, E)
+        Sorted by target then source.
+    pos : Tensor, shape (N, d), float32
+        Node coordinates.
+    displacement : Tensor, shape (E, d), float32
+        :math:`x_i - x_j` (target minus source), minimum image on periodic axes.
+    """
+    shape = [int(s) for s in shape]
+    d = len(shape)
+    if d not in (1, 2) or any(s < 1 for s in shape):
+        raise ValueError(f"shape must hold 1 or 2 positive sizes, got {shape}")
+    if len(lengths) != d or any(not float(v) > 0 for v in lengths):
+        raise ValueError(f"lengths needs {d} positive entries, got {list(lengths)}")
+    per = [bool(periodic)] * d if isinstance(periodic, bool) else [bool(p) for p in periodic]
+    if len(per) != d:
+        raise ValueError(f"periodic needs {d} entries, got {list(periodic)}")  # type: ignore[arg-type]
+    if not float(radius_in_cells) > 0:
+        raise ValueError(f"radius_in_cells must be > 0, got {radius_in_cells}")
+    spacing = [float(lengths[a]) / shape[a] for a in range(d)]
+    axes = [(torch.arange(shape[a], dtype=torch.float64) + 0.5) * spacing[a] for a in range(d)]
+    pos = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, d)
+    r = float(radius_in_cells) * min(spacing)
+    n = pos.shape[0]
+    length = torch.tensor([float(v) for v in lengths], dtype=torch.float64)
+    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
+    srcs, dsts = [], []
+    for start in range(0, n, chunk):
+        disp = pos[start:start + chunk, None, :] - pos[None, :, :]  # x_i - x_j
+        _minimum_image(disp, length, per)
+        mask = (disp * disp).sum(-1) <= r * r * (1 + 1e-9)
+        rows = torch.arange(start, min(start + chunk, n))
+        if not loop:
+            mask[torch.arange(rows.numel()), rows] = False
+        ii, jj = mask.nonzero(as_tuple=True)
+        srcs.append(jj)
+        dsts.append(rows[ii])
+    edge_index = _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+    disp = pos[edge_index[1]] - pos[edge_index[0]]
+    _minimum_image(disp, length, per)
+    return edge_index, pos.float(), disp.float()
