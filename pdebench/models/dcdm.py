@@ -21,8 +21,12 @@ The solver (:func:`dcdm_solve`), from :math:`x_0 = 0, r_0 = b`:
     \alpha_k &= \frac{p_k^T r_k}{p_k^T A p_k}, \qquad x_{k+1} = x_k + \alpha_k p_k, \qquad
     r_{k+1} = r_k - \alpha_k A p_k,
 
-until :math:`\|r_k\| \le \mathrm{tol}\, \|b\|`. Exact line search makes the A-norm of the error
-non-increasing for any network.
+until :math:`\|r_k\| \le \mathrm{tol}\, \|b\|`, confirmed on the true residual (the stopping rule
+of :class:`~pdebench.solvers.linalg.result.ResidualMonitor`, shared with CG). Exact line search makes
+the A-norm of the error non-increasing for any network; with a symmetric positive-definite network
+the loop is preconditioned CG (:func:`~pdebench.solvers.linalg.pcg`), but the directions here come
+from Gram-Schmidt against the last ``n_orth`` ones rather than CG's two-term recurrence, which is
+what keeps a nonlinear network usable.
 
 Shapes: grid tensors are ``(B, 1, *grid)`` with ``grid = (n, n)`` or ``(n, n, n)``; vectors are
 ``(N,)`` or ``(B, N)`` with ``N = prod(grid)`` in C order (as :func:`pdebench.problems.elliptic_matrices.poisson_matrix`).
@@ -46,7 +50,7 @@ from torch.nn import functional as F
 
 from pdebench.atomic import atomic_write
 from pdebench.models.registry import register_model
-from pdebench.solvers.linalg import SolveResult
+from pdebench.solvers.linalg import ResidualMonitor, SolveResult, check_system
 
 Network = Callable[[np.ndarray], np.ndarray]  # (N,) float64 -> (N,) float64
 
@@ -624,20 +628,13 @@ def dcdm_solve(
     Returns
     -------
     SolveResult
-        ``residuals`` is the relative residual history ``(iterations + 1,)``; ``extra["energy"]``
+        ``residuals`` is the relative residual history ``(iterations + 1,)``, ``residual`` the true
+        final relative residual, ``converged`` the shared stopping rule's verdict; ``extra["energy"]``
         holds :math:`\\tfrac12 x_k^T A x_k - b^T x_k` per iterate (non-increasing),
-        ``extra["fallbacks"]`` the number of safeguard steps, ``extra["matvecs"]`` the matrix products.
+        ``extra["fallbacks"]`` the number of safeguard steps, ``extra["matvecs"]`` the matrix
+        products of the iteration (the convergence check's excluded).
     """
-    b = np.asarray(b, dtype=np.float64)
-    N = A.shape[0]
-    if A.ndim != 2 or A.shape[1] != N:
-        raise ValueError(f"matrix must be square, got shape {A.shape}")
-    if b.shape != (N,):
-        raise ValueError(f"right-hand side has shape {b.shape} but the matrix is {A.shape}")
-    if not np.all(np.isfinite(b)):
-        raise ValueError("right-hand side has non-finite entries")
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    N, b = check_system(A, np.asarray(b, dtype=np.float64), tol)
     if int(maxiter) < 1:
         raise ValueError(f"maxiter must be >= 1, got {maxiter}")
     if int(n_orth) < 0:
@@ -649,11 +646,20 @@ def dcdm_solve(
     t0 = time.perf_counter()
     x = np.zeros(N)
     r = b.copy()
-    bnorm = float(np.linalg.norm(b))
-    hist, energy = [1.0 if bnorm > 0 else 0.0], [0.0]
+    monitor = ResidualMonitor(A, b, tol)
+    energy = [0.0]
     prev: list[tuple[np.ndarray, np.ndarray, float]] = []  # (p, A p, p^T A p)
     k = fallbacks = 0
-    while bnorm > 0 and hist[-1] > tol and k < maxiter:
+    converged = False
+    while True:
+        if monitor.reached():
+            r_true = monitor.confirm(x)
+            if r_true is None:
+                converged = True
+                break
+            r = r_true  # the recursive residual drifted: continue from the true one
+        if k >= maxiter:
+            break
         rn = float(np.linalg.norm(r))
         p = np.asarray(network(r / rn), dtype=np.float64).reshape(N)
         if not np.all(np.isfinite(p)):
@@ -680,14 +686,15 @@ def dcdm_solve(
         x += alpha * p
         r -= alpha * Ap
         k += 1
-        hist.append(float(np.linalg.norm(r)) / bnorm)
+        monitor.record(float(np.linalg.norm(r)))
         energy.append(0.5 * float(x @ (b - r)) - float(b @ x))
         prev.append((p, Ap, pAp))
         if len(prev) > n_orth:
             prev.pop(0)
+    residual = monitor.true_residual if converged else monitor.final_residual(x)
     elapsed = time.perf_counter() - t0
     extra = {"energy": np.asarray(energy), "fallbacks": fallbacks, "matvecs": k + fallbacks}
-    return SolveResult(x, k, np.asarray(hist), hist[-1] <= tol, elapsed, 0.0, extra)
+    return SolveResult(x, k, monitor.residuals(), converged, elapsed, 0.0, extra, residual=residual)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -52,6 +52,21 @@ def test_identity_network_monotone_in_a_norm():
     assert res.iterations <= sd.iterations
 
 
+def test_dcdm_returns_the_shared_result_with_the_shared_stopping_rule():
+    from pdebench.solvers.linalg import SolveResult
+
+    A, b = small_system()
+    res = dcdm_solve(A, b, lambda r: r.copy(), tol=1e-6, maxiter=5000)
+    assert isinstance(res, SolveResult) and res.converged
+    true = np.linalg.norm(b - A @ res.x) / np.linalg.norm(b)
+    assert res.residual == pytest.approx(true, rel=1e-12) and res.residual <= 1e-6
+    assert res.residuals[0] == 1.0 and res.residuals[-1] <= 1e-6 and np.all(res.residuals[:-1] > 1e-6)
+    capped = dcdm_solve(A, b, lambda r: r.copy(), tol=1e-6, maxiter=3)
+    assert not capped.converged and capped.iterations == 3 and capped.residual > 1e-6
+    zero = dcdm_solve(A, np.zeros_like(b), lambda r: r.copy())
+    assert zero.converged and zero.iterations == 0 and not zero.x.any()
+
+
 def test_dcdm_solve_bad_inputs():
     A, b = small_system()
     ident = lambda r: r  # noqa: E731

@@ -142,6 +142,9 @@ class ResidualMonitor:
             ``None`` when :math:`\\|b - A x\\| \\le \\mathrm{tol}\\,\\|b\\|` (converged); otherwise the
             true residual ``(n,)`` to continue from, which replaces the last history entry.
         """
+        if self.trivial:
+            self.true_residual = 0.0
+            return None
         r_true = self.b - self.A @ x
         self.true_residual = float(np.linalg.norm(r_true)) / self.bnorm
         if self.true_residual <= self.tol:
