@@ -58,7 +58,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor
 
@@ -67,6 +66,7 @@ from pdebench.evaluation.suite import YamlSuite
 from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.models.gp_kronecker import GPHM, AllenCahn, GPHMConfig, GridProblem, Poisson, relative_l2
+from pdebench.solvers.linalg import direct_solve
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -204,9 +204,10 @@ def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[
              dim: int) -> FDSolution:
     r"""Solve one instance with second-order finite differences on ``n`` nodes per axis.
 
-    Poisson: :math:`-\Delta_h u = f` at the interior nodes, one sparse direct solve (SuperLU,
-    minimum-degree ordering of :math:`A + A^T`). Allen–Cahn: :math:`G(u) = \Delta_h u + u(u^2 - 1) - f = 0`
-    by Newton's method with the sparse Jacobian :math:`J = \Delta_h + \mathrm{diag}(3u^2 - 1)`, started
+    Poisson: :math:`-\Delta_h u = f` at the interior nodes, one sparse direct solve
+    (:func:`~pdebench.solvers.linalg.direct_solve`: SuperLU, minimum-degree ordering of :math:`A + A^T`).
+    Allen–Cahn: :math:`G(u) = \Delta_h u + u(u^2 - 1) - f = 0` by Newton's method with the sparse
+    Jacobian :math:`J = \Delta_h + \mathrm{diag}(3u^2 - 1)` (the same direct solve), started
     from the solution of :math:`\Delta_h u = f`, until :math:`\max|\delta u| \le 10^{-12}\max(1, \max|u|)`.
     Dirichlet values from ``exact`` on every face.
 
@@ -248,13 +249,13 @@ def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[
     u = u_exact.ravel().copy()
     steps = 0
     if equation == "poisson":  # -(L_ii u_i + L_ib u_b) = f_i
-        u[inner] = spla.spsolve(-lap_ii, f[inner] + boundary, permc_spec="MMD_AT_PLUS_A")
+        u[inner] = direct_solve(-lap_ii, f[inner] + boundary).x
     else:  # G(u_i) = L_ii u_i + L_ib u_b + u_i (u_i^2 - 1) - f_i = 0
-        ui = spla.spsolve(lap_ii, f[inner] - boundary, permc_spec="MMD_AT_PLUS_A")
+        ui = direct_solve(lap_ii, f[inner] - boundary).x
         for steps in range(1, NEWTON_MAXITER + 1):
             residual = lap_ii @ ui + boundary + ui * (ui * ui - 1.0) - f[inner]
             jacobian = sp.csc_array(lap_ii + sp.diags_array(3.0 * ui * ui - 1.0))
-            delta = spla.spsolve(jacobian, -residual, permc_spec="MMD_AT_PLUS_A")
+            delta = direct_solve(jacobian, -residual).x
             ui = ui + delta
             if np.max(np.abs(delta)) <= NEWTON_RTOL * max(1.0, float(np.max(np.abs(ui)))):
                 break
