@@ -58,6 +58,7 @@ import scipy.sparse as sp
 from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.leaderboard import environment
 from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, YamlSuite, build_entry
+from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 from pdebench.solvers.linalg import SYMMETRIC_PRECONDITIONERS as BASELINES
 from pdebench.solvers.linalg import SolveResult, make_preconditioner, pcg
@@ -338,8 +339,6 @@ def run_dcdm(task: LinearTask, entry: ModelEntry) -> SolverRow:
     The network is loaded once (``load_time_s``) and warmed up by one call; a solve's set-up is the
     construction of its grid operator (:func:`~pdebench.models.dcdm.network_operator`).
     """
-    from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
-
     row = SolverRow(task.name, entry.name, "dcdm", "dcdm", checkpoint=entry.checkpoint)
     try:
         if entry.checkpoint is None:
