@@ -16,7 +16,7 @@ import scipy.sparse.linalg as spla
 
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 from pdebench.solvers.linalg import (DeflatedCG, ResidualMonitor, SolveResult, deflated_cg, direct_solve, ichol0,
-                                     make_preconditioner, pcg)
+                                     make_preconditioner, pcg, solve_sequence)
 
 
 def relative_residual(A, x, b) -> float:
@@ -139,6 +139,22 @@ def test_deflating_exact_eigenvectors_removes_their_iterations(count):
     assert deflated.iterations < plain.iterations
     # the error is A-orthogonal to W from the start: the modes' components are exact
     assert np.allclose(V.T @ deflated.x, V.T @ exact, rtol=1e-9, atol=1e-12 * np.abs(V.T @ exact).max())
+
+
+def test_recycled_cg_with_ic0_uses_its_gram_and_matches_spsolve():
+    n = 20
+    As = [poisson_matrix(darcy_coefficient(n, seed=5, index=i)) for i in range(4)]
+    b = np.random.default_rng(2).standard_normal(n * n)
+    L = ichol0(As[0])
+    W = np.random.default_rng(3).standard_normal((n * n, 3))
+    M = make_preconditioner(As[0], "ic0")
+    assert np.allclose(M.gram(W), W.T @ (L @ (L.T @ W)), rtol=1e-12)  # W^T L L^T W
+    plain = solve_sequence(As, b, "pcg", tol=1e-10, preconditioner="ic0")
+    skr = solve_sequence(As, b, "skr-cg", tol=1e-10, preconditioner="ic0", n_recycle=8)
+    for A, x in zip(As, skr.solutions):
+        exact = spla.spsolve(sp.csc_array(A), b)
+        assert np.linalg.norm(x - exact) / np.linalg.norm(exact) <= 1e-7
+    assert skr.converged.all() and skr.total_iterations < plain.total_iterations
 
 
 # ---------------------------------------------------------------------------------------------
