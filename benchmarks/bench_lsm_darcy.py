@@ -37,7 +37,7 @@ before every step (a step-count cosine cannot be used: a time budget gives no st
 end annealed. The machine is shared: the CPU time each arm got and the load average are reported
 next to the wall time, so a run slowed by a neighbour shows.
 
-*Score*: after the fit (off the clock), ``pdebench.evaluation.metrics.nrmse`` (relative L2 per sample,
+*Score*: after the fit (off the clock), ``pdebench.core.metrics.nrmse`` (relative L2 per sample,
 mean over samples) on the ``--test`` held-out samples, in physical units; the same on the first 100
 training samples (fit quality); inference time per sample. The ratio LSM / FNO of the test errors
 answers the question (<= 1: LSM at least as accurate).
@@ -173,7 +173,7 @@ def budget_callback(budget: float):
 @torch.no_grad()
 def evaluate(module, x: torch.Tensor, y: torch.Tensor, chunk: int = 50) -> tuple[float, float]:
     """``(mean relative L2 of module(x) against y, seconds per sample)``; ``x, y: (N, 1, X, Y)``."""
-    from pdebench.evaluation.metrics import nrmse
+    from pdebench.core.metrics import nrmse
 
     module.eval()
     start = time.perf_counter()

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import Report, fmt, machine_info  # noqa: E402
 
 from pdebench.data.generate import solve_samples  # noqa: E402
-from pdebench.evaluation.metrics import accumulated_error  # noqa: E402
+from pdebench.core.metrics import accumulated_error  # noqa: E402
 from pdebench.problems import PROBLEMS  # noqa: E402
 from pdebench.solvers import SOLVERS  # noqa: E402
 

@@ -48,7 +48,7 @@ spread than u0).
 
 Both final models are evaluated on the **same held-out set**: ``--val-trajectories`` (default 200)
 trajectories of the online module's validation stream (seed 1), which neither arm trains on, with
-``pdebench.evaluation.metrics.nrmse`` (relative L2, mean over samples), after the fit (off the clock).
+``pdebench.core.metrics.nrmse`` (relative L2, mean over samples), after the fit (off the clock).
 During the fit a callback evaluates the first ``--curve-trajectories`` (default 20) of them every
 ``--eval-every`` seconds (default budget / 12) for the curve; this costs about the same in both arms
 (the time is reported) and is inside the budget.
@@ -180,7 +180,7 @@ def build_module(dm):
 @torch.no_grad()
 def evaluate(module, x: torch.Tensor, y: torch.Tensor, chunk: int = 100) -> float:
     """Mean relative L2 error (``nrmse``) of ``module(x)`` against ``y``, both ``(N, 1, X)``."""
-    from pdebench.evaluation.metrics import nrmse
+    from pdebench.core.metrics import nrmse
 
     was_training = module.training
     module.eval()

@@ -499,7 +499,7 @@ def training_cell(seconds: float | None, used: int | None, trajectories: int | N
 def markdown_table(rows: list[Row], references: dict[str, str] | None = None) -> str:
     """The leaderboard as Markdown: models first (by nRMSE), then the solver's rungs, per task.
 
-    ``acc. error`` is MP-PDE's accumulated error (rollout tasks; :func:`~pdebench.evaluation.metrics.accumulated_error`),
+    ``acc. error`` is MP-PDE's accumulated error (rollout tasks; :func:`~pdebench.core.metrics.accumulated_error`),
     ``vs reference`` the reference solve's cost per sample over the entry's. ``references`` (task name ->
     a line such as ``"reference solver (fv-weno n=200): 0.5 s/sample"``) are listed under the table.
     """

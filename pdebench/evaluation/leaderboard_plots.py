@@ -194,8 +194,8 @@ def plot_rollout_errors(
     ----------
     curves : mapping of str to array-like
         Model name -> per-step errors, shape ``(T,)`` (numpy array, torch tensor or sequence); entry
-        ``i`` is rollout step ``i + 1`` (as from :func:`~pdebench.evaluation.metrics.rollout_nrmse` or
-        :func:`~pdebench.evaluation.metrics.rollout_mse`). Models may have different ``T``.
+        ``i`` is rollout step ``i + 1`` (as from :func:`~pdebench.core.metrics.rollout_nrmse` or
+        :func:`~pdebench.core.metrics.rollout_mse`). Models may have different ``T``.
         Non-negative; NaN/inf (a diverged rollout) and zeros are left out of the log plot, with a
         logged warning. May be empty when ``solver_curves`` is not.
     path : path-like

@@ -33,7 +33,7 @@ from pdebench.atomic import atomic_write
 from pdebench.core.grid_transfer import (block_average, fourier_resample, node_interpolate, node_subsample,
                                          prolong_piecewise_constant)
 from pdebench.data.generate import build_solver
-from pdebench.evaluation.metrics import accumulated_error, all_metrics, nrmse, rollout_mse, rollout_nrmse
+from pdebench.core.metrics import accumulated_error, all_metrics, nrmse, rollout_mse, rollout_nrmse
 from pdebench.evaluation.suite import TaskSpec
 from pdebench.solvers.base import BlowUpError
 
@@ -58,8 +58,8 @@ def score(prediction: torch.Tensor, truth: torch.Tensor, spatial_dims: int) -> f
 def task_metrics(prediction: torch.Tensor, truth: torch.Tensor, mode: str) -> dict[str, float]:
     """Every metric of ``(N, T, *space)`` scored-frame predictions against the truth.
 
-    :func:`~pdebench.evaluation.metrics.all_metrics` over the ``T`` scored frames and, for a
-    ``"rollout"`` task, ``accumulated_error`` (:func:`~pdebench.evaluation.metrics.accumulated_error`:
+    :func:`~pdebench.core.metrics.all_metrics` over the ``T`` scored frames and, for a
+    ``"rollout"`` task, ``accumulated_error`` (:func:`~pdebench.core.metrics.accumulated_error`:
     ``mean_n (1/N_space) sum_t sum_x (p - y)^2``, MP-PDE's score). Values that are not finite are
     left out (a diverged solve; its nRMSE says so).
     """
@@ -75,7 +75,7 @@ def step_curves(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, np.n
 
     ``mse[t] = mean_n (1/N_space) sum_x (p - y)^2`` (the accumulated error's term at step ``t``, so
     ``mse.sum()`` is ``accumulated_error``); ``nrmse[t]`` from
-    :func:`~pdebench.evaluation.metrics.rollout_nrmse`. Entry ``t`` is scored frame ``t``.
+    :func:`~pdebench.core.metrics.rollout_nrmse`. Entry ``t`` is scored frame ``t``.
     """
     p, y = _to_metric(prediction), _to_metric(truth)
     return {"mse": rollout_mse(p, y).numpy(), "nrmse": rollout_nrmse(p, y).numpy()}

@@ -77,6 +77,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from pdebench.core.metrics import relative_l2
 from pdebench.models.registry import register_model
 
 F64 = torch.float64
@@ -96,7 +97,6 @@ __all__ = [
     "kron_quad_logdet",
     "kron_solve",
     "dense_terms",
-    "relative_l2",
 ]
 
 
@@ -213,11 +213,6 @@ def kron_solve(factors: Sequence[Tensor], u: Tensor) -> Tensor:
     for a, (_, q) in enumerate(eig):
         z = apply_along(q, z, a)
     return z
-
-
-def relative_l2(pred: Tensor, ref: Tensor) -> float:
-    """:math:`\\lVert p - r\\rVert_2 / \\lVert r\\rVert_2` over all entries."""
-    return float(torch.linalg.vector_norm(pred - ref) / torch.linalg.vector_norm(ref))
 
 
 # ------------------------------------------------------------------------------------------ kernel
@@ -674,7 +669,7 @@ class GPHM(nn.Module):
         if self.problem.exact is None:
             return None
         with torch.no_grad():
-            return relative_l2(self.u, self.problem.exact(*self.mesh))
+            return float(relative_l2(self.u, self.problem.exact(*self.mesh), batch_dims=0))
 
     # -- training --------------------------------------------------------------------------------
     def fit(self, eval_every: int = 100, callback: Callable[[int, GPHM], None] | None = None) -> FitResult:

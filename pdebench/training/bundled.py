@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from pdebench.core.metrics import nrmse, rollout_nrmse
 from pdebench.training.losses import LossName
 from pdebench.training.module import OperatorModule
 
@@ -144,8 +145,6 @@ class BundledOperatorModule(OperatorModule):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        from pdebench.evaluation.metrics import nrmse
-
         loss, pred = self._bundle_loss(batch, 0)
         self.log("val_loss", loss, prog_bar=True, batch_size=pred.shape[0])
         self.log("val_nrmse", nrmse(pred, batch[1][:, 0], time_axis=False), batch_size=pred.shape[0])
@@ -163,8 +162,6 @@ class BundledOperatorModule(OperatorModule):
         params = datamodule.split_parameters(split)
         if count is not None:
             frames, params = frames[:count], params[:count]
-        from pdebench.evaluation.metrics import rollout_nrmse
-
         pred = self.rollout(frames.to(self.device), times=datamodule.frame_times(), sample_params=params.to(self.device))
         target = frames[:, self.time_window :].to(self.device)
         return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))

@@ -28,13 +28,14 @@ from typing import Any, Literal
 
 import torch
 
-from pdebench.training.losses import LossName
+from pdebench.core.metrics import all_metrics, geometric_mean_rollout, relative_l2, rollout_nrmse
+from pdebench.training.losses import REL_L2_EPS, LossName
 from pdebench.training.module import OperatorModule
 
 log = logging.getLogger(__name__)
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: LossName = "rel_l2",
-                eps: float = 1e-8) -> torch.Tensor:
+                eps: float = REL_L2_EPS) -> torch.Tensor:
     """Loss over the real channels only.
 
     Parameters
@@ -44,9 +45,10 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
     mask
         ``(B, C)`` bool: ``True`` for the channels that count.
     kind
-        ``"rel_l2"``: mean over the real ``(b, c)`` of ``‖p_bc − y_bc‖₂ / (‖y_bc‖₂ + ε)`` (with every
-        channel real this is the platform's ``rel_l2``, neuraloperator's ``LpLoss`` with
-        ``reduction="mean"``); ``"mse"``: mean of ``(p − y)²`` over the real ``(b, c)`` and all points.
+        ``"rel_l2"``: mean over the real ``(b, c)`` of ``‖p_bc − y_bc‖₂ / (‖y_bc‖₂ + ε)``, the norms over
+        space (:func:`~pdebench.core.metrics.relative_l2` of the real rows; with every channel real this
+        is the platform's ``rel_l2`` loss); ``"mse"``: mean of ``(p − y)²`` over the real ``(b, c)`` and
+        all points.
 
     Returns
     -------
@@ -58,12 +60,10 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
                          f"{tuple(target.shape)}, {tuple(mask.shape)}")
     if not bool(mask.any()):
         raise ValueError("the channel mask selects no channel")
-    diff = (pred - target).flatten(2)[mask]  # (K, points) for the K real (b, c)
-    if kind == "rel_l2":
-        norms = torch.linalg.vector_norm(diff, dim=-1) / (torch.linalg.vector_norm(target.flatten(2)[mask], dim=-1) + eps)
-        return norms.mean()
+    if kind == "rel_l2":  # (K, points) for the K real (b, c)
+        return relative_l2(pred.flatten(2)[mask], target.flatten(2)[mask], batch_dims=1, eps=eps, reduction="mean")
     if kind == "mse":
-        return diff.pow(2).mean()
+        return (pred - target).flatten(2)[mask].pow(2).mean()
     raise ValueError(f"masked losses are 'rel_l2' or 'mse', got {kind!r} (h1 has no channel-masked form here)")
 
 
@@ -177,8 +177,6 @@ class MaskedOperatorModule(OperatorModule):
     def on_test_epoch_end(self) -> None:
         if not self._masked_test:
             return super().on_test_epoch_end()
-        from pdebench.evaluation.metrics import all_metrics, geometric_mean_rollout
-
         pred = torch.cat([p for p, _, _ in self._masked_test])
         target = torch.cat([t for _, t, _ in self._masked_test])
         source = torch.cat([s for _, _, s in self._masked_test])
@@ -218,8 +216,6 @@ class MaskedOperatorModule(OperatorModule):
             return super()._rollout_curve(split, count)
         if self.trainer.sanity_checking:
             return None
-        from pdebench.evaluation.metrics import rollout_nrmse
-
         curves = {}
         for s, name in enumerate(datamodule.names):
             if not len(datamodule.sources[s].splits[split]):

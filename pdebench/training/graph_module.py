@@ -15,7 +15,8 @@ Losses (``loss``)
     :math:`\frac{1}{|V| C}\sum_{i \in V}\|\hat y_i - \hat y^*_i\|^2`, over the loss nodes :math:`V`
     (all nodes on a mesh; fluid particles only: walls are fixed).
     ``"rel_l2"``: mean over graphs of the relative L2 error on **physical** values,
-    :math:`\frac1B\sum_b \|y_b - y^*_b\|_2 / \|y^*_b\|_2` over the loss nodes of graph ``b``.
+    :math:`\frac1B\sum_b \|y_b - y^*_b\|_2 / (\|y^*_b\|_2 + 10^{-12})` over the loss nodes of graph ``b``
+    (:func:`~pdebench.core.metrics.segment_relative_l2`).
 
 Metrics
     ``train_loss``, ``val_loss``; ``val_rel_l2`` and ``test_rel_l2`` (relative L2 per sample,
@@ -35,36 +36,15 @@ from typing import Any, Literal
 import torch
 from torch_geometric.data import Data
 
+from pdebench.core.metrics import segment_relative_l2
 from pdebench.training.module import OperatorModule
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GraphOperatorModule", "per_graph_rel_l2"]
+#: Added to a graph's target norm in the relative L2 loss and metrics (a graph whose counted targets are zero scores 0).
+GRAPH_REL_L2_EPS = 1e-12
 
-
-def per_graph_rel_l2(pred: torch.Tensor, target: torch.Tensor, batch: torch.Tensor, num_graphs: int,
-                     mask: torch.Tensor | None = None, eps: float = 1e-12) -> torch.Tensor:
-    r"""Relative L2 error per graph, :math:`\|p_b - y_b\|_2 / \|y_b\|_2`.
-
-    Parameters
-    ----------
-    pred, target : Tensor, shape (N, C)
-    batch : Tensor, shape (N,)
-        Graph of each node.
-    num_graphs : int
-    mask : Tensor, shape (N,), bool, optional
-        Nodes that count (default all).
-
-    Returns
-    -------
-    Tensor, shape (num_graphs,)
-    """
-    weight = torch.ones(pred.shape[0], dtype=pred.dtype, device=pred.device) if mask is None else mask.to(pred.dtype)
-    err = ((pred - target) ** 2).sum(-1) * weight
-    ref = (target**2).sum(-1) * weight
-    num = torch.zeros(num_graphs, dtype=pred.dtype, device=pred.device).index_add_(0, batch, err)
-    den = torch.zeros(num_graphs, dtype=pred.dtype, device=pred.device).index_add_(0, batch, ref)
-    return torch.sqrt(num) / torch.sqrt(den).clamp_min(eps)
+__all__ = ["GRAPH_REL_L2_EPS", "GraphOperatorModule"]
 
 
 class GraphOperatorModule(OperatorModule):
@@ -135,7 +115,8 @@ class GraphOperatorModule(OperatorModule):
     def _loss(self, pred: torch.Tensor, data: Data) -> torch.Tensor:
         mask = self._mask(data)
         if self.graph_loss == "rel_l2":
-            return per_graph_rel_l2(pred, data.y, data.batch, data.num_graphs, mask).mean()
+            return segment_relative_l2(pred, data.y, data.batch, data.num_graphs, mask=mask, eps=GRAPH_REL_L2_EPS,
+                                       reduction="mean")
         err = (self.y_norm.encode(pred) - self.y_norm.encode(data.y)) ** 2
         return err[mask].mean() if mask is not None else err.mean()
 
@@ -168,7 +149,8 @@ class GraphOperatorModule(OperatorModule):
         pred = self(batch)
         n = batch.num_graphs
         self.log("val_loss", self._loss(pred, batch), prog_bar=True, batch_size=n)
-        self.log("val_rel_l2", per_graph_rel_l2(pred, batch.y, batch.batch, n, self._mask(batch)).mean(), batch_size=n)
+        error = segment_relative_l2(pred, batch.y, batch.batch, n, mask=self._mask(batch), eps=GRAPH_REL_L2_EPS, reduction="mean")
+        self.log("val_rel_l2", error, batch_size=n)
 
     def on_validation_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -248,7 +230,7 @@ class GraphOperatorModule(OperatorModule):
         batch = self._graph_batch(batch)
         pred = self(batch)
         mask = self._mask(batch)
-        self._test_errors.append(per_graph_rel_l2(pred, batch.y, batch.batch, batch.num_graphs, mask).cpu())
+        self._test_errors.append(segment_relative_l2(pred, batch.y, batch.batch, batch.num_graphs, mask=mask, eps=GRAPH_REL_L2_EPS).cpu())
         err = (pred - batch.y) ** 2
         self._test_sq.append((err[mask] if mask is not None else err).reshape(-1).cpu())
 

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DistributedSampler
 
+from pdebench.core.metrics import all_metrics, geometric_mean_rollout, nrmse, rollout_nrmse
 from pdebench.models import MODELS
 from pdebench.training.losses import LossName, make_loss
 from pdebench.training.normalizer import ChannelNormalizer
@@ -288,8 +289,6 @@ class OperatorModule(L.LightningModule):
         self._val_sums = torch.zeros(3, dtype=torch.float64)  # loss, nRMSE, samples
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        from pdebench.evaluation.metrics import nrmse
-
         x, y, conditioning = self.split_batch(batch)
         pred = self(x, **conditioning)
         _, real = self._eval_rows("val", x.shape[0])
@@ -307,8 +306,6 @@ class OperatorModule(L.LightningModule):
             self.log("val_nrmse", error / count, sync_dist=True)
         curve = self._rollout_curve("val", self.rollout_trajectories)
         if curve is not None:
-            from pdebench.evaluation.metrics import geometric_mean_rollout
-
             self.log("val_rollout_nrmse_gmean", geometric_mean_rollout(curve), sync_dist=True)
 
     def _rollout_curve(self, split: str, count: int | None) -> torch.Tensor | None:
@@ -320,8 +317,6 @@ class OperatorModule(L.LightningModule):
         frames = (frames if count is None else frames[:count]).to(self.device)
         if frames.shape[1] <= self.history:
             return None
-        from pdebench.evaluation.metrics import rollout_nrmse
-
         pred = self.rollout(frames)
         target = frames[:, self.history :]
         # (N, T, C, *space) -> the metrics' (B, C, *space, T)
@@ -359,8 +354,6 @@ class OperatorModule(L.LightningModule):
         return pred[order], target[order], None if leads is None else leads[order]
 
     def on_test_epoch_end(self) -> None:
-        from pdebench.evaluation.metrics import all_metrics, geometric_mean_rollout
-
         pred, target, leads = self._gathered_test_outputs()
         # one frame per window: a time axis of length one
         metrics = {f"test_{name}": value for name, value in all_metrics(pred.unsqueeze(-1), target.unsqueeze(-1)).items()}
@@ -384,8 +377,6 @@ class OperatorModule(L.LightningModule):
 
         ``pred``, ``target``: ``(N, C, *space)``; ``leads``: ``(N,)``.
         """
-        from pdebench.evaluation.metrics import nrmse
-
         errors = nrmse(pred, target, time_axis=False, reduction="none")
         values, groups = torch.unique(leads, return_inverse=True)
         sums = torch.zeros(len(values), dtype=errors.dtype).index_add_(0, groups, errors)

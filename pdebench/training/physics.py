@@ -34,6 +34,7 @@ from typing import Literal
 
 import torch
 
+from pdebench.core.metrics import relative_l2
 from pdebench.models.nsm import NSM, ResidualProblem
 from pdebench.registry import read_yaml
 
@@ -137,15 +138,6 @@ class PhysicsFitResult:
             if e <= error:
                 return t
         return None
-
-
-def relative_l2(prediction: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    r"""Batch mean of :math:`\lVert p - y\rVert_2 / \lVert y\rVert_2` over all non-batch axes of
-    ``(B, ...)`` grid values (on a uniform grid, the discrete form of the continuous relative :math:`L^2` error)."""
-    if prediction.shape != reference.shape:
-        raise ValueError(f"prediction {tuple(prediction.shape)} and reference {tuple(reference.shape)} differ in shape")
-    diff = (prediction - reference).flatten(1).norm(dim=1)
-    return (diff / reference.flatten(1).norm(dim=1).clamp_min(1e-300)).mean()
 
 
 def predict_values(model: NSM, problem: ResidualProblem, inputs: torch.Tensor, grid: Sequence[int],

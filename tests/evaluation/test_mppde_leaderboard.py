@@ -15,7 +15,7 @@ import yaml
 
 from pdebench.evaluation import leaderboard
 from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, Row, markdown_table, run_suite
-from pdebench.evaluation.metrics import accumulated_error, rollout_mse
+from pdebench.core.metrics import accumulated_error, rollout_mse
 from pdebench.core.grid_transfer import fourier_resample, prolong_piecewise_constant
 from pdebench.evaluation.reference import build_reference, run_ladder, task_metrics
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec

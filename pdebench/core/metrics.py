@@ -1,8 +1,21 @@
-"""Error metrics for predicted PDE fields (PDEBench, The Well and APEBench definitions).
+"""Error metrics for predicted PDE fields (PDEBench, The Well and APEBench definitions), defined once.
 
-Layout
-------
-Every metric takes ``pred`` and ``target`` as floating-point torch tensors of one shape:
+Every error the package reports or trains on is defined here: the training losses, the physics runs,
+GP-HM, the graph modules and the leaderboards call these functions. The module imports torch and
+nothing of the package, so every layer imports it downward.
+
+Relative L2
+-----------
+:func:`relative_l2` is the one relative L2 error, ``||p - y||_2 / (||y||_2 + eps)``, with the norms
+over the axes after ``batch_dims`` leading sample axes and a named reduction over the samples
+(``"none"``, ``"mean"``, ``"sum"``); it works in the input dtype and is differentiable (the training
+losses use it). :func:`segment_relative_l2` is the same ratio for rows grouped into segments (the
+graphs of a PyG batch). :func:`nrmse` and :func:`rollout_nrmse` are :func:`relative_l2` on the field
+layout below, in float64.
+
+Field layout
+------------
+The field metrics take ``pred`` and ``target`` as floating-point torch tensors of one shape:
 
 * ``(B, C, *space, T)`` (the default, ``time_axis=True``): ``B`` samples, ``C`` channels, one to three
   spatial axes and a trailing time axis of ``T`` predicted steps;
@@ -25,8 +38,8 @@ Initial frames that were given to a model are not predictions: slice them off be
 
 Metrics
 -------
-``rmse``, ``nrmse``, ``max_error``, ``crmse``, ``brmse``, ``frmse`` (dict of radial Fourier bands),
-``vrmse``, ``rollout_nrmse`` (per-step curve), ``geometric_mean_rollout`` (curve summary),
+``relative_l2``, ``segment_relative_l2``, ``rmse``, ``nrmse``, ``max_error``, ``crmse``, ``brmse``,
+``frmse`` (dict of radial Fourier bands), ``vrmse``, ``rollout_nrmse`` (per-step curve), ``geometric_mean_rollout`` (curve summary),
 ``rollout_mse`` (per-step squared error) and ``accumulated_error`` (its sum over steps, MP-PDE's score) and
 ``all_metrics`` (every metric as python floats; it leaves out ``accumulated_error``, which grows with the
 number of scored steps and so is not comparable across horizons). ``METRICS`` maps names to the field metrics.
@@ -36,6 +49,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 import torch
 
@@ -43,6 +57,7 @@ __all__ = [
     "DEFAULT_BANDS",
     "METRICS",
     "VRMSE_EPS",
+    "Reduction",
     "accumulated_error",
     "all_metrics",
     "brmse",
@@ -51,9 +66,11 @@ __all__ = [
     "geometric_mean_rollout",
     "max_error",
     "nrmse",
+    "relative_l2",
     "rmse",
     "rollout_mse",
     "rollout_nrmse",
+    "segment_relative_l2",
     "vrmse",
 ]
 
@@ -62,8 +79,135 @@ DEFAULT_BANDS: tuple[tuple[float, float | None], ...] = ((0, 4), (4, 12), (12, N
 #: The regulariser The Well adds to the target's spatial variance in VRMSE.
 VRMSE_EPS = 1e-7
 
+#: How :func:`relative_l2` and :func:`segment_relative_l2` reduce their per-sample values.
+Reduction = Literal["none", "mean", "sum"]
+
 _BAND_NAMES = ("low", "mid", "high")
 _REDUCTIONS = ("mean", "none")
+_RATIO_REDUCTIONS = ("none", "mean", "sum")
+
+
+# --------------------------------------------------------------------------------------------------
+# Relative L2: the one definition
+# --------------------------------------------------------------------------------------------------
+
+
+def _ratio(error_norm: torch.Tensor, target_norm: torch.Tensor, eps: float, reduction: Reduction) -> torch.Tensor:
+    """``error_norm / (target_norm + eps)``, reduced over every axis as ``reduction`` names."""
+    if reduction not in _RATIO_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_RATIO_REDUCTIONS}, got {reduction!r}")
+    ratio = error_norm / (target_norm + eps)
+    if reduction == "mean":
+        return ratio.mean()
+    if reduction == "sum":
+        return ratio.sum()
+    return ratio
+
+
+def relative_l2(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    batch_dims: int = 1,
+    eps: float = 0.0,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    r"""Relative L2 error, per sample: :math:`e_b = \lVert p_b - y_b\rVert_2 / (\lVert y_b\rVert_2 + \varepsilon)`.
+
+    The first ``batch_dims`` axes index the samples ``b``; the 2-norms are taken over all the other
+    axes. On a uniform grid :math:`e_b` is the discrete form of the continuous relative :math:`L^2`
+    error :math:`\lVert p - y\rVert_{L^2(\Omega)} / \lVert y\rVert_{L^2(\Omega)}` (the grid measure
+    cancels). Computed in the input dtype, differentiable (a zero error has gradient zero).
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        Same shape ``(*batch, *field)`` with ``len(batch) == batch_dims``; floating point.
+    batch_dims : int
+        Number of leading sample axes, ``0 <= batch_dims <= pred.ndim``. ``0``: one ratio over the
+        whole tensor (a single field, GP-HM); ``1`` (default): per sample of ``(B, ...)``, every other
+        axis in the norm (the physics runs); ``2``: per (sample, channel) of ``(B, C, *space)``
+        (neuraloperator's ``LpLoss``, the training loss); ``3``: per (sample, channel, time) of
+        ``(B, C, T, *space)`` (:func:`nrmse`).
+    eps : float
+        Added to the target's norm. ``0`` (default): a zero target gives ``inf`` (``nan`` if the
+        prediction is exact there); the training loss uses ``1e-8`` (neuraloperator's).
+    reduction : {"none", "mean", "sum"}
+        ``"none"``: the ratios, shape ``batch``; ``"mean"``/``"sum"``: their mean/sum, 0-d.
+
+    Returns
+    -------
+    torch.Tensor
+        Dimensionless, in the dtype of the inputs; shape ``pred.shape[:batch_dims]`` for
+        ``reduction="none"``, else 0-d.
+
+    Examples
+    --------
+    ``u = sin(x)``, ``v = 1.1 sin(x)``: ``relative_l2(v, u, batch_dims=0) == 0.1``.
+    """
+    pred = _check_tensor("pred", pred)
+    target = _check_tensor("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target shapes differ: pred {tuple(pred.shape)} vs target {tuple(target.shape)}")
+    if isinstance(batch_dims, bool) or not isinstance(batch_dims, int) or not 0 <= batch_dims <= pred.ndim:
+        raise ValueError(f"batch_dims must be an int in [0, {pred.ndim}] for shape {tuple(pred.shape)}, got {batch_dims!r}")
+    dims = tuple(range(batch_dims, pred.ndim))
+    if not dims:  # every axis a sample axis: the norm of a single entry
+        error_norm, target_norm = (pred - target).abs(), target.abs()
+    else:
+        error_norm = torch.linalg.vector_norm(pred - target, dim=dims)
+        target_norm = torch.linalg.vector_norm(target, dim=dims)
+    return _ratio(error_norm, target_norm, eps, reduction)
+
+
+def segment_relative_l2(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    segment: torch.Tensor,
+    num_segments: int,
+    *,
+    mask: torch.Tensor | None = None,
+    eps: float = 0.0,
+    reduction: Reduction = "none",
+) -> torch.Tensor:
+    r"""Relative L2 error per segment of rows (per graph of a PyG batch).
+
+    :math:`e_s = \lVert p_s - y_s\rVert_2 / (\lVert y_s\rVert_2 + \varepsilon)`, where :math:`p_s`
+    holds the rows ``i`` with ``segment[i] == s`` (and ``mask[i]``), every column: :func:`relative_l2`
+    for samples of different sizes stacked along the first axis. A segment with no counted row scores
+    ``0 / eps``.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(N, C)``: ``N`` rows (nodes), ``C`` columns (channels); floating point.
+    segment : torch.Tensor
+        ``(N,)`` integer: the segment (graph) of each row, in ``[0, num_segments)``.
+    num_segments : int
+        Number of segments ``S``.
+    mask : torch.Tensor, optional
+        ``(N,)`` bool: the rows that count (default all).
+    eps : float
+        Added to the target's norm (the graph modules use ``1e-12``).
+    reduction : {"none", "mean", "sum"}
+        ``"none"`` (default): shape ``(S,)``; ``"mean"``/``"sum"``: over segments, 0-d.
+
+    Returns
+    -------
+    torch.Tensor
+        Dimensionless, in the dtype of the inputs.
+    """
+    pred = _check_tensor("pred", pred)
+    target = _check_tensor("target", target)
+    if pred.shape != target.shape or pred.ndim != 2:
+        raise ValueError(f"pred and target must both be (N, C); got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if segment.shape != pred.shape[:1]:
+        raise ValueError(f"segment must be (N,) = ({pred.shape[0]},), got {tuple(segment.shape)}")
+    weight = torch.ones(pred.shape[0], dtype=pred.dtype, device=pred.device) if mask is None else mask.to(pred.dtype)
+    zeros = torch.zeros(num_segments, dtype=pred.dtype, device=pred.device)
+    error_sq = zeros.index_add(0, segment, (pred - target).square().sum(-1) * weight)
+    target_sq = zeros.index_add(0, segment, target.square().sum(-1) * weight)
+    return _ratio(error_sq.sqrt(), target_sq.sqrt(), eps, reduction)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,7 +301,8 @@ def nrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     r"""Normalised RMSE (relative L2 error).
 
     ``nRMSE = mean_b [sqrt(mean_space (p - y)^2) / sqrt(mean_space y^2)]``, per (channel, time), then
-    averaged over channels and time. Approximates :math:`\|p - y\|_{L^2} / \|y\|_{L^2}`. No
+    averaged over channels and time: :func:`relative_l2` per (sample, channel, time step), the norms
+    over space. Approximates :math:`\|p - y\|_{L^2} / \|y\|_{L^2}`. No
     regulariser is added: a target that is identically zero in some (sample, channel, time) gives
     ``inf`` (or ``nan`` if the prediction is exact there).
 
@@ -176,9 +321,8 @@ def nrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
         float64; dimensionless.
     """
     _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis)
-    norm = y.square().mean(dim=_space_dims(y)).sqrt()
-    return _reduce(_mse_space(p, y).sqrt() / norm, reduction)
+    p, y = _prepare(pred, target, time_axis)  # (B, C, T, *space)
+    return _reduce(relative_l2(p, y, batch_dims=3, reduction="none"), reduction)
 
 
 def max_error(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
@@ -423,10 +567,8 @@ def rollout_nrmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         float64, shape ``(T,)``; dimensionless. Entry ``i`` is rollout step ``i + 1``.
     """
-    p, y = _prepare(pred, target, time_axis=True)
-    dims = _space_dims(y)
-    per_bct = _mse_space(p, y).sqrt() / y.square().mean(dim=dims).sqrt()
-    return per_bct.mean(dim=(0, 1))
+    p, y = _prepare(pred, target, time_axis=True)  # (B, C, T, *space)
+    return relative_l2(p, y, batch_dims=3, reduction="none").mean(dim=(0, 1))
 
 
 def rollout_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

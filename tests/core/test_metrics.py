@@ -1,4 +1,9 @@
-"""Error metrics: hand-computed cases, and every metric against an independent numpy implementation."""
+"""Error metrics: hand-computed cases, and every metric against an independent numpy implementation.
+
+The relative L2 error (:func:`relative_l2`, :func:`segment_relative_l2`) is checked against numpy
+written out from the formula, an analytic case, the consistency of its reductions, and the formulas it
+replaced in the physics runs, GP-HM, the graph modules and the masked loss (written out here).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdebench.evaluation.metrics import (
+from pdebench.core.metrics import (
     METRICS,
     VRMSE_EPS,
     all_metrics,
@@ -19,8 +24,10 @@ from pdebench.evaluation.metrics import (
     geometric_mean_rollout,
     max_error,
     nrmse,
+    relative_l2,
     rmse,
     rollout_nrmse,
+    segment_relative_l2,
     vrmse,
 )
 
@@ -358,3 +365,157 @@ def test_against_numpy_reference(shape):
     out = all_metrics(p.float(), y.float())
     assert out["rollout_nrmse_gmean"] == pytest.approx(gmean, rel=1e-5)
     assert out["rmse"] == pytest.approx(expected["rmse"], rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Relative L2: the one definition
+# --------------------------------------------------------------------------------------------------
+
+
+def np_relative_l2(p: np.ndarray, y: np.ndarray, batch_dims: int, eps: float = 0.0) -> np.ndarray:
+    """Per sample of the first ``batch_dims`` axes: sqrt(sum (p - y)^2) / (sqrt(sum y^2) + eps)."""
+    lead = p.shape[:batch_dims]
+    d = (p - y).reshape(*lead, -1)
+    t = y.reshape(*lead, -1)
+    return np.sqrt((d * d).sum(axis=-1)) / (np.sqrt((t * t).sum(axis=-1)) + eps)
+
+
+def test_relative_l2_of_a_scaled_sine_is_the_scale_error():
+    x = torch.arange(64, dtype=torch.float64) * (2 * math.pi / 64)
+    u = torch.sin(x)
+    assert relative_l2(1.1 * u, u, batch_dims=0).item() == pytest.approx(0.1, rel=1e-12)
+    # a batch of sines of different amplitudes and phases, each predicted 10 % too large (or small)
+    y = torch.stack([a * torch.sin(x + phase) for a, phase in ((1.0, 0.0), (3.0, 0.5), (0.2, 1.0))])[:, None]  # (3, 1, 64)
+    for batch_dims in (0, 1, 2):
+        for factor in (1.1, 0.9):
+            value = relative_l2(factor * y, y, batch_dims=batch_dims, reduction="none")
+            assert value.shape == y.shape[:batch_dims]
+            torch.testing.assert_close(value, torch.full(y.shape[:batch_dims], 0.1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("batch_dims", [0, 1, 2, 3])
+@pytest.mark.parametrize("eps", [0.0, 1e-8, 0.5])
+def test_relative_l2_against_numpy(batch_dims, eps):
+    rng = np.random.default_rng(batch_dims + int(eps * 10))
+    y_np = rng.normal(size=(4, 3, 5, 6))
+    p_np = y_np + 0.3 * rng.normal(size=y_np.shape)
+    p, y = torch.from_numpy(p_np), torch.from_numpy(y_np)
+    expected = np_relative_l2(p_np, y_np, batch_dims, eps)
+    none = relative_l2(p, y, batch_dims=batch_dims, eps=eps, reduction="none")
+    assert none.shape == y.shape[:batch_dims]
+    np.testing.assert_allclose(none.numpy(), expected, rtol=1e-12)
+    assert relative_l2(p, y, batch_dims=batch_dims, eps=eps).item() == pytest.approx(expected.mean(), rel=1e-12)
+    assert relative_l2(p, y, batch_dims=batch_dims, eps=eps, reduction="sum").item() == pytest.approx(expected.sum(), rel=1e-12)
+
+
+def test_relative_l2_reductions_are_consistent():
+    torch.manual_seed(0)
+    p, y = torch.randn(5, 2, 7), torch.randn(5, 2, 7)
+    for batch_dims in (1, 2):
+        none = relative_l2(p, y, batch_dims=batch_dims, reduction="none")
+        torch.testing.assert_close(none.mean(), relative_l2(p, y, batch_dims=batch_dims, reduction="mean"))
+        torch.testing.assert_close(none.sum(), relative_l2(p, y, batch_dims=batch_dims, reduction="sum"))
+    # batch_dims == ndim: every entry is its own sample, |p - y| / |y|
+    torch.testing.assert_close(relative_l2(p, y, batch_dims=3, reduction="none"), (p - y).abs() / y.abs())
+
+
+def test_relative_l2_keeps_the_dtype_and_differentiates_an_exact_prediction():
+    y = torch.randn(3, 2, 8)
+    p = y.clone().requires_grad_()
+    value = relative_l2(p, y, batch_dims=2, eps=1e-8)
+    assert value.dtype == torch.float32 and value.item() == 0.0
+    value.backward()
+    assert torch.isfinite(p.grad).all()
+    zero = torch.zeros(2, 4, dtype=torch.float64)
+    assert relative_l2(zero + 1, zero, reduction="none").isinf().all()  # no regulariser by default
+    assert relative_l2(zero, zero, reduction="none").isnan().all()
+    assert (relative_l2(zero, zero, eps=1e-12, reduction="none") == 0).all()
+
+
+def test_relative_l2_bad_inputs():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="shapes differ"):
+        relative_l2(x, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="batch_dims"):
+        relative_l2(x, x, batch_dims=3)
+    with pytest.raises(ValueError, match="batch_dims"):
+        relative_l2(x, x, batch_dims=-1)
+    with pytest.raises(ValueError, match="reduction"):
+        relative_l2(x + 1, x + 1, reduction="max")
+    with pytest.raises(TypeError, match="floating-point"):
+        relative_l2(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_segment_relative_l2_against_numpy_and_relative_l2():
+    rng = np.random.default_rng(7)
+    sizes = (3, 5, 1, 4)
+    segment_np = np.repeat(np.arange(len(sizes)), sizes)
+    y_np = rng.normal(size=(sum(sizes), 2))
+    p_np = y_np + 0.2 * rng.normal(size=y_np.shape)
+    mask_np = rng.random(sum(sizes)) > 0.3
+    mask_np[segment_np == 2] = False  # a graph with no counted node scores 0 / eps = 0
+    p, y, segment, mask = (torch.from_numpy(a) for a in (p_np, y_np, segment_np, mask_np))
+    expected = []
+    for s in range(len(sizes)):
+        rows = (segment_np == s) & mask_np
+        d, t = p_np[rows] - y_np[rows], y_np[rows]
+        expected.append(np.sqrt((d * d).sum()) / (np.sqrt((t * t).sum()) + 1e-12))
+    got = segment_relative_l2(p, y, segment, len(sizes), mask=mask, eps=1e-12)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    assert segment_relative_l2(p, y, segment, len(sizes), mask=mask, eps=1e-12, reduction="mean").item() == pytest.approx(
+        np.mean(expected), rel=1e-12)
+    # segments of equal size, no mask: relative_l2 per sample of the stacked (S, n, C)
+    equal = torch.arange(4).repeat_interleave(3)
+    p2, y2 = p[:12], y[:12]
+    torch.testing.assert_close(segment_relative_l2(p2, y2, equal, 4),
+                               relative_l2(p2.reshape(4, 3, 2), y2.reshape(4, 3, 2), reduction="none"))
+    with pytest.raises(ValueError, match="segment"):
+        segment_relative_l2(p, y, segment[:-1], len(sizes))
+
+
+def test_nrmse_is_relative_l2_per_sample_channel_and_step():
+    torch.manual_seed(1)
+    p, y = torch.randn(3, 2, 16, 4, dtype=torch.float64), torch.randn(3, 2, 16, 4, dtype=torch.float64)
+    per_bct = relative_l2(p.movedim(-1, 2), y.movedim(-1, 2), batch_dims=3, reduction="none")  # (B, C, T)
+    torch.testing.assert_close(nrmse(p, y, reduction="none"), per_bct.mean(dim=(1, 2)))
+    torch.testing.assert_close(rollout_nrmse(p, y), per_bct.mean(dim=(0, 1)))
+
+
+# The formulas each caller had before they called relative_l2, written out as they were.
+
+
+def test_physics_runs_keep_their_numbers():
+    torch.manual_seed(2)
+    for dtype in (torch.float32, torch.float64):
+        p, y = torch.randn(4, 1, 8, 8, dtype=dtype), torch.randn(4, 1, 8, 8, dtype=dtype)
+        old = ((p - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1).clamp_min(1e-300)).mean()
+        torch.testing.assert_close(relative_l2(p, y, eps=1e-300), old)
+
+
+def test_gp_hm_keeps_its_numbers():
+    torch.manual_seed(3)
+    p, y = torch.randn(12, 10, dtype=torch.float64), torch.randn(12, 10, dtype=torch.float64)
+    old = float(torch.linalg.vector_norm(p - y) / torch.linalg.vector_norm(y))
+    assert float(relative_l2(p, y, batch_dims=0)) == pytest.approx(old, rel=1e-14)
+
+
+def test_graph_modules_keep_their_numbers():
+    torch.manual_seed(4)
+    batch = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    p, y = torch.randn(9, 3), torch.randn(9, 3)
+    y[batch == 2] = 0.0  # a graph with zero targets: the old floor and the new eps both give 1e-12
+    for mask in (None, torch.tensor([1, 0, 1, 1, 1, 0, 1, 1, 1], dtype=torch.bool)):
+        weight = torch.ones(9) if mask is None else mask.float()
+        num = torch.zeros(3).index_add_(0, batch, ((p - y) ** 2).sum(-1) * weight)
+        den = torch.zeros(3).index_add_(0, batch, (y**2).sum(-1) * weight)
+        old = torch.sqrt(num) / torch.sqrt(den).clamp_min(1e-12)
+        torch.testing.assert_close(segment_relative_l2(p, y, batch, 3, mask=mask, eps=1e-12), old)
+
+
+def test_masked_loss_keeps_its_numbers():
+    torch.manual_seed(5)
+    pred, target = torch.randn(3, 4, 6, 6), torch.randn(3, 4, 6, 6)
+    mask = torch.tensor([[True, True, False, False], [True, False, True, False], [True, True, True, True]])
+    diff = (pred - target).flatten(2)[mask]
+    old = (torch.linalg.vector_norm(diff, dim=-1) / (torch.linalg.vector_norm(target.flatten(2)[mask], dim=-1) + 1e-8)).mean()
+    torch.testing.assert_close(relative_l2(pred.flatten(2)[mask], target.flatten(2)[mask], eps=1e-8), old)
