@@ -175,7 +175,7 @@ def segment_relative_l2(
     :math:`e_s = \lVert p_s - y_s\rVert_2 / (\lVert y_s\rVert_2 + \varepsilon)`, where :math:`p_s`
     holds the rows ``i`` with ``segment[i] == s`` (and ``mask[i]``), every column: :func:`relative_l2`
     for samples of different sizes stacked along the first axis. A segment with no counted row scores
-    ``0 / eps``.
+    ``0 / eps`` (0 for ``eps > 0``, ``nan`` for ``eps = 0``).
 
     Parameters
     ----------
