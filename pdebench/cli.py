@@ -22,9 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pdebench.registry import RegistryError
-from pdebench.signals import Terminated, exit_status, sigterm_interrupts
+from pdebench.signals import EXIT_USAGE, Terminated, exit_status, sigterm_interrupts
 
-EXIT_USAGE = 2
 _USER_ERRORS = (ValueError, RegistryError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
@@ -408,7 +407,7 @@ def _model_entries(items: Sequence[str]) -> tuple:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.evaluation.leaderboard import read_checkpoint_card
+    from pdebench.training.module_classes import read_checkpoint_card
     from pdebench.evaluation.suite import Suite
 
     kind, raw = _suite_kind(args.suite)
@@ -429,7 +428,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     import json
 
-    from pdebench.evaluation.leaderboard import read_checkpoint_card
+    from pdebench.training.module_classes import read_checkpoint_card
     from pdebench.evaluation.suite import ModelEntry, Suite
 
     read_checkpoint_card(args.checkpoint)  # before anything is written

@@ -233,3 +233,35 @@ def read_yaml(path: str | Path, what: str) -> Any:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ValueError(f"{path}: not a plain YAML {what}{where}: {' '.join(str(problem).split())}") from None
+
+
+def dataclass_from_mapping(kind: type[T], raw: Any, origin: str) -> T:
+    """``kind(**raw)`` for a dataclass ``kind`` from a YAML mapping, lists made tuples.
+
+    Raises
+    ------
+    ValueError
+        Prefixed with ``origin`` (a file, ``"suite.yaml: task 2"``): ``raw`` is not a mapping, has
+        keys that are not fields of ``kind`` (named, with the expected ones), or the constructor
+        refuses the values.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"{origin}: expected a mapping, got {raw!r}")
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return kind(**values)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(origin) else f"{origin}: {message}") from None
+
+
+def read_config(path: str | Path, kind: type[T], what: str) -> T:
+    """The run configuration ``kind`` (a dataclass) of the YAML file ``path`` (a ``what``, for
+    messages): :func:`read_yaml`, then :func:`dataclass_from_mapping` -- one loader for every run
+    kind (DCDM, physics, suites' entries)."""
+    return dataclass_from_mapping(kind, read_yaml(path, what), str(path))
+

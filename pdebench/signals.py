@@ -6,7 +6,7 @@ for SIGTERM exactly as for SIGINT. :func:`sigterm_interrupts` installs the handl
 (the ``pdebench`` console script runs every command inside it); :func:`interruption_cause` names an
 interruption (``"KeyboardInterrupt"`` or ``"SIGTERM"``, the strings stream files record) and
 :func:`exit_status` gives the conventional exit status, 128 + the signal number (130 for SIGINT,
-143 for SIGTERM).
+143 for SIGTERM); :data:`EXIT_USAGE` is the status of a refused command line (2).
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def interruption_cause(exc: BaseException) -> str:
     if isinstance(exc, Terminated):
         return signal.Signals(exc.signum).name
     return "KeyboardInterrupt"
+
+
+#: Exit status of a refused command line (bad input, before anything is opened): argparse's own.
+EXIT_USAGE = 2
 
 
 def exit_status(cause: str | BaseException) -> int:

@@ -21,7 +21,8 @@ convention that :class:`~pdebench.models.mppde.MPPDE` consumes -- the one
       edge has :math:`|\text{edge\_attr}| < 1`.
 
 Particle graphs join every ordered pair with :math:`|x_i - x_j| < r` (strict), minimum image on the
-periodic axes of a :class:`ParticleBox`, found by a vectorised cell list (:func:`neighbour_pairs`).
+periodic axes of a :class:`ParticleBox`, found by a vectorised cell list (:func:`neighbour_pairs`,
+which the SPH solver uses too; :func:`brute_force_pairs` is its O(N^2) reference, same pairs bit for bit).
 This module imports torch and numpy only (nothing of the package).
 """
 
@@ -44,9 +45,11 @@ __all__ = [
     "knn_graph",
     "mesh_edges",
     "mesh_graph",
+    "brute_force_pairs",
     "neighbour_pairs",
     "particle_edges",
     "radius_graph",
+    "radius_graph_edge_index",
 ]
 
 #: Relative tolerance (of the box length) for particles outside ``[lower, upper]``.
@@ -321,6 +324,76 @@ def neighbour_pairs(positions: Tensor, radius: float, lower: Sequence[float], up
     if not out_i:
         return empty, empty.clone(), positions.new_empty((0, d))
     return torch.cat(out_i), torch.cat(out_j), torch.cat(out_d)
+
+
+def brute_force_pairs(positions: Tensor, radius: float, lower: Sequence[float], upper: Sequence[float],
+                      periodic: Sequence[bool] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """All ordered pairs closer than ``radius`` by testing every pair: O(N^2) time, chunked memory.
+
+    Reference for the tests and the benchmark; same arguments, checks and result as
+    :func:`neighbour_pairs` (pairs sorted by ``i``, then ``j``). Rows are processed in chunks of
+    about ``4e6 / N`` particles, so memory stays O(N) (a few tens of MB).
+
+    Parameters
+    ----------
+    positions : Tensor, shape (N, d), floating point
+        Particle positions inside ``[lower, upper]``.
+    radius : float
+        Search radius; pairs with ``|x_i - x_j| < radius``.
+    lower, upper : sequence of float, length d
+        Box corners.
+    periodic : sequence of bool, length d, optional
+        Periodic axes (default: none).
+
+    Returns
+    -------
+    i, j : Tensor, shape (E,), int64
+        Pair indices, ``i != j``, sorted by ``(i, j)``.
+    displacement : Tensor, shape (E, d)
+        ``x_i - x_j``, minimum image on periodic axes.
+    """
+    lo, hi, per, radius = _validate(positions, radius, lower, upper, periodic)
+    n, d = positions.shape
+    length = hi - lo
+    r2 = radius * radius
+    chunk = max(1, 4_000_000 // max(n, 1))
+    out_i, out_j, out_d = [], [], []
+    for start in range(0, n, chunk):
+        rows = positions[start:start + chunk]
+        disp = rows[:, None, :] - positions[None, :, :]
+        _minimum_image(disp, length, per)
+        close = _squared_norm(disp) < r2
+        ii, jj = close.nonzero(as_tuple=True)
+        ii = ii + start
+        not_self = ii != jj
+        out_i.append(ii[not_self])
+        out_j.append(jj[not_self])
+        out_d.append(disp[close][not_self])
+    if not out_i:
+        empty = torch.empty(0, dtype=torch.long, device=positions.device)
+        return empty, empty.clone(), positions.new_empty((0, d))
+    return torch.cat(out_i), torch.cat(out_j), torch.cat(out_d)
+
+
+def radius_graph_edge_index(i: Tensor, j: Tensor) -> Tensor:
+    """Pairs as a torch_geometric ``edge_index`` (``flow="source_to_target"``).
+
+    Parameters
+    ----------
+    i, j : Tensor, shape (E,), int64
+        Pairs from :func:`neighbour_pairs` (``i`` the particle, ``j`` its neighbour).
+
+    Returns
+    -------
+    Tensor, shape (2, E), int64
+        ``edge_index = [j, i]``: row 0 the source (neighbour ``j``), row 1 the target (``i``), so a
+        message passes from each neighbour to the particle, as in ``torch_geometric.nn.radius_graph``;
+        ``pos[edge_index[1]] - pos[edge_index[0]]`` is the displacement ``x_i - x_j`` (before the
+        minimum image).
+    """
+    if i.shape != j.shape or i.ndim != 1:
+        raise ValueError(f"i and j must be 1-D tensors of equal length, got shapes {tuple(i.shape)} and {tuple(j.shape)}")
+    return torch.stack([j, i]).to(torch.long)
 
 
 def particle_edges(positions: Tensor, box: ParticleBox) -> tuple[Tensor, Tensor, Tensor]:

@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_refer
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 from pdebench.training import data_card
 from pdebench.training.data_card import single_dataset_card
+from pdebench.training.module_classes import read_checkpoint_card, training_module_class
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,6 @@ class MixtureAdapter:
 
 def load_model(entry: ModelEntry):
     """``(module, checkpoint_extras)`` of a checkpoint entry, on CPU, in eval mode."""
-    from pdebench.training.module_classes import training_module_class
-
     if entry.checkpoint is None:
         raise ValueError(f"model {entry.name!r} has no checkpoint; train it first (python train.py fit ...) and list its .ckpt")
     path = Path(entry.checkpoint)
@@ -149,43 +147,6 @@ def load_model(entry: ModelEntry):
     if (extras.get("data") or {}).get("source") == "mixture":
         module.mixture_adapter = MixtureAdapter(module, extras["data"])
     return module, extras
-
-
-def read_checkpoint_card(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``pdebench`` card of the Lightning checkpoint ``path`` (its data card, module class, budget),
-    read with ``weights_only=True`` (no code from the file runs) and checked to name one of the
-    package's training modules (:func:`~pdebench.training.module_classes.training_module_class`).
-
-    Raises
-    ------
-    FileNotFoundError
-        No file at ``path``.
-    ValueError
-        One line naming the file: not a PyTorch checkpoint, one holding objects other than tensors
-        and plain values, one that is not a mapping, or one naming a foreign module class.
-    """
-    from pdebench.training.module_classes import training_module_class
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with warnings.catch_warnings():  # torch warns about foreign pickle protocols on stderr
-            warnings.simplefilter("ignore")
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError, EOFError...)
-        raise ValueError(f"{path} is not a tensor-only PyTorch checkpoint ({type(exc).__name__}); "
-                         "pdebench loads checkpoints without running code from them") from None
-    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict):
-        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    extras = saved.get("pdebench", {})
-    if not isinstance(extras, dict):
-        raise ValueError(f"{path}: its pdebench card is a {type(extras).__name__}, expected a mapping")
-    try:
-        training_module_class(extras.get("module_class"))
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    return extras
 
 
 def rollout_conditioning(module, problem, reference: ReferenceSet, rows: slice) -> dict[str, Any]:

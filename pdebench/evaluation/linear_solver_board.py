@@ -40,7 +40,6 @@ against iteration for every row on the first system and right-hand side).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import logging
 import math
@@ -57,7 +56,8 @@ import scipy.sparse as sp
 
 from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.leaderboard import environment
-from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, YamlSuite, build_entry
+from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, YamlSuite
+from pdebench.registry import dataclass_from_mapping
 from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 from pdebench.solvers.linalg import SYMMETRIC_PRECONDITIONERS as BASELINES
@@ -209,7 +209,7 @@ class LinearSolverSuite(YamlSuite):
     def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> LinearSolverSuite:
         """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
         tasks = suite_tasks(raw, cls, LinearTask, KIND, origin)
-        models = [build_entry(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
+        models = [dataclass_from_mapping(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
         rest = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k not in ("tasks", "models")}
         try:
             return cls(tasks=tuple(tasks), models=tuple(models), **rest)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pdebench.problems import PROBLEMS
-from pdebench.registry import read_yaml
+from pdebench.registry import dataclass_from_mapping, read_yaml
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
 
@@ -211,7 +211,7 @@ class Suite(YamlSuite):
             raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(f.name for f in dataclasses.fields(cls))}")
         tasks = build_tasks(raw, TaskSpec, origin)
         names = [t.name for t in tasks]
-        models = [build_entry(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
+        models = [dataclass_from_mapping(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
         for model in models:
             unknown_tasks = [t for t in model.tasks or () if t not in names]
             if unknown_tasks:
@@ -227,26 +227,10 @@ class Suite(YamlSuite):
         raise ValueError(f"suite {self.name!r} has no task {name!r}; tasks: {', '.join(t.name for t in self.tasks)}")
 
 
-def build_entry(kind: type, raw: Any, origin: str):
-    """``kind(**raw)`` for a dataclass ``kind`` from a YAML mapping: unknown keys and constructor
-    errors become ``ValueError`` prefixed with ``origin``; lists become tuples."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{origin}: expected a mapping, got {raw!r}")
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{origin}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    try:
-        return kind(**values)
-    except TypeError as error:
-        raise ValueError(f"{origin}: {error}") from None
-
-
 def build_tasks(raw: dict[str, Any], task_cls: type, origin: str) -> list:
-    """The ``tasks:`` list of a suite mapping as ``task_cls`` entries (:func:`build_entry`); refuses
+    """The ``tasks:`` list of a suite mapping as ``task_cls`` entries (:func:`~pdebench.registry.dataclass_from_mapping`); refuses
     an empty list and repeated task names."""
-    tasks = [build_entry(task_cls, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
+    tasks = [dataclass_from_mapping(task_cls, t, f"{origin}: task {i}") for i, t in enumerate(raw.get("tasks") or [])]
     if not tasks:
         raise ValueError(f"{origin}: no tasks")
     names = [t.name for t in tasks]

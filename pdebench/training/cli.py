@@ -17,9 +17,8 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
-from pdebench.cli import EXIT_USAGE
-from pdebench.evaluation.leaderboard import read_checkpoint_card
-from pdebench.signals import exit_status
+from pdebench.training.module_classes import read_checkpoint_card
+from pdebench.signals import EXIT_USAGE, exit_status
 from pdebench.training.checkpoint_io import AtomicCheckpointIO
 from pdebench.training.data_card import check_data_card
 from pdebench.training.interrupt import InterruptCheckpoint
@@ -52,7 +51,7 @@ class PDEBenchCLI(LightningCLI):
         ------
         StaleCheckpointError
             One line: the checkpoint, what it was trained on and what the data module needs; or that
-            the file is not a pdebench checkpoint (:func:`~pdebench.evaluation.leaderboard.read_checkpoint_card`).
+            the file is not a pdebench checkpoint (:func:`~pdebench.training.module_classes.read_checkpoint_card`).
         """
         path = self.config_init[self.subcommand].get("ckpt_path")
         card = getattr(self.datamodule, "data_card", None)

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pdebench.evaluation.suite import build_entry
-from pdebench.registry import read_yaml
+from pdebench.registry import read_config
 from pdebench.models.dcdm import DCDMNet, DCDMTrainConfig, SymmetricDCDMNet, save_dcdm, train_dcdm
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 
@@ -92,12 +91,7 @@ class DCDMRunConfig:
 
 def load_dcdm_config(path: str | Path) -> DCDMRunConfig:
     """Read a :class:`DCDMRunConfig` from YAML; unknown keys are refused by name."""
-    raw = read_yaml(path, "DCDM config")
-    try:
-        return build_entry(DCDMRunConfig, raw, str(path))
-    except ValueError as error:
-        message = str(error)
-        raise ValueError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    return read_config(path, DCDMRunConfig, "DCDM config")
 
 
 def run_dcdm_training(config: DCDMRunConfig, steps: int | None = None, output: str | Path | None = None,

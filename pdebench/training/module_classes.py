@@ -8,6 +8,13 @@ nothing it names is ever imported.
 
 from __future__ import annotations
 
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
 from pdebench.training.bundled import BundledOperatorModule
 from pdebench.training.finetune import FineTuneModule, MaskedOperatorModule
 from pdebench.training.graph_module import GraphOperatorModule
@@ -35,3 +42,38 @@ def training_module_class(name: str | None) -> type[OperatorModule]:
         raise ValueError(f"checkpoint names module class {name!r}, which is not one of pdebench's training modules "
                          f"({', '.join(sorted(TRAINING_MODULES))})")
     return TRAINING_MODULES[name]
+
+
+def read_checkpoint_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``pdebench`` card of the Lightning checkpoint ``path`` (its data card, module class, budget),
+    read with ``weights_only=True`` (no code from the file runs) and checked to name one of the
+    package's training modules (:func:`training_module_class`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        One line naming the file: not a PyTorch checkpoint, one holding objects other than tensors
+        and plain values, one that is not a mapping, or one naming a foreign module class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError, EOFError...)
+        raise ValueError(f"{path} is not a tensor-only PyTorch checkpoint ({type(exc).__name__}); "
+                         "pdebench loads checkpoints without running code from them") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict):
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    extras = saved.get("pdebench", {})
+    if not isinstance(extras, dict):
+        raise ValueError(f"{path}: its pdebench card is a {type(extras).__name__}, expected a mapping")
+    try:
+        training_module_class(extras.get("module_class"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return extras

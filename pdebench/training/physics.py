@@ -36,7 +36,7 @@ import torch
 
 from pdebench.core.metrics import relative_l2
 from pdebench.models.nsm import NSM, ResidualProblem
-from pdebench.registry import read_yaml
+from pdebench.registry import read_config
 
 log = logging.getLogger(__name__)
 
@@ -377,14 +377,7 @@ def _problem_classes() -> dict[str, type]:
 
 def load_physics_config(path: str) -> PhysicsRunConfig:
     """Read a :class:`PhysicsRunConfig` from YAML; unknown keys and problems are refused by name."""
-    raw = read_yaml(path, "physics config")
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping, got {type(raw).__name__}")
-    known = set(PhysicsRunConfig.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
-    config = PhysicsRunConfig(**raw)
+    config = read_config(path, PhysicsRunConfig, "physics config")
     if config.problem not in _problem_classes():
         raise ValueError(f"{path}: unknown problem {config.problem!r}; choose one of {', '.join(_problem_classes())}")
     return config

@@ -3,7 +3,7 @@ and the registered solver ``"sph"`` that runs the particle scenes of :mod:`pdebe
 
 from pdebench.solvers.sph.eos import LinearEOS, TaitEOS, make_eos
 from pdebench.solvers.sph.kernels import KERNELS, CubicSpline, Kernel, WendlandC2, make_kernel
-from pdebench.solvers.sph.neighbours import brute_force_pairs, neighbour_pairs, radius_graph_edge_index
+from pdebench.core.graphs import brute_force_pairs, neighbour_pairs, radius_graph_edge_index
 from pdebench.solvers.sph.scheme import FLUID, WALL, WCSPH, ParticleState
 from pdebench.solvers.sph.solver import ParticleSamples, SPHSolver
 

@@ -87,7 +87,7 @@ import torch
 from pdebench.solvers.base import BlowUpError, StabilityError
 from pdebench.solvers.sph.eos import EquationOfState, make_eos
 from pdebench.solvers.sph.kernels import Kernel, make_kernel
-from pdebench.solvers.sph.neighbours import neighbour_pairs
+from pdebench.core.graphs import neighbour_pairs
 
 __all__ = ["FLUID", "WALL", "ParticleState", "Rates", "WCSPH"]
 
@@ -232,7 +232,7 @@ class WCSPH:
         Particle-shifting coefficient :math:`A \\ge 0` per step (see :meth:`_shift`; 0: off, about
         0.01-0.1 for internal flows such as the Taylor-Green vortex; leave 0 with a free surface).
     neighbour_search
-        Pair finder with the signature of ``pdebench.solvers.sph.neighbours.neighbour_pairs``
+        Pair finder with the signature of ``pdebench.core.graphs.neighbour_pairs``
         (default that function).
 
     Examples
