@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pdebench"
 #: Bottom to top. A module's layer is that of its top-level subpackage or module of ``pdebench``.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core", "fft", "registry", "atomic", "signals"),
+    ("equations",),
     ("problems",),
     ("solvers",),
     ("data",),
@@ -35,9 +36,6 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({
     ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.assembly"),
     ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.meshes"),
     ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.spaces"),
-    ("pdebench.problems.mppde", "pdebench.solvers.spectral"),
-    ("pdebench.problems.navier_stokes", "pdebench.solvers.spectral"),
-    ("pdebench.problems.onedim", "pdebench.solvers.spectral"),
     ("pdebench.problems.particles", "pdebench.solvers.sph.geometry"),
     ("pdebench.problems.particles", "pdebench.solvers.sph.scheme"),
     ("pdebench.solvers.sph.solver", "pdebench.data.particle_io"),

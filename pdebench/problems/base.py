@@ -242,7 +242,7 @@ class SpectralProblem(Problem):
 
     @abstractmethod
     def equation(self):
-        """The :class:`~pdebench.solvers.spectral.equations.SpectralEquation` to step."""
+        """The :class:`~pdebench.equations.spectral.SpectralEquation` to step."""
 
     def equation_for(self, sample_ids: np.ndarray):
         """The equation of the samples ``sample_ids`` (``(B, 2)`` ``(seed, index)``), what the solver

@@ -42,7 +42,7 @@ import torch
 from pdebench.problems.base import PROBLEMS, Problem, require, require_positive
 from pdebench.problems.onedim import Periodic1D
 from pdebench.problems.sampling import sample_generator
-from pdebench.solvers.spectral import equations  # module, not names: the import chain is circular
+from pdebench.equations import spectral as equations
 
 __all__ = ["MPPDEE1", "MPPDEE2", "MPPDEE3", "forcing_coefficients", "sample_draws"]
 

@@ -11,7 +11,7 @@ import torch
 
 from pdebench.problems.base import PROBLEMS, SpectralProblem, require, require_nonnegative, require_positive
 from pdebench.problems.sampling import gaussian_random_field
-from pdebench.solvers.spectral import equations
+from pdebench.equations import spectral as equations
 
 
 @dataclass(frozen=True, kw_only=True)

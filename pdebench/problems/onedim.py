@@ -12,7 +12,7 @@ import torch
 
 from pdebench.problems.base import PROBLEMS, SpectralProblem, require, require_nonnegative, require_positive
 from pdebench.problems.sampling import gaussian_random_field, random_fourier_sum, sample_generator
-from pdebench.solvers.spectral import equations
+from pdebench.equations import spectral as equations
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from pdebench.fft import irfftn, rfftn
+from pdebench.fft import irfftn, rfftn, wavenumbers
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
@@ -26,23 +26,6 @@ def sample_generator(seed: int, index: int) -> torch.Generator:
 
 def _per_sample(seed: int, indices: Sequence[int], draw) -> torch.Tensor:
     return torch.stack([draw(sample_generator(seed, int(i))) for i in indices])
-
-
-def wavenumbers(shape: Sequence[int], lengths: Sequence[float], dtype=torch.float64) -> list[torch.Tensor]:
-    """Angular wavenumbers ``2π n / L`` of a real FFT (``rfftn``) over ``shape``.
-
-    Returns one tensor per axis, broadcastable to the spectral shape ``(*shape[:-1], shape[-1]//2+1)``.
-    """
-    d = len(shape)
-    out = []
-    for axis, (n, length) in enumerate(zip(shape, lengths)):
-        # Integer frequencies in float64 (torch's default float32 would cost 7 digits of accuracy).
-        fft_freq = torch.fft.rfftfreq if axis == d - 1 else torch.fft.fftfreq
-        freq = fft_freq(n, d=1.0 / n, dtype=torch.float64)
-        view = [1] * d
-        view[axis] = -1
-        out.append((2 * math.pi / length * freq).to(dtype).reshape(view))
-    return out
 
 
 def gaussian_random_field(

@@ -12,7 +12,7 @@ from pdebench.problems import PROBLEMS
 from pdebench.problems.onedim import soliton
 from pdebench.solvers import BlowUpError, SpectralSolver, StabilityError
 from pdebench.solvers.spectral.etdrk4 import ETDRK4Coefficients
-from pdebench.solvers.spectral.grid import FourierGrid
+from pdebench.equations.fourier import FourierGrid
 
 
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:

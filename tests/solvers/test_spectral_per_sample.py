@@ -16,8 +16,8 @@ from pdebench.data.generate import solve_samples
 from pdebench.problems import PROBLEMS
 from pdebench.problems.mppde import MPPDEE3, forcing_coefficients
 from pdebench.solvers import SpectralSolver
-from pdebench.solvers.spectral.equations import MPPDECombined
-from pdebench.solvers.spectral.grid import FourierGrid
+from pdebench.equations.spectral import MPPDECombined
+from pdebench.equations.fourier import FourierGrid
 
 LENGTH = 16.0
 

@@ -14,9 +14,9 @@ import torch
 import pdebench
 from pdebench.core.trajectories import Trajectories
 from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
-from pdebench.solvers.spectral.equations import SpectralEquation
+from pdebench.equations.spectral import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4, flush_tiny_
-from pdebench.solvers.spectral.grid import FourierGrid
+from pdebench.equations.fourier import FourierGrid
 
 log = logging.getLogger(__name__)
 

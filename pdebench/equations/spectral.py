@@ -1,7 +1,7 @@
 r"""Semi-linear evolution equations :math:`u_t = L u + N(u, t)` for the pseudo-spectral solver.
 
 Each class only states its diagonal linear symbol :math:`L(k)` and its nonlinear term in Fourier
-space (Exponax's split); the time stepping lives once, in :mod:`.etdrk4` and :mod:`.solver`.
+space (Exponax's split); the time stepping lives once, in :mod:`pdebench.solvers.spectral.etdrk4` and :mod:`pdebench.solvers.spectral.solver`.
 The nonlinear term is written :math:`N = D(k) \odot W(u)`: a diagonal multiplier :math:`D`
 (``nonlinear_multiplier``, e.g. :math:`-\tfrac12 ik` for Burgers' flux derivative) times the
 transform of a pointwise expression (``nonlinear_transform``, e.g. :math:`\widehat{u^2}`), so the
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pdebench.solvers.spectral.grid import FourierGrid
+from pdebench.equations.fourier import FourierGrid
 
 
 def _batch_max(u: torch.Tensor, dim: int) -> torch.Tensor:

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pdebench.fft import irfftn, rfftn
-from pdebench.problems.sampling import wavenumbers
+from pdebench.fft import irfftn, rfftn, wavenumbers
 
 
 class FourierGrid:

@@ -1,0 +1,7 @@
+"""PDEs as equations, below the problems that sample them and the solvers that step them.
+
+:mod:`.fourier` holds the periodic Fourier grid (wavenumbers, transforms, dealiasing);
+:mod:`.spectral` the semi-linear evolution equations :math:`u_t = L u + N(u, t)` in Fourier space,
+each stating only its linear symbol and nonlinear term. Problems build an equation from their
+parameters; the pseudo-spectral solver steps it. Imports only :mod:`pdebench.fft` (the core layer).
+"""
