@@ -257,7 +257,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.hdf5 import TrajectoryFile, describe_nonfinite, find_nonfinite
-    from pdebench.evaluation.plots import plot_trajectories
+    from pdebench.core.plots import plot_trajectories
 
     source = Path(args.file)
     with TrajectoryFile(source) as file:

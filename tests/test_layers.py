@@ -39,7 +39,6 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({
     ("pdebench.problems.particles", "pdebench.solvers.sph.geometry"),
     ("pdebench.problems.particles", "pdebench.solvers.sph.scheme"),
     ("pdebench.solvers.sph.solver", "pdebench.data.particle_io"),
-    ("pdebench.training.module", "pdebench.evaluation.plots"),
 })
 
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -398,7 +398,7 @@ class OperatorModule(L.LightningModule):
         """Write ``rollout_nrmse.csv`` and ``rollout_nrmse.png`` into the trainer's log folder."""
         from pathlib import Path
 
-        from pdebench.evaluation.plots import plot_rollout_curve
+        from pdebench.core.plots import plot_rollout_curve  # matplotlib loads only when a curve is drawn
 
         folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
