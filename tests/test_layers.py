@@ -36,9 +36,7 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({
     ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.assembly"),
     ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.meshes"),
     ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.spaces"),
-    ("pdebench.problems.particles", "pdebench.solvers.sph.geometry"),
     ("pdebench.problems.particles", "pdebench.solvers.sph.scheme"),
-    ("pdebench.solvers.sph.solver", "pdebench.data.particle_io"),
 })
 
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

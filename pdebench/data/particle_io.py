@@ -2,7 +2,7 @@
 
 A particle solver (:mod:`pdebench.solvers.sph`) gives, per sample, the positions, velocities,
 densities and pressures of ``N`` particles at ``T`` frames. :class:`ParticleDataWriter` streams such
-:class:`ParticleTrajectory` records into one file, atomically; :class:`ParticleDataset` reads them
+:class:`~pdebench.core.particles.ParticleTrajectory` records into one file, atomically; :class:`ParticleDataset` reads them
 lazily; :func:`frame_graph` (and :meth:`ParticleDataset.to_pyg`) turns one frame into a
 :class:`torch_geometric.data.Data` radius graph for graph network simulators.
 
@@ -16,8 +16,8 @@ File layout (root attribute ``pdebench_layout = "particles"``, ``pdebench_partic
   - ``velocities`` ``(T, N, d)`` float32 (m/s);
   - ``density`` ``(T, N)`` float32 (kg/m^3);
   - ``pressure`` ``(T, N)`` float32 (Pa);
-  - ``particle_type`` ``(N,)`` int8, :data:`~pdebench.solvers.sph.scheme.FLUID` (0) or
-    :data:`~pdebench.solvers.sph.scheme.WALL` (1);
+  - ``particle_type`` ``(N,)`` int8, :data:`~pdebench.core.particles.FLUID` (0) or
+    :data:`~pdebench.core.particles.WALL` (1);
   - ``mass`` ``(N,)`` float64 (kg);
   - group attributes ``seed``, ``index`` (int64) and ``params.<name>`` (float64) for every sampled
     scene parameter (the same names in every group);
@@ -57,7 +57,6 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +66,7 @@ import torch
 from torch_geometric.data import Data
 
 from pdebench.core.graphs import ParticleBox, particle_edges
+from pdebench.core.particles import FLUID, WALL, ParticleTrajectory
 from pdebench.data.hdf5 import (
     PROVENANCE_PREFIX,
     AtomicHDF5Writer,
@@ -75,13 +75,11 @@ from pdebench.data.hdf5 import (
     _encode_attr,
     _json_attr_names,
 )
-from pdebench.solvers.sph.scheme import FLUID, WALL
 
 __all__ = [
     "LAYOUT",
     "ParticleDataWriter",
     "ParticleDataset",
-    "ParticleTrajectory",
     "frame_graph",
     "read_particle_data",
 ]
@@ -114,156 +112,6 @@ _STORED_DTYPES: dict[str, str] = {
 
 def _row_name(row: int) -> str:
     return f"{row:06d}"
-
-
-# --------------------------------------------------------------------------------------------------
-# Record
-# --------------------------------------------------------------------------------------------------
-
-
-def _real_array(value: Any, name: str, sample_id: Any) -> np.ndarray:
-    """A float array (float32/float64 kept, integers -> float64); other kinds are a ``ValueError``."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value)
-    if array.dtype.kind in "iu":
-        return array.astype(np.float64)
-    if array.dtype.kind != "f":
-        raise ValueError(f"sample {sample_id}: {name} must be a real floating-point array, got dtype {array.dtype}")
-    return array
-
-
-@dataclass
-class ParticleTrajectory:
-    """One solved particle trajectory: ``T`` frames of ``N`` particles in ``d`` dimensions.
-
-    Arrays are converted to numpy on construction (torch tensors are accepted; integer arrays become
-    float64, ``time`` always float64). Shapes, ``d``, ``time`` and ``particle_type`` are checked here;
-    non-finite field values are allowed in the record (a blown-up solve can be inspected) but
-    :class:`ParticleDataWriter` refuses to store them.
-
-    Parameters
-    ----------
-    sample_id
-        ``(seed, index)`` of the sample.
-    time
-        ``(T,)`` physical time of each frame (s), finite and strictly increasing.
-    positions
-        ``(T, N, d)`` particle positions (m), ``d`` in 1, 2, 3.
-    velocities
-        ``(T, N, d)`` particle velocities (m/s).
-    density
-        ``(T, N)`` particle densities (kg/m^3).
-    pressure
-        ``(T, N)`` particle pressures (Pa).
-    particle_type
-        ``(N,)`` integer type of each particle, constant in time:
-        :data:`~pdebench.solvers.sph.scheme.FLUID` (0) or :data:`~pdebench.solvers.sph.scheme.WALL` (1).
-    mass
-        ``(N,)`` particle masses (kg), constant in time.
-    params
-        The sampled scene parameters, name -> real scalar, e.g. ``{"aspect_ratio": 2.0, "nu": 1e-3}``.
-
-    Raises
-    ------
-    ValueError
-        A bad shape (naming the field, the shape found and the shape expected), ``d`` not in 1..3,
-        ``T < 1`` or ``N < 1``, ``time`` not finite or not strictly increasing, a particle type other
-        than 0 or 1, or a param that is not a real scalar.
-    """
-
-    sample_id: tuple[int, int]
-    time: np.ndarray
-    positions: np.ndarray
-    velocities: np.ndarray
-    density: np.ndarray
-    pressure: np.ndarray
-    particle_type: np.ndarray
-    mass: np.ndarray
-    params: dict[str, float]
-
-    def __post_init__(self) -> None:
-        sample_id = tuple(np.asarray(self.sample_id).reshape(-1).tolist())
-        if len(sample_id) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in sample_id):
-            raise ValueError(f"sample_id must be a pair of integers (seed, index), got {self.sample_id!r}")
-        self.sample_id = (int(sample_id[0]), int(sample_id[1]))
-        sid = self.sample_id
-
-        self.positions = _real_array(self.positions, "positions", sid)
-        if self.positions.ndim != 3:
-            raise ValueError(f"sample {sid}: positions has shape {self.positions.shape}; expected (T, N, d)")
-        t, n, d = self.positions.shape
-        if d not in (1, 2, 3):
-            raise ValueError(f"sample {sid}: positions has shape {self.positions.shape}; d = {d} must be 1, 2 or 3")
-        if t < 1 or n < 1:
-            raise ValueError(
-                f"sample {sid}: positions has shape {self.positions.shape}; need T >= 1 frames and N >= 1 particles"
-            )
-        self.time = _real_array(self.time, "time", sid).astype(np.float64)
-        self.velocities = _real_array(self.velocities, "velocities", sid)
-        self.density = _real_array(self.density, "density", sid)
-        self.pressure = _real_array(self.pressure, "pressure", sid)
-        self.mass = _real_array(self.mass, "mass", sid)
-        kind = self.particle_type
-        kind = kind.detach().cpu().numpy() if isinstance(kind, torch.Tensor) else np.asarray(kind)
-        if kind.dtype.kind not in "iu":
-            raise ValueError(f"sample {sid}: particle_type must be an integer array, got dtype {kind.dtype}")
-        self.particle_type = kind
-        expected = {
-            "time": (t,),
-            "velocities": (t, n, d),
-            "density": (t, n),
-            "pressure": (t, n),
-            "particle_type": (n,),
-            "mass": (n,),
-        }
-        for name, shape in expected.items():
-            found = getattr(self, name).shape
-            if found != shape:
-                raise ValueError(
-                    f"sample {sid}: {name} has shape {found}; expected {shape} "
-                    f"(T={t} frames, N={n} particles, d={d} from positions {self.positions.shape})"
-                )
-        if not np.isfinite(self.time).all():
-            bad_times = self.time[~np.isfinite(self.time)][:5].tolist()
-            raise ValueError(f"sample {sid}: time has non-finite values: {bad_times}")
-        steps = np.diff(self.time)
-        if (steps <= 0).any():
-            k = int(np.flatnonzero(steps <= 0)[0])
-            raise ValueError(
-                f"sample {sid}: time must be strictly increasing; "
-                f"time[{k}] = {self.time[k]!r} >= time[{k + 1}] = {self.time[k + 1]!r}"
-            )
-        bad = ~np.isin(self.particle_type, _PARTICLE_TYPES)
-        if bad.any():
-            raise ValueError(
-                f"sample {sid}: particle_type must be {FLUID} (fluid) or {WALL} (wall); particle "
-                f"{int(np.flatnonzero(bad)[0])} has {self.particle_type[bad][0]!r}"
-            )
-        params: dict[str, float] = {}
-        for key, value in dict(self.params).items():
-            if not isinstance(key, str) or not key:
-                raise ValueError(f"sample {sid}: param names must be non-empty strings, got {key!r}")
-            try:
-                params[key] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"sample {sid}: param {key!r} must be a real scalar, got {value!r}") from None
-        self.params = params
-
-    @property
-    def num_frames(self) -> int:
-        """``T``."""
-        return int(self.positions.shape[0])
-
-    @property
-    def num_particles(self) -> int:
-        """``N``."""
-        return int(self.positions.shape[1])
-
-    @property
-    def dim(self) -> int:
-        """``d``."""
-        return int(self.positions.shape[2])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -49,10 +49,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from pdebench.core.particles import FLUID, WALL, ParticleState
 from pdebench.problems.base import PROBLEMS, Catalogued, require
+from pdebench.problems.particle_scenes import lattice, wall_layers_needed
 from pdebench.problems.sampling import sample_generator
-from pdebench.solvers.sph.geometry import lattice, wall_layers_needed
-from pdebench.solvers.sph.scheme import FLUID, WALL, WCSPH, ParticleState
+from pdebench.solvers.sph.scheme import WCSPH
 
 __all__ = ["DamBreak2D", "ParticleProblem", "ParticleScene", "Poiseuille2D", "TaylorGreen2D",
            "poiseuille_velocity"]
@@ -69,7 +70,7 @@ class ParticleScene:
     Attributes
     ----------
     state
-        Initial :class:`~pdebench.solvers.sph.scheme.ParticleState` (fluid and wall particles).
+        Initial :class:`~pdebench.core.particles.ParticleState` (fluid and wall particles).
     solver
         The :class:`~pdebench.solvers.sph.scheme.WCSPH` stepper with this sample's physics.
     params

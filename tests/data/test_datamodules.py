@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from pdebench.core.particles import ParticleTrajectory
 from pdebench.data.bundles import BundleDataModule
 from pdebench.data.datamodules import EpochSeededSampler, OfflineDataModule
 from pdebench.data.graph_datamodule import GraphDataModule
 from pdebench.data.mesh_io import MeshDataWriter
 from pdebench.data.mixture import MixtureDataModule
-from pdebench.data.particle_io import ParticleDataWriter, ParticleTrajectory
+from pdebench.data.particle_io import ParticleDataWriter
 from pdebench.data.splits import split_indices
 
 

@@ -11,14 +11,13 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
+from pdebench.core.particles import FLUID, WALL, ParticleTrajectory
 from pdebench.data.particle_io import (
     ParticleDataset,
     ParticleDataWriter,
-    ParticleTrajectory,
     frame_graph,
     read_particle_data,
 )
-from pdebench.solvers.sph.scheme import FLUID, WALL
 
 LOWER = np.array([0.0, 0.0])
 UPPER = np.array([1.0, 0.5])

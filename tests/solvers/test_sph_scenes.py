@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from pdebench.core.particles import FLUID, WALL, ParticleState
 from pdebench.problems import PROBLEMS
 from pdebench.problems.particles import DamBreak2D, Poiseuille2D, TaylorGreen2D, poiseuille_velocity
 from pdebench.solvers.base import StabilityError
-from pdebench.solvers.sph.scheme import FLUID, WALL, WCSPH, ParticleState
+from pdebench.solvers.sph.scheme import WCSPH
 
 #: Martin & Moyce (1952), column height 2a: (T = t sqrt(2g/a), Z = x_front / a), T <= 3.
 MARTIN_MOYCE = [(0.849, 1.245), (1.212, 1.443), (1.602, 1.884), (2.283, 2.689), (2.950, 3.728)]

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from pdebench.core.particles import FLUID, WALL, ParticleState
 from pdebench.solvers.base import StabilityError
 from pdebench.solvers.sph.eos import LinearEOS, TaitEOS, make_eos, tait_stiffness
-from pdebench.solvers.sph.scheme import FLUID, WALL, WCSPH, ParticleState
+from pdebench.solvers.sph.scheme import WCSPH
 
 DT = torch.float64
 

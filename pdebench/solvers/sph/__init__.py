@@ -1,10 +1,11 @@
 """Weakly compressible SPH: kernels, cell-list neighbour search, equations of state, the WCSPH stepper
 and the registered solver ``"sph"`` that runs the particle scenes of :mod:`pdebench.problems.particles`."""
 
+from pdebench.core.graphs import brute_force_pairs, neighbour_pairs, radius_graph_edge_index
+from pdebench.core.particles import FLUID, WALL, ParticleState
 from pdebench.solvers.sph.eos import LinearEOS, TaitEOS, make_eos
 from pdebench.solvers.sph.kernels import KERNELS, CubicSpline, Kernel, WendlandC2, make_kernel
-from pdebench.core.graphs import brute_force_pairs, neighbour_pairs, radius_graph_edge_index
-from pdebench.solvers.sph.scheme import FLUID, WALL, WCSPH, ParticleState
+from pdebench.solvers.sph.scheme import WCSPH
 from pdebench.solvers.sph.solver import ParticleSamples, SPHSolver
 
 __all__ = ["FLUID", "KERNELS", "WALL", "WCSPH", "CubicSpline", "Kernel", "LinearEOS", "ParticleSamples",

@@ -84,86 +84,23 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from pdebench.core.graphs import neighbour_pairs
+from pdebench.core.particles import ParticleState
 from pdebench.solvers.base import BlowUpError, StabilityError
 from pdebench.solvers.sph.eos import EquationOfState, make_eos
 from pdebench.solvers.sph.kernels import Kernel, make_kernel
-from pdebench.core.graphs import neighbour_pairs
 
-__all__ = ["FLUID", "WALL", "ParticleState", "Rates", "WCSPH"]
+__all__ = ["Rates", "WCSPH"]
 
 log = logging.getLogger(__name__)
 
-FLUID = 0
-"""Particle type of a fluid particle."""
 MIN_SUPPORT_OVER_DX = 2.0
 """Smallest kernel support radius, in particle spacings, that :meth:`WCSPH.check_state` accepts
 (Wendland C2 with ``h = dx`` reaches 2 spacings, about 12 neighbours in 2D; ``h = 1.3 dx`` is usual)."""
-WALL = 1
-"""Particle type of a fixed wall (dummy) particle."""
 
 
 NeighbourSearch = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 """``(positions (N, d), radius, lower, upper, periodic) -> (i (P,), j (P,), x_i - x_j (P, d))``."""
-
-
-@dataclass
-class ParticleState:
-    """Particles at one time.
-
-    Parameters
-    ----------
-    positions
-        ``(N, d)`` positions (m).
-    velocities
-        ``(N, d)`` velocities (m/s); wall particles carry their (zero) physical velocity.
-    density
-        ``(N,)`` densities (kg/m³); for wall particles the value from the last wall update.
-    mass
-        ``(N,)`` masses (kg), constant in time.
-    kind
-        ``(N,)`` integer particle type: :data:`FLUID` (0) or :data:`WALL` (1).
-    time
-        Physical time (s).
-    """
-
-    positions: torch.Tensor
-    velocities: torch.Tensor
-    density: torch.Tensor
-    mass: torch.Tensor
-    kind: torch.Tensor
-    time: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.positions.ndim != 2:
-            raise ValueError(f"positions must have shape (N, d), got {tuple(self.positions.shape)}")
-        n, d = self.positions.shape
-        if tuple(self.velocities.shape) != (n, d):
-            raise ValueError(f"velocities must have shape {(n, d)}, got {tuple(self.velocities.shape)}")
-        for name in ("density", "mass", "kind"):
-            shape = tuple(getattr(self, name).shape)
-            if shape != (n,):
-                raise ValueError(f"{name} must have shape {(n,)}, got {shape}")
-        bad = ~((self.kind == FLUID) | (self.kind == WALL))
-        if bool(bad.any()):
-            raise ValueError(f"kind must be {FLUID} (fluid) or {WALL} (wall); got {self.kind[bad][:5].tolist()}")
-
-    @property
-    def fluid(self) -> torch.Tensor:
-        """``(N,)`` boolean mask of fluid particles."""
-        return self.kind == FLUID
-
-    @property
-    def num_particles(self) -> int:
-        return int(self.positions.shape[0])
-
-    def total_mass(self, fluid_only: bool = True) -> float:
-        """Sum of particle masses (kg), by default of fluid particles only."""
-        return float(self.mass[self.fluid].sum() if fluid_only else self.mass.sum())
-
-    def kinetic_energy(self) -> float:
-        """Fluid kinetic energy :math:`\\sum_i \\tfrac12 m_i |v_i|^2` (J)."""
-        f = self.fluid
-        return float(0.5 * (self.mass[f] * (self.velocities[f] ** 2).sum(-1)).sum())
 
 
 @dataclass

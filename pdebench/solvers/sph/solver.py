@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from pdebench.core.particles import ParticleTrajectory
 from pdebench.solvers.base import SOLVERS, BlowUpError
 
 if TYPE_CHECKING:
-    from pdebench.data.particle_io import ParticleTrajectory
     from pdebench.problems.particles import ParticleProblem, ParticleScene
 
 __all__ = ["ParticleSamples", "SPHSolver"]
@@ -39,7 +39,7 @@ class ParticleSamples:
     Attributes
     ----------
     trajectories
-        One :class:`~pdebench.data.particle_io.ParticleTrajectory` per kept sample.
+        One :class:`~pdebench.core.particles.ParticleTrajectory` per kept sample.
     sample_ids
         ``(B, 2)`` int64 ``(seed, index)`` of the kept samples.
     provenance
@@ -96,8 +96,6 @@ class SPHSolver:
         ValueError
             A rejected state (see :meth:`WCSPH.check_state`) or a particle leaving the box.
         """
-        from pdebench.data.particle_io import ParticleTrajectory
-
         dtype = _DTYPES[self.dtype]
         solver = scene.solver
         state = scene.state

@@ -1,4 +1,4 @@
-"""Particle lattices for SPH scenes: fluid blocks and fixed wall layers.
+"""Scene geometry of the particle problems (:mod:`.particles`): fluid blocks and fixed wall layers.
 
 Particles sit at the centres of square (cubic) cells of side ``dx``, so a block ``[x0, x0 + n dx)``
 holds exactly ``n`` particles per axis, each of volume ``dx**d`` and mass ``rho dx**d``. A wall is a
