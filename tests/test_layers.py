@@ -28,14 +28,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: ``(importer, imported)`` arrows that still point up (to be cut by issue 18; never to be added to).
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset({
-    ("pdebench.problems.darcy_mesh", "pdebench.solvers.base"),
-    ("pdebench.problems.darcy_mesh", "pdebench.solvers.fem.assembly"),
-    ("pdebench.problems.darcy_mesh", "pdebench.solvers.fem.mesh_solver"),
-    ("pdebench.problems.darcy_mesh", "pdebench.solvers.fem.meshes"),
-    ("pdebench.problems.darcy_mesh", "pdebench.solvers.fem.spaces"),
-    ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.assembly"),
-    ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.meshes"),
-    ("pdebench.problems.mesh_problems", "pdebench.solvers.fem.spaces"),
     ("pdebench.problems.particles", "pdebench.solvers.sph.scheme"),
 })
 

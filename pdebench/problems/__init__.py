@@ -6,7 +6,7 @@
 """
 
 from pdebench.problems import elliptic, mesh_problems, mppde, navier_stokes, onedim, particles  # noqa: F401  (registers the problems)
-from pdebench.problems import darcy_mesh  # noqa: F401,E402  (registers darcy2d_mesh and the fem-mesh-darcy solver)
+from pdebench.problems import darcy_mesh  # noqa: F401,E402  (registers darcy2d_mesh)
 from pdebench.problems.base import PROBLEMS, Problem, SpectralProblem
 from pdebench.problems.mesh_problems import MeshProblem
 from pdebench.problems.particles import ParticleProblem

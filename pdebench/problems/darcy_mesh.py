@@ -15,17 +15,14 @@ expansion (and the same per-sample draws :math:`\xi_k`) as
 so sample ``(seed, i)`` is the permeability of ``darcy2d`` sample ``(seed, i)``, seen at the nodes.
 
 Mesh
-    The structured ``n x n`` grid of :func:`~pdebench.solvers.fem.meshes.rectangle` with
+    The structured ``n x n`` grid of :func:`~pdebench.problems.meshes.rectangle` with
     ``n = ceil(sqrt(2) / h) + 1``, every interior vertex moved by a random offset of at most
     ``jitter`` grid spacings (a fixed ``numpy`` generator of ``mesh_seed``), so the mesh is
     unstructured (no two rows alike) but shape regular; boundary vertices stay on the boundary.
 
-Discretisation (solver ``"fem-mesh-darcy"``, :class:`DarcyMeshSolver`)
-    P1 (or P2) Lagrange elements with the machinery of the ``fem-mesh`` solver
-    (:class:`~pdebench.solvers.fem.mesh_solver.MeshFEMSolver`): the coefficient at the quadrature
-    points is the finite-element interpolant of the stored nodal ``a`` (so a stored row defines its
-    solution), :math:`K(a)_{ij} = \int a\nabla\phi_j\cdot\nabla\phi_i`, :math:`b = M f\mathbf 1`,
-    ``u = 0`` condensed, one sparse LU per sample.
+Solver
+    ``"fem-mesh-darcy"`` (:class:`~pdebench.solvers.fem.darcy_mesh_solver.DarcyMeshSolver`): P1 (or P2)
+    Lagrange elements on this mesh, the coefficient the interpolant of the stored nodal ``a``.
 """
 
 from __future__ import annotations
@@ -37,19 +34,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from pdebench.problems.base import PROBLEMS, require
 from pdebench.problems.mesh_problems import MeshProblem
+from pdebench.problems.meshes import oriented, rectangle, triangulation
 from pdebench.problems.sampling import sample_generator
-from pdebench.solvers.base import SOLVERS
-from pdebench.solvers.fem.mesh_solver import MeshDiscretisation, MeshFEMSolver
 
 if TYPE_CHECKING:
     from skfem import MeshTri
 
-__all__ = ["DarcyMesh", "DarcyMeshSolver", "neumann_gaussian_field_at", "unit_square_mesh"]
+__all__ = ["DarcyMesh", "neumann_gaussian_field_at", "unit_square_mesh"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -66,8 +61,6 @@ def unit_square_mesh(h: float, jitter: float = 0.25, mesh_seed: int = 0) -> Mesh
     mesh_seed
         Seed of the jitter.
     """
-    from pdebench.solvers.fem.meshes import oriented, rectangle, triangulation
-
     if not 0.0 <= jitter <= 0.3:
         raise ValueError(f"jitter must lie in [0, 0.3] grid spacings (larger moves may invert elements), got {jitter}")
     n = math.ceil(math.sqrt(2.0) / h - 1e-12) + 1
@@ -181,58 +174,3 @@ class DarcyMesh(MeshProblem):
     def sample_inputs(self, seed: int, indices: Sequence[int]) -> dict[str, np.ndarray]:
         psi = neumann_gaussian_field_at(seed, indices, self.nodes(), tau=self.tau, alpha=self.alpha)
         return {"a": np.where(psi >= 0.0, float(self.a_high), float(self.a_low))}
-
-
-@SOLVERS.register("fem-mesh-darcy", kind="mesh", description="Finite elements (scikit-fem, P1/P2) for Darcy flow "
-                  "-div(a grad u) = f with a nodal coefficient on an unstructured mesh, direct sparse LU")
-class DarcyMeshSolver(MeshFEMSolver):
-    r"""The ``fem-mesh`` solver extended by the variable-coefficient equation ``"darcy"``.
-
-    For sample ``s``: :math:`a_h = I_h a_s` at the quadrature points, :math:`A = K(a_h)`,
-    :math:`b = M (f \mathbf 1)`; the Dirichlet dofs are condensed and the system solved by sparse LU.
-    Other equations are delegated to :class:`~pdebench.solvers.fem.mesh_solver.MeshFEMSolver`.
-    """
-
-    def discretisation(self, problem) -> MeshDiscretisation:
-        if problem.equation != "darcy":
-            return super().discretisation(problem)
-        key = problem.mesh_key()
-        if key not in self._cache:
-            self._cache[key] = self._build_darcy(problem)
-        return self._cache[key]
-
-    def _build_darcy(self, problem) -> MeshDiscretisation:
-        from pdebench.solvers.fem.assembly import mass_matrix
-        from pdebench.solvers.fem.meshes import mesh_size
-        from pdebench.solvers.fem.spaces import FunctionSpace
-
-        mesh = problem.mesh()
-        space = FunctionSpace(mesh, problem.element)
-        nodes = problem.nodes()
-        if not np.allclose(space.dof_coordinates.T, nodes, rtol=0, atol=1e-12):
-            raise RuntimeError(f"{problem.name}: the problem's nodes differ from the {problem.element} dofs of its mesh")
-        cells = np.ascontiguousarray(np.asarray(space.basis.element_dofs).T, dtype=np.int64)
-        facets = problem.boundary_facets()
-        boundary = {name: np.sort(np.asarray(space.basis.get_dofs(facets=f).all(), dtype=np.int64))
-                    for name, f in facets.items()}
-        disc = MeshDiscretisation(space, nodes, cells, boundary, boundary["dirichlet"], mesh_size(mesh))
-        disc.mass = mass_matrix(space)
-        return disc
-
-    def _system(self, problem, disc: MeshDiscretisation, fields: dict[str, np.ndarray], params: dict[str, np.ndarray],
-                row: int) -> tuple[sp.csr_matrix, np.ndarray]:
-        if problem.equation != "darcy":
-            return super()._system(problem, disc, fields, params, row)
-        from pdebench.solvers.fem.assembly import diffusion_matrix
-
-        a = disc.space.basis.interpolate(fields["a"][row]).value  # (n_elements, n_quadrature)
-        A = diffusion_matrix(disc.space, np.asarray(a), at="quadrature")
-        return A, disc.mass @ np.full(disc.space.ndofs, float(problem.forcing))
-
-    def provenance(self, problem) -> dict[str, Any]:
-        out = super().provenance(problem)
-        if problem.equation == "darcy":
-            out["solver"] = "fem-mesh-darcy"
-            out["scheme"] = (f"{problem.element} finite elements (scikit-fem) on the jittered unit-square mesh, "
-                             "-div(a grad u) = f with a the interpolant of the nodal a, u = 0 condensed")
-        return out

@@ -27,7 +27,7 @@ Domains
     ``"lshape"``: :math:`(-1, 1)^2 \setminus [0, 1]^2` (re-entrant corner at the origin), uniformly
     refined until the longest edge is at most ``h`` (``ceil(log2(sqrt(2) / h))`` refinements of
     scikit-fem's six-triangle L). ``"disk_holes"``: the unit disk with three circular holes
-    (:func:`~pdebench.solvers.fem.meshes.disk_with_holes`, target edge ``h``). ``"rectangle"``
+    (:func:`~pdebench.problems.meshes.disk_with_holes`, target edge ``h``). ``"rectangle"``
     (elasticity only): :math:`[0, 2]\times[0, 1]`, a structured mesh with longest edge at most ``h``.
     Meshes are built once per ``(domain, h)`` (:func:`domain_mesh`, an LRU cache).
 """
@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from pdebench.problems.base import PROBLEMS, Catalogued, require, require_nonnegative, require_positive
+from pdebench.problems.meshes import DEFAULT_HOLES, disk_with_holes, l_shape, rectangle
 from pdebench.problems.sampling import sample_generator
 
 if TYPE_CHECKING:
@@ -73,8 +74,6 @@ def lshape_refinements(h: float) -> int:
 @functools.lru_cache(maxsize=16)
 def domain_mesh(domain: str, h: float) -> MeshTri:
     """The deterministic triangle mesh of ``domain`` with mesh size ``h`` (cached; do not modify it)."""
-    from pdebench.solvers.fem.meshes import disk_with_holes, l_shape, rectangle
-
     if domain == "lshape":
         return l_shape(lshape_refinements(h))
     if domain == "disk_holes":
@@ -203,8 +202,6 @@ class MeshProblem(Catalogued, ABC):
         facets = np.asarray(mesh.boundary_facets())
         markers = {"dirichlet": facets}
         if self.domain == "disk_holes":
-            from pdebench.solvers.fem.meshes import DEFAULT_HOLES
-
             mid = mesh.p[:, mesh.facets[:, facets]].mean(axis=1)  # (2, n_boundary_facets)
             gaps = [np.abs(np.hypot(mid[0], mid[1]) - 1.0)]
             gaps += [np.abs(np.hypot(mid[0] - c[0], mid[1] - c[1]) - r) for c, r in DEFAULT_HOLES]
@@ -290,11 +287,12 @@ class Helmholtz(_RandomSource):
     The problem is singular when :math:`k^2` is a Dirichlet eigenvalue of the domain. The band
     defaults to one between the first two eigenvalues (:data:`DEFAULT_K_BAND`: L-shape
     :math:`k \in [3.3, 3.7]`, eigenvalues at :math:`k = 3.105, 3.898`; disk with holes
-    :math:`[4.8, 5.3]`, eigenvalues at :math:`k = 4.37, 5.70`). Any band is checked on construction
-    against the eigenvalues of the *discrete* problem (this mesh and element): a band with some
-    :math:`k^2` within relative distance ``eigen_gap`` of an eigenvalue is refused (``ValueError``
-    naming it), so every system solved has condition number at most about ``1 / eigen_gap`` relative
-    to the Laplacian's.
+    :math:`[4.8, 5.3]`, eigenvalues at :math:`k = 4.37, 5.70`). Construction checks the band itself;
+    the solver checks it against the eigenvalues of the *discrete* problem (this mesh and element,
+    :meth:`~pdebench.solvers.fem.mesh_solver.MeshFEMSolver.check`) before it assembles or writes
+    anything: a band with some :math:`k^2` within relative distance ``eigen_gap`` of an eigenvalue is
+    refused (``ValueError`` naming it), so every system solved has condition number at most about
+    ``1 / eigen_gap`` relative to the Laplacian's.
 
     Parameters
     ----------
@@ -329,13 +327,6 @@ class Helmholtz(_RandomSource):
         require(_finite(k_min, k_max) and 0 < k_min < k_max,
                 f"need 0 < k_min < k_max (finite), got k_min={k_min}, k_max={k_max}")
         require(_finite(self.eigen_gap) and 0 < self.eigen_gap < 0.5, f"eigen_gap must lie in (0, 0.5), got {self.eigen_gap}")
-        low, high = k_min**2 / (1 + self.eigen_gap), k_max**2 / (1 - self.eigen_gap)
-        centre, half = (low + high) / 2, (high - low) / 2
-        nearest = nearest_dirichlet_eigenvalue(self.domain, float(self.h), self.element, centre)
-        require(abs(nearest - centre) > half,
-                f"wavenumber band [{k_min:g}, {k_max:g}] comes within {self.eigen_gap:g} (relative, in k²) of the "
-                f"Dirichlet eigenvalue λ = {nearest:.4f} (k = {math.sqrt(nearest):.4f}) of {self.domain} "
-                f"(h={self.h:g}, {self.element}), where the problem is singular; choose a band between eigenvalues")
 
     def sample_inputs(self, seed: int, indices: Sequence[int]) -> dict[str, np.ndarray]:
         k_min, k_max = self.band
@@ -349,26 +340,6 @@ class Helmholtz(_RandomSource):
     def params(self) -> dict[str, Any]:
         k_min, k_max = self.band
         return {**super().params(), "k_min": k_min, "k_max": k_max}
-
-
-@functools.lru_cache(maxsize=64)
-def nearest_dirichlet_eigenvalue(domain: str, h: float, element: str, shift: float) -> float:
-    r"""The eigenvalue :math:`\lambda` of the discrete Dirichlet Laplacian (:math:`K x = \lambda M x` on
-    the interior dofs of ``domain``'s mesh with ``element``) nearest to ``shift`` (shift-invert Lanczos)."""
-    import scipy.sparse.linalg as spla
-
-    from pdebench.solvers.fem.assembly import diffusion_matrix, mass_matrix
-    from pdebench.solvers.fem.spaces import FunctionSpace
-
-    space = FunctionSpace(domain_mesh(domain, h), element)
-    free = np.setdiff1d(np.arange(space.ndofs), space.boundary_dofs())
-    K = diffusion_matrix(space)[free][:, free].tocsc()
-    M = mass_matrix(space)[free][:, free].tocsc()
-    try:
-        values = spla.eigsh(K, k=1, M=M, sigma=shift, which="LM", return_eigenvectors=False)
-    except RuntimeError:  # K - shift M exactly singular: shift is an eigenvalue
-        return float(shift)
-    return float(values[0])
 
 
 @PROBLEMS.register("elasticity2d", kind="mesh", description="Plane-strain linear elasticity on an L-shape or a "

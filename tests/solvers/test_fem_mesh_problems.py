@@ -41,7 +41,7 @@ def test_poisson_with_a_manufactured_source_converges_to_the_exact_solution():
 
 def test_poisson_on_the_disk_with_holes_converges_and_marks_every_boundary_node():
     def exact(x, y):  # vanishes on the outer circle and on the three hole circles
-        from pdebench.solvers.fem.meshes import DEFAULT_HOLES
+        from pdebench.problems.meshes import DEFAULT_HOLES
 
         u = 1 - x**2 - y**2
         for (cx, cy), r in DEFAULT_HOLES:
@@ -83,12 +83,18 @@ def test_helmholtz_solution_satisfies_the_independently_assembled_system():
         assert np.abs(u).max() > 0
 
 
-def test_helmholtz_refuses_a_band_near_a_dirichlet_eigenvalue_and_wavenumbers_outside_its_band():
-    # The L-shape's first Dirichlet eigenvalue is λ = 9.6397 (k = 3.1048).
+def test_helmholtz_refuses_a_band_near_a_dirichlet_eigenvalue_and_wavenumbers_outside_its_band(tmp_path):
+    # The L-shape's first Dirichlet eigenvalue is λ = 9.6397 (k = 3.1048). The discrete spectrum is the
+    # solver's: it refuses the band before assembling anything, and generation before writing a file.
+    solver = MeshFEMSolver()
     with pytest.raises(ValueError, match=r"eigenvalue λ = 9\.\d+ \(k = 3\.1"):
-        PROBLEMS.build("helmholtz", domain="lshape", k_min=3.0, k_max=3.2)
+        solver.check(PROBLEMS.build("helmholtz", domain="lshape", k_min=3.0, k_max=3.2))
+    near = PROBLEMS.build("helmholtz", domain="lshape", k_min=3.12, k_max=3.13)  # a band inside the gap is not enough
     with pytest.raises(ValueError, match="eigenvalue"):
-        PROBLEMS.build("helmholtz", domain="lshape", k_min=3.12, k_max=3.13)  # a band inside the gap is not enough
+        solver.solve(near, near.sample_inputs(0, [0]))
+    with pytest.raises(ValueError, match="eigenvalue"):
+        generate_dataset(near, tmp_path / "near.h5", num_samples=1)
+    assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="k_min < k_max"):
         PROBLEMS.build("helmholtz", k_min=3.6, k_max=3.4)
     problem = PROBLEMS.build("helmholtz", domain="lshape", k_min=2.0, k_max=2.5)  # below the first eigenvalue

@@ -17,7 +17,8 @@ from pdebench.problems import PROBLEMS  # noqa: F401  (first: registers the prob
 from pdebench.data.generate import generate_dataset
 from pdebench.data.graph_datamodule import GraphDataModule
 from pdebench.models.mppde import MPPDE
-from pdebench.problems.darcy_mesh import DarcyMesh, DarcyMeshSolver, neumann_gaussian_field_at, unit_square_mesh
+from pdebench.problems.darcy_mesh import DarcyMesh, neumann_gaussian_field_at, unit_square_mesh
+from pdebench.solvers.fem.darcy_mesh_solver import DarcyMeshSolver
 
 ROOT = Path(__file__).resolve().parents[2]
 

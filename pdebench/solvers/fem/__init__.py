@@ -1,6 +1,7 @@
-"""Finite-element discretisation on triangle meshes (scikit-fem): meshes, P1/P2 spaces, assembled
+"""Finite-element discretisation on triangle meshes (scikit-fem): P1/P2 spaces, assembled
 operators (diffusion, Helmholtz, plane-strain elasticity, mass, loads, Robin/Neumann), Dirichlet
-condensation, grid sampling and error norms.
+condensation, grid sampling and error norms. The mesh builders are geometry and live in the problems
+layer (:mod:`pdebench.problems.meshes`); they are re-exported here for convenience.
 
 Typical use (one basis, many coefficient samples)::
 
@@ -15,6 +16,18 @@ Typical use (one basis, many coefficient samples)::
         out = sampler(u)                                   # (85, 85)
 """
 
+from pdebench.problems.meshes import (
+    disk_with_holes,
+    grid_vertex_indices,
+    l_shape,
+    mesh_size,
+    rectangle,
+    signed_areas,
+    triangulation,
+    unit_square,
+    validate_mesh,
+    validate_triangulation,
+)
 from pdebench.solvers.fem.assembly import (
     boundary_load,
     boundary_mass,
@@ -28,18 +41,6 @@ from pdebench.solvers.fem.assembly import (
 from pdebench.solvers.fem.coefficients import element_means, grid_to_vertices
 from pdebench.solvers.fem.dirichlet import CondensedSystem, condense_dirichlet, solve_direct
 from pdebench.solvers.fem.errors import h1_seminorm_error, l2_error
-from pdebench.solvers.fem.meshes import (
-    disk_with_holes,
-    grid_vertex_indices,
-    l_shape,
-    mesh_size,
-    rectangle,
-    signed_areas,
-    triangulation,
-    unit_square,
-    validate_mesh,
-    validate_triangulation,
-)
 from pdebench.solvers.fem.sampling import GridSampler
 from pdebench.solvers.fem.spaces import ELEMENT_FAMILIES, FunctionSpace, element
 

@@ -1,7 +1,7 @@
 """Moving coefficient fields between a regular grid, mesh vertices and elements.
 
 The darcy2d input is a thresholded permeability on the ``n x n`` output grid; on
-:func:`~.meshes.unit_square` ``(n)`` those grid points are exactly the mesh vertices, so the field
+:func:`~pdebench.problems.meshes.unit_square` ``(n)`` those grid points are exactly the mesh vertices, so the field
 becomes vertex values (:func:`grid_to_vertices`) and then one value per element
 (:func:`element_means`): piecewise constant, as a thresholded field is.
 """
@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from skfem import MeshTri
 
-from pdebench.solvers.fem.meshes import grid_vertex_indices
+from pdebench.problems.meshes import grid_vertex_indices
 
 
 def grid_to_vertices(mesh: MeshTri, values: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ load (elasticity), and for Poisson the sparse LU factorisation of the condensed 
 * Poisson :math:`-\Delta u = f`: :math:`b = M f` (the load of the interpolant of the nodal ``f``);
   one factorisation serves every sample;
 * Helmholtz :math:`-\Delta u - k^2 u = f`: :math:`A = K - k^2 M`, :math:`b = M f`, one LU per sample;
+  the problem's wavenumber band is first checked against the discrete Dirichlet spectrum
+  (:func:`check_wavenumber_band`: no :math:`k^2` of the band near an eigenvalue of this mesh and element);
 * elasticity: :math:`E_h = \exp(I_h \log E)` at the quadrature points (positive), the plane-strain
   stiffness re-assembled on the cached basis (vectorised, no loop over elements), one LU per sample.
 
@@ -22,7 +24,9 @@ few 10^5 unknowns. Dirichlet conditions (``u = 0``) are condensed.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,15 +38,70 @@ import scipy.sparse.linalg as spla
 import torch
 
 import pdebench
+from pdebench.problems.mesh_problems import Helmholtz, domain_mesh
+from pdebench.problems.meshes import mesh_size
 from pdebench.solvers.base import SOLVERS, BlowUpError
 from pdebench.solvers.fem.assembly import boundary_load, diffusion_matrix, elasticity_matrix, mass_matrix
 from pdebench.solvers.fem.dirichlet import condense_dirichlet
-from pdebench.solvers.fem.meshes import mesh_size
 from pdebench.solvers.fem.spaces import FunctionSpace, element
 
 log = logging.getLogger(__name__)
 
 EQUATIONS = ("poisson", "helmholtz", "elasticity")
+
+
+@functools.lru_cache(maxsize=64)
+def nearest_dirichlet_eigenvalue(domain: str, h: float, element: str, shift: float) -> float:
+    r"""The eigenvalue :math:`\lambda` of the discrete Dirichlet Laplacian nearest to ``shift``.
+
+    :math:`K x = \lambda M x` on the interior dofs of the mesh of ``domain``
+    (:func:`~pdebench.problems.mesh_problems.domain_mesh`) with ``element``, by shift-invert Lanczos.
+
+    Parameters
+    ----------
+    domain, h, element
+        The mesh and the element, as a :class:`~pdebench.problems.mesh_problems.MeshProblem` names them.
+    shift
+        Where to look.
+
+    Returns
+    -------
+    float
+        The nearest eigenvalue (``shift`` itself when ``K - shift M`` is exactly singular).
+    """
+    space = FunctionSpace(domain_mesh(domain, h), element)
+    free = np.setdiff1d(np.arange(space.ndofs), space.boundary_dofs())
+    K = diffusion_matrix(space)[free][:, free].tocsc()
+    M = mass_matrix(space)[free][:, free].tocsc()
+    try:
+        values = spla.eigsh(K, k=1, M=M, sigma=shift, which="LM", return_eigenvectors=False)
+    except RuntimeError:  # K - shift M exactly singular: shift is an eigenvalue
+        return float(shift)
+    return float(values[0])
+
+
+def check_wavenumber_band(problem: Helmholtz) -> None:
+    """Refuse a Helmholtz band with some ``k²`` within ``eigen_gap`` (relative) of a discrete eigenvalue.
+
+    Parameters
+    ----------
+    problem
+        The Helmholtz problem: its ``band``, ``eigen_gap``, ``domain``, ``h`` and ``element``.
+
+    Raises
+    ------
+    ValueError
+        Naming the band and the eigenvalue it comes near (the problem is singular there).
+    """
+    k_min, k_max = problem.band
+    low, high = k_min**2 / (1 + problem.eigen_gap), k_max**2 / (1 - problem.eigen_gap)
+    centre, half = (low + high) / 2, (high - low) / 2
+    nearest = nearest_dirichlet_eigenvalue(problem.domain, float(problem.h), problem.element, centre)
+    if not abs(nearest - centre) > half:
+        raise ValueError(
+            f"wavenumber band [{k_min:g}, {k_max:g}] comes within {problem.eigen_gap:g} (relative, in k²) of the "
+            f"Dirichlet eigenvalue λ = {nearest:.4f} (k = {math.sqrt(nearest):.4f}) of {problem.domain} "
+            f"(h={problem.h:g}, {problem.element}), where the problem is singular; choose a band between eigenvalues")
 
 
 @dataclass
@@ -144,10 +203,23 @@ class MeshFEMSolver:
         self._cache: dict[Any, MeshDiscretisation] = {}
 
     # ------------------------------------------------------------------ discretisation
-    def discretisation(self, problem) -> MeshDiscretisation:
-        """The cached space, nodes, cells, boundary markers and fixed matrices of ``problem``."""
+    def check(self, problem) -> None:
+        """Refuse a problem this solver cannot solve, before anything is assembled or written.
+
+        Raises
+        ------
+        ValueError
+            An equation this solver does not solve, or a Helmholtz band near a discrete Dirichlet
+            eigenvalue of the problem's mesh and element (:func:`check_wavenumber_band`).
+        """
         if problem.equation not in EQUATIONS:
             raise ValueError(f"{problem.name}: unknown equation {problem.equation!r}; the fem-mesh solver solves {', '.join(EQUATIONS)}")
+        if problem.equation == "helmholtz":
+            check_wavenumber_band(problem)
+
+    def discretisation(self, problem) -> MeshDiscretisation:
+        """The cached space, nodes, cells, boundary markers and fixed matrices of ``problem`` (after :meth:`check`)."""
+        self.check(problem)
         key = problem.mesh_key()
         if key not in self._cache:
             self._cache[key] = self._build(problem)
@@ -366,4 +438,5 @@ class MeshFEMSolver:
         }
 
 
-__all__ = ["EQUATIONS", "MeshDiscretisation", "MeshFEMSolver", "MeshSamples"]
+__all__ = ["EQUATIONS", "MeshDiscretisation", "MeshFEMSolver", "MeshSamples", "check_wavenumber_band",
+           "nearest_dirichlet_eigenvalue"]

@@ -4,7 +4,7 @@ A :class:`GridSampler` is built once per (space, grid) as one sparse matrix ``S`
 ``(n_points * n_components, N)``; sampling any number of solutions is then one sparse product.
 
 * Grid points that are mesh vertices read the vertex DOF directly (exact: the FE function's value
-  there is its nodal coefficient, for P1 and P2). On :func:`~.meshes.unit_square` ``(n)`` every
+  there is its nodal coefficient, for P1 and P2). On :func:`~pdebench.problems.meshes.unit_square` ``(n)`` every
   point of the ``n x n`` grid is a vertex.
 * Other points are located with matplotlib's trapezoid-map point locator and the element's basis
   functions are evaluated there (what ``CellBasis.probes`` does, without its fall-back that compares
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from pdebench.solvers.fem.meshes import grid_vertex_indices
+from pdebench.problems.meshes import grid_vertex_indices
 from pdebench.solvers.fem.spaces import FunctionSpace
 
 

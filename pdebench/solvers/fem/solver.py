@@ -23,11 +23,11 @@ import torch
 
 import pdebench
 from pdebench.core.trajectories import Trajectories
+from pdebench.problems.meshes import unit_square
 from pdebench.solvers.base import SOLVERS, BlowUpError
 from pdebench.solvers.fem.assembly import diffusion_matrix, load_vector
 from pdebench.solvers.fem.coefficients import element_means, grid_to_vertices
 from pdebench.solvers.fem.dirichlet import condense_dirichlet
-from pdebench.solvers.fem.meshes import unit_square
 from pdebench.solvers.fem.sampling import GridSampler
 from pdebench.solvers.fem.spaces import FunctionSpace
 from pdebench.solvers.linalg import solve_sequence

@@ -18,7 +18,7 @@ import numpy as np
 from skfem import Basis, CellBasis, ElementTriP1, ElementTriP2, ElementVector, FacetBasis, MeshTri
 from skfem.element import Element
 
-from pdebench.solvers.fem.meshes import validate_mesh
+from pdebench.problems.meshes import validate_mesh
 
 #: Scalar triangle element families by name.
 ELEMENT_FAMILIES: dict[str, type[Element]] = {"P1": ElementTriP1, "P2": ElementTriP2}

@@ -1,4 +1,7 @@
-"""Triangular meshes for the FEM solvers: builders, validation and grid matching.
+"""Triangular meshes of the problem domains: builders, validation and grid matching (geometry only).
+
+The mesh problems (:mod:`pdebench.problems.mesh_problems`, :mod:`pdebench.problems.darcy_mesh`) define
+their domains with these builders; the FEM solvers (:mod:`pdebench.solvers.fem`) discretise on them.
 
 Every builder returns a :class:`skfem.MeshTri` (first-order triangles, ``p`` of shape ``(2, n_vertices)``,
 ``t`` of shape ``(3, n_elements)``) that passed :func:`validate_triangulation`.
