@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from pdebench import __version__
 from pdebench.core.particles import ParticleTrajectory
 from pdebench.solvers.base import SOLVERS, BlowUpError
 
@@ -76,8 +77,7 @@ class SPHSolver:
         self.dtype = dtype
 
     def provenance(self) -> dict[str, Any]:
-        from pdebench import __version__
-
+        """``solver``, ``scheme``, ``dtype`` and ``pdebench_version`` of this solver's runs."""
         return {"solver": "sph", "scheme": "wcsph-kdk", "dtype": self.dtype, "pdebench_version": __version__}
 
     def run_scene(self, problem: ParticleProblem, scene: ParticleScene, sample_id: tuple[int, int] = (-1, -1),
