@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial import Delaunay
+from scipy.spatial import Delaunay, cKDTree
 from skfem import MeshTri
 
 logger = logging.getLogger(__name__)
@@ -329,8 +329,6 @@ def grid_vertex_indices(mesh: MeshTri, x: np.ndarray, y: np.ndarray, *, atol: fl
     numpy.ndarray
         Integer array of shape ``(nx, ny)`` (``indexing="ij"``: ``x`` first).
     """
-    from scipy.spatial import cKDTree
-
     gx, gy = np.meshgrid(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), indexing="ij")
     diameter = float(np.hypot(*(mesh.p.max(axis=1) - mesh.p.min(axis=1))))
     distance, index = cKDTree(mesh.p.T).query(np.stack([gx.ravel(), gy.ravel()], axis=1))

@@ -134,7 +134,7 @@ class GridSampler:
 
 def _locate(space: FunctionSpace, points: np.ndarray) -> np.ndarray:
     """Index of the element containing each point, ``-1`` outside; points ``(2, n)`` -> ``(n,)``."""
-    from matplotlib.tri import Triangulation
+    from matplotlib.tri import Triangulation  # deferred: matplotlib is slow to import, needed only off-vertex
 
     mesh = space.mesh
     finder = Triangulation(mesh.p[0], mesh.p[1], mesh.t.T).get_trifinder()

@@ -198,7 +198,7 @@ class FEMSolver:
 def _amg_pcg(A: sp.csr_matrix, b: np.ndarray, tol: float, iterations: list[int]) -> np.ndarray:
     """CG preconditioned by a fresh smoothed-aggregation AMG hierarchy (the fastest independent solve
     for mid-size SPD systems; reusing another sample's hierarchy costs iterations, REFERENCE.md)."""
-    import pyamg
+    import pyamg  # deferred: importing pyamg costs ~0.3 s, paid only where AMG is asked for
 
     count = [0]
     preconditioner = pyamg.smoothed_aggregation_solver(A).aspreconditioner(cycle="V")
