@@ -49,8 +49,13 @@ class GenerationSummary:
 
 
 def build_solver(problem: Problem, **solver_kwargs: Any):
-    """The problem's default solver (``problem.solver``) built with validated ``solver_kwargs``."""
-    return SOLVERS.build(problem.solver, **solver_kwargs)
+    """The problem's default solver (``problem.solver``) built with validated ``solver_kwargs`` and,
+    where the solver has a ``check(problem)`` (the mesh FEM solver: a Helmholtz band near a discrete
+    eigenvalue), checked against the problem before anything is solved or written."""
+    solver = SOLVERS.build(problem.solver, **solver_kwargs)
+    if callable(getattr(solver, "check", None)):
+        solver.check(problem)
+    return solver
 
 
 def solve_samples(problem: Problem | MeshProblem, solver, seed: int, indices: np.ndarray, **kwargs: Any) -> Trajectories:

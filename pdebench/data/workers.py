@@ -46,6 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from pdebench.data.generate import build_solver, solve_samples
+from pdebench.problems import PROBLEMS
+from pdebench.solvers import SOLVERS
+
 log = logging.getLogger(__name__)
 
 
@@ -82,11 +86,9 @@ class WorkerConfig:
     num_shards: int = 1
 
     def __post_init__(self) -> None:
-        from pdebench.problems import PROBLEMS
-        from pdebench.solvers import SOLVERS
-
         problem = PROBLEMS.build(self.problem, **self.problem_args)  # validates early, in the parent
         SOLVERS.validate(problem.solver, self.solver_args)
+        build_solver(problem, **self.solver_args)  # and the solver's own check of the problem
         if self.batch_size < 1 or self.threads < 1 or self.seed < 0:
             raise ValueError(f"need batch_size >= 1, threads >= 1, seed >= 0; got {self.batch_size}, {self.threads}, {self.seed}")
         if self.max_samples is not None and self.max_samples < 1:
@@ -104,8 +106,6 @@ class WorkerConfig:
 
     def solve(self, problem, solver, block: tuple[int, int], worker: int) -> "Batch":
         """Solve one block (blown-up samples dropped and counted) into a :class:`Batch`."""
-        from pdebench.data.generate import solve_samples
-
         traj = solve_samples(problem, solver, self.seed, np.arange(*block), on_blowup="drop")
         if getattr(problem, "solver", None) == "sph":  # ParticleSamples: ragged trajectories, no grid fields
             return Batch(worker, {}, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block,
@@ -128,7 +128,7 @@ class Batch:
     supported yet; ``pdebench generate`` writes them.
 
     Particle problems (solver ``"sph"``) give no ``fields``; ``particles`` holds one
-    :class:`~pdebench.data.particle_io.ParticleTrajectory` per row of ``sample_ids`` (particle counts
+    :class:`~pdebench.core.particles.ParticleTrajectory` per row of ``sample_ids`` (particle counts
     differ between samples). :func:`~pdebench.data.spill.spill_stream` writes them."""
 
     worker: int
@@ -152,9 +152,6 @@ def _worker_main(config: WorkerConfig, worker: int, connection) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     import torch
-
-    from pdebench.data.generate import build_solver
-    from pdebench.problems import PROBLEMS
 
     torch.set_num_threads(config.threads)
     problem = PROBLEMS.build(config.problem, **config.problem_args)
@@ -476,9 +473,6 @@ class _SolverActor:
 
     def __init__(self, config: WorkerConfig, worker: int) -> None:
         import torch
-
-        from pdebench.data.generate import build_solver
-        from pdebench.problems import PROBLEMS
 
         torch.set_num_threads(config.threads)
         self.config, self.worker = config, worker

@@ -1,1 +1,2 @@
-"""Evaluation: metrics, leaderboard and plots."""
+"""Evaluation: suites, reference sets and the solver ladder, Pareto placement and the boards (the
+metrics are :mod:`pdebench.core.metrics`)."""

@@ -37,6 +37,7 @@ import torch
 from torch_geometric.data import Data
 
 from pdebench.core.metrics import segment_relative_l2
+from pdebench.data.graph_datamodule import particle_graph
 from pdebench.training.module import OperatorModule
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class GraphOperatorModule(OperatorModule):
             A trajectory of :meth:`GraphDataModule.trajectory` (``time``, ``positions``,
             ``velocities``, ``density``, ``particle_type``).
         box
-            :class:`~pdebench.data.graph_datamodule.ParticleBox`.
+            :class:`~pdebench.core.graphs.ParticleBox`.
         steps
             Rollout length (clipped to the frames recorded).
 
@@ -196,8 +197,6 @@ class GraphOperatorModule(OperatorModule):
         mse : Tensor, shape (S,)
             Fluid position MSE (mean over particles and components) per step.
         """
-        from pdebench.data.graph_datamodule import particle_graph
-
         h = self.history
         f0 = h - 1 if start is None else int(start)
         steps = min(int(steps), len(trajectory.time) - 1 - f0)

@@ -46,7 +46,7 @@ class OperatorModule(L.LightningModule):
     in_channels, out_channels, spatial_dims, history
         Set from the data module by ``train.py``'s argument links.
     loss
-        ``"rel_l2"`` (per-sample mean), ``"h1"`` or ``"mse"``.
+        ``"rel_l2"`` (relative L2 per sample and channel, averaged), ``"h1"`` or ``"mse"``.
     pushforward, input_noise
         Autoregressive training options.
     optimizer, lr, weight_decay, scheduler, step_size, gamma

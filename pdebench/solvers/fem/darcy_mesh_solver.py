@@ -35,6 +35,11 @@ class DarcyMeshSolver(MeshFEMSolver):
     Other equations are delegated to :class:`~pdebench.solvers.fem.mesh_solver.MeshFEMSolver`.
     """
 
+    def check(self, problem: MeshProblem) -> None:
+        """Accept the ``"darcy"`` equation; refuse others as :meth:`MeshFEMSolver.check` does."""
+        if problem.equation != "darcy":
+            super().check(problem)
+
     def discretisation(self, problem: MeshProblem) -> MeshDiscretisation:
         if problem.equation != "darcy":
             return super().discretisation(problem)
