@@ -4,11 +4,8 @@ outputs that cannot fit on the disk are refused before anything is written (issu
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -27,28 +24,10 @@ from pdebench.data.hdf5 import (
     find_nonfinite,
 )
 from pdebench.core.trajectories import Trajectories
+from tests.cli_runs import assert_one_line_refusal
+from tests.cli_runs import pdebench_cli as cli
 
-ROOT = Path(__file__).resolve().parents[2]
 N, T, X = 8, 6, 16
-
-
-def cli(args: list[str], cwd: Path, *, prelude: str = "") -> subprocess.CompletedProcess:
-    """``python -m pdebench ARGS`` from ``cwd``; ``prelude`` is Python run first in that process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    if prelude:
-        command = [sys.executable, "-c", f"{prelude}\nimport runpy, sys\nsys.argv = ['pdebench', *{args!r}]\n"
-                   "runpy.run_module('pdebench', run_name='__main__')"]
-    else:
-        command = [sys.executable, "-m", "pdebench", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_refusal(result: subprocess.CompletedProcess, *needles: str) -> None:
-    err = result.stderr.strip()
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "\n" not in err and err.startswith("pdebench: error:"), err
-    for needle in needles:
-        assert needle in err, err
 
 
 def write_valid(path: Path, *, bad: dict[tuple[int, int], float] | None = None) -> Path:

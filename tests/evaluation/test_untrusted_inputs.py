@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,24 +12,12 @@ import torch
 import yaml
 
 from pdebench.registry import read_yaml
+from tests.cli_runs import assert_one_line_refusal
+from tests.cli_runs import pdebench_cli as cli
 from tests.evaluation.test_leaderboard import ROOT, tiny_checkpoint  # noqa: F401 - the fixture
 
 SUITE = {"name": "tiny", "tasks": [{"name": "tiny", "problem": "burgers1d", "problem_args": {"nx": 64, "n_out": 1},
                                      "samples": 2, "ladder_resolutions": [16], "repeats": 1}]}
-
-
-def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m pdebench ARGS`` run from ``cwd`` (first on the import path, as for a user there)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pdebench", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_refusal(result: subprocess.CompletedProcess, *needles: str) -> None:
-    err = result.stderr.strip()
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "\n" not in err and err.startswith("pdebench: error:"), err
-    for needle in needles:
-        assert needle in err, err
 
 
 def suite_file(folder: Path) -> Path:
