@@ -49,7 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _report.py sits next to it
 from _report import Report, fmt, machine_info  # noqa: E402
 
-from pdebench.solvers.sph import brute_force_pairs, neighbour_pairs  # noqa: E402
+from pdebench.solvers.sph import WCSPH, brute_force_pairs, neighbour_pairs  # noqa: E402
 
 REPORT = Report()
 say, status, table, record = REPORT.say, REPORT.status, REPORT.table, REPORT.record
@@ -189,8 +189,6 @@ def dam_break_scene(n: int, neighbour_search: Callable[..., Any] | None = None) 
     resolution : int
         Particles across the column width, chosen so that the total (fluid + walls) is closest to ``n``.
     """
-    from dataclasses import replace
-
     from pdebench.problems.particles import DamBreak2D
 
     def build(resolution: int):
@@ -204,7 +202,7 @@ def dam_break_scene(n: int, neighbour_search: Callable[..., Any] | None = None) 
         low, high = (mid, high) if build(mid).state.num_particles < n else (low, mid)
     resolution = min((low, high), key=lambda r: abs(build(r).state.num_particles - n))
     scene = build(resolution)
-    solver = scene.solver if neighbour_search is None else replace(scene.solver, neighbour_search=neighbour_search)
+    solver = WCSPH.from_settings(scene.physics, neighbour_search=neighbour_search)
     return solver, scene.state, resolution
 
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import Report, fmt, machine_info  # noqa: E402
 
 from pdebench.problems.particles import DamBreak2D  # noqa: E402
+from pdebench.solvers.sph.scheme import WCSPH  # noqa: E402
 
 REPORT = Report()
 say, status, table, record = REPORT.say, REPORT.status, REPORT.table, REPORT.record
@@ -47,8 +48,9 @@ def run(resolution: int) -> dict[str, Any]:
     problem = DamBreak2D(resolution=resolution, t_final=t_end, n_out=1)
     scene = problem.build(2.0, nu=1e-6 * (1.0 / 0.057) ** 1.5)
     state = scene.state
+    stepper = WCSPH.from_settings(scene.physics)
     T, Z = [0.0], [float(state.positions[state.fluid, 0].max())]
-    snapshots = {0.0: (state.positions.numpy().copy(), scene.solver.rates(state).pressure.numpy().copy(),
+    snapshots = {0.0: (state.positions.numpy().copy(), stepper.rates(state).pressure.numpy().copy(),
                        state.kind.numpy().copy())}
     steps = [0]
 
@@ -59,8 +61,8 @@ def run(resolution: int) -> dict[str, Any]:
 
     start = time.perf_counter()
     for t_snap in SNAPSHOT_T[1:]:
-        state = scene.solver.run(state, t_snap / math.sqrt(2 * G), callback=front)
-        pressure = scene.solver.rates(state).pressure
+        state = stepper.run(state, t_snap / math.sqrt(2 * G), callback=front)
+        pressure = stepper.rates(state).pressure
         snapshots[t_snap] = (state.positions.numpy().copy(), pressure.numpy().copy(), state.kind.numpy().copy())
     wall = time.perf_counter() - start
     errors = {t: float(np.interp(t, T, Z)) / z - 1.0 for t, z in MARTIN_MOYCE}

@@ -24,8 +24,10 @@ from pdebench.core.trajectories import Trajectories
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
 from pdebench.problems.mesh_problems import MeshProblem
+from pdebench.problems.particle_scenes import SPHSettings
 from pdebench.problems.particles import ParticleProblem
 from pdebench.solvers import SOLVERS
+from pdebench.solvers.sph.scheme import WCSPH
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +311,7 @@ def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | o
     from pdebench.data.particle_io import ParticleDataWriter
 
     start = time.perf_counter()
-    box = particle_box(problem.scene(seed, 0).solver)
+    box = particle_box(problem.scene(seed, 0).physics)
     provenance = {**solver.provenance(), "seed": seed, "problem": problem.name, "problem_params": problem.params()}
     n_max, steps = 0, 0
     with ParticleDataWriter(output, **box, overwrite=overwrite, provenance=provenance) as writer:
@@ -317,8 +319,8 @@ def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | o
             indices = np.arange(first, min(first + batch_size, num_samples))
             scenes = problem.sample_initial_conditions(seed, indices.tolist())
             for index, scene in zip(indices, scenes):
-                if particle_box(scene.solver) != box:
-                    raise ValueError(f"{problem.name}: sample ({seed}, {index}) has box {particle_box(scene.solver)}, "
+                if particle_box(scene.physics) != box:
+                    raise ValueError(f"{problem.name}: sample ({seed}, {index}) has box {particle_box(scene.physics)}, "
                                      f"but the file's is {box}; every scene of a file must share it")
             ids = np.column_stack([np.full(len(indices), seed, dtype=np.int64), indices])
             batch = solver.solve(problem, scenes, ids)
@@ -335,8 +337,11 @@ def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | o
     return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"))
 
 
-def particle_box(stepper) -> dict[str, Any]:
-    """``{"lower", "upper", "periodic", "radius"}`` of a :class:`~pdebench.solvers.sph.scheme.WCSPH`
-    stepper: what a particle data file records once (graphs are built with ``radius``)."""
+def particle_box(physics: SPHSettings) -> dict[str, Any]:
+    """``{"lower", "upper", "periodic", "radius"}`` (m; periodic flags) of the
+    :class:`~pdebench.solvers.sph.scheme.WCSPH` stepper that ``physics`` (a scene's
+    :class:`~pdebench.problems.particle_scenes.SPHSettings`) builds: what a particle data file records
+    once (graphs are built with ``radius``, the kernel support radius)."""
+    stepper = WCSPH.from_settings(physics)
     return {"lower": tuple(stepper.lower), "upper": tuple(stepper.upper), "periodic": tuple(stepper.periodic),
             "radius": float(stepper.radius)}

@@ -247,7 +247,7 @@ class _StreamWriter:
             from pdebench.data.generate import particle_box
             from pdebench.data.particle_io import ParticleDataWriter
 
-            box = particle_box(problem.scene(seed, 0).solver)
+            box = particle_box(problem.scene(seed, 0).physics)
             self._writer: Any = ParticleDataWriter(path, **box, overwrite=overwrite, provenance=provenance)
         else:
             self._writer = TrajectoryWriter(path, overwrite=overwrite, provenance=provenance)

@@ -1,9 +1,10 @@
 r"""Lagrangian fluid scenes for the SPH solver: dam break, Taylor-Green vortex, Poiseuille flow.
 
 A :class:`ParticleProblem` says what to simulate; its :meth:`~ParticleProblem.scene` builds, for sample
-``(seed, i)``, the initial particles and the configured :class:`~pdebench.solvers.sph.scheme.WCSPH`
-stepper (a :class:`ParticleScene`), and the registered solver ``"sph"``
-(:class:`~pdebench.solvers.sph.solver.SPHSolver`) records frames at ``t_j = j T / n_out``.
+``(seed, i)``, the initial particles and the scene's physics, a plain
+:class:`~pdebench.problems.particle_scenes.SPHSettings` record (a :class:`ParticleScene`), and the
+registered solver ``"sph"`` (:class:`~pdebench.solvers.sph.solver.SPHSolver`) builds the stepper from
+that record (``WCSPH.from_settings``) and records frames at ``t_j = j T / n_out``.
 Each sample draws its parameters from its own generator
 (:func:`~pdebench.problems.sampling.sample_generator`), so any sample can be regenerated alone.
 
@@ -51,9 +52,8 @@ import torch
 
 from pdebench.core.particles import FLUID, WALL, ParticleState
 from pdebench.problems.base import PROBLEMS, Catalogued, require
-from pdebench.problems.particle_scenes import lattice, wall_layers_needed
+from pdebench.problems.particle_scenes import SPHSettings, lattice, wall_layers_needed
 from pdebench.problems.sampling import sample_generator
-from pdebench.solvers.sph.scheme import WCSPH
 
 __all__ = ["DamBreak2D", "ParticleProblem", "ParticleScene", "Poiseuille2D", "TaylorGreen2D",
            "poiseuille_velocity"]
@@ -65,20 +65,21 @@ KERNEL = "wendland_c2"
 
 @dataclass
 class ParticleScene:
-    """One sample's initial particles, its configured stepper and its sampled parameters.
+    """One sample's initial particles, its physics and its sampled parameters.
 
     Attributes
     ----------
     state
         Initial :class:`~pdebench.core.particles.ParticleState` (fluid and wall particles).
-    solver
-        The :class:`~pdebench.solvers.sph.scheme.WCSPH` stepper with this sample's physics.
+    physics
+        This sample's fluid and box (:class:`~pdebench.problems.particle_scenes.SPHSettings`; SI units),
+        from which ``WCSPH.from_settings`` builds the stepper.
     params
         The sampled parameters by name (e.g. ``{"aspect_ratio": 2.0, "nu": 1e-4}``).
     """
 
     state: ParticleState
-    solver: WCSPH
+    physics: SPHSettings
     params: dict[str, float] = field(default_factory=dict)
 
 
@@ -136,7 +137,7 @@ class ParticleProblem(Catalogued, ABC):
 
     @abstractmethod
     def scene(self, seed: int, index: int, dtype: torch.dtype = torch.float64) -> ParticleScene:
-        """The initial particles and stepper of sample ``(seed, index)``."""
+        """The initial particles and physics of sample ``(seed, index)``."""
 
     def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> list[ParticleScene]:
         """The scenes of samples ``(seed, i)`` (the generation pipeline calls every problem's inputs this)."""
@@ -234,13 +235,13 @@ class DamBreak2D(ParticleProblem):
             lattice((layers, round(wall_top / dx)), dx, (length, 0.0), dtype),  # right
         ])
         c0 = 10.0 * math.sqrt(2.0 * g * height)
-        solver = WCSPH(kernel=KERNEL, h=h, c0=c0, rho0=rho0, lower=(-layers * dx, -layers * dx),
-                       upper=(length + layers * dx, 3.0 * self.aspect_max * a + layers * dx), gravity=(0.0, -g),
-                       nu=nu, alpha=self.alpha, delta=0.1)
+        physics = SPHSettings(kernel=KERNEL, h=h, c0=c0, rho0=rho0, lower=(-layers * dx, -layers * dx),
+                              upper=(length + layers * dx, 3.0 * self.aspect_max * a + layers * dx),
+                              gravity=(0.0, -g), nu=nu, alpha=self.alpha, delta=0.1)
         # Hydrostatic start: p = rho0 g (H - y), rho from the inverse equation of state.
         p = rho0 * g * (height - fluid[:, 1])
-        state = _state(fluid, walls, torch.zeros_like(fluid), solver.density_from_pressure(p), rho0, dx)
-        return ParticleScene(state, solver, {"aspect_ratio": height / a, "nu": nu})
+        state = _state(fluid, walls, torch.zeros_like(fluid), physics.density_from_pressure(p), rho0, dx)
+        return ParticleScene(state, physics, {"aspect_ratio": height / a, "nu": nu})
 
 
 @PROBLEMS.register("tgv2d", kind="particles", description="SPH Taylor-Green vortex on the periodic unit square, "
@@ -282,12 +283,12 @@ class TaylorGreen2D(ParticleProblem):
         x = lattice((n, n), dx, (0.0, 0.0), dtype)
         v = torch.stack([torch.sin(k * x[:, 0]) * torch.cos(k * x[:, 1]),
                          -torch.cos(k * x[:, 0]) * torch.sin(k * x[:, 1])], -1)
-        solver = WCSPH(kernel=KERNEL, h=H_OVER_DX * dx, c0=float(self.c0), rho0=rho0, lower=(0.0, 0.0),
-                       upper=(1.0, 1.0), periodic=(True, True), nu=1.0 / reynolds, viscosity="morris",
-                       delta=0.1, shifting=0.2)
+        physics = SPHSettings(kernel=KERNEL, h=H_OVER_DX * dx, c0=float(self.c0), rho0=rho0, lower=(0.0, 0.0),
+                              upper=(1.0, 1.0), periodic=(True, True), nu=1.0 / reynolds, viscosity="morris",
+                              delta=0.1, shifting=0.2)
         p = rho0 / 4.0 * (torch.cos(2 * k * x[:, 0]) + torch.cos(2 * k * x[:, 1]))
-        state = _state(x, x.new_zeros((0, 2)), v, solver.density_from_pressure(p), rho0, dx)
-        return ParticleScene(state, solver, {"reynolds": reynolds, "nu": 1.0 / reynolds})
+        state = _state(x, x.new_zeros((0, 2)), v, physics.density_from_pressure(p), rho0, dx)
+        return ParticleScene(state, physics, {"reynolds": reynolds, "nu": 1.0 / reynolds})
 
 
 def poiseuille_velocity(y: np.ndarray, t: float, *, nu: float, force: float, width: float = 1.0,
@@ -361,9 +362,9 @@ class Poiseuille2D(ParticleProblem):
         fluid = lattice((nx, n), dx, (0.0, 0.0), dtype)
         walls = torch.cat([lattice((nx, layers), dx, (0.0, -layers * dx), dtype),
                            lattice((nx, layers), dx, (0.0, 1.0), dtype)])
-        solver = WCSPH(kernel=KERNEL, h=h, c0=float(self.c0), rho0=rho0, lower=(0.0, -layers * dx),
-                       upper=(length, 1.0 + layers * dx), periodic=(True, False), nu=nu, viscosity="morris",
-                       gravity=(force, 0.0))
+        physics = SPHSettings(kernel=KERNEL, h=h, c0=float(self.c0), rho0=rho0, lower=(0.0, -layers * dx),
+                              upper=(length, 1.0 + layers * dx), periodic=(True, False), nu=nu, viscosity="morris",
+                              gravity=(force, 0.0))
         state = _state(fluid, walls, torch.zeros_like(fluid), torch.full((len(fluid),), rho0, dtype=dtype), rho0, dx)
-        return ParticleScene(state, solver, {"reynolds": reynolds, "nu": nu, "force": force})
+        return ParticleScene(state, physics, {"reynolds": reynolds, "nu": nu, "force": force})
 

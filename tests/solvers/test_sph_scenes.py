@@ -35,7 +35,7 @@ def dam_break_front(resolution: int) -> tuple[np.ndarray, np.ndarray, DamBreak2D
         Z.append(float(s.positions[s.fluid, 0].max()))
         record["max_speed"] = max(record["max_speed"], float(s.velocities[s.fluid].norm(dim=-1).max()))
 
-    out = scene.solver.run(scene.state, problem.t_final, callback=front, callback_every=5)
+    out = WCSPH.from_settings(scene.physics).run(scene.state, problem.t_final, callback=front, callback_every=5)
     record.update(n=out.num_particles, m=out.total_mass(), state=out)
     return np.array(T), np.array(Z), problem, record
 
@@ -65,7 +65,7 @@ def test_poiseuille_start_up_matches_series() -> None:
     nu, force = scene.params["nu"], scene.params["force"]
     state = scene.state
     for t in (0.1, 0.4):
-        state = scene.solver.run(state, t)
+        state = WCSPH.from_settings(scene.physics).run(state, t)
         f = state.fluid
         y, u = state.positions[f, 1].numpy(), state.velocities[f, 0].numpy()
         exact = poiseuille_velocity(y, t, nu=nu, force=force)
@@ -101,7 +101,7 @@ def test_scenes_are_reproducible_and_sampled_within_ranges() -> None:
     s = a.state
     f = s.fluid
     H = a.params["aspect_ratio"] * problem.column_width
-    p = a.solver.pressure(s.density[f])
+    p = WCSPH.from_settings(a.physics).pressure(s.density[f])
     torch.testing.assert_close(p, 1000.0 * 9.81 * (H - s.positions[f, 1]), rtol=1e-9, atol=1e-6)
     res = PROBLEMS.build("tgv2d").scene(0, 0).params["reynolds"]
     assert 50.0 <= res <= 200.0
@@ -150,15 +150,15 @@ def test_kernel_support_too_small_for_spacing() -> None:
 
 def test_time_step_above_limit_in_a_scene() -> None:
     scene = TaylorGreen2D(resolution=16).build(100.0)
-    limit = scene.solver.stable_dt(scene.state)
+    limit = WCSPH.from_settings(scene.physics).stable_dt(scene.state)
     with pytest.raises(StabilityError, match="exceeds the stable limit"):
-        scene.solver.run(scene.state, 0.01, dt=1.5 * limit)
+        WCSPH.from_settings(scene.physics).run(scene.state, 0.01, dt=1.5 * limit)
 
 
 def test_wall_particles_never_move() -> None:
     scene = DamBreak2D(resolution=10).build(1.5, 1e-4)
     walls0 = scene.state.positions[scene.state.kind == WALL].clone()
-    out = scene.solver.run(scene.state, 0.05)
+    out = WCSPH.from_settings(scene.physics).run(scene.state, 0.05)
     assert torch.equal(out.positions[out.kind == WALL], walls0)
 
 
@@ -173,7 +173,7 @@ def test_taylor_green_decay_rate_at_re_100() -> None:
         times.append(s.time)
         energies.append(s.kinetic_energy())
 
-    scene.solver.run(scene.state, 0.5, callback=record, callback_every=10)
+    WCSPH.from_settings(scene.physics).run(scene.state, 0.5, callback=record, callback_every=10)
     slope, _ = np.polyfit(np.array(times), np.log(np.array(energies)), 1)
     assert -slope == pytest.approx(16 * math.pi**2 / 100, rel=0.05)
     assert energies[-1] / energies[0] == pytest.approx(math.exp(-16 * math.pi**2 * times[-1] / 100), rel=0.05)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from pdebench.core.particles import FLUID, WALL, ParticleState
+from pdebench.problems.particle_scenes import LinearEOS, SPHSettings, TaitEOS, make_eos, tait_stiffness
 from pdebench.solvers.base import StabilityError
-from pdebench.solvers.sph.eos import LinearEOS, TaitEOS, make_eos, tait_stiffness
 from pdebench.solvers.sph.scheme import WCSPH
 
 DT = torch.float64
@@ -39,6 +40,26 @@ def test_tait_round_trip_and_stiffness() -> None:
         make_eos("ideal_gas", 1.0, 1.0)
     with pytest.raises(ValueError, match="c0"):
         TaitEOS(rho0=1.0, c0=0.0)
+
+
+def test_from_settings_passes_every_field_and_matches_direct_construction() -> None:
+    """``WCSPH.from_settings`` builds the stepper of a settings record: every field of
+    :class:`SPHSettings` is a stepper parameter, passed through, and the settings' inverse equation of
+    state is the stepper's, bitwise."""
+    settings = SPHSettings(kernel="cubic_spline", h=0.013, c0=12.0, rho0=998.0, lower=(0.0, -0.1), upper=(1.0, 1.2),
+                           periodic=(True, False), gamma=7.5, nu=1e-3, viscosity="monaghan", alpha=0.02, delta=0.1,
+                           gravity=(0.5, -9.81), background_pressure=3.0, shifting=0.05)
+    names = [f.name for f in dataclasses.fields(SPHSettings)]
+    assert set(names) <= {f.name for f in dataclasses.fields(WCSPH) if f.init}
+    stepper = WCSPH.from_settings(settings)
+    direct = WCSPH(**{n: getattr(settings, n) for n in names})
+    for n in names:
+        assert getattr(stepper, n) == getattr(direct, n), n
+    assert stepper.radius == direct.radius and stepper.kernel.name == "cubic_spline"
+    p = torch.linspace(-50.0, 5000.0, 17, dtype=DT)
+    assert torch.equal(settings.density_from_pressure(p), stepper.density_from_pressure(p))
+    marker = object()
+    assert WCSPH.from_settings(settings, neighbour_search=marker).neighbour_search is marker  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- tank helper

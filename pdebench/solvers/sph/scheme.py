@@ -24,7 +24,7 @@ Equations (Monaghan 1994, 2005; Violeau 2012), for fluid particle :math:`i` with
   \\frac{x_{ij}\\cdot\\nabla_i W_{ij}}{r^2+0.01h^2} v_{ij}` or Monaghan (2005) form
   :math:`a^\\nu_i = \\sum_j m_j \\frac{4(d+2)\\nu}{\\rho_i+\\rho_j}
   \\frac{v_{ij}\\cdot x_{ij}}{r^2+0.01h^2}\\nabla_i W_{ij}`;
-* pressure from the equation of state (:mod:`pdebench.solvers.sph.eos`, Tait by default).
+* pressure from the equation of state (:mod:`pdebench.problems.particle_scenes`, Tait by default).
 
 Boundary condition: fixed wall (dummy) particles with the generalised wall condition of
 Adami, Hu & Adams (2012). Each wall particle :math:`w` takes, from its fluid neighbours
@@ -86,8 +86,8 @@ import torch
 
 from pdebench.core.graphs import neighbour_pairs
 from pdebench.core.particles import ParticleState
+from pdebench.problems.particle_scenes import EquationOfState, SPHSettings, make_eos
 from pdebench.solvers.base import BlowUpError, StabilityError
-from pdebench.solvers.sph.eos import EquationOfState, make_eos
 from pdebench.solvers.sph.kernels import Kernel, make_kernel
 
 __all__ = ["Rates", "WCSPH"]
@@ -227,6 +227,25 @@ class WCSPH:
         if self.neighbour_search is None:
             self.neighbour_search = neighbour_pairs
         self._eos = make_eos(self.eos, self.rho0, self.c0, self.gamma)
+
+    @classmethod
+    def from_settings(cls, settings: SPHSettings, neighbour_search: NeighbourSearch | None = None) -> WCSPH:
+        """The stepper of a scene's physics: every field of ``settings`` passed as the parameter of the
+        same name (the kernel built from its registered name).
+
+        Parameters
+        ----------
+        settings
+            A :class:`~pdebench.problems.particle_scenes.SPHSettings` (lengths in m, speeds in m/s,
+            densities in kg/m³, viscosity in m²/s, accelerations in m/s², pressure in Pa).
+        neighbour_search
+            Pair finder (default :func:`pdebench.core.graphs.neighbour_pairs`).
+        """
+        return cls(kernel=settings.kernel, h=settings.h, c0=settings.c0, rho0=settings.rho0, lower=settings.lower,
+                   upper=settings.upper, periodic=settings.periodic, gamma=settings.gamma, eos=settings.eos,
+                   nu=settings.nu, viscosity=settings.viscosity, alpha=settings.alpha, delta=settings.delta,
+                   gravity=settings.gravity, background_pressure=settings.background_pressure,
+                   shifting=settings.shifting, neighbour_search=neighbour_search)
 
     # ------------------------------------------------------------------ helpers
     @property

@@ -1,8 +1,9 @@
 """The registered SPH solver: runs particle scenes and records their frames.
 
 ``SPHSolver.solve(problem, scenes, sample_ids)`` advances each
-:class:`~pdebench.problems.particles.ParticleScene` with its own
-:class:`~pdebench.solvers.sph.scheme.WCSPH` stepper (adaptive step, :meth:`WCSPH.stable_dt` each
+:class:`~pdebench.problems.particles.ParticleScene` with the
+:class:`~pdebench.solvers.sph.scheme.WCSPH` stepper built from its physics record
+(:meth:`WCSPH.from_settings` of ``scene.physics``; adaptive step, :meth:`WCSPH.stable_dt` each
 step) and stores a frame at every output time ``t_j = j T / n_out`` of the problem (the last step
 before a frame is shortened to land on it). Samples are independent (particle counts differ), so they
 are solved one after another.
@@ -14,17 +15,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from pdebench import __version__
 from pdebench.core.particles import ParticleTrajectory
+from pdebench.problems.particles import ParticleProblem, ParticleScene
 from pdebench.solvers.base import SOLVERS, BlowUpError
-
-if TYPE_CHECKING:
-    from pdebench.problems.particles import ParticleProblem, ParticleScene
+from pdebench.solvers.sph.scheme import WCSPH
 
 __all__ = ["ParticleSamples", "SPHSolver"]
 
@@ -97,7 +97,7 @@ class SPHSolver:
             A rejected state (see :meth:`WCSPH.check_state`) or a particle leaving the box.
         """
         dtype = _DTYPES[self.dtype]
-        solver = scene.solver
+        solver = WCSPH.from_settings(scene.physics)
         state = scene.state
         if state.positions.dtype != dtype:
             state = type(state)(*(getattr(state, n).to(dtype) for n in ("positions", "velocities", "density", "mass")),
