@@ -1,7 +1,9 @@
-"""pdebench: classical PDE solvers that stream data into neural-operator training.
+"""pdebench: classical PDE solvers that stream data into neural-operator training, and a leaderboard
+that scores every operator against the solvers.
 
-The package is organised as DESIGN.md describes: ``problems`` (what to solve), ``solvers`` (how),
-``data`` (the record that flows and its files), and later ``models``, ``training``, ``evaluation``.
+Layers, bottom to top (imports point down only; docs/ARCHITECTURE.md, checked by tests/test_layers.py):
+``core`` (records, metrics, graphs), ``equations``, ``problems`` (what to solve), ``solvers`` (how),
+``data`` (files, generation, streams), ``models``, ``training``, ``evaluation``, ``cli``.
 """
 
 __version__ = "0.1.0"
