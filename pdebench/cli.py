@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -295,19 +296,17 @@ def cmd_clean(args: argparse.Namespace, console: Console) -> int:
 def _leaderboard_table(rows, title: str) -> Table:
     """Models, then the solver rungs on its Pareto front (every rung is in results.md)."""
     from pdebench.evaluation.leaderboard import speedup_cell, equal_cost_cell, training_cell
+    from pdebench.evaluation.pareto import CostCurve
 
     table = Table(title=title, title_justify="left")
     for column in ("entry", "nRMSE", "ms / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost", "params", "training"):
         table.add_column(column, overflow="fold")
     for task in dict.fromkeys(r["task"] for r in rows):
         table.add_row(f"[italic]{task}[/]", "", "", "", "", "", "")
-        solver = [r for r in rows if r["task"] == task and r["kind"] == "solver"]
-        best = float("inf")
-        front = []
-        for r in sorted(solver, key=lambda r: (r["cost_s"], r["nrmse"])):
-            if r["nrmse"] < best:
-                front.append(r)
-                best = r["nrmse"]
+        solver = [r for r in rows if r["task"] == task and r["kind"] == "solver" and r["status"] == "ok"
+                  and all(math.isfinite(r[key]) and r[key] > 0 for key in ("cost_s", "nrmse"))]
+        front = ([solver[i] for i in CostCurve([r["cost_s"] for r in solver], [r["nrmse"] for r in solver]).front_indices()]
+                 if solver else [])
         for row in [r for r in rows if r["task"] == task and r["kind"] == "model"] + front:
             if row["status"] != "ok":
                 table.add_row(row["name"], f"[red]failed[/]: {row['error']}", "", "", "", "", "")

@@ -259,3 +259,23 @@ def test_stream_needs_exactly_one_destination_and_feeds_only_through_ray(tmp_pat
         result = subprocess.run([sys.executable, "-m", "pdebench.cli", "stream", "burgers1d", *args], capture_output=True, text=True)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_the_leaderboard_table_lists_the_solver_rungs_of_the_pareto_front_in_cost_order():
+    """The printed table shows a task's models, then exactly the rungs that no cheaper rung beats
+    (checked by hand: (1, 0.5), (2, 0.2) and (8, 0.05); (4, 0.3) is dominated, the failed rung is left out)."""
+    from rich.console import Console
+
+    from pdebench.cli import _leaderboard_table
+
+    def rung(name, cost, error, status="ok"):
+        return {"task": "t", "kind": "solver", "name": name, "status": status, "cost_s": cost, "nrmse": error,
+                "placement": None, "parameters": None, "train_time_s": None, "train_trajectories": None, "error": "boom"}
+
+    rows = [rung("r4", 4.0, 0.3), rung("r8", 8.0, 0.05), rung("r1", 1.0, 0.5), rung("r2", 2.0, 0.2),
+            rung("rx", 0.5, float("inf"), status="failed")]
+    console = Console(record=True, width=200)
+    console.print(_leaderboard_table(rows, "board"))
+    text = console.export_text()
+    names = [word for line in text.splitlines() for word in line.replace("│", " ").split()[:1] if word.startswith("r")]
+    assert names == ["r1", "r2", "r8"], text
