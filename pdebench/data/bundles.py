@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from pdebench.data.datamodules import OfflineDataModule
 from pdebench.data.hdf5 import TrajectoryFile
+from pdebench.problems import PROBLEMS
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,6 @@ class BundleDataModule(OfflineDataModule):
         """``(num_trajectories, P)`` per-sample parameters, in ``param_names`` order."""
         if not self.param_names:
             return torch.zeros(self.num_trajectories, 0)
-        from pdebench.problems import PROBLEMS
 
         name = self._file_card.get("problem")
         if name not in PROBLEMS:

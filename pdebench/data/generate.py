@@ -28,6 +28,8 @@ from pdebench.problems.particle_scenes import SPHSettings
 from pdebench.problems.particles import ParticleProblem
 from pdebench.solvers import SOLVERS
 from pdebench.solvers.sph.scheme import WCSPH
+from pdebench.data.mesh_io import MeshDataWriter
+from pdebench.data.particle_io import ParticleDataWriter
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +281,6 @@ def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLi
     per-sample params, through :class:`~pdebench.data.mesh_io.MeshDataWriter` (atomic like the grid path).
     File provenance: the solver's (``solver``, ``element``, ``dofs``, ``method``, ``mesh_size``, ...),
     ``seed``, ``problem``, ``problem_params`` (JSON) and the total ``wall_time_s``."""
-    from pdebench.data.mesh_io import MeshDataWriter
 
     start = time.perf_counter()
     nodes, cells, boundary, element = solver.mesh_data(problem)
@@ -308,7 +309,6 @@ def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | o
     periodic axes and the kernel radius (for graphs) are the first scene's; every scene must share them.
     File provenance: the solver's, ``seed``, ``problem``, ``problem_params`` (JSON), ``steps`` and
     ``wall_time_s``."""
-    from pdebench.data.particle_io import ParticleDataWriter
 
     start = time.perf_counter()
     box = particle_box(problem.scene(seed, 0).physics)

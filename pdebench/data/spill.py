@@ -65,6 +65,9 @@ from pdebench.core.trajectories import Trajectories
 from pdebench.data.workers import as_ranges
 from pdebench.problems.base import Problem
 from pdebench.signals import interruption_cause
+from pdebench.problems import PROBLEMS
+from pdebench.data.generate import particle_box
+from pdebench.data.particle_io import ParticleDataWriter
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +247,6 @@ class _StreamWriter:
         self.problem = problem
         self.particles = getattr(problem, "solver", None) == "sph"
         if self.particles:
-            from pdebench.data.generate import particle_box
-            from pdebench.data.particle_io import ParticleDataWriter
-
             box = particle_box(problem.scene(seed, 0).physics)
             self._writer: Any = ParticleDataWriter(path, **box, overwrite=overwrite, provenance=provenance)
         else:
@@ -282,8 +282,6 @@ def _as_ranges(ids: list[tuple[int, int]]) -> list[list[int]]:
 
 
 def _check_config(problem: Problem, config: Any) -> None:
-    from pdebench.problems import PROBLEMS
-
     expected = PROBLEMS.build(config.problem, **config.problem_args)
     if expected != problem:
         raise ValueError(f"the pool solves {expected!r}, but the file is for {problem!r}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from pdebench.evaluation.leaderboard import _json_default, write_atomic
 from pdebench.evaluation.suite import build_tasks
+from pdebench.atomic import atomic_write
 
 
 def json_safe(value: Any) -> Any:
@@ -66,7 +67,6 @@ def suite_tasks(raw: Any, suite_cls: type, task_cls: type, kind: str, origin: st
 
 def save_log_plot(fig, ax, path: Path) -> Path:
     """Finish a board plot (log grid, small legend) and write it to ``path`` as PNG, atomically."""
-    from pdebench.atomic import atomic_write
 
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)

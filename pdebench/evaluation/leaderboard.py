@@ -50,6 +50,7 @@ from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 from pdebench.training import data_card
 from pdebench.training.data_card import single_dataset_card
 from pdebench.training.module_classes import read_checkpoint_card, training_module_class
+from pdebench import __version__
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ def environment() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    from pdebench import __version__
 
     return {"hardware": cpu, "cpu_count": os.cpu_count(), "device": "cpu", "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pdebench": __version__, "git_revision": revision, "python": platform.python_version()}

@@ -35,6 +35,7 @@ from pdebench.problems import PROBLEMS
 from pdebench.registry import dataclass_from_mapping, read_yaml
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
+from pdebench import __version__
 
 #: Held-out leaderboard seeds start here; training streams use small seeds (and their ``+1..+3``).
 LEADERBOARD_SEED_BASE = 1_000_000
@@ -148,7 +149,6 @@ class TaskSpec:
 
     def content_hash(self) -> str:
         """Hash of everything the reference set depends on (its cache key)."""
-        from pdebench import __version__
 
         reference = self.reference_problem
         key = {"problem": self.problem, "fields": dataclasses.asdict(reference), "solver_args": self.solver_args,

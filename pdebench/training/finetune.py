@@ -31,6 +31,7 @@ import torch
 from pdebench.core.metrics import all_metrics, geometric_mean_rollout, relative_l2, rollout_nrmse
 from pdebench.training.losses import REL_L2_EPS, LossName
 from pdebench.training.module import OperatorModule
+from pdebench.data.mixture import MixtureDataModule
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,6 @@ class MaskedOperatorModule(OperatorModule):
         """Per-step rollout nRMSE; for a mixture, the mean over datasets of each dataset's curve in
         physical units (curves cut to the shortest), with the per-dataset curves kept in
         ``self.source_rollout_curves``."""
-        from pdebench.data.mixture import MixtureDataModule
 
         datamodule = getattr(self.trainer, "datamodule", None)
         if not isinstance(datamodule, MixtureDataModule):

@@ -37,6 +37,8 @@ import torch
 from pdebench.core.metrics import relative_l2
 from pdebench.models.nsm import NSM, ResidualProblem
 from pdebench.registry import read_config
+from pdebench.models.nsm import DirichletPoisson, PeriodicPoisson
+from pdebench.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -370,8 +372,6 @@ class PhysicsRunConfig:
 
 
 def _problem_classes() -> dict[str, type]:
-    from pdebench.models.nsm import DirichletPoisson, PeriodicPoisson
-
     return {"periodic_poisson": PeriodicPoisson, "dirichlet_poisson": DirichletPoisson}
 
 
@@ -390,8 +390,6 @@ def run_physics(config: PhysicsRunConfig, steps: int | None = None) -> tuple[Phy
     """
     import json
     from pathlib import Path
-
-    from pdebench.atomic import atomic_write
 
     problem = _problem_classes()[config.problem](**config.problem_args)
     train = {**config.train, **({"steps": steps} if steps is not None else {})}
