@@ -17,17 +17,30 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
+import pkgutil
 import types
 import typing
 from pathlib import Path
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+
+def import_submodules(package: str, path: Sequence[str]) -> None:
+    """Import every module of a package folder, so that the ``@register`` decorators in them run.
+
+    A registry's package (``pdebench.problems``, ``pdebench.models``) calls this from its
+    ``__init__`` with its ``__name__`` and ``__path__``: adding a registered class is then one new
+    file, with no list of imports to edit. Modules are imported in name order.
+    """
+    for module in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        importlib.import_module(f"{package}.{module.name}")
 
 
 class RegistryError(ValueError):
