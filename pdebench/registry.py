@@ -174,6 +174,9 @@ class Registry(Generic[T]):
 
 
 def _type_name(tp: Any) -> str:
+    """How an error names annotation ``tp``: ``float``, ``int | None``, ``one of 'auto', 'direct'``."""
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -201,8 +204,6 @@ def _matches(value: Any, tp: Any) -> bool:
 
 def _parse(text: str, tp: Any, where: str) -> Any:
     """Parse ``text`` as a value of annotation ``tp`` (YAML scalars: numbers, bools, null, strings)."""
-    import yaml
-
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -61,6 +61,8 @@ def file_digest(path: Path) -> str:
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--set", "viscosity=1"], "has no argument 'viscosity'; valid arguments:"),
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=fast"], "cannot use nu=fast: expected float"),
         (["generate", "burgers1d", "-n", "2", "-o", "{missing}/x.h5"], "folder"),
+        (["generate", "darcy2d", "-n", "2", "-o", "{out}", "--solver-set", "method=amg"],
+         "cannot use method=amg: expected one of 'auto', 'direct', 'amg-pcg', 'skr'"),
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--solver-set", "dt=-1"], "dt must be positive, got -1"),
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=0.001", "--solver-set", "dt=0.5"],
          "burgers1d: dt=0.5 exceeds the stability limit"),

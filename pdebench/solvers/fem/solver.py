@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 
 import pdebench
@@ -30,7 +29,7 @@ from pdebench.solvers.fem.coefficients import element_means, grid_to_vertices
 from pdebench.solvers.fem.dirichlet import condense_dirichlet
 from pdebench.solvers.fem.sampling import GridSampler
 from pdebench.solvers.fem.spaces import FunctionSpace
-from pdebench.solvers.linalg import solve_sequence
+from pdebench.solvers.linalg import direct_solve, make_preconditioner, pcg, solve_sequence
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ class FEMSolver:
         out = []
         for A, b in zip(matrices, rhs):
             if method == "direct":
-                out.append(spla.splu(A.tocsc()).solve(b))
+                out.append(direct_solve(A, b, ordering="COLAMD").x)  # splu's own ordering
             else:
                 out.append(_amg_pcg(A, b, self.tol, self.last_iterations))
             if progress:
@@ -198,12 +197,9 @@ class FEMSolver:
 def _amg_pcg(A: sp.csr_matrix, b: np.ndarray, tol: float, iterations: list[int]) -> np.ndarray:
     """CG preconditioned by a fresh smoothed-aggregation AMG hierarchy (the fastest independent solve
     for mid-size SPD systems; reusing another sample's hierarchy costs iterations, REFERENCE.md)."""
-    import pyamg  # deferred: importing pyamg costs ~0.3 s, paid only where AMG is asked for
-
-    count = [0]
-    preconditioner = pyamg.smoothed_aggregation_solver(A).aspreconditioner(cycle="V")
-    x, info = spla.cg(A, b, rtol=tol, M=preconditioner, maxiter=1000, callback=lambda _: count.__setitem__(0, count[0] + 1))
-    if info != 0:
-        raise RuntimeError(f"AMG-preconditioned CG did not reach rtol={tol} in 1000 iterations (info={info})")
-    iterations.append(count[0])
-    return x
+    result = pcg(A, b, make_preconditioner(A, "amg"), tol=tol, maxiter=1000)
+    if not result.converged:
+        raise RuntimeError(f"AMG-preconditioned CG did not reach rtol={tol} in 1000 iterations "
+                           f"(relative residual {result.residual:.3g})")
+    iterations.append(result.iterations)
+    return result.x
