@@ -20,7 +20,7 @@ from pdebench.core.grid_transfer import fourier_resample, prolong_piecewise_cons
 from pdebench.evaluation.reference import build_reference, run_ladder, task_metrics
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 from pdebench.problems import PROBLEMS
-from pdebench.problems.mppde import MPPDEE1
+from pdebench.problems.combined_equation import MPPDEE1
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_E1 = {"nx": 16, "n_out": 10, "t_final": 0.5}

@@ -11,7 +11,7 @@ import torch
 
 from pdebench.data.generate import solve_samples
 from pdebench.problems import PROBLEMS
-from pdebench.problems.mppde import forcing_coefficients
+from pdebench.problems.combined_equation import forcing_coefficients
 from pdebench.solvers import SOLVERS
 
 

@@ -14,7 +14,7 @@ import torch
 from pdebench.cli import main
 from pdebench.data.generate import solve_samples
 from pdebench.problems import PROBLEMS
-from pdebench.problems.mppde import MPPDEE3, forcing_coefficients
+from pdebench.problems.combined_equation import MPPDEE3, forcing_coefficients
 from pdebench.solvers import SpectralSolver
 from pdebench.equations.spectral import MPPDECombined
 from pdebench.equations.fourier import FourierGrid

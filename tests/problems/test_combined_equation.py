@@ -11,7 +11,7 @@ import torch
 
 from pdebench.problems import PROBLEMS
 from pdebench.problems.base import Problem
-from pdebench.problems.mppde import forcing_coefficients, sample_draws
+from pdebench.problems.combined_equation import forcing_coefficients, sample_draws
 
 # forcing_coefficients(7, 1) before E2/E3 existed (float.hex): drawing alpha, beta, gamma after the
 # forcing must leave E1's draws unchanged.
