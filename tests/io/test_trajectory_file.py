@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdebench.data.hdf5 import TrajectoryFile, TrajectoryWriter, read_trajectories
+from pdebench.io.trajectory_file import TrajectoryFile, TrajectoryWriter, read_trajectories
 from pdebench.core.trajectories import Trajectories
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -360,7 +360,7 @@ _KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import numpy as np, torch
-    from pdebench.data.hdf5 import TrajectoryWriter
+    from pdebench.io.trajectory_file import TrajectoryWriter
     from pdebench.core.trajectories import Trajectories
 
     with TrajectoryWriter(sys.argv[1]) as writer:
