@@ -608,11 +608,6 @@ class TrajectoryFile(H5Reader):
         self._sample_ids = self._contents.sample_ids
         self._params, self._provenance = self._contents.params, self._contents.provenance
 
-    @classmethod
-    def open(cls, path: PathLike, *, fields: Sequence[str] | None = None) -> TrajectoryFile:
-        """Same as ``TrajectoryFile(path, fields=fields)``."""
-        return cls(path, fields=fields)
-
     def _select_sources(self, fields: Sequence[str] | None) -> dict[str, _Source]:
         sources = self._contents.sources
         if fields is None:

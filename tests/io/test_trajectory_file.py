@@ -136,7 +136,7 @@ def test_lazy_reader_rows_fields_and_pickle(tmp_path: Path) -> None:
     batch = make_batch(10, 3, (5,), fields={"a": None, "b": None})
     path = tmp_path / "f.h5"
     write(path, [batch])
-    with TrajectoryFile.open(path, fields=["b"]) as f:
+    with TrajectoryFile(path, fields=["b"]) as f:
         assert len(f) == 10
         assert list(f.fields) == ["b"]
         rows = [7, 2, 2, -1]
