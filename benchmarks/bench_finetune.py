@@ -78,7 +78,7 @@ def make_data(folder: Path, args, report: Report) -> dict[str, Path]:
     import torch
 
     from pdebench.data.generate import generate_dataset
-    from pdebench.data.hdf5 import TrajectoryFile, TrajectoryWriter
+    from pdebench.io.trajectory_file import TrajectoryFile, TrajectoryWriter
     from pdebench.core.trajectories import Trajectories
     from pdebench.problems import PROBLEMS
 

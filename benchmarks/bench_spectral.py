@@ -24,7 +24,7 @@ Parts
 4. Threads: ours is measured with each ``--threads`` count in parts 1-3, and once more while a
    busy-loop process competes for the CPUs (contention probe); a default is recommended.
 5. Peak memory of streaming ns2d trajectories (64^2, 50 frames) to HDF5 through
-   ``pdebench.data.hdf5.TrajectoryWriter`` in batches of 16, in a subprocess (peak RSS).
+   ``pdebench.io.trajectory_file.TrajectoryWriter`` in batches of 16, in a subprocess (peak RSS).
 """
 
 from __future__ import annotations
@@ -618,7 +618,7 @@ def _peak_rss_kb() -> int:
 def memory_child(samples: int, t_final: float, n_out: int, batch: int, path: str, threads: int) -> None:
     """Generate ``samples`` ns2d trajectories in batches and stream them to ``path``; print a JSON line."""
     torch.set_num_threads(threads)
-    from pdebench.data.hdf5 import TrajectoryWriter
+    from pdebench.io.trajectory_file import TrajectoryWriter
     from pdebench.problems.navier_stokes import NavierStokes2D
     from pdebench.solvers import SpectralSolver
 
@@ -665,9 +665,9 @@ def _memory_run(samples: int, t_final: float, n_out: int, batch: int, threads: i
 
 def bench_memory(args, common: dict, threads: int) -> None:
     try:
-        from pdebench.data.hdf5 import TrajectoryWriter  # noqa: F401
+        from pdebench.io.trajectory_file import TrajectoryWriter  # noqa: F401
     except ImportError as exc:
-        say(f"[yellow]memory: skipped (pdebench.data.hdf5.TrajectoryWriter not available: {exc})[/yellow]")
+        say(f"[yellow]memory: skipped (pdebench.io.trajectory_file.TrajectoryWriter not available: {exc})[/yellow]")
         record(bench="memory_ns2d_stream", skipped=str(exc), quick=args.quick, **common)
         return
     samples = args.memory_samples or (160 if args.quick else 1000)

@@ -3,7 +3,8 @@ that scores every operator against the solvers.
 
 Layers, bottom to top (imports point down only; docs/ARCHITECTURE.md, checked by tests/test_layers.py):
 ``core`` (records, metrics, graphs), ``equations``, ``problems`` (what to solve), ``solvers`` (how),
-``data`` (files, generation, streams), ``models``, ``training``, ``evaluation``, ``cli``.
+``io`` (dataset files), ``data`` (generation, streams, data modules), ``models``, ``training``,
+``evaluation``, ``cli``.
 """
 
 __version__ = "0.1.0"

@@ -67,7 +67,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.generate import check_generation_args, check_generation_fits, generate_dataset
-    from pdebench.data.hdf5 import check_destination
+    from pdebench.io.base import check_destination
     from pdebench.problems import PROBLEMS
     from pdebench.solvers import SOLVERS
 
@@ -113,7 +113,7 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
     ``returned_ranges`` (in flight at the stop), disjoint.
     """
     from pdebench.data.generate import build_solver, check_generation_args, check_generation_fits, check_solver_step
-    from pdebench.data.hdf5 import check_destination
+    from pdebench.io.base import check_destination
     from pdebench.data.spill import spill_stream
     from pdebench.data.workers import WorkerConfig, make_worker_pool
     from pdebench.problems import PROBLEMS
@@ -236,7 +236,8 @@ def cmd_train_dcdm(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.export import export_netcdf
-    from pdebench.data.hdf5 import TrajectoryFile, check_destination
+    from pdebench.io.base import check_destination
+    from pdebench.io.trajectory_file import TrajectoryFile
 
     source = Path(args.file)
     dest = Path(args.output) if args.output else source.with_suffix(".nc")
@@ -257,7 +258,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_plot(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.data.hdf5 import TrajectoryFile, describe_nonfinite, find_nonfinite
+    from pdebench.io.trajectory_file import TrajectoryFile, describe_nonfinite, find_nonfinite
     from pdebench.core.plots import plot_trajectories
 
     source = Path(args.file)

@@ -17,7 +17,7 @@ import torch
 
 from pdebench.cli import main
 from pdebench.data.generate import build_solver, solve_samples
-from pdebench.data.hdf5 import read_trajectories
+from pdebench.io.trajectory_file import read_trajectories
 from pdebench.problems import PROBLEMS
 from tests.signal_dispositions import default_signals
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pdebench.data.hdf5 import TrajectoryFile
+from pdebench.io.trajectory_file import TrajectoryFile
 from tests.processes import assert_no_orphans, assert_partition, expand, wait_for
 from tests.signal_dispositions import default_signals
 from tests.training.test_online_stop import StepMarker, assert_accounted, stream_records  # noqa: F401 - StepMarker by path

@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("equations",),
     ("problems",),
     ("solvers",),
+    ("io",),
     ("data",),
     ("models",),
     ("training",),

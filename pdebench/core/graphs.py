@@ -23,24 +23,41 @@ convention that :class:`~pdebench.models.mppde.MPPDE` consumes -- the one
 Particle graphs join every ordered pair with :math:`|x_i - x_j| < r` (strict), minimum image on the
 periodic axes of a :class:`ParticleBox`, found by a vectorised cell list (:func:`neighbour_pairs`,
 which the SPH solver uses too; :func:`brute_force_pairs` is its O(N^2) reference, same pairs bit for bit).
-This module imports torch and numpy only (nothing of the package).
+The sample graphs (:class:`torch_geometric.data.Data`) are assembled here as well: a mesh sample
+(:class:`MeshGraph`, :func:`mesh_to_pyg`), a particle state (:func:`particle_graph`) and a stored
+particle frame (:func:`frame_graph`). This module imports torch, torch_geometric, numpy and
+:mod:`pdebench.core.particles` only.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch_geometric.data import Data
+
+from pdebench.core.particles import FLUID, ParticleTrajectory
 
 __all__ = [
     "BOX_TOLERANCE",
+    "MeshGraph",
     "ParticleBox",
+    "boundary_indices",
+    "check_cells",
+    "frame_acceleration",
+    "frame_graph",
+    "frame_index",
+    "marker_mask",
+    "mesh_to_pyg",
+    "particle_frame_graph",
+    "particle_graph",
+    "reference_density",
     "grid_graph",
     "knn_graph",
     "mesh_edges",
@@ -502,6 +519,391 @@ def mesh_graph(nodes: Tensor | np.ndarray, cells: Tensor | np.ndarray, *,
     edge_index = mesh_edges(cells, num_nodes=x.shape[0], p2_edges=p2_edges)
     disp = x[edge_index[1]] - x[edge_index[0]]
     return x.to(torch.float32), edge_index, disp.to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sample graphs (torch_geometric Data): mesh samples and particle frames
+# --------------------------------------------------------------------------------------------------
+
+
+def _index_array(values: Any, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.size == 0:
+        return np.zeros(array.shape, dtype=np.int64)
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{what} must hold integer node indices, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def check_cells(cells: Any, n_nodes: int) -> np.ndarray:
+    """``cells`` as a validated ``(n_cells, 3 | 6)`` int64 array of indices into ``n_nodes`` nodes.
+
+    Raises
+    ------
+    ValueError
+        A bad shape or dtype, an index outside ``0 .. n_nodes - 1`` (named), or a cell repeating a node.
+    """
+    cells = _index_array(cells, "cells")
+    if cells.ndim != 2 or cells.shape[1] not in (3, 6) or cells.shape[0] == 0:
+        raise ValueError(f"cells must have shape (n_cells >= 1, 3 or 6), got {cells.shape}")
+    bad = (cells < 0) | (cells >= n_nodes)
+    if bad.any():
+        cell, column = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"cells[{cell}, {column}] = {int(cells[cell, column])} is not a node index: the mesh has "
+            f"{n_nodes} nodes (valid 0..{n_nodes - 1}); {int(bad.sum())} such entries"
+        )
+    ordered = np.sort(cells, axis=1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if repeated.any():
+        cell = int(np.flatnonzero(repeated)[0])
+        raise ValueError(f"cell {cell} repeats a node: {cells[cell].tolist()} ({int(repeated.sum())} such cells)")
+    return cells
+
+
+def boundary_indices(name: str, indices: Any, n_nodes: int) -> np.ndarray:
+    """Boundary marker ``name``'s node indices as a 1-D int64 array (``ValueError`` when out of range)."""
+    array = _index_array(indices, f"boundary[{name!r}]").reshape(-1)
+    bad = (array < 0) | (array >= n_nodes)
+    if bad.any():
+        raise ValueError(
+            f"boundary[{name!r}] holds node index {int(array[bad][0])}, out of range for {n_nodes} nodes "
+            f"({int(bad.sum())} such indices)"
+        )
+    return array
+
+
+def marker_mask(num_nodes: int, boundary: Mapping[str, Any], names: str | Sequence[str]) -> np.ndarray:
+    """Boolean mask ``(num_nodes,)``, true on the nodes of the boundary markers ``names``.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a marker of ``boundary`` (the message lists the markers), or indices out of range.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [name for name in names if name not in boundary]
+    if unknown:
+        raise ValueError(f"no boundary marker(s) {unknown}; the mesh has {sorted(boundary)}")
+    mask = np.zeros(num_nodes, dtype=bool)
+    for name in names:
+        mask[boundary_indices(name, boundary[name], num_nodes)] = True
+    return mask
+
+
+def _channels(name: str, value: Any, n: int) -> Tensor:
+    """A nodal field ``(n,)`` or ``(n, C)`` as float32 ``(n, C)``."""
+    tensor = torch.as_tensor(value)
+    if tensor.is_complex():
+        raise ValueError("complex fields cannot be stored; split them into real and imaginary fields")
+    tensor = tensor.detach().to(device="cpu", dtype=torch.float32)
+    if tensor.ndim == 1:
+        tensor = tensor[:, None]
+    if tensor.ndim != 2 or tensor.shape[0] != n:
+        raise ValueError(f"field {name!r} has shape {tuple(tensor.shape)}; expected ({n},) or ({n}, C)")
+    return tensor
+
+
+def _stack(fields: Mapping[str, Any], n: int) -> Tensor:
+    parts = [_channels(name, value, n) for name, value in fields.items()]
+    return torch.cat(parts, dim=1) if parts else torch.zeros((n, 0), dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class MeshGraph:
+    """The sample-independent part of every graph of one mesh (:func:`mesh_graph` plus a marker channel).
+
+    Attributes
+    ----------
+    pos : Tensor, shape (n, 2), float32
+    edge_index : Tensor, shape (2, E), int64
+    edge_attr : Tensor, shape (E, 2), float32
+        ``pos[target] - pos[source]``.
+    marker : Tensor, shape (n, 1), float32, or None
+        1.0 on Dirichlet nodes, else 0.0.
+    """
+
+    pos: Tensor
+    edge_index: Tensor
+    edge_attr: Tensor
+    marker: Tensor | None
+
+    @classmethod
+    def build(cls, nodes: np.ndarray, cells: np.ndarray, marker: np.ndarray | None,
+              p2_edges: P2Edges = "refined") -> MeshGraph:
+        """The graph of ``nodes`` ``(n, 2)`` and ``cells`` (checked by :func:`check_cells`), with ``marker`` ``(n,)`` bool."""
+        nodes = np.asarray(nodes, dtype=np.float64)
+        if nodes.ndim != 2 or nodes.shape[1] != 2:
+            raise ValueError(f"nodes must have shape (n_nodes, 2), got {nodes.shape}")
+        pos, edge_index, edge_attr = mesh_graph(nodes, check_cells(cells, nodes.shape[0]), p2_edges=p2_edges)
+        flags = None if marker is None else torch.from_numpy(np.asarray(marker).astype(np.float32)[:, None])
+        return cls(pos=pos, edge_index=edge_index, edge_attr=edge_attr, marker=flags)
+
+    def sample(self, fields_in: Mapping[str, Any], fields_out: Mapping[str, Any],
+               params: Mapping[str, float] | None = None, params_as_channels: bool = False) -> Data:
+        """One sample on this mesh as a graph; see :func:`mesh_to_pyg` for the attributes."""
+        n = self.pos.shape[0]
+        parts = [_stack(fields_in, n)]
+        values = None
+        if params:
+            values = torch.tensor([[float(v) for v in params.values()]], dtype=torch.float32)  # (1, P)
+            if params_as_channels:
+                parts.append(values.expand(n, -1))
+        if self.marker is not None:
+            parts.append(self.marker)
+        data = Data(x=torch.cat(parts, dim=1), y=_stack(fields_out, n), pos=self.pos, edge_index=self.edge_index,
+                    edge_attr=self.edge_attr)
+        if values is not None:
+            data.params = values
+        return data
+
+
+def mesh_to_pyg(
+    nodes: np.ndarray,
+    cells: np.ndarray,
+    fields_in: Mapping[str, np.ndarray | Tensor],
+    fields_out: Mapping[str, np.ndarray | Tensor],
+    params: Mapping[str, float] | None = None,
+    boundary: np.ndarray | Mapping[str, np.ndarray] | None = None,
+    *,
+    dirichlet: str | Sequence[str] = "dirichlet",
+    params_as_channels: bool = False,
+    p2_edges: P2Edges = "refined",
+) -> Data:
+    """One sample on a triangle mesh as a :class:`torch_geometric.data.Data` graph.
+
+    Parameters
+    ----------
+    nodes
+        ``(n, 2)`` node coordinates.
+    cells
+        ``(n_cells, 3)`` P1 or ``(n_cells, 6)`` P2 node indices (see :func:`mesh_edges`).
+    fields_in, fields_out
+        Field name -> nodal values ``(n,)`` or ``(n, C)``, stacked as channels in the given order.
+    params
+        Per-sample scalars (name -> value), kept as ``data.params`` in the given order.
+    boundary
+        Dirichlet nodes for the marker channel: a 1-D index array, or marker name -> indices (then
+        the markers named by ``dirichlet`` are used). ``None``: no marker channel.
+    dirichlet
+        Marker name(s) taken from a ``boundary`` mapping (``ValueError`` listing the markers when absent).
+    params_as_channels
+        Also broadcast ``params`` to every node as channels of ``x`` (for models without graph-level
+        inputs).
+    p2_edges
+        ``"refined"`` or ``"corners"``, see :func:`mesh_edges`.
+
+    Returns
+    -------
+    torch_geometric.data.Data
+        * ``x`` ``(n, C_in [+ P] [+ 1])`` float32: the input fields' channels, then the ``P`` params
+          if ``params_as_channels``, then the marker channel (1.0 on Dirichlet nodes, else 0.0) if
+          ``boundary`` is given;
+        * ``y`` ``(n, C_out)`` float32: the output fields' channels;
+        * ``pos`` ``(n, 2)`` float32;
+        * ``edge_index`` ``(2, E)`` int64: mesh edges in both directions, row 0 the source, row 1 the
+          target, sorted by target then source (:func:`mesh_edges`);
+        * ``edge_attr`` ``(E, 2)`` float32: ``pos[target] - pos[source]`` (coordinate units, computed
+          in float64), the convention of this module;
+        * ``params`` ``(1, P)`` float32, only when ``params`` is non-empty (batches to ``(B, P)``).
+    """
+    nodes = np.asarray(nodes, dtype=np.float64)
+    marker = None
+    if boundary is not None:
+        if isinstance(boundary, Mapping):
+            marker = marker_mask(nodes.shape[0], boundary, dirichlet)
+        else:
+            marker = marker_mask(nodes.shape[0], {"boundary": boundary}, "boundary")
+    return MeshGraph.build(nodes, cells, marker, p2_edges).sample(fields_in, fields_out, params, params_as_channels)
+
+
+def particle_graph(positions: Tensor, velocities: Tensor, particle_type: Tensor, box: ParticleBox,
+                   density: Tensor | None = None) -> Data:
+    r"""One particle state as a radius graph (the node features the graph models are trained on).
+
+    Parameters
+    ----------
+    positions : Tensor, shape (N, d)
+        Positions (clamped/wrapped into ``box``).
+    velocities : Tensor, shape (h, N, d)
+        Velocity history, oldest first.
+    particle_type : Tensor, shape (N,), int64
+        0 fluid, 1 wall.
+    box : ParticleBox
+        Box and kernel radius ``r``: edges join particles with :math:`|x_i - x_j| < r`.
+    density : Tensor, shape (N,), optional
+        :math:`\rho / \rho_{ref}`, appended as a node channel after the velocities.
+
+    Returns
+    -------
+    Data
+        ``x (N, h d [+ 1] + 2)`` float32 (velocities oldest first, [density,] one-hot fluid/wall),
+        ``pos (N, d)``, ``edge_index (2, E)`` (row 0 source ``j``, row 1 target ``i``), ``edge_attr
+        (E, d)`` :math:`(x_i - x_j)/r` (:func:`particle_edges`), ``fluid (N,)`` bool.
+    """
+    pos, edge_index, edge_attr = particle_edges(positions, box)
+    n = pos.shape[0]
+    features = [velocities.to(torch.float32).permute(1, 0, 2).reshape(n, -1),
+                torch.nn.functional.one_hot(particle_type.long(), num_classes=2).to(torch.float32)]
+    if density is not None:
+        features.insert(1, density.to(torch.float32)[:, None])
+    return Data(x=torch.cat(features, dim=1), pos=pos.to(torch.float32), edge_index=edge_index,
+                edge_attr=edge_attr, fluid=particle_type == FLUID)
+
+
+def frame_index(frame: int, num_frames: int, history: int) -> int:
+    """Frame ``frame`` (negative counts from the end) of ``num_frames``, with ``history`` frames before it.
+
+    Raises
+    ------
+    IndexError
+        ``frame`` out of range.
+    ValueError
+        ``history < 1`` or fewer than ``history - 1`` frames before ``frame``.
+    """
+    if not isinstance(history, int | np.integer) or history < 1:
+        raise ValueError(f"history must be a positive integer, got {history!r}")
+    index = int(frame) + (num_frames if int(frame) < 0 else 0)
+    if not 0 <= index < num_frames:
+        raise IndexError(f"frame {frame} is out of range for {num_frames} frames")
+    if index < history - 1:
+        raise ValueError(
+            f"frame {index} has only {index + 1} frame(s) of history; "
+            f"history={history} needs frame >= {history - 1}"
+        )
+    return index
+
+
+def reference_density(density0: np.ndarray, particle_type: np.ndarray) -> float:
+    """Median fluid density at frame 0 (all particles when there is no fluid), kg/m^3; positive and finite."""
+    fluid = np.asarray(particle_type) == FLUID
+    rho_ref = float(np.median(density0[fluid] if fluid.any() else density0))
+    if not (math.isfinite(rho_ref) and rho_ref > 0.0):
+        raise ValueError(
+            f"reference density (median fluid density at frame 0) must be positive and finite, got {rho_ref!r}"
+        )
+    return rho_ref
+
+
+def particle_frame_graph(*, positions: np.ndarray, velocities: np.ndarray, density: np.ndarray, rho_ref: float,
+                         particle_type: np.ndarray, time: float, acceleration: np.ndarray | None, box: ParticleBox,
+                         where: str) -> Data:
+    """:func:`particle_graph` of one stored frame, with ``particle_type``, ``time`` and the target ``y``.
+
+    Arrays as described in :func:`frame_graph`; ``where`` names the frame in messages.
+    """
+    n, d = positions.shape
+    if d != box.dim:
+        raise ValueError(f"{where}: positions have d = {d} but the box has {box.dim} axes")
+    first = box.first_outside(positions)
+    if first is not None:
+        particle, axis = first
+        raise ValueError(
+            f"{where}: particle {particle} at {positions[particle].tolist()} is outside the box "
+            f"[{list(box.lower)}, {list(box.upper)}] on non-periodic axis {axis}"
+        )
+    kind = torch.from_numpy(np.asarray(particle_type, dtype=np.int64))
+    data = particle_graph(torch.from_numpy(np.asarray(positions, dtype=np.float64)),
+                          torch.from_numpy(np.asarray(velocities, dtype=np.float32)), kind, box,
+                          torch.from_numpy(np.asarray(density, dtype=np.float64) / rho_ref))
+    data.particle_type = kind
+    data.time = torch.tensor(time, dtype=torch.float64)
+    if acceleration is not None:
+        data.y = torch.from_numpy(np.asarray(acceleration, dtype=np.float32))
+    return data
+
+
+def frame_acceleration(velocities: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """``(v[1] - v[0]) / (t[1] - t[0])`` in float64 from ``(2, N, d)`` velocities and ``(2,)`` times."""
+    v = velocities.astype(np.float64)
+    return (v[1] - v[0]) / (float(time[1]) - float(time[0]))
+
+
+def frame_graph(
+    trajectory: ParticleTrajectory,
+    frame: int,
+    *,
+    radius: float,
+    lower: Sequence[float] | np.ndarray,
+    upper: Sequence[float] | np.ndarray,
+    periodic: Sequence[bool] | np.ndarray | None = None,
+    history: int = 1,
+) -> Data:
+    r"""One frame of a trajectory as a radius graph (a :class:`torch_geometric.data.Data`).
+
+    Nodes are the ``N`` particles; there is one edge per ordered pair ``(i, j)``, ``i != j``, with
+    ``|x_i - x_j| < radius`` (minimum image on periodic axes), built by
+    :func:`particle_edges` (the graph the trained graph models consume); both
+    directions are present.
+
+    Parameters
+    ----------
+    trajectory
+        The record, ``T`` frames of ``N`` particles in ``d`` dimensions.
+    frame
+        Frame index (negative counts from the end); ``frame >= history - 1``.
+    radius
+        Interaction radius (m); also the length unit of ``edge_attr``.
+    lower, upper
+        ``(d,)`` box corners (m). Positions on non-periodic axes must lie inside (tolerance ``1e-9`` of
+        the box length); on periodic axes they are wrapped into the box.
+    periodic
+        ``(d,)`` periodic axes (default: none); such an axis must be at least ``2 radius`` long.
+    history
+        Number of velocity frames in the node features (``frame - history + 1 .. frame``).
+
+    Returns
+    -------
+    torch_geometric.data.Data
+        With, for ``N`` nodes, ``E`` edges and ``C = history * d + 3`` node channels:
+
+        * ``pos`` ``(N, d)`` float32 -- positions at ``frame`` (m), wrapped into the box on periodic
+          axes (clamped onto the faces within the tolerance on the others);
+        * ``particle_type`` ``(N,)`` int64 -- 0 fluid, 1 wall;
+        * ``x`` ``(N, C)`` float32 -- node features: columns ``[k d, (k + 1) d)`` are the velocities
+          (m/s) at frame ``frame - history + 1 + k`` (oldest first, the current frame last), then
+          ``density / rho_ref`` (1 column; ``rho_ref`` the median fluid density at frame 0, or of all
+          particles when there is no fluid), then a one-hot of the particle type (2 columns:
+          fluid, wall);
+        * ``edge_index`` ``(2, E)`` int64 -- ``edge_index[0]`` the source ``j`` (the neighbour),
+          ``edge_index[1]`` the target ``i`` (PyG's ``flow="source_to_target"``: messages pass from
+          ``j`` to ``i``), sorted by target, then source;
+        * ``edge_attr`` ``(E, d)`` float32 -- ``(x_i - x_j) / radius`` (minimum image on periodic
+          axes; ``x_i = pos[edge_index[1]]``; each row of norm < 1), computed in float64;
+        * ``y`` ``(N, d)`` float32 -- the acceleration target
+          :math:`(v^{f+1} - v^{f}) / (t^{f+1} - t^{f})` (m/s^2), present only when frame ``f + 1``
+          exists;
+        * ``time`` 0-d float64 tensor -- the physical time of ``frame`` (s).
+
+    Raises
+    ------
+    IndexError
+        ``frame`` out of range.
+    ValueError
+        ``history < 1`` or ``frame < history - 1``; a bad box or radius; a particle outside the box on a
+        non-periodic axis (named); a non-positive reference density.
+
+    Examples
+    --------
+    >>> graph = frame_graph(trajectory, 10, radius=0.04, lower=[0, 0], upper=[4, 2], history=5)  # doctest: +SKIP
+    >>> graph.x.shape, graph.edge_attr.shape                                                      # doctest: +SKIP
+    (torch.Size([N, 13]), torch.Size([E, 2]))
+    """
+    box = ParticleBox.of(lower, upper, periodic, radius)
+    frame = frame_index(frame, trajectory.num_frames, history)
+    pair = slice(frame, frame + 2)
+    nxt = frame + 1 if frame + 1 < trajectory.num_frames else None
+    return particle_frame_graph(
+        positions=trajectory.positions[frame],
+        velocities=trajectory.velocities[frame - history + 1 : frame + 1],
+        density=trajectory.density[frame],
+        rho_ref=reference_density(trajectory.density[0], trajectory.particle_type),
+        particle_type=trajectory.particle_type,
+        time=float(trajectory.time[frame]),
+        acceleration=None if nxt is None else frame_acceleration(trajectory.velocities[pair], trajectory.time[pair]),
+        box=box,
+        where=f"sample {trajectory.sample_id} frame {frame}",
+    )
 
 
 # --------------------------------------------------------------------------------------------------

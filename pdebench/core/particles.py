@@ -3,7 +3,7 @@
 :data:`FLUID` and :data:`WALL` are the particle types; :class:`ParticleState` holds the particles of
 a scene at one time (what a particle problem builds and the stepper of :mod:`pdebench.solvers.sph`
 advances); :class:`ParticleTrajectory` holds the frames of one solved sample (what the solver returns
-and :mod:`pdebench.data.particle_io` stores), as :mod:`.trajectories` holds the grid record.
+and :mod:`pdebench.io.particle_file` stores), as :mod:`.trajectories` holds the grid record.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class ParticleTrajectory:
     Arrays are converted to numpy on construction (torch tensors are accepted; integer arrays become
     float64, ``time`` always float64). Shapes, ``d``, ``time`` and ``particle_type`` are checked here;
     non-finite field values are allowed in the record (a blown-up solve can be inspected) but
-    :class:`~pdebench.data.particle_io.ParticleDataWriter` refuses to store them.
+    :class:`~pdebench.io.particle_file.ParticleDataWriter` refuses to store them.
 
     Parameters
     ----------

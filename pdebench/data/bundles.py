@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pdebench.data.datamodules import OfflineDataModule
-from pdebench.data.hdf5 import TrajectoryFile
+from pdebench.io.trajectory_file import TrajectoryFile
 from pdebench.problems import PROBLEMS
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from pdebench.data.hdf5 import TrajectoryFile, describe_nonfinite, find_nonfinite
+from pdebench.io.trajectory_file import TrajectoryFile, describe_nonfinite, find_nonfinite
 from pdebench.data.splits import check_fractions, split_indices
 
 log = logging.getLogger(__name__)

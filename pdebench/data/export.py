@@ -25,18 +25,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pdebench.data.hdf5 import (
-    FORMAT_VERSION,
-    PROVENANCE_PREFIX,
-    PathLike,
-    TrajectoryFile,
-    check_destination,
-    check_free_disk,
-    commit_file,
-    describe_nonfinite,
-    find_nonfinite,
-    temporary_path,
-)
+from pdebench.atomic import temporary_path
+from pdebench.io.base import PROVENANCE_PREFIX, PathLike, check_destination, check_free_disk, commit_file
+from pdebench.io.trajectory_file import FORMAT_VERSION, TrajectoryFile, describe_nonfinite, find_nonfinite
 from pdebench.core.trajectories import Trajectories
 
 logger = logging.getLogger(__name__)
@@ -173,7 +164,7 @@ def export_netcdf(
     allow_nonfinite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
-    """Convert a trajectory file (any layout :class:`~pdebench.data.hdf5.TrajectoryFile` reads) to netCDF4.
+    """Convert a trajectory file (any layout :class:`~pdebench.io.trajectory_file.TrajectoryFile` reads) to netCDF4.
 
     Rows are streamed in chunks of ``chunk_rows`` trajectories (default: about 64 MiB), so memory holds
     one chunk. The output is written to a temporary file next to ``dest_path`` and moved into place
@@ -204,7 +195,7 @@ def export_netcdf(
     Raises
     ------
     ValueError
-        The source cannot be read (see :class:`~pdebench.data.hdf5.TrajectoryFile`); the estimated
+        The source cannot be read (see :class:`~pdebench.io.trajectory_file.TrajectoryFile`); the estimated
         output (:func:`estimate_netcdf_bytes`) does not fit on the destination's disk (before anything
         is written); or, without ``allow_nonfinite``, the source holds non-finite values: the message
         names the rows and frames, writing stops at the first such chunk (the rest is only scanned)

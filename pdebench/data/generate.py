@@ -1,10 +1,10 @@
 """Dataset generation: sample inputs, solve in batches, stream each batch to an HDF5 file.
 
-Grid problems are written by :class:`~pdebench.data.hdf5.TrajectoryWriter` (PDEBench layouts); mesh
+Grid problems are written by :class:`~pdebench.io.trajectory_file.TrajectoryWriter` (PDEBench layouts); mesh
 problems (:class:`~pdebench.problems.mesh_problems.MeshProblem`) by
-:class:`~pdebench.data.mesh_io.MeshDataWriter` (one mesh, nodal fields per sample); particle problems
+:class:`~pdebench.io.mesh_file.MeshDataWriter` (one mesh, nodal fields per sample); particle problems
 (:class:`~pdebench.problems.particles.ParticleProblem`) by
-:class:`~pdebench.data.particle_io.ParticleDataWriter` (one group of frames per trajectory).
+:class:`~pdebench.io.particle_file.ParticleDataWriter` (one group of frames per trajectory).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pdebench.data.hdf5 import TrajectoryWriter, check_free_disk
+from pdebench.io.base import check_free_disk
+from pdebench.io.trajectory_file import TrajectoryWriter
 from pdebench.core.trajectories import Trajectories
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
@@ -28,8 +29,8 @@ from pdebench.problems.particle_scenes import SPHSettings
 from pdebench.problems.particles import ParticleProblem
 from pdebench.solvers import SOLVERS
 from pdebench.solvers.sph.scheme import WCSPH
-from pdebench.data.mesh_io import MeshDataWriter
-from pdebench.data.particle_io import ParticleDataWriter
+from pdebench.io.mesh_file import MeshDataWriter
+from pdebench.io.particle_file import ParticleDataWriter
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def check_generation_fits(problem: Problem | MeshProblem | ParticleProblem, outp
     Raises
     ------
     ValueError
-        One line with the estimate and the free disk (:func:`~pdebench.data.hdf5.check_free_disk`)
+        One line with the estimate and the free disk (:func:`~pdebench.io.base.check_free_disk`)
         or the available memory and the batch size to lower.
     """
     estimate = estimate_generation(problem, num_samples, batch_size)
@@ -218,9 +219,9 @@ def generate_dataset(
     appears under ``output`` only once complete (see :class:`TrajectoryWriter`); every argument and the
     destination are checked before the first solve. A mesh problem
     (:class:`~pdebench.problems.mesh_problems.MeshProblem`) is written in the mesh layout of
-    :mod:`pdebench.data.mesh_io` (``field_shapes`` ``(N, n_nodes[, C])``, ``dt`` NaN); a particle problem
+    :mod:`pdebench.io.mesh_file` (``field_shapes`` ``(N, n_nodes[, C])``, ``dt`` NaN); a particle problem
     (:class:`~pdebench.problems.particles.ParticleProblem`) in the layout of
-    :mod:`pdebench.data.particle_io` (``field_shapes`` ``{"positions": (N, T, n_max, d)}`` with the
+    :mod:`pdebench.io.particle_file` (``field_shapes`` ``{"positions": (N, T, n_max, d)}`` with the
     largest particle count, ``dt`` NaN: the step is adaptive).
 
     Parameters
@@ -278,7 +279,7 @@ def generate_dataset(
 def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLike[str], *, num_samples: int, seed: int,
                            batch_size: int, overwrite: bool, progress: Callable[[int], None] | None) -> GenerationSummary:
     """:func:`generate_dataset` for a mesh problem: the mesh once, then each batch's nodal fields and
-    per-sample params, through :class:`~pdebench.data.mesh_io.MeshDataWriter` (atomic like the grid path).
+    per-sample params, through :class:`~pdebench.io.mesh_file.MeshDataWriter` (atomic like the grid path).
     File provenance: the solver's (``solver``, ``element``, ``dofs``, ``method``, ``mesh_size``, ...),
     ``seed``, ``problem``, ``problem_params`` (JSON) and the total ``wall_time_s``."""
 
@@ -305,7 +306,7 @@ def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | o
                                seed: int, batch_size: int, overwrite: bool,
                                progress: Callable[[int], None] | None) -> GenerationSummary:
     """:func:`generate_dataset` for a particle problem through
-    :class:`~pdebench.data.particle_io.ParticleDataWriter` (atomic like the grid path). The box, its
+    :class:`~pdebench.io.particle_file.ParticleDataWriter` (atomic like the grid path). The box, its
     periodic axes and the kernel radius (for graphs) are the first scene's; every scene must share them.
     File provenance: the solver's, ``seed``, ``problem``, ``problem_params`` (JSON), ``steps`` and
     ``wall_time_s``."""

@@ -1,7 +1,7 @@
 r"""Graph data for message-passing models: unstructured-mesh samples and SPH particle frames.
 
-:class:`GraphDataModule` reads a file of :mod:`pdebench.data.mesh_io` (``pdebench generate poisson |
-darcy2d_mesh | ...``) or of :mod:`pdebench.data.particle_io` (``pdebench generate dam_break2d ...``)
+:class:`GraphDataModule` reads a file of :mod:`pdebench.io.mesh_file` (``pdebench generate poisson |
+darcy2d_mesh | ...``) or of :mod:`pdebench.io.particle_file` (``pdebench generate dam_break2d ...``)
 and serves :class:`torch_geometric.data.Data` graphs in PyG batches. The train/validation/test split
 is **by sample** (mesh) or **by trajectory** (particles), a fixed permutation of ``seed``.
 
@@ -16,7 +16,7 @@ Mesh files (``task = "mesh_pairs"``, steady operator learning)
 
 Particle files (``task = "particle_acceleration"``, GNS-style next-step learning)
     One graph per frame ``f`` of a trajectory, ``history - 1 <= f <= T - 2``, built by
-    :func:`particle_graph` (the radius graph of :func:`pdebench.core.graphs.particle_edges` with the
+    :func:`pdebench.core.graphs.particle_graph` (the radius graph of :func:`~pdebench.core.graphs.particle_edges` with the
     file's kernel radius, minimum image on periodic axes, as the file's ``to_pyg`` builds it):
 
     * ``x`` ``(N, history d + 2)``: velocities of frames ``f - history + 1 .. f`` (oldest first), then
@@ -50,51 +50,18 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from pdebench.core.graphs import ParticleBox, particle_edges
+from pdebench.core.graphs import ParticleBox, particle_graph, reference_density
+from pdebench.core.particles import FLUID
 from pdebench.data.datamodules import EpochSeededSampler
-from pdebench.data.mesh_io import MeshDataset, to_pyg_list
-from pdebench.data.particle_io import ParticleDataset
+from pdebench.io.mesh_file import MeshDataset
+from pdebench.io.particle_file import ParticleDataset
 from pdebench.data.splits import check_fractions, split_indices
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GraphDataModule", "ParticleBox", "particle_graph"]
+__all__ = ["GraphDataModule"]
 
 GraphKind = Literal["auto", "mesh", "particles"]
-FLUID = 0
-
-
-def particle_graph(positions: torch.Tensor, velocities: torch.Tensor, particle_type: torch.Tensor, box: ParticleBox,
-                   density: torch.Tensor | None = None) -> Data:
-    r"""One particle state as a radius graph (the node features of :class:`GraphDataModule`).
-
-    Parameters
-    ----------
-    positions : Tensor, shape (N, d)
-        Positions (clamped/wrapped into ``box``).
-    velocities : Tensor, shape (h, N, d)
-        Velocity history, oldest first.
-    particle_type : Tensor, shape (N,), int64
-        0 fluid, 1 wall.
-    box : ParticleBox
-        Box and kernel radius ``r``: edges join particles with :math:`|x_i - x_j| < r`.
-    density : Tensor, shape (N,), optional
-        :math:`\rho / \rho_{ref}`, appended as a node channel.
-
-    Returns
-    -------
-    Data
-        ``x (N, h d + 2 [+ 1])`` float32, ``pos (N, d)``, ``edge_index (2, E)`` (row 0 source ``j``,
-        row 1 target ``i``), ``edge_attr (E, d)`` :math:`(x_i - x_j)/r`, ``fluid (N,)`` bool.
-    """
-    pos, edge_index, edge_attr = particle_edges(positions, box)
-    n = pos.shape[0]
-    features = [velocities.to(torch.float32).permute(1, 0, 2).reshape(n, -1),
-                torch.nn.functional.one_hot(particle_type.long(), num_classes=2).to(torch.float32)]
-    if density is not None:
-        features.insert(1, density.to(torch.float32)[:, None])
-    return Data(x=torch.cat(features, dim=1), pos=pos.to(torch.float32), edge_index=edge_index,
-                edge_attr=edge_attr, fluid=particle_type == FLUID)
 
 
 class _GraphList(Dataset):
@@ -154,8 +121,8 @@ class GraphDataModule(L.LightningDataModule):
     Parameters
     ----------
     path
-        A mesh data file (:mod:`pdebench.data.mesh_io`) or a particle data file
-        (:mod:`pdebench.data.particle_io`).
+        A mesh data file (:mod:`pdebench.io.mesh_file`) or a particle data file
+        (:mod:`pdebench.io.particle_file`).
     kind
         ``"mesh"``, ``"particles"`` or ``"auto"`` (from the file).
     input_fields, output_fields
@@ -290,8 +257,7 @@ class GraphDataModule(L.LightningDataModule):
             with ParticleDataset(self.hparams.path) as data:
                 traj = data[int(row)]
             kind = np.asarray(traj.particle_type, dtype=np.int64)
-            fluid = kind == FLUID
-            rho_ref = float(np.median(traj.density[0][fluid] if fluid.any() else traj.density[0]))
+            rho_ref = reference_density(traj.density[0], kind)
             self._trajectories[row] = _Trajectory(int(row), np.asarray(traj.time, dtype=np.float64),
                                                   np.asarray(traj.positions, dtype=np.float64),
                                                   np.asarray(traj.velocities, dtype=np.float64),
@@ -304,8 +270,8 @@ class GraphDataModule(L.LightningDataModule):
         if len(rows) == 0:
             return []
         with MeshDataset(hp.path) as data:
-            return to_pyg_list(data, self.input_fields, self.output_fields, indices=rows.tolist(), params=[],
-                               dirichlet="dirichlet" if hp.dirichlet_marker else None)
+            return data.to_pyg_list(self.input_fields, self.output_fields, indices=rows.tolist(), params=[],
+                                    dirichlet="dirichlet" if hp.dirichlet_marker else None)
 
     def _dataset(self, split: str) -> Dataset:
         rows = self.splits[split]

@@ -185,10 +185,10 @@ class OnlineDataModule(L.LightningDataModule):
         if self.problem.solver == "sph":
             raise ValueError(f"{problem} is a particle problem; online training on particle trajectories is not supported "
                              "yet (generate or stream a file with `pdebench generate`/`pdebench stream -o` and read it "
-                             "with pdebench.data.particle_io)")
+                             "with pdebench.io.particle_file)")
         if self.problem.solver == "fem-mesh":
             raise ValueError(f"{problem} lives on an unstructured mesh; online training on mesh problems is not supported "
-                             "yet (generate a file with `pdebench generate` and read it with pdebench.data.mesh_io)")
+                             "yet (generate a file with `pdebench generate` and read it with pdebench.io.mesh_file)")
         frames = self.problem.n_out + 1
         if task == "next_step" and frames < history + unroll:
             raise ValueError(f"{problem} has {frames} frames; history={history} + unroll={unroll} needs at least {history + unroll}")

@@ -2,11 +2,11 @@
 
 :func:`spill_stream` reads the :class:`~pdebench.data.workers.Batch` messages of a worker pool (or any
 iterable of them) and appends each one, in arrival order, to an HDF5 file through
-:class:`~pdebench.data.hdf5.TrajectoryWriter`: the layout is the one ``pdebench generate`` writes
+:class:`~pdebench.io.trajectory_file.TrajectoryWriter`: the layout is the one ``pdebench generate`` writes
 (``tensor``/field datasets, coordinates, ``sample_ids``, problem parameters, ``provenance.*``), with
 ``sample_ids`` recording the ``(seed, index)`` of every row, so any row can be regenerated alone
 with :func:`~pdebench.data.generate.solve_samples`. Particle problems (solver ``"sph"``) are written in
-the layout of :mod:`pdebench.data.particle_io` instead, as ``pdebench generate`` writes them.
+the layout of :mod:`pdebench.io.particle_file` instead, as ``pdebench generate`` writes them.
 
 What ends up under the destination name
 ---------------------------------------
@@ -60,14 +60,15 @@ import numpy as np
 import torch
 
 from pdebench.data.generate import build_solver, check_generation_args
-from pdebench.data.hdf5 import TrajectoryWriter, check_destination
+from pdebench.io.base import check_destination
+from pdebench.io.trajectory_file import TrajectoryWriter
 from pdebench.core.trajectories import Trajectories
 from pdebench.data.workers import as_ranges
 from pdebench.problems.base import Problem
 from pdebench.signals import interruption_cause
 from pdebench.problems import PROBLEMS
 from pdebench.data.generate import particle_box
-from pdebench.data.particle_io import ParticleDataWriter
+from pdebench.io.particle_file import ParticleDataWriter
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +240,8 @@ def _as_trajectories(batch: Any, problem: Problem, keep: np.ndarray, provenance:
 
 
 class _StreamWriter:
-    """The file writer of a stream: :class:`~pdebench.data.hdf5.TrajectoryWriter` for grid problems,
-    :class:`~pdebench.data.particle_io.ParticleDataWriter` for particle problems (solver ``"sph"``;
+    """The file writer of a stream: :class:`~pdebench.io.trajectory_file.TrajectoryWriter` for grid problems,
+    :class:`~pdebench.io.particle_file.ParticleDataWriter` for particle problems (solver ``"sph"``;
     box and radius from the scene of sample ``(seed, 0)``, as ``pdebench generate``)."""
 
     def __init__(self, problem: Problem, path: Path, overwrite: bool, provenance: dict[str, Any], seed: int) -> None:

@@ -1,7 +1,7 @@
 r"""Darcy flow on an unstructured triangle mesh of the unit square (``darcy2d_mesh``).
 
 The FNO Darcy setting of :class:`~pdebench.problems.elliptic.Darcy2D` moved onto a fixed unstructured
-mesh, in the mesh layout of :mod:`pdebench.data.mesh_io` (one mesh, nodal fields per sample):
+mesh, in the mesh layout of :mod:`pdebench.io.mesh_file` (one mesh, nodal fields per sample):
 
 .. math:: -\nabla\cdot(a\nabla u) = f \ \text{in}\ (0, 1)^2, \qquad u = 0 \ \text{on the boundary},
 

@@ -3,7 +3,7 @@ r"""Steady problems on fixed unstructured triangle meshes: Poisson, Helmholtz, p
 A :class:`MeshProblem` says what to solve on a deterministic mesh (``domain``, mesh size ``h``,
 ``element`` ``"P1"``/``"P2"``); the registered solver ``"fem-mesh"``
 (:class:`~pdebench.solvers.fem.mesh_solver.MeshFEMSolver`) solves it and ``pdebench generate`` stores the
-samples in the mesh layout of :mod:`pdebench.data.mesh_io` (one mesh, nodal fields per sample).
+samples in the mesh layout of :mod:`pdebench.io.mesh_file` (one mesh, nodal fields per sample).
 
 Nodes
     The nodes of a problem are the degrees of freedom of its scalar element: the mesh vertices (P1),

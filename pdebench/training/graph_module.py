@@ -37,7 +37,7 @@ import torch
 from torch_geometric.data import Data
 
 from pdebench.core.metrics import segment_relative_l2
-from pdebench.data.graph_datamodule import particle_graph
+from pdebench.core.graphs import particle_graph
 from pdebench.training.module import OperatorModule
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from scipy.spatial import distance
 from pdebench.core.graphs import ParticleBox, mesh_edges, mesh_graph, neighbour_pairs, particle_edges
 from pdebench.core.particles import FLUID, WALL, ParticleTrajectory
 from pdebench.data.graph_datamodule import GraphDataModule
-from pdebench.data.mesh_io import MeshDataset, MeshDataWriter
-from pdebench.data.particle_io import ParticleDataset, ParticleDataWriter
+from pdebench.io.mesh_file import MeshDataset, MeshDataWriter
+from pdebench.io.particle_file import ParticleDataset, ParticleDataWriter
 from pdebench.models.mppde import MPPDE
 from pdebench.solvers.sph import neighbour_pairs as sph_neighbour_pairs
 

@@ -11,9 +11,9 @@ from pdebench.core.particles import ParticleTrajectory
 from pdebench.data.bundles import BundleDataModule
 from pdebench.data.datamodules import EpochSeededSampler, OfflineDataModule
 from pdebench.data.graph_datamodule import GraphDataModule
-from pdebench.data.mesh_io import MeshDataWriter
+from pdebench.io.mesh_file import MeshDataWriter
 from pdebench.data.mixture import MixtureDataModule
-from pdebench.data.particle_io import ParticleDataWriter
+from pdebench.io.particle_file import ParticleDataWriter
 from pdebench.data.splits import split_indices
 
 

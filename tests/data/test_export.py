@@ -12,7 +12,7 @@ import xarray as xr
 
 import pdebench.data.export as export
 from pdebench.data.export import export_netcdf, to_xarray
-from pdebench.data.hdf5 import TrajectoryWriter, read_trajectories
+from pdebench.io.trajectory_file import TrajectoryWriter, read_trajectories
 from pdebench.core.trajectories import Trajectories
 
 

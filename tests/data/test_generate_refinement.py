@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pdebench.data.generate import generate_dataset, solve_samples
-from pdebench.data.hdf5 import TrajectoryFile
+from pdebench.io.trajectory_file import TrajectoryFile
 from pdebench.problems import PROBLEMS
 from pdebench.solvers import SOLVERS
 

@@ -16,13 +16,8 @@ import xarray as xr
 
 from pdebench.data.datamodules import OfflineDataModule
 from pdebench.data.export import export_netcdf
-from pdebench.data.hdf5 import (
-    TrajectoryFile,
-    TrajectoryWriter,
-    check_free_disk,
-    describe_nonfinite,
-    find_nonfinite,
-)
+from pdebench.io.base import check_free_disk
+from pdebench.io.trajectory_file import TrajectoryFile, TrajectoryWriter, describe_nonfinite, find_nonfinite
 from pdebench.core.trajectories import Trajectories
 from tests.cli_runs import assert_one_line_refusal
 from tests.cli_runs import pdebench_cli as cli

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pdebench.cli import main
-from pdebench.data.particle_io import ParticleDataset
+from pdebench.io.particle_file import ParticleDataset
 from pdebench.problems import PROBLEMS
 from pdebench.solvers import SOLVERS
 
@@ -31,7 +31,7 @@ def test_generate_writes_solver_frames_and_rows_regenerate_alone(tmp_path) -> No
     solver = SOLVERS.build("sph")
     with ParticleDataset(path) as data:
         assert len(data) == 3
-        assert data.sample_ids.tolist() == [[5, 0], [5, 1], [5, 2]]
+        assert data.sample_ids().tolist() == [[5, 0], [5, 1], [5, 2]]
         assert data.provenance["problem"] == "dam_break2d" and data.provenance["seed"] == 5
         assert data.radius == pytest.approx(2 * 1.3 / 8)
         # sample (5, 2) alone, straight from the solver
@@ -57,9 +57,9 @@ def test_stream_spills_the_rows_generate_writes(tmp_path) -> None:
                  "--workers", "2", *TINY]) == 0
     with ParticleDataset(generated) as g, ParticleDataset(streamed) as s:
         assert len(s) == 4 and s.provenance["complete"] and s.provenance["source"] == "stream"
-        rows = {tuple(sid): k for k, sid in enumerate(g.sample_ids.tolist())}
-        assert sorted(rows) == sorted(tuple(x) for x in s.sample_ids.tolist())
-        for k, sid in enumerate(s.sample_ids.tolist()):
+        rows = {tuple(sid): k for k, sid in enumerate(g.sample_ids().tolist())}
+        assert sorted(rows) == sorted(tuple(x) for x in s.sample_ids().tolist())
+        for k, sid in enumerate(s.sample_ids().tolist()):
             _compare(s[k], g[rows[tuple(sid)]])
 
 

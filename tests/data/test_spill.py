@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pdebench.data.generate import build_solver, generate_dataset, solve_samples
-from pdebench.data.hdf5 import TrajectoryFile
+from pdebench.io.trajectory_file import TrajectoryFile
 from pdebench.data.spill import SpillSummary, _as_ranges, _HeldSigint, spill_stream
 from pdebench.data.workers import LocalWorkerPool, WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
@@ -197,7 +197,7 @@ def test_a_crash_loop_before_any_batch_leaves_the_previous_file_untouched(tmp_pa
 
 
 def test_ctrl_c_during_a_write_is_held_until_the_batch_is_written(tmp_path, problem, monkeypatch, python_sigint):
-    from pdebench.data.hdf5 import TrajectoryWriter
+    from pdebench.io.trajectory_file import TrajectoryWriter
 
     real_append = TrajectoryWriter.append
 

@@ -18,7 +18,7 @@ import torch
 
 from pdebench.cli import main
 from pdebench.data.generate import build_solver, generate_dataset, solve_samples
-from pdebench.data.hdf5 import TrajectoryFile
+from pdebench.io.trajectory_file import TrajectoryFile
 from pdebench.data.spill import _as_ranges, _HeldSigint, spill_stream
 from pdebench.data.workers import WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
@@ -140,7 +140,7 @@ def _sigterm_after(real):
 
 
 def test_sigterm_during_generate_removes_the_temporary_file_and_exits_143(tmp_path, monkeypatch, capsys):
-    from pdebench.data.hdf5 import TrajectoryWriter
+    from pdebench.io.trajectory_file import TrajectoryWriter
 
     monkeypatch.setattr(TrajectoryWriter, "append", _sigterm_after(TrajectoryWriter.append))
     with _SigtermGuard():

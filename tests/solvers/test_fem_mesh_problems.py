@@ -9,7 +9,7 @@ import torch
 
 from pdebench.cli import main
 from pdebench.data.generate import build_solver, generate_dataset, solve_samples
-from pdebench.data.mesh_io import read_mesh_data
+from pdebench.io.mesh_file import read_mesh_data
 from pdebench.data.spill import spill_stream
 from pdebench.data.workers import WorkerConfig
 from pdebench.problems import PROBLEMS
@@ -212,7 +212,7 @@ def test_generated_files_round_trip_to_graphs_and_rows_regenerate_alone(tmp_path
         assert summary.num_samples == 5 and summary.solver == "fem-mesh" and summary.field_shapes["u"][:2] == (5, n)
         with read_mesh_data(path) as data:
             assert len(data) == 5 and data.mesh.element == args.get("element", "P1")
-            assert np.array_equal(data.mesh.nodes, problem.nodes()) and data.sample_ids.tolist() == [[9, i] for i in range(5)]
+            assert np.array_equal(data.mesh.nodes, problem.nodes()) and data.sample_ids().tolist() == [[9, i] for i in range(5)]
             assert "dirichlet" in data.mesh.boundary and data.provenance["problem"] == name
             assert data.provenance["dofs"] == channels * n and data.provenance["problem_params"]["h"] == args["h"]
             input_name = "E" if name == "elasticity2d" else "f"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pdebench.data.generate import build_solver, generate_dataset, solve_samples
-from pdebench.data.hdf5 import read_trajectories
+from pdebench.io.trajectory_file import read_trajectories
 from pdebench.data.workers import LocalWorkerPool, WorkerConfig
 from pdebench.problems import PROBLEMS
 from pdebench.solvers.fem.solver import FEMSolver

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pdebench.data.generate import generate_dataset
-from pdebench.data.hdf5 import TrajectoryWriter
+from pdebench.io.trajectory_file import TrajectoryWriter
 from pdebench.data.mixture import MixtureDataModule, MixtureSampler
 from pdebench.core.trajectories import Trajectories
 from pdebench.problems import PROBLEMS

@@ -2,7 +2,7 @@ r"""The registered finite-element solver of the unstructured-mesh problems (``"f
 
 Solves the :class:`~pdebench.problems.mesh_problems.MeshProblem` s (``poisson``, ``helmholtz``,
 ``elasticity2d``) for a batch of nodal inputs and returns :class:`MeshSamples`: the mesh once and the
-nodal fields per sample, what :class:`~pdebench.data.mesh_io.MeshDataWriter` stores.
+nodal fields per sample, what :class:`~pdebench.io.mesh_file.MeshDataWriter` stores.
 
 What is built once and cached (per :meth:`MeshProblem.mesh_key`: mesh, element, boundary parts, so
 problems differing only in coefficients share it): the scalar function space (its basis), for

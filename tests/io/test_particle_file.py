@@ -12,12 +12,8 @@ import torch
 from torch_geometric.data import Batch
 
 from pdebench.core.particles import FLUID, WALL, ParticleTrajectory
-from pdebench.data.particle_io import (
-    ParticleDataset,
-    ParticleDataWriter,
-    frame_graph,
-    read_particle_data,
-)
+from pdebench.core.graphs import frame_graph
+from pdebench.io.particle_file import ParticleDataset, ParticleDataWriter, read_particle_data
 
 LOWER = np.array([0.0, 0.0])
 UPPER = np.array([1.0, 0.5])
@@ -125,7 +121,7 @@ def test_round_trip_ragged_trajectories(tmp_path: Path) -> None:
         np.testing.assert_array_equal(data.lower, LOWER)
         np.testing.assert_array_equal(data.upper, UPPER)
         np.testing.assert_array_equal(data.periodic, [False, False])
-        np.testing.assert_array_equal(data.sample_ids, [[0, 0], [0, 1], [1, 0]])
+        np.testing.assert_array_equal(data.sample_ids(), [[0, 0], [0, 1], [1, 0]])
         np.testing.assert_array_equal(data.params["aspect_ratio"], [1.0, 2.0, 1.0])
         np.testing.assert_array_equal(data.params["nu"], [1e-3, 1e-3, 2e-3])
         assert data.provenance == {"solver": "WCSPH", "kernel": {"name": "wendland", "h": 0.06}, "wall_time": 1.5}
@@ -192,7 +188,7 @@ def test_nan_pressure_refused_and_nothing_from_that_call_written(tmp_path: Path)
         bad.pressure[2, 5] = 0.0
         w.append([bad])
     with ParticleDataset(path) as data:
-        np.testing.assert_array_equal(data.sample_ids, [[3, 0], [3, 1]])
+        np.testing.assert_array_equal(data.sample_ids(), [[3, 0], [3, 1]])
         with h5py.File(path, "r") as f:
             assert sorted(f["trajectories"]) == ["000000", "000001"]
 

@@ -1,4 +1,4 @@
-"""HDF5 files of trajectories: an atomic streaming writer and a PDEBench-compatible reader.
+"""The grid layout: HDF5 files of trajectories on a grid, and PDEBench's published files.
 
 Files written here follow PDEBench's layout, so PDEBench's own loaders read them:
 
@@ -8,13 +8,13 @@ Files written here follow PDEBench's layout, so PDEBench's own loaders read them
 * coordinates -> 1-D datasets ``x-coordinate``, ``y-coordinate``, ``z-coordinate``, ``t-coordinate``;
 * ``sample_ids`` -> ``(N, 2)`` int64 ``(seed, index)``;
 * equation parameters -> root attributes under their own names (``nu``, ``beta``);
-* provenance -> root attributes named ``provenance.<key>``;
-* bookkeeping -> root attributes ``pdebench_format_version``, ``num_samples``, ``field_names`` (JSON list).
+* provenance -> root attributes named ``provenance.<key>`` (:func:`pdebench.io.base.write_attrs`);
+* bookkeeping -> root attributes ``pdebench_layout = "grid"``, ``pdebench_format_version``,
+  ``num_samples``, ``field_names`` (JSON list). Files written before the layout tag existed carry the
+  version only and read the same.
 
-Fields are stored as float32, chunked along ``N`` and compressed. :class:`TrajectoryWriter` writes to a
-temporary file in the destination folder and moves it into place only when the ``with`` block ends
-without an exception (flush, fsync, :func:`os.replace`, fsync of the folder), so a crash or a kill never
-leaves a half-written file under the final name.
+Fields are stored as float32, chunked along ``N`` and compressed, through the atomic writer of
+:mod:`pdebench.io.base`: nothing appears under the final name unless complete.
 
 :class:`TrajectoryFile` (lazy) and :func:`read_trajectories` (eager) read these files and PDEBench's
 published layouts unchanged; see :data:`LAYOUTS`.
@@ -22,16 +22,10 @@ published layouts unchanged; see :data:`LAYOUTS`.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import json
 import logging
 import math
-import os
-import shutil
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,31 +34,43 @@ import h5py
 import numpy as np
 import torch
 
-from pdebench.atomic import fsync_folder, temporary_path
 from pdebench.core.trajectories import Trajectories
+from pdebench.io.base import (
+    LAYOUT_ATTR,
+    PROVENANCE_PREFIX,
+    VERSION_ATTR,
+    AtomicHDF5Writer,
+    BatchSchema,
+    H5Reader,
+    PathLike,
+    Rows,
+    decode_attr,
+    field_as_float32,
+    json_list,
+    layout_of,
+    normalize_rows,
+    read_attrs,
+    read_rows,
+    same_value,
+    unreadable,
+    write_attrs,
+)
 
 logger = logging.getLogger(__name__)
 
-PathLike = str | os.PathLike[str]
-Rows = int | slice | Sequence[int] | np.ndarray | None
-
+LAYOUT = "grid"
+"""Value of the layout tag (root attribute ``pdebench_layout``) of trajectory files."""
 FORMAT_VERSION = 1
 """Version of the layout written by :class:`TrajectoryWriter` (root attribute ``pdebench_format_version``)."""
 
 SINGLE_FIELD_DATASET = "tensor"
 SAMPLE_IDS_DATASET = "sample_ids"
 COORD_SUFFIX = "-coordinate"
-PROVENANCE_PREFIX = "provenance."
 CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
-_RESERVED_ATTRS = frozenset(
-    {"pdebench_format_version", "num_samples", "field_names", "json_attrs", "squeezed_fields"}
-)
-_COMPRESSIONS = ("gzip", "lzf", None)
-_CHUNK_TARGET_BYTES = 1 << 20
-_MAX_CHUNK_ROWS = 4096
+_RESERVED_ATTRS = frozenset({LAYOUT_ATTR, VERSION_ATTR, "num_samples", "field_names", "json_attrs", "squeezed_fields"})
 
 LAYOUTS: dict[str, str] = {
-    "native": "written by TrajectoryWriter (root attribute 'pdebench_format_version')",
+    "native": f"written by TrajectoryWriter (root attribute {VERSION_ATTR!r})",
     "darcy": "PDEBench Darcy: 'nu' (N, X, Y) input and 'tensor' (N, 1, X, Y) output",
     "tensor": "PDEBench single field: 'tensor' (N, T, X[, Y]) with 'x-coordinate', 't-coordinate', ...",
     "multi_field": "PDEBench CFD: one dataset per field (density, pressure, Vx, Vy[, Vz]), each (N, T, X[, Y])",
@@ -74,205 +80,8 @@ LAYOUTS: dict[str, str] = {
 
 
 # --------------------------------------------------------------------------------------------------
-# Atomic file helpers (shared with :mod:`pdebench.data.export`)
-# --------------------------------------------------------------------------------------------------
-
-
-def check_destination(path: Path, overwrite: bool) -> None:
-    """Fail early, naming ``path``, if a file cannot be written there.
-
-    Raises
-    ------
-    FileExistsError
-        ``path`` exists and ``overwrite`` is false.
-    IsADirectoryError
-        ``path`` is a folder.
-    FileNotFoundError
-        The folder that should hold ``path`` does not exist.
-    PermissionError
-        That folder is not writable.
-    """
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; expected the path of a file to write")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
-    folder = path.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {path}: folder {folder} is not writable")
-
-
-def check_free_disk(folder: Path, needed_bytes: int, what: str) -> None:
-    """Refuse, in one line, to write about ``needed_bytes`` into ``folder`` when the disk lacks the room.
-
-    Parameters
-    ----------
-    folder
-        The folder the output goes to (its filesystem is the one checked).
-    needed_bytes
-        Estimated size of the output in bytes.
-    what
-        What would be written, for the message (``"the export to out.h5"``).
-
-    Raises
-    ------
-    ValueError
-        ``"{what} needs about X GiB, Y GiB free on FOLDER"`` when ``needed_bytes`` exceeds the free space.
-    """
-    free = shutil.disk_usage(folder).free
-    if needed_bytes > free:
-        raise ValueError(f"{what} needs about {_gib(needed_bytes)} GiB, {_gib(free)} GiB free on {folder}")
-
-
-def _gib(num_bytes: int) -> str:
-    """``num_bytes`` in GiB, three significant digits, never in exponent notation (``0.00098``, ``12.3``, ``1,192``)."""
-    gib = num_bytes / 2**30
-    return np.format_float_positional(gib, precision=3, fractional=False, trim="-") if gib < 100 else f"{gib:,.0f}"
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def commit_file(tmp_path: Path, path: Path, *, overwrite: bool) -> None:
-    """Move the finished ``tmp_path`` to ``path`` durably: fsync file, rename, fsync folder.
-
-    Without ``overwrite`` the move never replaces a file that appeared meanwhile (hard link, then
-    unlink; plain existence check where links are unsupported); the data then stays in ``tmp_path``.
-
-    Raises
-    ------
-    FileExistsError
-        ``path`` appeared while writing and ``overwrite`` is false (``tmp_path`` is kept).
-    """
-    _fsync_file(tmp_path)
-    if overwrite:
-        os.replace(tmp_path, path)
-    else:
-        _move_no_clobber(tmp_path, path)
-    fsync_folder(path.parent)
-
-
-def _move_no_clobber(tmp_path: Path, path: Path) -> None:
-    message = f"{path} appeared while it was being written; the new data is kept in {tmp_path}"
-    try:
-        os.link(tmp_path, path)
-    except FileExistsError:
-        raise FileExistsError(message) from None
-    except OSError:  # filesystem without hard links
-        if path.exists():
-            raise FileExistsError(message) from None
-        os.replace(tmp_path, path)
-        return
-    os.unlink(tmp_path)
-
-
-def _discard(file: h5py.File | None, tmp_path: Path) -> None:
-    """Close ``file`` (if open) and delete ``tmp_path``; never raises."""
-    if file is not None:
-        try:
-            file.close()
-        except Exception:  # noqa: BLE001 - best effort while cleaning up
-            logger.debug("closing %s failed", tmp_path, exc_info=True)
-    try:
-        os.unlink(tmp_path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        logger.warning("could not delete temporary file %s", tmp_path, exc_info=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Attributes
-# --------------------------------------------------------------------------------------------------
-
-
-def _encode_attr(value: Any) -> tuple[Any, bool]:
-    """Return ``(stored value, stored as JSON)`` for an HDF5 attribute."""
-    if isinstance(value, bool | np.bool_):
-        return np.bool_(value), False
-    if isinstance(value, str):
-        return str(value), False  # plain str: h5py cannot store str subclasses such as TorchVersion
-    if isinstance(value, int | float | np.integer | np.floating):
-        return value, False
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        return value, False
-    return json.dumps(value, default=str), True
-
-
-def _decode_attr(value: Any, *, is_json: bool = False) -> Any:
-    """HDF5 attribute value -> plain Python value (scalar, str, list)."""
-    if isinstance(value, bytes | np.bytes_):
-        value = value.decode("utf-8", errors="replace")
-    if is_json and isinstance(value, str):
-        return json.loads(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.item() if value.size == 1 and value.ndim <= 1 else value.tolist()
-    return value
-
-
-def _json_attr_names(attrs: h5py.AttributeManager) -> set[str]:
-    raw = attrs.get("json_attrs")
-    return set(json.loads(_decode_attr(raw))) if raw is not None else set()
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    try:
-        return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
-    except TypeError:  # non-numeric arrays
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-
-
-# --------------------------------------------------------------------------------------------------
 # Writer
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Schema:
-    """What every batch of one file must agree on (taken from the first batch)."""
-
-    field_names: tuple[str, ...]
-    row_shapes: dict[str, tuple[int, ...]]
-    coords: dict[str, np.ndarray]
-    params: dict[str, Any]
-
-    @classmethod
-    def of(cls, traj: Trajectories) -> _Schema:
-        return cls(
-            field_names=tuple(traj.fields),
-            row_shapes={name: tuple(value.shape[1:]) for name, value in traj.fields.items()},
-            coords={name: np.asarray(value) for name, value in traj.coords.items()},
-            params=dict(traj.params),
-        )
-
-    def check(self, traj: Trajectories) -> None:
-        """Raise ``ValueError`` naming the first difference between ``traj`` and this schema."""
-        if set(traj.fields) != set(self.field_names):
-            raise ValueError(f"batch has fields {sorted(traj.fields)}; the file has {sorted(self.field_names)}")
-        for name, value in traj.fields.items():
-            if tuple(value.shape[1:]) != self.row_shapes[name]:
-                raise ValueError(
-                    f"field {name!r}: batch rows have shape {tuple(value.shape[1:])}, "
-                    f"the file has {self.row_shapes[name]} (shape past N)"
-                )
-        if set(traj.coords) != set(self.coords):
-            raise ValueError(f"batch has coords {sorted(traj.coords)}; the file has {sorted(self.coords)}")
-        for name, value in traj.coords.items():
-            if not _same_value(value, self.coords[name]):
-                raise ValueError(f"coordinate {name!r} differs from the file's (first batch's) values")
-        if set(traj.params) != set(self.params):
-            raise ValueError(f"batch has params {sorted(traj.params)}; the file has {sorted(self.params)}")
-        for name, value in traj.params.items():
-            if not _same_value(value, self.params[name]):
-                raise ValueError(f"param {name!r} = {value!r} differs from the file's {self.params[name]!r}")
 
 
 def _validate_first_batch(traj: Trajectories) -> None:
@@ -306,127 +115,6 @@ def _validate_first_batch(traj: Trajectories) -> None:
 
 def _is_darcy_pair(traj: Trajectories) -> bool:
     return set(traj.fields) == {"nu", SINGLE_FIELD_DATASET} and traj.num_frames == 1
-
-
-def _field_as_float32(value: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Any real tensor/array ``(N, ...)`` -> float32 numpy array ``(N, ...)`` on the CPU."""
-    tensor = torch.as_tensor(value)
-    if tensor.is_complex():
-        raise ValueError("complex fields cannot be stored; split them into real and imaginary fields")
-    return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
-
-
-def _chunk_shape(row_shape: tuple[int, ...], chunk_rows: int | None, itemsize: int = 4) -> tuple[int, ...]:
-    """Chunk of a ``(None, *row_shape)`` dataset: ``chunk_rows`` rows, or about 1 MiB.
-
-    A row larger than the target is split along its first axis (time) instead.
-    """
-    row_shape = tuple(max(1, size) for size in row_shape)
-    if chunk_rows is not None:
-        return (chunk_rows, *row_shape)
-    row_bytes = math.prod(row_shape) * itemsize
-    if row_bytes <= _CHUNK_TARGET_BYTES or not row_shape:
-        return (int(min(_MAX_CHUNK_ROWS, max(1, _CHUNK_TARGET_BYTES // row_bytes))), *row_shape)
-    frame_bytes = math.prod(row_shape[1:]) * itemsize
-    frames = int(min(row_shape[0], max(1, _CHUNK_TARGET_BYTES // frame_bytes)))
-    return (1, frames, *row_shape[1:])
-
-
-class AtomicHDF5Writer(ABC):
-    """Base of the streaming HDF5 writers: the file is written beside its destination and appears
-    under :attr:`path` only when :meth:`close` completes (flush, fsync, rename, fsync of the folder);
-    on an exception in a ``with`` block, :meth:`abort`, or garbage collection the temporary file is
-    deleted and :attr:`path` is untouched.
-
-    Subclasses call :meth:`_open_temporary` first in ``__init__``, set ``self._schema`` once something
-    was appended, and implement :meth:`_write_attrs` (called just before the file is finished) and
-    :meth:`_written_message`.
-    """
-
-    path: Path
-    overwrite: bool
-    _noun = "samples"
-
-    def _open_temporary(self, path: PathLike, overwrite: bool, **h5_options: Any) -> None:
-        self.path = Path(path)
-        self.overwrite = overwrite
-        check_destination(self.path, overwrite)
-        self.temp_path = temporary_path(self.path)
-        try:
-            self._file: h5py.File = h5py.File(self.temp_path, "x", **h5_options)
-        except OSError as exc:
-            raise PermissionError(
-                f"cannot write {self.path}: creating temporary file {self.temp_path} failed ({exc})"
-            ) from exc
-        self._finalizer = weakref.finalize(self, _discard, self._file, self.temp_path)
-        self._schema: Any = None
-        self._num_samples = 0
-        self._closed = False
-
-    # -- context manager ---------------------------------------------------------------------------
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            logger.warning("discarding %s after %s: %s", self.path, exc_type.__name__, exc)
-            self.abort()
-
-    @property
-    def num_samples(self) -> int:
-        """Samples appended so far."""
-        return self._num_samples
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` or :meth:`abort` has run."""
-        return self._closed
-
-    # -- finishing ---------------------------------------------------------------------------------
-    @abstractmethod
-    def _write_attrs(self) -> None:
-        """Write the file's attributes (layout, names, provenance) just before it is finished."""
-
-    def _written_message(self) -> str:
-        return f"wrote {self._num_samples} {self._noun} to {self.path}"
-
-    def close(self) -> None:
-        """Finish the file and move it to :attr:`path` (idempotent).
-
-        Raises
-        ------
-        ValueError
-            Nothing was appended (nothing is written).
-        FileExistsError
-            Without ``overwrite``, :attr:`path` appeared meanwhile; the data stays in :attr:`temp_path`.
-        """
-        if self._closed:
-            return
-        if self._schema is None:
-            self.abort()
-            raise ValueError(f"no {self._noun} were appended; {self.path} was not written")
-        try:
-            self._write_attrs()
-            self._file.flush()
-            self._file.close()
-            commit_file(self.temp_path, self.path, overwrite=self.overwrite)
-        except FileExistsError:
-            self._closed = True
-            self._finalizer.detach()
-            raise
-        except BaseException:
-            self.abort()
-            raise
-        self._closed = True
-        self._finalizer.detach()
-        logger.info("%s", self._written_message())
-
-    def abort(self) -> None:
-        """Discard everything written: close and delete the temporary file; :attr:`path` is untouched."""
-        self._closed = True
-        self._finalizer()
 
 
 class TrajectoryWriter(AtomicHDF5Writer):
@@ -474,6 +162,8 @@ class TrajectoryWriter(AtomicHDF5Writer):
     ...         writer.append(batch)
     """
 
+    LAYOUT = LAYOUT
+    FORMAT_VERSION = FORMAT_VERSION
     _noun = "trajectories"
 
     def __init__(
@@ -486,20 +176,14 @@ class TrajectoryWriter(AtomicHDF5Writer):
         provenance: dict[str, Any] | None = None,
         allow_nonfinite: bool = False,
     ) -> None:
-        if compression not in _COMPRESSIONS:
-            raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}")
         if chunk_rows is not None and chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-        self.compression = compression
         self.chunk_rows = chunk_rows
         self.allow_nonfinite = allow_nonfinite
         self._extra_provenance = dict(provenance or {})
-        self._open_temporary(path, overwrite, rdcc_nbytes=16 << 20)
+        self._open_temporary(path, overwrite, compression, rdcc_nbytes=16 << 20)
         self._squeezed: set[str] = set()
         self._datasets: dict[str, h5py.Dataset] = {}
-        self._provenance: dict[str, Any] = {}
-        self._seen_ids: set[tuple[int, int]] = set()
-        logger.debug("writing %s through %s", self.path, self.temp_path)
 
     # -- writing -----------------------------------------------------------------------------------
     def append(self, traj: Trajectories) -> None:
@@ -510,26 +194,27 @@ class TrajectoryWriter(AtomicHDF5Writer):
         ValueError
             The batch disagrees with the first one, or holds non-finite values.
         """
-        if self._closed:
-            raise ValueError(f"writer for {self.path} is closed")
+        self._check_open()
         if not isinstance(traj, Trajectories):
             raise TypeError(f"append expects Trajectories, got {type(traj).__name__}")
         if traj.num_samples == 0:
             return
+        schema = BatchSchema(
+            {name: tuple(value.shape[1:]) for name, value in traj.fields.items()},
+            {"coordinate": {name: np.asarray(value) for name, value in traj.coords.items()}, "param": dict(traj.params)},
+        )
         if self._schema is None:
             _validate_first_batch(traj)
-            schema = _Schema.of(traj)
         else:
-            self._schema.check(traj)
-            schema = self._schema
+            self._schema.check(schema)
         self._check_finite(traj)
-        self._check_ids(traj.sample_ids)
+        self._warn_repeated_ids(traj.sample_ids)
         if self._schema is None:
             self._create_datasets(traj)
             self._schema = schema
         start, stop = self._num_samples, self._num_samples + traj.num_samples
         for name, dataset in self._datasets.items():
-            values = traj.sample_ids if name == SAMPLE_IDS_DATASET else _field_as_float32(traj.fields[name])
+            values = traj.sample_ids if name == SAMPLE_IDS_DATASET else field_as_float32(traj.fields[name])
             if name in self._squeezed:
                 values = values[:, 0]
             dataset.resize(stop, axis=0)
@@ -549,13 +234,6 @@ class TrajectoryWriter(AtomicHDF5Writer):
                 f"not writing them to {self.path} (allow_nonfinite=True stores them)"
             )
 
-    def _check_ids(self, sample_ids: np.ndarray) -> None:
-        ids = [tuple(map(int, row)) for row in sample_ids]
-        repeated = [i for i in ids if i in self._seen_ids]
-        if repeated or len(set(ids)) != len(ids):
-            logger.warning("%s: repeated sample ids (seed, index), e.g. %s", self.path, (repeated or ids)[:3])
-        self._seen_ids.update(ids)
-
     def _create_datasets(self, traj: Trajectories) -> None:
         multi = len(traj.fields) > 1
         if _is_darcy_pair(traj):
@@ -565,23 +243,10 @@ class TrajectoryWriter(AtomicHDF5Writer):
             if name in self._squeezed:
                 row_shape = row_shape[1:]
             key = name if multi else SINGLE_FIELD_DATASET
-            self._datasets[name] = self._create(key, row_shape, "f4", self.chunk_rows)
-        self._datasets[SAMPLE_IDS_DATASET] = self._create(SAMPLE_IDS_DATASET, (2,), "i8", None)
+            self._datasets[name] = self._create_rows(self._file, key, row_shape, "f4", self.chunk_rows)
+        self._datasets[SAMPLE_IDS_DATASET] = self._create_rows(self._file, SAMPLE_IDS_DATASET, (2,), "i8")
         for name, value in traj.coords.items():
             self._file.create_dataset(f"{name}{COORD_SUFFIX}", data=np.asarray(value), track_times=False)
-
-    def _create(self, key: str, row_shape: tuple[int, ...], dtype: str, chunk_rows: int | None) -> h5py.Dataset:
-        return self._file.create_dataset(
-            key,
-            shape=(0, *row_shape),
-            maxshape=(None, *row_shape),
-            dtype=dtype,
-            chunks=_chunk_shape(row_shape, chunk_rows, np.dtype(dtype).itemsize),
-            compression=self.compression,
-            compression_opts=4 if self.compression == "gzip" else None,
-            shuffle=self.compression is not None,
-            track_times=False,
-        )
 
     def _merge_provenance(self, provenance: dict[str, Any]) -> None:
         for key, value in provenance.items():
@@ -589,71 +254,14 @@ class TrajectoryWriter(AtomicHDF5Writer):
                 self._provenance[key] = value
             elif key.startswith("wall_time") and isinstance(value, int | float) and not isinstance(value, bool):
                 self._provenance[key] += value
-            elif not _same_value(value, self._provenance[key]):
+            elif not same_value(value, self._provenance[key]):
                 logger.debug("provenance %r: keeping first batch's %r, ignoring %r", key, self._provenance[key], value)
 
     def _write_attrs(self) -> None:
-        assert self._schema is not None
         attrs = self._file.attrs
-        json_names: list[str] = []
-        entries = dict(self._schema.params)
-        provenance = {**self._provenance, **self._extra_provenance}
-        entries.update({f"{PROVENANCE_PREFIX}{key}": value for key, value in provenance.items()})
-        for name, value in entries.items():
-            attrs[name], is_json = _encode_attr(value)
-            if is_json:
-                json_names.append(name)
-        attrs["field_names"] = json.dumps(list(self._schema.field_names))
-        attrs["json_attrs"] = json.dumps(json_names)
+        write_attrs(attrs, self._schema.values["param"], {**self._provenance, **self._extra_provenance})
+        attrs["field_names"] = json.dumps(list(self._schema.row_shapes))
         attrs["squeezed_fields"] = json.dumps(sorted(self._squeezed))
-        attrs["num_samples"] = np.int64(self._num_samples)
-        attrs["pdebench_format_version"] = np.int64(FORMAT_VERSION)
-
-
-# --------------------------------------------------------------------------------------------------
-# Reader
-# --------------------------------------------------------------------------------------------------
-
-
-def _normalize_rows(rows: Rows, n: int) -> slice | np.ndarray:
-    """Rows of an ``N = n`` file as a unit-step slice or a 1-D int64 index array."""
-    if rows is None:
-        return slice(0, n)
-    if isinstance(rows, int | np.integer):
-        index = int(rows) + (n if rows < 0 else 0)
-        if not 0 <= index < n:
-            raise IndexError(f"row {rows} is out of range for {n} trajectories")
-        return slice(index, index + 1)
-    if isinstance(rows, slice):
-        start, stop, step = rows.indices(n)
-        return slice(start, max(start, stop)) if step == 1 else np.arange(start, stop, step, dtype=np.int64)
-    array = np.asarray(rows)
-    if array.dtype == bool:
-        if array.shape != (n,):
-            raise IndexError(f"boolean rows must have shape ({n},), got {array.shape}")
-        return np.flatnonzero(array)
-    if array.size and array.dtype.kind not in "iu":
-        raise TypeError(f"rows must be integers, a slice or a boolean mask, got dtype {array.dtype}")
-    array = array.astype(np.int64).reshape(-1)
-    array = np.where(array < 0, array + n, array)
-    if array.size and (array.min() < 0 or array.max() >= n):
-        raise IndexError(f"rows {rows!r} out of range for {n} trajectories")
-    return array
-
-
-def _read_rows(dataset: h5py.Dataset, rows: slice | np.ndarray) -> np.ndarray:
-    """``dataset[rows]`` for any order/repeats of rows (HDF5 wants increasing unique indices)."""
-    if isinstance(rows, slice):
-        if rows.stop <= rows.start:
-            return np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
-        return dataset[rows]
-    if rows.size == 0:
-        return np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
-    unique, inverse = np.unique(rows, return_inverse=True)
-    first, last = int(unique[0]), int(unique[-1])
-    if last - first + 1 <= 2 * len(unique):  # dense enough: one contiguous read
-        return dataset[first : last + 1][unique - first][inverse]
-    return dataset[unique][inverse]
 
 
 @dataclass
@@ -718,9 +326,9 @@ def _dataset_source(dataset: h5py.Dataset, *, add_time_axis: bool = False) -> _S
     check_field_dataset(dataset, min_ndim=1 if add_time_axis else 2)
     itemsize = _read_itemsize(dataset.dtype)
     if not add_time_axis:
-        return _Source(tuple(dataset.shape), lambda rows: _read_rows(dataset, rows), itemsize)
+        return _Source(tuple(dataset.shape), lambda rows: read_rows(dataset, rows), itemsize)
     shape = (dataset.shape[0], 1, *dataset.shape[1:])
-    return _Source(shape, lambda rows: _read_rows(dataset, rows)[:, None], itemsize)
+    return _Source(shape, lambda rows: read_rows(dataset, rows)[:, None], itemsize)
 
 
 def _read_itemsize(dtype: np.dtype) -> int:
@@ -782,35 +390,29 @@ def _root_coords(file: h5py.File, num_frames: int) -> dict[str, np.ndarray]:
 
 
 def _plain_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
-    return {name: _decode_attr(value) for name, value in attrs.items()}
+    return {name: decode_attr(value) for name, value in attrs.items()}
 
 
 def _root_datasets(file: h5py.File) -> dict[str, h5py.Dataset]:
     return {key: item for key, item in file.items() if isinstance(item, h5py.Dataset)}
 
 
+def _is_native(file: h5py.File) -> bool:
+    """Written by :class:`TrajectoryWriter`: tagged ``grid``, or (before the tag) versioned and untagged."""
+    return VERSION_ATTR in file.attrs and layout_of(file.attrs) in (None, LAYOUT)
+
+
 def _open_native(file: h5py.File) -> _Contents:
-    version = int(_decode_attr(file.attrs["pdebench_format_version"]))
+    version = int(decode_attr(file.attrs[VERSION_ATTR]))
     if version > FORMAT_VERSION:
         raise ValueError(f"{file.filename} has format version {version}; this reader knows up to {FORMAT_VERSION}")
-    names = json.loads(_decode_attr(file.attrs["field_names"]))
-    squeezed = set(json.loads(_decode_attr(file.attrs.get("squeezed_fields", "[]"))))
+    names = json_list(file.attrs, "field_names")
+    squeezed = set(json_list(file.attrs, "squeezed_fields"))
     keys = {name: (name if len(names) > 1 else SINGLE_FIELD_DATASET) for name in names}
     sources = {name: _dataset_source(file[keys[name]], add_time_axis=name in squeezed) for name in names}
-    json_names = _json_attr_names(file.attrs)
-    params: dict[str, Any] = {}
-    provenance: dict[str, Any] = {}
-    for name, value in file.attrs.items():
-        if name in _RESERVED_ATTRS:
-            continue
-        decoded = _decode_attr(value, is_json=name in json_names)
-        if name.startswith(PROVENANCE_PREFIX):
-            provenance[name[len(PROVENANCE_PREFIX) :]] = decoded
-        else:
-            params[name] = decoded
-    num_frames = next(iter(sources.values())).shape[1]
-    coords = _root_coords(file, num_frames)
-    return _Contents("native", sources, coords, params, provenance, _sample_ids_dataset(file, next(iter(sources.values())).shape[0]))
+    params, provenance = read_attrs(file.attrs, _RESERVED_ATTRS)
+    num_rows, num_frames = next(iter(sources.values())).shape[:2]
+    return _Contents("native", sources, _root_coords(file, num_frames), params, provenance, _sample_ids_dataset(file, num_rows))
 
 
 def _is_darcy(file: h5py.File) -> bool:
@@ -920,7 +522,7 @@ def _open_seed_groups(file: h5py.File) -> _Contents:
 
 
 _DETECTORS: list[tuple[str, Callable[[h5py.File], bool], Callable[[h5py.File], _Contents]]] = [
-    ("native", lambda f: "pdebench_format_version" in f.attrs, _open_native),
+    ("native", _is_native, _open_native),
     ("darcy", _is_darcy, _open_darcy),
     ("tensor", _is_tensor, _open_tensor),
     ("multi_field", _is_multi_field, _open_multi_field),
@@ -948,7 +550,8 @@ def _detect(file: h5py.File, path: Path) -> _Contents:
     raise ValueError(f"{path}: unknown layout. Found: {_describe_contents(file)}. Expected one of: {expected}")
 
 
-class TrajectoryFile:
+#TRAJECTORYFILE
+class TrajectoryFile(H5Reader):
     """Lazy reader of a trajectory file: metadata on open, fields read per row selection.
 
     Reads files from :class:`TrajectoryWriter` and PDEBench's published layouts unchanged (see
@@ -966,7 +569,9 @@ class TrajectoryFile:
       first group's ``grid/x|y|t``.
 
     Root attributes become ``params`` (for our files, ``provenance.*`` attributes become
-    ``provenance``). Files without ``sample_ids`` get ids ``(seed=-1, index=row)``.
+    ``provenance``; ``{"source_layout": ...}`` for PDEBench files). Files without ``sample_ids`` get
+    ids ``(seed=-1, index=row)``. Opening, closing and pickling are those of
+    :class:`~pdebench.io.base.H5Reader`.
 
     Parameters
     ----------
@@ -991,27 +596,17 @@ class TrajectoryFile:
     ...     batch = f[:32]                                  # Trajectories with N = 32
     """
 
-    def __init__(self, path: PathLike, *, fields: Sequence[str] | None = None) -> None:
-        self.path = Path(path)
-        self._field_filter = list(fields) if fields is not None else None
-        if not self.path.exists():
-            raise FileNotFoundError(f"no such trajectory file: {self.path}")
-        if self.path.is_dir() or not h5py.is_hdf5(self.path):
-            raise ValueError(f"{self.path} is not an HDF5 file")
-        with _unreadable(self.path):
-            self._file = h5py.File(self.path, "r")
-        try:
-            with _unreadable(self.path):
-                self._contents = _detect(self._file, self.path)
-            self._sources = self._select_sources(self._field_filter)
-        except BaseException:
-            self._file.close()
-            raise
+    _what = "trajectory"
 
-    @classmethod
-    def open(cls, path: PathLike, *, fields: Sequence[str] | None = None) -> TrajectoryFile:
-        """Same as ``TrajectoryFile(path, fields=fields)``."""
-        return cls(path, fields=fields)
+    def __init__(self, path: PathLike, *, fields: Sequence[str] | None = None) -> None:
+        super().__init__(path, fields=list(fields) if fields is not None else None)
+
+    def _read(self, file: h5py.File) -> None:
+        self._contents = _detect(file, self.path)
+        self._sources = self._select_sources(self._options["fields"])
+        self._num_rows = int(next(iter(self._contents.sources.values())).shape[0])
+        self._sample_ids = self._contents.sample_ids
+        self._params, self._provenance = self._contents.params, self._contents.provenance
 
     def _select_sources(self, fields: Sequence[str] | None) -> dict[str, _Source]:
         sources = self._contents.sources
@@ -1022,31 +617,10 @@ class TrajectoryFile:
             raise ValueError(f"{self.path}: no field(s) {unknown}; fields are {list(sources)}")
         return {name: sources[name] for name in fields}
 
-    # -- lifetime ----------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the underlying HDF5 file."""
-        self._file.close()
-
-    def __enter__(self) -> TrajectoryFile:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle by path (DataLoader workers reopen the file in their own process)."""
-        return {"path": self.path, "fields": self._field_filter}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], fields=state["fields"])  # type: ignore[misc]
-
-    def __repr__(self) -> str:
-        return f"TrajectoryFile({str(self.path)!r}, layout={self.layout!r}, N={len(self)}, fields={self.fields})"
+    def _describe(self) -> str:
+        return f", layout={self.layout!r}, fields={self.fields}"
 
     # -- metadata ----------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return int(next(iter(self._contents.sources.values())).shape[0])
-
     @property
     def layout(self) -> str:
         """Which of :data:`LAYOUTS` the file has (``"native"`` for our own files)."""
@@ -1072,25 +646,6 @@ class TrajectoryFile:
         """Coordinate name -> 1-D array (``"x"``, ``"y"``, ``"z"``, ``"t"`` of length ``T``)."""
         return {name: value.copy() for name, value in self._contents.coords.items()}
 
-    @property
-    def params(self) -> dict[str, Any]:
-        """Equation parameters (root attributes)."""
-        return dict(self._contents.params)
-
-    @property
-    def provenance(self) -> dict[str, Any]:
-        """Provenance (``provenance.*`` attributes; ``{"source_layout": ...}`` for PDEBench files)."""
-        return dict(self._contents.provenance)
-
-    def sample_ids(self, rows: Rows = None) -> np.ndarray:
-        """``(n, 2)`` int64 ``(seed, index)`` of ``rows``; ``(-1, row)`` where the file stores none."""
-        selection = _normalize_rows(rows, len(self))
-        if self._contents.sample_ids is not None:
-            with _unreadable(self.path):
-                return np.asarray(_read_rows(self._contents.sample_ids, selection), dtype=np.int64)
-        index = np.arange(selection.start, selection.stop) if isinstance(selection, slice) else selection
-        return np.stack([np.full(len(index), -1, dtype=np.int64), index.astype(np.int64)], axis=1)
-
     # -- data --------------------------------------------------------------------------------------
     def read(self, rows: Rows = None, *, fields: Sequence[str] | None = None) -> Trajectories:
         """Trajectories at ``rows`` (int, slice, index list or boolean mask; default all).
@@ -1100,9 +655,10 @@ class TrajectoryFile:
         Trajectories
             Fields ``(n, T, *space[, C])`` in the file's dtype (float32 for our files) as torch tensors.
         """
+        self._handle()
         sources = self._sources if fields is None else self._select_sources(fields)
-        selection = _normalize_rows(rows, len(self))
-        with _unreadable(self.path):
+        selection = normalize_rows(rows, len(self))
+        with unreadable(self.path):
             values = {name: torch.from_numpy(_as_float(source.read(selection))) for name, source in sources.items()}
         return Trajectories(
             fields=values,
@@ -1192,18 +748,6 @@ def describe_nonfinite(found: dict[int, list[int]], *, max_rows: int = 8, max_fr
     parts = [f"{row} ({frames_text(found[row])})" for row in rows[:max_rows]]
     more = f", ... ({len(rows)} rows in all)" if len(rows) > max_rows else ""
     return f"row{'s' if len(rows) > 1 else ''} {', '.join(parts)}{more}"
-
-
-@contextmanager
-def _unreadable(path: Path) -> Iterator[None]:
-    """Turn HDF5's ``OSError`` (truncated, damaged file) into one ``ValueError`` line naming ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-            raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path} cannot be read (truncated or damaged HDF5 file): {reason}") from exc
 
 
 def _as_float(values: np.ndarray) -> np.ndarray:

@@ -13,14 +13,8 @@ from torch_geometric.data import Batch
 from torch_geometric.transforms import Cartesian
 
 from pdebench.core import graphs
-from pdebench.data.mesh_io import (
-    Mesh,
-    MeshDataset,
-    MeshDataWriter,
-    read_mesh_data,
-    to_pyg,
-    to_pyg_list,
-)
+from pdebench.core.graphs import mesh_to_pyg as to_pyg
+from pdebench.io.mesh_file import Mesh, MeshDataset, MeshDataWriter, read_mesh_data
 
 
 def mesh_edges(cells: np.ndarray, **kwargs) -> np.ndarray:
@@ -117,7 +111,7 @@ def test_round_trip_mesh_fields_ids_params(tmp_path: Path) -> None:
         # Fields are stored float32 (documented): exact up to that cast.
         assert np.array_equal(data.read_field("f"), w["f"].astype(np.float32))
         assert np.array_equal(data.read_field("disp", [5, 0]), w["disp"][[5, 0]].astype(np.float32))
-        assert np.array_equal(data.sample_ids, w["ids"])
+        assert np.array_equal(data.sample_ids(), w["ids"])
         assert data.params["k"].dtype == np.float64 and np.array_equal(data.params["k"], w["k"])
         assert data.params["level"].dtype == np.int64 and np.array_equal(data.params["level"], w["level"])
         assert data.provenance == {"solver": "fem", "h": 0.25, "seeds": [7]}
@@ -128,7 +122,7 @@ def test_round_trip_mesh_fields_ids_params(tmp_path: Path) -> None:
         with pytest.raises(IndexError):
             data.sample(6)
     with h5py.File(path, "r") as f:
-        assert f.attrs["pdebench_mesh_format_version"] == 1 and f.attrs["layout"] == "mesh_nodal"
+        assert f.attrs["pdebench_format_version"] == 1 and f.attrs["pdebench_layout"] == "mesh_nodal"
         assert f["fields/f"].dtype == np.float32 and f["fields/f"].maxshape == (None, 12)
         assert f["mesh/boundary/outer"].dtype == np.int64
 
@@ -203,7 +197,7 @@ def test_nonfinite_batch_is_rejected_naming_field_and_sample(tmp_path: Path) -> 
         assert writer.num_samples == 2
         writer.append({"u": np.ones((1, 9))}, np.array([[3, 2]]), params={"k": np.array([3.0])})
     with read_mesh_data(path) as data:
-        assert data.sample_ids.tolist() == [[3, 0], [3, 1], [3, 2]]
+        assert data.sample_ids().tolist() == [[3, 0], [3, 1], [3, 2]]
         assert data.params["k"].tolist() == [1.0, 2.0, 3.0]
         assert data.read_field("u").sum(axis=1).tolist() == [0.0, 0.0, 9.0]
 
@@ -352,14 +346,14 @@ def test_dataset_to_pyg_and_list(tmp_path: Path) -> None:
         assert graph.params.shape == (1, 2) and graph.params[0, 0].item() == pytest.approx(w["k"][4])
         assert graph.sample_id.tolist() == [[7, 4]]
         assert torch.equal(graph.x[:, 1], torch.from_numpy(data.mesh.marker("dirichlet")).float())
-        graphs = to_pyg_list(data, ["f", "disp"], ["f"], indices=[5, 1, 3], params=[], batch_size=2)
+        graphs = data.to_pyg_list(["f", "disp"], ["f"], indices=[5, 1, 3], params=[], batch_size=2)
         assert [g.sample_id.tolist() for g in graphs] == [[[7, 5]], [[7, 1]], [[7, 3]]]
         assert all("params" not in g for g in graphs)
         assert torch.equal(graphs[1].y[:, 0], torch.from_numpy(w["f"][1]).float())
         batch = Batch.from_data_list(graphs)
         assert batch.x.shape == (3 * n, 4) and batch.sample_id.shape == (3, 2)
         assert batch.edge_index.shape[1] == 3 * graph.edge_index.shape[1]
-        assert len(to_pyg_list(data, ["f"], ["disp"], dirichlet=None)) == len(data)
+        assert len(data.to_pyg_list(["f"], ["disp"], dirichlet=None)) == len(data)
         with pytest.raises(ValueError, match="no field 'g'"):
             data.to_pyg(0, inputs=["g"], outputs=["f"])
 

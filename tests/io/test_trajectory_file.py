@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdebench.data.hdf5 import TrajectoryFile, TrajectoryWriter, read_trajectories
+from pdebench.io.trajectory_file import TrajectoryFile, TrajectoryWriter, read_trajectories
 from pdebench.core.trajectories import Trajectories
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +136,7 @@ def test_lazy_reader_rows_fields_and_pickle(tmp_path: Path) -> None:
     batch = make_batch(10, 3, (5,), fields={"a": None, "b": None})
     path = tmp_path / "f.h5"
     write(path, [batch])
-    with TrajectoryFile.open(path, fields=["b"]) as f:
+    with TrajectoryFile(path, fields=["b"]) as f:
         assert len(f) == 10
         assert list(f.fields) == ["b"]
         rows = [7, 2, 2, -1]
@@ -360,7 +360,7 @@ _KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import numpy as np, torch
-    from pdebench.data.hdf5 import TrajectoryWriter
+    from pdebench.io.trajectory_file import TrajectoryWriter
     from pdebench.core.trajectories import Trajectories
 
     with TrajectoryWriter(sys.argv[1]) as writer:
