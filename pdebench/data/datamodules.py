@@ -24,16 +24,14 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from pdebench.io.trajectory_file import TrajectoryFile, describe_nonfinite, find_nonfinite
-from pdebench.data.splits import check_fractions, split_indices
+from pdebench.data.splits import SplitDataModule
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +263,7 @@ def pair_statistics(dataset: Dataset, history: int, eps: float = 1e-6) -> dict[s
     return {"x_mean": x_mean, "x_std": x_std.clamp_min(eps), "y_mean": y_mean, "y_std": y_std.clamp_min(eps)}
 
 
-class OfflineDataModule(L.LightningDataModule):
+class OfflineDataModule(SplitDataModule):
     """Trajectories from an HDF5 file as training windows or pairs.
 
     Parameters
@@ -321,13 +319,8 @@ class OfflineDataModule(L.LightningDataModule):
             raise ValueError(f"task must be 'next_step', 'initial_to_final', 'pairs' or 'all2all', got {task!r}")
         if max_lead is not None and (task != "all2all" or max_lead < 0):
             raise ValueError(f"max_lead={max_lead} needs task 'all2all' and max_lead >= 0 (frames); got task {task!r}")
-        for name, value in (("history", history), ("unroll", unroll), ("spatial_stride", spatial_stride),
-                            ("temporal_stride", temporal_stride), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        check_fractions(train_fraction, val_fraction)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no trajectory file at {path}")
+        self._check_arguments(path, "trajectory", train_fraction, val_fraction, history=history, unroll=unroll,
+                              spatial_stride=spatial_stride, temporal_stride=temporal_stride, batch_size=batch_size)
         with TrajectoryFile(path) as file:
             shapes, coords = file.fields, file.coords
             self._file_card = {"problem": file.provenance.get("problem"), "params": dict(file.params),
@@ -358,8 +351,6 @@ class OfflineDataModule(L.LightningDataModule):
         if task == "all2all" and self.num_frames < 2:
             raise ValueError(f"{path} has {self.num_frames} frames (after temporal_stride={temporal_stride}); "
                              f"all2all needs at least 2")
-        if self.num_trajectories < 3:
-            raise ValueError(f"{path} has {self.num_trajectories} trajectories; a train/val/test split needs at least 3")
         self.splits: dict[str, np.ndarray] = self._split()
         self.data: dict[str, torch.Tensor] = {}
 
@@ -401,10 +392,6 @@ class OfflineDataModule(L.LightningDataModule):
     def _channel_count(self, shape: tuple[int, ...]) -> int:
         return 1 if len(shape) == self.spatial_dims + 2 else int(shape[-1])
 
-    def _split(self) -> dict[str, np.ndarray]:
-        """Trajectory indices per split (:func:`pdebench.data.splits.split_indices`)."""
-        return split_indices(self.num_trajectories, self.hparams.train_fraction, self.hparams.val_fraction, self.hparams.seed)
-
     def _read(self, rows: np.ndarray, names: list[str]) -> torch.Tensor:
         """``(n, T, C, *space)`` float32 of ``names`` concatenated along channels, sub-sampled."""
         hp = self.hparams
@@ -442,17 +429,9 @@ class OfflineDataModule(L.LightningDataModule):
         return pair_statistics(dataset, self.hparams.history)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not shuffle:
+            return super()._loader(split, shuffle)
+        # training: epoch-seeded order, position saved in checkpoints (exact mid-epoch resume)
         dataset = self.datasets[split]
-        if shuffle:  # training: epoch-seeded order, position saved in checkpoints (exact mid-epoch resume)
-            batches = SkippingBatchSampler(EpochSeededSampler(len(dataset), self.hparams.seed), self.hparams.batch_size, drop_last=False)
-            return ResumableDataLoader(dataset, batch_sampler=batches, num_workers=self.hparams.num_workers)
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=False, num_workers=self.hparams.num_workers, drop_last=False)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        batches = SkippingBatchSampler(EpochSeededSampler(len(dataset), self.hparams.seed), self.hparams.batch_size, drop_last=False)
+        return ResumableDataLoader(dataset, batch_sampler=batches, num_workers=self.hparams.num_workers)

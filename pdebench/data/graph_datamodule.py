@@ -40,10 +40,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -55,7 +53,7 @@ from pdebench.core.particles import FLUID
 from pdebench.data.datamodules import EpochSeededSampler
 from pdebench.io.mesh_file import MeshDataset
 from pdebench.io.particle_file import ParticleDataset
-from pdebench.data.splits import check_fractions, split_indices
+from pdebench.data.splits import SplitDataModule
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +113,7 @@ class _ParticleFrames(Dataset):
         return data
 
 
-class GraphDataModule(L.LightningDataModule):
+class GraphDataModule(SplitDataModule):
     """Mesh samples or particle frames as PyG graph batches (see the module docstring).
 
     Parameters
@@ -167,12 +165,8 @@ class GraphDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        for name, value in (("history", history), ("frame_stride", frame_stride), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        check_fractions(train_fraction, val_fraction)
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no graph data file at {path}")
+        self._check_arguments(path, "graph data", train_fraction, val_fraction, history=history,
+                              frame_stride=frame_stride, batch_size=batch_size)
         self.kind = self._detect(path) if kind == "auto" else kind
         if self.kind == "mesh":
             self._init_mesh()
@@ -180,9 +174,7 @@ class GraphDataModule(L.LightningDataModule):
             self._init_particles()
         else:
             raise ValueError(f"kind must be 'auto', 'mesh' or 'particles', got {kind!r}")
-        if self.num_trajectories < 3:
-            raise ValueError(f"{path} has {self.num_trajectories} samples; a train/val/test split needs at least 3")
-        self.splits = self._split()
+        self.splits = self._split("samples")
         self.datasets: dict[str, Dataset] = {}
 
     # ------------------------------------------------------------------ files
@@ -245,10 +237,6 @@ class GraphDataModule(L.LightningDataModule):
     def history(self) -> int:
         """Frames of the input (velocity history of the particles; 1 for mesh pairs)."""
         return int(self.hparams.history)
-
-    def _split(self) -> dict[str, np.ndarray]:
-        """Sample (mesh) or trajectory (particles) indices per split (:func:`pdebench.data.splits.split_indices`)."""
-        return split_indices(self.num_trajectories, self.hparams.train_fraction, self.hparams.val_fraction, self.hparams.seed)
 
     # ------------------------------------------------------------------ datasets
     def trajectory(self, row: int) -> _Trajectory:
@@ -343,21 +331,14 @@ class GraphDataModule(L.LightningDataModule):
         return card
 
     # ------------------------------------------------------------------ loaders
+    loader_class = DataLoader  # PyG's: batches graphs
+
+    def _sampler(self, dataset: Dataset) -> EpochSeededSampler:
+        return EpochSeededSampler(len(dataset), self.hparams.seed)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
-        dataset = self.datasets[split]
-        sampler = EpochSeededSampler(len(dataset), self.hparams.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.hparams.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return super()._loader(split, shuffle)
 
 
 def _params(value: Any) -> dict[str, Any]:

@@ -24,12 +24,12 @@ import contextvars
 import logging
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from pdebench.data.datamodules import OfflineDataModule, WindowDataset
+from pdebench.data.splits import SplitDataModule
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class MixtureSampler(Sampler[int]):
         return self.length
 
 
-class MixtureDataModule(L.LightningDataModule):
+class MixtureDataModule(SplitDataModule):
     """Several trajectory files as one ``next_step`` training stream with channel masks.
 
     Parameters
@@ -297,21 +297,6 @@ class MixtureDataModule(L.LightningDataModule):
                 "weights": hp.weights, "train_trajectories": int(sum(c["train_trajectories"] for c in cards)),
                 "datasets": cards}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _sampler(self, dataset: ConcatDataset) -> MixtureSampler:
         hp = self.hparams
-        dataset = self.datasets[split]
-        sampler = None
-        if shuffle:
-            sizes = [len(d) for d in dataset.datasets]
-            sampler = MixtureSampler(sizes, hp.weights, hp.samples_per_epoch, hp.seed)
-        return DataLoader(dataset, batch_size=hp.batch_size, sampler=sampler, shuffle=False, num_workers=hp.num_workers,
-                          drop_last=False)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return MixtureSampler([len(d) for d in dataset.datasets], hp.weights, hp.samples_per_epoch, hp.seed)

@@ -44,6 +44,7 @@ from pdebench.data.datamodules import pair_statistics, to_channels_first, trajec
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.ray_feed import RayFeed
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
+from pdebench.data.splits import check_at_least_one
 from pdebench.data.workers import BACKENDS, LocalWorkerPool, RayWorkerPool, WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
 from pdebench.signals import interruption_cause
@@ -176,11 +177,9 @@ class OnlineDataModule(L.LightningDataModule):
             raise ValueError(f"address={address!r} needs backend='ray'")
         if feed is not None and backend != "ray":
             raise ValueError(f"feed={feed!r} is read through Ray; set backend='ray'")
-        for name, value in (("history", history), ("unroll", unroll), ("samples_per_epoch", samples_per_epoch), ("num_workers", num_workers),
-                            ("batch_size", batch_size), ("val_trajectories", val_trajectories),
-                            ("test_trajectories", test_trajectories), ("calibration_trajectories", calibration_trajectories)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(history=history, unroll=unroll, samples_per_epoch=samples_per_epoch, num_workers=num_workers,
+                           batch_size=batch_size, val_trajectories=val_trajectories, test_trajectories=test_trajectories,
+                           calibration_trajectories=calibration_trajectories)
         self.problem = PROBLEMS.build(problem, **(problem_args or {}))
         if self.problem.solver == "sph":
             raise ValueError(f"{problem} is a particle problem; online training on particle trajectories is not supported "

@@ -10,14 +10,19 @@ gives the same index sets in every module:
   samples when the fractions sum to 1);
 * the test set is the rest (empty when the fractions sum to 1).
 
-``round`` is Python's (half to even); each index set is sorted.
+``round`` is Python's (half to even); each index set is sorted. :class:`SplitDataModule` is the
+base of the file-backed data modules: the argument checks, this split and one loader per split.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-__all__ = ["check_fractions", "split_indices"]
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+__all__ = ["SplitDataModule", "check_at_least_one", "check_fractions", "split_indices"]
 
 SPLITS = ("train", "val", "test")
 
@@ -32,6 +37,13 @@ def check_fractions(train_fraction: float, val_fraction: float) -> None:
     """
     if not (0 < train_fraction < 1 and 0 <= val_fraction < 1 and train_fraction + val_fraction <= 1):
         raise ValueError(f"need 0 < train_fraction, 0 <= val_fraction, sum <= 1; got {train_fraction}, {val_fraction}")
+
+
+def check_at_least_one(**values: int) -> None:
+    """Refuse (``ValueError`` naming it) the first of ``values`` (name -> count) below 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def split_indices(n: int, train_fraction: float, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -61,3 +73,49 @@ def split_indices(n: int, train_fraction: float, val_fraction: float, seed: int)
     n_train = max(1, min(max(1, int(round(train_fraction * n))), n - n_val - keep_test))
     parts = (order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :])
     return {name: np.sort(part).astype(np.int64) for name, part in zip(SPLITS, parts, strict=True)}
+
+
+class SplitDataModule(L.LightningDataModule):
+    """Base of the file-backed data modules: argument checks, split and one loader per split.
+
+    A subclass sets ``num_trajectories`` before :meth:`_split` and ``datasets`` (split -> dataset) in
+    ``setup``; ``loader_class`` is the loader (PyG's for graphs), :meth:`_sampler` the training order.
+    """
+
+    loader_class: type = DataLoader
+    num_trajectories: int
+
+    @staticmethod
+    def _check_arguments(path: str, what: str, train_fraction: float, val_fraction: float, **counts: int) -> None:
+        """Refuse ``counts`` below 1, bad fractions and a missing ``path`` (a ``what`` file)."""
+        check_at_least_one(**counts)
+        check_fractions(train_fraction, val_fraction)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no {what} file at {path}")
+
+    def _split(self, noun: str = "trajectories") -> dict[str, np.ndarray]:
+        """Sample indices per split (:func:`split_indices`) of ``num_trajectories`` ``noun``."""
+        hp = self.hparams
+        if self.num_trajectories < 3:
+            raise ValueError(f"{hp.path} has {self.num_trajectories} {noun}; a train/val/test split needs at least 3")
+        return split_indices(self.num_trajectories, hp.train_fraction, hp.val_fraction, hp.seed)
+
+    def _sampler(self, dataset: Dataset) -> Sampler[int]:
+        """The training order of ``dataset`` (seeded per epoch)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no training sampler")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Batches of ``datasets[split]``: in :meth:`_sampler` order when ``shuffle``, else in order."""
+        dataset = self.datasets[split]
+        return self.loader_class(dataset, batch_size=self.hparams.batch_size, shuffle=False, drop_last=False,
+                                 sampler=self._sampler(dataset) if shuffle else None,
+                                 num_workers=self.hparams.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

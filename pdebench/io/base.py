@@ -560,6 +560,8 @@ class H5Reader(ABC):
 
     _what: ClassVar[str] = "data"
     """What the file is, for messages (``"no such mesh data file"``)."""
+    _layout: ClassVar[tuple[str, int, tuple[str | None, str] | None] | None] = None
+    """``(layout, version, legacy)`` checked by :func:`check_layout` before :meth:`_read` (``None``: none)."""
     _num_rows: int
     _sample_ids: np.ndarray | h5py.Dataset | None
     _params: dict[str, Any]
@@ -578,7 +580,7 @@ class H5Reader(ABC):
 
     @abstractmethod
     def _read(self, file: h5py.File) -> None:
-        """Check the layout and read the metadata of the just opened ``file``."""
+        """Read the metadata of the just opened ``file`` (its ``_layout`` checked)."""
 
     def _handle(self) -> h5py.File:
         """The open file of this process (opened, and :meth:`_read` run, where it is not)."""
@@ -587,6 +589,9 @@ class H5Reader(ABC):
                 file = h5py.File(self.path, "r")
             try:
                 with unreadable(self.path):
+                    if self._layout is not None:
+                        layout, version, legacy = self._layout
+                        check_layout(file, self.path, layout=layout, version=version, what=self._what, legacy=legacy)
                     self._read(file)
             except BaseException:
                 file.close()

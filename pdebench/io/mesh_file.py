@@ -55,7 +55,6 @@ from pdebench.io.base import (
     H5Reader,
     PathLike,
     Rows,
-    check_layout,
     decode_attr,
     field_as_float32,
     json_list,
@@ -438,13 +437,9 @@ class MeshDataset(H5Reader):
     """
 
     _what = "mesh data"
-
-    def __init__(self, path: PathLike) -> None:
-        super().__init__(path)
+    _layout = (LAYOUT, MESH_FORMAT_VERSION, LEGACY_ATTRS)
 
     def _read(self, file: h5py.File) -> None:
-        check_layout(file, self.path, layout=LAYOUT, version=MESH_FORMAT_VERSION, what="mesh data",
-                     legacy=LEGACY_ATTRS)
         attrs = file.attrs
         group = file[_MESH_GROUP]
         self.mesh = Mesh(

@@ -62,7 +62,7 @@ from torch_geometric.data import Data
 
 from pdebench.core.graphs import ParticleBox, frame_acceleration, frame_index, particle_frame_graph, reference_density
 from pdebench.core.particles import ParticleTrajectory
-from pdebench.io.base import AtomicHDF5Writer, H5Reader, PathLike, check_layout, json_list, read_attrs, write_attrs
+from pdebench.io.base import AtomicHDF5Writer, H5Reader, PathLike, json_list, read_attrs, write_attrs
 
 __all__ = ["LAYOUT", "ParticleDataWriter", "ParticleDataset", "read_particle_data"]
 
@@ -360,13 +360,9 @@ class ParticleDataset(_BoxProperties, H5Reader):
     """
 
     _what = "particle data"
-
-    def __init__(self, path: PathLike) -> None:
-        super().__init__(path)
+    _layout = (LAYOUT, PARTICLE_FORMAT_VERSION, LEGACY_ATTRS)
 
     def _read(self, file: h5py.File) -> None:
-        check_layout(file, self.path, layout=LAYOUT, version=PARTICLE_FORMAT_VERSION, what="particle data",
-                     legacy=LEGACY_ATTRS)
         attrs = file.attrs
         self._radius = float(attrs["radius"])
         self._box = ParticleBox.of(attrs["lower"], attrs["upper"], attrs["periodic"], self._radius)
