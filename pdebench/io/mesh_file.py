@@ -423,11 +423,9 @@ class MeshDataset(H5Reader):
 
     Raises
     ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ValueError
-        Not an HDF5 file, not a mesh data file (e.g. a trajectory file), a newer format version, or an
-        invalid mesh.
+    FileNotFoundError, ValueError
+        As :class:`~pdebench.io.base.H5Reader`; also ``ValueError`` for a file that is not a mesh data
+        file (e.g. a trajectory file), of a newer format version, or with an invalid mesh.
 
     Examples
     --------

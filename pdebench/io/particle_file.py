@@ -346,11 +346,9 @@ class ParticleDataset(_BoxProperties, H5Reader):
 
     Raises
     ------
-    FileNotFoundError
-        ``path`` does not exist.
-    ValueError
-        Not an HDF5 file, not a particle data file (root attribute ``pdebench_layout`` missing or not
-        ``"particles"``), or a newer format version.
+    FileNotFoundError, ValueError
+        As :class:`~pdebench.io.base.H5Reader`; also ``ValueError`` for a file that is not a particle
+        data file (``pdebench_layout`` missing or not ``"particles"``) or of a newer format version.
 
     Examples
     --------
