@@ -35,7 +35,7 @@ module, _ = load_model(ModelEntry("fm", sys.argv[1]))
 problem = PROBLEMS.build("cable1d")
 u0 = problem.sample_initial_conditions(seed=1, indices=range(16)).float()  # seed 1: never trained on
 with torch.no_grad():
-    prediction = module(u0[:, None])[:, 0]
+    prediction = module.predict(u0[:, None])[:, 0]  # the Predictor protocol, physical units
 json.dump({"u0": u0.tolist(), "prediction": prediction.tolist()}, sys.stdout)
 """
 

@@ -50,6 +50,7 @@ from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 from pdebench.training import data_card
 from pdebench.training.data_card import single_dataset_card
 from pdebench.training.module_classes import read_checkpoint_card, training_module_class
+from pdebench.training.predictor import Predictor
 from pdebench import __version__
 
 log = logging.getLogger(__name__)
@@ -99,40 +100,9 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
     data_card.check_data_card(card, wanted, f"task {task.name!r}")
 
 
-class MixtureAdapter:
-    """Physical single-dataset frames in and out of a model trained on a channel-padded mixture.
-
-    The mixture normalises every file with its own statistics and pads channels to ``max_channels``
-    (:class:`~pdebench.data.mixture.MixtureDataModule`); the model saw only those. This adapter
-    normalises and pads the frames with the statistics recorded in the checkpoint's data card, rolls
-    the model out under its channel mask and maps the real channels back to physical units.
-    """
-
-    def __init__(self, module, card: dict[str, Any]) -> None:
-        dataset = single_dataset_card(card)
-        stats = dataset.get("stats")
-        if not stats:
-            raise ValueError("the mixture card has no normalisation stats (trained before they were recorded)")
-        self.module, self.history = module, module.history
-        self.mean = torch.tensor(stats["mean"])
-        self.std = torch.tensor(stats["std"])
-        self.channels, self.max_channels = len(stats["mean"]), int(card["max_channels"])
-
-    @torch.no_grad()
-    def rollout(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(N, T, C, *space)`` physical frames -> ``(N, T - history, C, *space)`` physical predictions."""
-        view = (1, 1, -1) + (1,) * (frames.ndim - 3)
-        normed = (frames - self.mean.view(view).to(frames)) / self.std.view(view).to(frames)
-        pad = frames.new_zeros(*frames.shape[:2], self.max_channels - self.channels, *frames.shape[3:])
-        padded = torch.cat([normed, pad], dim=2)
-        mask = (torch.arange(self.max_channels) < self.channels).expand(frames.shape[0], -1)
-        with self.module.channel_mask(mask):
-            out = self.module.rollout(padded)
-        return out[:, :, : self.channels] * self.std.view(view).to(out) + self.mean.view(view).to(out)
-
-
-def load_model(entry: ModelEntry):
-    """``(module, checkpoint_extras)`` of a checkpoint entry, on CPU, in eval mode."""
+def load_model(entry: ModelEntry) -> tuple[Predictor, dict[str, Any]]:
+    """``(module, checkpoint_extras)`` of a checkpoint entry, on CPU, in eval mode: a
+    :class:`~pdebench.training.predictor.Predictor`, as its training class rebuilds it."""
     if entry.checkpoint is None:
         raise ValueError(f"model {entry.name!r} has no checkpoint; train it first (python train.py fit ...) and list its .ckpt")
     path = Path(entry.checkpoint)
@@ -142,33 +112,13 @@ def load_model(entry: ModelEntry):
     overrides = {"pretrained": None} if "pretrained" in inspect.signature(cls.__init__).parameters else {}
     module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     module.eval()
-    if getattr(module, "conditioned_rollout", False):
-        module.param_names = list((extras.get("data") or {}).get("param_names") or [])
-    if (extras.get("data") or {}).get("source") == "mixture":
-        module.mixture_adapter = MixtureAdapter(module, extras["data"])
     return module, extras
 
 
-def rollout_conditioning(module, problem, reference: ReferenceSet, rows: slice) -> dict[str, Any]:
-    """Keyword arguments of ``module.rollout`` for the reference trajectories ``rows``: none for a plain
-    operator; for a conditioned one (``conditioned_rollout``, e.g. MP-PDE) the frame ``times`` and the
-    per-sample PDE parameters ``sample_params (B, P)`` named by its data card, recovered from the
-    samples' ``(seed, index)`` by :meth:`~pdebench.problems.base.Problem.sample_parameters`."""
-    if not getattr(module, "conditioned_rollout", False):
-        return {}
-    names = list(getattr(module, "param_names", []) or [])
-    ids = np.asarray(reference.sample_ids)[rows]
-    values = problem.sample_parameters(ids) if names else {}
-    missing = [name for name in names if name not in values]
-    if missing:
-        raise ValueError(f"the model is conditioned on {', '.join(missing)}, which {problem.name} does not provide per sample")
-    params = (torch.as_tensor(np.stack([np.asarray(values[name], dtype=np.float64) for name in names], axis=1), dtype=torch.float32)
-              if names else torch.zeros(len(ids), 0))
-    return {"times": np.asarray(reference.times), "sample_params": params}
-
-
-def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -> torch.Tensor:
-    """Scored-frame predictions ``(N, T_scored, *space)`` on the task grid."""
+def _predict(model: Predictor, task: TaskSpec, reference: ReferenceSet, batch_size: int) -> torch.Tensor:
+    """Scored-frame predictions ``(N, T_scored, *space)`` on the task grid. A rollout gets the frame
+    times and every per-sample PDE parameter of the problem, recovered from the samples' ``(seed,
+    index)`` (:meth:`~pdebench.problems.base.Problem.sample_parameters`); the model reads what it needs."""
     problem = task.task_problem
     dims, points = problem.dim, problem.spatial_shape[0]
     outputs = []
@@ -177,15 +127,14 @@ def _predict(module, task: TaskSpec, reference: ReferenceSet, batch_size: int) -
             rows = slice(start, start + batch_size)
             if task.mode == "steady":
                 x = reference.initial[rows].float().unsqueeze(1)  # (B, 1, *space): the input field
-                outputs.append(module(x)[:, :1])  # (B, 1, *space): the solution
+                outputs.append(model.predict(x)[:, :1])  # (B, 1, *space): the solution
             elif task.mode == "one_step":
                 x = reference.task_initial(points, dims)[rows].float().unsqueeze(1)  # (B, 1, *space)
-                outputs.append(module(x)[:, :1])  # (B, 1, *space): frame T
+                outputs.append(model.predict(x)[:, :1])  # (B, 1, *space): frame T
             else:
                 frames = reference.truth[rows].float().unsqueeze(2)  # (B, T, 1, *space)
-                roller = getattr(module, "mixture_adapter", module)
-                conditioning = rollout_conditioning(module, problem, reference, rows)
-                outputs.append(roller.rollout(frames, **conditioning)[:, :, 0])  # (B, T - history, *space)
+                params = problem.sample_parameters(np.asarray(reference.sample_ids)[rows])
+                outputs.append(model.rollout(frames, times=np.asarray(reference.times), params=params)[:, :, 0])
     return torch.cat(outputs)
 
 

@@ -10,7 +10,7 @@ the loss
 
 which is zero exactly when :math:`q \propto A^{-1} b`. Training right-hand sides are random
 combinations :math:`b = \sum_i c_i v_i / \|\cdot\|` of Ritz vectors :math:`v_i` of :math:`A` from a
-Lanczos run (:func:`lanczos_ritz`), weighted towards the low end of the spectrum (the error
+Lanczos run (training, with the loss, lives in :mod:`pdebench.training.dcdm_fit`), weighted towards the low end of the spectrum (the error
 components CG is slow on).
 
 The solver (:func:`dcdm_solve`), from :math:`x_0 = 0, r_0 = b`:
@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -368,222 +367,6 @@ def network_operator(model: nn.Module, grid: Sequence[int], dtype: torch.dtype |
 
     apply.symmetric_positive_definite = bool(getattr(model, "symmetric_positive_definite", False))
     return apply
-
-
-# ----------------------------------------------------------------------------------------------
-# Loss and training data
-# ----------------------------------------------------------------------------------------------
-def to_torch_sparse(A: sp.sparray | sp.spmatrix, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A scipy sparse matrix ``(N, N)`` as a torch sparse CSR tensor."""
-    A = sp.csr_array(A)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta" is harmless here
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.as_tensor(A.indptr, dtype=torch.int64),
-            torch.as_tensor(A.indices, dtype=torch.int64),
-            torch.as_tensor(A.data, dtype=dtype),
-            size=A.shape,
-            check_invariants=False,
-        )
-
-
-def dcdm_loss(q: torch.Tensor, b: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-    r"""Mean DCDM loss :math:`\|b - \frac{q^T b}{q^T A q} A q\|^2` over a batch.
-
-    Parameters
-    ----------
-    q
-        Network outputs, shape ``(B, N)``.
-    b
-        Right-hand sides, shape ``(B, N)`` (unit norm in training, so the loss is a relative
-        residual squared).
-    A
-        SPD matrix, torch sparse (or dense) ``(N, N)``.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar.
-    """
-    if q.shape != b.shape or q.ndim != 2 or q.shape[1] != A.shape[0]:
-        raise ValueError(f"q {tuple(q.shape)} and b {tuple(b.shape)} must both be (B, N) with N = {A.shape[0]}")
-    Aq = (A @ q.T).T
-    alpha = (q * b).sum(1, keepdim=True) / (q * Aq).sum(1, keepdim=True)
-    return ((b - alpha * Aq) ** 2).sum(1).mean()
-
-
-def lanczos_ritz(A: sp.sparray | sp.spmatrix, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Ritz pairs of ``A`` from ``m`` Lanczos steps with full reorthogonalisation.
-
-    Parameters
-    ----------
-    A
-        Symmetric, shape ``(N, N)``.
-    m
-        Lanczos steps, ``1 <= m <= N``.
-    seed
-        Start vector seed.
-
-    Returns
-    -------
-    theta
-        Ritz values, ascending, shape ``(m,)``.
-    V
-        Ritz vectors (orthonormal columns), shape ``(N, m)``.
-    """
-    N = A.shape[0]
-    if not (1 <= m <= N):
-        raise ValueError(f"m must satisfy 1 <= m <= N = {N}, got {m}")
-    rng = np.random.default_rng(seed)
-    Q = np.zeros((N, m))
-    alpha, beta = np.zeros(m), np.zeros(max(m - 1, 0))
-    v = rng.standard_normal(N)
-    v /= np.linalg.norm(v)
-    k_done = m
-    for k in range(m):
-        Q[:, k] = v
-        w = A @ v
-        alpha[k] = v @ w
-        w -= Q[:, : k + 1] @ (Q[:, : k + 1].T @ w)
-        w -= Q[:, : k + 1] @ (Q[:, : k + 1].T @ w)  # twice is enough
-        if k < m - 1:
-            beta[k] = np.linalg.norm(w)
-            if beta[k] < 1e-12 * abs(alpha[k]):
-                k_done = k + 1
-                break
-            v = w / beta[k]
-    T = np.diag(alpha[:k_done]) + np.diag(beta[: k_done - 1], 1) + np.diag(beta[: k_done - 1], -1)
-    theta, S = np.linalg.eigh(T)
-    return theta, Q[:, :k_done] @ S
-
-
-def ritz_rhs(V: np.ndarray, n_rhs: int, rng: np.random.Generator, low_fraction: float = 0.5,
-             low_weight: float = 9.0) -> np.ndarray:
-    r"""Unit right-hand sides :math:`b = \sum_i c_i v_i / \|\cdot\|` from Ritz vectors.
-
-    :math:`c_i \sim N(0, 1)`, times ``low_weight`` for the lowest ``low_fraction`` of the Ritz
-    vectors (columns of ``V`` in ascending Ritz-value order), as in the DCDM paper.
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape ``(n_rhs, N)``.
-    """
-    m = V.shape[1]
-    c = rng.standard_normal((n_rhs, m))
-    c[:, : max(1, int(round(low_fraction * m)))] *= low_weight
-    b = c @ V.T
-    return b / np.linalg.norm(b, axis=1, keepdims=True)
-
-
-@dataclass
-class DCDMTrainConfig:
-    """Training settings for :func:`train_dcdm`.
-
-    Attributes
-    ----------
-    steps
-        Optimiser steps.
-    batch
-        Right-hand sides per step (all from one system, cycling over the systems).
-    lr
-        AdamW learning rate (cosine decay to 5 % over ``steps``).
-    lanczos_steps
-        Lanczos steps per system for the Ritz vectors.
-    rhs_per_system
-        Size of the fixed right-hand-side pool per system.
-    seed
-        Seed for the pool and the batch order.
-    """
-
-    steps: int = 300
-    batch: int = 16
-    lr: float = 2e-3
-    lanczos_steps: int = 100
-    rhs_per_system: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "lanczos_steps", "rhs_per_system"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-
-
-@dataclass
-class TrainHistory:
-    """Loss per step and wall time of :func:`train_dcdm`."""
-
-    loss: list[float] = field(default_factory=list)
-    time: float = 0.0
-
-
-def train_dcdm(
-    model: DCDMNet,
-    systems: Sequence[sp.sparray | sp.spmatrix],
-    grid: Sequence[int],
-    config: DCDMTrainConfig | None = None,
-    callback: Callable[[int, float], None] | None = None,
-) -> TrainHistory:
-    """Train ``model`` unsupervised with :func:`dcdm_loss` on Ritz right-hand sides of ``systems``.
-
-    Parameters
-    ----------
-    model
-        The network (trained in place, float32).
-    systems
-        SPD matrices, each ``(N, N)`` with ``N = prod(grid)``.
-    grid
-        Grid shape, ``(n, n)`` or ``(n, n, n)``.
-    config
-        :class:`DCDMTrainConfig`.
-    callback
-        Called as ``callback(step, loss)`` after every optimiser step (progress display).
-
-    Returns
-    -------
-    TrainHistory
-    """
-    config = config or DCDMTrainConfig()
-    grid = tuple(int(s) for s in grid)
-    N = math.prod(grid)
-    if len(systems) == 0:
-        raise ValueError("need at least one system to train on")
-    for i, A in enumerate(systems):
-        if A.shape != (N, N):
-            raise ValueError(f"system {i} has shape {A.shape}, expected ({N}, {N}) for grid {grid}")
-    rng = np.random.default_rng(config.seed)
-    t0 = time.perf_counter()
-    mats, pools = [], []
-    for i, A in enumerate(systems):
-        # scale A to unit diagonal-ish magnitude: the loss is invariant to it, float32 likes it
-        scale = float(np.max(A.diagonal()))
-        _, V = lanczos_ritz(A, min(config.lanczos_steps, N), seed=config.seed + i)
-        pools.append(torch.as_tensor(ritz_rhs(V, config.rhs_per_system, rng), dtype=torch.float32))
-        mats.append(to_torch_sparse(A / scale))
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps, eta_min=0.05 * config.lr)
-    hist = TrainHistory()
-    model.train()
-    for step in range(config.steps):
-        s = step % len(mats)
-        idx = torch.as_tensor(rng.choice(config.rhs_per_system, config.batch, replace=False))
-        b = pools[s][idx]
-        q = model(b.reshape(config.batch, 1, *grid)).reshape(config.batch, N)
-        loss = dcdm_loss(q, b, mats[s])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist.loss.append(float(loss.detach()))
-        if not math.isfinite(hist.loss[-1]):
-            raise FloatingPointError(f"DCDM loss became {hist.loss[-1]} at step {step}; lower the learning rate ({config.lr})")
-        if callback is not None:
-            callback(step, hist.loss[-1])
-    model.eval()
-    hist.time = time.perf_counter() - t0
-    return hist
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import torch
 from pdebench.core.metrics import nrmse, rollout_nrmse
 from pdebench.training.losses import LossName
 from pdebench.training.module import OperatorModule
+from pdebench.training.predictor import SampleParams
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,10 @@ class BundledOperatorModule(OperatorModule):
     Notes
     -----
     ``frame_dt`` (the data's frame interval) is a buffer saved in checkpoints, so a loaded module rolls
-    out without its data. :meth:`rollout` takes the frame times and per-sample parameters of the
-    trajectories it predicts (the leaderboard passes them; ``conditioned_rollout`` says so).
+    out without its data; so are the names of the PDE parameters it is conditioned on
+    (``param_names``, from the data card). :meth:`rollout` takes the frame times and the per-sample
+    parameters of the trajectories it predicts.
     """
-
-    #: :meth:`rollout` wants ``times`` and ``sample_params`` (read by the leaderboard).
-    conditioned_rollout = True
 
     def __init__(
         self,
@@ -87,6 +86,7 @@ class BundledOperatorModule(OperatorModule):
                              f"out_channels={self.hparams.out_channels}")
         self.max_unroll, self.unroll_seed = int(max_unroll), int(unroll_seed)
         self.register_buffer("frame_dt", torch.tensor(float("nan"), dtype=torch.float64))
+        self.param_names: list[str] = []
 
     # ------------------------------------------------------------------ model
     @property
@@ -124,8 +124,13 @@ class BundledOperatorModule(OperatorModule):
             raise ValueError("bundled training needs equally spaced frames")
         if not torch.isfinite(self.frame_dt) or abs(float(self.frame_dt) - dt[0]) > 1e-9 * abs(dt[0]):
             self.frame_dt.fill_(float(dt[0]))
+        self.param_names = list(datamodule.param_names)
         if self.max_unroll > datamodule.max_unroll:
             raise ValueError(f"model max_unroll={self.max_unroll} exceeds the data's max_unroll={datamodule.max_unroll}")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.param_names = list((checkpoint.get("pdebench", {}).get("data") or {}).get("param_names") or [])
 
     def _bundle_loss(self, batch, unroll: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y, t_last, params = batch
@@ -162,42 +167,51 @@ class BundledOperatorModule(OperatorModule):
         params = datamodule.split_parameters(split)
         if count is not None:
             frames, params = frames[:count], params[:count]
-        pred = self.rollout(frames.to(self.device), times=datamodule.frame_times(), sample_params=params.to(self.device))
+        pred = self.roll_bundles(frames.to(self.device), datamodule.frame_times(), params.to(self.device))
         target = frames[:, self.time_window :].to(self.device)
         return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))
 
     # ---------------------------------------------------------------- rollout
     @torch.no_grad()
-    def rollout(self, frames: torch.Tensor, steps: int | None = None, *, times: np.ndarray | None = None,
-                sample_params: torch.Tensor | None = None) -> torch.Tensor:
+    def rollout(self, frames: torch.Tensor, times: np.ndarray | None = None, params: SampleParams | None = None) -> torch.Tensor:
+        """:meth:`Predictor.rollout <pdebench.training.predictor.Predictor.rollout>`: bundle by bundle
+        from the first ``K`` frames of ``frames`` ``(N, T, 1, *space)`` (or ``(N, T, *space)``) ->
+        frames ``K … T − 1``, conditioned on ``times`` (default ``j · frame_dt``) and on the
+        ``params`` named in ``param_names``."""
+        missing = [name for name in self.param_names if params is None or name not in params]
+        if missing:
+            raise ValueError(f"the model is conditioned on {', '.join(missing)}; pass them per sample in params")
+        values = (torch.stack([torch.as_tensor(np.asarray(params[name], dtype=np.float64)) for name in self.param_names], dim=1)
+                  if self.param_names else frames.new_zeros(frames.shape[0], 0))
+        return self.roll_bundles(frames, times, values)
+
+    def roll_bundles(self, frames: torch.Tensor, times: np.ndarray | None, params: torch.Tensor) -> torch.Tensor:
         """Bundle-by-bundle prediction from the first ``K`` frames of ``frames``.
 
         Parameters
         ----------
         frames
-            ``(N, T, 1, *space)`` physical trajectories (only the first ``K`` frames are read).
-        steps
-            Frames to predict (default ``T − K``).
+            ``(N, T, 1, *space)`` or ``(N, T, *space)`` physical trajectories (only the first ``K``
+            frames are read).
         times
-            ``(≥ K,)`` frame times (default ``j · frame_dt``); the conditioning time of the first bundle is
-            ``times[K − 1]``.
-        sample_params
-            ``(N, P)`` PDE parameters (``P = 0`` when the model has none).
+            ``(≥ K,)`` frame times (``None``: ``j · frame_dt``); the conditioning time of the first
+            bundle is ``times[K − 1]``.
+        params
+            ``(N, P)`` PDE parameters in ``param_names`` order (``P = 0`` when the model has none).
 
         Returns
         -------
         torch.Tensor
-            ``(N, steps, 1, *space)``: frames ``K … K + steps − 1``.
+            Frames ``K … T − 1``, shaped as ``frames``.
         """
         k = self.time_window
         n = frames.shape[0]
-        steps = frames.shape[1] - k if steps is None else int(steps)
+        steps = frames.shape[1] - k
         squeeze = frames.ndim >= 4 and frames.shape[2] == 1
         window = frames[:, :k, 0] if squeeze else frames[:, :k]
         t0 = float(times[k - 1]) if times is not None else (k - 1) * float(self.frame_dt)
-        params = sample_params if sample_params is not None else window.new_zeros(n, 0)
         if params.shape[0] != n:
-            raise ValueError(f"sample_params has {params.shape[0]} rows for {n} trajectories")
+            raise ValueError(f"params has {params.shape[0]} rows for {n} trajectories")
         params = params.to(device=window.device, dtype=window.dtype)
         out, made, bundle = [], 0, 0
         while made < steps:

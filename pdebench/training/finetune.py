@@ -112,6 +112,39 @@ class MaskedOperatorModule(OperatorModule):
         self.loss_fn = self._loss
         self._mask: torch.Tensor | None = None
         self._masked_test: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._dataset_stats: dict[str, Any] | None = None  # a one-file mixture's card, once loaded
+
+    # ---------------------------------------------------------------- rollout
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the statistics of a one-file mixture (its data card's ``stats`` and ``max_channels``),
+        with which :meth:`rollout` takes that file's physical frames."""
+        super().on_load_checkpoint(checkpoint)
+        card = checkpoint.get("pdebench", {}).get("data") or {}
+        if card.get("source") == "mixture" and len(card.get("datasets") or []) == 1:
+            self._dataset_stats = {"stats": card["datasets"][0].get("stats"), "max_channels": int(card["max_channels"])}
+
+    @torch.no_grad()
+    def rollout(self, frames: torch.Tensor, times: Any = None, params: Any = None) -> torch.Tensor:
+        """:meth:`Predictor.rollout <pdebench.training.predictor.Predictor.rollout>`: physical
+        ``(N, T, C, *space)`` -> ``(N, T − history, C, *space)``.
+
+        A module loaded from a one-file mixture checkpoint sees frames as the mixture did: normalised
+        with the file's statistics recorded in the card and padded to ``max_channels``, rolled out
+        under the channel mask, mapped back to physical units on its real channels.
+        """
+        if self._dataset_stats is None:
+            return self.autoregress(frames)
+        stats = self._dataset_stats["stats"]
+        if not stats:
+            raise ValueError("the mixture card has no normalisation stats (trained before they were recorded)")
+        view = (1, 1, -1) + (1,) * (frames.ndim - 3)
+        mean, std = torch.tensor(stats["mean"]).view(view).to(frames), torch.tensor(stats["std"]).view(view).to(frames)
+        channels, max_channels = len(stats["mean"]), self._dataset_stats["max_channels"]
+        pad = frames.new_zeros(*frames.shape[:2], max_channels - channels, *frames.shape[3:])
+        mask = (torch.arange(max_channels) < channels).expand(frames.shape[0], -1)
+        with self.channel_mask(mask):
+            out = self.autoregress(torch.cat([(frames - mean) / std, pad], dim=2))
+        return out[:, :, :channels] * std + mean
 
     # ------------------------------------------------------------------ masks
     @contextlib.contextmanager
@@ -226,7 +259,7 @@ class MaskedOperatorModule(OperatorModule):
                 continue
             mask = datamodule.channel_mask(s).to(self.device).expand(frames.shape[0], -1)
             with self.channel_mask(mask):
-                pred = self.rollout(datamodule.encode(frames, s))
+                pred = self.autoregress(datamodule.encode(frames, s))
             pred = datamodule.decode(pred, s)
             target = frames[:, self.history :]
             curves[name] = rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))

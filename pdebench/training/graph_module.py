@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 from torch_geometric.data import Data
 
+from pdebench.core.graphs import ParticleBox
 from pdebench.core.metrics import segment_relative_l2
 from pdebench.core.graphs import particle_graph
 from pdebench.training.module import OperatorModule
@@ -101,6 +102,7 @@ class GraphOperatorModule(OperatorModule):
         self.rollout_horizons = [1, 5, 10] if rollout_horizons is None else [int(h) for h in rollout_horizons]
         self._test_errors: list[torch.Tensor] = []
         self._test_sq: list[torch.Tensor] = []
+        self.particle_box: tuple[ParticleBox, bool] | None = None  # the particle data's box and density flag
 
     # ------------------------------------------------------------------ model
     def forward(self, data: Data) -> torch.Tensor:
@@ -244,8 +246,44 @@ class GraphOperatorModule(OperatorModule):
     def predict_step(self, batch: Data, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self(self._graph_batch(batch))
 
-    def rollout(self, frames: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Grid rollouts do not apply to graph models: refused with a pointer to :meth:`rollout_particles`."""
-        raise TypeError("GraphOperatorModule predicts on graphs, not grid frames (N, T, C, *space); "
-                        "roll particle trajectories out with rollout_particles(...)")
+    @torch.no_grad()
+    def predict(self, x: Data, **conditioning: Any) -> torch.Tensor:
+        """:meth:`Predictor.predict <pdebench.training.predictor.Predictor.predict>`: physical node
+        features ``x.x (nodes, C_in)`` of a graph -> physical ``(nodes, C_out)`` (no conditioning)."""
+        if conditioning:
+            raise ValueError(f"graph operators take no conditioning; got {', '.join(conditioning)}")
+        return self(self._graph_batch(copy.copy(x)))
 
+    def rollout(self, frames: Any, times: Any = None, params: Any = None) -> torch.Tensor:
+        """:meth:`Predictor.rollout <pdebench.training.predictor.Predictor.rollout>` of a particle
+        model over the recorded trajectory ``frames`` (:meth:`GraphDataModule.trajectory`): the
+        positions ``(S, particles, d)`` of frames ``history … T − 1`` (:meth:`rollout_particles`,
+        in the box of the training data; frame times are the trajectory's own)."""
+        if self.particle_box is None:
+            raise ValueError("this graph model has no particle box: rollouts need a model fitted on particle data "
+                             "(a mesh model predicts one step: use predict)")
+        box, use_density = self.particle_box
+        return self.rollout_particles(frames, box, len(frames.time) - self.history, use_density)[0]
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "kind", None) == "particles":
+            self.particle_box = (datamodule.box, bool(getattr(datamodule.hparams, "particle_density", False)))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the particle box and density flag of the training data (``checkpoint["pdebench"]["particles"]``)."""
+        super().on_save_checkpoint(checkpoint)
+        if self.particle_box is not None:
+            box, use_density = self.particle_box
+            checkpoint["pdebench"]["particles"] = {"lower": list(box.lower), "upper": list(box.upper),
+                                                   "periodic": list(box.periodic), "radius": box.radius,
+                                                   "density": use_density}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("pdebench", {}).get("particles")
+        if saved:
+            box = ParticleBox.of(saved["lower"], saved["upper"], saved["periodic"], saved["radius"])
+            self.particle_box = (box, bool(saved["density"]))

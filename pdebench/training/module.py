@@ -8,6 +8,7 @@ import time
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -15,6 +16,7 @@ from pdebench.core.metrics import all_metrics, geometric_mean_rollout, nrmse, ro
 from pdebench.models import MODELS
 from pdebench.training.losses import LossName, make_loss
 from pdebench.training.normalizer import ChannelNormalizer
+from pdebench.training.predictor import SampleParams
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class OperatorModule(L.LightningModule):
     * lead-time conditioned (``task="all2all"`` data, Poseidon): batches are ``(x, y, lead_time)``
       with ``lead_time: (B,)``, and the operator is called as ``model(x, t=lead_time)``; one target
       frame per sample. 2-tuples are never given a ``t``. Predict at any lead time with
-      :meth:`predict_at` (or ``module(x, t=lead_time)``).
+      :meth:`predict` (``module.predict(x, t=lead_time)``).
 
     Parameters
     ----------
@@ -112,28 +114,21 @@ class OperatorModule(L.LightningModule):
         return self.y_norm.decode(self.model(self.x_norm.encode(x), **conditioning))
 
     @torch.no_grad()
-    def predict_at(self, x: torch.Tensor, lead_time: float | torch.Tensor) -> torch.Tensor:
-        """Prediction of a lead-time-conditioned operator (e.g. ``scot`` trained on ``all2all`` data).
+    def predict(self, x: torch.Tensor, **conditioning: float | torch.Tensor) -> torch.Tensor:
+        """:meth:`Predictor.predict <pdebench.training.predictor.Predictor.predict>`: physical
+        ``(B, C_in, *space)`` -> physical ``(B, C_out, *space)``.
 
-        Parameters
-        ----------
-        x : torch.Tensor
-            Physical input ``(B, C_in, *space)``.
-        lead_time : float or torch.Tensor
-            One lead time for the batch or one per sample ``(B,)``, in the units of the training
-            data (``all2all``: fractions ``(t_j − t_i) / (t_{T−1} − t_0)`` of the trajectory horizon).
-
-        Returns
-        -------
-        torch.Tensor
-            Physical prediction ``(B, C_out, *space)`` of the field ``lead_time`` after ``x``.
+        A lead-time-conditioned operator (e.g. ``scot`` trained on ``all2all`` data) takes ``t``: one
+        lead time for the batch or one per sample ``(B,)``, in the units of the training data
+        (``all2all``: fractions ``(t_j − t_i) / (t_{T−1} − t_0)`` of the trajectory horizon).
         """
-        t = torch.as_tensor(lead_time, dtype=x.dtype, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"lead_time must be a scalar or have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}")
-        return self(x, t=t)
+        if "t" in conditioning:
+            t = torch.as_tensor(conditioning["t"], dtype=x.dtype, device=x.device)
+            t = t.expand(x.shape[0]) if t.ndim == 0 else t
+            if t.shape != (x.shape[0],):
+                raise ValueError(f"lead time t must be a scalar or have shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}")
+            conditioning = {**conditioning, "t": t}
+        return self(x, **conditioning)
 
     @staticmethod
     def split_batch(batch: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -154,16 +149,20 @@ class OperatorModule(L.LightningModule):
         return torch.cat([window[:, frame.shape[1] :], frame], dim=1)
 
     @torch.no_grad()
-    def rollout(self, frames: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Autoregressive prediction from the first ``history`` frames of ``frames`` ``(N, T, C, *space)``.
+    def rollout(self, frames: torch.Tensor, times: np.ndarray | None = None, params: SampleParams | None = None) -> torch.Tensor:
+        """:meth:`Predictor.rollout <pdebench.training.predictor.Predictor.rollout>` from the first
+        ``history`` frames of physical ``frames (N, T, C, *space)`` -> ``(N, T − history, C, *space)``
+        (``times`` and ``params`` are not read: the operator is not conditioned on them)."""
+        return self.autoregress(frames)
 
-        Returns ``(N, steps, C, *space)``: predictions of frames ``history … history + steps − 1``.
-        """
+    def autoregress(self, frames: torch.Tensor) -> torch.Tensor:
+        """The operator fed its own output, from the first ``history`` frames of ``frames``
+        ``(N, T, C, *space)`` (in the units the operator sees through its normalisers) ->
+        ``(N, T − history, C, *space)``."""
         h = self.history
-        steps = frames.shape[1] - h if steps is None else steps
         window = frames[:, :h].flatten(1, 2)
         out = []
-        for _ in range(steps):
+        for _ in range(frames.shape[1] - h):
             nxt = self(window)
             out.append(nxt)
             window = self.shift_window(window, nxt)
@@ -317,7 +316,7 @@ class OperatorModule(L.LightningModule):
         frames = (frames if count is None else frames[:count]).to(self.device)
         if frames.shape[1] <= self.history:
             return None
-        pred = self.rollout(frames)
+        pred = self.autoregress(frames)
         target = frames[:, self.history :]
         # (N, T, C, *space) -> the metrics' (B, C, *space, T)
         return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))

@@ -308,7 +308,7 @@ def test_a_model_trained_on_a_padded_mixture_is_scored_in_physical_units(tmp_pat
     data.setup("fit")
     frames = reference.truth.float().unsqueeze(2)
     with torch.no_grad(), module.channel_mask(data.channel_mask(0).expand(2, -1)):
-        predicted = data.decode(module.rollout(data.encode(frames, 0)), 0)[:, :, 0].double().numpy()
+        predicted = data.decode(module.autoregress(data.encode(frames, 0)), 0)[:, :, 0].double().numpy()
     truth = reference.truth[:, 2:].numpy()
     per_frame = np.linalg.norm((predicted - truth).reshape(2, 7, -1), axis=-1) / np.linalg.norm(truth.reshape(2, 7, -1), axis=-1)
     assert rows["one"]["nrmse"] == pytest.approx(per_frame.mean(), rel=1e-4)

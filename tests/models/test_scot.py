@@ -205,13 +205,13 @@ def test_operator_module_passes_lead_times_only_from_three_element_batches():
         module.training_step((x, y, lead[:2]), 0)
 
 
-def test_predict_at_and_the_per_lead_time_test_curve():
+def test_predict_at_a_lead_time_and_the_per_lead_time_test_curve():
     module = _module_with_recorder()
     x = torch.randn(2, 1, 8, 8, generator=_generator(9))
-    torch.testing.assert_close(module.predict_at(x, 0.25), x + 0.25)
-    torch.testing.assert_close(module.predict_at(x, torch.tensor([0.0, 1.0])), module(x, t=torch.tensor([0.0, 1.0])))
-    with pytest.raises(ValueError, match="lead_time must be a scalar or have shape"):
-        module.predict_at(x, torch.zeros(3))
+    torch.testing.assert_close(module.predict(x, t=0.25), x + 0.25)
+    torch.testing.assert_close(module.predict(x, t=torch.tensor([0.0, 1.0])), module(x, t=torch.tensor([0.0, 1.0])))
+    with pytest.raises(ValueError, match="lead time t must be a scalar or have shape"):
+        module.predict(x, t=torch.zeros(3))
     target = torch.ones(4, 1, 8, 8)
     pred = target * torch.tensor([1.0, 1.5, 1.1, 1.3]).view(-1, 1, 1, 1)
     leads, errors = module._lead_time_curve(pred, target, torch.tensor([0.5, 0.0, 0.5, 0.0]))

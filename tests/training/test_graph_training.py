@@ -15,6 +15,7 @@ from torch_geometric.data import Batch, Data
 
 from pdebench.problems import PROBLEMS  # noqa: F401  (first: registers the problems and solvers)
 from pdebench.data.generate import generate_dataset
+from pdebench.training.predictor import Predictor
 from pdebench.data.graph_datamodule import GraphDataModule
 from pdebench.models.mppde import MPPDE
 from pdebench.problems.darcy_mesh import DarcyMesh, neumann_gaussian_field_at, unit_square_mesh
@@ -219,6 +220,18 @@ def test_cli_fits_mppde_on_tiny_graph_data_and_checkpoints_the_card(config, kind
     assert saved["pdebench"]["budget"]["samples_seen"] > 0
     module = GraphOperatorModule.load_from_checkpoint(checkpoint, weights_only=True)
     assert bool(module.x_norm.fitted) and module.model.out_features == (1 if kind == "mesh" else 2)
+    assert isinstance(module, Predictor)
+    if kind == "mesh":
+        with pytest.raises(ValueError, match="no particle box"):
+            module.rollout(None)
+        return
+    # the Predictor rollout of the loaded model: in the training data's box, over the whole trajectory
+    data = GraphDataModule(str(tiny_files[kind]), history=3)
+    traj = data.trajectory(int(data.splits["val"][0]))
+    assert module.particle_box == (data.box, False)
+    positions = module.rollout(traj)
+    assert positions.shape == (len(traj.time) - 3, *traj.positions.shape[1:])
+    torch.testing.assert_close(positions, module.rollout_particles(traj, data.box, len(traj.time))[0])
 
 
 def test_particle_rollout_integrates_semi_implicit_euler_and_rebuilds_graphs(tiny_files):
