@@ -223,8 +223,12 @@ def _check_tensor(name: str, x: object) -> torch.Tensor:
     return x
 
 
-def _prepare(pred: torch.Tensor, target: torch.Tensor, time_axis: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate and return float64 copies laid out as ``(B, C, T, *space)``."""
+def _prepare(
+    pred: torch.Tensor, target: torch.Tensor, time_axis: bool, reduction: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate (``reduction`` too, when given) and return float64 copies laid out as ``(B, C, T, *space)``."""
+    if reduction is not None:
+        _check_reduction(reduction)
     pred = _check_tensor("pred", pred)
     target = _check_tensor("target", target)
     if pred.shape != target.shape:
@@ -292,8 +296,7 @@ def rmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, re
     torch.Tensor
         float64; in the units of the field.
     """
-    _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis)
+    p, y = _prepare(pred, target, time_axis, reduction)
     return _reduce(_mse_space(p, y).sqrt(), reduction)
 
 
@@ -320,8 +323,7 @@ def nrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     torch.Tensor
         float64; dimensionless.
     """
-    _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis)  # (B, C, T, *space)
+    p, y = _prepare(pred, target, time_axis, reduction)  # (B, C, T, *space)
     return _reduce(relative_l2(p, y, batch_dims=3, reduction="none"), reduction)
 
 
@@ -347,8 +349,7 @@ def max_error(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = Tru
     torch.Tensor
         float64; in the units of the field.
     """
-    _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis)
+    p, y = _prepare(pred, target, time_axis, reduction)
     per_bct = (p - y).abs().amax(dim=_space_dims(p))  # (B, C, T)
     if reduction == "none":
         return per_bct.mean(dim=(1, 2))
@@ -378,8 +379,7 @@ def crmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     torch.Tensor
         float64; in the units of the field.
     """
-    _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis)
+    p, y = _prepare(pred, target, time_axis, reduction)
     dims = _space_dims(p)
     n_space = math.prod(p.shape[3:])
     diff = (p.sum(dim=dims) - y.sum(dim=dims)) / n_space  # (B, C, T)
@@ -422,8 +422,7 @@ def brmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     torch.Tensor
         float64; in the units of the field.
     """
-    _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis)
+    p, y = _prepare(pred, target, time_axis, reduction)
     mask = _boundary_mask(p.shape[3:], p.device)
     err = (p - y)[..., mask]  # (B, C, T, n_boundary)
     return _reduce(err.square().mean(dim=-1).sqrt(), reduction)
@@ -540,8 +539,7 @@ def vrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     torch.Tensor
         float64; dimensionless.
     """
-    _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis)
+    p, y = _prepare(pred, target, time_axis, reduction)
     dims = _space_dims(y)
     var = (y - y.mean(dim=dims, keepdim=True)).square().mean(dim=dims)
     return _reduce((_mse_space(p, y) / (var + VRMSE_EPS)).sqrt(), reduction)
@@ -615,8 +613,7 @@ def accumulated_error(pred: torch.Tensor, target: torch.Tensor, *, reduction: st
     torch.Tensor
         float64; units of the field squared.
     """
-    _check_reduction(reduction)
-    p, y = _prepare(pred, target, time_axis=True)
+    p, y = _prepare(pred, target, True, reduction)
     per_bct = _mse_space(p, y)  # (B, C, T)
     per_sample = per_bct.sum(dim=2).mean(dim=1)
     return per_sample if reduction == "none" else per_sample.mean()

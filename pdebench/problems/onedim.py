@@ -44,7 +44,7 @@ class RandomSinesInput:
     max_mode: int = 4
     amplitude: float = 1.0
 
-    def _random_sines(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
+    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
         return random_fourier_sum(
             seed, indices, self.spatial_shape, self.lengths,
             n_terms=self.n_terms, max_mode=self.max_mode, amplitude=self.amplitude,
@@ -67,9 +67,6 @@ class Advection1D(RandomSinesInput, Periodic1D):
     def equation(self) -> equations.SpectralEquation:
         return equations.Advection([self.beta])
 
-    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
-        return self._random_sines(seed, indices)
-
     def params(self) -> dict[str, Any]:
         return {"beta": self.beta}
 
@@ -90,9 +87,6 @@ class Heat1D(RandomSinesInput, Periodic1D):
 
     def equation(self) -> equations.SpectralEquation:
         return equations.Heat(self.nu)
-
-    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
-        return self._random_sines(seed, indices)
 
     def params(self) -> dict[str, Any]:
         return {"Nu": self.nu}
@@ -201,9 +195,6 @@ class KuramotoSivashinsky1D(RandomSinesInput, Periodic1D):
 
     def equation(self) -> equations.SpectralEquation:
         return equations.KuramotoSivashinsky()
-
-    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
-        return self._random_sines(seed, indices)
 
     def params(self) -> dict[str, Any]:
         return {"length": self.length}
