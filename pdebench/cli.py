@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -294,100 +293,25 @@ def cmd_clean(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _leaderboard_table(rows, title: str) -> Table:
-    """Models, then the solver rungs on its Pareto front (every rung is in results.md)."""
-    from pdebench.evaluation.leaderboard import speedup_cell, equal_cost_cell, training_cell
-    from pdebench.evaluation.pareto import CostCurve
-
-    table = Table(title=title, title_justify="left")
-    for column in ("entry", "nRMSE", "ms / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost", "params", "training"):
-        table.add_column(column, overflow="fold")
-    for task in dict.fromkeys(r["task"] for r in rows):
-        table.add_row(f"[italic]{task}[/]", "", "", "", "", "", "")
-        solver = [r for r in rows if r["task"] == task and r["kind"] == "solver" and r["status"] == "ok"
-                  and all(math.isfinite(r[key]) and r[key] > 0 for key in ("cost_s", "nrmse"))]
-        front = ([solver[i] for i in CostCurve([r["cost_s"] for r in solver], [r["nrmse"] for r in solver]).front_indices()]
-                 if solver else [])
-        for row in [r for r in rows if r["task"] == task and r["kind"] == "model"] + front:
-            if row["status"] != "ok":
-                table.add_row(row["name"], f"[red]failed[/]: {row['error']}", "", "", "", "", "")
-                continue
-            placement = row["placement"] or {}
-            is_model = row["kind"] == "model"
-            table.add_row(f"[bold]{row['name']}[/]" if is_model else row["name"], f"{row['nrmse']:.3g}", f"{row['cost_s'] * 1e3:.3g}",
-                          speedup_cell(placement) if is_model else "(solver front)",
-                          equal_cost_cell(placement) if is_model else "",
-                          "" if row["parameters"] is None else f"{row['parameters']:,}",
-                          training_cell(row["train_time_s"], row.get("train_samples_used"), row["train_trajectories"]) if is_model else "")
-    return table
-
-
-def _run_leaderboard(suite, output: Path | None, console: Console) -> Path:
-    """Run a suite with a spinner per step; print the table; return results.json."""
+def _run_board(board, suite, output: Path | None, console: Console) -> Path:
+    """Run a suite on its board (:data:`pdebench.evaluation.boards.BOARDS`) with a spinner per step;
+    print the board's table; return results.json."""
     import json
 
     from rich.progress import SpinnerColumn
 
-    from pdebench.evaluation.leaderboard import run_suite
-
-    steps = sum(1 + 1 + len(t.ladder_resolutions) * len(t.ladder_max_dt) + sum(m.scores(t.name) for m in suite.models)
-                for t in suite.tasks)
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(f"leaderboard {suite.name}", total=steps)
-
-        def note(message: str) -> None:
-            progress.update(task, description=message, advance=1)
-
-        results = run_suite(suite, output, progress=note)
-        progress.update(task, description=f"leaderboard {suite.name}: done", completed=steps)
-    document = json.loads(results.read_text())
-    rows = sorted(document["rows"], key=lambda r: (r["task"], r["kind"] != "model", r["status"] != "ok", r["nrmse"] or 0))
-    console.print(_leaderboard_table(rows, f"leaderboard {suite.name} ({document['environment']['hardware']}, "
-                                           f"{document['environment']['threads']} thread(s), git {document['environment']['git_revision']})"))
-    console.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
-    return results
-
-
-#: ``kind:`` of a suite file -> the board module that runs it (no ``kind``: the operator leaderboard).
-BOARD_KINDS = {"instance": "pdebench.evaluation.instance_board", "linear-solver": "pdebench.evaluation.linear_solver_board"}
-
-
-def _suite_kind(path: str) -> tuple[str, Any]:
-    """``(kind, raw mapping)`` of a suite file; ``kind`` is ``"operator"`` without a ``kind`` key."""
-    from pdebench.registry import read_yaml
-
-    raw = read_yaml(path, "suite file")
-    kind = raw.get("kind", "operator") if isinstance(raw, dict) else "operator"
-    if kind != "operator" and kind not in BOARD_KINDS:
-        raise ValueError(f"{path}: kind must be one of operator, {', '.join(BOARD_KINDS)}, got {kind!r}")
-    return kind, raw
-
-
-def _run_board(kind: str, raw: dict[str, Any], args: argparse.Namespace, console: Console) -> Path:
-    """Run an instance or linear-solver suite (:data:`BOARD_KINDS`) with a spinner per step; print its table."""
-    import importlib
-    import json
-
-    from rich.progress import SpinnerColumn
-
-    board = importlib.import_module(BOARD_KINDS[kind])
-    suite_cls = board.InstanceSuite if kind == "instance" else board.LinearSolverSuite
-    suite = suite_cls.from_dict(raw, args.suite)
-    if args.model:
-        if kind != "linear-solver":
-            raise ValueError(f"--model does not apply to a {kind} suite (its entries are its tasks' settings)")
-        suite = dataclasses.replace(suite, models=_model_entries(args.model))
+    if board.check_entries is not None:
+        board.check_entries(suite)  # a foreign or malformed checkpoint stops the board before it starts
     steps = board.count_steps(suite)
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(f"{kind} board {suite.name}", total=steps)
+        task = progress.add_task(f"{board.kind} board {suite.name}", total=steps)
 
         def note(message: str) -> None:
             progress.update(task, description=message, advance=1)
 
-        results = board.run_suite(suite, Path(args.output) if args.output else None, progress=note)
-        progress.update(task, description=f"{kind} board {suite.name}: done", completed=steps)
+        results = board.run_suite(suite, output, progress=note)
+        progress.update(task, description=f"{board.kind} board {suite.name}: done", completed=steps)
     console.print(board.results_table(json.loads(results.read_text())))
     console.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
     return results
@@ -407,21 +331,14 @@ def _model_entries(items: Sequence[str]) -> tuple:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.training.module_classes import read_checkpoint_card
-    from pdebench.evaluation.suite import Suite
+    from pdebench.evaluation.boards import read_suite
 
-    kind, raw = _suite_kind(args.suite)
-    if kind in BOARD_KINDS:
-        _run_board(kind, raw, args, console)
-        return 0
-    suite = Suite.from_yaml(args.suite) if not isinstance(raw, dict) or "kind" not in raw else Suite.from_dict(
-        {k: v for k, v in raw.items() if k != "kind"}, args.suite)
+    board, suite = read_suite(args.suite)
     if args.model:
+        if not board.takes_models:
+            raise ValueError(f"--model does not apply to a {board.kind} suite (its entries are its tasks' settings)")
         suite = dataclasses.replace(suite, models=_model_entries(args.model))
-    for entry in suite.models:  # a foreign or malformed checkpoint stops the board before it starts
-        if entry.checkpoint is not None and Path(entry.checkpoint).is_file():
-            read_checkpoint_card(entry.checkpoint)
-    _run_leaderboard(suite, Path(args.output) if args.output else None, console)
+    _run_board(board, suite, Path(args.output) if args.output else None, console)
     return 0
 
 
@@ -429,20 +346,20 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     import json
 
     from pdebench.training.module_classes import read_checkpoint_card
-    from pdebench.evaluation.suite import ModelEntry, Suite
+    from pdebench.evaluation.boards import read_suite
+    from pdebench.evaluation.suite import ModelEntry
 
     read_checkpoint_card(args.checkpoint)  # before anything is written
-    kind, _ = _suite_kind(args.suite)
-    if kind != "operator":
-        raise ValueError(f"evaluate scores an operator checkpoint, but {args.suite} is a {kind} suite; run "
+    board, suite = read_suite(args.suite)
+    if board.kind != "operator":
+        raise ValueError(f"evaluate scores an operator checkpoint, but {args.suite} is a {board.kind} suite; run "
                          f"pdebench leaderboard --suite {args.suite}"
-                         + (" --model NAME=CHECKPOINT" if kind == "linear-solver" else ""))
-    suite = Suite.from_yaml(args.suite)
+                         + (" --model NAME=CHECKPOINT" if board.takes_models else ""))
     task = suite.task(args.task) if args.task else suite.tasks[0]
     name = args.name or Path(args.checkpoint).stem
     one = dataclasses.replace(suite, tasks=(task,), models=(ModelEntry(name, args.checkpoint),))
     output = Path(args.output) if args.output else Path(suite.output) / f"evaluate-{name}"
-    results = _run_leaderboard(one, output, console)
+    results = _run_board(board, one, output, console)
     row = next(r for r in json.loads(results.read_text())["rows"] if r["kind"] == "model")
     if row["status"] != "ok":
         print(f"pdebench: error: {name} could not be evaluated on {task.name}: {row['error']}", file=sys.stderr)
@@ -464,6 +381,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     import os
     import subprocess
 
+    from pdebench.evaluation.boards import BOARDS
     from pdebench.evaluation.suite import ModelEntry, Suite
 
     if not args.budget > 0:
@@ -503,7 +421,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                           f"{stats['lost']} lost, {stats['worker_restarts']} worker restarts")
     console.rule(f"[{len(DEMO_MODELS) + 1}/{len(DEMO_MODELS) + 1}] leaderboard: the models against the spectral solver's ladder")
     suite = dataclasses.replace(Suite.from_yaml(suite_file), models=tuple(entries), cache_dir=str(out / "leaderboard" / "cache"))
-    _run_leaderboard(suite, out / "leaderboard", console)
+    _run_board(BOARDS["operator"], suite, out / "leaderboard", console)
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
 

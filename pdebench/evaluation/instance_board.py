@@ -65,7 +65,7 @@ from pdebench.core.metrics import relative_l2
 from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.suite import YamlSuite
 from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
-from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+from pdebench.evaluation.pareto import CostCurve, front_rows, speedup_at_equal_accuracy
 from pdebench.models.gp_kronecker import GPHM, AllenCahn, GPHMConfig, GridProblem, Poisson
 from pdebench.solvers.linalg import direct_solve
 
@@ -599,11 +599,7 @@ def results_table(document: dict[str, Any]) -> Table:
     for task in dict.fromkeys(r["task"] for r in document["rows"]):
         table.add_row(f"[italic]{task}[/]", *[""] * 6)
         rows = [r for r in document["rows"] if r["task"] == task]
-        best, front = math.inf, []
-        for r in sorted((r for r in rows if r["kind"] == "solver" and r["status"] == "ok"), key=lambda r: (r["cost_s"], r["rel_l2"])):
-            if r["rel_l2"] < best:
-                front.append(r)
-                best = r["rel_l2"]
+        front = front_rows([r for r in rows if r["kind"] == "solver" and r["status"] == "ok"], "cost_s", "rel_l2")
         for r in [r for r in rows if r["kind"] == "model" or r["status"] != "ok"] + front:
             if r["status"] != "ok":
                 table.add_row(r["name"], str(r["n"]), f"[red]failed[/]: {r['error']}", *[""] * 4)

@@ -40,10 +40,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.table import Table
 
 from pdebench.atomic import atomic_write
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
-from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+from pdebench.evaluation.pareto import CostCurve, front_rows, speedup_at_equal_accuracy
 from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
                                            task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
@@ -471,3 +472,42 @@ RESULTS_SCHEMA: dict[str, Any] = {
         }},
     },
 }
+
+
+def count_steps(suite: Suite) -> int:
+    """Progress steps of :func:`run_suite`: per task the reference, the ladder's rungs, each model it scores, the plots."""
+    return sum(1 + 1 + len(t.ladder_resolutions) * len(t.ladder_max_dt) + sum(m.scores(t.name) for m in suite.models)
+               for t in suite.tasks)
+
+
+def check_entries(suite: Suite) -> None:
+    """Refuse a foreign or malformed checkpoint before the board starts (one line, naming the file)."""
+    for entry in suite.models:
+        if entry.checkpoint is not None and Path(entry.checkpoint).is_file():
+            read_checkpoint_card(entry.checkpoint)
+
+
+def results_table(document: dict[str, Any]) -> Table:
+    """A rich table of a ``results.json`` document: per task its models, then the solver rungs on the
+    Pareto front in cost order (every rung is in results.md)."""
+    env = document["environment"]
+    rows = sorted(document["rows"], key=lambda r: (r["task"], r["kind"] != "model", r["status"] != "ok", r["nrmse"] or 0))
+    table = Table(title=f"leaderboard {document['suite']} ({env['hardware']}, {env['threads']} thread(s), git {env['git_revision']})",
+                  title_justify="left")
+    for column in ("entry", "nRMSE", "ms / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost", "params", "training"):
+        table.add_column(column, overflow="fold")
+    for task in dict.fromkeys(r["task"] for r in rows):
+        table.add_row(f"[italic]{task}[/]", "", "", "", "", "", "")
+        solver = [r for r in rows if r["task"] == task and r["kind"] == "solver" and r["status"] == "ok"]
+        for row in [r for r in rows if r["task"] == task and r["kind"] == "model"] + front_rows(solver, "cost_s", "nrmse"):
+            if row["status"] != "ok":
+                table.add_row(row["name"], f"[red]failed[/]: {row['error']}", "", "", "", "", "")
+                continue
+            placement = row["placement"] or {}
+            is_model = row["kind"] == "model"
+            table.add_row(f"[bold]{row['name']}[/]" if is_model else row["name"], f"{row['nrmse']:.3g}", f"{row['cost_s'] * 1e3:.3g}",
+                          speedup_cell(placement) if is_model else "(solver front)",
+                          equal_cost_cell(placement) if is_model else "",
+                          "" if row["parameters"] is None else f"{row['parameters']:,}",
+                          training_cell(row["train_time_s"], row.get("train_samples_used"), row["train_trajectories"]) if is_model else "")
+    return table

@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -369,3 +370,16 @@ def speedup_at_equal_accuracy(curve: CostCurve, error: float, cost: float) -> Pl
         error_ratio_at_equal_cost=ratio,
         equal_cost_reason=equal_cost.reason,
     )
+
+
+def front_rows(rows: Sequence[Mapping[str, Any]], cost: str, error: str) -> list[Mapping[str, Any]]:
+    """The rows of a board's results that lie on the accuracy-cost Pareto front, cheapest first.
+
+    Rows whose ``cost`` or ``error`` entry is not finite and positive are left out (failed rungs); the
+    front is :meth:`CostCurve.front_indices` of the rest, the one front every board shows.
+    """
+    usable = [r for r in rows if all(isinstance(r[k], (int, float)) and math.isfinite(r[k]) and r[k] > 0
+                                     for k in (cost, error))]
+    if not usable:
+        return []
+    return [usable[i] for i in CostCurve([r[cost] for r in usable], [r[error] for r in usable]).front_indices()]

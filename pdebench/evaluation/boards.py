@@ -1,0 +1,88 @@
+"""The board protocol: a suite file's ``kind:`` looks up the board that runs it, in one place.
+
+A :class:`Board` is what every leaderboard board provides: its suite type (``from_dict(raw, origin)``),
+the progress steps of a run, the run itself (``run_suite(suite, output, progress)`` writes
+``results.{json,csv,md}`` and returns the ``results.json`` path), the rich table of a results document
+and, where its entries are checkpoints to check before anything runs, that check. Every table shows one
+Pareto front, :func:`pdebench.evaluation.pareto.front_rows`.
+
+The kinds are the model kinds of :data:`pdebench.models.KINDS` that have a board: ``operator`` (the
+data-driven operators against the solver ladder, :mod:`.leaderboard`), ``instance`` (GP-HM against
+finite differences, :mod:`.instance_board`) and ``linear-solver`` (DCDM against the Krylov baselines,
+:mod:`.linear_solver_board`). The ``physics`` kind (NSM) has no board: its accuracy is measured against
+the exact solution by ``benchmarks/bench_nsm.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from pdebench.evaluation import instance_board, leaderboard, linear_solver_board
+from pdebench.evaluation.suite import Suite
+from pdebench.registry import read_yaml
+
+
+@dataclass(frozen=True)
+class Board:
+    """One leaderboard board (see the module docstring).
+
+    Attributes
+    ----------
+    kind
+        The suite file's ``kind:`` (and the kind of the models it scores).
+    suite_type
+        The suite class; ``suite_type.from_dict(raw, origin)`` checks and builds a suite.
+    count_steps
+        ``suite -> int``, the progress steps of :attr:`run_suite`.
+    run_suite
+        ``(suite, output | None, progress) -> Path`` of ``results.json``.
+    results_table
+        ``results.json`` document -> the rich table the command line prints.
+    check_entries
+        ``suite -> None``, raising on an entry that must not be run (foreign checkpoints); ``None``: none.
+    takes_models
+        Whether ``--model NAME=CHECKPOINT`` entries apply to its suites.
+    """
+
+    kind: str
+    suite_type: type
+    count_steps: Callable[[Any], int]
+    run_suite: Callable[..., Path]
+    results_table: Callable[[dict[str, Any]], Table]
+    check_entries: Callable[[Any], None] | None = None
+    takes_models: bool = True
+
+
+BOARDS: dict[str, Board] = {
+    board.kind: board
+    for board in (
+        Board("operator", Suite, leaderboard.count_steps, leaderboard.run_suite, leaderboard.results_table,
+              leaderboard.check_entries),
+        Board("instance", instance_board.InstanceSuite, instance_board.count_steps, instance_board.run_suite,
+              instance_board.results_table, takes_models=False),
+        Board("linear-solver", linear_solver_board.LinearSolverSuite, linear_solver_board.count_steps,
+              linear_solver_board.run_suite, linear_solver_board.results_table),
+    )
+}
+
+
+def read_suite(path: str | Path) -> tuple[Board, Any]:
+    """``(board, suite)`` of a suite file: its ``kind:`` (``operator`` when absent) looked up in :data:`BOARDS`.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: an unknown ``kind``, or what the board's suite type refuses.
+    """
+    raw = read_yaml(path, "suite file")
+    kind = raw.get("kind", "operator") if isinstance(raw, dict) else "operator"
+    if kind not in BOARDS:
+        raise ValueError(f"{path}: kind must be one of {', '.join(BOARDS)}, got {kind!r}")
+    if kind == "operator" and isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k != "kind"}
+    return BOARDS[kind], BOARDS[kind].suite_type.from_dict(raw, str(path))
