@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pdebench.io.trajectory_file import read_trajectories
 
