@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from tests.processes import assert_no_orphans, expand
 from tests.signal_dispositions import default_signals
@@ -84,7 +85,8 @@ def test_a_sigterm_from_outside_stops_the_fit_at_a_step_leaves_no_process_and_th
     assert_accounted(record)
     checkpoint = tmp_path / OUT / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file(), stderr[-4000:]
-    resumed = subprocess.run(fit_command(["--trainer.max_epochs", "1", "--ckpt_path", str(checkpoint)]), cwd=tmp_path,
+    stopped_epoch = torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]  # 0 .. 2: where SIGTERM landed
+    resumed = subprocess.run(fit_command(["--trainer.max_epochs", str(stopped_epoch + 1), "--ckpt_path", str(checkpoint)]), cwd=tmp_path,
                              env=env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     first, second = stream_records(tmp_path)
