@@ -149,24 +149,6 @@ def trajectory_pairs(frames: torch.Tensor, task: str, history: int = 1, unroll: 
     raise ValueError(f"task must be 'next_step', 'initial_to_final' or 'all2all' for trajectories, got {task!r}")
 
 
-class EpochSeededSampler(Sampler[int]):
-    """A random permutation per epoch drawn from ``(seed, epoch)`` alone, so a resumed run visits the
-    same samples in the same order as an uninterrupted one (Lightning calls :meth:`set_epoch`)."""
-
-    def __init__(self, length: int, seed: int) -> None:
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.length
-
-
 class SkippingBatchSampler(BatchSampler):
     """A :class:`~torch.utils.data.BatchSampler` whose next pass starts ``skip`` batches in (the index
     lists of the skipped batches are drawn and dropped; their samples are never loaded)."""
@@ -433,5 +415,5 @@ class OfflineDataModule(SplitDataModule):
             return super()._loader(split, shuffle)
         # training: epoch-seeded order, position saved in checkpoints (exact mid-epoch resume)
         dataset = self.datasets[split]
-        batches = SkippingBatchSampler(EpochSeededSampler(len(dataset), self.hparams.seed), self.hparams.batch_size, drop_last=False)
+        batches = SkippingBatchSampler(self._sampler(dataset), self.hparams.batch_size, drop_last=False)
         return ResumableDataLoader(dataset, batch_sampler=batches, num_workers=self.hparams.num_workers)

@@ -50,7 +50,6 @@ from torch_geometric.loader import DataLoader
 
 from pdebench.core.graphs import ParticleBox, particle_graph, reference_density
 from pdebench.core.particles import FLUID
-from pdebench.data.datamodules import EpochSeededSampler
 from pdebench.io.mesh_file import MeshDataset
 from pdebench.io.particle_file import ParticleDataset
 from pdebench.data.splits import SplitDataModule
@@ -332,9 +331,6 @@ class GraphDataModule(SplitDataModule):
 
     # ------------------------------------------------------------------ loaders
     loader_class = DataLoader  # PyG's: batches graphs
-
-    def _sampler(self, dataset: Dataset) -> EpochSeededSampler:
-        return EpochSeededSampler(len(dataset), self.hparams.seed)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()

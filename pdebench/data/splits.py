@@ -20,6 +20,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 __all__ = ["SplitDataModule", "check_at_least_one", "check_fractions", "split_indices"]
@@ -75,6 +76,24 @@ def split_indices(n: int, train_fraction: float, val_fraction: float, seed: int)
     return {name: np.sort(part).astype(np.int64) for name, part in zip(SPLITS, parts, strict=True)}
 
 
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation per epoch drawn from ``(seed, epoch)`` alone, so a resumed run visits the
+    same samples in the same order as an uninterrupted one (Lightning calls :meth:`set_epoch`)."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
 class SplitDataModule(L.LightningDataModule):
     """Base of the file-backed data modules: argument checks, split and one loader per split.
 
@@ -101,8 +120,9 @@ class SplitDataModule(L.LightningDataModule):
         return split_indices(self.num_trajectories, hp.train_fraction, hp.val_fraction, hp.seed)
 
     def _sampler(self, dataset: Dataset) -> Sampler[int]:
-        """The training order of ``dataset`` (seeded per epoch)."""
-        raise NotImplementedError(f"{type(self).__name__} defines no training sampler")
+        """The training order of ``dataset``: :class:`EpochSeededSampler` unless a module needs its own
+        (the mixture draws per file)."""
+        return EpochSeededSampler(len(dataset), self.hparams.seed)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         """Batches of ``datasets[split]``: in :meth:`_sampler` order when ``shuffle``, else in order."""

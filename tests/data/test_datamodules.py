@@ -9,7 +9,8 @@ import torch
 
 from pdebench.core.particles import ParticleTrajectory
 from pdebench.data.bundles import BundleDataModule
-from pdebench.data.datamodules import EpochSeededSampler, OfflineDataModule
+from pdebench.data.datamodules import OfflineDataModule
+from pdebench.data.splits import EpochSeededSampler
 from pdebench.data.graph_datamodule import GraphDataModule
 from pdebench.io.mesh_file import MeshDataWriter
 from pdebench.data.mixture import MixtureDataModule
