@@ -43,18 +43,16 @@ Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environm
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import math
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,15 +60,12 @@ import torch
 from torch import Tensor
 
 from pdebench.core.metrics import relative_l2
-from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
+from pdebench.evaluation.board_io import Markup, RowFormat, fmt, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.suite import YamlSuite
 from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
-from pdebench.evaluation.pareto import CostCurve, front_rows, speedup_at_equal_accuracy
+from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.models.gp_kronecker import GPHM, AllenCahn, GPHMConfig, GridProblem, Poisson
 from pdebench.solvers.linalg import direct_solve
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -502,8 +497,7 @@ def run_suite(suite: InstanceSuite, output: str | Path | None = None,
     document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
                 "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
-    return write_results(out, document, rows_to_csv(rows, env),
-                         markdown_table(rows, {r.task.name: r.task.instance.description for r in results}))
+    return write_results(out, document, ROW_FORMAT, {r.task.name: r.task.instance.description for r in results})
 
 
 def _task_record(result: InstanceTaskResult) -> dict[str, Any]:
@@ -520,51 +514,40 @@ CSV_COLUMNS = ("task", "name", "kind", "status", "n", "rel_l2", "cost_s", "speed
                "hardware", "threads", "torch", "git_revision")
 
 
-def rows_to_csv(rows: Sequence[InstanceRow], env: dict[str, Any]) -> str:
-    """One CSV line per row (:data:`CSV_COLUMNS`)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        placement, same = row.placement or {}, row.equal_resolution or {}
-        writer.writerow({**asdict(row), "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
-                         "speedup_bound": placement.get("speedup_bound"),
-                         "fd_rel_l2_at_equal_cost": placement.get("solver_error_at_equal_cost"),
-                         "fd_rel_l2_same_n": same.get("fd_rel_l2"), "fd_cost_s_same_n": same.get("fd_cost_s"),
-                         "newton_iterations": row.details.get("newton_iterations"), **env})
-    return buffer.getvalue()
-
-
-def _g(value: float | None, spec: str = ".3g") -> str:
-    return "–" if value is None else format(value, spec)
+def _csv_values(row: dict[str, Any]) -> dict[str, Any]:
+    placement, same = row["placement"] or {}, row["equal_resolution"] or {}
+    return {"speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
+            "speedup_bound": placement.get("speedup_bound"),
+            "fd_rel_l2_at_equal_cost": placement.get("solver_error_at_equal_cost"),
+            "fd_rel_l2_same_n": same.get("fd_rel_l2"), "fd_cost_s_same_n": same.get("fd_cost_s"),
+            "newton_iterations": row["details"].get("newton_iterations")}
 
 
 def equal_resolution_cell(same: dict[str, Any] | None) -> str:
     """``"fd 2.1e-02 in 1.2 ms (GP-HM error ×0.018, time ×1e+05)"``: the finite-difference solve at GP-HM's ``n``."""
     if not same:
         return "–"
-    return (f"fd {_g(same['fd_rel_l2'])} in {_g(same['fd_cost_s'] * 1e3)} ms "
-            f"(GP-HM error ×{_g(same['error_ratio'])}, time ×{_g(same['cost_ratio'])})")
+    return (f"fd {fmt(same['fd_rel_l2'])} in {fmt(same['fd_cost_s'] * 1e3)} ms "
+            f"(GP-HM error ×{fmt(same['error_ratio'])}, time ×{fmt(same['cost_ratio'])})")
 
 
-def markdown_table(rows: Sequence[InstanceRow], descriptions: dict[str, str] | None = None) -> str:
-    """The board as Markdown: per task GP-HM, then every finite-difference rung."""
-    lines = ["| task | entry | n | rel. L2 | wall time | speed-up at equal accuracy | fd rel. L2 at equal cost "
-             "| fd at equal resolution |", "|---|---|---|---|---|---|---|---|"]
-    for task in dict.fromkeys(r.task for r in rows):
-        for r in (r for r in rows if r.task == task):
-            if r.status != "ok":
-                lines.append(f"| {task} | {r.name} | {r.n} | failed: {r.error} | | | | |")
-            elif r.kind == "model":
-                lines.append(f"| {task} | **{r.name}** | {r.n} | {_g(r.rel_l2)} | {_g(r.cost_s)} s | "
-                             f"{speedup_cell(r.placement)} | {equal_cost_cell(r.placement)} | "
-                             f"{equal_resolution_cell(r.equal_resolution)} |")
-            else:
-                lines.append(f"| {task} | {r.name} | {r.n} | {_g(r.rel_l2)} | {_g(r.cost_s * 1e3)} ms | (solver) | | |")
-    if descriptions:
-        lines.append("")
-        lines += [f"- {task}: {text}" for task, text in descriptions.items()]
-    return "\n".join(lines) + "\n"
+HEADERS = ("entry", "n", "rel. L2", "wall time", "speed-up at equal accuracy", "fd rel. L2 at equal cost",
+           "fd at equal resolution")
+
+
+def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
+    """One row's cells under :data:`HEADERS`."""
+    if r["status"] != "ok":
+        return [r["name"], str(r["n"]), markup.failed.format(r["error"]), "", "", "", ""]
+    if r["kind"] != "model":
+        return [r["name"], str(r["n"]), fmt(r["rel_l2"]), f"{fmt(r['cost_s'] * 1e3)} ms", "(solver)", "", ""]
+    return [markup.bold.format(r["name"]), str(r["n"]), fmt(r["rel_l2"]), f"{fmt(r['cost_s'])} s",
+            speedup_cell(r["placement"]), equal_cost_cell(r["placement"]), equal_resolution_cell(r["equal_resolution"])]
+
+
+#: The instance board's tables: per task GP-HM, then every finite-difference rung (the printed table:
+#: the rungs on the Pareto front); ``results.md`` describes each instance under the table.
+ROW_FORMAT = RowFormat("instance board", CSV_COLUMNS, HEADERS, _cells, _csv_values, front=("cost_s", "rel_l2"))
 
 
 def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
@@ -590,23 +573,3 @@ def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
     ax.set(xlabel="wall time of one solve [s]", ylabel="relative L2 error at the grid nodes",
            title=f"{result.task.name}: GP-HM on the finite-difference ladder")
     return save_log_plot(fig, ax, path)
-
-
-def results_table(document: dict[str, Any]) -> Table:
-    """A rich table of a ``results.json`` document: GP-HM and the finite-difference Pareto front per task."""
-    table = board_table(document, "instance", ("entry", "n", "rel. L2", "wall time", "speed-up at equal accuracy",
-                                               "fd rel. L2 at equal cost", "fd at equal resolution"))
-    for task in dict.fromkeys(r["task"] for r in document["rows"]):
-        table.add_row(f"[italic]{task}[/]", *[""] * 6)
-        rows = [r for r in document["rows"] if r["task"] == task]
-        front = front_rows([r for r in rows if r["kind"] == "solver" and r["status"] == "ok"], "cost_s", "rel_l2")
-        for r in [r for r in rows if r["kind"] == "model" or r["status"] != "ok"] + front:
-            if r["status"] != "ok":
-                table.add_row(r["name"], str(r["n"]), f"[red]failed[/]: {r['error']}", *[""] * 4)
-            elif r["kind"] == "model":
-                table.add_row(f"[bold]{r['name']}[/]", str(r["n"]), _g(r["rel_l2"]), f"{r['cost_s']:.3g} s",
-                              speedup_cell(r["placement"]), equal_cost_cell(r["placement"]),
-                              equal_resolution_cell(r["equal_resolution"]))
-            else:
-                table.add_row(r["name"], str(r["n"]), _g(r["rel_l2"]), f"{r['cost_s'] * 1e3:.3g} ms", "(fd front)", "", "")
-    return table
