@@ -4,8 +4,8 @@ GP-HM (:class:`~pdebench.models.gp_kronecker.GPHM`, model kind ``instance``) is 
 operator: it solves **one** PDE instance by optimisation, so it has no held-out set and no
 inference cost per sample. The fair comparison is with a classical solver of the same instance:
 
-* a *task* is a named instance (:data:`INSTANCES`: the equation, its exact solution and the
-  manufactured source, built exactly as ``benchmarks/bench_gp_kronecker.py`` builds them), the
+* a *task* is a named instance (:data:`~pdebench.problems.manufactured.INSTANCES`: the equation,
+  its exact solution and the manufactured source, the same ones ``benchmarks/bench_gp_kronecker.py`` runs), the
   grid size ``n`` (nodes per axis on :math:`[0, 1]^d`, boundary included) and the GP-HM settings
   (any :class:`~pdebench.models.gp_kronecker.GPHMConfig` field);
 * the GP-HM row is the relative L2 error of its grid values against the exact solution at its grid
@@ -21,8 +21,9 @@ inference cost per sample. The fair comparison is with a classical solver of the
   error at equal cost), and compared with the finite-difference solve at its own ``n`` (equal
   resolution).
 
-Sign conventions follow :mod:`pdebench.models.gp_kronecker`: Poisson :math:`-\Delta u = f`,
-Allen–Cahn :math:`\Delta u + u(u^2 - 1) = f`, Dirichlet values from the exact solution on every face.
+The equations are :mod:`pdebench.equations.steady`'s (GP-HM and the finite differences evaluate the
+same residual): Poisson :math:`-\Delta u = f`, Allen–Cahn :math:`\Delta u + u(u^2 - 1) = f`,
+Dirichlet values from the exact solution on every face.
 
 A suite file (``configs/leaderboard/gp_hm.yaml``)::
 
@@ -52,7 +53,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,7 +65,9 @@ from pdebench.evaluation.board_io import Markup, RowFormat, fmt, save_log_plot, 
 from pdebench.evaluation.suite import YamlSuite
 from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
-from pdebench.models.gp_kronecker import GPHM, AllenCahn, GPHMConfig, GridProblem, Poisson
+from pdebench.equations.steady import SteadyEquation
+from pdebench.models.gp_kronecker import GPHM, GPHMConfig, SourcedProblem
+from pdebench.problems.manufactured import INSTANCES, Instance
 from pdebench.solvers.linalg import direct_solve
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 KIND = "instance"
 F64 = torch.float64
-Equation = Literal["poisson", "allen_cahn"]
 #: Finite-difference grid sizes (nodes per axis) when a task names none.
 DEFAULT_LADDERS: dict[int, tuple[int, ...]] = {
     1: (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600),
@@ -81,66 +83,6 @@ DEFAULT_LADDERS: dict[int, tuple[int, ...]] = {
 #: Newton's method for Allen–Cahn stops when ``max|du| <= NEWTON_RTOL * max(1, max|u|)``.
 NEWTON_RTOL = 1e-12
 NEWTON_MAXITER = 50
-
-
-# ------------------------------------------------------------------------------------------ instances
-@dataclass(frozen=True)
-class Instance:
-    r"""One PDE instance on :math:`[0, 1]^d` with a known exact solution.
-
-    Parameters
-    ----------
-    name
-        Registry key (:data:`INSTANCES`).
-    equation
-        ``"poisson"``: :math:`-\Delta u = f`; ``"allen_cahn"``: :math:`\Delta u + u(u^2 - 1) = f`.
-    dim
-        Space dimension ``d``.
-    exact, source
-        ``u(*mesh) -> grid`` and ``f(*mesh) -> grid`` on float64 tensors of the grid's shape
-        (``indexing="ij"`` meshes).
-    description
-        One line for tables.
-    """
-
-    name: str
-    equation: Equation
-    dim: int
-    exact: Callable[..., Tensor]
-    source: Callable[..., Tensor]
-    description: str = ""
-
-    def gp_problem(self) -> GridProblem:
-        """The GP-HM problem object (:class:`Poisson` or :class:`AllenCahn`) of this instance."""
-        cls = Poisson if self.equation == "poisson" else AllenCahn
-        return cls(source=self.source, exact=self.exact)
-
-
-def _sin100(x: Tensor) -> Tensor:
-    return torch.sin(100 * x)
-
-
-def _allen_cahn_source(x: Tensor) -> Tensor:
-    u = torch.sin(100 * x)
-    return -1e4 * u + u * (u * u - 1)
-
-
-#: The instances of ``benchmarks/bench_gp_kronecker.py`` (same exact solutions and sources).
-INSTANCES: dict[str, Instance] = {
-    "poisson1d_sin100": Instance("poisson1d_sin100", "poisson", 1, _sin100, lambda x: 1e4 * torch.sin(100 * x),
-                                 "-u'' = f, u = sin(100x)"),
-    "poisson1d_multiscale": Instance(
-        "poisson1d_multiscale", "poisson", 1,
-        lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.sin(100 * x),
-        lambda x: torch.sin(x) + 40 * torch.sin(20 * x) + 500 * torch.sin(100 * x),
-        "-u'' = f, u = sin x + 0.1 sin 20x + 0.05 sin 100x"),
-    "allen_cahn1d_sin100": Instance("allen_cahn1d_sin100", "allen_cahn", 1, _sin100, _allen_cahn_source,
-                                    "u'' + u(u^2 - 1) = f, u = sin(100x)"),
-    "poisson2d_sin100": Instance("poisson2d_sin100", "poisson", 2,
-                                 lambda x, y: torch.sin(100 * x) * torch.sin(100 * y),
-                                 lambda x, y: 2e4 * torch.sin(100 * x) * torch.sin(100 * y),
-                                 "-Δu = f, u = sin(100x) sin(100y)"),
-}
 
 
 # ------------------------------------------------------------------------------------------ finite differences
@@ -196,21 +138,23 @@ def fd_laplacian(n: int, dim: int) -> sp.csr_array:
     return sp.csr_array(total)
 
 
-def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[..., Tensor], n: int,
+def fd_solve(equation: SteadyEquation, exact: Callable[..., Tensor], source: Callable[..., Tensor], n: int,
              dim: int) -> FDSolution:
     r"""Solve one instance with second-order finite differences on ``n`` nodes per axis.
 
-    Poisson: :math:`-\Delta_h u = f` at the interior nodes, one sparse direct solve
+    The equation :math:`s\,\Delta u + r(u) = f` (:class:`~pdebench.equations.steady.SteadyEquation`)
+    with :math:`\Delta_h` for :math:`\Delta` at the interior nodes. A linear equation (Poisson,
+    :math:`s = -1`): one sparse direct solve of :math:`s\,\Delta_h u = f`
     (:func:`~pdebench.solvers.linalg.direct_solve`: SuperLU, minimum-degree ordering of :math:`A + A^T`).
-    Allen–Cahn: :math:`G(u) = \Delta_h u + u(u^2 - 1) - f = 0` by Newton's method with the sparse
-    Jacobian :math:`J = \Delta_h + \mathrm{diag}(3u^2 - 1)` (the same direct solve), started
-    from the solution of :math:`\Delta_h u = f`, until :math:`\max|\delta u| \le 10^{-12}\max(1, \max|u|)`.
-    Dirichlet values from ``exact`` on every face.
+    Allen–Cahn: :math:`G(u) = \Delta_h u + u(u^2 - 1) - f = 0` (the equation's residual) by Newton's
+    method with the sparse Jacobian :math:`J = s\,\Delta_h + \mathrm{diag}(r'(u))` (the same direct
+    solve), started from the solution of :math:`s\,\Delta_h u = f`, until
+    :math:`\max|\delta u| \le 10^{-12}\max(1, \max|u|)`. Dirichlet values from ``exact`` on every face.
 
     Parameters
     ----------
     equation
-        ``"poisson"`` or ``"allen_cahn"``.
+        :data:`~pdebench.equations.steady.POISSON` or :data:`~pdebench.equations.steady.ALLEN_CAHN`.
     exact, source
         ``u(*mesh)``, ``f(*mesh)`` on float64 torch tensors of shape ``(n,) * dim``.
     n
@@ -227,8 +171,8 @@ def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[
     RuntimeError
         Newton's method did not converge in ``NEWTON_MAXITER`` steps, or the solution is not finite.
     """
-    if equation not in ("poisson", "allen_cahn"):
-        raise ValueError(f"equation must be 'poisson' or 'allen_cahn', got {equation!r}")
+    if not isinstance(equation, SteadyEquation):
+        raise ValueError(f"equation must be a SteadyEquation (POISSON or ALLEN_CAHN), got {equation!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:
         raise ValueError(f"n must be an integer >= 3, got {n!r}")
     _, mesh = _grid(n, dim)
@@ -244,20 +188,20 @@ def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[
     boundary = lap_rows[:, outer] @ u_exact.ravel()[outer]  # the boundary nodes' part of Δ_h u
     u = u_exact.ravel().copy()
     steps = 0
-    if equation == "poisson":  # -(L_ii u_i + L_ib u_b) = f_i
-        u[inner] = direct_solve(-lap_ii, f[inner] + boundary).x
-    else:  # G(u_i) = L_ii u_i + L_ib u_b + u_i (u_i^2 - 1) - f_i = 0
-        ui = direct_solve(lap_ii, f[inner] - boundary).x
+    sign = equation.laplacian_sign
+    # s (L_ii u_i + L_ib u_b) = f_i: the linear solve, and Newton's start for a nonlinear equation
+    ui = direct_solve(sign * lap_ii, f[inner] - sign * boundary).x
+    if not equation.is_linear:
         for steps in range(1, NEWTON_MAXITER + 1):
-            residual = lap_ii @ ui + boundary + ui * (ui * ui - 1.0) - f[inner]
-            jacobian = sp.csc_array(lap_ii + sp.diags_array(3.0 * ui * ui - 1.0))
+            residual = equation.residual(ui, lap_ii @ ui + boundary, f[inner])
+            jacobian = sp.csc_array(sign * lap_ii + sp.diags_array(equation.reaction_slope(ui)))
             delta = direct_solve(jacobian, -residual).x
             ui = ui + delta
             if np.max(np.abs(delta)) <= NEWTON_RTOL * max(1.0, float(np.max(np.abs(ui)))):
                 break
         else:
             raise RuntimeError(f"Newton's method did not converge in {NEWTON_MAXITER} steps at n={n}")
-        u[inner] = ui
+    u[inner] = ui
     if not np.all(np.isfinite(u)):
         raise RuntimeError(f"the finite-difference solution at n={n} is not finite")
     u = u.reshape((n,) * dim)
@@ -426,7 +370,7 @@ def run_gp_hm(task: InstanceTask) -> InstanceRow:
         axes = [torch.linspace(0, 1, task.n, dtype=F64) for _ in range(instance.dim)]
         eval_every = task.eval_every or max(config.adam_steps // 5, 1)
         start = time.perf_counter()
-        model = GPHM(axes, instance.gp_problem(), config)
+        model = GPHM(axes, SourcedProblem(instance.equation, instance.source, instance.exact), config)
         fit = model.fit(eval_every=eval_every)
         row.cost_s = time.perf_counter() - start
         row.timings_s = [row.cost_s]
@@ -502,7 +446,7 @@ def run_suite(suite: InstanceSuite, output: str | Path | None = None,
 
 def _task_record(result: InstanceTaskResult) -> dict[str, Any]:
     task, curve = result.task, result.curve()
-    return {"name": task.name, "problem": task.problem, "equation": task.instance.equation, "dim": task.instance.dim,
+    return {"name": task.name, "problem": task.problem, "equation": task.instance.equation.name, "dim": task.instance.dim,
             "description": task.instance.description, "n": task.n, "gp_hm": dict(task.gp_hm),
             "fd_grids": list(task.fd_grids()), "repeats": task.repeats,
             "fd_curve_monotone": None if curve is None else curve.is_monotone}
