@@ -9,9 +9,9 @@ and, where its entries are checkpoints to check before anything runs, that check
 
 The kinds are the model kinds of :data:`pdebench.models.KINDS` that have a board: ``operator`` (the
 data-driven operators against the solver ladder, :mod:`.leaderboard`), ``instance`` (GP-HM against
-finite differences, :mod:`.instance_board`) and ``linear-solver`` (DCDM against the Krylov baselines,
-:mod:`.linear_solver_board`). The ``physics`` kind (NSM) has no board: its accuracy is measured against
-the exact solution by ``benchmarks/bench_nsm.py``.
+finite differences, :mod:`.instance_board`), ``linear-solver`` (DCDM against the Krylov baselines,
+:mod:`.linear_solver_board`) and ``physics`` (NSM and its PINN baseline, trained on the residual,
+against the exact solution and finite differences, :mod:`.physics_board`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.table import Table
 
-from pdebench.evaluation import board_io, instance_board, leaderboard, linear_solver_board
+from pdebench.evaluation import board_io, instance_board, leaderboard, linear_solver_board, physics_board
 from pdebench.evaluation.board_io import RowFormat
 from pdebench.evaluation.suite import Suite
 from pdebench.registry import read_yaml
@@ -73,6 +73,8 @@ BOARDS: dict[str, Board] = {
               instance_board.ROW_FORMAT, takes_models=False),
         Board("linear-solver", linear_solver_board.LinearSolverSuite, linear_solver_board.count_steps,
               linear_solver_board.run_suite, linear_solver_board.ROW_FORMAT),
+        Board("physics", physics_board.PhysicsSuite, physics_board.count_steps, physics_board.run_suite,
+              physics_board.ROW_FORMAT, takes_models=False),
     )
 }
 

@@ -315,12 +315,14 @@ def count_steps(suite: InstanceSuite) -> int:
 
 # ------------------------------------------------------------------------------------------ rows
 @dataclass
-class InstanceRow:
-    """One row: GP-HM (``kind="model"``) or a finite-difference rung (``kind="solver"``) on one task.
+class LadderRow:
+    """One row of a board that places methods on a finite-difference ladder (this board and
+    :mod:`.physics_board`): a method (``kind="model"``: GP-HM, NSM, the PINN) or a finite-difference
+    rung (``kind="solver"``) on one task.
 
-    ``rel_l2`` is the relative L2 error at the row's own grid nodes, ``cost_s`` the wall time of one
-    solve (GP-HM: construction and fit; finite differences: median of ``timings_s``, assembly
-    included). ``placement`` (GP-HM) is
+    ``rel_l2`` is the relative L2 error against the exact solution at the row's own grid nodes,
+    ``cost_s`` its wall time (here: one solve, GP-HM's construction and fit, finite differences the
+    median of ``timings_s`` with assembly; the physics board: per sample). ``placement`` (a method) is
     :meth:`~pdebench.evaluation.pareto.Placement.to_dict` on the finite-difference curve;
     ``equal_resolution`` (GP-HM) compares with the finite-difference rung at the same ``n``.
     """
@@ -339,30 +341,35 @@ class InstanceRow:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def ladder_curve(rows: list[LadderRow]) -> CostCurve | None:
+    """The accuracy–cost curve of the finite-difference rows that succeeded with a positive error and
+    cost (None without one)."""
+    rungs = [r for r in rows if r.kind == "solver" and r.status == "ok" and r.rel_l2 and r.cost_s]
+    if not rungs:
+        return None
+    return CostCurve(np.array([r.cost_s for r in rungs]), np.array([r.rel_l2 for r in rungs]), tuple(r.name for r in rungs))
+
+
+def place_methods(rows: list[LadderRow]) -> CostCurve | None:
+    """Set the placement of every method row that succeeded on the ladder's curve; return the curve."""
+    curve = ladder_curve(rows)
+    for row in rows:
+        if row.kind == "model" and row.status == "ok" and curve is not None and row.rel_l2 > 0:
+            row.placement = speedup_at_equal_accuracy(curve, row.rel_l2, row.cost_s).to_dict()
+    return curve
+
+
 @dataclass
 class InstanceTaskResult:
     """Rows of one task (GP-HM first, then the rungs by ``n``)."""
 
     task: InstanceTask
-    rows: list[InstanceRow]
-
-    @property
-    def rungs(self) -> list[InstanceRow]:
-        """Finite-difference rows that succeeded with a positive error and cost."""
-        return [r for r in self.rows if r.kind == "solver" and r.status == "ok" and r.rel_l2 and r.cost_s]
-
-    def curve(self) -> CostCurve | None:
-        """The finite-difference accuracy–cost curve (None without a usable rung)."""
-        rungs = self.rungs
-        if not rungs:
-            return None
-        return CostCurve(np.array([r.cost_s for r in rungs]), np.array([r.rel_l2 for r in rungs]),
-                         tuple(r.name for r in rungs))
+    rows: list[LadderRow]
 
 
-def run_gp_hm(task: InstanceTask) -> InstanceRow:
+def run_gp_hm(task: InstanceTask) -> LadderRow:
     """Build and fit GP-HM on the task's grid; any failure becomes a failed row with its reason."""
-    row = InstanceRow(task.name, "gp_hm", "model", task.n)
+    row = LadderRow(task.name, "gp_hm", "model", task.n)
     try:
         config = task.gp_config()
         instance = task.instance
@@ -388,10 +395,10 @@ def run_gp_hm(task: InstanceTask) -> InstanceRow:
     return row
 
 
-def run_fd(task: InstanceTask, n: int) -> InstanceRow:
+def run_fd(task: InstanceTask, n: int) -> LadderRow:
     """Finite differences at ``n`` nodes per axis: one warm-up solve, then ``repeats`` timed solves."""
     instance = task.instance
-    row = InstanceRow(task.name, f"fd n={n}", "solver", n)
+    row = LadderRow(task.name, f"fd n={n}", "solver", n)
     try:
         solution = fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
         for _ in range(task.repeats):
@@ -416,9 +423,7 @@ def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) 
         note(f"{task.name}: fd n={n}")
         rows.append(run_fd(task, n))
     result = InstanceTaskResult(task, rows)
-    curve = result.curve()
-    if model.status == "ok" and curve is not None and model.rel_l2 > 0:
-        model.placement = speedup_at_equal_accuracy(curve, model.rel_l2, model.cost_s).to_dict()
+    place_methods(rows)
     same = next((r for r in rows if r.kind == "solver" and r.n == task.n and r.status == "ok"), None)
     if model.status == "ok" and same is not None:
         model.equal_resolution = {"n": task.n, "fd_rel_l2": same.rel_l2, "fd_cost_s": same.cost_s,
@@ -437,7 +442,7 @@ def run_suite(suite: InstanceSuite, output: str | Path | None = None,
     results = [run_task(task, progress) for task in suite.tasks]
     rows = [row for result in results for row in result.rows]
     for result in results:
-        plot_instance(result, out / f"{result.task.name}_error_vs_cost.png")
+        plot_ladder(result.task.name, result.rows, out / f"{result.task.name}_error_vs_cost.png")
     document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
                 "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
@@ -445,7 +450,7 @@ def run_suite(suite: InstanceSuite, output: str | Path | None = None,
 
 
 def _task_record(result: InstanceTaskResult) -> dict[str, Any]:
-    task, curve = result.task, result.curve()
+    task, curve = result.task, ladder_curve(result.rows)
     return {"name": task.name, "problem": task.problem, "equation": task.instance.equation.name, "dim": task.instance.dim,
             "description": task.instance.description, "n": task.n, "gp_hm": dict(task.gp_hm),
             "fd_grids": list(task.fd_grids()), "repeats": task.repeats,
@@ -494,14 +499,14 @@ def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
 ROW_FORMAT = RowFormat("instance board", CSV_COLUMNS, HEADERS, _cells, _csv_values, front=("cost_s", "rel_l2"))
 
 
-def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
+def plot_ladder(task: str, rows: list[LadderRow], path: Path, unit: str = "one solve") -> Path | None:
     """Log-log relative L2 error against wall time: the finite-difference ladder (labelled by ``n``),
-    its Pareto front, and GP-HM; written atomically. None when nothing succeeded."""
+    its Pareto front, and every method that succeeded; written atomically. None when nothing succeeded."""
     from matplotlib.figure import Figure
 
-    curve = result.curve()
-    model = next((r for r in result.rows if r.kind == "model" and r.status == "ok"), None)
-    if curve is None and model is None:
+    curve = ladder_curve(rows)
+    methods = [r for r in rows if r.kind == "model" and r.status == "ok"]
+    if curve is None and not methods:
         return None
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
@@ -511,9 +516,9 @@ def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
         ax.loglog(front.costs, front.errors, "o-", color="C0", lw=2, label="finite differences (Pareto front)")
         for cost, error, label in zip(curve.costs, curve.errors, curve.rung_labels):
             ax.annotate(label.removeprefix("fd "), (cost, error), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if model is not None:
-        ax.loglog([model.cost_s], [model.rel_l2], "*", ms=14, color="C3", label=f"GP-HM n={model.n}: "
-                  + speedup_cell(model.placement))
-    ax.set(xlabel="wall time of one solve [s]", ylabel="relative L2 error at the grid nodes",
-           title=f"{result.task.name}: GP-HM on the finite-difference ladder")
+    for i, method in enumerate(methods):
+        ax.loglog([method.cost_s], [method.rel_l2], "*", ms=14, color=f"C{3 + i}",
+                  label=f"{method.name} n={method.n}: " + speedup_cell(method.placement))
+    ax.set(xlabel=f"wall time of {unit} [s]", ylabel="relative L2 error at the grid nodes",
+           title=f"{task}: {', '.join(r.name for r in methods) or 'methods'} on the finite-difference ladder")
     return save_log_plot(fig, ax, path)
