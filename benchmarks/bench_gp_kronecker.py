@@ -62,8 +62,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _report.py sits next to it
 from _report import Report, fmt, machine_info  # noqa: E402
 
-from pdebench.evaluation.instance_board import INSTANCES  # noqa: E402
-from pdebench.models.gp_kronecker import GPHM, Advection, GPHMConfig  # noqa: E402
+from pdebench.equations.spectral import Advection  # noqa: E402
+from pdebench.models.gp_kronecker import GPHM, AdvectionProblem, GPHMConfig, SourcedProblem  # noqa: E402
+from pdebench.problems.manufactured import INSTANCES  # noqa: E402
 
 REPORT = Report()
 say, table, record = REPORT.say, REPORT.table, REPORT.record
@@ -80,15 +81,15 @@ def bench_accuracy(name: str, args: argparse.Namespace, common: dict) -> None:
     cfg = GPHMConfig(adam_steps=args.adam, lbfgs_steps=args.lbfgs, time_limit_s=TARGET_TIME_S)
     if name == "poisson2d":
         x = torch.linspace(0, 1, args.n2d, dtype=F64)
-        problem, axes = INSTANCES[INSTANCE_OF[name]].gp_problem(), [x, x]
+        problem, axes = SourcedProblem.of(INSTANCES[INSTANCE_OF[name]]), [x, x]
         cfg = GPHMConfig(adam_steps=100, lbfgs_steps=args.lbfgs2d, time_limit_s=TARGET_TIME_S)
     elif name == "advection":
         beta = 200.0
-        problem = Advection(beta=beta, exact=lambda x, t: torch.sin(x - beta * t))
+        problem = AdvectionProblem(Advection([beta]), exact=lambda x, t: torch.sin(x - beta * t))
         axes = [torch.linspace(0, 2 * math.pi, 64, dtype=F64), torch.linspace(0, 1, 256, dtype=F64)]
         cfg = GPHMConfig(adam_steps=100, lbfgs_steps=3000, time_limit_s=TARGET_TIME_S)
     else:
-        problem, axes = INSTANCES[INSTANCE_OF[name]].gp_problem(), [x]
+        problem, axes = SourcedProblem.of(INSTANCES[INSTANCE_OF[name]]), [x]
     model = GPHM(axes, problem, cfg)
     with REPORT.status(f"{name}: Adam {cfg.adam_steps} + L-BFGS {cfg.lbfgs_steps} on {model.shape}"):
         result = model.fit(eval_every=max(args.adam // 5, 1))
@@ -131,7 +132,7 @@ def bench_cost(args: argparse.Namespace, common: dict) -> None:
     rows, kron_t, dense_t = [], {}, {}
     for n in args.grids:
         x = torch.linspace(0, 1, n, dtype=F64)
-        prob = INSTANCES["poisson2d_sin100"].gp_problem()
+        prob = SourcedProblem.of(INSTANCES["poisson2d_sin100"])
         # jitter 1e-4: the dense K = K_1 (x) K_2 squares the factors' condition numbers and its Cholesky
         # fails at the default 1e-10 (the per-factor Cholesky does not); the cost does not depend on it.
         model = GPHM([x, x], prob, GPHMConfig(whiten=False, jitter=1e-4))

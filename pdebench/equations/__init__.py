@@ -2,6 +2,7 @@
 
 :mod:`.fourier` holds the periodic Fourier grid (wavenumbers, transforms, dealiasing);
 :mod:`.spectral` the semi-linear evolution equations :math:`u_t = L u + N(u, t)` in Fourier space,
-each stating only its linear symbol and nonlinear term. Problems build an equation from their
-parameters; the pseudo-spectral solver steps it. Imports only :mod:`pdebench.fft` (the core layer).
+each stating only its linear symbol and nonlinear term; :mod:`.steady` the steady equations
+(Poisson, stationary Allen–Cahn), each one residual that GP-HM, finite differences and NSM evaluate
+on their own Laplacian. Problems build an equation from their parameters; the solvers step or solve it. Imports only :mod:`pdebench.fft` (the core layer).
 """

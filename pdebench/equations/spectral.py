@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -110,6 +110,13 @@ class Advection(SpectralEquation):
 
     def linear_symbol(self, grid: FourierGrid) -> torch.Tensor:
         return sum(-1j * b * k for b, k in zip(self.velocity, grid.k_derivative))
+
+    def space_time_residual(self, derivative: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+        r""":math:`u_t + \beta\cdot\nabla u` at the points of a space-time representation whose axes are
+        the space axes, then time: ``derivative(axis, order)`` gives :math:`\partial^{order}_{axis} u`
+        there (GP-HM's kernel derivatives, for one)."""
+        time_axis = len(self.velocity)
+        return derivative(time_axis, 1) + sum(b * derivative(a, 1) for a, b in enumerate(self.velocity))
 
 
 class Heat(SpectralEquation):

@@ -1,21 +1,142 @@
-"""Shared helpers of the instance and linear-solver boards (:mod:`.instance_board`,
-:mod:`.linear_solver_board`): the checked tasks of a suite mapping, a JSON-safe copy of a results
-document and the atomic write of the three results files."""
+"""The one results path of every board (:mod:`.boards`): a board's rows are dataclasses, written as
+``results.json`` (the document), ``results.csv`` (its :attr:`RowFormat.csv_columns`) and ``results.md``,
+and printed as one rich table, all by the functions here from the board's :class:`RowFormat`; plus
+the checked tasks of a board suite's mapping and the board plots' finish."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.table import Table
 
-from pdebench.evaluation.leaderboard import _json_default, write_atomic
-from pdebench.evaluation.suite import build_tasks
 from pdebench.atomic import atomic_write
+from pdebench.evaluation.pareto import front_rows
+from pdebench.evaluation.suite import build_tasks
+
+Record = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Markup:
+    """How a table cell marks an entry and a failure: ``str.format`` templates with one ``{}``."""
+
+    bold: str
+    failed: str
+
+
+#: ``results.md`` cells.
+MARKDOWN = Markup("**{}**", "failed: {}")
+#: The printed (rich) table's cells.
+RICH = Markup("[bold]{}[/]", "[red]failed[/]: {}")
+
+
+def _as_listed(rows: list[Record]) -> list[Record]:
+    return rows
+
+
+def _no_extra(row: Record) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """How one board's rows (as dicts, :func:`dataclasses.asdict`) become its tables.
+
+    Attributes
+    ----------
+    title
+        Head of the printed table's title (``"leaderboard"``, ``"instance board"``).
+    csv_columns
+        The columns of ``results.csv``: a row's fields, the values of :attr:`csv_values` and the
+        environment's keys (hardware, threads, torch, git revision), in this order.
+    headers
+        The table's column headers after ``task`` (``results.md``) or under the task's line (printed).
+    cells
+        ``(row, markup) -> cells``, one per header, for every row (failed ones included).
+    csv_values
+        ``row -> {column: value}`` for CSV columns that are not fields of the row (a placement's
+        speed-up, a metric); default none.
+    order
+        The rows of one task in the order the tables show them; default as run.
+    front
+        ``(cost, error)`` keys of the ``kind == "solver"`` rows: the printed table shows of those only
+        the ones on their Pareto front (:func:`~pdebench.evaluation.pareto.front_rows`), cheapest
+        first; ``None``: every row.
+    """
+
+    title: str
+    csv_columns: tuple[str, ...]
+    headers: tuple[str, ...]
+    cells: Callable[[Record, Markup], list[str]]
+    csv_values: Callable[[Record], dict[str, Any]] = _no_extra
+    order: Callable[[list[Record]], list[Record]] = _as_listed
+    front: tuple[str, str] | None = None
+
+    def by_task(self, rows: Sequence[Record]) -> dict[str, list[Record]]:
+        """Task name -> its rows in :attr:`order`, tasks in the order they first appear."""
+        return {task: self.order([r for r in rows if r["task"] == task]) for task in dict.fromkeys(r["task"] for r in rows)}
+
+
+def fmt(value: float | None, spec: str = ".3g") -> str:
+    """``value`` formatted by ``spec``, ``"–"`` for ``None``."""
+    return "–" if value is None else format(value, spec)
+
+
+def rows_to_csv(rows: Sequence[Record], row_format: RowFormat, env: Mapping[str, Any]) -> str:
+    """``results.csv``: a header of :attr:`RowFormat.csv_columns` and one line per row."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=row_format.csv_columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, **row_format.csv_values(row), **env})
+    return buffer.getvalue()
+
+
+def markdown_table(rows: Sequence[Record], row_format: RowFormat, notes: Mapping[str, str] | None = None) -> str:
+    """``results.md``: one line per row under ``| task | headers |``, then ``- task: note`` lines."""
+    def line(cells: Sequence[str]) -> str:
+        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+    lines = [line(("task", *row_format.headers)), "|---" * (len(row_format.headers) + 1) + "|"]
+    for task, mine in row_format.by_task(rows).items():
+        lines += [line((task, *row_format.cells(r, MARKDOWN))) for r in mine]
+    if notes:
+        lines.append("")
+        lines += [f"- {task}: {text}" for task, text in notes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def results_table(document: Mapping[str, Any], row_format: RowFormat) -> Table:
+    """The printed table of a ``results.json`` document: per task a line with its name, then its rows
+    (of the solver rows only the Pareto front when :attr:`RowFormat.front` is set)."""
+    env = document["environment"]
+    table = Table(title=f"{row_format.title} {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
+                        f"git {env['git_revision']})", title_justify="left")
+    for column in row_format.headers:
+        table.add_column(column, overflow="fold")
+    for task, rows in row_format.by_task(document["rows"]).items():
+        table.add_row(f"[italic]{task}[/]", *[""] * (len(row_format.headers) - 1))
+        if row_format.front is not None:
+            solver = [r for r in rows if r["kind"] == "solver" and r["status"] == "ok"]
+            rows = [r for r in rows if r["kind"] != "solver"] + front_rows(solver, *row_format.front)
+        for row in rows:
+            table.add_row(*row_format.cells(row, RICH))
+    return table
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either its old content or all of ``text``."""
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
 
 
 def json_safe(value: Any) -> Any:
@@ -33,13 +154,19 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_results(out: Path, document: dict[str, Any], csv_text: str, markdown: str) -> Path:
-    """Write ``results.json`` (``document`` made :func:`json_safe`), ``results.csv`` and ``results.md``
-    under ``out``, each atomically; return the path of ``results.json``."""
+def write_results(out: Path, document: dict[str, Any], row_format: RowFormat,
+                  notes: Mapping[str, str] | None = None) -> Path:
+    """Write a board's results under ``out``, each file atomically, and return the ``results.json`` path.
+
+    ``document`` holds ``environment`` and ``rows`` (the rows as dicts) besides the board's own
+    records; ``results.json`` is the document made :func:`json_safe`, ``results.csv``
+    :func:`rows_to_csv` of its rows and ``results.md`` :func:`markdown_table` with ``notes`` (task ->
+    one line) under it.
+    """
     path = out / "results.json"
-    write_atomic(path, json.dumps(json_safe(document), indent=1, allow_nan=False, default=_json_default))
-    write_atomic(out / "results.csv", csv_text)
-    write_atomic(out / "results.md", markdown)
+    write_atomic(path, json.dumps(json_safe(document), indent=1, allow_nan=False))
+    write_atomic(out / "results.csv", rows_to_csv(document["rows"], row_format, document["environment"]))
+    write_atomic(out / "results.md", markdown_table(document["rows"], row_format, notes))
     return path
 
 
@@ -73,16 +200,3 @@ def save_log_plot(fig, ax, path: Path) -> Path:
     with atomic_write(path) as handle:
         fig.savefig(handle, format="png", dpi=110)
     return path
-
-
-def board_table(document: dict[str, Any], board: str, columns: Sequence[str]):
-    """An empty rich table titled with the board, suite, hardware, threads and git revision of a
-    ``results.json`` document, with ``columns`` (folded when narrow)."""
-    from rich.table import Table
-
-    env = document["environment"]
-    table = Table(title=f"{board} board {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
-                        f"git {env['git_revision']})", title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table

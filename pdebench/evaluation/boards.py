@@ -2,15 +2,16 @@
 
 A :class:`Board` is what every leaderboard board provides: its suite type (``from_dict(raw, origin)``),
 the progress steps of a run, the run itself (``run_suite(suite, output, progress)`` writes
-``results.{json,csv,md}`` and returns the ``results.json`` path), the rich table of a results document
-and, where its entries are checkpoints to check before anything runs, that check. Every table shows one
-Pareto front, :func:`pdebench.evaluation.pareto.front_rows`.
+``results.{json,csv,md}`` and returns the ``results.json`` path), the :class:`~.board_io.RowFormat` of
+its rows (its CSV columns and table cells: every board's files and printed table are written by the
+same functions of :mod:`.board_io`, with one Pareto front, :func:`pdebench.evaluation.pareto.front_rows`)
+and, where its entries are checkpoints to check before anything runs, that check.
 
 The kinds are the model kinds of :data:`pdebench.models.KINDS` that have a board: ``operator`` (the
 data-driven operators against the solver ladder, :mod:`.leaderboard`), ``instance`` (GP-HM against
-finite differences, :mod:`.instance_board`) and ``linear-solver`` (DCDM against the Krylov baselines,
-:mod:`.linear_solver_board`). The ``physics`` kind (NSM) has no board: its accuracy is measured against
-the exact solution by ``benchmarks/bench_nsm.py``.
+finite differences, :mod:`.instance_board`), ``linear-solver`` (DCDM against the Krylov baselines,
+:mod:`.linear_solver_board`) and ``physics`` (NSM and its PINN baseline, trained on the residual,
+against the exact solution and finite differences, :mod:`.physics_board`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 
 from rich.table import Table
 
-from pdebench.evaluation import instance_board, leaderboard, linear_solver_board
+from pdebench.evaluation import board_io, instance_board, leaderboard, linear_solver_board, physics_board
+from pdebench.evaluation.board_io import RowFormat
 from pdebench.evaluation.suite import Suite
 from pdebench.registry import read_yaml
 
@@ -41,8 +43,8 @@ class Board:
         ``suite -> int``, the progress steps of :attr:`run_suite`.
     run_suite
         ``(suite, output | None, progress) -> Path`` of ``results.json``.
-    results_table
-        ``results.json`` document -> the rich table the command line prints.
+    row_format
+        How its rows are tabled (:func:`results_table` prints a ``results.json`` document with it).
     check_entries
         ``suite -> None``, raising on an entry that must not be run (foreign checkpoints); ``None``: none.
     takes_models
@@ -53,20 +55,26 @@ class Board:
     suite_type: type
     count_steps: Callable[[Any], int]
     run_suite: Callable[..., Path]
-    results_table: Callable[[dict[str, Any]], Table]
+    row_format: RowFormat
     check_entries: Callable[[Any], None] | None = None
     takes_models: bool = True
+
+    def results_table(self, document: dict[str, Any]) -> Table:
+        """The rich table of one of its ``results.json`` documents (:func:`.board_io.results_table`)."""
+        return board_io.results_table(document, self.row_format)
 
 
 BOARDS: dict[str, Board] = {
     board.kind: board
     for board in (
-        Board("operator", Suite, leaderboard.count_steps, leaderboard.run_suite, leaderboard.results_table,
+        Board("operator", Suite, leaderboard.count_steps, leaderboard.run_suite, leaderboard.ROW_FORMAT,
               leaderboard.check_entries),
         Board("instance", instance_board.InstanceSuite, instance_board.count_steps, instance_board.run_suite,
-              instance_board.results_table, takes_models=False),
+              instance_board.ROW_FORMAT, takes_models=False),
         Board("linear-solver", linear_solver_board.LinearSolverSuite, linear_solver_board.count_steps,
-              linear_solver_board.run_suite, linear_solver_board.results_table),
+              linear_solver_board.run_suite, linear_solver_board.ROW_FORMAT),
+        Board("physics", physics_board.PhysicsSuite, physics_board.count_steps, physics_board.run_suite,
+              physics_board.ROW_FORMAT, takes_models=False),
     )
 }
 

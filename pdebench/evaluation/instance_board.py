@@ -4,8 +4,8 @@ GP-HM (:class:`~pdebench.models.gp_kronecker.GPHM`, model kind ``instance``) is 
 operator: it solves **one** PDE instance by optimisation, so it has no held-out set and no
 inference cost per sample. The fair comparison is with a classical solver of the same instance:
 
-* a *task* is a named instance (:data:`INSTANCES`: the equation, its exact solution and the
-  manufactured source, built exactly as ``benchmarks/bench_gp_kronecker.py`` builds them), the
+* a *task* is a named instance (:data:`~pdebench.problems.manufactured.INSTANCES`: the equation,
+  its exact solution and the manufactured source, the same ones ``benchmarks/bench_gp_kronecker.py`` runs), the
   grid size ``n`` (nodes per axis on :math:`[0, 1]^d`, boundary included) and the GP-HM settings
   (any :class:`~pdebench.models.gp_kronecker.GPHMConfig` field);
 * the GP-HM row is the relative L2 error of its grid values against the exact solution at its grid
@@ -21,8 +21,9 @@ inference cost per sample. The fair comparison is with a classical solver of the
   error at equal cost), and compared with the finite-difference solve at its own ``n`` (equal
   resolution).
 
-Sign conventions follow :mod:`pdebench.models.gp_kronecker`: Poisson :math:`-\Delta u = f`,
-Allen–Cahn :math:`\Delta u + u(u^2 - 1) = f`, Dirichlet values from the exact solution on every face.
+The equations are :mod:`pdebench.equations.steady`'s (GP-HM and the finite differences evaluate the
+same residual): Poisson :math:`-\Delta u = f`, Allen–Cahn :math:`\Delta u + u(u^2 - 1) = f`,
+Dirichlet values from the exact solution on every face.
 
 A suite file (``configs/leaderboard/gp_hm.yaml``)::
 
@@ -43,18 +44,16 @@ Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environm
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import math
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,22 +61,20 @@ import torch
 from torch import Tensor
 
 from pdebench.core.metrics import relative_l2
-from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
+from pdebench.evaluation.board_io import Markup, RowFormat, fmt, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.suite import YamlSuite
 from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
-from pdebench.evaluation.pareto import CostCurve, front_rows, speedup_at_equal_accuracy
-from pdebench.models.gp_kronecker import GPHM, AllenCahn, GPHMConfig, GridProblem, Poisson
+from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+from pdebench.equations.steady import SteadyEquation
+from pdebench.models.gp_kronecker import GPHM, GPHMConfig, SourcedProblem
+from pdebench.problems.manufactured import INSTANCES, Instance
 from pdebench.solvers.linalg import direct_solve
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 KIND = "instance"
 F64 = torch.float64
-Equation = Literal["poisson", "allen_cahn"]
 #: Finite-difference grid sizes (nodes per axis) when a task names none.
 DEFAULT_LADDERS: dict[int, tuple[int, ...]] = {
     1: (50, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600),
@@ -86,66 +83,6 @@ DEFAULT_LADDERS: dict[int, tuple[int, ...]] = {
 #: Newton's method for Allen–Cahn stops when ``max|du| <= NEWTON_RTOL * max(1, max|u|)``.
 NEWTON_RTOL = 1e-12
 NEWTON_MAXITER = 50
-
-
-# ------------------------------------------------------------------------------------------ instances
-@dataclass(frozen=True)
-class Instance:
-    r"""One PDE instance on :math:`[0, 1]^d` with a known exact solution.
-
-    Parameters
-    ----------
-    name
-        Registry key (:data:`INSTANCES`).
-    equation
-        ``"poisson"``: :math:`-\Delta u = f`; ``"allen_cahn"``: :math:`\Delta u + u(u^2 - 1) = f`.
-    dim
-        Space dimension ``d``.
-    exact, source
-        ``u(*mesh) -> grid`` and ``f(*mesh) -> grid`` on float64 tensors of the grid's shape
-        (``indexing="ij"`` meshes).
-    description
-        One line for tables.
-    """
-
-    name: str
-    equation: Equation
-    dim: int
-    exact: Callable[..., Tensor]
-    source: Callable[..., Tensor]
-    description: str = ""
-
-    def gp_problem(self) -> GridProblem:
-        """The GP-HM problem object (:class:`Poisson` or :class:`AllenCahn`) of this instance."""
-        cls = Poisson if self.equation == "poisson" else AllenCahn
-        return cls(source=self.source, exact=self.exact)
-
-
-def _sin100(x: Tensor) -> Tensor:
-    return torch.sin(100 * x)
-
-
-def _allen_cahn_source(x: Tensor) -> Tensor:
-    u = torch.sin(100 * x)
-    return -1e4 * u + u * (u * u - 1)
-
-
-#: The instances of ``benchmarks/bench_gp_kronecker.py`` (same exact solutions and sources).
-INSTANCES: dict[str, Instance] = {
-    "poisson1d_sin100": Instance("poisson1d_sin100", "poisson", 1, _sin100, lambda x: 1e4 * torch.sin(100 * x),
-                                 "-u'' = f, u = sin(100x)"),
-    "poisson1d_multiscale": Instance(
-        "poisson1d_multiscale", "poisson", 1,
-        lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.sin(100 * x),
-        lambda x: torch.sin(x) + 40 * torch.sin(20 * x) + 500 * torch.sin(100 * x),
-        "-u'' = f, u = sin x + 0.1 sin 20x + 0.05 sin 100x"),
-    "allen_cahn1d_sin100": Instance("allen_cahn1d_sin100", "allen_cahn", 1, _sin100, _allen_cahn_source,
-                                    "u'' + u(u^2 - 1) = f, u = sin(100x)"),
-    "poisson2d_sin100": Instance("poisson2d_sin100", "poisson", 2,
-                                 lambda x, y: torch.sin(100 * x) * torch.sin(100 * y),
-                                 lambda x, y: 2e4 * torch.sin(100 * x) * torch.sin(100 * y),
-                                 "-Δu = f, u = sin(100x) sin(100y)"),
-}
 
 
 # ------------------------------------------------------------------------------------------ finite differences
@@ -201,21 +138,23 @@ def fd_laplacian(n: int, dim: int) -> sp.csr_array:
     return sp.csr_array(total)
 
 
-def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[..., Tensor], n: int,
+def fd_solve(equation: SteadyEquation, exact: Callable[..., Tensor], source: Callable[..., Tensor], n: int,
              dim: int) -> FDSolution:
     r"""Solve one instance with second-order finite differences on ``n`` nodes per axis.
 
-    Poisson: :math:`-\Delta_h u = f` at the interior nodes, one sparse direct solve
+    The equation :math:`s\,\Delta u + r(u) = f` (:class:`~pdebench.equations.steady.SteadyEquation`)
+    with :math:`\Delta_h` for :math:`\Delta` at the interior nodes. A linear equation (Poisson,
+    :math:`s = -1`): one sparse direct solve of :math:`s\,\Delta_h u = f`
     (:func:`~pdebench.solvers.linalg.direct_solve`: SuperLU, minimum-degree ordering of :math:`A + A^T`).
-    Allen–Cahn: :math:`G(u) = \Delta_h u + u(u^2 - 1) - f = 0` by Newton's method with the sparse
-    Jacobian :math:`J = \Delta_h + \mathrm{diag}(3u^2 - 1)` (the same direct solve), started
-    from the solution of :math:`\Delta_h u = f`, until :math:`\max|\delta u| \le 10^{-12}\max(1, \max|u|)`.
-    Dirichlet values from ``exact`` on every face.
+    Allen–Cahn: :math:`G(u) = \Delta_h u + u(u^2 - 1) - f = 0` (the equation's residual) by Newton's
+    method with the sparse Jacobian :math:`J = s\,\Delta_h + \mathrm{diag}(r'(u))` (the same direct
+    solve), started from the solution of :math:`s\,\Delta_h u = f`, until
+    :math:`\max|\delta u| \le 10^{-12}\max(1, \max|u|)`. Dirichlet values from ``exact`` on every face.
 
     Parameters
     ----------
     equation
-        ``"poisson"`` or ``"allen_cahn"``.
+        :data:`~pdebench.equations.steady.POISSON` or :data:`~pdebench.equations.steady.ALLEN_CAHN`.
     exact, source
         ``u(*mesh)``, ``f(*mesh)`` on float64 torch tensors of shape ``(n,) * dim``.
     n
@@ -232,8 +171,8 @@ def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[
     RuntimeError
         Newton's method did not converge in ``NEWTON_MAXITER`` steps, or the solution is not finite.
     """
-    if equation not in ("poisson", "allen_cahn"):
-        raise ValueError(f"equation must be 'poisson' or 'allen_cahn', got {equation!r}")
+    if not isinstance(equation, SteadyEquation):
+        raise ValueError(f"equation must be a SteadyEquation (POISSON or ALLEN_CAHN), got {equation!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:
         raise ValueError(f"n must be an integer >= 3, got {n!r}")
     _, mesh = _grid(n, dim)
@@ -249,20 +188,20 @@ def fd_solve(equation: Equation, exact: Callable[..., Tensor], source: Callable[
     boundary = lap_rows[:, outer] @ u_exact.ravel()[outer]  # the boundary nodes' part of Δ_h u
     u = u_exact.ravel().copy()
     steps = 0
-    if equation == "poisson":  # -(L_ii u_i + L_ib u_b) = f_i
-        u[inner] = direct_solve(-lap_ii, f[inner] + boundary).x
-    else:  # G(u_i) = L_ii u_i + L_ib u_b + u_i (u_i^2 - 1) - f_i = 0
-        ui = direct_solve(lap_ii, f[inner] - boundary).x
+    sign = equation.laplacian_sign
+    # s (L_ii u_i + L_ib u_b) = f_i: the linear solve, and Newton's start for a nonlinear equation
+    ui = direct_solve(sign * lap_ii, f[inner] - sign * boundary).x
+    if not equation.is_linear:
         for steps in range(1, NEWTON_MAXITER + 1):
-            residual = lap_ii @ ui + boundary + ui * (ui * ui - 1.0) - f[inner]
-            jacobian = sp.csc_array(lap_ii + sp.diags_array(3.0 * ui * ui - 1.0))
+            residual = equation.residual(ui, lap_ii @ ui + boundary, f[inner])
+            jacobian = sp.csc_array(sign * lap_ii + sp.diags_array(equation.reaction_slope(ui)))
             delta = direct_solve(jacobian, -residual).x
             ui = ui + delta
             if np.max(np.abs(delta)) <= NEWTON_RTOL * max(1.0, float(np.max(np.abs(ui)))):
                 break
         else:
             raise RuntimeError(f"Newton's method did not converge in {NEWTON_MAXITER} steps at n={n}")
-        u[inner] = ui
+    u[inner] = ui
     if not np.all(np.isfinite(u)):
         raise RuntimeError(f"the finite-difference solution at n={n} is not finite")
     u = u.reshape((n,) * dim)
@@ -376,12 +315,14 @@ def count_steps(suite: InstanceSuite) -> int:
 
 # ------------------------------------------------------------------------------------------ rows
 @dataclass
-class InstanceRow:
-    """One row: GP-HM (``kind="model"``) or a finite-difference rung (``kind="solver"``) on one task.
+class LadderRow:
+    """One row of a board that places methods on a finite-difference ladder (this board and
+    :mod:`.physics_board`): a method (``kind="model"``: GP-HM, NSM, the PINN) or a finite-difference
+    rung (``kind="solver"``) on one task.
 
-    ``rel_l2`` is the relative L2 error at the row's own grid nodes, ``cost_s`` the wall time of one
-    solve (GP-HM: construction and fit; finite differences: median of ``timings_s``, assembly
-    included). ``placement`` (GP-HM) is
+    ``rel_l2`` is the relative L2 error against the exact solution at the row's own grid nodes,
+    ``cost_s`` its wall time (here: one solve, GP-HM's construction and fit, finite differences the
+    median of ``timings_s`` with assembly; the physics board: per sample). ``placement`` (a method) is
     :meth:`~pdebench.evaluation.pareto.Placement.to_dict` on the finite-difference curve;
     ``equal_resolution`` (GP-HM) compares with the finite-difference rung at the same ``n``.
     """
@@ -400,30 +341,35 @@ class InstanceRow:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def ladder_curve(rows: list[LadderRow]) -> CostCurve | None:
+    """The accuracy–cost curve of the finite-difference rows that succeeded with a positive error and
+    cost (None without one)."""
+    rungs = [r for r in rows if r.kind == "solver" and r.status == "ok" and r.rel_l2 and r.cost_s]
+    if not rungs:
+        return None
+    return CostCurve(np.array([r.cost_s for r in rungs]), np.array([r.rel_l2 for r in rungs]), tuple(r.name for r in rungs))
+
+
+def place_methods(rows: list[LadderRow]) -> CostCurve | None:
+    """Set the placement of every method row that succeeded on the ladder's curve; return the curve."""
+    curve = ladder_curve(rows)
+    for row in rows:
+        if row.kind == "model" and row.status == "ok" and curve is not None and row.rel_l2 > 0:
+            row.placement = speedup_at_equal_accuracy(curve, row.rel_l2, row.cost_s).to_dict()
+    return curve
+
+
 @dataclass
 class InstanceTaskResult:
     """Rows of one task (GP-HM first, then the rungs by ``n``)."""
 
     task: InstanceTask
-    rows: list[InstanceRow]
-
-    @property
-    def rungs(self) -> list[InstanceRow]:
-        """Finite-difference rows that succeeded with a positive error and cost."""
-        return [r for r in self.rows if r.kind == "solver" and r.status == "ok" and r.rel_l2 and r.cost_s]
-
-    def curve(self) -> CostCurve | None:
-        """The finite-difference accuracy–cost curve (None without a usable rung)."""
-        rungs = self.rungs
-        if not rungs:
-            return None
-        return CostCurve(np.array([r.cost_s for r in rungs]), np.array([r.rel_l2 for r in rungs]),
-                         tuple(r.name for r in rungs))
+    rows: list[LadderRow]
 
 
-def run_gp_hm(task: InstanceTask) -> InstanceRow:
+def run_gp_hm(task: InstanceTask) -> LadderRow:
     """Build and fit GP-HM on the task's grid; any failure becomes a failed row with its reason."""
-    row = InstanceRow(task.name, "gp_hm", "model", task.n)
+    row = LadderRow(task.name, "gp_hm", "model", task.n)
     try:
         config = task.gp_config()
         instance = task.instance
@@ -431,7 +377,7 @@ def run_gp_hm(task: InstanceTask) -> InstanceRow:
         axes = [torch.linspace(0, 1, task.n, dtype=F64) for _ in range(instance.dim)]
         eval_every = task.eval_every or max(config.adam_steps // 5, 1)
         start = time.perf_counter()
-        model = GPHM(axes, instance.gp_problem(), config)
+        model = GPHM(axes, SourcedProblem(instance.equation, instance.source, instance.exact), config)
         fit = model.fit(eval_every=eval_every)
         row.cost_s = time.perf_counter() - start
         row.timings_s = [row.cost_s]
@@ -449,10 +395,10 @@ def run_gp_hm(task: InstanceTask) -> InstanceRow:
     return row
 
 
-def run_fd(task: InstanceTask, n: int) -> InstanceRow:
+def run_fd(task: InstanceTask, n: int) -> LadderRow:
     """Finite differences at ``n`` nodes per axis: one warm-up solve, then ``repeats`` timed solves."""
     instance = task.instance
-    row = InstanceRow(task.name, f"fd n={n}", "solver", n)
+    row = LadderRow(task.name, f"fd n={n}", "solver", n)
     try:
         solution = fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
         for _ in range(task.repeats):
@@ -477,9 +423,7 @@ def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) 
         note(f"{task.name}: fd n={n}")
         rows.append(run_fd(task, n))
     result = InstanceTaskResult(task, rows)
-    curve = result.curve()
-    if model.status == "ok" and curve is not None and model.rel_l2 > 0:
-        model.placement = speedup_at_equal_accuracy(curve, model.rel_l2, model.cost_s).to_dict()
+    place_methods(rows)
     same = next((r for r in rows if r.kind == "solver" and r.n == task.n and r.status == "ok"), None)
     if model.status == "ok" and same is not None:
         model.equal_resolution = {"n": task.n, "fd_rel_l2": same.rel_l2, "fd_cost_s": same.cost_s,
@@ -498,17 +442,16 @@ def run_suite(suite: InstanceSuite, output: str | Path | None = None,
     results = [run_task(task, progress) for task in suite.tasks]
     rows = [row for result in results for row in result.rows]
     for result in results:
-        plot_instance(result, out / f"{result.task.name}_error_vs_cost.png")
+        plot_ladder(result.task.name, result.rows, out / f"{result.task.name}_error_vs_cost.png")
     document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
                 "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
-    return write_results(out, document, rows_to_csv(rows, env),
-                         markdown_table(rows, {r.task.name: r.task.instance.description for r in results}))
+    return write_results(out, document, ROW_FORMAT, {r.task.name: r.task.instance.description for r in results})
 
 
 def _task_record(result: InstanceTaskResult) -> dict[str, Any]:
-    task, curve = result.task, result.curve()
-    return {"name": task.name, "problem": task.problem, "equation": task.instance.equation, "dim": task.instance.dim,
+    task, curve = result.task, ladder_curve(result.rows)
+    return {"name": task.name, "problem": task.problem, "equation": task.instance.equation.name, "dim": task.instance.dim,
             "description": task.instance.description, "n": task.n, "gp_hm": dict(task.gp_hm),
             "fd_grids": list(task.fd_grids()), "repeats": task.repeats,
             "fd_curve_monotone": None if curve is None else curve.is_monotone}
@@ -520,61 +463,50 @@ CSV_COLUMNS = ("task", "name", "kind", "status", "n", "rel_l2", "cost_s", "speed
                "hardware", "threads", "torch", "git_revision")
 
 
-def rows_to_csv(rows: Sequence[InstanceRow], env: dict[str, Any]) -> str:
-    """One CSV line per row (:data:`CSV_COLUMNS`)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        placement, same = row.placement or {}, row.equal_resolution or {}
-        writer.writerow({**asdict(row), "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
-                         "speedup_bound": placement.get("speedup_bound"),
-                         "fd_rel_l2_at_equal_cost": placement.get("solver_error_at_equal_cost"),
-                         "fd_rel_l2_same_n": same.get("fd_rel_l2"), "fd_cost_s_same_n": same.get("fd_cost_s"),
-                         "newton_iterations": row.details.get("newton_iterations"), **env})
-    return buffer.getvalue()
-
-
-def _g(value: float | None, spec: str = ".3g") -> str:
-    return "–" if value is None else format(value, spec)
+def _csv_values(row: dict[str, Any]) -> dict[str, Any]:
+    placement, same = row["placement"] or {}, row["equal_resolution"] or {}
+    return {"speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
+            "speedup_bound": placement.get("speedup_bound"),
+            "fd_rel_l2_at_equal_cost": placement.get("solver_error_at_equal_cost"),
+            "fd_rel_l2_same_n": same.get("fd_rel_l2"), "fd_cost_s_same_n": same.get("fd_cost_s"),
+            "newton_iterations": row["details"].get("newton_iterations")}
 
 
 def equal_resolution_cell(same: dict[str, Any] | None) -> str:
     """``"fd 2.1e-02 in 1.2 ms (GP-HM error ×0.018, time ×1e+05)"``: the finite-difference solve at GP-HM's ``n``."""
     if not same:
         return "–"
-    return (f"fd {_g(same['fd_rel_l2'])} in {_g(same['fd_cost_s'] * 1e3)} ms "
-            f"(GP-HM error ×{_g(same['error_ratio'])}, time ×{_g(same['cost_ratio'])})")
+    return (f"fd {fmt(same['fd_rel_l2'])} in {fmt(same['fd_cost_s'] * 1e3)} ms "
+            f"(GP-HM error ×{fmt(same['error_ratio'])}, time ×{fmt(same['cost_ratio'])})")
 
 
-def markdown_table(rows: Sequence[InstanceRow], descriptions: dict[str, str] | None = None) -> str:
-    """The board as Markdown: per task GP-HM, then every finite-difference rung."""
-    lines = ["| task | entry | n | rel. L2 | wall time | speed-up at equal accuracy | fd rel. L2 at equal cost "
-             "| fd at equal resolution |", "|---|---|---|---|---|---|---|---|"]
-    for task in dict.fromkeys(r.task for r in rows):
-        for r in (r for r in rows if r.task == task):
-            if r.status != "ok":
-                lines.append(f"| {task} | {r.name} | {r.n} | failed: {r.error} | | | | |")
-            elif r.kind == "model":
-                lines.append(f"| {task} | **{r.name}** | {r.n} | {_g(r.rel_l2)} | {_g(r.cost_s)} s | "
-                             f"{speedup_cell(r.placement)} | {equal_cost_cell(r.placement)} | "
-                             f"{equal_resolution_cell(r.equal_resolution)} |")
-            else:
-                lines.append(f"| {task} | {r.name} | {r.n} | {_g(r.rel_l2)} | {_g(r.cost_s * 1e3)} ms | (solver) | | |")
-    if descriptions:
-        lines.append("")
-        lines += [f"- {task}: {text}" for task, text in descriptions.items()]
-    return "\n".join(lines) + "\n"
+HEADERS = ("entry", "n", "rel. L2", "wall time", "speed-up at equal accuracy", "fd rel. L2 at equal cost",
+           "fd at equal resolution")
 
 
-def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
+def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
+    """One row's cells under :data:`HEADERS`."""
+    if r["status"] != "ok":
+        return [r["name"], str(r["n"]), markup.failed.format(r["error"]), "", "", "", ""]
+    if r["kind"] != "model":
+        return [r["name"], str(r["n"]), fmt(r["rel_l2"]), f"{fmt(r['cost_s'] * 1e3)} ms", "(solver)", "", ""]
+    return [markup.bold.format(r["name"]), str(r["n"]), fmt(r["rel_l2"]), f"{fmt(r['cost_s'])} s",
+            speedup_cell(r["placement"]), equal_cost_cell(r["placement"]), equal_resolution_cell(r["equal_resolution"])]
+
+
+#: The instance board's tables: per task GP-HM, then every finite-difference rung (the printed table:
+#: the rungs on the Pareto front); ``results.md`` describes each instance under the table.
+ROW_FORMAT = RowFormat("instance board", CSV_COLUMNS, HEADERS, _cells, _csv_values, front=("cost_s", "rel_l2"))
+
+
+def plot_ladder(task: str, rows: list[LadderRow], path: Path, unit: str = "one solve") -> Path | None:
     """Log-log relative L2 error against wall time: the finite-difference ladder (labelled by ``n``),
-    its Pareto front, and GP-HM; written atomically. None when nothing succeeded."""
+    its Pareto front, and every method that succeeded; written atomically. None when nothing succeeded."""
     from matplotlib.figure import Figure
 
-    curve = result.curve()
-    model = next((r for r in result.rows if r.kind == "model" and r.status == "ok"), None)
-    if curve is None and model is None:
+    curve = ladder_curve(rows)
+    methods = [r for r in rows if r.kind == "model" and r.status == "ok"]
+    if curve is None and not methods:
         return None
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
@@ -584,29 +516,9 @@ def plot_instance(result: InstanceTaskResult, path: Path) -> Path | None:
         ax.loglog(front.costs, front.errors, "o-", color="C0", lw=2, label="finite differences (Pareto front)")
         for cost, error, label in zip(curve.costs, curve.errors, curve.rung_labels):
             ax.annotate(label.removeprefix("fd "), (cost, error), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if model is not None:
-        ax.loglog([model.cost_s], [model.rel_l2], "*", ms=14, color="C3", label=f"GP-HM n={model.n}: "
-                  + speedup_cell(model.placement))
-    ax.set(xlabel="wall time of one solve [s]", ylabel="relative L2 error at the grid nodes",
-           title=f"{result.task.name}: GP-HM on the finite-difference ladder")
+    for i, method in enumerate(methods):
+        ax.loglog([method.cost_s], [method.rel_l2], "*", ms=14, color=f"C{3 + i}",
+                  label=f"{method.name} n={method.n}: " + speedup_cell(method.placement))
+    ax.set(xlabel=f"wall time of {unit} [s]", ylabel="relative L2 error at the grid nodes",
+           title=f"{task}: {', '.join(r.name for r in methods) or 'methods'} on the finite-difference ladder")
     return save_log_plot(fig, ax, path)
-
-
-def results_table(document: dict[str, Any]) -> Table:
-    """A rich table of a ``results.json`` document: GP-HM and the finite-difference Pareto front per task."""
-    table = board_table(document, "instance", ("entry", "n", "rel. L2", "wall time", "speed-up at equal accuracy",
-                                               "fd rel. L2 at equal cost", "fd at equal resolution"))
-    for task in dict.fromkeys(r["task"] for r in document["rows"]):
-        table.add_row(f"[italic]{task}[/]", *[""] * 6)
-        rows = [r for r in document["rows"] if r["task"] == task]
-        front = front_rows([r for r in rows if r["kind"] == "solver" and r["status"] == "ok"], "cost_s", "rel_l2")
-        for r in [r for r in rows if r["kind"] == "model" or r["status"] != "ok"] + front:
-            if r["status"] != "ok":
-                table.add_row(r["name"], str(r["n"]), f"[red]failed[/]: {r['error']}", *[""] * 4)
-            elif r["kind"] == "model":
-                table.add_row(f"[bold]{r['name']}[/]", str(r["n"]), _g(r["rel_l2"]), f"{r['cost_s']:.3g} s",
-                              speedup_cell(r["placement"]), equal_cost_cell(r["placement"]),
-                              equal_resolution_cell(r["equal_resolution"]))
-            else:
-                table.add_row(r["name"], str(r["n"]), _g(r["rel_l2"]), f"{r['cost_s'] * 1e3:.3g} ms", "(fd front)", "", "")
-    return table

@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import inspect
 import io
-import json
 import logging
 import os
 import platform
@@ -40,11 +39,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.table import Table
 
-from pdebench.atomic import atomic_write
+from pdebench.evaluation.board_io import Markup, RowFormat, fmt, write_atomic, write_results
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
-from pdebench.evaluation.pareto import CostCurve, front_rows, speedup_at_equal_accuracy
+from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
                                            task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
@@ -267,10 +265,7 @@ def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable
                 "environment": env, "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
     for result in results:
         _plots(result, out)
-    write_atomic(out / "results.json", json.dumps(document, indent=1, allow_nan=False, default=_json_default))
-    write_atomic(out / "results.csv", rows_to_csv(rows, env))
-    write_atomic(out / "results.md", markdown_table(rows, {r.task.name: _reference_line(r) for r in results}))
-    return out / "results.json"
+    return write_results(out, document, ROW_FORMAT, {r.task.name: _reference_line(r) for r in results})
 
 
 def _task_record(result: TaskResult) -> dict[str, Any]:
@@ -289,14 +284,6 @@ def _reference_line(result: TaskResult) -> str:
     ref = result.reference
     return (f"reference solver ({reference_label(result.task)}): {ref.cost_per_sample_s:.3g} s/sample "
             f"(one cold batch solve of {len(ref.sample_ids)} samples, timed when the reference was built)")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _plots(result: TaskResult, out: Path) -> None:
@@ -351,33 +338,15 @@ def _rollout_outputs(result: TaskResult, truth: torch.Tensor, out: Path) -> None
 
 
 # ---------------------------------------------------------------------------------------- outputs
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that ``path`` holds either its old content or all of ``text``."""
-    with atomic_write(path, "w") as handle:
-        handle.write(text)
-
-
 CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "crmse", "frmse_low", "frmse_mid", "frmse_high",
                "accumulated_error", "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "speedup_vs_reference", "parameters", "train_time_s", "train_samples_seen",
                "train_trajectories", "train_samples_used", "seed", "samples", "checkpoint", "error", "hardware", "threads", "torch", "git_revision")
-
-
-def rows_to_csv(rows: list[Row], env: dict[str, Any]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        placement = row.placement or {}
-        writer.writerow({**asdict(row), **row.metrics, "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
-                         "solver_nrmse_at_equal_cost": placement.get("solver_error_at_equal_cost"), **env})
-    return buffer.getvalue()
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+HEADERS = ("entry", "nRMSE", "acc. error", "cost / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost",
+           "vs reference", "params", "training")
 
 
 def speedup_cell(placement: dict[str, Any] | None) -> str:
+    """``"12.3× (faster than the solver)"``: a placement's speed-up at equal accuracy, or its verdict and bound."""
     if not placement:
         return "–"
     if placement.get("speedup") is not None:
@@ -407,39 +376,40 @@ def training_cell(seconds: float | None, used: int | None, trajectories: int | N
     return f"{seconds:.0f} s{data}"
 
 
-def markdown_table(rows: list[Row], references: dict[str, str] | None = None) -> str:
-    """The leaderboard as Markdown: models first (by nRMSE), then the solver's rungs, per task.
-
-    ``acc. error`` is MP-PDE's accumulated error (rollout tasks; :func:`~pdebench.core.metrics.accumulated_error`),
-    ``vs reference`` the reference solve's cost per sample over the entry's. ``references`` (task name ->
-    a line such as ``"reference solver (fv-weno n=200): 0.5 s/sample"``) are listed under the table.
-    """
-    lines = ["| task | entry | nRMSE | acc. error | cost / sample | speed-up at equal accuracy | solver nRMSE at equal cost "
-             "| vs reference | params | training |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for task in dict.fromkeys(r.task for r in rows):
-        mine = [r for r in rows if r.task == task]
-        models = sorted((r for r in mine if r.kind == "model"), key=lambda r: (r.status != "ok", r.nrmse or np.inf))
-        for r in models:
-            if r.status != "ok":
-                lines.append(f"| {task} | {r.name} | failed: {r.error} | | | | | | | |")
-                continue
-            placement = r.placement or {}
-            training = training_cell(r.train_time_s, r.train_samples_used, r.train_trajectories)
-            lines.append(f"| {task} | **{r.name}** | {_fmt(r.nrmse, '.3g')} | {_fmt(r.metrics.get('accumulated_error'), '.3g')} | "
-                         f"{_fmt(r.cost_s * 1e3, '.3g')} ms | {speedup_cell(placement)} | {equal_cost_cell(placement)} | "
-                         f"{_reference_cell(r.speedup_vs_reference)} | {_fmt(r.parameters, ',')} | {training} |")
-        for r in (r for r in mine if r.kind == "solver"):
-            lines.append(f"| {task} | {r.name} | {_fmt(r.nrmse, '.3g')} | {_fmt(r.metrics.get('accumulated_error'), '.3g')} | "
-                         f"{_fmt(r.cost_s * 1e3, '.3g')} ms | (solver) | | {_reference_cell(r.speedup_vs_reference)} | | |")
-    if references:
-        lines.append("")
-        lines += [f"- {task}: {line}" for task, line in references.items()]
-    return "\n".join(lines) + "\n"
-
-
 def _reference_cell(speedup: float | None) -> str:
     return "–" if speedup is None else f"{speedup:.3g}×"
+
+
+def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
+    """One row's cells under :data:`HEADERS`. ``acc. error`` is MP-PDE's accumulated error (rollout
+    tasks; :func:`~pdebench.core.metrics.accumulated_error`), ``vs reference`` the reference solve's
+    cost per sample over the entry's."""
+    if r["status"] != "ok":
+        return [r["name"], markup.failed.format(r["error"]), *[""] * 7]
+    common = [fmt(r["nrmse"]), fmt((r.get("metrics") or {}).get("accumulated_error")), f"{fmt(r['cost_s'] * 1e3)} ms"]
+    reference = _reference_cell(r.get("speedup_vs_reference"))
+    if r["kind"] != "model":
+        return [r["name"], *common, "(solver)", "", reference, "", ""]
+    return [markup.bold.format(r["name"]), *common, speedup_cell(r["placement"]), equal_cost_cell(r["placement"]),
+            reference, fmt(r["parameters"], ","),
+            training_cell(r["train_time_s"], r.get("train_samples_used"), r["train_trajectories"])]
+
+
+def _csv_values(r: dict[str, Any]) -> dict[str, Any]:
+    placement = r["placement"] or {}
+    return {**r["metrics"], "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
+            "solver_nrmse_at_equal_cost": placement.get("solver_error_at_equal_cost")}
+
+
+def _models_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A task's models (scored ones by nRMSE, then failed ones), then the solver's rungs as run."""
+    models = sorted((r for r in rows if r["kind"] == "model"), key=lambda r: (r["status"] != "ok", r["nrmse"] or np.inf))
+    return models + [r for r in rows if r["kind"] != "model"]
+
+
+#: The operator board's tables: ``results.md`` lists every rung under a task's models (and the
+#: reference solver's cost under the table); the printed table the rungs on the Pareto front.
+ROW_FORMAT = RowFormat("leaderboard", CSV_COLUMNS, HEADERS, _cells, _csv_values, _models_first, ("cost_s", "nrmse"))
 
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -485,29 +455,3 @@ def check_entries(suite: Suite) -> None:
     for entry in suite.models:
         if entry.checkpoint is not None and Path(entry.checkpoint).is_file():
             read_checkpoint_card(entry.checkpoint)
-
-
-def results_table(document: dict[str, Any]) -> Table:
-    """A rich table of a ``results.json`` document: per task its models, then the solver rungs on the
-    Pareto front in cost order (every rung is in results.md)."""
-    env = document["environment"]
-    rows = sorted(document["rows"], key=lambda r: (r["task"], r["kind"] != "model", r["status"] != "ok", r["nrmse"] or 0))
-    table = Table(title=f"leaderboard {document['suite']} ({env['hardware']}, {env['threads']} thread(s), git {env['git_revision']})",
-                  title_justify="left")
-    for column in ("entry", "nRMSE", "ms / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost", "params", "training"):
-        table.add_column(column, overflow="fold")
-    for task in dict.fromkeys(r["task"] for r in rows):
-        table.add_row(f"[italic]{task}[/]", "", "", "", "", "", "")
-        solver = [r for r in rows if r["task"] == task and r["kind"] == "solver" and r["status"] == "ok"]
-        for row in [r for r in rows if r["task"] == task and r["kind"] == "model"] + front_rows(solver, "cost_s", "nrmse"):
-            if row["status"] != "ok":
-                table.add_row(row["name"], f"[red]failed[/]: {row['error']}", "", "", "", "", "")
-                continue
-            placement = row["placement"] or {}
-            is_model = row["kind"] == "model"
-            table.add_row(f"[bold]{row['name']}[/]" if is_model else row["name"], f"{row['nrmse']:.3g}", f"{row['cost_s'] * 1e3:.3g}",
-                          speedup_cell(placement) if is_model else "(solver front)",
-                          equal_cost_cell(placement) if is_model else "",
-                          "" if row["parameters"] is None else f"{row['parameters']:,}",
-                          training_cell(row["train_time_s"], row.get("train_samples_used"), row["train_trajectories"]) if is_model else "")
-    return table

@@ -39,8 +39,6 @@ against iteration for every row on the first system and right-hand side).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import statistics
@@ -49,12 +47,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from pdebench.evaluation.board_io import board_table, save_log_plot, suite_tasks, write_results
+from pdebench.evaluation.board_io import Markup, RowFormat, fmt, save_log_plot, suite_tasks, write_results
 from pdebench.evaluation.leaderboard import environment
 from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, YamlSuite
 from pdebench.registry import dataclass_from_mapping
@@ -62,9 +60,6 @@ from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 from pdebench.solvers.linalg import SYMMETRIC_PRECONDITIONERS as BASELINES
 from pdebench.solvers.linalg import SolveResult, make_preconditioner, pcg
-
-if TYPE_CHECKING:
-    from rich.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +429,7 @@ def run_suite(suite: LinearSolverSuite, output: str | Path | None = None,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
                 "baselines": list(suite.baselines), "tasks": [_task_record(t) for t in suite.tasks],
                 "rows": [asdict(r) for r in rows]}
-    return write_results(out, document, rows_to_csv(rows, env), markdown_table(rows, {t.name: _task_line(t) for t in suite.tasks}))
+    return write_results(out, document, ROW_FORMAT, {t.name: _task_line(t) for t in suite.tasks})
 
 
 def _task_record(task: LinearTask) -> dict[str, Any]:
@@ -453,49 +448,27 @@ CSV_COLUMNS = ("task", "name", "kind", "method", "status", "iterations_median", 
                "git_revision")
 
 
-def rows_to_csv(rows: Sequence[SolverRow], env: dict[str, Any]) -> str:
-    """One CSV line per row (:data:`CSV_COLUMNS`; the per-solve records are in ``results.json``)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**asdict(row), **env})
-    return buffer.getvalue()
-
-
-def _g(value: float | None, spec: str = ".3g") -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value * 1e3:.3g} ms"
-
-
-def _cells(r: dict[str, Any]) -> list[str]:
-    """The table cells of one row (a :class:`SolverRow` as a dict)."""
-    return [f"{_g(r['iterations_median'], '.0f')} / {r['iterations_max']}", f"{r['converged_fraction']:.0%}",
-            _g(r["residual_median"], ".2e"), _ms(r["setup_median_s"]), _ms(r["solve_median_s"]), _ms(r["total_median_s"]),
-            _g(r["iterations_vs_cg"]), _g(r["time_vs_amg"])]
 
 
 HEADERS = ("entry", "iterations (median / max)", "converged", "residual (median)", "set-up / system", "solve",
            "set-up + solve", "iterations / CG", "time / AMG-PCG")
 
 
-def markdown_table(rows: Sequence[SolverRow], descriptions: dict[str, str] | None = None) -> str:
-    """The board as Markdown: per task, the baselines then the DCDM entries."""
-    lines = ["| task | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
-    for row in rows:
-        r = asdict(row)
-        if row.status != "ok":
-            lines.append(f"| {row.task} | {row.name} | failed: {row.error} |" + " |" * (len(HEADERS) - 2))
-        else:
-            name = f"**{row.name}**" if row.kind == "dcdm" else row.name
-            lines.append(f"| {row.task} | {name} | " + " | ".join(_cells(r)) + " |")
-    if descriptions:
-        lines.append("")
-        lines += [f"- {task}: {text}" for task, text in descriptions.items()]
-    return "\n".join(lines) + "\n"
+def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
+    """One row's cells under :data:`HEADERS` (a :class:`SolverRow` as a dict)."""
+    if r["status"] != "ok":
+        return [r["name"], markup.failed.format(r["error"]), *[""] * (len(HEADERS) - 2)]
+    return [markup.bold.format(r["name"]) if r["kind"] == "dcdm" else r["name"],
+            f"{fmt(r['iterations_median'], '.0f')} / {r['iterations_max']}", f"{r['converged_fraction']:.0%}",
+            fmt(r["residual_median"], ".2e"), _ms(r["setup_median_s"]), _ms(r["solve_median_s"]), _ms(r["total_median_s"]),
+            fmt(r["iterations_vs_cg"]), fmt(r["time_vs_amg"])]
+
+
+#: The linear-solver board's tables: per task the baselines, then the DCDM entries (the per-solve
+#: records are in ``results.json`` only).
+ROW_FORMAT = RowFormat("linear-solver board", CSV_COLUMNS, HEADERS, _cells)
 
 
 def plot_residuals(task: LinearTask, rows: Sequence[SolverRow], path: Path) -> Path | None:
@@ -516,16 +489,3 @@ def plot_residuals(task: LinearTask, rows: Sequence[SolverRow], path: Path) -> P
     ax.set(xlabel="iteration", ylabel="relative residual ‖r_k‖ / ‖b‖",
            title=f"{task.name}: system ({task.seed}, 0), rhs {task.rhs[0]}")
     return save_log_plot(fig, ax, path)
-
-
-def results_table(document: dict[str, Any]) -> Table:
-    """A rich table of a ``results.json`` document."""
-    table = board_table(document, "linear-solver", HEADERS)
-    for task in dict.fromkeys(r["task"] for r in document["rows"]):
-        table.add_row(f"[italic]{task}[/]", *[""] * (len(HEADERS) - 1))
-        for r in (r for r in document["rows"] if r["task"] == task):
-            if r["status"] != "ok":
-                table.add_row(r["name"], f"[red]failed[/]: {r['error']}", *[""] * (len(HEADERS) - 2))
-            else:
-                table.add_row(f"[bold]{r['name']}[/]" if r["kind"] == "dcdm" else r["name"], *_cells(r))
-    return table

@@ -26,8 +26,9 @@ with trainable log-weights :math:`\log w_q`, log-lengthscales :math:`\log \ell_q
           + \frac{1}{2 v_b} \sum_{\partial} (U - g)^2 + \frac{1}{2 v_r} \sum_{X} R(U)^2
           \ (+\ \tfrac{n_b}{2}\log v_b + \tfrac{N}{2}\log v_r \text{ when the variances are learned}),
 
-where :math:`R` is the PDE residual at the grid points (:class:`Poisson`, :class:`AllenCahn`,
-:class:`Advection`). The full :math:`K` (:math:`N \times N`, :math:`N = \prod n_a`) is **never
+where :math:`R` is the PDE residual at the grid points (:class:`SourcedProblem`: Poisson and
+Allen–Cahn of :mod:`pdebench.equations.steady`; :class:`AdvectionProblem`: the spectral
+:class:`~pdebench.equations.spectral.Advection`; each equation's definition is stated once there). The full :math:`K` (:math:`N \times N`, :math:`N = \prod n_a`) is **never
 formed**: with a per-axis factorisation,
 
 * ``"cholesky"`` (default): :math:`K_a = L_a L_a^\top`; :math:`\mathrm{vec}(U)^\top K^{-1}\mathrm{vec}(U)
@@ -78,7 +79,10 @@ import torch
 from torch import Tensor, nn
 
 from pdebench.core.metrics import relative_l2
+from pdebench.equations.spectral import Advection
+from pdebench.equations.steady import SteadyEquation
 from pdebench.models.registry import register_model
+from pdebench.problems.manufactured import Instance
 
 F64 = torch.float64
 KernelKind = Literal["gaussian", "matern32"]
@@ -88,9 +92,8 @@ __all__ = [
     "SpectralMixtureKernel",
     "GPHMConfig",
     "GridProblem",
-    "Poisson",
-    "AllenCahn",
-    "Advection",
+    "SourcedProblem",
+    "AdvectionProblem",
     "GPHM",
     "FitResult",
     "apply_along",
@@ -339,67 +342,58 @@ class GridProblem(ABC):
 
 @dataclass
 class SourcedProblem(GridProblem):
-    """A problem with a source term ``f(*mesh) -> grid``, evaluated once on the grid by :meth:`setup`."""
-
-    source: Callable[..., Tensor]
-    exact: Callable[..., Tensor] | None = None
-    _f: Tensor | None = field(default=None, init=False, repr=False)
-
-    def setup(self, mesh: Sequence[Tensor]) -> None:
-        self._f = self.source(*mesh)
-
-
-@dataclass
-class Poisson(SourcedProblem):
-    r"""Poisson :math:`-\Delta u = f` with Dirichlet data; residual :math:`R = -\sum_a \partial_a^2 u - f`.
+    r"""A steady equation :math:`s\,\Delta u + r(u) = f` with Dirichlet data: the residual
+    :math:`R = s \sum_a \partial_a^2 u + r(u) - f` of :meth:`SteadyEquation.residual
+    <pdebench.equations.steady.SteadyEquation.residual>` on GP-HM's grid derivatives.
 
     Parameters
     ----------
+    equation
+        :data:`~pdebench.equations.steady.POISSON` or :data:`~pdebench.equations.steady.ALLEN_CAHN`.
     source : callable ``f(*mesh) -> grid``
+        Evaluated once on the grid by :meth:`setup`.
     exact : callable ``u(*mesh) -> grid``
         Gives the boundary values (and the reference solution for errors).
     """
 
+    equation: SteadyEquation
+    source: Callable[..., Tensor]
+    exact: Callable[..., Tensor] | None = None
+    _f: Tensor | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def of(cls, instance: Instance) -> SourcedProblem:
+        """The problem of a manufactured instance (:data:`~pdebench.problems.manufactured.INSTANCES`)."""
+        return cls(instance.equation, instance.source, instance.exact)
+
+    def setup(self, mesh: Sequence[Tensor]) -> None:
+        self._f = self.source(*mesh)
+
     def residual(self, gp: GPHM, u: Tensor) -> Tensor:
-        lap = sum(gp.derivative(u, a, 2) for a in range(u.ndim))
-        return -lap - self._f
+        return self.equation.residual(u, sum(gp.derivative(u, a, 2) for a in range(u.ndim)), self._f)
 
 
 @dataclass
-class AllenCahn(SourcedProblem):
-    r"""Stationary Allen–Cahn :math:`\Delta u + u(u^2 - 1) = f` (the paper's 1-D form, any dimension);
-    residual :math:`R = \sum_a \partial_a^2 u + u(u^2 - 1) - f`.
-
-    Parameters
-    ----------
-    source : callable ``f(*mesh) -> grid``
-    exact : callable ``u(*mesh) -> grid``
-    """
-
-    def residual(self, gp: GPHM, u: Tensor) -> Tensor:
-        lap = sum(gp.derivative(u, a, 2) for a in range(u.ndim))
-        return lap + u * (u * u - 1) - self._f
-
-
-@dataclass
-class Advection(GridProblem):
-    r"""1-D advection :math:`u_t + \beta u_x = 0` on axes ``(x, t)``; residual :math:`R = u_t + \beta u_x`.
+class AdvectionProblem(GridProblem):
+    r"""Advection :math:`u_t + \beta u_x = 0` (:class:`~pdebench.equations.spectral.Advection` with one
+    velocity) on axes ``(x, t)``; residual :meth:`Advection.space_time_residual
+    <pdebench.equations.spectral.Advection.space_time_residual>` on GP-HM's grid derivatives.
 
     Boundary points: the initial line :math:`t = t_0` and both :math:`x` ends (values from ``exact``,
     e.g. :math:`u = \sin(x - \beta t)` on :math:`[0, 2\pi] \times [0, 1]`).
     """
 
-    beta: float
+    equation: Advection
     exact: Callable[..., Tensor] | None = None
 
     def boundary_mask(self, axes: Sequence[Tensor]) -> Tensor:
         if len(axes) != 2:
-            raise ValueError(f"Advection needs 2 axes (x, t), got {len(axes)}")
+            raise ValueError(f"AdvectionProblem needs 2 axes (x, t), got {len(axes)}")
         x, t = torch.meshgrid(*axes, indexing="ij")
         return (t == axes[1][0]) | (x == axes[0][0]) | (x == axes[0][-1])
 
     def residual(self, gp: GPHM, u: Tensor) -> Tensor:
-        return gp.derivative(u, 1, 1) + self.beta * gp.derivative(u, 0, 1)
+        return self.equation.space_time_residual(lambda axis, order: gp.derivative(u, axis, order))
 
 
 # ------------------------------------------------------------------------------------------ model

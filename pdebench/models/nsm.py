@@ -45,7 +45,8 @@ backbone of the PINN baseline.
 
 **Residual problems** (:class:`PeriodicPoisson`, :class:`DirichletPoisson`, :class:`ReactionDiffusion`):
 each samples its inputs' coefficients per ``(seed, index)`` and computes the coefficients of the residual
-:math:`R(u)`; the spectral loss is :math:`\lVert R\rVert^2` from Parseval (:meth:`TensorBasis.norm_sq`).
+:math:`R(u)` (the Poisson problems evaluate :data:`pdebench.equations.steady.POISSON`'s residual on their
+basis' Laplacian); the spectral loss is :math:`\lVert R\rVert^2` from Parseval (:meth:`TensorBasis.norm_sq`).
 
 References
 ----------
@@ -67,6 +68,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from pdebench.equations.steady import POISSON
 from pdebench.models.registry import register_model
 from pdebench.problems.sampling import gaussian_random_field, sample_generator
 
@@ -840,7 +842,7 @@ class PeriodicPoisson(ResidualProblem):
         return out
 
     def residual(self, u: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        return self.k2(u.device, u.real.dtype) * u - inputs
+        return POISSON.residual(u, -self.k2(u.device, u.real.dtype) * u, inputs)  # the Laplacian's symbol is -|k|^2
 
     def exact(self, inputs: torch.Tensor) -> torch.Tensor:
         r"""Exact solution coefficients :math:`\hat f_k / |k|^2` (0 at :math:`k = 0`), same shape as ``inputs``."""
@@ -855,7 +857,7 @@ class PeriodicPoisson(ResidualProblem):
             h = self.length / n
             d = 2 + i
             lap = lap + (torch.roll(u, 1, d) - 2 * u + torch.roll(u, -1, d)) / h**2
-        return -lap - f
+        return POISSON.residual(u, lap, f)
 
     def grid_loss(self, u: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         r"""PINN loss: the trapezoidal (= rectangle, periodic) quadrature of :math:`\int |{-\Delta_h u - f}|^2 dx`,
@@ -901,7 +903,7 @@ class DirichletPoisson(ResidualProblem):
         return (torch.stack(draws) * decay * mask).unsqueeze(1).to(dtype)
 
     def residual(self, u: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        return -self.basis.laplacian(u) - inputs
+        return POISSON.residual(u, self.basis.laplacian(u), inputs)
 
     def least_squares_solution(self, inputs: torch.Tensor) -> torch.Tensor:
         r"""The minimiser of the spectral loss over the Dirichlet space (a reference solution), by a dense

@@ -11,8 +11,9 @@ import pytest
 import torch
 import yaml
 
-from pdebench.evaluation.instance_board import (INSTANCES, InstanceSuite, fd_laplacian, fd_solve,
-                                                run_suite)
+from pdebench.equations.steady import ALLEN_CAHN, POISSON
+from pdebench.evaluation.instance_board import InstanceSuite, fd_laplacian, fd_solve, run_suite
+from pdebench.problems.manufactured import INSTANCES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,7 @@ def test_fd_poisson1d_second_order():
     # u = e^x sin 3x: u'' = e^x (6 cos 3x - 8 sin 3x); -u'' = f
     exact = lambda x: torch.exp(x) * torch.sin(3 * x)  # noqa: E731
     source = lambda x: -torch.exp(x) * (6 * torch.cos(3 * x) - 8 * torch.sin(3 * x))  # noqa: E731
-    errors, orders = _orders("poisson", exact, source, 1, [17, 33, 65, 129])
+    errors, orders = _orders(POISSON, exact, source, 1, [17, 33, 65, 129])
     assert errors[-1] < 1e-4
     assert all(1.9 < p < 2.1 for p in orders), orders
 
@@ -37,7 +38,7 @@ def test_fd_poisson2d_second_order():
     # u = sin 2x cos 3y + x y^2: -Δu = 13 sin 2x cos 3y - 2x
     exact = lambda x, y: torch.sin(2 * x) * torch.cos(3 * y) + x * y**2  # noqa: E731
     source = lambda x, y: 13 * torch.sin(2 * x) * torch.cos(3 * y) - 2 * x  # noqa: E731
-    errors, orders = _orders("poisson", exact, source, 2, [17, 33, 65, 129])
+    errors, orders = _orders(POISSON, exact, source, 2, [17, 33, 65, 129])
     assert all(1.9 < p < 2.1 for p in orders), orders
 
 
@@ -49,9 +50,9 @@ def test_fd_allen_cahn_second_order_and_newton():
         u = exact(x)
         return -9 * torch.sin(3 * x) + u * (u * u - 1)
 
-    errors, orders = _orders("allen_cahn", exact, source, 1, [17, 33, 65, 129])
+    errors, orders = _orders(ALLEN_CAHN, exact, source, 1, [17, 33, 65, 129])
     assert all(1.9 < p < 2.1 for p in orders), orders
-    solution = fd_solve("allen_cahn", exact, source, 33, 1)
+    solution = fd_solve(ALLEN_CAHN, exact, source, 33, 1)
     assert 1 <= solution.newton_iterations < 10
     # the discrete equation holds at the interior nodes (Newton converged), boundary values are exact
     u, x = solution.u, np.linspace(0, 1, 33)
@@ -82,7 +83,7 @@ def test_instances_source_matches_exact_solution(name):
         (du,) = torch.autograd.grad(u.sum(), p, create_graph=True)
         (d2u,) = torch.autograd.grad(du.sum(), p, create_graph=True)
         lap = lap + d2u
-    operator = -lap if instance.equation == "poisson" else lap + u * (u * u - 1)
+    operator = -lap if instance.equation.name == "poisson" else lap + u * (u * u - 1)
     f = instance.source(*points)
     assert torch.allclose(operator, f, rtol=1e-9, atol=1e-6 * float(f.detach().abs().max()))
 
@@ -156,7 +157,7 @@ def test_tiny_instance_board_end_to_end(tmp_path):
     # every finite-difference row's error is recomputed here from an independent solve
     instance = INSTANCES["poisson1d_multiscale"]
     for r in solvers:
-        assert r["rel_l2"] == pytest.approx(fd_solve("poisson", instance.exact, instance.source, r["n"], 1).rel_l2, rel=1e-9)
+        assert r["rel_l2"] == pytest.approx(fd_solve(POISSON, instance.exact, instance.source, r["n"], 1).rel_l2, rel=1e-9)
         assert len(r["timings_s"]) == 1
     assert model["placement"]["verdict"] and "speedup" in model["placement"]
     same = model["equal_resolution"]

@@ -17,7 +17,8 @@ import torch
 
 from pdebench.data.generate import generate_dataset
 from pdebench.evaluation import leaderboard
-from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, run_suite, write_atomic
+from pdebench.evaluation.board_io import write_atomic
+from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, run_suite
 from pdebench.core.grid_transfer import fourier_resample
 from pdebench.evaluation.reference import build_reference, run_ladder
 from pdebench.evaluation.suite import Suite, TaskSpec

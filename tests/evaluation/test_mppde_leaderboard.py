@@ -4,6 +4,7 @@ the reference solve's cost, per-step rollout curves of models and solver rungs, 
 from __future__ import annotations
 
 import csv
+from dataclasses import asdict
 import json
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import torch
 import yaml
 
 from pdebench.evaluation import leaderboard
-from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, Row, markdown_table, run_suite
+from pdebench.evaluation.board_io import markdown_table
+from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, ROW_FORMAT, Row, run_suite
 from pdebench.core.metrics import accumulated_error, rollout_mse
 from pdebench.core.grid_transfer import fourier_resample, prolong_piecewise_constant
 from pdebench.evaluation.reference import build_reference, run_ladder, task_metrics
@@ -195,10 +197,11 @@ def test_a_cell_averaged_rollout_suite_reports_accumulated_error_reference_cost_
 def test_markdown_table_shows_accumulated_error_and_speedup_vs_reference():
     rows = [Row("t", "m", "model", metrics={"nrmse": 0.1, "accumulated_error": 2.5}, nrmse=0.1, cost_s=1e-3, speedup_vs_reference=40.0),
             Row("t", "fv n=10", "solver", metrics={"nrmse": 0.3}, nrmse=0.3, cost_s=2e-3, speedup_vs_reference=20.0)]
-    text = markdown_table(rows, {"t": "reference solver (fv-weno n=200): 0.04 s/sample"})
+    rows = [asdict(r) for r in rows]
+    text = markdown_table(rows, ROW_FORMAT, {"t": "reference solver (fv-weno n=200): 0.04 s/sample"})
     assert "| t | **m** | 0.1 | 2.5 | 1 ms |" in text and "| 40× |" in text and "| 20× |" in text
     assert text.rstrip().endswith("- t: reference solver (fv-weno n=200): 0.04 s/sample")
-    assert markdown_table(rows).count("\n") == 4  # no reference lines without references
+    assert markdown_table(rows, ROW_FORMAT).count("\n") == 4  # no reference lines without references
 
 
 # ------------------------------------------------------------------------------------ suite file

@@ -9,12 +9,13 @@ import torch
 
 from pdebench.core.metrics import relative_l2
 from pdebench.models import MODELS
+from pdebench.equations.spectral import Advection
+from pdebench.equations.steady import ALLEN_CAHN, POISSON
 from pdebench.models.gp_kronecker import (
     GPHM,
-    Advection,
-    AllenCahn,
+    AdvectionProblem,
     GPHMConfig,
-    Poisson,
+    SourcedProblem,
     SpectralMixtureKernel,
     apply_along,
     dense_terms,
@@ -38,7 +39,7 @@ def _rand_kernel(kind: str = "gaussian") -> SpectralMixtureKernel:
 def _model_2d(nx: int = 6, ny: int = 7, **cfg) -> GPHM:
     x = torch.linspace(0, 1, nx, dtype=F64)
     y = torch.linspace(0, 2, ny, dtype=F64) ** 1.1 if ny > 2 else torch.linspace(0, 2, ny, dtype=F64)
-    prob = Poisson(source=lambda x, y: torch.sin(x) * torch.cos(y), exact=lambda x, y: torch.sin(x) * torch.cos(y))
+    prob = SourcedProblem(POISSON, source=lambda x, y: torch.sin(x) * torch.cos(y), exact=lambda x, y: torch.sin(x) * torch.cos(y))
     conf = GPHMConfig(n_components=3, jitter=1e-3, max_frequency=2.0, init_lengthscale=0.4, **cfg)
     return GPHM([x, y], prob, conf)
 
@@ -132,7 +133,7 @@ def test_toeplitz_fast_path_matches_general():
 def test_derivative_operator_on_smooth_function():
     n = 80
     x = torch.linspace(0, 1, n, dtype=F64)
-    prob = Poisson(source=lambda x: torch.zeros_like(x), exact=lambda x: torch.zeros_like(x))
+    prob = SourcedProblem(POISSON, source=lambda x: torch.zeros_like(x), exact=lambda x: torch.zeros_like(x))
     model = GPHM([x], prob, GPHMConfig(n_components=1, jitter=1e-12))
     u = torch.sin(2 * math.pi * 2 * x)
     with torch.no_grad():
@@ -144,7 +145,7 @@ def test_derivative_operator_on_smooth_function():
 def test_poisson_1d_reaches_1e_3():
     w = 2 * math.pi * 4  # u = sin(2π·4x)
     x = torch.linspace(0, 1, 64, dtype=F64)
-    prob = Poisson(source=lambda x: w**2 * torch.sin(w * x), exact=lambda x: torch.sin(w * x))
+    prob = SourcedProblem(POISSON, source=lambda x: w**2 * torch.sin(w * x), exact=lambda x: torch.sin(w * x))
     model = GPHM([x], prob, GPHMConfig(adam_steps=50, lbfgs_steps=400))
     result = model.fit(eval_every=50)
     assert result.errors[-1] <= 1e-3, result.errors
@@ -162,7 +163,7 @@ def test_allen_cahn_manufactured_residual_vanishes_on_exact_solution():
         u = exact(x)
         return -(w**2) * u + u * (u * u - 1)
 
-    model = GPHM([x], AllenCahn(source=source, exact=exact), GPHMConfig(n_components=1, jitter=1e-12))
+    model = GPHM([x], SourcedProblem(ALLEN_CAHN, source=source, exact=exact), GPHMConfig(n_components=1, jitter=1e-12))
     with torch.no_grad():
         res = model.problem.residual(model, exact(x))
     assert res.abs().max() < 1e-3 * w**2
@@ -176,7 +177,7 @@ def test_advection_residual_on_exact_solution():
     def exact(x, t):
         return torch.sin(x - beta * t)
 
-    model = GPHM([x, t], Advection(beta=beta, exact=exact), GPHMConfig(n_components=1, jitter=1e-12))
+    model = GPHM([x, t], AdvectionProblem(Advection([beta]), exact=exact), GPHMConfig(n_components=1, jitter=1e-12))
     assert model.boundary_mask.sum() == 60 + 2 * 39
     with torch.no_grad():
         res = model.problem.residual(model, exact(*model.mesh))
@@ -185,7 +186,7 @@ def test_advection_residual_on_exact_solution():
 
 # ------------------------------------------------------------------------------- (d) bad inputs
 def _poisson():
-    return Poisson(source=lambda *m: torch.zeros_like(m[0]), exact=lambda *m: torch.zeros_like(m[0]))
+    return SourcedProblem(POISSON, source=lambda *m: torch.zeros_like(m[0]), exact=lambda *m: torch.zeros_like(m[0]))
 
 
 @pytest.mark.parametrize(
@@ -231,11 +232,11 @@ def test_bad_kernel_args_and_problem():
         SpectralMixtureKernel(2, 1.0, 0.1)(torch.zeros(3, dtype=F64), order=3)
     with pytest.raises(ValueError, match="GridProblem"):
         GPHM([torch.linspace(0, 1, 8, dtype=F64)], object())
-    bad = Poisson(source=lambda x: torch.zeros_like(x), exact=lambda x: torch.zeros(5, dtype=F64))
+    bad = SourcedProblem(POISSON, source=lambda x: torch.zeros_like(x), exact=lambda x: torch.zeros(5, dtype=F64))
     with pytest.raises(ValueError, match="grid shape"):
         GPHM([torch.linspace(0, 1, 8, dtype=F64)], bad)
-    bad32 = Poisson(source=lambda x: torch.zeros_like(x), exact=lambda x: torch.zeros_like(x).float())
+    bad32 = SourcedProblem(POISSON, source=lambda x: torch.zeros_like(x), exact=lambda x: torch.zeros_like(x).float())
     with pytest.raises(ValueError, match="float64"):
         GPHM([torch.linspace(0, 1, 8, dtype=F64)], bad32)
     with pytest.raises(ValueError, match="2 axes"):
-        GPHM([torch.linspace(0, 1, 8, dtype=F64)], Advection(beta=1.0, exact=lambda x: x))
+        GPHM([torch.linspace(0, 1, 8, dtype=F64)], AdvectionProblem(Advection([1.0]), exact=lambda x: x))
