@@ -162,6 +162,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     from pdebench.data.mixture import MixtureDataModule
+    from pdebench.training.base import OptimConfig
     from pdebench.training.finetune import FineTuneModule, MaskedOperatorModule
 
     report = Report()
@@ -185,7 +186,7 @@ def main() -> None:
     report.say(f"[bold]pre-training[/bold] DPOT {MODEL_ARGS} on {pre_data.names} for {pre_steps} steps")
     torch.manual_seed(args.seed)
     pre = MaskedOperatorModule("dpot", MODEL_ARGS, pre_data.in_channels, pre_data.out_channels, 2, HISTORY,
-                               input_noise=args.input_noise, lr=args.lr)
+                               input_noise=args.input_noise, optim=OptimConfig(lr=args.lr))
     trainer, pre_s = fit(pre, pre_data, pre_steps, args.seed)
     checkpoint = folder / "pretrained.ckpt"
     trainer.save_checkpoint(checkpoint)
@@ -203,7 +204,7 @@ def main() -> None:
                                     input_noise=args.input_noise)
         else:
             module = MaskedOperatorModule("dpot", MODEL_ARGS, data.in_channels, data.out_channels, 2, HISTORY,
-                                          input_noise=args.input_noise, lr=args.lr)
+                                          input_noise=args.input_noise, optim=OptimConfig(lr=args.lr))
         report.say(f"[bold]{arm}[/bold] on kolmogorov ({len(data.sources[0].splits['train'])} training trajectories) "
                    f"for {ft_steps} steps")
         arm_trainer, seconds = fit(module, data, ft_steps, args.seed)

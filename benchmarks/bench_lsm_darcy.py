@@ -66,7 +66,7 @@ say, status, table, record = REPORT.say, REPORT.status, REPORT.table, REPORT.rec
 
 FNO_ARGS = {"n_modes": 12, "hidden_channels": 32, "n_layers": 4}  # configs/darcy2d/fno.yaml
 LSM_BASE = {"levels": 4, "patch_size": 3, "num_tokens": 4, "basis": 12}
-OPTIM = {"loss": "rel_l2", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "none"}
+OPTIM = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "none"}  # OptimConfig fields
 
 
 def quiet_lightning() -> None:
@@ -185,11 +185,12 @@ def evaluate(module, x: torch.Tensor, y: torch.Tensor, chunk: int = 50) -> tuple
 def run_arm(name: str, model_args: dict, dm, args) -> dict:
     import lightning as L
 
+    from pdebench.training.base import OptimConfig
     from pdebench.training.module import OperatorModule
 
     torch.manual_seed(args.seed)
     module = OperatorModule(model=name, model_args=model_args, in_channels=dm.in_channels, out_channels=dm.out_channels,
-                            spatial_dims=dm.spatial_dims, history=1, **OPTIM)
+                            spatial_dims=dm.spatial_dims, history=1, loss="rel_l2", optim=OptimConfig(**OPTIM))
     clock = budget_callback(args.budget_s)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, max_time={"seconds": 2 * args.budget_s + 60},
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

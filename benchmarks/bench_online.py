@@ -113,7 +113,7 @@ say, status, table, record = REPORT.say, REPORT.status, REPORT.table, REPORT.rec
 SEED = 0
 PROBLEM, PROBLEM_ARGS = "burgers1d", {"n_out": 1}
 MODEL_ARGS = {"n_modes": 16, "hidden_channels": 64, "n_layers": 4}
-OPTIM = {"loss": "rel_l2", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "none"}
+OPTIM = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "none"}  # OptimConfig fields
 POLICIES = ("fifo", "firo", "reservoir")
 
 
@@ -170,11 +170,12 @@ def storage_bytes(samples) -> tuple[int, int]:
 
 
 def build_module(dm):
+    from pdebench.training.base import OptimConfig
     from pdebench.training.module import OperatorModule
 
     torch.manual_seed(SEED)  # identical initial weights in both arms
     return OperatorModule(model="fno", model_args=MODEL_ARGS, in_channels=dm.in_channels, out_channels=dm.out_channels,
-                          spatial_dims=dm.spatial_dims, history=dm.history, **OPTIM)
+                          spatial_dims=dm.spatial_dims, history=dm.history, loss="rel_l2", optim=OptimConfig(**OPTIM))
 
 
 @torch.no_grad()

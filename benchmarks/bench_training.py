@@ -226,14 +226,15 @@ def lightning_run(case: dict, dm, total_steps: int, variant: str = "base", folde
     """Fit ``OperatorModule`` for ``total_steps`` steps; per-step start times and losses."""
     import lightning as L
 
+    from pdebench.training.base import OptimConfig
     from pdebench.training.module import OperatorModule
 
     t0 = time.perf_counter()
     cls = _no_log_module() if variant == "no_self_log" else OperatorModule
     torch.manual_seed(SEED)
     module = cls(model="fno", model_args=case["model_args"], in_channels=dm.in_channels, out_channels=dm.out_channels,
-                 spatial_dims=dm.spatial_dims, history=dm.history, loss="rel_l2", optimizer="adamw", lr=1e-3,
-                 weight_decay=1e-4, scheduler="cosine")
+                 spatial_dims=dm.spatial_dims, history=dm.history, loss="rel_l2",
+                 optim=OptimConfig(optim=OptimConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine")))
     clock = _step_clock()
     callbacks: list = [clock]
     kwargs = dict(logger=False, enable_progress_bar=False)
@@ -321,6 +322,7 @@ def paired_run(case: dict, dm, total_steps: int) -> dict:
     import lightning as L
     from neuralop.losses import LpLoss
 
+    from pdebench.training.base import OptimConfig
     from pdebench.training.module import OperatorModule
 
     dims = dm.spatial_dims
@@ -375,7 +377,7 @@ def paired_run(case: dict, dm, total_steps: int) -> dict:
     torch.manual_seed(SEED)
     module = OperatorModule(model="fno", model_args=case["model_args"], in_channels=dm.in_channels,
                             out_channels=dm.out_channels, spatial_dims=dims, history=dm.history, loss="rel_l2",
-                            optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine")
+                            optim=OptimConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-4, scheduler="cosine"))
     clock = PairedBareStep()
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):

@@ -20,12 +20,13 @@ parameters. The operator is called as ``model(x, t=t, dt=Δt, params=θ)``.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from pdebench.core.metrics import nrmse, rollout_nrmse
+from pdebench.training.base import OptimConfig
 from pdebench.training.losses import LossName
 from pdebench.training.module import OperatorModule
 from pdebench.training.predictor import SampleParams
@@ -42,9 +43,10 @@ class BundledOperatorModule(OperatorModule):
         Largest number ``U`` of bundles rolled out without gradient (at most the data's ``max_unroll``).
     unroll_seed
         The unroll count of step ``s`` is drawn from ``(unroll_seed, s)``.
-    model, model_args, in_channels, out_channels, spatial_dims, history, loss, optimizer, lr, weight_decay, scheduler, step_size, gamma, rollout_trajectories
+    model, model_args, in_channels, out_channels, spatial_dims, history, loss, optim, rollout_trajectories
         As :class:`OperatorModule` (``in_channels = out_channels = history = K`` come from the data;
-        the loss defaults to MSE on physical values, the paper's).
+        the loss defaults to MSE on physical values, the paper's; ``optim`` to AdamW at 1e-4 with
+        weight decay 1e-8, :attr:`default_optim`).
 
     Notes
     -----
@@ -53,6 +55,8 @@ class BundledOperatorModule(OperatorModule):
     (``param_names``, from the data card). :meth:`rollout` takes the frame times and the per-sample
     parameters of the trajectories it predicts.
     """
+
+    default_optim: ClassVar[OptimConfig] = OptimConfig(lr=1e-4, weight_decay=1e-8)
 
     def __init__(
         self,
@@ -63,22 +67,16 @@ class BundledOperatorModule(OperatorModule):
         spatial_dims: int = 1,
         history: int = 25,
         loss: LossName = "mse",
-        optimizer: Literal["adam", "adamw", "sgd"] = "adamw",
-        lr: float = 1e-4,
-        weight_decay: float = 1e-8,
-        scheduler: Literal["cosine", "step", "none"] = "cosine",
-        step_size: int = 100,
-        gamma: float = 0.5,
+        optim: OptimConfig | None = None,
         rollout_trajectories: int = 8,
         max_unroll: int = 2,
         unroll_seed: int = 0,
     ) -> None:
         # LightningCLI needs the typed signature; OperatorModule's input noise and window pushforward
-        # do not apply to bundles (the pushforward here is over bundles, below).
+        # are not used (the pushforward here is over bundles, below).
         super().__init__(model=model, model_args=model_args, in_channels=in_channels, out_channels=out_channels,
-                         spatial_dims=spatial_dims, history=history, loss=loss, pushforward=True, input_noise=0.0,
-                         optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
-                         step_size=step_size, gamma=gamma, rollout_trajectories=rollout_trajectories)
+                         spatial_dims=spatial_dims, history=history, loss=loss, optim=optim,
+                         rollout_trajectories=rollout_trajectories)
         if max_unroll < 0:
             raise ValueError(f"max_unroll must be >= 0, got {max_unroll}")
         if self.hparams.in_channels != self.hparams.out_channels:
@@ -146,7 +144,7 @@ class BundledOperatorModule(OperatorModule):
         unroll = min(self.unroll_count(self.global_step), batch[1].shape[1] - 1)
         loss, _ = self._bundle_loss(batch, unroll)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
-        self._budget["samples_seen"] += batch[0].shape[0]
+        self.count_samples(batch[0].shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -1,13 +1,15 @@
 """Lightning CLI of pdebench: ``python train.py fit --config configs/<problem>/<model>.yaml`` (or
 ``python -m pdebench.training.cli ...``, which needs no checkout of the repository).
 
-LightningCLI over :class:`pdebench.training.OperatorModule` and a data module (``data.class_path``).
+LightningCLI over a training module (``model.class_path``: any :class:`~pdebench.training.base.TrainingBase`,
+e.g. :class:`~pdebench.training.module.OperatorModule`) and a data module (``data.class_path``).
 The data decide the model's channels, spatial dimensions and history (argument links), so the two can
 never disagree. Subcommands: ``fit``, ``validate``, ``test`` (prints the metric table), ``predict``.
 
-``model:`` takes the module's arguments directly (an ``OperatorModule``), or ``class_path`` +
-``init_args`` for a subclass, e.g. :class:`pdebench.training.finetune.FineTuneModule`
-(``configs/pretrain/dpot_finetune.yaml``).
+``model:`` is ``class_path`` + ``init_args``: ``pdebench.training.module.OperatorModule`` for grid
+operators (``configs/burgers1d/fno.yaml``), the graph, bundle, mixture and fine-tuning modules
+likewise (``configs/darcy2d/mppde_mesh.yaml``, ``configs/pretrain/dpot_finetune.yaml``); the optimiser
+is ``init_args.optim`` (:class:`~pdebench.training.base.OptimConfig`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pdebench.signals import EXIT_USAGE, exit_status
 from pdebench.training.checkpoint_io import AtomicCheckpointIO
 from pdebench.training.data_card import check_data_card
 from pdebench.training.interrupt import InterruptCheckpoint
-from pdebench.training.module import OperatorModule
+from pdebench.training.base import TrainingBase
 from pdebench.training.resume import MidEpochResumeCheck
 
 
@@ -89,9 +91,9 @@ def main(args: list[str] | None = None) -> PDEBenchCLI:
     interrupt = InterruptCheckpoint()
     try:
         return PDEBenchCLI(
-            OperatorModule,
+            TrainingBase,
             L.LightningDataModule,
-            subclass_mode_model=True,  # OperatorModule by default; subclasses by class_path
+            subclass_mode_model=True,  # the training module by class_path
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [interrupt, MidEpochResumeCheck()]},

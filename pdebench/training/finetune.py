@@ -24,11 +24,12 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from pdebench.core.metrics import all_metrics, geometric_mean_rollout, relative_l2, rollout_nrmse
+from pdebench.training.base import OptimConfig
 from pdebench.training.losses import REL_L2_EPS, LossName
 from pdebench.training.module import OperatorModule
 from pdebench.data.mixture import MixtureDataModule
@@ -97,17 +98,12 @@ class MaskedOperatorModule(OperatorModule):
         loss: LossName = "rel_l2",
         pushforward: bool = True,
         input_noise: float = 0.0,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        scheduler: Literal["cosine", "step", "none"] = "cosine",
-        step_size: int = 100,
-        gamma: float = 0.5,
+        optim: OptimConfig | None = None,
         rollout_trajectories: int = 8,
         noise_seed: int = 0,
     ) -> None:
         super().__init__(model, model_args, in_channels, out_channels, spatial_dims, history, loss, pushforward, input_noise,
-                         optimizer, lr, weight_decay, scheduler, step_size, gamma, rollout_trajectories, noise_seed)
+                         optim, rollout_trajectories, noise_seed)
         self._plain_loss = self.loss_fn
         self.loss_fn = self._loss
         self._mask: torch.Tensor | None = None
@@ -322,7 +318,8 @@ class FineTuneModule(MaskedOperatorModule):
         whose pre-training file is gone (its weights come from ``ckpt``), or a from-scratch baseline
         with the same two learning rates.
     lr_head, lr_body
-        Learning rates of the head and of the body (``lr_body = 0`` freezes the body's values).
+        Learning rates of the head and of the body (``lr_body = 0`` freezes the body's values); they
+        take the place of ``optim.lr`` (``optim`` gives the optimiser, weight decay and schedule).
     head
         Top-level sub-module names that form the head (default: the model's ``head_prefixes``).
     model, model_args
@@ -346,11 +343,7 @@ class FineTuneModule(MaskedOperatorModule):
         loss: LossName = "rel_l2",
         pushforward: bool = True,
         input_noise: float = 0.0,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adamw",
-        weight_decay: float = 1e-4,
-        scheduler: Literal["cosine", "step", "none"] = "cosine",
-        step_size: int = 100,
-        gamma: float = 0.5,
+        optim: OptimConfig | None = None,
         rollout_trajectories: int = 8,
         noise_seed: int = 0,
     ) -> None:
@@ -373,11 +366,9 @@ class FineTuneModule(MaskedOperatorModule):
                 raise ValueError(f"the pre-trained model has {name}={saved[name]} but the data give {value}; fine-tune "
                                  f"through MixtureDataModule with the pre-training's history and max_channels")
         super().__init__(model, model_args, in_channels, out_channels, spatial_dims, history, loss, pushforward, input_noise,
-                         optimizer, lr_head, weight_decay, scheduler, step_size, gamma, rollout_trajectories, noise_seed)
-        # Record the resolved architecture (a fine-tuned checkpoint rebuilds without the pre-trained
-        # file) and drop the parent's ``lr``, replaced by lr_head / lr_body.
+                         optim, rollout_trajectories, noise_seed)
+        # Record the resolved architecture (a fine-tuned checkpoint rebuilds without the pre-trained file).
         self.hparams.update(model=model, model_args=model_args)
-        self.hparams.pop("lr", None)
         self.head = tuple(head) if head is not None else tuple(getattr(self.model, "head_prefixes", ()))
         if not self.head:
             raise ValueError(f"model {model!r} declares no head_prefixes: name its head sub-modules in head")

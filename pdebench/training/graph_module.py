@@ -1,10 +1,11 @@
 r"""Train :class:`~pdebench.models.mppde.MPPDE` one step on graphs (meshes and particles) with Lightning.
 
-:class:`GraphOperatorModule` is an :class:`~pdebench.training.module.OperatorModule` whose batches are
-PyG graph batches from :class:`~pdebench.data.graph_datamodule.GraphDataModule` instead of grid tensors.
-It keeps the operator module's contract: channel normalisers fitted on the training split
-(``x_norm``, ``y_norm``, saved in the checkpoint), the optimiser/scheduler settings, the training
-budget and ``checkpoint["pdebench"]`` (budget, data card, module class).
+:class:`GraphOperatorModule` trains on PyG graph batches from
+:class:`~pdebench.data.graph_datamodule.GraphDataModule` instead of grid tensors. What it shares with
+the grid modules is :class:`~pdebench.training.base.TrainingBase`: channel normalisers fitted on the
+training split (``x_norm``, ``y_norm``, saved in the checkpoint), the
+:class:`~pdebench.training.base.OptimConfig`, the training budget and ``checkpoint["pdebench"]``
+(budget, data card, module class).
 
 The model (``mppde`` in multi-feature mode, ``bundling=False``) maps normalised node features
 :math:`\hat x = (x - \mu_x)/\sigma_x` to normalised targets; predictions are
@@ -39,7 +40,8 @@ from torch_geometric.data import Data
 from pdebench.core.graphs import ParticleBox
 from pdebench.core.metrics import segment_relative_l2
 from pdebench.core.graphs import particle_graph
-from pdebench.training.module import OperatorModule
+from pdebench.models import MODELS
+from pdebench.training.base import OptimConfig, TrainingBase
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ GRAPH_REL_L2_EPS = 1e-12
 __all__ = ["GRAPH_REL_L2_EPS", "GraphOperatorModule"]
 
 
-class GraphOperatorModule(OperatorModule):
+class GraphOperatorModule(TrainingBase):
     """One-step MP-PDE training on graph batches (see the module docstring).
 
     Parameters
@@ -61,8 +63,8 @@ class GraphOperatorModule(OperatorModule):
         Linked from the data module by the CLI.
     loss
         ``"mse"`` (normalised) or ``"rel_l2"`` (physical), see the module docstring.
-    optimizer, lr, weight_decay, scheduler, step_size, gamma
-        As :class:`~pdebench.training.module.OperatorModule`.
+    optim
+        :class:`~pdebench.training.base.OptimConfig`.
     rollout_horizons
         Particle data: horizons (steps) of the validation rollout's position MSE; ``[]`` disables it.
     rollout_trajectories
@@ -77,12 +79,7 @@ class GraphOperatorModule(OperatorModule):
         spatial_dims: int = 2,
         history: int = 1,
         loss: Literal["mse", "rel_l2"] = "mse",
-        optimizer: Literal["adam", "adamw", "sgd"] = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        scheduler: Literal["cosine", "step", "none"] = "cosine",
-        step_size: int = 100,
-        gamma: float = 0.5,
+        optim: OptimConfig | None = None,
         rollout_horizons: list[int] | None = None,
         rollout_trajectories: int = 1,
     ) -> None:
@@ -91,13 +88,10 @@ class GraphOperatorModule(OperatorModule):
         linked = sorted({"in_channels", "out_channels", "dim", "in_features", "out_features", "bundling"} & set(model_args or {}))
         if linked:
             raise ValueError(f"model_args: {', '.join(linked)} is set by the data / the graph module; remove it")
-        args = {**(model_args or {}), "in_features": in_channels, "out_features": out_channels, "bundling": False}
-        # history = 1 for the parent: graph inputs are not history-stacked grid channels.
-        super().__init__(model="mppde", model_args=args, in_channels=in_channels, out_channels=out_channels,
-                         spatial_dims=spatial_dims, history=1, loss="mse", pushforward=False, optimizer=optimizer,
-                         lr=lr, weight_decay=weight_decay, scheduler=scheduler, step_size=step_size, gamma=gamma,
-                         rollout_trajectories=rollout_trajectories)
-        self.history = history
+        super().__init__(in_channels, out_channels, spatial_dims, history, optim)
+        self.model = MODELS.build("mppde", **(model_args or {}), in_features=in_channels, out_features=out_channels,
+                                  dim=spatial_dims, bundling=False)
+        self.rollout_trajectories = rollout_trajectories
         self.graph_loss = loss
         self.rollout_horizons = [1, 5, 10] if rollout_horizons is None else [int(h) for h in rollout_horizons]
         self._test_errors: list[torch.Tensor] = []
@@ -144,7 +138,7 @@ class GraphOperatorModule(OperatorModule):
         batch = self._graph_batch(batch)
         loss = self._loss(self(batch), batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
-        self._budget["samples_seen"] += int(batch.num_graphs)
+        self.count_samples(int(batch.num_graphs))
         return loss
 
     def validation_step(self, batch: Data, batch_idx: int) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
@@ -15,13 +13,13 @@ from torch.utils.data import DistributedSampler
 from pdebench.core.metrics import all_metrics, geometric_mean_rollout, nrmse, rollout_nrmse
 from pdebench.models import MODELS
 from pdebench.training.losses import LossName, make_loss
-from pdebench.training.normalizer import ChannelNormalizer
+from pdebench.training.base import OptimConfig, TrainingBase
 from pdebench.training.predictor import SampleParams
 
 log = logging.getLogger(__name__)
 
 
-class OperatorModule(L.LightningModule):
+class OperatorModule(TrainingBase):
     """Train a data-driven operator from :data:`pdebench.models.MODELS`.
 
     The operator sees normalised inputs and predicts normalised outputs; losses and metrics are
@@ -51,8 +49,8 @@ class OperatorModule(L.LightningModule):
         ``"rel_l2"`` (relative L2 per sample and channel, averaged), ``"h1"`` or ``"mse"``.
     pushforward, input_noise
         Autoregressive training options.
-    optimizer, lr, weight_decay, scheduler, step_size, gamma
-        ``"adam" | "adamw" | "sgd"``; scheduler ``"cosine"`` (over all steps), ``"step"`` or ``"none"``.
+    optim
+        :class:`~pdebench.training.base.OptimConfig` (YAML: ``optim: {lr: 1e-3, scheduler: cosine}``).
     rollout_trajectories
         Validation trajectories rolled out each epoch (``next_step`` data only).
     noise_seed
@@ -70,43 +68,31 @@ class OperatorModule(L.LightningModule):
         loss: LossName = "rel_l2",
         pushforward: bool = True,
         input_noise: float = 0.0,
-        optimizer: Literal["adam", "adamw", "sgd"] = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        scheduler: Literal["cosine", "step", "none"] = "cosine",
-        step_size: int = 100,
-        gamma: float = 0.5,
+        optim: OptimConfig | None = None,
         rollout_trajectories: int = 8,
         noise_seed: int = 0,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(in_channels, out_channels, spatial_dims, history, optim)
         entry = MODELS.get(model)
         if entry.kind != "operator":
             raise ValueError(f"model {model!r} is a {entry.kind!r} model; OperatorModule trains data-driven operators "
                              f"({', '.join(MODELS.available('operator'))})")
         if in_channels % history:
             raise ValueError(f"in_channels={in_channels} is not a multiple of history={history}")
-        if input_noise < 0 or lr <= 0:
-            raise ValueError(f"need input_noise >= 0 and lr > 0; got {input_noise}, {lr}")
+        if input_noise < 0:
+            raise ValueError(f"input_noise must be >= 0, got {input_noise}")
         linked = sorted({"in_channels", "out_channels", "dim"} & set(model_args or {}))
         if linked:
             raise ValueError(f"model_args: {', '.join(linked)} is set by the data (in_channels, out_channels, "
                              f"spatial_dims); remove it from model_args")
         self.model = MODELS.build(model, in_channels=in_channels, out_channels=out_channels, dim=spatial_dims, **(model_args or {}))
-        self.history, self.rollout_trajectories = history, rollout_trajectories
-        self.noise_seed = noise_seed
-        self.x_norm = ChannelNormalizer(in_channels)
-        self.y_norm = ChannelNormalizer(out_channels)
-        self.loss_dims = spatial_dims
+        self.rollout_trajectories, self.noise_seed = rollout_trajectories, noise_seed
         self.loss_fn = make_loss(loss, spatial_dims)
         self._test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._test_positions: list[torch.Tensor] = []
         self._eval_seen = 0  # samples of the running validation/test epoch seen by this rank
         self._val_sums = torch.zeros(3, dtype=torch.float64)  # loss, nRMSE, samples
         self._test_lead_times: list[torch.Tensor] = []
-        self._budget = {"train_time_s": 0.0, "samples_seen": 0}
-        self._fit_clock: float | None = None
 
     # ------------------------------------------------------------------ model
     def forward(self, x: torch.Tensor, **conditioning: torch.Tensor) -> torch.Tensor:
@@ -178,31 +164,10 @@ class OperatorModule(L.LightningModule):
         with torch.no_grad():
             self.probe_forward(torch.zeros(1, self.x_norm.mean.numel(), *datamodule.resolution))
 
-    def checked_datamodule(self):
-        """The trainer's data module after checking its channels, spatial dimensions and history
-        against the model (``ValueError`` naming the first mismatch); ``None`` when there is none to
-        check (no trainer, or a data module that does not describe its channels)."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None or not hasattr(datamodule, "in_channels"):
-            return None
-        expected = {"in_channels": self.x_norm.mean.numel(), "out_channels": self.y_norm.mean.numel(),
-                    "spatial_dims": self.loss_dims, "history": self.history}
-        for name, value in expected.items():
-            if getattr(datamodule, name, value) != value:
-                raise ValueError(f"model expects {name}={value} but the data give {getattr(datamodule, name)}")
-        return datamodule
-
     def probe_forward(self, x: torch.Tensor) -> torch.Tensor:
         """One forward pass of the operator on a dummy input ``(1, C_in, *space)`` (with whatever
         conditioning a subclass's operator requires), run by :meth:`setup` before training."""
         return self.model(x)
-
-    def on_fit_start(self) -> None:
-        self._fit_clock = time.perf_counter()
-        if not bool(self.x_norm.fitted):
-            stats = self.trainer.datamodule.normalization_stats()
-            self.x_norm.fit(stats["x_mean"].to(self.device), stats["x_std"].to(self.device))
-            self.y_norm.fit(stats["y_mean"].to(self.device), stats["y_std"].to(self.device))
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, conditioning = self.split_batch(batch)
@@ -230,31 +195,8 @@ class OperatorModule(L.LightningModule):
                 x = self.shift_window(x, pred)
             loss = torch.stack(losses).mean()
         self.log("train_loss", loss, prog_bar=True, batch_size=x.shape[0])
-        self._budget["samples_seen"] += x.shape[0]
+        self.count_samples(x.shape[0])
         return loss
-
-    # ------------------------------------------------------------ checkpoints
-    def training_budget(self) -> dict[str, float]:
-        """Wall time spent fitting (all resumed runs together, validation included) and training
-        samples processed (with repeats)."""
-        budget = dict(self._budget)
-        if self._fit_clock is not None:
-            budget["train_time_s"] += time.perf_counter() - self._fit_clock
-        return budget
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store ``checkpoint["pdebench"]``: the training budget, the data module's ``data_card`` and the
-        module's class (so that the leaderboard rebuilds a subclass, e.g. a fine-tuned model, as itself)."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        card = datamodule.data_card() if hasattr(datamodule, "data_card") else None
-        checkpoint["pdebench"] = {"budget": self.training_budget(), "data": card,
-                                  "module_class": f"{type(self).__module__}.{type(self).__qualname__}"}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("pdebench", {}).get("budget")
-        if saved:
-            self._budget = {"train_time_s": float(saved["train_time_s"]), "samples_seen": int(saved["samples_seen"])}
-            self._fit_clock = None
 
     # ------------------------------------------------------------- evaluation
     # Validation and test metrics are those of the whole held-out set, also under DDP: each rank sums
@@ -385,8 +327,6 @@ class OperatorModule(L.LightningModule):
     def _save_lead_time_curve(self, leads: torch.Tensor, errors: torch.Tensor) -> None:
         """Write ``lead_time_nrmse.csv`` (lead time as a fraction of the horizon, mean nRMSE) into the
         trainer's log folder."""
-        from pathlib import Path
-
         folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         rows = "\n".join(f"{float(t):.6g},{float(e):.6g}" for t, e in zip(leads, errors))
@@ -395,8 +335,6 @@ class OperatorModule(L.LightningModule):
 
     def _save_rollout_curve(self, curve: torch.Tensor) -> None:
         """Write ``rollout_nrmse.csv`` and ``rollout_nrmse.png`` into the trainer's log folder."""
-        from pathlib import Path
-
         from pdebench.core.plots import plot_rollout_curve  # matplotlib loads only when a curve is drawn
 
         folder = Path(self.trainer.log_dir or self.trainer.default_root_dir)
@@ -405,30 +343,3 @@ class OperatorModule(L.LightningModule):
         (folder / "rollout_nrmse.csv").write_text("step,nrmse\n" + rows + "\n")
         plot_rollout_curve(curve, folder / "rollout_nrmse.png", label=self.hparams.model)
         log.info("rollout curve written to %s", folder)
-
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """Optimiser parameter groups: every operator parameter at ``lr`` (subclasses split them, e.g.
-        :class:`~pdebench.training.finetune.FineTuneModule` into head and body with their own rates)."""
-        return [{"params": list(self.model.parameters()), "lr": self.hparams.lr}]
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        groups = self.parameter_groups()
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(groups, weight_decay=hp.weight_decay)  # each group carries its lr
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.SGD(groups, weight_decay=hp.weight_decay, momentum=0.9)
-        if hp.scheduler == "none":
-            return opt
-        if hp.scheduler == "cosine":
-            estimate = self.trainer.estimated_stepping_batches
-            if not math.isfinite(estimate):
-                raise ValueError("scheduler 'cosine' anneals over the run's steps, but this run has no step bound "
-                                 "(max_time alone): set trainer.max_steps or trainer.max_epochs, or scheduler 'none'")
-            total = max(1, int(estimate))
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-        else:
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -15,19 +15,20 @@ from typing import Any
 
 import torch
 
+from pdebench.training.base import TrainingBase
 from pdebench.training.bundled import BundledOperatorModule
 from pdebench.training.finetune import FineTuneModule, MaskedOperatorModule
 from pdebench.training.graph_module import GraphOperatorModule
 from pdebench.training.module import OperatorModule
 
 #: Qualified name -> class, for every training module of the package.
-TRAINING_MODULES: dict[str, type[OperatorModule]] = {
+TRAINING_MODULES: dict[str, type[TrainingBase]] = {
     f"{cls.__module__}.{cls.__qualname__}": cls
     for cls in (OperatorModule, GraphOperatorModule, BundledOperatorModule, MaskedOperatorModule, FineTuneModule)
 }
 
 
-def training_module_class(name: str | None) -> type[OperatorModule]:
+def training_module_class(name: str | None) -> type[TrainingBase]:
     """The class of :data:`TRAINING_MODULES` called ``name`` (:class:`OperatorModule` for ``None``
     or ``""``: checkpoints written before the name was recorded).
 

@@ -11,6 +11,7 @@ from torch import nn
 from pdebench.data.bundles import BundleDataModule, BundleDataset
 from pdebench.data.generate import generate_dataset
 from pdebench.problems import PROBLEMS
+from pdebench.training.base import OptimConfig
 from pdebench.training.bundled import BundledOperatorModule
 
 K = 5
@@ -27,7 +28,7 @@ def e1_file(tmp_path_factory):
 def small_module(data: BundleDataModule, **kwargs) -> BundledOperatorModule:
     return BundledOperatorModule(model_args=dict(time_window=K, hidden=32, layers=2, length=16.0),
                                  in_channels=data.in_channels, out_channels=data.out_channels, history=data.history,
-                                 lr=3e-3, scheduler="none", **kwargs)
+                                 optim=OptimConfig(lr=3e-3, scheduler="none"), **kwargs)
 
 
 def test_bundle_windows_hold_the_right_frames_times_and_parameters():

@@ -17,6 +17,7 @@ from pdebench.io.trajectory_file import TrajectoryWriter
 from pdebench.data.mixture import MixtureDataModule, MixtureSampler
 from pdebench.core.trajectories import Trajectories
 from pdebench.problems import PROBLEMS
+from pdebench.training.base import OptimConfig
 from pdebench.training.finetune import FineTuneModule, MaskedOperatorModule, masked_loss, read_pretrained
 from pdebench.training.losses import make_loss
 
@@ -204,7 +205,7 @@ def test_finetune_starts_from_the_pretrained_weights_exactly(pretrained):
 
 
 def test_finetune_uses_two_learning_rate_groups_head_and_body(pretrained):
-    module = finetune(pretrained, lr_head=1e-2, lr_body=0.0, weight_decay=0.0, scheduler="none")
+    module = finetune(pretrained, lr_head=1e-2, lr_body=0.0, optim=OptimConfig(weight_decay=0.0, scheduler="none"))
     optimizer = module.configure_optimizers()
     head, body = optimizer.param_groups
     assert (head["name"], head["lr"], body["name"], body["lr"]) == ("head", 1e-2, "body", 0.0)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from pdebench.data.datamodules import OfflineDataModule
 from pdebench.data.generate import generate_dataset
 from pdebench.problems import PROBLEMS
+from pdebench.training.base import OptimConfig
 from pdebench.training import OperatorModule
 from pdebench.training.resume import MidEpochResumeCheck
 
@@ -61,7 +62,7 @@ class PlainLoaderData(OfflineDataModule):
 def _fit(data: Path, folder: Path, max_steps: int, every_n_train_steps: int | None = None, ckpt_path: Path | None = None,
          kill_at: int | None = None, data_class: type[OfflineDataModule] = OfflineDataModule) -> L.Trainer:
     L.seed_everything(7)
-    module = OperatorModule(model="fno", model_args={"n_modes": 4, "hidden_channels": 4, "n_layers": 1}, lr=3e-3, input_noise=0.01)
+    module = OperatorModule(model="fno", model_args={"n_modes": 4, "hidden_channels": 4, "n_layers": 1}, optim=OptimConfig(lr=3e-3), input_noise=0.01)
     datamodule = data_class(str(data), task="initial_to_final", batch_size=2, train_fraction=0.75, val_fraction=0.125)
     callbacks = [ModelCheckpoint(dirpath=folder, save_last=True, every_n_train_steps=every_n_train_steps, save_top_k=0)] \
         if every_n_train_steps else []

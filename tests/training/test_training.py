@@ -96,7 +96,9 @@ def small_fno_config(tmp_path: Path, data: Path, epochs: int, callbacks: list[di
             "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                            "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True, "save_top_k": 1}}, *callbacks],
         },
-        "model": {"model": "fno", "model_args": {"n_modes": 8, "hidden_channels": 8, "n_layers": 2}, "lr": 3e-3, "input_noise": 0.01},
+        "model": {"class_path": "pdebench.training.module.OperatorModule",
+                  "init_args": {"model": "fno", "model_args": {"n_modes": 8, "hidden_channels": 8, "n_layers": 2},
+                                "optim": {"lr": 3e-3}, "input_noise": 0.01}},
         "data": {"class_path": "pdebench.data.datamodules.OfflineDataModule",
                  "init_args": {"path": str(data), "task": "next_step", "history": 2, "unroll": 2, "batch_size": 4}},
     }
