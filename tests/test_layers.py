@@ -92,3 +92,75 @@ def test_the_parser_sees_deferred_and_relative_imports():
         isinstance(m, ast.ImportFrom) and (m.module or "").startswith("pdebench") for m in ast.walk(n))
         for n in ast.walk(ast.parse(p.read_text())))]
     assert deferred and all(imports_of(p) for p in deferred)
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere (``from A import b`` names ``A.b`` when
+    that is a module: a submodule imported through its package is not an import of the package)."""
+    paths = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+    graph = {}
+    for module, path in paths.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "pdebench":
+                subs = {f"{node.module}.{a.name}" for a in node.names} & set(paths)
+                targets |= subs if len(subs) == len(node.names) else {node.module, *subs}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.split(".")[0] == "pdebench"}
+        graph[module] = {t for t in targets if t in paths} - {module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_closes_a_cycle():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check itself
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+    cycles = import_cycles(module_imports())
+    assert not cycles, "import cycles (deferred imports included): " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+#: Modules that may import the package inside a function body, each for its one reason.
+DEFERRED_ALLOWED = {
+    "pdebench.cli": "each command imports its layers when run: `pdebench --help` and a refusal need no torch",
+    "pdebench.training.module": "matplotlib loads only when a rollout curve is drawn (core.plots)",
+}
+
+
+def test_internal_imports_are_deferred_only_where_a_reason_is_listed():
+    deferred = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for function in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                    isinstance(n, ast.ImportFrom) and (n.module or "").startswith("pdebench")
+                    or isinstance(n, ast.Import) and any(a.name.startswith("pdebench") for a in n.names)
+                    for n in ast.walk(function)):
+                deferred.add(module_name(path))
+    assert deferred <= set(DEFERRED_ALLOWED), f"deferred internal imports in {sorted(deferred - set(DEFERRED_ALLOWED))}"
