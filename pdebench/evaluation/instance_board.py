@@ -1,6 +1,6 @@
 r"""Leaderboard of *instance* solvers (GP-HM) against second-order finite differences.
 
-GP-HM (:class:`~pdebench.models.gp_kronecker.GPHM`, model kind ``instance``) is not a data-driven
+GP-HM (:class:`~pdebench.models.gp_kronecker.GPHM`, board ``instance``) is not a data-driven
 operator: it solves **one** PDE instance by optimisation, so it has no held-out set and no
 inference cost per sample. The fair comparison is with a classical solver of the same instance:
 

@@ -498,7 +498,7 @@ class FitResult:
     steps: int = 0
 
 
-@register_model("gp_hm", kind="instance",
+@register_model("gp_hm", board="instance",
                 description="GP-HM: grid-value GP with spectral-mixture product kernel, Kronecker algebra (Xu et al. 2024)")
 class GPHM(nn.Module):
     r"""Gaussian-process solver of one PDE instance on a tensor grid (see the module docstring).

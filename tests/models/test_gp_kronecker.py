@@ -46,7 +46,7 @@ def _model_2d(nx: int = 6, ny: int = 7, **cfg) -> GPHM:
 
 def test_registered_as_instance_model():
     entry = MODELS.get("gp_hm")
-    assert entry.cls is GPHM and entry.kind == "instance"
+    assert entry.cls is GPHM and entry.board == "instance"
 
 
 # ------------------------------------------------------------------------------- (a) Kronecker = dense

@@ -60,7 +60,7 @@ class ParticleSamples:
         return len(self.trajectories)
 
 
-@SOLVERS.register("sph", kind="particles", description="Weakly compressible SPH (torch): Wendland/cubic kernels, "
+@SOLVERS.register("sph", record="particles", description="Weakly compressible SPH (torch): Wendland/cubic kernels, "
                   "cell lists, Tait EOS, delta-SPH, Adami walls, kick-drift-kick")
 class SPHSolver:
     """Weakly compressible SPH solves of the particle problems (see the module docstring).
