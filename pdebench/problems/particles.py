@@ -155,7 +155,7 @@ def _state(x_fluid: torch.Tensor, x_wall: torch.Tensor, v_fluid: torch.Tensor, r
         velocities=torch.cat([v_fluid, torch.zeros(n_w, d, dtype=dtype)]),
         density=torch.cat([rho_fluid, torch.full((n_w,), rho0, dtype=dtype)]),
         mass=torch.full((n_f + n_w,), rho0 * dx**d, dtype=dtype),
-        kind=torch.cat([torch.full((n_f,), FLUID, dtype=torch.long), torch.full((n_w,), WALL, dtype=torch.long)]),
+        particle_type=torch.cat([torch.full((n_f,), FLUID, dtype=torch.long), torch.full((n_w,), WALL, dtype=torch.long)]),
     )
 
 
