@@ -190,7 +190,7 @@ def test_cli_dispatches_on_kind(tmp_path, capsys):
 
 def test_a_failing_gp_hm_is_a_failed_row(tmp_path, monkeypatch):
     from pdebench.evaluation import instance_board
-    from pdebench.models.gp_kronecker import FitResult
+    from pdebench.models.gp_hm import FitResult
 
     def broken_fit(self, eval_every=100, callback=None):  # a diverged fit: non-finite values and error history
         with torch.no_grad():

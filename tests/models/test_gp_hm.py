@@ -11,7 +11,7 @@ from pdebench.core.metrics import relative_l2
 from pdebench.models import MODELS
 from pdebench.equations.spectral import Advection
 from pdebench.equations.steady import ALLEN_CAHN, POISSON
-from pdebench.models.gp_kronecker import (
+from pdebench.models.gp_hm import (
     GPHM,
     AdvectionProblem,
     GPHMConfig,
