@@ -1,4 +1,4 @@
-"""The model registry (:data:`MODELS`) and the operators it holds."""
+"""The model registry (:data:`MODELS`, each model with its board) and the models it holds."""
 
 from pdebench.registry import import_submodules
 from pdebench.models.registry import MODEL_BOARDS, MODELS, register_model
