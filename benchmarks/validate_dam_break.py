@@ -51,7 +51,7 @@ def run(resolution: int) -> dict[str, Any]:
     stepper = WCSPH.from_settings(scene.physics)
     T, Z = [0.0], [float(state.positions[state.fluid, 0].max())]
     snapshots = {0.0: (state.positions.numpy().copy(), stepper.rates(state).pressure.numpy().copy(),
-                       state.kind.numpy().copy())}
+                       state.particle_type.numpy().copy())}
     steps = [0]
 
     def front(s) -> None:
@@ -63,7 +63,7 @@ def run(resolution: int) -> dict[str, Any]:
     for t_snap in SNAPSHOT_T[1:]:
         state = stepper.run(state, t_snap / math.sqrt(2 * G), callback=front)
         pressure = stepper.rates(state).pressure
-        snapshots[t_snap] = (state.positions.numpy().copy(), pressure.numpy().copy(), state.kind.numpy().copy())
+        snapshots[t_snap] = (state.positions.numpy().copy(), pressure.numpy().copy(), state.particle_type.numpy().copy())
     wall = time.perf_counter() - start
     errors = {t: float(np.interp(t, T, Z)) / z - 1.0 for t, z in MARTIN_MOYCE}
     return {"resolution": resolution, "T": np.array(T), "Z": np.array(Z), "errors": errors, "wall_s": wall,
@@ -102,8 +102,8 @@ def plot_snapshot(result: dict[str, Any], path: Path) -> None:
                              sharex=True)
     vmax = 2.0 * result["rho0g"]  # rho0 g H with H = 2a, a = 1
     for ax, t in zip(axes, SNAPSHOT_T):
-        x, p, kind = result["snapshots"][t]
-        wall = kind == 1
+        x, p, particle_type = result["snapshots"][t]
+        wall = particle_type == 1
         ax.scatter(x[wall, 0], x[wall, 1], s=0.5, c="0.6")
         sc = ax.scatter(x[~wall, 0], x[~wall, 1], s=1.0, c=p[~wall], cmap="viridis", vmin=0, vmax=vmax)
         ax.set_aspect("equal")

@@ -1,5 +1,5 @@
-"""pdebench: classical PDE solvers that stream data into neural-operator training, and a leaderboard
-that scores every operator against the solvers.
+"""pdebench: classical PDE solvers that stream data into neural-operator training, and leaderboard
+boards that score every model against classical solvers (a model's ``board``, :mod:`pdebench.models.registry`).
 
 Layers, bottom to top (imports point down only; docs/ARCHITECTURE.md, checked by tests/test_layers.py):
 ``core`` (records, metrics, graphs), ``equations``, ``problems`` (what to solve), ``solvers`` (how),

@@ -56,15 +56,15 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from pdebench.problems import PROBLEMS
     from pdebench.solvers import SOLVERS
 
-    registries = {"problems": PROBLEMS, "solvers": SOLVERS, "models": MODELS}
-    for title, registry in registries.items():
+    registries = {"problems": (PROBLEMS, "record"), "solvers": (SOLVERS, "record"), "models": (MODELS, "board")}
+    for title, (registry, field) in registries.items():
         if args.what not in (None, title):
             continue
         table = Table(title=title, title_justify="left")
-        for column in ("name", "kind", "description", "arguments"):
+        for column in ("name", field, "description", "arguments"):
             table.add_column(column)
         for entry in registry.entries():
-            table.add_row(entry.name, entry.kind, entry.description, ", ".join(entry.arguments()))
+            table.add_row(entry.name, getattr(entry, field), entry.description, ", ".join(entry.arguments()))
         console.print(table)
     return 0
 

@@ -1,7 +1,8 @@
 """One registry mechanism for problems, solvers and models.
 
-A :class:`Registry` maps a name to a class and records its kind, a one-line description and its typed
-constructor arguments. ``build`` validates the arguments before constructing, and every error names
+A :class:`Registry` maps a name to a class and records a one-line description, its typed constructor
+arguments and what sorts the class, a field of the registry's own entry type: a problem's or solver's
+:attr:`RecordEntry.record`, a model's ``board`` (:class:`pdebench.models.registry.BoardEntry`). ``build`` validates the arguments before constructing, and every error names
 the bad value and lists what is valid. Entries are LightningCLI-compatible: ``spec(name, **kwargs)``
 returns ``{"class_path": ..., "init_args": ...}`` and ``build`` accepts such a dict, so a YAML config
 and a Python call construct the same object.
@@ -25,7 +26,7 @@ import typing
 from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import yaml
 
@@ -49,11 +50,11 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered class: its name, the class, its kind and a one-line description."""
+    """One registered class: its name, the class and a one-line description. A registry's entry type
+    adds the field that sorts its classes (:class:`RecordEntry`, :class:`~pdebench.models.registry.BoardEntry`)."""
 
     name: str
     cls: type
-    kind: str
     description: str
 
     @property
@@ -77,6 +78,22 @@ class Entry:
         return {name: hints.get(name, Any) for name in self.arguments()}
 
 
+RecordName = Literal["time-dependent", "steady", "mesh", "particles"]
+
+
+@dataclass(frozen=True)
+class RecordEntry(Entry):
+    """A problem or a solver, with the record it makes: ``time-dependent`` (trajectories on a grid),
+    ``steady`` (input fields and their solutions on a grid), ``mesh`` (samples on a mesh) or
+    ``particles`` (particle trajectories)."""
+
+    record: RecordName = "time-dependent"
+
+    def __post_init__(self) -> None:
+        if self.record not in typing.get_args(RecordName):
+            raise RegistryError(f"{self.name!r}: record must be one of {typing.get_args(RecordName)}, got {self.record!r}")
+
+
 class Registry(Generic[T]):
     """Name -> class registry with validated construction.
 
@@ -84,32 +101,39 @@ class Registry(Generic[T]):
     ----------
     what
         What the registry holds, used in messages (``"problem"``, ``"solver"``, ``"model"``).
+    entry
+        Its entry type: :class:`Entry` with the field that sorts its classes (``RecordEntry.record``).
     """
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self, what: str, entry: type[Entry]) -> None:
+        self.what, self.entry = what, entry
         self._entries: dict[str, Entry] = {}
 
-    def register(
-        self, name: str, *, kind: str = "default", description: str | None = None
-    ) -> Callable[[type[T]], type[T]]:
-        """Class decorator recording ``cls`` under ``name``; the description defaults to the
-        first line of the class docstring."""
+    def register(self, name: str, *, description: str | None = None, **fields: str) -> Callable[[type[T]], type[T]]:
+        """Class decorator recording ``cls`` under ``name`` with the entry type's ``fields``
+        (``record=`` or ``board=``); the description defaults to the first line of the class docstring."""
+        self._check_fields(fields)
 
         def decorate(cls: type[T]) -> type[T]:
             if name in self._entries:
                 raise RegistryError(f"{self.what} {name!r} is already registered")
             doc = description or (inspect.getdoc(cls) or "").strip().splitlines()[0:1]
             text = doc if isinstance(doc, str) else (doc[0] if doc else "")
-            self._entries[name] = Entry(name=name, cls=cls, kind=kind, description=text)
+            self._entries[name] = self.entry(name=name, cls=cls, description=text, **fields)
             cls.registry_name = name  # type: ignore[attr-defined]
             return cls
 
         return decorate
 
-    def available(self, kind: str | None = None) -> list[str]:
-        """Sorted registered names, optionally only those of one ``kind``."""
-        return sorted(n for n, e in self._entries.items() if kind is None or e.kind == kind)
+    def available(self, **fields: str) -> list[str]:
+        """Sorted registered names, only those whose entry has the given ``fields`` (``record="mesh"``)."""
+        self._check_fields(fields)
+        return sorted(n for n, e in self._entries.items() if all(getattr(e, k) == v for k, v in fields.items()))
+
+    def _check_fields(self, fields: Mapping[str, str]) -> None:
+        known = {f.name for f in dataclasses.fields(self.entry)} - {"name", "cls", "description"}
+        if not set(fields) <= known:
+            raise RegistryError(f"{self.what} entries have {', '.join(sorted(known))}; got {', '.join(sorted(fields))}")
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -1,17 +1,38 @@
-"""One registry for problems and solvers: validated construction, LightningCLI-style specs."""
+"""One registry for problems, solvers and models: validated construction, LightningCLI-style specs."""
 
 from __future__ import annotations
 
 import pytest
 
 from pdebench.problems import PROBLEMS
-from pdebench.registry import RegistryError
+from pdebench.models import MODELS, register_model
+from pdebench.registry import RecordEntry, Registry, RegistryError
 from pdebench.solvers import SOLVERS, SpectralSolver
 
 
 def test_catalogue_has_the_required_problems():
     required = {"advection1d", "heat1d", "burgers1d", "kdv1d", "ks1d", "reaction_diffusion1d", "ns2d", "ns2d_kolmogorov"}
     assert required <= set(PROBLEMS.available())
+
+
+def test_entries_name_the_record_or_the_board_they_are_sorted_by(capsys):
+    assert PROBLEMS.get("burgers1d").record == "time-dependent" and PROBLEMS.get("darcy2d").record == "steady"
+    assert PROBLEMS.available(record="particles") == ["dam_break2d", "poiseuille2d", "tgv2d"]
+    assert SOLVERS.available(record="mesh") == ["fem-mesh", "fem-mesh-darcy"] and SOLVERS.get("sph").record == "particles"
+    assert MODELS.get("gp_hm").board == "instance" and "fno" in MODELS.available(board="operator")
+    with pytest.raises(RegistryError, match="problem entries have record; got kind"):
+        PROBLEMS.available(kind="mesh")
+    with pytest.raises(RegistryError, match="model entries have board; got record"):
+        MODELS.register("x", record="mesh")
+    with pytest.raises(RegistryError, match=r"'x': record must be one of \('time-dependent', 'steady', 'mesh', 'particles'\), got 'grid'"):
+        Registry("problem", RecordEntry).register("x", record="grid")(type("X", (), {}))
+    with pytest.raises(RegistryError, match="model 'x': board must be one of .*, got 'kind'"):
+        register_model("x", board="kind")(type("X", (), {}))
+    assert "x" not in MODELS
+    from pdebench.cli import main
+
+    assert main(["list", "solvers"]) == 0 and "┃ record" in capsys.readouterr().out
+    assert main(["list", "models"]) == 0 and "┃ board" in capsys.readouterr().out
 
 
 def test_build_from_name_and_from_class_path_spec_agree():

@@ -802,11 +802,11 @@ def particle_frame_graph(*, positions: np.ndarray, velocities: np.ndarray, densi
             f"{where}: particle {particle} at {positions[particle].tolist()} is outside the box "
             f"[{list(box.lower)}, {list(box.upper)}] on non-periodic axis {axis}"
         )
-    kind = torch.from_numpy(np.asarray(particle_type, dtype=np.int64))
+    types = torch.from_numpy(np.asarray(particle_type, dtype=np.int64))
     data = particle_graph(torch.from_numpy(np.asarray(positions, dtype=np.float64)),
-                          torch.from_numpy(np.asarray(velocities, dtype=np.float32)), kind, box,
+                          torch.from_numpy(np.asarray(velocities, dtype=np.float32)), types, box,
                           torch.from_numpy(np.asarray(density, dtype=np.float64) / rho_ref))
-    data.particle_type = kind
+    data.particle_type = types
     data.time = torch.tensor(time, dtype=torch.float64)
     if acceleration is not None:
         data.y = torch.from_numpy(np.asarray(acceleration, dtype=np.float32))

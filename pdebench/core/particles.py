@@ -37,7 +37,7 @@ class ParticleState:
         ``(N,)`` densities (kg/m³); for wall particles the value from the last wall update.
     mass
         ``(N,)`` masses (kg), constant in time.
-    kind
+    particle_type
         ``(N,)`` integer particle type: :data:`FLUID` (0) or :data:`WALL` (1).
     time
         Physical time (s).
@@ -47,7 +47,7 @@ class ParticleState:
     velocities: torch.Tensor
     density: torch.Tensor
     mass: torch.Tensor
-    kind: torch.Tensor
+    particle_type: torch.Tensor
     time: float = 0.0
 
     def __post_init__(self) -> None:
@@ -56,18 +56,19 @@ class ParticleState:
         n, d = self.positions.shape
         if tuple(self.velocities.shape) != (n, d):
             raise ValueError(f"velocities must have shape {(n, d)}, got {tuple(self.velocities.shape)}")
-        for name in ("density", "mass", "kind"):
+        for name in ("density", "mass", "particle_type"):
             shape = tuple(getattr(self, name).shape)
             if shape != (n,):
                 raise ValueError(f"{name} must have shape {(n,)}, got {shape}")
-        bad = ~((self.kind == FLUID) | (self.kind == WALL))
+        bad = ~((self.particle_type == FLUID) | (self.particle_type == WALL))
         if bool(bad.any()):
-            raise ValueError(f"kind must be {FLUID} (fluid) or {WALL} (wall); got {self.kind[bad][:5].tolist()}")
+            raise ValueError(f"particle_type must be {FLUID} (fluid) or {WALL} (wall); "
+                             f"got {self.particle_type[bad][:5].tolist()}")
 
     @property
     def fluid(self) -> torch.Tensor:
         """``(N,)`` boolean mask of fluid particles."""
-        return self.kind == FLUID
+        return self.particle_type == FLUID
 
     @property
     def num_particles(self) -> int:
@@ -166,11 +167,11 @@ class ParticleTrajectory:
         self.density = _real_array(self.density, "density", sid)
         self.pressure = _real_array(self.pressure, "pressure", sid)
         self.mass = _real_array(self.mass, "mass", sid)
-        kind = self.particle_type
-        kind = kind.detach().cpu().numpy() if isinstance(kind, torch.Tensor) else np.asarray(kind)
-        if kind.dtype.kind not in "iu":
-            raise ValueError(f"sample {sid}: particle_type must be an integer array, got dtype {kind.dtype}")
-        self.particle_type = kind
+        types = self.particle_type
+        types = types.detach().cpu().numpy() if isinstance(types, torch.Tensor) else np.asarray(types)
+        if types.dtype.kind not in "iu":
+            raise ValueError(f"sample {sid}: particle_type must be an integer array, got dtype {types.dtype}")
+        self.particle_type = types
         expected = {
             "time": (t,),
             "velocities": (t, n, d),

@@ -243,12 +243,12 @@ class GraphDataModule(SplitDataModule):
         if row not in self._trajectories:
             with ParticleDataset(self.hparams.path) as data:
                 traj = data[int(row)]
-            kind = np.asarray(traj.particle_type, dtype=np.int64)
-            rho_ref = reference_density(traj.density[0], kind)
+            types = np.asarray(traj.particle_type, dtype=np.int64)
+            rho_ref = reference_density(traj.density[0], types)
             self._trajectories[row] = _Trajectory(int(row), np.asarray(traj.time, dtype=np.float64),
                                                   np.asarray(traj.positions, dtype=np.float64),
                                                   np.asarray(traj.velocities, dtype=np.float64),
-                                                  np.asarray(traj.density, dtype=np.float64) / rho_ref, kind)
+                                                  np.asarray(traj.density, dtype=np.float64) / rho_ref, types)
         return self._trajectories[row]
 
     def _mesh_graphs(self, rows: np.ndarray) -> list[Data]:

@@ -7,7 +7,8 @@ its rows (its CSV columns and table cells: every board's files and printed table
 same functions of :mod:`.board_io`, with one Pareto front, :func:`pdebench.evaluation.pareto.front_rows`)
 and, where its entries are checkpoints to check before anything runs, that check.
 
-The kinds are the model kinds of :data:`pdebench.models.KINDS` that have a board: ``operator`` (the
+A suite's ``kind:`` names its board, equal to the ``board`` of the models it scores
+(:data:`pdebench.models.MODEL_BOARDS`, a model's ``register_model(name, board=...)``): ``operator`` (the
 data-driven operators against the solver ladder, :mod:`.leaderboard`), ``instance`` (GP-HM against
 finite differences, :mod:`.instance_board`), ``linear-solver`` (DCDM against the Krylov baselines,
 :mod:`.linear_solver_board`) and ``physics`` (NSM and its PINN baseline, trained on the residual,
@@ -36,7 +37,7 @@ class Board:
     Attributes
     ----------
     kind
-        The suite file's ``kind:`` (and the kind of the models it scores).
+        The board's name: the suite file's ``kind:``, and the ``board`` of the models it scores.
     suite_type
         The suite class; ``suite_type.from_dict(raw, origin)`` checks and builds a suite.
     count_steps

@@ -1,13 +1,13 @@
 r"""Leaderboard of *instance* solvers (GP-HM) against second-order finite differences.
 
-GP-HM (:class:`~pdebench.models.gp_kronecker.GPHM`, model kind ``instance``) is not a data-driven
+GP-HM (:class:`~pdebench.models.gp_hm.GPHM`, board ``instance``) is not a data-driven
 operator: it solves **one** PDE instance by optimisation, so it has no held-out set and no
 inference cost per sample. The fair comparison is with a classical solver of the same instance:
 
 * a *task* is a named instance (:data:`~pdebench.problems.manufactured.INSTANCES`: the equation,
-  its exact solution and the manufactured source, the same ones ``benchmarks/bench_gp_kronecker.py`` runs), the
+  its exact solution and the manufactured source, the same ones ``benchmarks/bench_gp_hm.py`` runs), the
   grid size ``n`` (nodes per axis on :math:`[0, 1]^d`, boundary included) and the GP-HM settings
-  (any :class:`~pdebench.models.gp_kronecker.GPHMConfig` field);
+  (any :class:`~pdebench.models.gp_hm.GPHMConfig` field);
 * the GP-HM row is the relative L2 error of its grid values against the exact solution at its grid
   nodes, :math:`\lVert U - u(X)\rVert_2 / \lVert u(X)\rVert_2`, and the wall time of building and
   fitting the model (Adam, then L-BFGS);
@@ -66,7 +66,7 @@ from pdebench.evaluation.suite import YamlSuite
 from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.equations.steady import SteadyEquation
-from pdebench.models.gp_kronecker import GPHM, GPHMConfig, SourcedProblem
+from pdebench.models.gp_hm import GPHM, GPHMConfig, SourcedProblem
 from pdebench.problems.manufactured import INSTANCES, Instance
 from pdebench.solvers.linalg import direct_solve
 
@@ -223,7 +223,7 @@ class InstanceTask:
     n
         GP-HM grid nodes per axis (boundary included, ``n >= 5``).
     gp_hm
-        :class:`~pdebench.models.gp_kronecker.GPHMConfig` fields (``adam_steps``, ``lbfgs_steps``,
+        :class:`~pdebench.models.gp_hm.GPHMConfig` fields (``adam_steps``, ``lbfgs_steps``,
         ``time_limit_s``, ...); the rest keep their defaults.
     ladder
         Finite-difference grid sizes (nodes per axis, ``>= 5``); empty: :data:`DEFAULT_LADDERS` of

@@ -1,6 +1,6 @@
 r"""Leaderboard of *learned linear solvers* (DCDM) against classical preconditioned CG.
 
-DCDM (:mod:`pdebench.models.dcdm`, model kind ``linear-solver``) is not an operator from inputs to
+DCDM (:mod:`pdebench.models.dcdm`, board ``linear-solver``) is not an operator from inputs to
 solutions: its network proposes search directions inside a Krylov-like loop, and the loop's answer
 is exact to the tolerance whatever the network does. What it changes is the **number of iterations**
 and the **wall time**, so that is what this board scores, on held-out systems:

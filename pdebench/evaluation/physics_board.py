@@ -1,6 +1,6 @@
 r"""Leaderboard of *physics-informed* operators (NSM and its PINN baseline) against finite differences.
 
-NSM (:class:`~pdebench.models.nsm.NSM`, model kind ``physics``) learns the solution operator of a PDE
+NSM (:class:`~pdebench.models.nsm.NSM`, board ``physics``) learns the solution operator of a PDE
 from its residual alone, no solver data; so does the PINN baseline (the same network run on a grid,
 trained on the finite-difference residual, :mod:`pdebench.training.physics`). This board trains both
 on a task's problem and scores them on held-out inputs against the **exact** solution, beside the

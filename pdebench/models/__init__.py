@@ -1,8 +1,8 @@
-"""The model registry (:data:`MODELS`) and the operators it holds."""
+"""The model registry (:data:`MODELS`, each model with its board) and the models it holds."""
 
 from pdebench.registry import import_submodules
-from pdebench.models.registry import KINDS, MODELS, register_model
+from pdebench.models.registry import MODEL_BOARDS, MODELS, register_model
 
 import_submodules(__name__, __path__)  # registers every model: a new operator is one file in this folder
 
-__all__ = ["KINDS", "MODELS", "register_model"]
+__all__ = ["MODEL_BOARDS", "MODELS", "register_model"]

@@ -101,7 +101,7 @@ class _ResBlock(nn.Module):
 
 @register_model(
     "dcdm",
-    kind="linear-solver",
+    board="linear-solver",
     description="Deep conjugate direction method (Kaneda et al. 2023): a fully convolutional U-Net "
     "q = f(r/||r||) ~ A^{-1} r up to scale, trained unsupervised, used as the search direction of a "
     "conjugate-direction solver (A-orthogonal to the previous two, exact line search)",
@@ -240,7 +240,7 @@ class SymmetricDCDMNetConfig:
 
 @register_model(
     "dcdm_spd",
-    kind="linear-solver",
+    board="linear-solver",
     description="DCDM with a symmetric positive-definite network: a tied-weight multilevel conv "
     "U-Net q = s^2 r + sum_l g_l E_l^T G^T G E_l r (weights shared across levels), trained with the "
     "DCDM loss; the two-direction conjugate-direction loop is then exactly PCG",

@@ -201,7 +201,7 @@ class TemporalAggregation(nn.Module):
         return torch.einsum("btdyx,ted->byxe", modulated, self.weight)
 
 
-@register_model("dpot", kind="operator", description="DPOT: patch embedding, temporal aggregation, AFNO blocks (2D)")
+@register_model("dpot", board="operator", description="DPOT: patch embedding, temporal aggregation, AFNO blocks (2D)")
 class DPOT(nn.Module):
     """Auto-regressive denoising operator transformer (DPOT), 2D: ``T`` frames -> the next frame.
 

@@ -9,7 +9,7 @@ from torch import nn
 from pdebench.models.registry import register_model
 
 
-@register_model("fno", kind="operator", description="Fourier neural operator (neuraloperator's FNO), 1D/2D/3D")
+@register_model("fno", board="operator", description="Fourier neural operator (neuraloperator's FNO), 1D/2D/3D")
 class FNO(nn.Module):
     """Fourier neural operator: lifting, ``n_layers`` spectral-convolution blocks, projection.
 
@@ -98,7 +98,7 @@ class FNO(nn.Module):
         return self.net(x)
 
 
-@register_model("tfno", kind="operator", description="Tucker-factorised FNO (neuraloperator), 1D/2D/3D")
+@register_model("tfno", board="operator", description="Tucker-factorised FNO (neuraloperator), 1D/2D/3D")
 class TFNO(FNO):
     """FNO with Tucker-factorised spectral weights (``factorization="tucker"``, ``rank=0.1`` by default);
     see :class:`FNO` for the parameters."""

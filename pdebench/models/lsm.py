@@ -210,7 +210,7 @@ class NeuralSpectralBlock(nn.Module):
         return out.reshape(batch, channels, *space)
 
 
-@register_model("lsm", kind="operator", description="Latent Spectral Model (U-Net with neural spectral blocks), 1D/2D/3D")
+@register_model("lsm", board="operator", description="Latent Spectral Model (U-Net with neural spectral blocks), 1D/2D/3D")
 class LSM(nn.Module):
     """Latent Spectral Model: a U-Net whose skip features pass neural spectral blocks.
 

@@ -119,7 +119,7 @@ def _per_node(value: Any, batch: Tensor, num_graphs: int, n: int, like: Tensor, 
                      f"got {v.numel()} values")
 
 
-@register_model("mppde", kind="operator",
+@register_model("mppde", board="operator",
                 description="Message-passing neural PDE solver (Brandstetter et al. 2022), graph input")
 class MPPDE(nn.Module):
     r"""Message-passing neural PDE solver with temporal bundling.
@@ -294,7 +294,7 @@ class MPPDE(nn.Module):
         return u[:, -1:] + dt[:, None] * self.steps.to(u.dtype) * d
 
 
-@register_model("mppde_grid", kind="operator",
+@register_model("mppde_grid", board="operator",
                 description="MP-PDE on a periodic 1-D grid: (B, K, nx) -> (B, K, nx)")
 class GridMPPDE(nn.Module):
     r"""MP-PDE on a periodic 1-D grid, with the grid operator contract ``(B, K, nx) -> (B, K, nx)``.

@@ -23,7 +23,7 @@ The module has three parts.
   - ``"initial"``: :math:`\phi_j = T_{j+1} + T_j` (:math:`j < m-1`) vanish at the left end
     (:math:`\xi = -1`, e.g. :math:`t = 0`), for initial-value problems in time.
 
-**The model** :class:`NSM` (registered as ``"nsm"``, kind ``"physics"``): input = spectral coefficients
+**The model** :class:`NSM` (registered as ``"nsm"``, board ``"physics"``): input = spectral coefficients
 of the PDE's input function(s) ``(B, C_in, *coeff_shape)``, output = coefficients of the solution
 ``(B, C_out, *coeff_shape)``. Per layer
 
@@ -550,7 +550,7 @@ class SpectralMixing(nn.Module):
         return torch.complex(real, imag).permute(1, 2, 0).reshape(b, -1, *modes)
 
 
-@register_model("nsm", kind="physics", description="Neural Spectral Method: coefficients in, coefficients out, residual-trained")
+@register_model("nsm", board="physics", description="Neural Spectral Method: coefficients in, coefficients out, residual-trained")
 class NSM(nn.Module):
     r"""Neural Spectral Method (Du et al., ICLR 2024): a neural operator between spectral coefficients.
 

@@ -283,7 +283,7 @@ def _check_int(name: str, value: Any, least: int) -> None:
         raise ValueError(f"ScOT: {name} must be an integer >= {least}, got {value!r}")
 
 
-@register_model("scot", kind="operator", description="Poseidon's scOT: lead-time-conditioned Swin V2 U-Net (2D)")
+@register_model("scot", board="operator", description="Poseidon's scOT: lead-time-conditioned Swin V2 U-Net (2D)")
 class ScOT(nn.Module):
     """scOT (Poseidon): a shifted-window transformer U-Net over patches with time-conditioned
     LayerNorms; maps an input field and a lead time ``t`` to the field ``t`` later.

@@ -68,7 +68,7 @@ class _Block(nn.Sequential):
         super().__init__(*layers)
 
 
-@register_model("unet", kind="operator", description="PDEBench-style U-Net (1D/2D)")
+@register_model("unet", board="operator", description="PDEBench-style U-Net (1D/2D)")
 class UNet(nn.Module):
     """PDEBench-style U-Net: a convolutional encoder-decoder with skip connections.
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from pdebench.core.grid_transfer import block_average, fourier_resample
-from pdebench.registry import Registry
+from pdebench.registry import RecordEntry, Registry
 
-PROBLEMS: Registry["Problem"] = Registry("problem")
+PROBLEMS: Registry["Problem"] = Registry("problem", RecordEntry)
 
 
 def require(condition: bool, message: str) -> None:

@@ -77,7 +77,7 @@ def _draw_forcing(g: torch.Generator) -> dict[str, torch.Tensor]:
     return {"A": amplitude, "omega": omega, "ell": ell, "phi": phi}
 
 
-@PROBLEMS.register("mppde_e1", kind="time-dependent", description="MP-PDE E1: forced inviscid Burgers "
+@PROBLEMS.register("mppde_e1", record="time-dependent", description="MP-PDE E1: forced inviscid Burgers "
                    "u_t + (u^2)_x = delta(t,x) on (0,16), shocks (finite-volume WENO5)")
 @dataclass(frozen=True, kw_only=True)
 class MPPDEE1(Problem):
@@ -227,7 +227,7 @@ class MPPDESpectral(Periodic1D):
         return self.forcing(ids)(x, 0.0)
 
 
-@PROBLEMS.register("mppde_e2", kind="time-dependent", description="MP-PDE E2: forced viscous Burgers "
+@PROBLEMS.register("mppde_e2", record="time-dependent", description="MP-PDE E2: forced viscous Burgers "
                    "u_t + (u^2 - beta u_x)_x = delta(t,x) on (0,16), beta ~ U[0,0.2] per sample (pseudo-spectral)")
 @dataclass(frozen=True, kw_only=True)
 class MPPDEE2(MPPDESpectral):
@@ -251,7 +251,7 @@ class MPPDEE2(MPPDESpectral):
                 "gamma": torch.zeros(n, dtype=torch.float64)}
 
 
-@PROBLEMS.register("mppde_e3", kind="time-dependent", description="MP-PDE E3: forced Burgers-KdV "
+@PROBLEMS.register("mppde_e3", record="time-dependent", description="MP-PDE E3: forced Burgers-KdV "
                    "u_t + (alpha u^2 - beta u_x + gamma u_xx)_x = delta(t,x) on (0,16), alpha ~ U[0,3], "
                    "beta ~ U[0,0.4], gamma ~ U[0,1] per sample (pseudo-spectral)")
 @dataclass(frozen=True, kw_only=True)

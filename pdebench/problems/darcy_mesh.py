@@ -108,7 +108,7 @@ def neumann_gaussian_field_at(seed: int, indices: Sequence[int], points: np.ndar
     return np.stack(out) if out else np.zeros((0, len(points)))
 
 
-@PROBLEMS.register("darcy2d_mesh", kind="mesh", description="Darcy flow -div(a grad u) = f on an unstructured mesh "
+@PROBLEMS.register("darcy2d_mesh", record="mesh", description="Darcy flow -div(a grad u) = f on an unstructured mesh "
                    "of (0,1)^2, u = 0 on the boundary; a = 12/3 from the darcy2d thresholded GRF at the nodes")
 @dataclass(frozen=True, kw_only=True)
 class DarcyMesh(MeshProblem):

@@ -94,7 +94,7 @@ def neumann_gaussian_field(seed: int, indices: Sequence[int], points: int, *, ta
     return torch.from_numpy(np.stack(out))
 
 
-@PROBLEMS.register("darcy2d", kind="steady", description="Darcy flow -div(a grad u) = f on (0,1)^2, u = 0 on the boundary; "
+@PROBLEMS.register("darcy2d", record="steady", description="Darcy flow -div(a grad u) = f on (0,1)^2, u = 0 on the boundary; "
                    "a = 12/3 from a thresholded GRF (FNO setting)")
 @dataclass(frozen=True, kw_only=True)
 class Darcy2D(SteadyProblem):

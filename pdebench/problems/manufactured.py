@@ -1,7 +1,7 @@
 r"""Manufactured PDE instances on :math:`[0, 1]^d`: a steady equation, its exact solution and the source
-that makes it exact, stated once for GP-HM (:mod:`pdebench.models.gp_kronecker`), the
+that makes it exact, stated once for GP-HM (:mod:`pdebench.models.gp_hm`), the
 finite-difference ladder and the instance board (:mod:`pdebench.evaluation.instance_board`) and its
-benchmark (``benchmarks/bench_gp_kronecker.py``).
+benchmark (``benchmarks/bench_gp_hm.py``).
 
 Dirichlet values come from the exact solution on every face.
 """

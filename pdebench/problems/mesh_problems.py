@@ -252,7 +252,7 @@ class _RandomSource(MeshProblem):
 # --------------------------------------------------------------------------------------------------
 
 
-@PROBLEMS.register("poisson", kind="mesh", description="Poisson -Δu = f on an L-shape or a disk with holes, u = 0 "
+@PROBLEMS.register("poisson", record="mesh", description="Poisson -Δu = f on an L-shape or a disk with holes, u = 0 "
                    "on the boundary; f a random smooth field (P1/P2 on an unstructured mesh)")
 @dataclass(frozen=True, kw_only=True)
 class Poisson(_RandomSource):
@@ -275,7 +275,7 @@ class Poisson(_RandomSource):
         return self._draw(seed, indices, lambda g, nodes: {"f": self._source(g, nodes)})
 
 
-@PROBLEMS.register("helmholtz", kind="mesh", description="Helmholtz -Δu - k²u = f on an L-shape or a disk with "
+@PROBLEMS.register("helmholtz", record="mesh", description="Helmholtz -Δu - k²u = f on an L-shape or a disk with "
                    "holes, u = 0; random k per sample in a band between Dirichlet eigenvalues, random smooth f")
 @dataclass(frozen=True, kw_only=True)
 class Helmholtz(_RandomSource):
@@ -342,7 +342,7 @@ class Helmholtz(_RandomSource):
         return {**super().params(), "k_min": k_min, "k_max": k_max}
 
 
-@PROBLEMS.register("elasticity2d", kind="mesh", description="Plane-strain linear elasticity on an L-shape or a "
+@PROBLEMS.register("elasticity2d", record="mesh", description="Plane-strain linear elasticity on an L-shape or a "
                    "rectangle, random Young's modulus field, clamped on one side, loaded by a traction on another")
 @dataclass(frozen=True, kw_only=True)
 class Elasticity2D(MeshProblem):

@@ -155,11 +155,11 @@ def _state(x_fluid: torch.Tensor, x_wall: torch.Tensor, v_fluid: torch.Tensor, r
         velocities=torch.cat([v_fluid, torch.zeros(n_w, d, dtype=dtype)]),
         density=torch.cat([rho_fluid, torch.full((n_w,), rho0, dtype=dtype)]),
         mass=torch.full((n_f + n_w,), rho0 * dx**d, dtype=dtype),
-        kind=torch.cat([torch.full((n_f,), FLUID, dtype=torch.long), torch.full((n_w,), WALL, dtype=torch.long)]),
+        particle_type=torch.cat([torch.full((n_f,), FLUID, dtype=torch.long), torch.full((n_w,), WALL, dtype=torch.long)]),
     )
 
 
-@PROBLEMS.register("dam_break2d", kind="particles", description="SPH dam break: a water column (aspect ratio and "
+@PROBLEMS.register("dam_break2d", record="particles", description="SPH dam break: a water column (aspect ratio and "
                    "viscosity sampled) collapses in an open tank (Martin & Moyce 1952)")
 @dataclass(frozen=True, kw_only=True)
 class DamBreak2D(ParticleProblem):
@@ -244,7 +244,7 @@ class DamBreak2D(ParticleProblem):
         return ParticleScene(state, physics, {"aspect_ratio": height / a, "nu": nu})
 
 
-@PROBLEMS.register("tgv2d", kind="particles", description="SPH Taylor-Green vortex on the periodic unit square, "
+@PROBLEMS.register("tgv2d", record="particles", description="SPH Taylor-Green vortex on the periodic unit square, "
                    "Reynolds number sampled")
 @dataclass(frozen=True, kw_only=True)
 class TaylorGreen2D(ParticleProblem):
@@ -315,7 +315,7 @@ def poiseuille_velocity(y: np.ndarray, t: float, *, nu: float, force: float, wid
     return out
 
 
-@PROBLEMS.register("poiseuille2d", kind="particles", description="SPH start-up Poiseuille flow between no-slip plates, "
+@PROBLEMS.register("poiseuille2d", record="particles", description="SPH start-up Poiseuille flow between no-slip plates, "
                    "Reynolds number sampled (analytic transient)")
 @dataclass(frozen=True, kw_only=True)
 class Poiseuille2D(ParticleProblem):

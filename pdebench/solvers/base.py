@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pdebench.registry import Registry
+from pdebench.registry import RecordEntry, Registry
 
-SOLVERS: Registry = Registry("solver")
+SOLVERS: Registry = Registry("solver", RecordEntry)
 
 
 class StabilityError(ValueError):

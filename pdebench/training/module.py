@@ -74,9 +74,9 @@ class OperatorModule(TrainingBase):
     ) -> None:
         super().__init__(in_channels, out_channels, spatial_dims, history, optim)
         entry = MODELS.get(model)
-        if entry.kind != "operator":
-            raise ValueError(f"model {model!r} is a {entry.kind!r} model; OperatorModule trains data-driven operators "
-                             f"({', '.join(MODELS.available('operator'))})")
+        if entry.board != "operator":
+            raise ValueError(f"model {model!r} is a {entry.board!r} model; OperatorModule trains data-driven operators "
+                             f"({', '.join(MODELS.available(board='operator'))})")
         if in_channels % history:
             raise ValueError(f"in_channels={in_channels} is not a multiple of history={history}")
         if input_noise < 0:

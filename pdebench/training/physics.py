@@ -1,4 +1,4 @@
-r"""Training of ``kind="physics"`` models (NSM) on a PDE residual: sampled inputs, no solver data.
+r"""Training of ``board="physics"`` models (NSM) on a PDE residual: sampled inputs, no solver data.
 
 :func:`fit_physics` is a plain PyTorch loop (the benchmark times it step by step):
 

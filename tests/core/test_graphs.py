@@ -54,8 +54,8 @@ LOWER, UPPER, RADIUS = np.array([0.0, 0.0]), np.array([1.0, 0.6]), 0.15
 
 def trajectory(index: int, n: int = 60, t: int = 5) -> ParticleTrajectory:
     rng = np.random.default_rng(index)
-    kind = np.full(n, FLUID, dtype=np.int64)
-    kind[3 * n // 4 :] = WALL
+    particle_type = np.full(n, FLUID, dtype=np.int64)
+    particle_type[3 * n // 4 :] = WALL
     return ParticleTrajectory(
         sample_id=(0, index),
         time=np.cumsum(rng.uniform(0.5e-3, 1.5e-3, size=t)),
@@ -63,7 +63,7 @@ def trajectory(index: int, n: int = 60, t: int = 5) -> ParticleTrajectory:
         velocities=rng.normal(size=(t, n, 2)),
         density=1000.0 + rng.normal(scale=5.0, size=(t, n)),
         pressure=rng.normal(scale=1e3, size=(t, n)),
-        particle_type=kind,
+        particle_type=particle_type,
         mass=np.ones(n),
         params={},
     )

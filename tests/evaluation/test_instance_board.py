@@ -183,14 +183,14 @@ def test_cli_dispatches_on_kind(tmp_path, capsys):
     assert main(["leaderboard", "--suite", str(path), "--model", "x=y.pt"]) == 2
     path.write_text(yaml.safe_dump({**_suite(), "kind": "quantum"}))
     assert main(["leaderboard", "--suite", str(path)]) == 2
-    assert "kind must be one of operator, instance, linear-solver, got 'quantum'" in capsys.readouterr().err
+    assert "kind must be one of operator, instance, linear-solver, physics, got 'quantum'" in capsys.readouterr().err
     path.write_text(yaml.safe_dump(_suite(n=2)))
     assert main(["leaderboard", "--suite", str(path)]) == 2
 
 
 def test_a_failing_gp_hm_is_a_failed_row(tmp_path, monkeypatch):
     from pdebench.evaluation import instance_board
-    from pdebench.models.gp_kronecker import FitResult
+    from pdebench.models.gp_hm import FitResult
 
     def broken_fit(self, eval_every=100, callback=None):  # a diverged fit: non-finite values and error history
         with torch.no_grad():

@@ -43,12 +43,12 @@ def mesh_file(path: Path) -> Path:
 
 def particle_file(path: Path) -> Path:
     rng = np.random.default_rng(1)
-    kind = np.array([FLUID, FLUID, WALL])
+    particle_type = np.array([FLUID, FLUID, WALL])
     with ParticleDataWriter(path, lower=[0, 0], upper=[1, 1], radius=0.5, provenance={"solver": "test"}) as writer:
         writer.append([ParticleTrajectory(sample_id=tuple(int(v) for v in sid), time=np.array([0.0, 0.1]),
                                           positions=rng.uniform(0, 1, (2, 3, 2)), velocities=rng.normal(size=(2, 3, 2)),
                                           density=np.full((2, 3), 1000.0), pressure=np.zeros((2, 3)),
-                                          particle_type=kind, mass=np.ones(3), params={"nu": 0.1}) for sid in IDS])
+                                          particle_type=particle_type, mass=np.ones(3), params={"nu": 0.1}) for sid in IDS])
     return path
 
 

@@ -34,8 +34,8 @@ def make_trajectory(
     irregular increasing times; the last quarter of the particles are walls."""
     rng = np.random.default_rng(1000 * seed + index)
     d = len(lower)
-    kind = np.full(n, FLUID, dtype=np.int64)
-    kind[3 * n // 4 :] = WALL
+    particle_type = np.full(n, FLUID, dtype=np.int64)
+    particle_type[3 * n // 4 :] = WALL
     return ParticleTrajectory(
         sample_id=(seed, index),
         time=np.cumsum(rng.uniform(0.5e-3, 1.5e-3, size=t)),
@@ -43,7 +43,7 @@ def make_trajectory(
         velocities=rng.normal(size=(t, n, d)),
         density=1000.0 + rng.normal(scale=5.0, size=(t, n)),
         pressure=rng.normal(scale=1e3, size=(t, n)),
-        particle_type=kind,
+        particle_type=particle_type,
         mass=rng.uniform(0.9, 1.1, size=n),
         params={"aspect_ratio": 1.0 + index, "nu": 1e-3 * (seed + 1)} if params is None else params,
     )

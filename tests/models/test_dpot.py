@@ -21,7 +21,7 @@ def test_shapes_follow_the_operator_contract_and_the_registry_builds_it():
     model = MODELS.build("dpot", in_channels=6, out_channels=2, dim=2, patch_size=4, embed_dim=16, depth=2)
     assert isinstance(model, DPOT) and model.frames == 3 and model.channels == 2
     assert model(torch.randn(3, 6, 32, 32)).shape == (3, 2, 32, 32)
-    assert MODELS.get("dpot").kind == "operator"
+    assert MODELS.get("dpot").board == "operator"
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (48, 24), (30, 34), (5, 7)])

@@ -10,9 +10,9 @@ import torch
 from pdebench.models import MODELS
 
 
-def test_registry_records_kinds_and_lists_operators():
-    assert {"fno", "tfno", "unet"} <= set(MODELS.available("operator"))
-    assert MODELS.get("fno").kind == "operator"
+def test_registry_records_boards_and_lists_operators():
+    assert {"fno", "tfno", "unet"} <= set(MODELS.available(board="operator"))
+    assert MODELS.get("fno").board == "operator"
 
 
 @pytest.mark.parametrize("name", ["fno", "tfno"])

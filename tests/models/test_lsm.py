@@ -163,7 +163,7 @@ def test_bad_constructor_arguments_raise(kwargs, message):
 
 def test_registered_as_an_operator_and_rebuilt_from_init_args():
     entry = MODELS.get("lsm")
-    assert entry.cls is LSM and entry.kind == "operator"
+    assert entry.cls is LSM and entry.board == "operator"
     model = MODELS.build("lsm", in_channels=2, out_channels=1, dim=2, width=8, levels=2, num_patches=2)
     spec = MODELS.spec("lsm", **model.init_args)
     assert spec["class_path"] == "pdebench.models.lsm.LSM"

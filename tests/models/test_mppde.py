@@ -158,7 +158,7 @@ def test_shapes_with_params_conditioning_and_batches():
     assert grid(torch.randn(2, 4, 16), x, t=torch.zeros(2), dt=0.1, params=torch.randn(2, 3)).shape == (2, 4, 16)
     with pytest.raises(ValueError, match="time_window"):
         MPPDE(time_window=4, in_channels=5)
-    assert MODELS.get("mppde").kind == "operator"
+    assert MODELS.get("mppde").board == "operator"
 
 
 def test_tiny_overfit_on_advection():

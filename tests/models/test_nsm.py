@@ -202,8 +202,8 @@ def test_pinn_grid_residual_is_second_order_for_the_exact_solution():
 
 # ------------------------------------------------------------------------------------------ model
 def test_registered_as_physics_model_and_rebuilds_from_init_args():
-    assert MODELS.get("nsm").kind == "physics"
-    assert "nsm" in MODELS.available("physics") and "nsm" not in MODELS.available("operator")
+    assert MODELS.get("nsm").board == "physics"
+    assert "nsm" in MODELS.available(board="physics") and "nsm" not in MODELS.available(board="operator")
     model = MODELS.build("nsm", in_channels=2, out_channels=1, dim=2, bases=("dirichlet", "fourier"), n_modes=(6, 5),
                          hidden_channels=8, n_layers=2)
     x = torch.randn(3, 2, *model.basis.coeff_shape, dtype=torch.complex64)

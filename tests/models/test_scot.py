@@ -128,7 +128,7 @@ def test_shifted_windows_mask_tokens_rolled_in_from_the_opposite_edge():
 
 def test_registry_builds_and_init_args_rebuild():
     model = MODELS.build("scot", in_channels=1, out_channels=1, dim=2, **SMALL)
-    assert MODELS.get("scot").kind == "operator"
+    assert MODELS.get("scot").board == "operator"
     rebuilt = ScOT(**model.init_args)
     rebuilt.load_state_dict(model.state_dict())
     x = torch.randn(1, 1, 16, 16, generator=_generator(5))

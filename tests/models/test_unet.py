@@ -156,7 +156,7 @@ def test_init_args_rebuild_an_identical_model():
 
 def test_registered_as_an_operator_and_built_by_name():
     entry = MODELS.get("unet")
-    assert entry.cls is UNet and entry.kind == "operator"
+    assert entry.cls is UNet and entry.board == "operator"
     assert entry.description == "PDEBench-style U-Net (1D/2D)"
     model = MODELS.build("unet", in_channels=1, out_channels=1, dim=2, width=4, levels=2, norm="none")
     assert isinstance(model, UNet) and model.init_args["norm"] == "none"

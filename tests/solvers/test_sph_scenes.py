@@ -157,9 +157,9 @@ def test_time_step_above_limit_in_a_scene() -> None:
 
 def test_wall_particles_never_move() -> None:
     scene = DamBreak2D(resolution=10).build(1.5, 1e-4)
-    walls0 = scene.state.positions[scene.state.kind == WALL].clone()
+    walls0 = scene.state.positions[scene.state.particle_type == WALL].clone()
     out = WCSPH.from_settings(scene.physics).run(scene.state, 0.05)
-    assert torch.equal(out.positions[out.kind == WALL], walls0)
+    assert torch.equal(out.positions[out.particle_type == WALL], walls0)
 
 
 def test_taylor_green_decay_rate_at_re_100() -> None:

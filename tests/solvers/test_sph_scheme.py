@@ -77,12 +77,12 @@ def _tank(nx: int = 20, ny: int = 40, H: float = 1.0, layers: int = 3, rho0: flo
     wall = torch.cat([bottom, left, right])
     x = torch.cat([fl, wall])
     n = len(x)
-    kind = torch.cat([torch.full((len(fl),), FLUID), torch.full((len(wall),), WALL)])
+    particle_type = torch.cat([torch.full((len(fl),), FLUID), torch.full((len(wall),), WALL)])
     solver = WCSPH(kernel="wendland_c2", h=1.3 * dx, c0=10 * math.sqrt(g * H), rho0=rho0,
                    lower=(-layers * dx, -layers * dx), upper=(W + layers * dx, top), gravity=(0.0, -g), **kwargs)
-    p = rho0 * g * (H - x[:, 1]).clamp(min=0) * (kind == FLUID)
+    p = rho0 * g * (H - x[:, 1]).clamp(min=0) * (particle_type == FLUID)
     state = ParticleState(x, torch.zeros(n, 2, dtype=DT), solver.density_from_pressure(p),
-                          torch.full((n,), rho0 * dx * dx, dtype=DT), kind)
+                          torch.full((n,), rho0 * dx * dx, dtype=DT), particle_type)
     return solver, state
 
 
@@ -186,7 +186,7 @@ def test_bad_state_shapes() -> None:
     with pytest.raises(ValueError, match="velocities"):
         ParticleState(x, torch.zeros(3, 2, dtype=DT), torch.ones(4, dtype=DT), torch.ones(4, dtype=DT),
                       torch.zeros(4, dtype=torch.long))
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match=r"particle_type must be 0 \(fluid\) or 1 \(wall\); got \[2, 2, 2, 2\]"):
         ParticleState(x, torch.zeros(4, 2, dtype=DT), torch.ones(4, dtype=DT), torch.ones(4, dtype=DT),
                       torch.full((4,), 2))
 

@@ -132,6 +132,8 @@ def test_killed_run_resumed_from_last_checkpoint_ends_bitwise_equal(tiny_data, t
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ValueError, match="unknown model 'fmo'; valid models: .*fno.*tfno.*unet"):
         OperatorModule(model="fmo")
+    with pytest.raises(ValueError, match=r"model 'nsm' is a 'physics' model; OperatorModule trains data-driven operators \(dpot, fno,"):
+        OperatorModule(model="nsm")
 
 
 def test_model_args_may_not_override_the_data_links():

@@ -25,7 +25,7 @@ from pdebench.solvers.fem.spaces import FunctionSpace
 __all__ = ["DarcyMeshSolver"]
 
 
-@SOLVERS.register("fem-mesh-darcy", kind="mesh", description="Finite elements (scikit-fem, P1/P2) for Darcy flow "
+@SOLVERS.register("fem-mesh-darcy", record="mesh", description="Finite elements (scikit-fem, P1/P2) for Darcy flow "
                   "-div(a grad u) = f with a nodal coefficient on an unstructured mesh, direct sparse LU")
 class DarcyMeshSolver(MeshFEMSolver):
     r"""The ``fem-mesh`` solver extended by the variable-coefficient equation ``"darcy"``.

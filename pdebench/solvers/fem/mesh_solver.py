@@ -185,7 +185,7 @@ class MeshDiscretisation:
         return int((self.vector_space or self.space).ndofs)
 
 
-@SOLVERS.register("fem-mesh", kind="mesh", description="Finite elements (scikit-fem, P1/P2) on unstructured meshes: "
+@SOLVERS.register("fem-mesh", record="mesh", description="Finite elements (scikit-fem, P1/P2) on unstructured meshes: "
                   "Poisson, Helmholtz and plane-strain elasticity, direct sparse LU solves")
 class MeshFEMSolver:
     """Finite-element solves of the unstructured-mesh problems (see the module docstring).

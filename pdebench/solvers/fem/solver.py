@@ -49,7 +49,7 @@ class _Discretisation:
     sampler: GridSampler
 
 
-@SOLVERS.register("fem", kind="steady", description="Finite elements (scikit-fem, P1/P2) with direct, AMG-PCG or sorted Krylov recycling solves")
+@SOLVERS.register("fem", record="steady", description="Finite elements (scikit-fem, P1/P2) with direct, AMG-PCG or sorted Krylov recycling solves")
 class FEMSolver:
     """Finite-element solves of steady problems on a batch of input fields.
 

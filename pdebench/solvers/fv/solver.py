@@ -22,7 +22,7 @@ from pdebench.solvers.fv.weno import WENO5Solver
 __all__ = ["FVSolver"]
 
 
-@SOLVERS.register("fv-weno", kind="time-dependent", description="Finite-volume WENO5-JS, Godunov flux, SSP-RK3 "
+@SOLVERS.register("fv-weno", record="time-dependent", description="Finite-volume WENO5-JS, Godunov flux, SSP-RK3 "
                   "(shock-capturing; MP-PDE E1)")
 class FVSolver:
     """WENO5 finite volumes for problems with a quadratic flux and a per-sample source (``mppde_e1``).

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-@SOLVERS.register("spectral", kind="time-dependent", description="Batched pseudo-spectral ETDRK4 on torch.fft")
+@SOLVERS.register("spectral", record="time-dependent", description="Batched pseudo-spectral ETDRK4 on torch.fft")
 class SpectralSolver:
     r"""Batched pseudo-spectral ETDRK4 solver for periodic problems.
 

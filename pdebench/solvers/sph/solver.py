@@ -60,7 +60,7 @@ class ParticleSamples:
         return len(self.trajectories)
 
 
-@SOLVERS.register("sph", kind="particles", description="Weakly compressible SPH (torch): Wendland/cubic kernels, "
+@SOLVERS.register("sph", record="particles", description="Weakly compressible SPH (torch): Wendland/cubic kernels, "
                   "cell lists, Tait EOS, delta-SPH, Adami walls, kick-drift-kick")
 class SPHSolver:
     """Weakly compressible SPH solves of the particle problems (see the module docstring).
@@ -101,7 +101,7 @@ class SPHSolver:
         state = scene.state
         if state.positions.dtype != dtype:
             state = type(state)(*(getattr(state, n).to(dtype) for n in ("positions", "velocities", "density", "mass")),
-                                kind=state.kind, time=state.time)
+                                particle_type=state.particle_type, time=state.time)
         solver.check_state(state)
         times = problem.output_times()
         frames = [state]
@@ -132,7 +132,7 @@ class SPHSolver:
             velocities=stack("velocities"),
             density=density.cpu().numpy(),
             pressure=pressure.cpu().numpy(),
-            particle_type=state.kind.cpu().numpy().astype(np.int8),
+            particle_type=state.particle_type.cpu().numpy().astype(np.int8),
             mass=state.mass.cpu().numpy().astype(np.float64),
             params=dict(scene.params),
         )

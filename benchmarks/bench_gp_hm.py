@@ -3,9 +3,9 @@ high-frequency 1-D Poisson and the cost of one loss+gradient against the grid si
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_gp_kronecker.py            # full run
-    .venv/bin/python benchmarks/bench_gp_kronecker.py --quick    # smoke run (~1 min)
-    .venv/bin/python benchmarks/bench_gp_kronecker.py --parts cost --grids 16 32 64 128 256
+    .venv/bin/python benchmarks/bench_gp_hm.py            # full run
+    .venv/bin/python benchmarks/bench_gp_hm.py --quick    # smoke run (~1 min)
+    .venv/bin/python benchmarks/bench_gp_hm.py --parts cost --grids 16 32 64 128 256
 
 Problems (``-u'' = f`` on ``[0, 1]``, Dirichlet values from the exact solution, ``f`` from the exact
 solution's analytic second derivative):
@@ -18,7 +18,7 @@ solution's analytic second derivative):
 * ``advection`` (opt-in, ~2 min): ``u_t + 200 u_x = 0`` on ``[0, 2π] x [0, 1]``, ``u = sin(x - 200t)``
   (initial line and both x ends as boundary data), 64 x 256 grid, Adam 100 + L-BFGS 3000.
 
-Settings: :class:`~pdebench.models.gp_kronecker.GPHMConfig` defaults (Q = 20 Gaussian spectral-mixture
+Settings: :class:`~pdebench.models.gp_hm.GPHMConfig` defaults (Q = 20 Gaussian spectral-mixture
 components, frequencies initialised on [0, Nyquist/8], lengthscale 8 grid spacings, jitter 1e-10 k(0),
 boundary variance 1e-8, residual variance 1e-2, whitened values), ``--n`` grid points, Adam
 (``--adam`` steps, lr 1e-2, kernel trained) then L-BFGS on the values (``--lbfgs`` iterations).
@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: _re
 from _report import Report, fmt, machine_info  # noqa: E402
 
 from pdebench.equations.spectral import Advection  # noqa: E402
-from pdebench.models.gp_kronecker import GPHM, AdvectionProblem, GPHMConfig, SourcedProblem  # noqa: E402
+from pdebench.models.gp_hm import GPHM, AdvectionProblem, GPHMConfig, SourcedProblem  # noqa: E402
 from pdebench.problems.manufactured import INSTANCES  # noqa: E402
 
 REPORT = Report()

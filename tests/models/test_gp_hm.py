@@ -11,7 +11,7 @@ from pdebench.core.metrics import relative_l2
 from pdebench.models import MODELS
 from pdebench.equations.spectral import Advection
 from pdebench.equations.steady import ALLEN_CAHN, POISSON
-from pdebench.models.gp_kronecker import (
+from pdebench.models.gp_hm import (
     GPHM,
     AdvectionProblem,
     GPHMConfig,
@@ -46,7 +46,7 @@ def _model_2d(nx: int = 6, ny: int = 7, **cfg) -> GPHM:
 
 def test_registered_as_instance_model():
     entry = MODELS.get("gp_hm")
-    assert entry.cls is GPHM and entry.kind == "instance"
+    assert entry.cls is GPHM and entry.board == "instance"
 
 
 # ------------------------------------------------------------------------------- (a) Kronecker = dense

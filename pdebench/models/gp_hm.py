@@ -49,7 +49,7 @@ Everything is float64. Training is Adam (optionally followed by L-BFGS), :meth:`
 the values are *whitened* (:math:`U = Z \times_a S_a`, :math:`S_a S_a^\top = K_a`, prior
 :math:`\tfrac12\lVert Z\rVert^2 + \tfrac12\log|K|` — the same loss); without it the Hessian in
 :math:`U` contains :math:`K^{-1}` (condition ~1/jitter) and neither Adam nor L-BFGS gets below a few
-percent error on ``sin(100x)``. Measured (``benchmarks/bench_gp_kronecker.py``, 1 thread of a 2-core
+percent error on ``sin(100x)``. Measured (``benchmarks/bench_gp_hm.py``, 1 thread of a 2-core
 CPU, 200 points, Adam 1000 + L-BFGS 3000): 1-D Poisson ``u = sin(100x)`` rel. L2 3.8e-4 in 130 s,
 ``sin x + 0.1 sin 20x + 0.05 sin 100x`` 5.6e-5 in 64 s; Allen–Cahn with ``u = sin(100x)`` 7.7e-5 in
 74 s; 2-D Poisson ``sin(100x) sin(100y)`` on 200² 3.4e-4 in 117 s; advection β = 200 on 64 x 256
@@ -498,7 +498,7 @@ class FitResult:
     steps: int = 0
 
 
-@register_model("gp_hm", kind="instance",
+@register_model("gp_hm", board="instance",
                 description="GP-HM: grid-value GP with spectral-mixture product kernel, Kronecker algebra (Xu et al. 2024)")
 class GPHM(nn.Module):
     r"""Gaussian-process solver of one PDE instance on a tensor grid (see the module docstring).
