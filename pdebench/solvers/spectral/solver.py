@@ -13,7 +13,7 @@ import torch
 
 import pdebench
 from pdebench.core.trajectories import Trajectories
-from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
+from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError, solve_ids
 from pdebench.equations.spectral import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4, flush_tiny_
 from pdebench.equations.fourier import FourierGrid
@@ -139,7 +139,7 @@ class SpectralSolver:
         states that are not finite (:meth:`solve` leaves those out). ``sample_ids`` ``(B, 2)`` pick
         per-sample equation parameters (``(-1, b)`` when ``None``)."""
         u0 = torch.as_tensor(initial_conditions)
-        ids = _sample_ids(sample_ids, u0.shape[0])
+        ids = solve_ids(sample_ids, u0.shape[0], "raise")
         equation = problem.equation_for(ids) if hasattr(problem, "equation_for") else problem.equation()
         grid = self.grid(problem)
         u_hat, alive = _initial_spectrum(u0, equation, grid)
@@ -193,10 +193,8 @@ class SpectralSolver:
             raise ValueError(
                 f"initial conditions have shape {tuple(u0.shape)}; expected (B, {', '.join(map(str, problem.spatial_shape))})"
             )
-        if on_blowup not in ("raise", "drop"):
-            raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
         batch = u0.shape[0]
-        ids = _sample_ids(sample_ids, batch)
+        ids = solve_ids(sample_ids, batch, on_blowup)
         grid = self.grid(problem)
         equation = problem.equation_for(ids) if hasattr(problem, "equation_for") else problem.equation()
         per_sample = equation.batch_size is not None
@@ -329,12 +327,6 @@ class SpectralSolver:
 def equation_mask(equation: SpectralEquation, grid: FourierGrid) -> torch.Tensor:
     """The dealiasing mask matching the degree of ``equation``'s nonlinearity."""
     return grid.dealias_mask(equation.nonlinear_order)
-
-
-def _sample_ids(sample_ids: np.ndarray | Sequence[tuple[int, int]] | None, batch: int) -> np.ndarray:
-    """``(batch, 2)`` int64 ``(seed, index)`` rows; ``(-1, b)`` when ``sample_ids`` is ``None``."""
-    ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
-    return ids.astype(np.int64).reshape(batch, 2)
 
 
 def _initial_spectrum(u0: torch.Tensor, equation: SpectralEquation, grid: FourierGrid) -> tuple[torch.Tensor, np.ndarray]:

@@ -23,7 +23,7 @@ import torch
 from pdebench import __version__
 from pdebench.core.particles import ParticleTrajectory
 from pdebench.problems.particles import ParticleProblem, ParticleScene
-from pdebench.solvers.base import SOLVERS, BlowUpError
+from pdebench.solvers.base import SOLVERS, BlowUpError, solve_ids
 from pdebench.solvers.sph.scheme import WCSPH
 
 __all__ = ["ParticleSamples", "SPHSolver"]
@@ -163,12 +163,7 @@ class SPHSolver:
         progress
             Called with 1 after each sample.
         """
-        if on_blowup not in ("raise", "drop"):
-            raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
-        ids = (np.column_stack([np.full(len(scenes), -1), np.arange(len(scenes))]) if sample_ids is None
-               else np.asarray(sample_ids, dtype=np.int64).reshape(-1, 2))
-        if len(ids) != len(scenes):
-            raise ValueError(f"got {len(scenes)} scenes but {len(ids)} sample ids")
+        ids = solve_ids(sample_ids, len(scenes), on_blowup)
         start = time.perf_counter()
         kept, kept_ids, total_steps, dropped = [], [], 0, 0
         for scene, sid in zip(scenes, ids):
