@@ -335,7 +335,21 @@ class AtomicHDF5Writer(ABC):
     """Base of the streaming HDF5 writers: the file is written beside its destination and appears
     under :attr:`path` only when :meth:`close` completes (flush, fsync, rename, fsync of the folder);
     on an exception in a ``with`` block, :meth:`abort`, or garbage collection the temporary file is
-    deleted and :attr:`path` is untouched.
+    deleted and :attr:`path` is untouched. The destination is checked in the constructor (before any
+    solve); each ``append`` writes its batch through (memory holds one batch at a time).
+
+    The arguments every writer takes:
+
+    * ``path``: destination ``.h5`` file; its folder must exist and be writable;
+    * ``overwrite``: replace an existing ``path`` on success; without it an existing file is an error,
+      raised in the constructor;
+    * ``provenance``: provenance of the whole file, stored as ``provenance.<key>`` attributes; values
+      that are not numbers, strings or numeric arrays are stored as JSON (they must be
+      JSON-serialisable, else stored as their ``str``);
+    * ``compression``: ``"gzip"`` (level 4, with the shuffle filter), ``"lzf"`` or ``None``.
+
+    The constructor raises ``FileExistsError``, ``FileNotFoundError``, ``IsADirectoryError`` or
+    ``PermissionError``, naming ``path``, when it cannot be written; nothing is created then.
 
     A layout states :attr:`LAYOUT` and :attr:`FORMAT_VERSION` (written as the layout tag when the file
     is finished), calls :meth:`_open_temporary` first in ``__init__``, sets ``self._schema`` once
