@@ -34,12 +34,6 @@ class SteadyProblem(Catalogued, ABC):
     n_out: ClassVar[int] = 0
     t_final: ClassVar[float] = 0.0
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
-
     @property
     @abstractmethod
     def spatial_shape(self) -> tuple[int, ...]:
@@ -52,9 +46,6 @@ class SteadyProblem(Catalogued, ABC):
     @property
     def dim(self) -> int:
         return len(self.spatial_shape)
-
-    def output_times(self) -> np.ndarray:
-        return np.zeros(1)
 
     def coordinates(self) -> dict[str, np.ndarray]:
         """``{"t": [0], "x": (X,), "y": (Y,)}``: grid points ``j L / (n - 1)``, both ends included."""

@@ -162,9 +162,6 @@ class MeshProblem(Catalogued, ABC):
     h: float = 0.1
     element: str = "P1"
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
         """Check the parameters; raise ``ValueError`` naming the bad one."""
         require(isinstance(self.domain, str) and self.domain in self.domains,

@@ -128,13 +128,6 @@ class ParticleProblem(Catalogued, ABC):
                 f"resolution must be an integer >= 8 particles per reference length, got {self.resolution!r}")
         self.validate()
 
-    def validate(self) -> None:
-        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
-
-    def output_times(self) -> np.ndarray:
-        """``(n_out + 1,)`` frame times (s), ``0`` first."""
-        return np.linspace(0.0, self.t_final, self.n_out + 1)
-
     @abstractmethod
     def scene(self, seed: int, index: int, dtype: torch.dtype = torch.float64) -> ParticleScene:
         """The initial particles and physics of sample ``(seed, index)``."""
