@@ -551,8 +551,3 @@ class MeshDataset(H5Reader):
                 data.sample_id = torch.from_numpy(self._sample_ids[row : row + 1].copy())
                 graphs.append(data)
         return graphs
-
-
-def read_mesh_data(path: PathLike) -> MeshDataset:
-    """Open a mesh data file lazily (same as ``MeshDataset(path)``; close it, or use ``with``)."""
-    return MeshDataset(path)

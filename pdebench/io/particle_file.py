@@ -64,7 +64,7 @@ from pdebench.core.graphs import ParticleBox, frame_acceleration, frame_index, p
 from pdebench.core.particles import ParticleTrajectory
 from pdebench.io.base import AtomicHDF5Writer, H5Reader, PathLike, json_list, read_attrs, write_attrs
 
-__all__ = ["LAYOUT", "ParticleDataWriter", "ParticleDataset", "read_particle_data"]
+__all__ = ["LAYOUT", "ParticleDataWriter", "ParticleDataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -422,8 +422,3 @@ class ParticleDataset(_BoxProperties, H5Reader):
             box=self._box,
             where=f"{self.path} trajectory {i} frame {frame}",
         )
-
-
-def read_particle_data(path: PathLike) -> ParticleDataset:
-    """Open a particle data file lazily (same as ``ParticleDataset(path)``; close it, or use ``with``)."""
-    return ParticleDataset(path)
