@@ -277,11 +277,6 @@ class _StreamWriter:
         self._writer.abort()
 
 
-def _as_ranges(ids: list[tuple[int, int]]) -> list[list[int]]:
-    """``[(seed, index), ...]`` -> ``[[seed, start, stop], ...]`` (:func:`pdebench.data.workers.as_ranges`)."""
-    return as_ranges(ids)
-
-
 def _check_config(problem: Problem, config: Any) -> None:
     expected = PROBLEMS.build(config.problem, **config.problem_args)
     if expected != problem:
@@ -430,10 +425,10 @@ def spill_stream(
                 "samples_requested": -1 if num_samples is None else num_samples,
                 "dropped": dropped,
                 "lost": lost,
-                "lost_ranges": _as_ranges(lost_ids),
+                "lost_ranges": as_ranges(lost_ids),
                 "returned_unused": len(returned_ids),
-                "returned_ranges": _as_ranges(returned_ids),
-                "dropped_ranges": _as_ranges(dropped_ids),
+                "returned_ranges": as_ranges(returned_ids),
+                "dropped_ranges": as_ranges(dropped_ids),
                 "drawn_ranges": drawn,
                 "duplicates_skipped": duplicates,
                 "worker_restarts": restarts,
