@@ -38,7 +38,7 @@ import torch
 
 from pdebench.problems.base import PROBLEMS, require
 from pdebench.problems.elliptic import check_darcy
-from pdebench.problems.mesh_problems import MeshProblem
+from pdebench.problems.mesh_problems import MeshProblem, element_nodes
 from pdebench.problems.meshes import oriented, rectangle, triangulation
 from pdebench.problems.sampling import sample_generator
 
@@ -157,13 +157,7 @@ class DarcyMesh(MeshProblem):
         return unit_square_mesh(float(self.h), float(self.jitter), int(self.mesh_seed))
 
     def nodes(self) -> np.ndarray:
-        mesh = self.mesh()
-        points = np.asarray(mesh.p, dtype=np.float64)
-        if self.element == "P2":
-            points = np.hstack([points, points[:, mesh.facets].mean(axis=1)])
-        nodes = np.ascontiguousarray(points.T)
-        nodes.flags.writeable = False
-        return nodes
+        return element_nodes(self.mesh(), self.element)
 
     def mesh_key(self) -> tuple[Any, ...]:
         return (self.boundary_kind(), self.domain, float(self.h), self.element, float(self.jitter), int(self.mesh_seed))
