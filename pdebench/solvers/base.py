@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from pdebench.registry import Registry
 
 SOLVERS: Registry = Registry("solver")
+
+#: The arithmetic a solver's ``dtype`` argument names.
+DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it names one of :data:`DTYPES`; else ``ValueError`` naming it and the choices."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    return dtype
 
 
 def solve_ids(sample_ids: np.ndarray | Sequence[Sequence[int]] | None, batch: int, on_blowup: str) -> np.ndarray:

@@ -13,14 +13,12 @@ import torch
 
 import pdebench
 from pdebench.core.trajectories import Trajectories
-from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError, solve_ids
+from pdebench.solvers.base import DTYPES, SOLVERS, BlowUpError, StabilityError, check_dtype, solve_ids
 from pdebench.equations.spectral import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4, flush_tiny_
 from pdebench.equations.fourier import FourierGrid
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @SOLVERS.register("spectral", kind="time-dependent", description="Batched pseudo-spectral ETDRK4 on torch.fft")
@@ -75,8 +73,7 @@ class SpectralSolver:
     ) -> None:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be positive, got {dt}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+        check_dtype(dtype)
         if not courant > 0:
             raise ValueError(f"courant must be positive, got {courant}")
         if n_contour < 8:
@@ -89,7 +86,7 @@ class SpectralSolver:
 
     def grid(self, problem) -> FourierGrid:
         """The problem's Fourier grid in this solver's dtype and device."""
-        return FourierGrid(problem.spatial_shape, problem.lengths, _DTYPES[self.dtype], self.device)
+        return FourierGrid(problem.spatial_shape, problem.lengths, DTYPES[self.dtype], self.device)
 
     def stability_limits(self, equation: SpectralEquation, grid: FourierGrid, u_hat: torch.Tensor) -> np.ndarray:
         """``(B,)`` the largest stable step ``h_max`` of each state in ``u_hat`` (class docstring).

@@ -23,14 +23,12 @@ import torch
 from pdebench import __version__
 from pdebench.core.particles import ParticleTrajectory
 from pdebench.problems.particles import ParticleProblem, ParticleScene
-from pdebench.solvers.base import SOLVERS, BlowUpError, solve_ids
+from pdebench.solvers.base import DTYPES, SOLVERS, BlowUpError, check_dtype, solve_ids
 from pdebench.solvers.sph.scheme import WCSPH
 
 __all__ = ["ParticleSamples", "SPHSolver"]
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
@@ -72,9 +70,7 @@ class SPHSolver:
     """
 
     def __init__(self, dtype: Literal["float64", "float32"] = "float64") -> None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        self.dtype = dtype
+        self.dtype = check_dtype(dtype)
 
     def provenance(self) -> dict[str, Any]:
         """``solver``, ``scheme``, ``dtype`` and ``pdebench_version`` of this solver's runs."""
@@ -96,7 +92,7 @@ class SPHSolver:
         ValueError
             A rejected state (see :meth:`WCSPH.check_state`) or a particle leaving the box.
         """
-        dtype = _DTYPES[self.dtype]
+        dtype = DTYPES[self.dtype]
         solver = WCSPH.from_settings(scene.physics)
         state = scene.state
         if state.positions.dtype != dtype:
