@@ -129,13 +129,6 @@ class SpillSummary:
         return self.interrupted is None
 
     @property
-    def unsolved(self) -> int:
-        """Requested indices neither written, dropped nor lost (0 for a complete or unbounded run)."""
-        if self.requested is None:
-            return 0
-        return max(0, self.requested - self.written - self.dropped - self.lost)
-
-    @property
     def samples_per_second(self) -> float:
         """Rows written per wall-clock second."""
         return self.written / self.wall_time_s if self.wall_time_s > 0 else float("inf")

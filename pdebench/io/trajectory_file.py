@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -656,13 +656,6 @@ class TrajectoryFile(H5Reader):
 
     def __getitem__(self, rows: Rows) -> Trajectories:
         return self.read(rows)
-
-    def iter_batches(self, batch_size: int, *, fields: Sequence[str] | None = None) -> Iterator[Trajectories]:
-        """Consecutive batches of at most ``batch_size`` trajectories, in file order."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        for start in range(0, len(self), batch_size):
-            yield self.read(slice(start, start + batch_size), fields=fields)
 
 
 def find_nonfinite(

@@ -162,7 +162,7 @@ def test_samples_lost_with_a_killed_worker_are_counted_and_recorded_by_id(tmp_pa
     pool.batches = batches
     summary = spill_stream(pool, problem, tmp_path / "s.h5")
     assert summary.complete and summary.restarts == 1 and 1 <= summary.lost <= 3
-    assert summary.written + summary.lost == 24 and summary.unsolved == 0
+    assert summary.written + summary.lost == 24
     got = rows_by_id(tmp_path / "s.h5")
     assert sorted(set(got) | set(summary.lost_ids)) == [(2, i) for i in range(24)] and not set(got) & set(summary.lost_ids)
     with TrajectoryFile(tmp_path / "s.h5") as file:

@@ -126,7 +126,7 @@ def test_elasticity_stiffness_has_the_rigid_body_modes_and_the_reactions_balance
     vector = np.zeros(K.shape[0])
     vector[ux], vector[uy] = u[:, 0], u[:, 1]
     reaction = K @ vector - b
-    clamped = solver.dirichlet_dofs(problem)
+    clamped = solver.discretisation(problem).dirichlet
     free = np.setdiff1d(np.arange(K.shape[0]), clamped)
     assert np.abs(reaction[free]).max() < 1e-10 * np.abs(b).max()
     assert np.isclose(reaction[np.intersect1d(clamped, uy)].sum(), 0.5)  # the clamp holds the load up

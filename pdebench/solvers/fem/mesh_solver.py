@@ -312,10 +312,6 @@ class MeshFEMSolver:
         fields, params, batch = self._inputs(problem, inputs, disc)
         return [self._system(problem, disc, fields, params, i) for i in range(batch)]
 
-    def dirichlet_dofs(self, problem) -> np.ndarray:
-        """Prescribed (``u = 0``) unknowns of the systems of :meth:`assemble`."""
-        return self.discretisation(problem).dirichlet
-
     def displacement(self, problem, x: np.ndarray) -> np.ndarray:
         """Vector-dof values ``(N_vector,)`` -> nodal ``(n_nodes, 2)`` (elasticity)."""
         disc = self.discretisation(problem)
