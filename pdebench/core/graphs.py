@@ -184,7 +184,8 @@ class ParticleBox:
 
 def _validate(positions: Tensor, radius: float, lower: Sequence[float], upper: Sequence[float],
               periodic: Sequence[bool] | None) -> tuple[Tensor, Tensor, list[bool], float]:
-    """Check the arguments of :func:`neighbour_pairs`; return ``lower``, ``upper`` ``(d,)``, periodic, radius."""
+    """Check the arguments of :func:`neighbour_pairs` (the box as :class:`ParticleBox` does); return
+    ``lower``, ``upper`` ``(d,)`` in the dtype of ``positions``, periodic, radius."""
     if not isinstance(positions, Tensor) or positions.ndim != 2 or not positions.is_floating_point():
         raise ValueError("positions must be a floating-point tensor of shape (N, d), got "
                          f"{type(positions).__name__} {tuple(getattr(positions, 'shape', ()))} "
@@ -192,22 +193,12 @@ def _validate(positions: Tensor, radius: float, lower: Sequence[float], upper: S
     n, d = positions.shape
     if d not in (1, 2, 3):
         raise ValueError(f"positions must have d = 1, 2 or 3 columns, got {d}")
-    radius = _check_radius(radius)
     if len(lower) != d or len(upper) != d:
         raise ValueError(f"lower and upper need {d} entries (one per axis), got {list(lower)} and {list(upper)}")
-    lo = torch.tensor([float(v) for v in lower], dtype=positions.dtype, device=positions.device)
-    hi = torch.tensor([float(v) for v in upper], dtype=positions.dtype, device=positions.device)
-    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all() and (hi > lo).all()):
-        raise ValueError(f"need finite lower < upper on every axis, got lower={list(lower)}, upper={list(upper)}")
-    per = [False] * d if periodic is None else [bool(p) for p in periodic]
-    if len(per) != d:
-        raise ValueError(f"periodic needs {d} entries (one per axis), got {list(periodic)}")  # type: ignore[arg-type]
-    length = hi - lo
-    for axis in range(d):
-        if per[axis] and float(length[axis]) < 2.0 * radius:
-            raise ValueError(
-                f"periodic axis {axis} has box length {float(length[axis]):g} < 2 * radius = {2 * radius:g}; "
-                "the minimum image would not be the only image within the radius")
+    box = ParticleBox.of(lower, upper, periodic, radius)  # the box's own checks
+    lo = torch.tensor(box.lower, dtype=positions.dtype, device=positions.device)
+    hi = torch.tensor(box.upper, dtype=positions.dtype, device=positions.device)
+    per, radius, length = list(box.periodic), box.radius, hi - lo
     if n:
         tol = BOX_TOLERANCE * length
         bad = ((positions < lo - tol) | (positions > hi + tol) | ~torch.isfinite(positions)).any(dim=1)

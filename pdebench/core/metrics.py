@@ -271,35 +271,52 @@ def _mse_space(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).square().mean(dim=_space_dims(pred))
 
 
-# --------------------------------------------------------------------------------------------------
-# Field metrics
-# --------------------------------------------------------------------------------------------------
-
-
-def rmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
-    r"""Root-mean-square error.
-
-    ``RMSE = mean_b sqrt(mean_space (p - y)^2)``, per (channel, time), then averaged over channels and
-    time. On a uniform grid this approximates :math:`\|p - y\|_{L^2(\Omega)} / |\Omega|^{1/2}`.
-
+_FIELD_DOC = """
     Parameters
     ----------
     pred, target : torch.Tensor
         ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
     time_axis : bool
         Whether the last axis is time.
-    reduction : {"mean", "none"}
-        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
+    reduction : {{"mean", "none"}}
+        {reduction}
 
     Returns
     -------
     torch.Tensor
-        float64; in the units of the field.
+        float64; {units}.
+"""
+_PER_SAMPLE = '``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.'
+
+
+def _field_metric(units: str, reduction: str = _PER_SAMPLE) -> Callable[[Callable], Callable]:
+    """Give a field metric ``f(pred, target, *, time_axis, reduction)`` the Parameters and Returns
+    sections every field metric shares (``units`` of the result; the meaning of ``reduction``)."""
+
+    def decorate(metric: Callable) -> Callable:
+        metric.__doc__ = metric.__doc__.rstrip() + "\n" + _FIELD_DOC.format(units=units, reduction=reduction)
+        return metric
+
+    return decorate
+
+
+# --------------------------------------------------------------------------------------------------
+# Field metrics
+# --------------------------------------------------------------------------------------------------
+
+
+@_field_metric("in the units of the field")
+def rmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
+    r"""Root-mean-square error.
+
+    ``RMSE = mean_b sqrt(mean_space (p - y)^2)``, per (channel, time), then averaged over channels and
+    time. On a uniform grid this approximates :math:`\|p - y\|_{L^2(\Omega)} / |\Omega|^{1/2}`.
     """
     p, y = _prepare(pred, target, time_axis, reduction)
     return _reduce(_mse_space(p, y).sqrt(), reduction)
 
 
+@_field_metric("dimensionless")
 def nrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
     r"""Normalised RMSE (relative L2 error).
 
@@ -308,46 +325,21 @@ def nrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     over space. Approximates :math:`\|p - y\|_{L^2} / \|y\|_{L^2}`. No
     regulariser is added: a target that is identically zero in some (sample, channel, time) gives
     ``inf`` (or ``nan`` if the prediction is exact there).
-
-    Parameters
-    ----------
-    pred, target : torch.Tensor
-        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
-    time_axis : bool
-        Whether the last axis is time.
-    reduction : {"mean", "none"}
-        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
-
-    Returns
-    -------
-    torch.Tensor
-        float64; dimensionless.
     """
     p, y = _prepare(pred, target, time_axis, reduction)  # (B, C, T, *space)
     return _reduce(relative_l2(p, y, batch_dims=3, reduction="none"), reduction)
 
 
+@_field_metric(
+    "in the units of the field",
+    '``"mean"``: 0-d tensor, the maximum over batch *and* space (not the batch mean of the per-sample '
+    'values); ``"none"``: per-sample ``max_x |p - y|`` averaged over channels and time, shape ``(B,)``.',
+)
 def max_error(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
     r"""Maximum absolute error.
 
     ``max_error = max_{b, x} |p - y|`` per (channel, time), then averaged over channels and time.
     Approximates the :math:`L^\infty` norm of the error, taken over the whole batch.
-
-    Parameters
-    ----------
-    pred, target : torch.Tensor
-        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
-    time_axis : bool
-        Whether the last axis is time.
-    reduction : {"mean", "none"}
-        ``"mean"``: 0-d tensor, the maximum over batch *and* space (not the batch mean of the
-        per-sample values); ``"none"``: per-sample ``max_x |p - y|`` averaged over channels and
-        time, shape ``(B,)``.
-
-    Returns
-    -------
-    torch.Tensor
-        float64; in the units of the field.
     """
     p, y = _prepare(pred, target, time_axis, reduction)
     per_bct = (p - y).abs().amax(dim=_space_dims(p))  # (B, C, T)
@@ -356,28 +348,18 @@ def max_error(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = Tru
     return per_bct.amax(dim=0).mean()
 
 
+@_field_metric(
+    "in the units of the field",
+    '``"mean"``: 0-d tensor, the root-mean-square over the batch as defined above (not the batch mean '
+    'of the per-sample values); ``"none"``: per-sample ``|sum_x p - sum_x y| / N_space`` averaged over '
+    'channels and time, shape ``(B,)``.',
+)
 def crmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
     r"""RMSE of the conserved quantity (the spatial sum, i.e. the integral of the field).
 
     ``cRMSE = sqrt(mean_b (sum_x p - sum_x y)^2) / N_space`` per (channel, time), then averaged over
     channels and time. Approximates the batch RMS of :math:`|\int_\Omega (p - y)\,dx| / |\Omega|`, the
     error in the domain mean. A constant offset ``c`` scores ``|c|``.
-
-    Parameters
-    ----------
-    pred, target : torch.Tensor
-        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
-    time_axis : bool
-        Whether the last axis is time.
-    reduction : {"mean", "none"}
-        ``"mean"``: 0-d tensor, the root-mean-square over the batch as defined above (not the batch
-        mean of the per-sample values); ``"none"``: per-sample ``|sum_x p - sum_x y| / N_space``
-        averaged over channels and time, shape ``(B,)``.
-
-    Returns
-    -------
-    torch.Tensor
-        float64; in the units of the field.
     """
     p, y = _prepare(pred, target, time_axis, reduction)
     dims = _space_dims(p)
@@ -399,6 +381,7 @@ def _boundary_mask(shape: Sequence[int], device: torch.device) -> torch.Tensor:
     return mask
 
 
+@_field_metric("in the units of the field")
 def brmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
     r"""RMSE over the boundary points of the grid only.
 
@@ -407,20 +390,6 @@ def brmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     the two end points in 1-D, the four edges in 2-D, the six faces in 3-D, each point counted once
     (corners and edges are not double-counted). Approximates
     :math:`(\frac{1}{|\partial\Omega|}\int_{\partial\Omega} (p - y)^2\,ds)^{1/2}`.
-
-    Parameters
-    ----------
-    pred, target : torch.Tensor
-        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
-    time_axis : bool
-        Whether the last axis is time.
-    reduction : {"mean", "none"}
-        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
-
-    Returns
-    -------
-    torch.Tensor
-        float64; in the units of the field.
     """
     p, y = _prepare(pred, target, time_axis, reduction)
     mask = _boundary_mask(p.shape[3:], p.device)
@@ -516,6 +485,7 @@ def frmse(
     return out
 
 
+@_field_metric("dimensionless")
 def vrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, reduction: str = "mean") -> torch.Tensor:
     r"""Variance-scaled RMSE (The Well).
 
@@ -524,20 +494,6 @@ def vrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     channels, time and the batch. Approximates :math:`\|p - y\|_{L^2} / \|y - \bar y\|_{L^2}`.
     Predicting the spatial mean of the target scores 1 (up to the 1e-7 regulariser); the truth
     scores 0.
-
-    Parameters
-    ----------
-    pred, target : torch.Tensor
-        ``(B, C, *space, T)``, or ``(B, C, *space)`` with ``time_axis=False``; floating point.
-    time_axis : bool
-        Whether the last axis is time.
-    reduction : {"mean", "none"}
-        ``"mean"``: 0-d tensor averaged over the batch; ``"none"``: per-sample values ``(B,)``.
-
-    Returns
-    -------
-    torch.Tensor
-        float64; dimensionless.
     """
     p, y = _prepare(pred, target, time_axis, reduction)
     dims = _space_dims(y)

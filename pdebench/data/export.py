@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from pdebench.atomic import temporary_path
-from pdebench.io.base import PROVENANCE_PREFIX, PathLike, check_destination, check_free_disk, commit_file
+from pdebench.io.base import JSON_ATTRS, PathLike, check_destination, check_free_disk, commit_file, encode_attrs
 from pdebench.io.trajectory_file import FORMAT_VERSION, TrajectoryFile, describe_nonfinite, find_nonfinite
 from pdebench.core.trajectories import Trajectories
 
@@ -48,15 +48,9 @@ def _attr_value(value: Any) -> tuple[Any, bool]:
 
 def netcdf_attrs(params: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
     """Global attributes for ``params`` and ``provenance`` (``provenance.<key>``), netCDF-storable."""
-    attrs: dict[str, Any] = {}
-    json_names: list[str] = []
-    entries = {**params, **{f"{PROVENANCE_PREFIX}{key}": value for key, value in provenance.items()}}
-    for name, value in entries.items():
-        attrs[name], is_json = _attr_value(value)
-        if is_json:
-            json_names.append(name)
-    if json_names:
-        attrs["json_attrs"] = json.dumps(json_names)
+    attrs = encode_attrs(params, provenance, _attr_value)
+    if attrs[JSON_ATTRS] == "[]":
+        del attrs[JSON_ATTRS]
     attrs["pdebench_format_version"] = np.int64(FORMAT_VERSION)
     return attrs
 

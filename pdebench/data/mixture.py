@@ -221,11 +221,6 @@ class MixtureDataModule(SplitDataModule):
         """Frames stacked into the input."""
         return self.hparams.history
 
-    @property
-    def num_sources(self) -> int:
-        """Number of files in the mixture."""
-        return len(self.sources)
-
     # ---------------------------------------------------------------- statistics and padding
     def source_stats(self, source: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel ``(mean, std)`` ``(C_s,)`` of file ``source``'s training frames (computed once)."""

@@ -129,13 +129,6 @@ class SpillSummary:
         return self.interrupted is None
 
     @property
-    def unsolved(self) -> int:
-        """Requested indices neither written, dropped nor lost (0 for a complete or unbounded run)."""
-        if self.requested is None:
-            return 0
-        return max(0, self.requested - self.written - self.dropped - self.lost)
-
-    @property
     def samples_per_second(self) -> float:
         """Rows written per wall-clock second."""
         return self.written / self.wall_time_s if self.wall_time_s > 0 else float("inf")
@@ -275,11 +268,6 @@ class _StreamWriter:
 
     def abort(self) -> None:
         self._writer.abort()
-
-
-def _as_ranges(ids: list[tuple[int, int]]) -> list[list[int]]:
-    """``[(seed, index), ...]`` -> ``[[seed, start, stop], ...]`` (:func:`pdebench.data.workers.as_ranges`)."""
-    return as_ranges(ids)
 
 
 def _check_config(problem: Problem, config: Any) -> None:
@@ -430,10 +418,10 @@ def spill_stream(
                 "samples_requested": -1 if num_samples is None else num_samples,
                 "dropped": dropped,
                 "lost": lost,
-                "lost_ranges": _as_ranges(lost_ids),
+                "lost_ranges": as_ranges(lost_ids),
                 "returned_unused": len(returned_ids),
-                "returned_ranges": _as_ranges(returned_ids),
-                "dropped_ranges": _as_ranges(dropped_ids),
+                "returned_ranges": as_ranges(returned_ids),
+                "dropped_ranges": as_ranges(dropped_ids),
                 "drawn_ranges": drawn,
                 "duplicates_skipped": duplicates,
                 "worker_restarts": restarts,

@@ -271,11 +271,6 @@ class _BlockDispenser(ABC):
                 self.returned_ids += _ids([block], self.config.seed)
             self._held.clear()
 
-    @property
-    def stopped(self) -> bool:
-        """Whether :meth:`stop` has begun."""
-        return self._stopped.is_set()
-
     def id_ranges(self) -> dict[str, list[list[int]]]:
         """This pool's ids by fate, as ``[[seed, start, stop], ...]`` ranges: ``"drawn"`` (every block
         from the starting cursor to :attr:`cursor`) = ``"received"`` + ``"dropped"`` + ``"lost"`` +

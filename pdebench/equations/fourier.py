@@ -94,7 +94,3 @@ class FourierGrid:
             index = (k * length / (2 * math.pi)).abs()
             mask = mask & (index < n / (order + 1))
         return mask.to(self.dtype)
-
-    def max_kept_wavenumber(self, order: int = 2) -> float:
-        """Largest ``|k|`` kept by :meth:`dealias_mask` of the given order."""
-        return float((self.k_squared.sqrt() * self.dealias_mask(order).to(torch.float64)).max())

@@ -61,10 +61,6 @@ class SpectralEquation(ABC):
         """``D(k)`` on ``grid.spectral_shape`` (complex128); one unless overridden."""
         return torch.ones(grid.spectral_shape, dtype=torch.complex128, device=grid.device)
 
-    def nonlinear(self, u_hat: torch.Tensor, grid: FourierGrid, t: float) -> torch.Tensor:
-        """The full nonlinear term ``N(u) = D ⊙ W(u)`` in Fourier space (for inspection and tests)."""
-        return self.nonlinear_multiplier(grid).to(u_hat.dtype) * self.nonlinear_transform(u_hat, grid, t)
-
     @property
     def is_linear(self) -> bool:
         """Whether ``N`` vanishes identically (then ETDRK4 is exact)."""

@@ -72,5 +72,3 @@ class SteadyEquation:
 
 POISSON = SteadyEquation("poisson", -1.0)
 ALLEN_CAHN = SteadyEquation("allen_cahn", 1.0, cubic=True)
-#: The steady equations by name.
-STEADY_EQUATIONS: dict[str, SteadyEquation] = {e.name: e for e in (POISSON, ALLEN_CAHN)}

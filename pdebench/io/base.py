@@ -26,7 +26,7 @@ import os
 import shutil
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,15 +85,25 @@ def decode_attr(value: Any, *, is_json: bool = False) -> Any:
     return value
 
 
-def write_attrs(attrs: h5py.AttributeManager, params: Mapping[str, Any], provenance: Mapping[str, Any]) -> None:
-    """Store ``params`` under their names and ``provenance`` as ``provenance.<key>``, plus ``json_attrs``."""
+def encode_attrs(params: Mapping[str, Any], provenance: Mapping[str, Any],
+                 encode: Callable[[Any], tuple[Any, bool]] = encode_attr) -> dict[str, Any]:
+    """``params`` under their names and ``provenance`` as ``provenance.<key>``, each value as
+    ``encode`` stores it (``value -> (stored value, stored as JSON)``), then ``json_attrs``: the JSON
+    list of the names stored as JSON. The attribute codec of every file the package writes."""
+    out: dict[str, Any] = {}
     json_names: list[str] = []
-    entries = {**params, **{f"{PROVENANCE_PREFIX}{key}": value for key, value in provenance.items()}}
-    for name, value in entries.items():
-        attrs[name], is_json = encode_attr(value)
+    for name, value in {**params, **{f"{PROVENANCE_PREFIX}{key}": value for key, value in provenance.items()}}.items():
+        out[name], is_json = encode(value)
         if is_json:
             json_names.append(name)
-    attrs[JSON_ATTRS] = json.dumps(json_names)
+    out[JSON_ATTRS] = json.dumps(json_names)
+    return out
+
+
+def write_attrs(attrs: h5py.AttributeManager, params: Mapping[str, Any], provenance: Mapping[str, Any]) -> None:
+    """Store ``params`` and ``provenance`` as :func:`encode_attrs` encodes them."""
+    for name, value in encode_attrs(params, provenance).items():
+        attrs[name] = value
 
 
 def read_attrs(attrs: h5py.AttributeManager, reserved: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -335,7 +345,21 @@ class AtomicHDF5Writer(ABC):
     """Base of the streaming HDF5 writers: the file is written beside its destination and appears
     under :attr:`path` only when :meth:`close` completes (flush, fsync, rename, fsync of the folder);
     on an exception in a ``with`` block, :meth:`abort`, or garbage collection the temporary file is
-    deleted and :attr:`path` is untouched.
+    deleted and :attr:`path` is untouched. The destination is checked in the constructor (before any
+    solve); each ``append`` writes its batch through (memory holds one batch at a time).
+
+    The arguments every writer takes:
+
+    * ``path``: destination ``.h5`` file; its folder must exist and be writable;
+    * ``overwrite``: replace an existing ``path`` on success; without it an existing file is an error,
+      raised in the constructor;
+    * ``provenance``: provenance of the whole file, stored as ``provenance.<key>`` attributes; values
+      that are not numbers, strings or numeric arrays are stored as JSON (they must be
+      JSON-serialisable, else stored as their ``str``);
+    * ``compression``: ``"gzip"`` (level 4, with the shuffle filter), ``"lzf"`` or ``None``.
+
+    The constructor raises ``FileExistsError``, ``FileNotFoundError``, ``IsADirectoryError`` or
+    ``PermissionError``, naming ``path``, when it cannot be written; nothing is created then.
 
     A layout states :attr:`LAYOUT` and :attr:`FORMAT_VERSION` (written as the layout tag when the file
     is finished), calls :meth:`_open_temporary` first in ``__init__``, sets ``self._schema`` once

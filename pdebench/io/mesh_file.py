@@ -218,19 +218,17 @@ def _param_values(name: str, values: Any, batch: int) -> tuple[np.ndarray, str]:
 
 
 class MeshDataWriter(AtomicHDF5Writer):
-    """Write one mesh and stream batches of nodal fields on it to an HDF5 file, atomically.
+    """Write one mesh and stream batches of nodal fields on it to an HDF5 file, atomically
+    (:class:`~pdebench.io.base.AtomicHDF5Writer`).
 
-    The mesh is validated and the destination checked in the constructor (before any solve); a
-    temporary file is created beside the destination and the mesh written to it at once; each
-    :meth:`append` writes its batch through (memory holds one batch); :meth:`close` (the end of a
-    ``with`` block without an exception) writes the attributes, fsyncs and moves the file into place.
-    On an exception in the ``with`` block, or on :meth:`abort`, the temporary file is deleted and
-    ``path`` is left untouched. See the module docstring for the layout.
+    The mesh is validated in the constructor and written to the temporary file at once. See the
+    module docstring for the layout.
 
     Parameters
     ----------
-    path
-        Destination ``.h5`` file. Its folder must exist and be writable.
+    path, overwrite, provenance, compression
+        As for every writer (:class:`~pdebench.io.base.AtomicHDF5Writer`); ``provenance`` holds the
+        solver, version, seed, mesh size, wall time, ...
     nodes
         ``(n_nodes, 2)`` coordinates (float64 in the file). For P2, every degree of freedom in the
         numbering of the fields (scikit-fem: ``basis.doflocs.T``).
@@ -240,21 +238,11 @@ class MeshDataWriter(AtomicHDF5Writer):
         Marker name -> 1-D node indices, e.g. ``{"dirichlet": ..., "outer": ..., "hole_0": ...}``.
     element
         ``"P1"`` or ``"P2"``; default from the number of cell columns.
-    overwrite
-        Replace an existing ``path`` on success. Without it an existing file is an error, raised here.
-    provenance
-        Provenance of the whole file (solver, version, seed, mesh size, wall time, ...), stored as
-        ``provenance.<key>`` attributes; values that are not numbers, strings or numeric arrays are
-        stored as JSON (they must be JSON-serialisable, else stored as their ``str``).
-    compression
-        ``"gzip"`` (level 4, with the shuffle filter), ``"lzf"`` or ``None``.
 
     Raises
     ------
     ValueError
         An invalid mesh (see :class:`Mesh`), naming the bad index.
-    FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError
-        Naming ``path``, when it cannot be written; nothing is created.
 
     Examples
     --------
@@ -563,8 +551,3 @@ class MeshDataset(H5Reader):
                 data.sample_id = torch.from_numpy(self._sample_ids[row : row + 1].copy())
                 graphs.append(data)
         return graphs
-
-
-def read_mesh_data(path: PathLike) -> MeshDataset:
-    """Open a mesh data file lazily (same as ``MeshDataset(path)``; close it, or use ``with``)."""
-    return MeshDataset(path)

@@ -64,7 +64,7 @@ from pdebench.core.graphs import ParticleBox, frame_acceleration, frame_index, p
 from pdebench.core.particles import ParticleTrajectory
 from pdebench.io.base import AtomicHDF5Writer, H5Reader, PathLike, json_list, read_attrs, write_attrs
 
-__all__ = ["LAYOUT", "ParticleDataWriter", "ParticleDataset", "read_particle_data"]
+__all__ = ["LAYOUT", "ParticleDataWriter", "ParticleDataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,19 +127,17 @@ class _BoxProperties:
 
 
 class ParticleDataWriter(_BoxProperties, AtomicHDF5Writer):
-    """Stream :class:`ParticleTrajectory` records into an HDF5 file, atomically.
+    """Stream :class:`ParticleTrajectory` records into an HDF5 file, atomically
+    (:class:`~pdebench.io.base.AtomicHDF5Writer`).
 
-    The destination and the box are checked in the constructor (before any solve); a temporary file is
-    created beside the destination; each :meth:`append` checks its whole batch, then writes it through
-    (memory holds one batch); :meth:`close` (the end of a ``with`` block without an exception) writes
-    the attributes, fsyncs and moves the file into place. On an exception in the ``with`` block, or on
-    :meth:`abort`, the temporary file is deleted and ``path`` is left untouched. See the module
-    docstring for the layout.
+    The box is checked in the constructor; each :meth:`append` checks its whole batch before it writes
+    it. See the module docstring for the layout.
 
     Parameters
     ----------
-    path
-        Destination ``.h5`` file. Its folder must exist and be writable.
+    path, overwrite, provenance, compression
+        As for every writer (:class:`~pdebench.io.base.AtomicHDF5Writer`); ``provenance`` holds the
+        solver, version, kernel, wall time, ...
     lower, upper
         ``(d,)`` corners of the domain box (m), ``d`` in 1, 2, 3; every trajectory must have this ``d``.
     periodic
@@ -147,21 +145,11 @@ class ParticleDataWriter(_BoxProperties, AtomicHDF5Writer):
     radius
         Kernel interaction radius (m), e.g. the support ``2h`` of the smoothing kernel; graphs of the
         file's frames connect particles closer than this.
-    overwrite
-        Replace an existing ``path`` on success. Without it an existing file is an error, raised here.
-    provenance
-        Provenance of the whole file (solver, version, kernel, wall time, ...), stored as
-        ``provenance.<key>`` attributes; values that are not numbers, strings or numeric arrays are
-        stored as JSON (they must be JSON-serialisable, else stored as their ``str``).
-    compression
-        ``"gzip"`` (level 4, with the shuffle filter), ``"lzf"`` or ``None``.
 
     Raises
     ------
     ValueError
         A bad box, ``radius`` or ``compression``.
-    FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError
-        Naming ``path``, when it cannot be written; nothing is created.
 
     Examples
     --------
@@ -434,8 +422,3 @@ class ParticleDataset(_BoxProperties, H5Reader):
             box=self._box,
             where=f"{self.path} trajectory {i} frame {frame}",
         )
-
-
-def read_particle_data(path: PathLike) -> ParticleDataset:
-    """Open a particle data file lazily (same as ``ParticleDataset(path)``; close it, or use ``with``)."""
-    return ParticleDataset(path)

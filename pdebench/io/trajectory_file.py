@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,22 +118,13 @@ def _is_darcy_pair(traj: Trajectories) -> bool:
 
 
 class TrajectoryWriter(AtomicHDF5Writer):
-    """Append batches of :class:`Trajectories` to an HDF5 file, written atomically.
-
-    The destination is checked in the constructor (before any solve), a temporary file is created
-    next to it, each :meth:`append` writes its batch through to that file (memory holds one batch at a
-    time), and :meth:`close` (the end of a ``with`` block without an exception) writes the final
-    attributes, fsyncs and moves the file into place. On an exception in the ``with`` block, or on
-    :meth:`abort`, the temporary file is deleted and ``path`` is left untouched.
+    """Append batches of :class:`Trajectories` to an HDF5 file, written atomically
+    (:class:`~pdebench.io.base.AtomicHDF5Writer`).
 
     Parameters
     ----------
-    path
-        Destination ``.h5`` file. Its folder must exist and be writable.
-    overwrite
-        Replace an existing ``path`` on success. Without it an existing file is an error, raised here.
-    compression
-        ``"gzip"`` (level 4, with the shuffle filter), ``"lzf"`` or ``None``.
+    path, overwrite, compression
+        As for every writer (:class:`~pdebench.io.base.AtomicHDF5Writer`).
     chunk_rows
         Rows (trajectories) per HDF5 chunk. Default: about 1 MiB per chunk; a single row larger than
         that is chunked along time instead.
@@ -142,11 +133,6 @@ class TrajectoryWriter(AtomicHDF5Writer):
     allow_nonfinite
         Store trajectories with NaN/inf values. By default such a batch raises ``ValueError`` naming
         the sample ids, since a blown-up solve must never be written silently.
-
-    Raises
-    ------
-    FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError
-        From the constructor, naming ``path``, when it cannot be written.
 
     Notes
     -----
@@ -670,13 +656,6 @@ class TrajectoryFile(H5Reader):
 
     def __getitem__(self, rows: Rows) -> Trajectories:
         return self.read(rows)
-
-    def iter_batches(self, batch_size: int, *, fields: Sequence[str] | None = None) -> Iterator[Trajectories]:
-        """Consecutive batches of at most ``batch_size`` trajectories, in file order."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        for start in range(0, len(self), batch_size):
-            yield self.read(slice(start, start + batch_size), fields=fields)
 
 
 def find_nonfinite(

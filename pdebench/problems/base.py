@@ -55,8 +55,19 @@ def require_nonnegative(label: str, value: Any) -> None:
 
 
 class Catalogued:
-    """What every catalogued problem (time-dependent, steady, on a mesh) shares: its registered name,
-    its parameters as file attributes, and validated copies."""
+    """What every catalogued problem (time-dependent, steady, on a mesh, of particles) shares: its
+    registered name, its parameters as file attributes, validation on construction, validated copies
+    and its output times."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
+
+    def output_times(self) -> np.ndarray:
+        """``(n_out + 1,)`` output times ``t_j = j t_final / n_out``, ``0`` first (``[0]`` when steady)."""
+        return np.linspace(0.0, self.t_final, self.n_out + 1)
 
     @property
     def name(self) -> str:
@@ -102,9 +113,6 @@ class Problem(Catalogued, ABC):
         require(self.n_out >= 1, f"n_out must be >= 1, got {self.n_out}")
         self.validate()
 
-    def validate(self) -> None:
-        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
-
     @property
     @abstractmethod
     def spatial_shape(self) -> tuple[int, ...]:
@@ -124,10 +132,6 @@ class Problem(Catalogued, ABC):
     def dt_out(self) -> float:
         """Output interval ``T / n_out``."""
         return self.t_final / self.n_out
-
-    def output_times(self) -> np.ndarray:
-        """``(n_out + 1,)`` output times, ``0`` first."""
-        return np.linspace(0.0, self.t_final, self.n_out + 1)
 
     def coordinates(self) -> dict[str, np.ndarray]:
         """``{"t": (T,), "x": (X,), ["y": (Y,)]}``: output times and grid-point coordinates ``j L / N``."""

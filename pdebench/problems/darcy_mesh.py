@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from pdebench.problems.base import PROBLEMS, require
-from pdebench.problems.mesh_problems import MeshProblem
+from pdebench.problems.elliptic import check_darcy
+from pdebench.problems.mesh_problems import MeshProblem, element_nodes
 from pdebench.problems.meshes import oriented, rectangle, triangulation
 from pdebench.problems.sampling import sample_generator
 
@@ -150,23 +151,13 @@ class DarcyMesh(MeshProblem):
         require(isinstance(self.jitter, (int, float)) and 0.0 <= self.jitter <= 0.3,
                 f"jitter must lie in [0, 0.3] grid spacings, got {self.jitter!r}")
         require(isinstance(self.mesh_seed, int) and self.mesh_seed >= 0, f"mesh_seed must be an integer >= 0, got {self.mesh_seed!r}")
-        require(all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in (self.a_high, self.a_low)),
-                f"permeabilities must be positive and finite, got a_high={self.a_high}, a_low={self.a_low}")
-        require(isinstance(self.forcing, (int, float)) and math.isfinite(self.forcing), f"forcing must be finite, got {self.forcing}")
-        require(all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in (self.tau, self.alpha)),
-                f"need finite tau > 0 and alpha > 0, got tau={self.tau}, alpha={self.alpha}")
+        check_darcy(self)
 
     def mesh(self) -> MeshTri:
         return unit_square_mesh(float(self.h), float(self.jitter), int(self.mesh_seed))
 
     def nodes(self) -> np.ndarray:
-        mesh = self.mesh()
-        points = np.asarray(mesh.p, dtype=np.float64)
-        if self.element == "P2":
-            points = np.hstack([points, points[:, mesh.facets].mean(axis=1)])
-        nodes = np.ascontiguousarray(points.T)
-        nodes.flags.writeable = False
-        return nodes
+        return element_nodes(self.mesh(), self.element)
 
     def mesh_key(self) -> tuple[Any, ...]:
         return (self.boundary_kind(), self.domain, float(self.h), self.element, float(self.jitter), int(self.mesh_seed))

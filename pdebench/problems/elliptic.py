@@ -34,12 +34,6 @@ class SteadyProblem(Catalogued, ABC):
     n_out: ClassVar[int] = 0
     t_final: ClassVar[float] = 0.0
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
-
     @property
     @abstractmethod
     def spatial_shape(self) -> tuple[int, ...]:
@@ -52,9 +46,6 @@ class SteadyProblem(Catalogued, ABC):
     @property
     def dim(self) -> int:
         return len(self.spatial_shape)
-
-    def output_times(self) -> np.ndarray:
-        return np.zeros(1)
 
     def coordinates(self) -> dict[str, np.ndarray]:
         """``{"t": [0], "x": (X,), "y": (Y,)}``: grid points ``j L / (n - 1)``, both ends included."""
@@ -94,6 +85,19 @@ def neumann_gaussian_field(seed: int, indices: Sequence[int], points: int, *, ta
     return torch.from_numpy(np.stack(out))
 
 
+def check_darcy(problem: Any) -> None:
+    """Check the Darcy parameters ``a_high``, ``a_low`` (positive), ``forcing`` (finite), ``tau`` and
+    ``alpha`` (positive) of ``problem`` (:class:`Darcy2D` or its mesh twin); ``ValueError`` naming them."""
+    def real(v: Any) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v)
+
+    require(all(real(v) and v > 0 for v in (problem.a_high, problem.a_low)),
+            f"permeabilities must be positive and finite, got a_high={problem.a_high}, a_low={problem.a_low}")
+    require(real(problem.forcing), f"forcing must be finite, got {problem.forcing}")
+    require(all(real(v) and v > 0 for v in (problem.tau, problem.alpha)),
+            f"need finite tau > 0 and alpha > 0, got tau={problem.tau}, alpha={problem.alpha}")
+
+
 @PROBLEMS.register("darcy2d", record="steady", description="Darcy flow -div(a grad u) = f on (0,1)^2, u = 0 on the boundary; "
                    "a = 12/3 from a thresholded GRF (FNO setting)")
 @dataclass(frozen=True, kw_only=True)
@@ -129,11 +133,7 @@ class Darcy2D(SteadyProblem):
 
     def validate(self) -> None:
         require(self.resolution >= 5, f"resolution must be >= 5, got {self.resolution}")
-        require(self.a_high > 0 and self.a_low > 0 and math.isfinite(self.a_high) and math.isfinite(self.a_low),
-                f"permeabilities must be positive and finite, got a_high={self.a_high}, a_low={self.a_low}")
-        require(math.isfinite(self.forcing), f"forcing must be finite, got {self.forcing}")
-        require(all(map(math.isfinite, (self.tau, self.alpha))) and self.tau > 0 and self.alpha > 0,
-                f"need finite tau > 0 and alpha > 0, got tau={self.tau}, alpha={self.alpha}")
+        check_darcy(self)
         require(self.element in ("P1", "P2"), f"unknown element family {self.element!r}; choose P1 or P2")
 
     @property

@@ -87,7 +87,11 @@ def domain_mesh(domain: str, h: float) -> MeshTri:
 
 @functools.lru_cache(maxsize=16)
 def _nodes(domain: str, h: float, element: str) -> np.ndarray:
-    mesh = domain_mesh(domain, h)
+    return element_nodes(domain_mesh(domain, h), element)
+
+
+def element_nodes(mesh: MeshTri, element: str) -> np.ndarray:
+    """``(n_nodes, 2)`` read-only coordinates of the nodes of ``element`` on ``mesh`` (module docstring)."""
     points = np.asarray(mesh.p, dtype=np.float64)
     if element == "P2":  # scikit-fem's P2 numbering: vertices, then one node per facet (edge midpoint)
         points = np.hstack([points, points[:, mesh.facets].mean(axis=1)])
@@ -161,9 +165,6 @@ class MeshProblem(Catalogued, ABC):
     domain: str = "lshape"
     h: float = 0.1
     element: str = "P1"
-
-    def __post_init__(self) -> None:
-        self.validate()
 
     def validate(self) -> None:
         """Check the parameters; raise ``ValueError`` naming the bad one."""

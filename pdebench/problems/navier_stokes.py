@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pdebench.problems.base import PROBLEMS, SpectralProblem, require, require_nonnegative, require_positive
-from pdebench.problems.sampling import gaussian_random_field
+from pdebench.problems.sampling import GaussianFieldInput
 from pdebench.equations import spectral as equations
 
 
@@ -41,7 +40,7 @@ class Periodic2D(SpectralProblem):
 
 @PROBLEMS.register("ns2d")
 @dataclass(frozen=True, kw_only=True)
-class NavierStokes2D(Periodic2D):
+class NavierStokes2D(GaussianFieldInput, Periodic2D):
     """NS vorticity ω_t + u·∇ω = νΔω + f on (0,1)², f = 0.1(sin 2π(x+y) + cos 2π(x+y)) (FNO setting)."""
 
     nu: float = 1e-3
@@ -67,18 +66,13 @@ class NavierStokes2D(Periodic2D):
         forcing = self.forcing() if self.forcing_amplitude != 0 else None
         return equations.NavierStokesVorticity2D(self.nu, forcing)
 
-    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
-        return gaussian_random_field(
-            seed, indices, self.spatial_shape, self.lengths, sigma=self.sigma, tau=self.tau, alpha=self.alpha
-        )
-
     def params(self) -> dict[str, Any]:
         return {"Nu": self.nu, "forcing_amplitude": self.forcing_amplitude}
 
 
 @PROBLEMS.register("ns2d_kolmogorov")
 @dataclass(frozen=True, kw_only=True)
-class KolmogorovFlow2D(Periodic2D):
+class KolmogorovFlow2D(GaussianFieldInput, Periodic2D):
     """Kolmogorov flow on (0,2π)²: velocity forcing χ sin(k_f y) e_x (vorticity −χ k_f cos(k_f y)), drag 0.1, ν = 1/Re."""
 
     resolution: int = 128
@@ -113,11 +107,6 @@ class KolmogorovFlow2D(Periodic2D):
 
     def equation(self) -> equations.SpectralEquation:
         return equations.NavierStokesVorticity2D(self.nu, self.forcing(), self.drag)
-
-    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
-        return gaussian_random_field(
-            seed, indices, self.spatial_shape, self.lengths, sigma=self.sigma, tau=self.tau, alpha=self.alpha
-        )
 
     def params(self) -> dict[str, Any]:
         return {"Re": self.reynolds, "Nu": self.nu, "drag": self.drag}

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 
 from pdebench.problems.base import PROBLEMS, SpectralProblem, require, require_nonnegative, require_positive
-from pdebench.problems.sampling import gaussian_random_field, random_fourier_sum, sample_generator
+from pdebench.problems.sampling import GaussianFieldInput, random_fourier_sum, sample_generator
 from pdebench.equations import spectral as equations
 
 
@@ -94,16 +94,13 @@ class Heat1D(RandomSinesInput, Periodic1D):
 
 @PROBLEMS.register("burgers1d")
 @dataclass(frozen=True, kw_only=True)
-class Burgers1D(Periodic1D):
+class Burgers1D(GaussianFieldInput, Periodic1D):
     """Viscous Burgers u_t + (u²/2)_x = ν u_xx on (0, 1) periodic, u0 ~ N(0, 625(−Δ+25I)^−2) (FNO setting)."""
 
     nu: float = 0.1
     t_final: float = 1.0
     n_out: int = 100
     max_dt: float | None = 0.01
-    sigma: float = 25.0
-    tau: float = 5.0
-    alpha: float = 2.0
 
     def validate(self) -> None:
         super().validate()
@@ -111,11 +108,6 @@ class Burgers1D(Periodic1D):
 
     def equation(self) -> equations.SpectralEquation:
         return equations.Burgers(self.nu)
-
-    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
-        return gaussian_random_field(
-            seed, indices, self.spatial_shape, self.lengths, sigma=self.sigma, tau=self.tau, alpha=self.alpha
-        )
 
     def params(self) -> dict[str, Any]:
         return {"Nu": self.nu}
@@ -202,7 +194,7 @@ class KuramotoSivashinsky1D(RandomSinesInput, Periodic1D):
 
 @PROBLEMS.register("reaction_diffusion1d")
 @dataclass(frozen=True, kw_only=True)
-class ReactionDiffusion1D(Periodic1D):
+class ReactionDiffusion1D(GaussianFieldInput, Periodic1D):
     """Reaction–diffusion u_t = ν u_xx + ρ R(u): Fisher R = u(1−u) or Allen–Cahn R = u − u³, periodic."""
 
     kind: Literal["fisher", "allen_cahn"] = "fisher"
@@ -211,9 +203,6 @@ class ReactionDiffusion1D(Periodic1D):
     t_final: float = 1.0
     n_out: int = 100
     max_dt: float | None = 0.01
-    sigma: float = 25.0
-    tau: float = 5.0
-    alpha: float = 2.0
 
     def validate(self) -> None:
         super().validate()
@@ -226,9 +215,7 @@ class ReactionDiffusion1D(Periodic1D):
         return cls(self.nu, self.rho)
 
     def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
-        z = gaussian_random_field(
-            seed, indices, self.spatial_shape, self.lengths, sigma=self.sigma, tau=self.tau, alpha=self.alpha
-        )
+        z = super().sample_initial_conditions(seed, indices)
         # Fisher states are densities in (0, 1); Allen–Cahn phases lie in (−1, 1).
         return torch.sigmoid(4 * z) if self.kind == "fisher" else torch.tanh(2 * z)
 

@@ -200,40 +200,9 @@ def make_eos(name: str, rho0: float, c0: float, gamma: float = 7.0) -> EquationO
 @dataclass(frozen=True, kw_only=True)
 class SPHSettings:
     """The physics and box of one particle scene: what ``WCSPH.from_settings`` (solver layer) builds a
-    stepper from. The fields are the stepper's parameters of the same names, with the same defaults.
-
-    Parameters
-    ----------
-    kernel
-        Registered kernel name (``"wendland_c2"``, ``"cubic_spline"``; ``pdebench.solvers.sph.kernels``).
-    h
-        Smoothing length (m), > 0.
-    c0
-        Numerical speed of sound (m/s), > 0.
-    rho0
-        Reference density (kg/m³), > 0.
-    lower, upper
-        ``(d,)`` box corners (m); the period on periodic axes.
-    periodic
-        ``(d,)`` flags of periodic axes (``None``: none).
-    gamma
-        Tait exponent (default 7).
-    eos
-        Equation of state: ``"tait"`` (default) or ``"linear"`` (:func:`make_eos`).
-    nu
-        Kinematic (laminar) viscosity (m²/s), >= 0.
-    viscosity
-        Laminar viscosity operator: ``"morris"`` (default) or ``"monaghan"``.
-    alpha
-        Monaghan artificial viscosity coefficient (dimensionless, >= 0).
-    delta
-        δ-SPH density diffusion coefficient (dimensionless, >= 0).
-    gravity
-        ``(d,)`` body acceleration (m/s²); ``None``: zero.
-    background_pressure
-        Constant pressure (Pa) added to the equation of state.
-    shifting
-        Particle-shifting coefficient (dimensionless, >= 0).
+    stepper from. The fields are the parameters of the same names, with the same defaults and SI
+    units, of the stepper :class:`~pdebench.solvers.sph.scheme.WCSPH`, which describes them;
+    ``kernel`` is a registered kernel name (``"wendland_c2"``, ``"cubic_spline"``).
     """
 
     kernel: str

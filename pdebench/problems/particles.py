@@ -128,13 +128,6 @@ class ParticleProblem(Catalogued, ABC):
                 f"resolution must be an integer >= 8 particles per reference length, got {self.resolution!r}")
         self.validate()
 
-    def validate(self) -> None:
-        """Check the problem's own parameters; raise ``ValueError`` naming the bad one."""
-
-    def output_times(self) -> np.ndarray:
-        """``(n_out + 1,)`` frame times (s), ``0`` first."""
-        return np.linspace(0.0, self.t_final, self.n_out + 1)
-
     @abstractmethod
     def scene(self, seed: int, index: int, dtype: torch.dtype = torch.float64) -> ParticleScene:
         """The initial particles and physics of sample ``(seed, index)``."""
@@ -244,20 +237,50 @@ class DamBreak2D(ParticleProblem):
         return ParticleScene(state, physics, {"aspect_ratio": height / a, "nu": nu})
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ReynoldsSampled(ParticleProblem):
+    """A flow whose one sampled parameter is its Reynolds number :math:`Re = U L / \\nu`, drawn
+    log-uniform in ``[re_min, re_max]``; :meth:`build` makes the scene of a given :math:`Re`.
+
+    Parameters
+    ----------
+    re_min, re_max
+        Range of the sampled Reynolds number.
+    c0
+        Sound speed (m/s), default 10 (Mach 0.1), >= 5.
+    """
+
+    re_min: float
+    re_max: float
+    c0: float = 10.0
+    #: The flow's speed scale, of which ``c0`` should be ten times (named in the message on ``c0``).
+    speed_scale: ClassVar[str] = "the flow speed"
+
+    def validate(self) -> None:
+        _range("re", self.re_min, self.re_max)
+        require(isinstance(self.c0, (int, float)) and math.isfinite(self.c0) and self.c0 >= 5.0,
+                f"c0 must be >= 5 (10 x {self.speed_scale} keeps density errors ~1 %), got {self.c0!r}")
+
+    def scene(self, seed: int, index: int, dtype: torch.dtype = torch.float64) -> ParticleScene:
+        re = _log_uniform(sample_generator(seed, index), self.re_min, self.re_max)
+        return self.build(re, dtype)
+
+    @abstractmethod
+    def build(self, reynolds: float, dtype: torch.dtype = torch.float64) -> ParticleScene:
+        """The scene at Reynolds number ``reynolds``."""
+
+
 @PROBLEMS.register("tgv2d", record="particles", description="SPH Taylor-Green vortex on the periodic unit square, "
                    "Reynolds number sampled")
 @dataclass(frozen=True, kw_only=True)
-class TaylorGreen2D(ParticleProblem):
-    """The periodic Taylor-Green vortex (see the module docstring).
+class TaylorGreen2D(_ReynoldsSampled):
+    """The periodic Taylor-Green vortex (see the module docstring); ``re_min``, ``re_max`` and ``c0``
+    as for every Reynolds-sampled flow (``_ReynoldsSampled``).
 
     Parameters
     ----------
     resolution
         Particles per side of the unit square (default 40).
-    re_min, re_max
-        Range of the sampled Reynolds number :math:`Re = U L / \\nu` (log-uniform).
-    c0
-        Sound speed (m/s), default 10 (Mach 0.1).
     """
 
     t_final: float = 0.5
@@ -265,16 +288,7 @@ class TaylorGreen2D(ParticleProblem):
     resolution: int = 40
     re_min: float = 50.0
     re_max: float = 200.0
-    c0: float = 10.0
-
-    def validate(self) -> None:
-        _range("re", self.re_min, self.re_max)
-        require(isinstance(self.c0, (int, float)) and math.isfinite(self.c0) and self.c0 >= 5.0,
-                f"c0 must be >= 5 (10 x the vortex speed keeps density errors ~1 %), got {self.c0!r}")
-
-    def scene(self, seed: int, index: int, dtype: torch.dtype = torch.float64) -> ParticleScene:
-        re = _log_uniform(sample_generator(seed, index), self.re_min, self.re_max)
-        return self.build(re, dtype)
+    speed_scale: ClassVar[str] = "the vortex speed"
 
     def build(self, reynolds: float, dtype: torch.dtype = torch.float64) -> ParticleScene:
         """The scene at Reynolds number ``reynolds`` (:math:`\\nu = 1 / Re`)."""
@@ -318,19 +332,15 @@ def poiseuille_velocity(y: np.ndarray, t: float, *, nu: float, force: float, wid
 @PROBLEMS.register("poiseuille2d", record="particles", description="SPH start-up Poiseuille flow between no-slip plates, "
                    "Reynolds number sampled (analytic transient)")
 @dataclass(frozen=True, kw_only=True)
-class Poiseuille2D(ParticleProblem):
-    """Start-up plane Poiseuille flow (see the module docstring).
+class Poiseuille2D(_ReynoldsSampled):
+    """Start-up plane Poiseuille flow (see the module docstring); ``re_min``, ``re_max`` and ``c0`` as
+    for every Reynolds-sampled flow (``_ReynoldsSampled``). The flow reaches its steady profile after
+    about :math:`0.5 L^2/\\nu` (the slowest mode decays as :math:`e^{-\\pi^2 \\nu t / L^2}`).
 
     Parameters
     ----------
     resolution
         Particles across the channel (default 20); the periodic channel is ``0.5`` long.
-    re_min, re_max
-        Range of the sampled Reynolds number :math:`Re = U L / \\nu` (log-uniform); the flow reaches
-        its steady profile after about :math:`0.5 L^2/\\nu` (the slowest mode decays as
-        :math:`e^{-\\pi^2 \\nu t / L^2}`).
-    c0
-        Sound speed (m/s), default 10 (Mach 0.1).
     """
 
     t_final: float = 1.0
@@ -338,16 +348,7 @@ class Poiseuille2D(ParticleProblem):
     resolution: int = 20
     re_min: float = 2.0
     re_max: float = 20.0
-    c0: float = 10.0
-
-    def validate(self) -> None:
-        _range("re", self.re_min, self.re_max)
-        require(isinstance(self.c0, (int, float)) and math.isfinite(self.c0) and self.c0 >= 5.0,
-                f"c0 must be >= 5 (10 x the centreline speed keeps density errors ~1 %), got {self.c0!r}")
-
-    def scene(self, seed: int, index: int, dtype: torch.dtype = torch.float64) -> ParticleScene:
-        re = _log_uniform(sample_generator(seed, index), self.re_min, self.re_max)
-        return self.build(re, dtype)
+    speed_scale: ClassVar[str] = "the centreline speed"
 
     def build(self, reynolds: float, dtype: torch.dtype = torch.float64) -> ParticleScene:
         """The scene at Reynolds number ``reynolds`` (:math:`\\nu = 1/Re`, force :math:`8\\nu`)."""

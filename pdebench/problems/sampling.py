@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -130,3 +131,19 @@ def thresholded_field(
     """Piecewise-constant coefficient ``high`` where ``field >= threshold`` else ``low``
     (the FNO Darcy permeability: 12 / 3 from a Gaussian random field). Shape is kept."""
     return torch.where(field >= threshold, torch.full_like(field, high), torch.full_like(field, low))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GaussianFieldInput:
+    """Initial conditions from :func:`gaussian_random_field` with the problem's ``sigma``, ``tau`` and
+    ``alpha`` (defaults: FNO's 1-D setting, :math:`N(0, 625(-\\Delta + 25 I)^{-2})`), on the problem's
+    grid (``spatial_shape``, ``lengths``)."""
+
+    sigma: float = 25.0
+    tau: float = 5.0
+    alpha: float = 2.0
+
+    def sample_initial_conditions(self, seed: int, indices: Sequence[int]) -> torch.Tensor:
+        return gaussian_random_field(
+            seed, indices, self.spatial_shape, self.lengths, sigma=self.sigma, tau=self.tau, alpha=self.alpha
+        )

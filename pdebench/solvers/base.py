@@ -4,9 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import torch
+
 from pdebench.registry import RecordEntry, Registry
 
 SOLVERS: Registry = Registry("solver", RecordEntry)
+
+#: The arithmetic a solver's ``dtype`` argument names.
+DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it names one of :data:`DTYPES`; else ``ValueError`` naming it and the choices."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    return dtype
+
+
+def solve_ids(sample_ids: np.ndarray | Sequence[Sequence[int]] | None, batch: int, on_blowup: str) -> np.ndarray:
+    """The checks every ``solve`` starts with: ``on_blowup`` is ``"raise"`` or ``"drop"``, and the
+    ``(batch, 2)`` int64 ``(seed, index)`` rows of ``sample_ids`` (``(-1, b)`` when ``None``)."""
+    if on_blowup not in ("raise", "drop"):
+        raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
+    ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
+    ids = ids.astype(np.int64).reshape(-1, 2)
+    if len(ids) != batch:
+        raise ValueError(f"sample_ids has {len(ids)} rows for {batch} samples")
+    return ids
 
 
 class StabilityError(ValueError):

@@ -19,8 +19,8 @@ import torch
 from pdebench.cli import main
 from pdebench.data.generate import build_solver, generate_dataset, solve_samples
 from pdebench.io.trajectory_file import TrajectoryFile
-from pdebench.data.spill import _as_ranges, _HeldSigint, spill_stream
-from pdebench.data.workers import WorkerConfig, make_worker_pool
+from pdebench.data.spill import _HeldSigint, spill_stream
+from pdebench.data.workers import WorkerConfig, as_ranges, make_worker_pool
 from pdebench.problems import PROBLEMS
 from pdebench.signals import Terminated, sigterm_interrupts
 from tests.processes import assert_no_orphans, assert_partition, expand, wait_for
@@ -258,5 +258,5 @@ def test_after_a_killed_worker_and_a_stop_every_drawn_id_is_written_lost_or_retu
     assert_partition(drawn, received=ids, lost=set(summary.lost_ids), returned=set(summary.returned_ids),
                      dropped=set(summary.dropped_ids))
     assert summary.returned_ids, "blocks were in flight at the stop"
-    assert prov["returned_ranges"] == _as_ranges(summary.returned_ids) and prov["returned_unused"] == len(summary.returned_ids)
+    assert prov["returned_ranges"] == as_ranges(summary.returned_ids) and prov["returned_unused"] == len(summary.returned_ids)
     assert expand(prov["drawn_ranges"]) == drawn and expand(prov["lost_ranges"]) == set(summary.lost_ids)

@@ -14,7 +14,7 @@ from torch_geometric.transforms import Cartesian
 
 from pdebench.core import graphs
 from pdebench.core.graphs import mesh_to_pyg as to_pyg
-from pdebench.io.mesh_file import Mesh, MeshDataset, MeshDataWriter, read_mesh_data
+from pdebench.io.mesh_file import Mesh, MeshDataset, MeshDataWriter
 
 
 def mesh_edges(cells: np.ndarray, **kwargs) -> np.ndarray:
@@ -99,7 +99,7 @@ def test_round_trip_mesh_fields_ids_params(tmp_path: Path) -> None:
     path = tmp_path / "poisson.h5"
     w = write_file(path)
     assert leftovers(tmp_path) == ["poisson.h5"]
-    with read_mesh_data(path) as data:
+    with MeshDataset(path) as data:
         assert len(data) == 6
         assert data.mesh.element == "P1"
         assert data.mesh.nodes.dtype == np.float64 and np.array_equal(data.mesh.nodes, w["nodes"])
@@ -164,7 +164,7 @@ def test_existing_file_is_kept_unless_overwrite(tmp_path: Path) -> None:
         writer.append({"u": np.ones((1, 9))}, np.array([[0, 0]]))
         assert path.read_bytes() == b"old"
     assert leftovers(tmp_path) == ["out.h5"]
-    with read_mesh_data(path) as data:
+    with MeshDataset(path) as data:
         assert len(data) == 1
 
 
@@ -196,7 +196,7 @@ def test_nonfinite_batch_is_rejected_naming_field_and_sample(tmp_path: Path) -> 
             writer.append({"u": np.zeros((2, 9))}, np.array([[3, 30], [3, 31]]), params={"k": np.array([1.0, np.inf])})
         assert writer.num_samples == 2
         writer.append({"u": np.ones((1, 9))}, np.array([[3, 2]]), params={"k": np.array([3.0])})
-    with read_mesh_data(path) as data:
+    with MeshDataset(path) as data:
         assert data.sample_ids().tolist() == [[3, 0], [3, 1], [3, 2]]
         assert data.params["k"].tolist() == [1.0, 2.0, 3.0]
         assert data.read_field("u").sum(axis=1).tolist() == [0.0, 0.0, 9.0]
@@ -338,7 +338,7 @@ def test_to_pyg_shapes_and_edge_attributes() -> None:
 def test_dataset_to_pyg_and_list(tmp_path: Path) -> None:
     path = tmp_path / "data.h5"
     w = write_file(path)
-    with read_mesh_data(path) as data:
+    with MeshDataset(path) as data:
         graph = data.to_pyg(4, inputs=["f"], outputs=["disp"])
         n = data.mesh.num_nodes
         assert graph.x.shape == (n, 2) and graph.y.shape == (n, 2)
@@ -365,7 +365,7 @@ def test_p2_file_round_trip_and_graph(tmp_path: Path) -> None:
     u = np.random.default_rng(2).standard_normal((2, len(nodes)))
     with MeshDataWriter(path, nodes, cells, {"dirichlet": np.arange(3)}, "P2") as writer:
         writer.append({"u": u}, np.array([[1, 0], [1, 1]]))
-    with read_mesh_data(path) as data:
+    with MeshDataset(path) as data:
         assert data.mesh.element == "P2" and data.mesh.cells.shape == (8, 6)
         graph = data.to_pyg(1, inputs=[], outputs=["u"])
         assert graph.x.shape == (len(nodes), 1)  # only the marker channel

@@ -13,7 +13,7 @@ from torch_geometric.data import Batch
 
 from pdebench.core.particles import FLUID, WALL, ParticleTrajectory
 from pdebench.core.graphs import frame_graph
-from pdebench.io.particle_file import ParticleDataset, ParticleDataWriter, read_particle_data
+from pdebench.io.particle_file import ParticleDataset, ParticleDataWriter
 
 LOWER = np.array([0.0, 0.0])
 UPPER = np.array([1.0, 0.5])
@@ -115,7 +115,7 @@ def test_round_trip_ragged_trajectories(tmp_path: Path) -> None:
         assert (group.attrs["seed"], group.attrs["index"], group.attrs["params.aspect_ratio"]) == (0, 1, 2.0)
         assert f["sample_ids"].dtype == np.int64 and f["sample_ids"].maxshape == (None, 2)
 
-    data = read_particle_data(path)
+    data = ParticleDataset(path)
     with data:
         assert len(data) == 3 and data.dim == 2 and data.radius == RADIUS
         np.testing.assert_array_equal(data.lower, LOWER)

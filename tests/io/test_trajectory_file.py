@@ -146,7 +146,6 @@ def test_lazy_reader_rows_fields_and_pickle(tmp_path: Path) -> None:
         assert f[3].num_samples == 1
         assert torch.equal(f[1:8:3].fields["b"], batch.fields["b"][1:8:3].float())
         assert f[5:2].num_samples == 0
-        assert [b.num_samples for b in f.iter_batches(4)] == [4, 4, 2]
         clone = pickle.loads(pickle.dumps(f))
         assert torch.equal(clone[0:2].fields["b"], f[0:2].fields["b"])
         clone.close()

@@ -9,7 +9,7 @@ import torch
 
 from pdebench.cli import main
 from pdebench.data.generate import build_solver, generate_dataset, solve_samples
-from pdebench.io.mesh_file import read_mesh_data
+from pdebench.io.mesh_file import MeshDataset
 from pdebench.data.spill import spill_stream
 from pdebench.data.workers import WorkerConfig
 from pdebench.problems import PROBLEMS
@@ -126,7 +126,7 @@ def test_elasticity_stiffness_has_the_rigid_body_modes_and_the_reactions_balance
     vector = np.zeros(K.shape[0])
     vector[ux], vector[uy] = u[:, 0], u[:, 1]
     reaction = K @ vector - b
-    clamped = solver.dirichlet_dofs(problem)
+    clamped = solver.discretisation(problem).dirichlet
     free = np.setdiff1d(np.arange(K.shape[0]), clamped)
     assert np.abs(reaction[free]).max() < 1e-10 * np.abs(b).max()
     assert np.isclose(reaction[np.intersect1d(clamped, uy)].sum(), 0.5)  # the clamp holds the load up
@@ -210,7 +210,7 @@ def test_generated_files_round_trip_to_graphs_and_rows_regenerate_alone(tmp_path
         summary = generate_dataset(problem, path, num_samples=5, seed=9, batch_size=2)
         n = problem.num_nodes
         assert summary.num_samples == 5 and summary.solver == "fem-mesh" and summary.field_shapes["u"][:2] == (5, n)
-        with read_mesh_data(path) as data:
+        with MeshDataset(path) as data:
             assert len(data) == 5 and data.mesh.element == args.get("element", "P1")
             assert np.array_equal(data.mesh.nodes, problem.nodes()) and data.sample_ids().tolist() == [[9, i] for i in range(5)]
             assert "dirichlet" in data.mesh.boundary and data.provenance["problem"] == name
@@ -231,7 +231,7 @@ def test_generated_files_round_trip_to_graphs_and_rows_regenerate_alone(tmp_path
 def test_cli_generates_a_mesh_file_and_refuses_bad_parameters_without_writing(tmp_path):
     path = tmp_path / "p.h5"
     assert main(["generate", "poisson", "-n", "8", "-o", str(path), "--set", "domain=disk_holes"]) == 0
-    with read_mesh_data(path) as data:
+    with MeshDataset(path) as data:
         assert len(data) == 8 and data.fields["f"][0] == 8 and set(data.mesh.boundary) >= {"dirichlet", "outer", "hole_0"}
         assert data.provenance["domain"] == "disk_holes"
     for setting in ("domain=square", "element=P3", "h=-0.1"):

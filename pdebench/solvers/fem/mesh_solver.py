@@ -40,7 +40,7 @@ import torch
 import pdebench
 from pdebench.problems.mesh_problems import Helmholtz, domain_mesh
 from pdebench.problems.meshes import mesh_size
-from pdebench.solvers.base import SOLVERS, BlowUpError
+from pdebench.solvers.base import SOLVERS, BlowUpError, solve_ids
 from pdebench.solvers.fem.assembly import boundary_load, diffusion_matrix, elasticity_matrix, mass_matrix
 from pdebench.solvers.fem.dirichlet import condense_dirichlet
 from pdebench.solvers.fem.spaces import FunctionSpace, element
@@ -312,10 +312,6 @@ class MeshFEMSolver:
         fields, params, batch = self._inputs(problem, inputs, disc)
         return [self._system(problem, disc, fields, params, i) for i in range(batch)]
 
-    def dirichlet_dofs(self, problem) -> np.ndarray:
-        """Prescribed (``u = 0``) unknowns of the systems of :meth:`assemble`."""
-        return self.discretisation(problem).dirichlet
-
     def displacement(self, problem, x: np.ndarray) -> np.ndarray:
         """Vector-dof values ``(N_vector,)`` -> nodal ``(n_nodes, 2)`` (elasticity)."""
         disc = self.discretisation(problem)
@@ -359,15 +355,10 @@ class MeshFEMSolver:
         ValueError
             Missing or extra inputs, bad shapes, non-finite values, ``E <= 0``, ``k`` outside the band.
         """
-        if on_blowup not in ("raise", "drop"):
-            raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
         start = time.perf_counter()
         disc = self.discretisation(problem)
         fields, params, batch = self._inputs(problem, inputs, disc)
-        ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
-        ids = ids.astype(np.int64).reshape(-1, 2)
-        if len(ids) != batch:
-            raise ValueError(f"sample_ids has {len(ids)} rows for {batch} samples")
+        ids = solve_ids(sample_ids, batch, on_blowup)
         n = len(disc.nodes)
         shape = (batch, n, 2) if problem.components == 2 else (batch, n)
         solutions = np.full(shape, np.nan)

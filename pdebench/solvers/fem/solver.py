@@ -23,7 +23,7 @@ import torch
 import pdebench
 from pdebench.core.trajectories import Trajectories
 from pdebench.problems.meshes import unit_square
-from pdebench.solvers.base import SOLVERS, BlowUpError
+from pdebench.solvers.base import SOLVERS, BlowUpError, solve_ids
 from pdebench.solvers.fem.assembly import diffusion_matrix, load_vector
 from pdebench.solvers.fem.coefficients import element_means, grid_to_vertices
 from pdebench.solvers.fem.dirichlet import condense_dirichlet
@@ -130,8 +130,7 @@ class FEMSolver:
             bad = np.nanmin(a) if np.isfinite(a).any() else float("nan")
             raise ValueError(f"permeability must be positive and finite everywhere; minimum {bad}")
         batch = a.shape[0]
-        ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
-        ids = ids.astype(np.int64).reshape(batch, 2)
+        ids = solve_ids(sample_ids, batch, on_blowup)
         disc = self.discretisation(problem)
         mesh = disc.space.mesh
         systems = []

@@ -16,7 +16,7 @@ import torch
 
 import pdebench
 from pdebench.core.trajectories import Trajectories
-from pdebench.solvers.base import SOLVERS, BlowUpError
+from pdebench.solvers.base import SOLVERS, BlowUpError, solve_ids
 from pdebench.solvers.fv.weno import WENO5Solver
 
 __all__ = ["FVSolver"]
@@ -47,13 +47,10 @@ class FVSolver:
     def solve(self, problem, u0: torch.Tensor, sample_ids: np.ndarray | Sequence[Sequence[int]] | None = None, *,
               on_blowup: Literal["raise", "drop"] = "raise", progress: Callable[[int], None] | None = None) -> Trajectories:
         """Solve samples ``u0 (B, nx)`` of ``problem`` with ids ``(B, 2)``; trajectories ``(B, n_out + 1, nx)``."""
-        if on_blowup not in ("raise", "drop"):
-            raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
         u0 = torch.as_tensor(u0, dtype=torch.float64)
-        ids = (np.column_stack([np.full(len(u0), -1), np.arange(len(u0))]) if sample_ids is None
-               else np.asarray(sample_ids, dtype=np.int64).reshape(-1, 2))
-        if u0.ndim != 2 or u0.shape[1] != problem.nx or len(ids) != len(u0):
-            raise ValueError(f"u0 must be (B, nx={problem.nx}) with one id per row; got {tuple(u0.shape)} and {len(ids)} ids")
+        if u0.ndim != 2 or u0.shape[1] != problem.nx:
+            raise ValueError(f"u0 must be (B, nx={problem.nx}); got {tuple(u0.shape)}")
+        ids = solve_ids(sample_ids, len(u0), on_blowup)
         scale = 2.0 * problem.alpha
         start = time.perf_counter()
 

@@ -34,11 +34,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pdebench.solvers.base import BlowUpError
+from pdebench.solvers.base import DTYPES, BlowUpError, check_dtype
 
 __all__ = ["WENO5Solver", "weno5_interface_states", "godunov_burgers", "rusanov"]
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 #: Ideal (linear) weights :math:`d_0, d_1, d_2` of WENO5-JS for the left state at :math:`x_{i+1/2}`.
 IDEAL_WEIGHTS = (0.1, 0.6, 0.3)
@@ -196,8 +195,7 @@ class WENO5Solver:
             raise ValueError(f"speed must be finite, got {speed!r}")
         if not (math.isfinite(eps) and eps > 0.0):
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+        check_dtype(dtype)
         self.flux = flux
         self.speed = float(speed)
         self.numerical_flux = numerical_flux
@@ -332,7 +330,7 @@ class WENO5Solver:
         if any(b <= a for a, b in zip(times[:-1], times[1:])):
             raise ValueError(f"t_out must be strictly increasing, got {list(t_out)!r}")
 
-        dtype = _DTYPES[self.dtype]
+        dtype = DTYPES[self.dtype]
         u = u0.to(device=self.device, dtype=dtype).clone()
         batch, nx = u.shape
         dx = float(length) / nx

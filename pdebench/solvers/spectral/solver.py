@@ -13,14 +13,12 @@ import torch
 
 import pdebench
 from pdebench.core.trajectories import Trajectories
-from pdebench.solvers.base import SOLVERS, BlowUpError, StabilityError
+from pdebench.solvers.base import DTYPES, SOLVERS, BlowUpError, StabilityError, check_dtype, solve_ids
 from pdebench.equations.spectral import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4, flush_tiny_
 from pdebench.equations.fourier import FourierGrid
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @SOLVERS.register("spectral", record="time-dependent", description="Batched pseudo-spectral ETDRK4 on torch.fft")
@@ -75,8 +73,7 @@ class SpectralSolver:
     ) -> None:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be positive, got {dt}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+        check_dtype(dtype)
         if not courant > 0:
             raise ValueError(f"courant must be positive, got {courant}")
         if n_contour < 8:
@@ -89,7 +86,7 @@ class SpectralSolver:
 
     def grid(self, problem) -> FourierGrid:
         """The problem's Fourier grid in this solver's dtype and device."""
-        return FourierGrid(problem.spatial_shape, problem.lengths, _DTYPES[self.dtype], self.device)
+        return FourierGrid(problem.spatial_shape, problem.lengths, DTYPES[self.dtype], self.device)
 
     def stability_limits(self, equation: SpectralEquation, grid: FourierGrid, u_hat: torch.Tensor) -> np.ndarray:
         """``(B,)`` the largest stable step ``h_max`` of each state in ``u_hat`` (class docstring).
@@ -139,7 +136,7 @@ class SpectralSolver:
         states that are not finite (:meth:`solve` leaves those out). ``sample_ids`` ``(B, 2)`` pick
         per-sample equation parameters (``(-1, b)`` when ``None``)."""
         u0 = torch.as_tensor(initial_conditions)
-        ids = _sample_ids(sample_ids, u0.shape[0])
+        ids = solve_ids(sample_ids, u0.shape[0], "raise")
         equation = problem.equation_for(ids) if hasattr(problem, "equation_for") else problem.equation()
         grid = self.grid(problem)
         u_hat, alive = _initial_spectrum(u0, equation, grid)
@@ -193,10 +190,8 @@ class SpectralSolver:
             raise ValueError(
                 f"initial conditions have shape {tuple(u0.shape)}; expected (B, {', '.join(map(str, problem.spatial_shape))})"
             )
-        if on_blowup not in ("raise", "drop"):
-            raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
         batch = u0.shape[0]
-        ids = _sample_ids(sample_ids, batch)
+        ids = solve_ids(sample_ids, batch, on_blowup)
         grid = self.grid(problem)
         equation = problem.equation_for(ids) if hasattr(problem, "equation_for") else problem.equation()
         per_sample = equation.batch_size is not None
@@ -329,12 +324,6 @@ class SpectralSolver:
 def equation_mask(equation: SpectralEquation, grid: FourierGrid) -> torch.Tensor:
     """The dealiasing mask matching the degree of ``equation``'s nonlinearity."""
     return grid.dealias_mask(equation.nonlinear_order)
-
-
-def _sample_ids(sample_ids: np.ndarray | Sequence[tuple[int, int]] | None, batch: int) -> np.ndarray:
-    """``(batch, 2)`` int64 ``(seed, index)`` rows; ``(-1, b)`` when ``sample_ids`` is ``None``."""
-    ids = np.column_stack([np.full(batch, -1), np.arange(batch)]) if sample_ids is None else np.asarray(sample_ids)
-    return ids.astype(np.int64).reshape(batch, 2)
 
 
 def _initial_spectrum(u0: torch.Tensor, equation: SpectralEquation, grid: FourierGrid) -> tuple[torch.Tensor, np.ndarray]:

@@ -35,7 +35,9 @@ class Kernel(ABC):
     """Base class of the radial SPH kernels.
 
     Subclasses set the class attribute :attr:`support` and implement :meth:`w` and
-    :meth:`grad_w_over_r`.
+    :meth:`grad_w_over_r`. Both take distances ``r`` (a tensor of any shape, ``|x_i - x_j| >= 0``)
+    and the smoothing length ``h`` (a float or a tensor broadcastable to ``r``) and return a tensor
+    of the shape of ``r`` (broadcast with ``h``) that is zero for ``r >= support * h``.
 
     Attributes
     ----------
@@ -72,38 +74,12 @@ class Kernel(ABC):
 
     @abstractmethod
     def w(self, r: Tensor, h: float | Tensor) -> Tensor:
-        """Kernel value ``W(r, h)``.
-
-        Parameters
-        ----------
-        r : Tensor, any shape
-            Distances ``|x_i - x_j| >= 0``.
-        h : float or Tensor broadcastable to ``r``
-            Smoothing length.
-
-        Returns
-        -------
-        Tensor, shape of ``r`` (broadcast with ``h``)
-            ``W`` in 1/length^d; zero for ``r >= support * h``.
-        """
+        """Kernel value ``W(r, h)`` in 1/length^d (arguments and shapes: see :class:`Kernel`)."""
 
     @abstractmethod
     def grad_w_over_r(self, r: Tensor, h: float | Tensor) -> Tensor:
-        """Radial derivative over distance, ``W'(r, h) / r`` (finite at ``r = 0``).
-
-        Parameters
-        ----------
-        r : Tensor, any shape
-            Distances ``|x_i - x_j| >= 0``.
-        h : float or Tensor broadcastable to ``r``
-            Smoothing length.
-
-        Returns
-        -------
-        Tensor, shape of ``r`` (broadcast with ``h``)
-            ``W'(r)/r`` in 1/length^(d+2); ``grad W_ij = grad_w_over_r(r_ij) * (x_i - x_j)``.
-            Zero for ``r >= support * h``.
-        """
+        """Radial derivative over distance, ``W'(r, h) / r`` in 1/length^(d+2), finite at ``r = 0``:
+        ``grad W_ij = grad_w_over_r(r_ij) * (x_i - x_j)`` (arguments and shapes: see :class:`Kernel`)."""
 
 
 def _as_tensor(r: Tensor, h: float | Tensor) -> tuple[Tensor, Tensor]:

@@ -80,7 +80,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
@@ -241,11 +241,7 @@ class WCSPH:
         neighbour_search
             Pair finder (default :func:`pdebench.core.graphs.neighbour_pairs`).
         """
-        return cls(kernel=settings.kernel, h=settings.h, c0=settings.c0, rho0=settings.rho0, lower=settings.lower,
-                   upper=settings.upper, periodic=settings.periodic, gamma=settings.gamma, eos=settings.eos,
-                   nu=settings.nu, viscosity=settings.viscosity, alpha=settings.alpha, delta=settings.delta,
-                   gravity=settings.gravity, background_pressure=settings.background_pressure,
-                   shifting=settings.shifting, neighbour_search=neighbour_search)
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(settings)}, neighbour_search=neighbour_search)
 
     # ------------------------------------------------------------------ helpers
     @property

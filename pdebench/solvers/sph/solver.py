@@ -23,14 +23,12 @@ import torch
 from pdebench import __version__
 from pdebench.core.particles import ParticleTrajectory
 from pdebench.problems.particles import ParticleProblem, ParticleScene
-from pdebench.solvers.base import SOLVERS, BlowUpError
+from pdebench.solvers.base import DTYPES, SOLVERS, BlowUpError, check_dtype, solve_ids
 from pdebench.solvers.sph.scheme import WCSPH
 
 __all__ = ["ParticleSamples", "SPHSolver"]
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
@@ -72,9 +70,7 @@ class SPHSolver:
     """
 
     def __init__(self, dtype: Literal["float64", "float32"] = "float64") -> None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        self.dtype = dtype
+        self.dtype = check_dtype(dtype)
 
     def provenance(self) -> dict[str, Any]:
         """``solver``, ``scheme``, ``dtype`` and ``pdebench_version`` of this solver's runs."""
@@ -96,7 +92,7 @@ class SPHSolver:
         ValueError
             A rejected state (see :meth:`WCSPH.check_state`) or a particle leaving the box.
         """
-        dtype = _DTYPES[self.dtype]
+        dtype = DTYPES[self.dtype]
         solver = WCSPH.from_settings(scene.physics)
         state = scene.state
         if state.positions.dtype != dtype:
@@ -163,12 +159,7 @@ class SPHSolver:
         progress
             Called with 1 after each sample.
         """
-        if on_blowup not in ("raise", "drop"):
-            raise ValueError(f"on_blowup must be 'raise' or 'drop', got {on_blowup!r}")
-        ids = (np.column_stack([np.full(len(scenes), -1), np.arange(len(scenes))]) if sample_ids is None
-               else np.asarray(sample_ids, dtype=np.int64).reshape(-1, 2))
-        if len(ids) != len(scenes):
-            raise ValueError(f"got {len(scenes)} scenes but {len(ids)} sample ids")
+        ids = solve_ids(sample_ids, len(scenes), on_blowup)
         start = time.perf_counter()
         kept, kept_ids, total_steps, dropped = [], [], 0, 0
         for scene, sid in zip(scenes, ids):
