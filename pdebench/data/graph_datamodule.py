@@ -31,7 +31,7 @@ training split's nodes; marker and one-hot channels are left as they are (mean 0
 velocity channels share one mean/std per component across the history slots, and particle statistics
 are taken over fluid particles only.
 
-Both kinds follow the one edge convention of :mod:`pdebench.core.graphs`; the split is
+Both records follow the one edge convention of :mod:`pdebench.core.graphs`; the split is
 :func:`pdebench.data.splits.split_indices`, the same as every other data module's.
 """
 
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["GraphDataModule"]
 
-GraphKind = Literal["auto", "mesh", "particles"]
+GraphRecord = Literal["auto", "mesh", "particles"]
 
 
 class _GraphList(Dataset):
@@ -120,8 +120,9 @@ class GraphDataModule(SplitDataModule):
     path
         A mesh data file (:mod:`pdebench.io.mesh_file`) or a particle data file
         (:mod:`pdebench.io.particle_file`).
-    kind
-        ``"mesh"``, ``"particles"`` or ``"auto"`` (from the file).
+    record
+        The record the file holds, as the problem registry names it: ``"mesh"``, ``"particles"``
+        or ``"auto"`` (from the file).
     input_fields, output_fields
         Mesh: nodal fields stacked into ``x`` and ``y`` (default: every field but ``u`` -> ``["u"]``).
     dirichlet_marker
@@ -148,7 +149,7 @@ class GraphDataModule(SplitDataModule):
     def __init__(
         self,
         path: str,
-        kind: GraphKind = "auto",
+        record: GraphRecord = "auto",
         input_fields: list[str] | None = None,
         output_fields: list[str] | None = None,
         dirichlet_marker: bool = True,
@@ -166,13 +167,13 @@ class GraphDataModule(SplitDataModule):
         self.save_hyperparameters()
         self._check_arguments(path, "graph data", train_fraction, val_fraction, history=history,
                               frame_stride=frame_stride, batch_size=batch_size)
-        self.kind = self._detect(path) if kind == "auto" else kind
-        if self.kind == "mesh":
+        self.record = self._detect(path) if record == "auto" else record
+        if self.record == "mesh":
             self._init_mesh()
-        elif self.kind == "particles":
+        elif self.record == "particles":
             self._init_particles()
         else:
-            raise ValueError(f"kind must be 'auto', 'mesh' or 'particles', got {kind!r}")
+            raise ValueError(f"record must be 'auto', 'mesh' or 'particles', got {record!r}")
         self.splits = self._split("samples")
         self.datasets: dict[str, Dataset] = {}
 
@@ -262,7 +263,7 @@ class GraphDataModule(SplitDataModule):
 
     def _dataset(self, split: str) -> Dataset:
         rows = self.splits[split]
-        if self.kind == "mesh":
+        if self.record == "mesh":
             return _GraphList(self._mesh_graphs(rows))
         return _ParticleFrames([self.trajectory(int(r)) for r in rows], self.history, self.hparams.frame_stride,
                                self.box, self.hparams.particle_density)
@@ -280,7 +281,7 @@ class GraphDataModule(SplitDataModule):
         consecutive frames).
         """
         self.setup()
-        if self.kind == "mesh":
+        if self.record == "mesh":
             graphs = self.datasets["train"].graphs
             x = torch.cat([g.x for g in graphs]).double()
             y = torch.cat([g.y for g in graphs]).double()
@@ -318,7 +319,7 @@ class GraphDataModule(SplitDataModule):
         hp = self.hparams
         card = {**self._card, "source": f"file:{hp.path}", "task": self.task, "history": self.history,
                 "train_trajectories": int(len(self.splits["train"])), "split_seed": int(hp.seed)}
-        if self.kind == "mesh":
+        if self.record == "mesh":
             card["resolution"] = [self.mesh_info["num_nodes"]]
             card["mesh"] = dict(self.mesh_info)
             card["input_fields"], card["output_fields"] = list(self.input_fields), list(self.output_fields)

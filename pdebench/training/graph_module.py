@@ -151,7 +151,7 @@ class GraphOperatorModule(TrainingBase):
 
     def on_validation_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if (datamodule is None or getattr(datamodule, "kind", None) != "particles" or self.trainer.sanity_checking
+        if (datamodule is None or getattr(datamodule, "record", None) != "particles" or self.trainer.sanity_checking
                 or not self.rollout_horizons or not len(datamodule.splits["val"])):
             return
         errors = []
@@ -196,15 +196,15 @@ class GraphOperatorModule(TrainingBase):
         h = self.history
         f0 = h - 1 if start is None else int(start)
         steps = min(int(steps), len(trajectory.time) - 1 - f0)
-        kind = torch.from_numpy(trajectory.particle_type)
-        fluid = (kind == 0).to(self.device)
+        particle_type = torch.from_numpy(trajectory.particle_type)
+        fluid = (particle_type == 0).to(self.device)
         velocities = torch.from_numpy(trajectory.velocities[f0 - h + 1 : f0 + 1]).to(self.device)  # (h, N, d) float64
         pos = torch.from_numpy(trajectory.positions[f0]).to(self.device)
         out, mse = [], []
         for s in range(steps):
             f = f0 + s
             density = torch.from_numpy(trajectory.density[f]) if use_density else None
-            graph = particle_graph(pos.cpu(), velocities.cpu(), kind, box, density).to(self.device)
+            graph = particle_graph(pos.cpu(), velocities.cpu(), particle_type, box, density).to(self.device)
             acc = self(self._graph_batch(graph)).to(torch.float64)
             dt = float(trajectory.time[f + 1] - trajectory.time[f])
             v_new = velocities[-1] + acc * dt
@@ -263,7 +263,7 @@ class GraphOperatorModule(TrainingBase):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         datamodule = self.trainer.datamodule
-        if getattr(datamodule, "kind", None) == "particles":
+        if getattr(datamodule, "record", None) == "particles":
             self.particle_box = (datamodule.box, bool(getattr(datamodule.hparams, "particle_density", False)))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

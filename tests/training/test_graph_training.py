@@ -35,7 +35,7 @@ def tiny_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def mesh_graphs(path: Path, rows: list[int]) -> list[Data]:
-    data = GraphDataModule(str(path), kind="mesh", batch_size=4)
+    data = GraphDataModule(str(path), record="mesh", batch_size=4)
     return data._mesh_graphs(np.asarray(rows))
 
 
@@ -165,7 +165,7 @@ def test_darcy_mesh_permeability_is_the_darcy2d_field_at_the_nodes():
 
 def test_graph_datamodule_splits_by_sample_and_normalises(tiny_files):
     mesh = GraphDataModule(str(tiny_files["mesh"]), batch_size=4, seed=2)
-    assert mesh.kind == "mesh" and (mesh.in_channels, mesh.out_channels, mesh.spatial_dims, mesh.history) == (2, 1, 2, 1)
+    assert mesh.record == "mesh" and (mesh.in_channels, mesh.out_channels, mesh.spatial_dims, mesh.history) == (2, 1, 2, 1)
     rows = np.concatenate(list(mesh.splits.values()))
     assert sorted(rows.tolist()) == list(range(12))
     stats = mesh.normalization_stats()
@@ -177,7 +177,7 @@ def test_graph_datamodule_splits_by_sample_and_normalises(tiny_files):
     assert card["problem"] == "darcy2d_mesh" and card["seed"] == 3 and card["resolution"] == [mesh.mesh_info["num_nodes"]]
 
     particles = GraphDataModule(str(tiny_files["particles"]), history=3, batch_size=2)
-    assert particles.kind == "particles" and (particles.in_channels, particles.out_channels) == (3 * 2 + 2, 2)
+    assert particles.record == "particles" and (particles.in_channels, particles.out_channels) == (3 * 2 + 2, 2)
     particles.setup()
     assert len(particles.datasets["train"]) == len(particles.splits["train"]) * (13 - 3)  # frames 2 .. 11
     graph = particles.datasets["train"][0]
