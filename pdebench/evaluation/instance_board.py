@@ -38,18 +38,16 @@ A suite file (``configs/leaderboard/gp_hm.yaml``)::
         ladder: [50, 100, 200, 400, 800]       # finite-difference grid sizes (n is added)
         repeats: 3                             # timed finite-difference solves (median)
 
-Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environment`),
+Results: ``results.json`` (with :func:`~pdebench.evaluation.board_io.environment`),
 ``results.csv``, ``results.md`` (atomic writes) and ``<task>_error_vs_cost.png`` per task.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import statistics
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,18 +59,15 @@ import torch
 from torch import Tensor
 
 from pdebench.core.metrics import relative_l2
-from pdebench.evaluation.board_io import Markup, RowFormat, fmt, save_log_plot, suite_tasks, write_results
-from pdebench.evaluation.suite import YamlSuite
-from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
+from pdebench.evaluation.board_io import (BoardSuite, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
+                                         save_log_plot, timed, write_results)
+from pdebench.evaluation.leaderboard import equal_cost_cell, speedup_cell
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.equations.steady import SteadyEquation
 from pdebench.models.gp_kronecker import GPHM, GPHMConfig, SourcedProblem
 from pdebench.problems.manufactured import INSTANCES, Instance
 from pdebench.solvers.linalg import direct_solve
 
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
 KIND = "instance"
 F64 = torch.float64
 #: Finite-difference grid sizes (nodes per axis) when a task names none.
@@ -291,21 +286,14 @@ class InstanceTask:
 
 
 @dataclass(frozen=True)
-class InstanceSuite(YamlSuite):
+class InstanceSuite(BoardSuite):
     """Instance tasks and where results go (``kind: instance`` in the YAML)."""
 
+    TASK, KIND = InstanceTask, KIND
     name: str
     tasks: tuple[InstanceTask, ...]
     kind: str = KIND
     output: str = "outputs/leaderboard/gp_hm"
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> InstanceSuite:
-        """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
-        tasks = suite_tasks(raw, cls, InstanceTask, KIND, origin)
-        rest = {k: v for k, v in raw.items() if k != "tasks"}
-        return cls(tasks=tuple(tasks), **rest)
-
 
 
 def count_steps(suite: InstanceSuite) -> int:
@@ -388,10 +376,7 @@ def run_gp_hm(task: InstanceTask) -> LadderRow:
         if not math.isfinite(row.rel_l2):
             raise ValueError(f"GP-HM's solution is not finite (relative L2 {row.rel_l2})")
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
-        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
-        row.rel_l2 = row.cost_s = None
-        log.warning("gp_hm on %s failed: %s", task.name, row.error)
-        log.debug("%s", traceback.format_exc())
+        fail_row(row, error, rel_l2=None, cost_s=None)
     return row
 
 
@@ -400,16 +385,12 @@ def run_fd(task: InstanceTask, n: int) -> LadderRow:
     instance = task.instance
     row = LadderRow(task.name, f"fd n={n}", "solver", n)
     try:
-        solution = fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
-        for _ in range(task.repeats):
-            start = time.perf_counter()
-            fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
-            row.timings_s.append(time.perf_counter() - start)
+        solution, row.timings_s = timed(lambda: fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim),
+                                        task.repeats)
         row.rel_l2, row.cost_s = solution.rel_l2, statistics.median(row.timings_s)
         row.details = {"unknowns": n ** instance.dim, "newton_iterations": solution.newton_iterations}
     except Exception as error:  # noqa: BLE001 - a failing rung must not stop the board
-        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
-        log.warning("fd n=%d on %s failed: %s", n, task.name, row.error)
+        fail_row(row, error)
     return row
 
 
@@ -436,16 +417,12 @@ def run_suite(suite: InstanceSuite, output: str | Path | None = None,
               progress: Callable[[str], None] | None = None) -> Path:
     """Run every task; write ``results.json``, ``results.csv``, ``results.md`` and the plots under
     ``output`` (default ``suite.output``). Returns the path of ``results.json``."""
-    out = Path(output or suite.output)
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment()
+    out = output_folder(output, suite.output)
     results = [run_task(task, progress) for task in suite.tasks]
-    rows = [row for result in results for row in result.rows]
     for result in results:
         plot_ladder(result.task.name, result.rows, out / f"{result.task.name}_error_vs_cost.png")
-    document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-                "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
+    document = results_document(suite.name, KIND, tasks=[_task_record(r) for r in results],
+                                rows=[asdict(row) for result in results for row in result.rows])
     return write_results(out, document, ROW_FORMAT, {r.task.name: r.task.instance.description for r in results})
 
 

@@ -50,7 +50,7 @@ def _to_metric(a: torch.Tensor) -> torch.Tensor:
     return a.double().unsqueeze(1).movedim(2, -1)
 
 
-def score(prediction: torch.Tensor, truth: torch.Tensor, spatial_dims: int) -> float:
+def score(prediction: torch.Tensor, truth: torch.Tensor) -> float:
     """nRMSE of ``(N, T, *space)`` predictions against the truth, over all scored frames."""
     return float(nrmse(_to_metric(prediction), _to_metric(truth)))
 
@@ -237,7 +237,7 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
             solved = traj.fields[rung_problem.field_name].double()[:, frames]
             on_task_grid = (prolong_piecewise_constant(solved, points, dims) if cell_averaged
                             else fourier_resample(solved, points, dims))
-            error = score(on_task_grid, truth, dims)
+            error = score(on_task_grid, truth)
             rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings,
                                     task_metrics(on_task_grid, truth, task.mode),
                                     step_curves(on_task_grid, truth) if task.mode == "rollout" else {}))
@@ -266,7 +266,7 @@ def _steady_ladder(task: TaskSpec, reference: ReferenceSet, truth: torch.Tensor,
             timings.append(time.perf_counter() - start)
         solved = traj.fields[rung_problem.field_name].double().reshape(task.samples, 1, resolution, resolution)
         on_task_grid = node_interpolate(solved, points)
-        error = score(on_task_grid, truth, dims)
+        error = score(on_task_grid, truth)
         label = rung_label(solver, resolution, None)
         rungs.append(SolverRung(label, resolution, None, statistics.median(timings) / task.samples, error, timings,
                                 task_metrics(on_task_grid, truth, task.mode)))

@@ -183,7 +183,7 @@ def test_cli_dispatches_on_kind(tmp_path, capsys):
     assert main(["leaderboard", "--suite", str(path), "--model", "x=y.pt"]) == 2
     path.write_text(yaml.safe_dump({**_suite(), "kind": "quantum"}))
     assert main(["leaderboard", "--suite", str(path)]) == 2
-    assert "kind must be one of operator, instance, linear-solver, got 'quantum'" in capsys.readouterr().err
+    assert "kind must be one of operator, instance, linear-solver, physics, got 'quantum'" in capsys.readouterr().err
     path.write_text(yaml.safe_dump(_suite(n=2)))
     assert main(["leaderboard", "--suite", str(path)]) == 2
 
