@@ -66,6 +66,7 @@ from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.equations.steady import SteadyEquation
 from pdebench.models.gp_kronecker import GPHM, GPHMConfig, SourcedProblem
 from pdebench.problems.manufactured import INSTANCES, Instance
+from pdebench.registry import require_int
 from pdebench.solvers.linalg import direct_solve
 
 KIND = "instance"
@@ -168,8 +169,7 @@ def fd_solve(equation: SteadyEquation, exact: Callable[..., Tensor], source: Cal
     """
     if not isinstance(equation, SteadyEquation):
         raise ValueError(f"equation must be a SteadyEquation (POISSON or ALLEN_CAHN), got {equation!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
-        raise ValueError(f"n must be an integer >= 3, got {n!r}")
+    require_int("n", n, 3)
     _, mesh = _grid(n, dim)
     tmesh = [torch.from_numpy(m) for m in mesh]
     u_exact = exact(*tmesh).numpy().astype(np.float64, copy=False)
@@ -243,8 +243,7 @@ class InstanceTask:
         if self.problem not in INSTANCES:
             raise ValueError(f"task {self.name!r}: unknown problem {self.problem!r}; expected one of {', '.join(INSTANCES)}")
         for label, value, low in (("n", self.n, 5), ("repeats", self.repeats, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+            require_int(label, value, low, f"task {self.name!r}: ")
         if self.eval_every is not None and (isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int)
                                             or self.eval_every < 1):
             raise ValueError(f"task {self.name!r}: eval_every must be an integer >= 1 or null, got {self.eval_every!r}")

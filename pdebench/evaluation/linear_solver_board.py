@@ -55,6 +55,7 @@ from pdebench.evaluation.board_io import (BoardSuite, Markup, RowFormat, fail_ro
 from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry
 from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
+from pdebench.registry import require_int
 from pdebench.solvers.linalg import SYMMETRIC_PRECONDITIONERS as BASELINES
 from pdebench.solvers.linalg import SolveResult, make_preconditioner, pcg
 
@@ -106,8 +107,7 @@ class LinearTask:
         if self.dim not in (2, 3) or isinstance(self.dim, bool):
             raise ValueError(f"task {self.name!r}: dim must be 2 or 3, got {self.dim!r}")
         for label, value, low in (("n", self.n, 3), ("systems", self.systems, 1), ("maxiter", self.maxiter, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+            require_int(label, value, low, f"task {self.name!r}: ")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < LEADERBOARD_SEED_BASE:
             raise ValueError(f"task {self.name!r}: seed {self.seed!r} could be a training seed; leaderboard seeds are "
                              f"integers >= {LEADERBOARD_SEED_BASE}")
@@ -251,12 +251,6 @@ class SolverRow:
     training: dict[str, Any] = field(default_factory=dict)
     solves: list[SolveRecord] = field(default_factory=list)
     history: list[float] = field(default_factory=list)
-
-
-def solve_baseline(A: sp.csr_array, b: np.ndarray, kind: str, tol: float, maxiter: int) -> SolveResult:
-    """One baseline solve: preconditioner ``kind`` (:data:`BASELINES`) built for ``A``, then :func:`pcg`
-    from ``x0 = 0``. ``setup_time`` is the preconditioner's build time."""
-    return pcg(A, b, make_preconditioner(A, kind), tol, maxiter)
 
 
 def _true_residual(A: sp.csr_array, b: np.ndarray, x: np.ndarray) -> float:

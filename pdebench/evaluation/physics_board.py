@@ -59,6 +59,7 @@ from pdebench.evaluation.instance_board import LadderRow, ladder_curve, place_me
 from pdebench.evaluation.leaderboard import equal_cost_cell, speedup_cell
 from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE
 from pdebench.models.nsm import NSM, PeriodicPoisson
+from pdebench.registry import require_int
 from pdebench.training.physics import PhysicsTrainConfig, fit_physics, predict_values
 
 KIND = "physics"
@@ -158,8 +159,7 @@ class PhysicsTask:
         object.__setattr__(self, "methods", methods)
         for label, value, low in (("grid", self.grid, 4), ("samples", self.samples, 1), ("repeats", self.repeats, 1),
                                   ("seed", self.seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+            require_int(label, value, low, f"task {self.name!r}: ")
         ladder = self.ladder
         if isinstance(ladder, (str, int)) or not ladder or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 4
                                                                    for r in ladder):

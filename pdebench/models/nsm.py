@@ -688,11 +688,6 @@ class NSM(nn.Module):
             v = self._activate(mix(v) + self._linear(point, v))
         return self.basis.constrain(self._linear(self.project, v))
 
-    def evaluate(self, coeffs: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-        """The output on a grid: ``forward`` then one inverse transform, ``(B, C_out, *grid)`` real. A
-        problem's own lift (:meth:`ResidualProblem.solution`: a mean, an initial condition) is not added."""
-        return self.basis.to_values(self(coeffs), grid)
-
     # ----------------------------------------------------------------- grid space (PINN backbone)
     def forward_grid(self, values: torch.Tensor) -> torch.Tensor:
         r"""The same parameters as a grid operator (FNO form), ``(B, C_in, *grid) -> (B, C_out, *grid)``.
