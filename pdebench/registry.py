@@ -224,6 +224,13 @@ def _parse(text: str, tp: Any, where: str) -> Any:
     return value
 
 
+def check_at_least_one(**values: int) -> None:
+    """Refuse (``ValueError`` naming it) the first of ``values`` (name -> count) below 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
 def require_int(label: str, value: Any, least: int, prefix: str = "") -> None:
     """Refuse a ``value`` that is not an integer (a bool is not) of at least ``least``: ``ValueError``
     ``"{prefix}{label} must be an integer >= {least}, got {value!r}"``."""

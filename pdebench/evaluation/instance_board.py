@@ -346,14 +346,6 @@ def place_methods(rows: list[LadderRow]) -> CostCurve | None:
     return curve
 
 
-@dataclass
-class InstanceTaskResult:
-    """Rows of one task (GP-HM first, then the rungs by ``n``)."""
-
-    task: InstanceTask
-    rows: list[LadderRow]
-
-
 def run_gp_hm(task: InstanceTask) -> LadderRow:
     """Build and fit GP-HM on the task's grid; any failure becomes a failed row with its reason."""
     row = LadderRow(task.name, "gp_hm", "model", task.n)
@@ -393,8 +385,8 @@ def run_fd(task: InstanceTask, n: int) -> LadderRow:
     return row
 
 
-def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) -> InstanceTaskResult:
-    """GP-HM, the finite-difference ladder, and GP-HM's placement on the ladder, for one task."""
+def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) -> list[LadderRow]:
+    """GP-HM, the finite-difference ladder (by ``n``), and GP-HM's placement on the ladder, for one task."""
     note = progress or (lambda _: None)
     note(f"{task.name}: gp_hm n={task.n}")
     model = run_gp_hm(task)
@@ -402,14 +394,13 @@ def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) 
     for n in task.fd_grids():
         note(f"{task.name}: fd n={n}")
         rows.append(run_fd(task, n))
-    result = InstanceTaskResult(task, rows)
     place_methods(rows)
     same = next((r for r in rows if r.kind == "solver" and r.n == task.n and r.status == "ok"), None)
     if model.status == "ok" and same is not None:
         model.equal_resolution = {"n": task.n, "fd_rel_l2": same.rel_l2, "fd_cost_s": same.cost_s,
                                   "error_ratio": model.rel_l2 / same.rel_l2 if same.rel_l2 else None,
                                   "cost_ratio": model.cost_s / same.cost_s if same.cost_s else None}
-    return result
+    return rows
 
 
 def run_suite(suite: InstanceSuite, output: str | Path | None = None,
@@ -417,16 +408,16 @@ def run_suite(suite: InstanceSuite, output: str | Path | None = None,
     """Run every task; write ``results.json``, ``results.csv``, ``results.md`` and the plots under
     ``output`` (default ``suite.output``). Returns the path of ``results.json``."""
     out = output_folder(output, suite.output)
-    results = [run_task(task, progress) for task in suite.tasks]
-    for result in results:
-        plot_ladder(result.task.name, result.rows, out / f"{result.task.name}_error_vs_cost.png")
-    document = results_document(suite.name, KIND, tasks=[_task_record(r) for r in results],
-                                rows=[asdict(row) for result in results for row in result.rows])
-    return write_results(out, document, ROW_FORMAT, {r.task.name: r.task.instance.description for r in results})
+    per_task = {task.name: run_task(task, progress) for task in suite.tasks}
+    for task in suite.tasks:
+        plot_ladder(task.name, per_task[task.name], out / f"{task.name}_error_vs_cost.png")
+    document = results_document(suite.name, KIND, tasks=[_task_record(t, per_task[t.name]) for t in suite.tasks],
+                                rows=[asdict(row) for rows in per_task.values() for row in rows])
+    return write_results(out, document, ROW_FORMAT, {t.name: t.instance.description for t in suite.tasks})
 
 
-def _task_record(result: InstanceTaskResult) -> dict[str, Any]:
-    task, curve = result.task, ladder_curve(result.rows)
+def _task_record(task: InstanceTask, rows: list[LadderRow]) -> dict[str, Any]:
+    curve = ladder_curve(rows)
     return {"name": task.name, "problem": task.problem, "equation": task.instance.equation.name, "dim": task.instance.dim,
             "description": task.instance.description, "n": task.n, "gp_hm": dict(task.gp_hm),
             "fd_grids": list(task.fd_grids()), "repeats": task.repeats,

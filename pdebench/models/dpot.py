@@ -43,10 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pdebench.data.splits import check_at_least_one
 from pdebench.models.contract import constructor_args
 from pdebench.models.registry import register_model
-from pdebench.registry import require_choice
+from pdebench.registry import check_at_least_one, require_choice
 
 PaddingMode = Literal["circular", "reflect", "replicate", "zeros"]
 _PADDING_MODES: tuple[str, ...] = ("circular", "reflect", "replicate", "zeros")

@@ -6,9 +6,9 @@ import torch
 from neuralop.models import FNO as _NeuralopFNO
 from torch import nn
 
-from pdebench.data.splits import check_at_least_one
 from pdebench.models.contract import constructor_args
 from pdebench.models.registry import register_model
+from pdebench.registry import check_at_least_one
 
 
 @register_model("fno", kind="operator", description="Fourier neural operator (neuraloperator's FNO), 1D/2D/3D")

@@ -71,6 +71,7 @@ from torch import nn
 from pdebench.equations.steady import POISSON
 from pdebench.models.registry import register_model
 from pdebench.problems.sampling import gaussian_random_field, sample_generator
+from pdebench.registry import check_at_least_one
 
 log = logging.getLogger(__name__)
 
@@ -621,10 +622,8 @@ class NSM(nn.Module):
         positional_embedding: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("hidden_channels", hidden_channels), ("n_layers", n_layers)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(in_channels=in_channels, out_channels=out_channels, hidden_channels=hidden_channels,
+                           n_layers=n_layers)
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
         if activation not in _ACTIVATIONS:
