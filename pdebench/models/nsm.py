@@ -58,7 +58,6 @@ recombination for boundary conditions).
 
 from __future__ import annotations
 
-import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -73,7 +72,6 @@ from pdebench.models.registry import register_model
 from pdebench.problems.sampling import gaussian_random_field, sample_generator
 from pdebench.registry import check_at_least_one
 
-log = logging.getLogger(__name__)
 
 BasisName = Literal["fourier", "chebyshev", "dirichlet", "initial"]
 ChebyshevBC = Literal["none", "dirichlet", "initial"]

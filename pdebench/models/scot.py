@@ -52,7 +52,6 @@ References
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Literal, Sequence
 
@@ -64,7 +63,6 @@ from pdebench.models.contract import check_input, constructor_args
 from pdebench.models.registry import register_model
 from pdebench.registry import require_choice, require_int
 
-log = logging.getLogger(__name__)
 
 _PADDINGS: tuple[str, ...] = ("circular", "replicate", "zeros")
 
