@@ -113,9 +113,12 @@ class ReferenceSet:
         return fourier_resample(self.initial, points, dims)
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_write(path) as handle:
-        np.savez(handle, **arrays)
+def _cached(reference: ReferenceSet) -> ReferenceSet:
+    """Write ``reference`` to its ``cache_path`` (``.npz``, atomically) and return it."""
+    with atomic_write(reference.cache_path) as handle:
+        np.savez(handle, initial=reference.initial.numpy(), truth=reference.truth.numpy(), times=reference.times,
+                 sample_ids=reference.sample_ids, wall_time_s=np.array(reference.wall_time_s))
+    return reference
 
 
 def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> ReferenceSet:
@@ -143,11 +146,8 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
     if not torch.isfinite(truth).all():
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     assert tuple(truth.shape[2:]) == tuple(coarse.spatial_shape)
-    reference = ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path,
-                             cell_averaged=getattr(fine, "cell_averaged", False))
-    _atomic_savez(path, initial=initial.numpy(), truth=truth.numpy(), times=reference.times,
-                  sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
-    return reference
+    return _cached(ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path,
+                                cell_averaged=getattr(fine, "cell_averaged", False)))
 
 
 def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int], None] | None) -> ReferenceSet:
@@ -164,10 +164,7 @@ def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int]
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     if progress is not None:
         progress(task.samples)
-    reference = ReferenceSet(inputs, truth, np.zeros(1), np.asarray(traj.sample_ids), wall, path)
-    _atomic_savez(path, initial=inputs.numpy(), truth=truth.numpy(), times=reference.times,
-                  sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
-    return reference
+    return _cached(ReferenceSet(inputs, truth, np.zeros(1), np.asarray(traj.sample_ids), wall, path))
 
 
 @dataclass
