@@ -253,15 +253,6 @@ class SolverRow:
     history: list[float] = field(default_factory=list)
 
 
-def _true_residual(A: sp.csr_array, b: np.ndarray, x: np.ndarray) -> float:
-    return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
-
-
-def _check_result(result: SolveResult) -> None:
-    if not np.all(np.isfinite(result.x)):
-        raise ValueError("the solver returned a non-finite solution")
-
-
 def _solve_every_system(row: SolverRow, task: LinearTask,
                         solver_for: Callable[[sp.csr_array], Callable[[np.ndarray], tuple[SolveResult, float, float]]]) -> None:
     """Solve every system and right-hand side of ``task`` into ``row.solves`` (and the first residual
@@ -276,9 +267,10 @@ def _solve_every_system(row: SolverRow, task: LinearTask,
         for rhs in task.rhs:
             b = right_hand_side(task, rhs, index)
             result, setup, seconds = solve(b)
-            _check_result(result)
+            if not np.all(np.isfinite(result.x)):
+                raise ValueError("the solver returned a non-finite solution")
             row.solves.append(SolveRecord(index, rhs, result.iterations, bool(result.converged),
-                                          _true_residual(A, b, result.x), setup, seconds,
+                                          float(np.linalg.norm(b - A @ result.x) / np.linalg.norm(b)), setup, seconds,
                                           int(result.extra.get("fallbacks", 0)) if result.extra else None))
             if not row.history:
                 row.history = [float(v) for v in result.residuals]
