@@ -21,7 +21,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from pdebench.registry import RegistryError
@@ -288,8 +289,6 @@ def cmd_clean(args: argparse.Namespace, console: Console) -> int:
 def _run_board(board, suite, output: Path | None, console: Console) -> Path:
     """Run a suite on its board (:data:`pdebench.evaluation.boards.BOARDS`) with a spinner per step;
     print the board's table; return results.json."""
-    from rich.progress import SpinnerColumn
-
     if board.check_entries is not None:
         board.check_entries(suite)  # a foreign or malformed checkpoint stops the board before it starts
     steps = board.count_steps(suite)
