@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +26,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from pdebench.registry import RegistryError
@@ -49,6 +53,16 @@ def _progress(console: Console) -> Progress:
         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
     )
+
+
+def _advance(progress: Progress, task: Any, unit: str = "samples"):
+    """``advance(count)``: move the bar by ``count`` and show the rate so far (``"12.3 samples/s"``)."""
+    def advance(count: int) -> None:
+        progress.advance(task, count)
+        elapsed = progress.tasks[task].elapsed or 1e-9
+        progress.update(task, rate=f"{progress.tasks[task].completed / elapsed:.1f} {unit}/s")
+
+    return advance
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -85,16 +99,9 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
                           solve_refinement=args.solve_refinement)  # before the progress bar: a refusal is one line
     with _progress(console) as progress:
         task = progress.add_task(f"{problem.name} → {args.output}", total=args.num_samples, rate="")
-
-        def advance(count: int) -> None:
-            progress.advance(task, count)
-            done = progress.tasks[task].completed
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, rate=f"{done / elapsed:.1f} samples/s")
-
         summary = generate_dataset(
             problem, args.output, num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
-            overwrite=args.overwrite, solver_kwargs=solver_kwargs, progress=advance,
+            overwrite=args.overwrite, solver_kwargs=solver_kwargs, progress=_advance(progress, task),
             solve_refinement=args.solve_refinement,
         )
     shapes = ", ".join(f"{name} {shape}" for name, shape in summary.field_shapes.items())
@@ -150,14 +157,7 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
     with _progress(console) as progress:
         task = progress.add_task(f"{problem.name} → {args.output} ({args.workers} {args.backend} workers)",
                                  total=args.num_samples, rate="")
-
-        def advance(count: int) -> None:
-            progress.advance(task, count)
-            done = progress.tasks[task].completed
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, rate=f"{done / elapsed:.1f} samples/s")
-
-        summary = spill_stream(pool, problem, output, overwrite=args.overwrite, progress=advance,
+        summary = spill_stream(pool, problem, output, overwrite=args.overwrite, progress=_advance(progress, task),
                                provenance={"backend": args.backend, "num_workers": args.workers})
     counts = (f"{summary.dropped} dropped (blew up), {summary.lost} lost with dead workers, "
               f"{len(summary.returned_ids)} returned unused (in flight at the stop)")
@@ -202,8 +202,6 @@ def _stream_to_feed(pool, args: argparse.Namespace, name: str, console: Console)
 
 def cmd_physics(args: argparse.Namespace, console: Console) -> int:
     """Train an NSM (or its PINN baseline) from a YAML config; print the error curve, save model and results."""
-    import dataclasses
-
     from pdebench.training.physics import load_physics_config, run_physics
 
     config = load_physics_config(args.config)
@@ -250,13 +248,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         total = len(file)
     with _progress(console) as progress:
         task = progress.add_task(f"{source.name} → {dest}", total=total, rate="")
-
-        def advance(count: int) -> None:
-            progress.advance(task, count)
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, rate=f"{progress.tasks[task].completed / elapsed:.1f} rows/s")
-
-        path = export_netcdf(source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite, progress=advance)
+        path = export_netcdf(source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
+                             progress=_advance(progress, task, "rows"))
     console.print(f"[green]exported[/] {source} → {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
@@ -301,10 +294,6 @@ def cmd_clean(args: argparse.Namespace, console: Console) -> int:
 def _run_board(board, suite, output: Path | None, console: Console) -> Path:
     """Run a suite on its board (:data:`pdebench.evaluation.boards.BOARDS`) with a spinner per step;
     print the board's table; return results.json."""
-    import json
-
-    from rich.progress import SpinnerColumn
-
     if board.check_entries is not None:
         board.check_entries(suite)  # a foreign or malformed checkpoint stops the board before it starts
     steps = board.count_steps(suite)
@@ -348,8 +337,6 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
-    import json
-
     from pdebench.training.module_classes import read_checkpoint_card
     from pdebench.evaluation.boards import read_suite
     from pdebench.evaluation.suite import ModelEntry
@@ -382,10 +369,6 @@ DEMO_MODELS = {  # name: (model overrides, epochs); budgets sized for the 10-min
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """The main job on the embedded default: stream burgers1d from spectral workers into the reservoir,
     train FNO, TFNO and U-Net online, run the default leaderboard suite and print it."""
-    import json
-    import os
-    import subprocess
-
     from pdebench.evaluation.boards import BOARDS
     from pdebench.evaluation.suite import ModelEntry, Suite
 
@@ -431,6 +414,19 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    """``--set`` and ``--solver-set`` (``generate``, ``stream``)."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="problem parameter (repeatable)")
+    p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
+
+
+def _add_run_config(p: argparse.ArgumentParser, folder: str, output: str) -> None:
+    """``--config``, ``--steps`` and ``--output`` of a run from a YAML config (``physics``, ``train-dcdm``)."""
+    p.add_argument("--config", required=True, help=f"YAML file ({folder}*.yaml)")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps (quick runs)")
+    p.add_argument("--output", default=None, help=f"override the {output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdebench", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -445,8 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", "-n", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", "-o", required=True, help="destination .h5 file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="problem parameter (repeatable)")
-    p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
+    _add_settings(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: 2 threads are 1.7x faster on an "
@@ -466,8 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="worker processes (local) or actors (ray)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per solver call (one message per batch)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="problem parameter (repeatable)")
-    p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
+    _add_settings(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address (--backend ray; default: start a local Ray)")
@@ -511,15 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_clean)
 
     p = sub.add_parser("physics", help="train a physics model (NSM) on a PDE residual, no solver data (configs/physics/)")
-    p.add_argument("--config", required=True, help="YAML file (configs/physics/*.yaml)")
-    p.add_argument("--steps", type=int, default=None, help="override train.steps (quick runs)")
-    p.add_argument("--output", default=None, help="override the output folder")
+    _add_run_config(p, "configs/physics/", "output folder")
     p.set_defaults(run=cmd_physics)
 
     p = sub.add_parser("train-dcdm", help="train a DCDM network on Poisson systems, no solver data (configs/dcdm/)")
-    p.add_argument("--config", required=True, help="YAML file (configs/dcdm/*.yaml)")
-    p.add_argument("--steps", type=int, default=None, help="override train.steps (quick runs)")
-    p.add_argument("--output", default=None, help="override the checkpoint path")
+    _add_run_config(p, "configs/dcdm/", "checkpoint path")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.set_defaults(run=cmd_train_dcdm)
 

@@ -248,6 +248,27 @@ def _parse(text: str, tp: Any, where: str) -> Any:
     return value
 
 
+def check_at_least_one(**values: int) -> None:
+    """Refuse (``ValueError`` naming it) the first of ``values`` (name -> count) below 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def require_int(label: str, value: Any, least: int, prefix: str = "") -> None:
+    """Refuse a ``value`` that is not an integer (a bool is not) of at least ``least``: ``ValueError``
+    ``"{prefix}{label} must be an integer >= {least}, got {value!r}"``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{prefix}{label} must be an integer >= {least}, got {value!r}")
+
+
+def require_choice(label: str, value: Any, choices: Sequence[Any], prefix: str = "") -> None:
+    """Refuse a ``value`` not in ``choices``: ``ValueError`` ``"{prefix}{label} must be one of
+    {tuple(choices)}, got {value!r}"``."""
+    if value not in choices:
+        raise ValueError(f"{prefix}{label} must be one of {tuple(choices)}, got {value!r}")
+
+
 def read_yaml(path: str | Path, what: str) -> Any:
     """The contents of the YAML file ``path`` (a ``what``: "suite file", "DCDM config", ...), read
     with the safe loader: tags such as ``!!python/object`` construct nothing and are refused.

@@ -44,7 +44,7 @@ from pdebench.data.datamodules import pair_statistics, to_channels_first, trajec
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.ray_feed import RayFeed
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
-from pdebench.data.splits import check_at_least_one
+from pdebench.registry import check_at_least_one
 from pdebench.data.workers import BACKENDS, LocalWorkerPool, RayWorkerPool, WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
 from pdebench.signals import interruption_cause

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["SplitDataModule", "check_at_least_one", "check_fractions", "split_indices"]
+from pdebench.registry import check_at_least_one
+
+__all__ = ["SplitDataModule", "check_fractions", "split_indices"]
 
 SPLITS = ("train", "val", "test")
 
@@ -38,13 +40,6 @@ def check_fractions(train_fraction: float, val_fraction: float) -> None:
     """
     if not (0 < train_fraction < 1 and 0 <= val_fraction < 1 and train_fraction + val_fraction <= 1):
         raise ValueError(f"need 0 < train_fraction, 0 <= val_fraction, sum <= 1; got {train_fraction}, {val_fraction}")
-
-
-def check_at_least_one(**values: int) -> None:
-    """Refuse (``ValueError`` naming it) the first of ``values`` (name -> count) below 1."""
-    for name, value in values.items():
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def split_indices(n: int, train_fraction: float, val_fraction: float, seed: int) -> dict[str, np.ndarray]:

@@ -1,7 +1,8 @@
 """The one results path of every board (:mod:`.boards`): a board's rows are dataclasses, written as
 ``results.json`` (the document), ``results.csv`` (its :attr:`RowFormat.csv_columns`) and ``results.md``,
 and printed as one rich table, all by the functions here from the board's :class:`RowFormat`; plus
-the checked tasks of a board suite's mapping and the board plots' finish."""
+what every board shares: the run's environment and the document's head, a failed row, timed repeats,
+the checked suite mapping (:class:`BoardSuite`) and the board plots' finish."""
 
 from __future__ import annotations
 
@@ -9,20 +10,33 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
+import os
+import platform
+import subprocess
+import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.table import Table
 
+from pdebench import __version__
 from pdebench.atomic import atomic_write
 from pdebench.evaluation.pareto import front_rows
-from pdebench.evaluation.suite import build_tasks
+from pdebench.evaluation.suite import ModelEntry, YamlSuite, build_tasks
+from pdebench.registry import dataclass_from_mapping
+
+log = logging.getLogger(__name__)
 
 Record = Mapping[str, Any]
+#: ``schema_version`` of every board's ``results.json``.
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,63 @@ def write_results(out: Path, document: dict[str, Any], row_format: RowFormat,
     return path
 
 
+def environment() -> dict[str, Any]:
+    """Hardware and software of this run (recorded with every results file)."""
+    try:
+        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        revision = "unknown"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    return {"hardware": cpu, "cpu_count": os.cpu_count(), "device": "cpu", "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "pdebench": __version__, "git_revision": revision, "python": platform.python_version()}
+
+
+def results_document(suite: str, kind: str | None, **records: Any) -> dict[str, Any]:
+    """A ``results.json`` document: ``schema_version``, ``kind`` (the operator board has none), ``suite``,
+    ``created``, :func:`environment`, then ``records`` (the board's ``tasks``, ``rows``, ...) in order."""
+    head: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **({"kind": kind} if kind else {}), "suite": suite}
+    return {**head, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **records}
+
+
+def output_folder(output: str | Path | None, default: str) -> Path:
+    """``output`` (or the suite's ``default``) as a folder that exists."""
+    out = Path(output or default)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def fail_row(row: Any, error: Exception, **cleared: Any) -> None:
+    """Mark a board row failed with ``"Type: message"`` and set ``cleared`` (field -> value, e.g. the
+    partial results) on it; logged as a warning, with the traceback at debug level."""
+    row.status, row.error = "failed", f"{type(error).__name__}: {error}"
+    for name, value in cleared.items():
+        setattr(row, name, value)
+    log.warning("%s on %s failed: %s", row.name, row.task, row.error)
+    log.debug("%s", traceback.format_exc())
+
+
+def timed(run: Callable[[], Any], repeats: int) -> tuple[Any, list[float]]:
+    """``run()`` once without gradients (warm-up, the scored output), then ``repeats`` timed runs
+    (wall seconds each)."""
+    with torch.no_grad():
+        output = run()
+        timings = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            timings.append(time.perf_counter() - start)
+    return output, timings
+
+
 def suite_tasks(raw: Any, suite_cls: type, task_cls: type, kind: str, origin: str) -> list:
     """Check a board suite's YAML mapping and build its tasks.
 
@@ -190,6 +261,29 @@ def suite_tasks(raw: Any, suite_cls: type, task_cls: type, kind: str, origin: st
     if not isinstance(raw.get("output", ""), str):
         raise ValueError(f"{origin}: output must be a folder path, got {raw.get('output')!r}")
     return build_tasks(raw, task_cls, origin)
+
+
+class BoardSuite(YamlSuite):
+    """A board suite (a dataclass with ``name``, ``tasks``, ``kind``, ``output`` and maybe ``models``)
+    whose class names its task type ``TASK`` and its ``KIND``: :meth:`from_dict` checks the mapping
+    (:func:`suite_tasks`), builds the tasks and the model entries and prefixes what the suite's own
+    checks refuse with ``origin``."""
+
+    TASK: type
+    KIND: str
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], origin: str = "suite"):
+        """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
+        built: dict[str, Any] = {"tasks": tuple(suite_tasks(raw, cls, cls.TASK, cls.KIND, origin))}
+        if "models" in {f.name for f in dataclasses.fields(cls)}:
+            built["models"] = tuple(dataclass_from_mapping(ModelEntry, m, f"{origin}: model {i}")
+                                    for i, m in enumerate(raw.get("models") or []))
+        rest = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k not in built}
+        try:
+            return cls(**built, **rest)
+        except ValueError as error:
+            raise ValueError(f"{origin}: {error}") from None
 
 
 def save_log_plot(fig, ax, path: Path) -> Path:

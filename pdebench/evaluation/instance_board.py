@@ -38,18 +38,16 @@ A suite file (``configs/leaderboard/gp_hm.yaml``)::
         ladder: [50, 100, 200, 400, 800]       # finite-difference grid sizes (n is added)
         repeats: 3                             # timed finite-difference solves (median)
 
-Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environment`),
+Results: ``results.json`` (with :func:`~pdebench.evaluation.board_io.environment`),
 ``results.csv``, ``results.md`` (atomic writes) and ``<task>_error_vs_cost.png`` per task.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import statistics
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,18 +59,16 @@ import torch
 from torch import Tensor
 
 from pdebench.core.metrics import relative_l2
-from pdebench.evaluation.board_io import Markup, RowFormat, fmt, save_log_plot, suite_tasks, write_results
-from pdebench.evaluation.suite import YamlSuite
-from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
+from pdebench.evaluation.board_io import (BoardSuite, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
+                                         save_log_plot, timed, write_results)
+from pdebench.evaluation.leaderboard import equal_cost_cell, speedup_cell
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.equations.steady import SteadyEquation
 from pdebench.models.gp_hm import GPHM, GPHMConfig, SourcedProblem
 from pdebench.problems.manufactured import INSTANCES, Instance
+from pdebench.registry import require_int
 from pdebench.solvers.linalg import direct_solve
 
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
 KIND = "instance"
 F64 = torch.float64
 #: Finite-difference grid sizes (nodes per axis) when a task names none.
@@ -173,8 +169,7 @@ def fd_solve(equation: SteadyEquation, exact: Callable[..., Tensor], source: Cal
     """
     if not isinstance(equation, SteadyEquation):
         raise ValueError(f"equation must be a SteadyEquation (POISSON or ALLEN_CAHN), got {equation!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
-        raise ValueError(f"n must be an integer >= 3, got {n!r}")
+    require_int("n", n, 3)
     _, mesh = _grid(n, dim)
     tmesh = [torch.from_numpy(m) for m in mesh]
     u_exact = exact(*tmesh).numpy().astype(np.float64, copy=False)
@@ -248,8 +243,7 @@ class InstanceTask:
         if self.problem not in INSTANCES:
             raise ValueError(f"task {self.name!r}: unknown problem {self.problem!r}; expected one of {', '.join(INSTANCES)}")
         for label, value, low in (("n", self.n, 5), ("repeats", self.repeats, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+            require_int(label, value, low, f"task {self.name!r}: ")
         if self.eval_every is not None and (isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int)
                                             or self.eval_every < 1):
             raise ValueError(f"task {self.name!r}: eval_every must be an integer >= 1 or null, got {self.eval_every!r}")
@@ -291,21 +285,14 @@ class InstanceTask:
 
 
 @dataclass(frozen=True)
-class InstanceSuite(YamlSuite):
+class InstanceSuite(BoardSuite):
     """Instance tasks and where results go (``kind: instance`` in the YAML)."""
 
+    TASK, KIND = InstanceTask, KIND
     name: str
     tasks: tuple[InstanceTask, ...]
     kind: str = KIND
     output: str = "outputs/leaderboard/gp_hm"
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> InstanceSuite:
-        """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
-        tasks = suite_tasks(raw, cls, InstanceTask, KIND, origin)
-        rest = {k: v for k, v in raw.items() if k != "tasks"}
-        return cls(tasks=tuple(tasks), **rest)
-
 
 
 def count_steps(suite: InstanceSuite) -> int:
@@ -359,14 +346,6 @@ def place_methods(rows: list[LadderRow]) -> CostCurve | None:
     return curve
 
 
-@dataclass
-class InstanceTaskResult:
-    """Rows of one task (GP-HM first, then the rungs by ``n``)."""
-
-    task: InstanceTask
-    rows: list[LadderRow]
-
-
 def run_gp_hm(task: InstanceTask) -> LadderRow:
     """Build and fit GP-HM on the task's grid; any failure becomes a failed row with its reason."""
     row = LadderRow(task.name, "gp_hm", "model", task.n)
@@ -388,10 +367,7 @@ def run_gp_hm(task: InstanceTask) -> LadderRow:
         if not math.isfinite(row.rel_l2):
             raise ValueError(f"GP-HM's solution is not finite (relative L2 {row.rel_l2})")
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
-        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
-        row.rel_l2 = row.cost_s = None
-        log.warning("gp_hm on %s failed: %s", task.name, row.error)
-        log.debug("%s", traceback.format_exc())
+        fail_row(row, error, rel_l2=None, cost_s=None)
     return row
 
 
@@ -400,21 +376,17 @@ def run_fd(task: InstanceTask, n: int) -> LadderRow:
     instance = task.instance
     row = LadderRow(task.name, f"fd n={n}", "solver", n)
     try:
-        solution = fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
-        for _ in range(task.repeats):
-            start = time.perf_counter()
-            fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim)
-            row.timings_s.append(time.perf_counter() - start)
+        solution, row.timings_s = timed(lambda: fd_solve(instance.equation, instance.exact, instance.source, n, instance.dim),
+                                        task.repeats)
         row.rel_l2, row.cost_s = solution.rel_l2, statistics.median(row.timings_s)
         row.details = {"unknowns": n ** instance.dim, "newton_iterations": solution.newton_iterations}
     except Exception as error:  # noqa: BLE001 - a failing rung must not stop the board
-        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
-        log.warning("fd n=%d on %s failed: %s", n, task.name, row.error)
+        fail_row(row, error)
     return row
 
 
-def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) -> InstanceTaskResult:
-    """GP-HM, the finite-difference ladder, and GP-HM's placement on the ladder, for one task."""
+def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) -> list[LadderRow]:
+    """GP-HM, the finite-difference ladder (by ``n``), and GP-HM's placement on the ladder, for one task."""
     note = progress or (lambda _: None)
     note(f"{task.name}: gp_hm n={task.n}")
     model = run_gp_hm(task)
@@ -422,35 +394,30 @@ def run_task(task: InstanceTask, progress: Callable[[str], None] | None = None) 
     for n in task.fd_grids():
         note(f"{task.name}: fd n={n}")
         rows.append(run_fd(task, n))
-    result = InstanceTaskResult(task, rows)
     place_methods(rows)
     same = next((r for r in rows if r.kind == "solver" and r.n == task.n and r.status == "ok"), None)
     if model.status == "ok" and same is not None:
         model.equal_resolution = {"n": task.n, "fd_rel_l2": same.rel_l2, "fd_cost_s": same.cost_s,
                                   "error_ratio": model.rel_l2 / same.rel_l2 if same.rel_l2 else None,
                                   "cost_ratio": model.cost_s / same.cost_s if same.cost_s else None}
-    return result
+    return rows
 
 
 def run_suite(suite: InstanceSuite, output: str | Path | None = None,
               progress: Callable[[str], None] | None = None) -> Path:
     """Run every task; write ``results.json``, ``results.csv``, ``results.md`` and the plots under
     ``output`` (default ``suite.output``). Returns the path of ``results.json``."""
-    out = Path(output or suite.output)
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment()
-    results = [run_task(task, progress) for task in suite.tasks]
-    rows = [row for result in results for row in result.rows]
-    for result in results:
-        plot_ladder(result.task.name, result.rows, out / f"{result.task.name}_error_vs_cost.png")
-    document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-                "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
-    return write_results(out, document, ROW_FORMAT, {r.task.name: r.task.instance.description for r in results})
+    out = output_folder(output, suite.output)
+    per_task = {task.name: run_task(task, progress) for task in suite.tasks}
+    for task in suite.tasks:
+        plot_ladder(task.name, per_task[task.name], out / f"{task.name}_error_vs_cost.png")
+    document = results_document(suite.name, KIND, tasks=[_task_record(t, per_task[t.name]) for t in suite.tasks],
+                                rows=[asdict(row) for rows in per_task.values() for row in rows])
+    return write_results(out, document, ROW_FORMAT, {t.name: t.instance.description for t in suite.tasks})
 
 
-def _task_record(result: InstanceTaskResult) -> dict[str, Any]:
-    task, curve = result.task, ladder_curve(result.rows)
+def _task_record(task: InstanceTask, rows: list[LadderRow]) -> dict[str, Any]:
+    curve = ladder_curve(rows)
     return {"name": task.name, "problem": task.problem, "equation": task.instance.equation.name, "dim": task.instance.dim,
             "description": task.instance.description, "n": task.n, "gp_hm": dict(task.gp_hm),
             "fd_grids": list(task.fd_grids()), "repeats": task.repeats,

@@ -25,13 +25,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
-import logging
-import os
-import platform
 import statistics
-import subprocess
-import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pdebench.evaluation.board_io import Markup, RowFormat, fmt, write_atomic, write_results
+from pdebench.evaluation.board_io import (SCHEMA_VERSION, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
+                                         timed, write_atomic, write_results)
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
@@ -50,34 +45,11 @@ from pdebench.training import data_card
 from pdebench.training.data_card import single_dataset_card
 from pdebench.training.module_classes import read_checkpoint_card, training_module_class
 from pdebench.training.predictor import Predictor
-from pdebench import __version__
 
-log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 #: Keys every result row has (the JSON schema test checks them).
 ROW_KEYS = ("task", "name", "kind", "status", "error", "metrics", "nrmse", "cost_s", "placement", "parameters",
             "train_time_s", "train_samples_seen", "train_trajectories", "checkpoint", "seed", "samples")
-
-
-def environment() -> dict[str, Any]:
-    """Hardware and software of this run (recorded with every results file)."""
-    try:
-        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        revision = "unknown"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-
-    return {"hardware": cpu, "cpu_count": os.cpu_count(), "device": "cpu", "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "pdebench": __version__, "git_revision": revision, "python": platform.python_version()}
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -175,11 +147,7 @@ def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, b
         row.parameters = sum(p.numel() for p in module.parameters())
         row.train_time_s, row.train_samples_seen = budget.get("train_time_s"), budget.get("samples_seen")
         row.train_trajectories, row.train_samples_used = card.get("train_trajectories"), card.get("train_samples_used")
-        prediction = _predict(module, task, reference, batch_size)  # warm-up, and the scored output
-        for _ in range(task.repeats):
-            start = time.perf_counter()
-            _predict(module, task, reference, batch_size)
-            row.timings_s.append(time.perf_counter() - start)
+        prediction, row.timings_s = timed(lambda: _predict(module, task, reference, batch_size), task.repeats)
         row.cost_s = statistics.median(row.timings_s) / task.samples
         truth = reference.truth[:, scored_frames(task, reference.truth.shape[1])]
         row.metrics = task_metrics(prediction, truth, task.mode)
@@ -188,9 +156,7 @@ def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, b
             raise ValueError(f"the model's predictions are not finite (nRMSE {row.nrmse})")
         return row, prediction
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the others
-        row.status, row.error = "failed", f"{type(error).__name__}: {error}"
-        log.warning("%s on %s failed: %s", entry.name, task.name, row.error)
-        log.debug("%s", traceback.format_exc())
+        fail_row(row, error)
         return row, None
 
 
@@ -255,14 +221,11 @@ def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable
 
     Returns the path of ``results.json``.
     """
-    out = Path(output or suite.output)
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment()
+    out = output_folder(output, suite.output)
     results = [run_task(task, [m for m in suite.models if m.scores(task.name)], suite.cache_dir, suite.batch_size, progress)
                for task in suite.tasks]
-    rows = [row for result in results for row in result.rows]
-    document = {"schema_version": SCHEMA_VERSION, "suite": suite.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "environment": env, "tasks": [_task_record(r) for r in results], "rows": [asdict(r) for r in rows]}
+    document = results_document(suite.name, None, tasks=[_task_record(r) for r in results],
+                                rows=[asdict(row) for result in results for row in result.rows])
     for result in results:
         _plots(result, out)
     return write_results(out, document, ROW_FORMAT, {r.task.name: _reference_line(r) for r in results})

@@ -317,6 +317,17 @@ def _resolve_layout(shape: tuple[int, ...], layout: str | None, coords: Mapping[
     raise ValueError(f"expected a 1-D (X,), or 2-D (T, X) or (X, Y) field, got shape {shape}; take one frame of a 2-D rollout first")
 
 
+def _plot_lines(ax: plt.Axes, ax_error: plt.Axes, x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    """Truth and prediction ``(X,)`` as lines on ``ax``, ``prediction - truth`` on ``ax_error``."""
+    ax.plot(x, y_true, color="black", lw=1.6, label="truth")
+    ax.plot(x, y_pred, color="tab:red", lw=1.2, ls="--", label="prediction")
+    ax.legend(fontsize=8)
+    ax_error.plot(x, y_pred - y_true, color="tab:blue", lw=1.0)
+    ax_error.axhline(0.0, color="0.6", lw=0.8)
+    for a in (ax, ax_error):
+        a.grid(True, alpha=0.3)
+
+
 def plot_prediction(
     truth: Any,
     prediction: Any,
@@ -378,15 +389,9 @@ def plot_prediction(
         fig, (top, bottom) = plt.subplots(
             2, 1, figsize=(6.0, 4.4), sharex=True, height_ratios=(2, 1), constrained_layout=True
         )
-        top.plot(x, y_true, color="black", lw=1.6, label="truth")
-        top.plot(x, y_pred, color="tab:red", lw=1.2, ls="--", label="prediction")
+        _plot_lines(top, bottom, x, y_true, y_pred)
         top.set(ylabel="u")
-        top.legend(fontsize=8)
-        bottom.plot(x, err, color="tab:blue", lw=1.0)
-        bottom.axhline(0.0, color="0.6", lw=0.8)
         bottom.set(xlabel="x", ylabel="prediction - truth")
-        for ax in (top, bottom):
-            ax.grid(True, alpha=0.3)
 
     elif layout == "tx":
         t = _coord(coords, "t", y_true.shape[0])
@@ -406,15 +411,9 @@ def plot_prediction(
         )
         axes["error"].set(xlabel="x", ylabel="t", title="|prediction - truth|")
         fig.colorbar(image, ax=axes["error"], shrink=0.9)
-        axes["frame"].plot(x, y_true[-1], color="black", lw=1.6, label="truth")
-        axes["frame"].plot(x, y_pred[-1], color="tab:red", lw=1.2, ls="--", label="prediction")
+        _plot_lines(axes["frame"], axes["frame_error"], x, y_true[-1], y_pred[-1])
         axes["frame"].set(xlabel="x", ylabel="u", title=f"last frame (t = {t[-1]:.3g})")
-        axes["frame"].legend(fontsize=8)
-        axes["frame_error"].plot(x, err[-1], color="tab:blue", lw=1.0)
-        axes["frame_error"].axhline(0.0, color="0.6", lw=0.8)
         axes["frame_error"].set(xlabel="x", ylabel="prediction - truth", title="last-frame error")
-        for key in ("frame", "frame_error"):
-            axes[key].grid(True, alpha=0.3)
 
     else:  # "xy"
         x = _coord(coords, "x", y_true.shape[0])

@@ -32,18 +32,16 @@ A suite file (``configs/leaderboard/dcdm.yaml``)::
     models:
       - {name: dcdm, checkpoint: outputs/dcdm/dcdm2d_64.pt, tasks: [poisson2d_64]}   # tasks: default all
 
-Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environment`),
+Results: ``results.json`` (with :func:`~pdebench.evaluation.board_io.environment`),
 ``results.csv``, ``results.md`` (atomic writes) and ``<task>_residuals.png`` (relative residual
 against iteration for every row on the first system and right-hand side).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import statistics
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,18 +50,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from pdebench.evaluation.board_io import Markup, RowFormat, fmt, save_log_plot, suite_tasks, write_results
-from pdebench.evaluation.leaderboard import environment
-from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry, YamlSuite
-from pdebench.registry import dataclass_from_mapping
+from pdebench.evaluation.board_io import (BoardSuite, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
+                                         save_log_plot, write_results)
+from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry
 from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
+from pdebench.registry import require_int
 from pdebench.solvers.linalg import SYMMETRIC_PRECONDITIONERS as BASELINES
 from pdebench.solvers.linalg import SolveResult, make_preconditioner, pcg
 
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
 KIND = "linear-solver"
 RHS_KINDS = ("noise", "ones", "smooth")
 #: Display names of the baselines.
@@ -112,8 +107,7 @@ class LinearTask:
         if self.dim not in (2, 3) or isinstance(self.dim, bool):
             raise ValueError(f"task {self.name!r}: dim must be 2 or 3, got {self.dim!r}")
         for label, value, low in (("n", self.n, 3), ("systems", self.systems, 1), ("maxiter", self.maxiter, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+            require_int(label, value, low, f"task {self.name!r}: ")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < LEADERBOARD_SEED_BASE:
             raise ValueError(f"task {self.name!r}: seed {self.seed!r} could be a training seed; leaderboard seeds are "
                              f"integers >= {LEADERBOARD_SEED_BASE}")
@@ -169,10 +163,11 @@ def right_hand_side(task: LinearTask, kind: str, index: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ suite
 @dataclass(frozen=True)
-class LinearSolverSuite(YamlSuite):
+class LinearSolverSuite(BoardSuite):
     """Linear-solver tasks, baselines, DCDM checkpoint entries and where results go
     (``kind: linear-solver`` in the YAML)."""
 
+    TASK, KIND = LinearTask, KIND
     name: str
     tasks: tuple[LinearTask, ...]
     models: tuple[ModelEntry, ...] = ()
@@ -199,18 +194,6 @@ class LinearSolverSuite(YamlSuite):
             if clash:
                 raise ValueError(f"suite {self.name!r}: on task {task!r} several entries are named {', '.join(clash)}; "
                                  "give each entry scored on a task its own name (or limit it with tasks: [...])")
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> LinearSolverSuite:
-        """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
-        tasks = suite_tasks(raw, cls, LinearTask, KIND, origin)
-        models = [dataclass_from_mapping(ModelEntry, m, f"{origin}: model {i}") for i, m in enumerate(raw.get("models") or [])]
-        rest = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k not in ("tasks", "models")}
-        try:
-            return cls(tasks=tuple(tasks), models=tuple(models), **rest)
-        except ValueError as error:
-            raise ValueError(f"{origin}: {error}") from None
-
 
 
 def count_steps(suite: LinearSolverSuite) -> int:
@@ -270,21 +253,6 @@ class SolverRow:
     history: list[float] = field(default_factory=list)
 
 
-def solve_baseline(A: sp.csr_array, b: np.ndarray, kind: str, tol: float, maxiter: int) -> SolveResult:
-    """One baseline solve: preconditioner ``kind`` (:data:`BASELINES`) built for ``A``, then :func:`pcg`
-    from ``x0 = 0``. ``setup_time`` is the preconditioner's build time."""
-    return pcg(A, b, make_preconditioner(A, kind), tol, maxiter)
-
-
-def _true_residual(A: sp.csr_array, b: np.ndarray, x: np.ndarray) -> float:
-    return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
-
-
-def _check_result(result: SolveResult) -> None:
-    if not np.all(np.isfinite(result.x)):
-        raise ValueError("the solver returned a non-finite solution")
-
-
 def _solve_every_system(row: SolverRow, task: LinearTask,
                         solver_for: Callable[[sp.csr_array], Callable[[np.ndarray], tuple[SolveResult, float, float]]]) -> None:
     """Solve every system and right-hand side of ``task`` into ``row.solves`` (and the first residual
@@ -299,9 +267,10 @@ def _solve_every_system(row: SolverRow, task: LinearTask,
         for rhs in task.rhs:
             b = right_hand_side(task, rhs, index)
             result, setup, seconds = solve(b)
-            _check_result(result)
+            if not np.all(np.isfinite(result.x)):
+                raise ValueError("the solver returned a non-finite solution")
             row.solves.append(SolveRecord(index, rhs, result.iterations, bool(result.converged),
-                                          _true_residual(A, b, result.x), setup, seconds,
+                                          float(np.linalg.norm(b - A @ result.x) / np.linalg.norm(b)), setup, seconds,
                                           int(result.extra.get("fallbacks", 0)) if result.extra else None))
             if not row.history:
                 row.history = [float(v) for v in result.residuals]
@@ -324,7 +293,7 @@ def run_baseline(task: LinearTask, kind: str) -> SolverRow:
     try:
         _solve_every_system(row, task, solver_for)
     except Exception as error:  # noqa: BLE001 - a failing baseline must not stop the board
-        _fail(row, error)
+        fail_row(row, error, solves=[], history=[])
     return row
 
 
@@ -361,15 +330,8 @@ def run_dcdm(task: LinearTask, entry: ModelEntry) -> SolverRow:
 
         _solve_every_system(row, task, solver_for)
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
-        _fail(row, error)
+        fail_row(row, error, solves=[], history=[])
     return row
-
-
-def _fail(row: SolverRow, error: Exception) -> None:
-    row.status, row.error = "failed", f"{type(error).__name__}: {error}"
-    row.solves, row.history = [], []
-    log.warning("%s on %s failed: %s", row.name, row.task, row.error)
-    log.debug("%s", traceback.format_exc())
 
 
 def _aggregate(row: SolverRow) -> None:
@@ -417,18 +379,14 @@ def run_suite(suite: LinearSolverSuite, output: str | Path | None = None,
               progress: Callable[[str], None] | None = None) -> Path:
     """Run every task; write ``results.json``, ``results.csv``, ``results.md`` and the residual plots
     under ``output`` (default ``suite.output``). Returns the path of ``results.json``."""
-    out = Path(output or suite.output)
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment()
+    out = output_folder(output, suite.output)
     per_task = {task.name: run_task(task, suite.baselines, [m for m in suite.models if m.scores(task.name)], progress)
                 for task in suite.tasks}
     for task in suite.tasks:
         plot_residuals(task, per_task[task.name], out / f"{task.name}_residuals.png")
     rows = [row for rows in per_task.values() for row in rows]
-    document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env,
-                "baselines": list(suite.baselines), "tasks": [_task_record(t) for t in suite.tasks],
-                "rows": [asdict(r) for r in rows]}
+    document = results_document(suite.name, KIND, baselines=list(suite.baselines),
+                                tasks=[_task_record(t) for t in suite.tasks], rows=[asdict(r) for r in rows])
     return write_results(out, document, ROW_FORMAT, {t.name: _task_line(t) for t in suite.tasks})
 
 

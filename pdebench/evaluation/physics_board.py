@@ -37,17 +37,14 @@ A suite file (``configs/leaderboard/nsm.yaml``)::
         grid: 32
         ladder: [16, 32, 64, 128, 256]
 
-Results: ``results.json`` (with :func:`~pdebench.evaluation.leaderboard.environment`),
+Results: ``results.json`` (with :func:`~pdebench.evaluation.board_io.environment`),
 ``results.csv``, ``results.md`` and ``<task>_error_vs_cost.png`` per task.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import statistics
-import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,16 +53,15 @@ from typing import Any
 import torch
 
 from pdebench.core.metrics import relative_l2
-from pdebench.evaluation.board_io import Markup, RowFormat, fmt, suite_tasks, write_results
+from pdebench.evaluation.board_io import (BoardSuite, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
+                                         timed, write_results)
 from pdebench.evaluation.instance_board import LadderRow, ladder_curve, place_methods, plot_ladder
-from pdebench.evaluation.leaderboard import environment, equal_cost_cell, speedup_cell
-from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, YamlSuite
+from pdebench.evaluation.leaderboard import equal_cost_cell, speedup_cell
+from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE
 from pdebench.models.nsm import NSM, PeriodicPoisson
+from pdebench.registry import require_int
 from pdebench.training.physics import PhysicsTrainConfig, fit_physics, predict_values
 
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
 KIND = "physics"
 #: The methods: name -> training mode of :func:`~pdebench.training.physics.fit_physics`.
 METHODS = {"nsm": "spectral", "pinn": "pinn"}
@@ -163,8 +159,7 @@ class PhysicsTask:
         object.__setattr__(self, "methods", methods)
         for label, value, low in (("grid", self.grid, 4), ("samples", self.samples, 1), ("repeats", self.repeats, 1),
                                   ("seed", self.seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"task {self.name!r}: {label} must be an integer >= {low}, got {value!r}")
+            require_int(label, value, low, f"task {self.name!r}: ")
         ladder = self.ladder
         if isinstance(ladder, (str, int)) or not ladder or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 4
                                                                    for r in ladder):
@@ -198,19 +193,14 @@ class PhysicsTask:
 
 
 @dataclass(frozen=True)
-class PhysicsSuite(YamlSuite):
+class PhysicsSuite(BoardSuite):
     """Physics tasks and where results go (``kind: physics`` in the YAML)."""
 
+    TASK, KIND = PhysicsTask, KIND
     name: str
     tasks: tuple[PhysicsTask, ...]
     kind: str = KIND
     output: str = "outputs/leaderboard/nsm"
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> PhysicsSuite:
-        """Build and validate a suite from its YAML mapping; ``ValueError`` names any bad value."""
-        tasks = suite_tasks(raw, cls, PhysicsTask, KIND, origin)
-        return cls(tasks=tuple(tasks), **{k: v for k, v in raw.items() if k != "tasks"})
 
 
 def count_steps(suite: PhysicsSuite) -> int:
@@ -219,25 +209,6 @@ def count_steps(suite: PhysicsSuite) -> int:
 
 
 # ------------------------------------------------------------------------------------------ rows
-def _timed(run: Callable[[], torch.Tensor], repeats: int) -> tuple[torch.Tensor, list[float]]:
-    """``run()`` once (warm-up, the scored output), then ``repeats`` timed runs."""
-    with torch.no_grad():
-        output = run()
-        timings = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            timings.append(time.perf_counter() - start)
-    return output, timings
-
-
-def _fail(row: LadderRow, error: Exception) -> None:
-    row.status, row.error = "failed", f"{type(error).__name__}: {error}"
-    row.rel_l2 = row.cost_s = None
-    log.warning("%s on %s failed: %s", row.name, row.task, row.error)
-    log.debug("%s", traceback.format_exc())
-
-
 def run_method(task: PhysicsTask, method: str, exact: torch.Tensor) -> LadderRow:
     """Train one method on the task's problem and score it on the held-out inputs against ``exact``
     (the exact solution on the task's grid, ``(samples, 1, *grid)``); a failure is a failed row."""
@@ -250,7 +221,7 @@ def run_method(task: PhysicsTask, method: str, exact: torch.Tensor) -> LadderRow
                           eval_inputs=task.inputs(), eval_grid=grid, reference=exact)
         model.eval()
         inputs = task.inputs()
-        prediction, row.timings_s = _timed(lambda: predict_values(model, problem, inputs, grid, mode), task.repeats)
+        prediction, row.timings_s = timed(lambda: predict_values(model, problem, inputs, grid, mode), task.repeats)
         row.rel_l2 = float(relative_l2(prediction.to(exact.dtype), exact))
         row.cost_s = statistics.median(row.timings_s) / task.samples
         row.details = {"mode": mode, "train_time_s": fit.train_time_s, "train_steps": len(fit.losses),
@@ -259,7 +230,7 @@ def run_method(task: PhysicsTask, method: str, exact: torch.Tensor) -> LadderRow
         if not math.isfinite(row.rel_l2):
             raise ValueError(f"the prediction is not finite (relative L2 {row.rel_l2})")
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
-        _fail(row, error)
+        fail_row(row, error, rel_l2=None, cost_s=None)
     return row
 
 
@@ -270,12 +241,12 @@ def run_fd(task: PhysicsTask, n: int) -> LadderRow:
     try:
         problem, inputs, points = task.build_problem(), task.inputs(), task.points(n)
         f = problem.basis.to_values(inputs, points)
-        u, row.timings_s = _timed(lambda: fd_periodic_poisson(f, problem.length), task.repeats)
+        u, row.timings_s = timed(lambda: fd_periodic_poisson(f, problem.length), task.repeats)
         row.rel_l2 = float(relative_l2(u, problem.basis.to_values(problem.exact(inputs), points)))
         row.cost_s = statistics.median(row.timings_s) / task.samples
         row.details = {"unknowns": n ** problem.dim}
     except Exception as error:  # noqa: BLE001 - a failing rung must not stop the board
-        _fail(row, error)
+        fail_row(row, error, rel_l2=None, cost_s=None)
     return row
 
 
@@ -299,19 +270,14 @@ def run_suite(suite: PhysicsSuite, output: str | Path | None = None,
               progress: Callable[[str], None] | None = None) -> Path:
     """Run every task; write ``results.json``, ``results.csv``, ``results.md`` and the plots under
     ``output`` (default ``suite.output``). Returns the path of ``results.json``."""
-    out = Path(output or suite.output)
-    out.mkdir(parents=True, exist_ok=True)
-    env = environment()
+    out = output_folder(output, suite.output)
     per_task = {task.name: run_task(task, progress) for task in suite.tasks}
     tasks = []
     for task in suite.tasks:
         plot_ladder(task.name, per_task[task.name], out / f"{task.name}_error_vs_cost.png", unit="one sample")
         curve = ladder_curve(per_task[task.name])
         tasks.append({**asdict(task), "fd_curve_monotone": None if curve is None else curve.is_monotone})
-    rows = [row for rows in per_task.values() for row in rows]
-    document = {"schema_version": SCHEMA_VERSION, "kind": KIND, "suite": suite.name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": env, "tasks": tasks,
-                "rows": [asdict(r) for r in rows]}
+    document = results_document(suite.name, KIND, tasks=tasks, rows=[asdict(r) for rows in per_task.values() for r in rows])
     return write_results(out, document, ROW_FORMAT, {t.name: _task_line(t) for t in suite.tasks})
 
 

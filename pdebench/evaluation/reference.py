@@ -50,7 +50,7 @@ def _to_metric(a: torch.Tensor) -> torch.Tensor:
     return a.double().unsqueeze(1).movedim(2, -1)
 
 
-def score(prediction: torch.Tensor, truth: torch.Tensor, spatial_dims: int) -> float:
+def score(prediction: torch.Tensor, truth: torch.Tensor) -> float:
     """nRMSE of ``(N, T, *space)`` predictions against the truth, over all scored frames."""
     return float(nrmse(_to_metric(prediction), _to_metric(truth)))
 
@@ -113,9 +113,12 @@ class ReferenceSet:
         return fourier_resample(self.initial, points, dims)
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_write(path) as handle:
-        np.savez(handle, **arrays)
+def _cached(reference: ReferenceSet) -> ReferenceSet:
+    """Write ``reference`` to its ``cache_path`` (``.npz``, atomically) and return it."""
+    with atomic_write(reference.cache_path) as handle:
+        np.savez(handle, initial=reference.initial.numpy(), truth=reference.truth.numpy(), times=reference.times,
+                 sample_ids=reference.sample_ids, wall_time_s=np.array(reference.wall_time_s))
+    return reference
 
 
 def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[int], None] | None = None) -> ReferenceSet:
@@ -143,11 +146,8 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
     if not torch.isfinite(truth).all():
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     assert tuple(truth.shape[2:]) == tuple(coarse.spatial_shape)
-    reference = ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path,
-                             cell_averaged=getattr(fine, "cell_averaged", False))
-    _atomic_savez(path, initial=initial.numpy(), truth=truth.numpy(), times=reference.times,
-                  sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
-    return reference
+    return _cached(ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path,
+                                cell_averaged=getattr(fine, "cell_averaged", False)))
 
 
 def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int], None] | None) -> ReferenceSet:
@@ -164,10 +164,7 @@ def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int]
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     if progress is not None:
         progress(task.samples)
-    reference = ReferenceSet(inputs, truth, np.zeros(1), np.asarray(traj.sample_ids), wall, path)
-    _atomic_savez(path, initial=inputs.numpy(), truth=truth.numpy(), times=reference.times,
-                  sample_ids=reference.sample_ids, wall_time_s=np.array(wall))
-    return reference
+    return _cached(ReferenceSet(inputs, truth, np.zeros(1), np.asarray(traj.sample_ids), wall, path))
 
 
 @dataclass
@@ -237,7 +234,7 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
             solved = traj.fields[rung_problem.field_name].double()[:, frames]
             on_task_grid = (prolong_piecewise_constant(solved, points, dims) if cell_averaged
                             else fourier_resample(solved, points, dims))
-            error = score(on_task_grid, truth, dims)
+            error = score(on_task_grid, truth)
             rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings,
                                     task_metrics(on_task_grid, truth, task.mode),
                                     step_curves(on_task_grid, truth) if task.mode == "rollout" else {}))
@@ -266,7 +263,7 @@ def _steady_ladder(task: TaskSpec, reference: ReferenceSet, truth: torch.Tensor,
             timings.append(time.perf_counter() - start)
         solved = traj.fields[rung_problem.field_name].double().reshape(task.samples, 1, resolution, resolution)
         on_task_grid = node_interpolate(solved, points)
-        error = score(on_task_grid, truth, dims)
+        error = score(on_task_grid, truth)
         label = rung_label(solver, resolution, None)
         rungs.append(SolverRung(label, resolution, None, statistics.median(timings) / task.samples, error, timings,
                                 task_metrics(on_task_grid, truth, task.mode)))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pdebench.problems import PROBLEMS
-from pdebench.registry import dataclass_from_mapping, read_yaml
+from pdebench.registry import dataclass_from_mapping, read_yaml, require_int
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
 from pdebench import __version__
@@ -98,8 +98,7 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: seed {self.seed} could be a training seed; leaderboard seeds are >= {LEADERBOARD_SEED_BASE}")
         for label, value in (("samples", self.samples), ("history", self.history), ("repeats", self.repeats),
                              ("reference_refinement", self.reference_refinement)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"task {self.name!r}: {label} must be an integer >= 1, got {value!r}")
+            require_int(label, value, 1, f"task {self.name!r}: ")
         steady = isinstance(problem, SteadyProblem)
         if steady != (self.mode == "steady"):
             raise ValueError(f"task {self.name!r}: {problem.name} is {'a steady' if steady else 'a time-dependent'} problem; "

@@ -432,6 +432,14 @@ def dcdm_solve(
     monitor = ResidualMonitor(A, b, tol)
     energy = [0.0]
     prev: list[tuple[np.ndarray, np.ndarray, float]] = []  # (p, A p, p^T A p)
+
+    def orthogonalised(p: np.ndarray, Ap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``p`` and ``A p`` made A-orthogonal to the previous directions (Gram-Schmidt)."""
+        for pj, Apj, pAp_j in prev:
+            c = float(p @ Apj) / pAp_j
+            p, Ap = p - c * pj, Ap - c * Apj
+        return p, Ap
+
     k = fallbacks = 0
     converged = False
     while True:
@@ -447,20 +455,12 @@ def dcdm_solve(
         p = np.asarray(network(r / rn), dtype=np.float64).reshape(N)
         if not np.all(np.isfinite(p)):
             raise ValueError(f"network returned non-finite values at iteration {k}")
-        Ap = np.asarray(A @ p).reshape(N)
-        for pj, Apj, pAp_j in prev:
-            c = float(p @ Apj) / pAp_j
-            p = p - c * pj
-            Ap = Ap - c * Apj
+        p, Ap = orthogonalised(p, np.asarray(A @ p).reshape(N))
         if fallback_cos > 0 and abs(float(p @ r)) <= fallback_cos * float(np.linalg.norm(p)) * rn:
             # the network's direction is (nearly) orthogonal to r: no progress possible along it,
             # and the same r would give the same direction again. Take the A-orthogonalised
             # steepest-descent direction for this step instead (one extra matrix product).
-            p, Ap = r.copy(), np.asarray(A @ r).reshape(N)
-            for pj, Apj, pAp_j in prev:
-                c = float(p @ Apj) / pAp_j
-                p = p - c * pj
-                Ap = Ap - c * Apj
+            p, Ap = orthogonalised(r.copy(), np.asarray(A @ r).reshape(N))
             fallbacks += 1
         pAp = float(p @ Ap)
         if not pAp > 0:  # direction vanished (network output in span of previous ones)

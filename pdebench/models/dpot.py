@@ -43,7 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdebench.models.contract import constructor_args
 from pdebench.models.registry import register_model
+from pdebench.registry import check_at_least_one, require_choice
 
 PaddingMode = Literal["circular", "reflect", "replicate", "zeros"]
 _PADDING_MODES: tuple[str, ...] = ("circular", "reflect", "replicate", "zeros")
@@ -282,11 +284,9 @@ class DPOT(nn.Module):
         super().__init__()
         if dim != 2:
             raise ValueError(f"DPOT is implemented for 2D grids only (dim=2); got dim={dim}")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("patch_size", patch_size),
-                            ("embed_dim", embed_dim), ("depth", depth), ("num_blocks", num_blocks),
-                            ("hidden_factor", hidden_factor), ("recovery_channels", recovery_channels)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(in_channels=in_channels, out_channels=out_channels, patch_size=patch_size, embed_dim=embed_dim,
+                           depth=depth, num_blocks=num_blocks, hidden_factor=hidden_factor,
+                           recovery_channels=recovery_channels)
         if in_channels % out_channels:
             raise ValueError(f"in_channels={in_channels} must be history * out_channels (out_channels={out_channels}): "
                              f"DPOT reads the input as history frames of out_channels channels")
@@ -296,13 +296,8 @@ class DPOT(nn.Module):
             raise ValueError(f"modes must be >= 1 or None (all), got {modes}")
         if sparsity < 0 or mlp_ratio <= 0:
             raise ValueError(f"need sparsity >= 0 and mlp_ratio > 0; got {sparsity}, {mlp_ratio}")
-        if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
-        self.init_args = dict(
-            in_channels=in_channels, out_channels=out_channels, dim=dim, patch_size=patch_size, embed_dim=embed_dim,
-            depth=depth, num_blocks=num_blocks, modes=modes, mlp_ratio=mlp_ratio, hidden_factor=hidden_factor,
-            sparsity=sparsity, recovery_channels=recovery_channels, positional=positional, padding_mode=padding_mode,
-        )
+        require_choice("padding_mode", padding_mode, _PADDING_MODES)
+        self.init_args = constructor_args(self, locals())
         self.frames, self.channels = in_channels // out_channels, out_channels
         self.patch_size, self.positional, self.padding_mode = patch_size, positional, padding_mode
         frame_channels = out_channels + (2 if positional else 0)

@@ -6,7 +6,9 @@ import torch
 from neuralop.models import FNO as _NeuralopFNO
 from torch import nn
 
+from pdebench.models.contract import constructor_args
 from pdebench.models.registry import register_model
+from pdebench.registry import check_at_least_one
 
 
 @register_model("fno", board="operator", description="Fourier neural operator (neuraloperator's FNO), 1D/2D/3D")
@@ -58,17 +60,11 @@ class FNO(nn.Module):
         positional_embedding: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("n_modes", n_modes),
-                            ("hidden_channels", hidden_channels), ("n_layers", n_layers)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(in_channels=in_channels, out_channels=out_channels, n_modes=n_modes,
+                           hidden_channels=hidden_channels, n_layers=n_layers)
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
-        self.init_args = dict(
-            in_channels=in_channels, out_channels=out_channels, dim=dim, n_modes=n_modes,
-            hidden_channels=hidden_channels, n_layers=n_layers, factorization=factorization, rank=rank,
-            positional_embedding=positional_embedding,
-        )
+        self.init_args = constructor_args(self, locals())
         self.dim, self.n_modes = dim, n_modes
         self.net = _NeuralopFNO(
             n_modes=(n_modes,) * dim,

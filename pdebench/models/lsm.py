@@ -56,17 +56,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdebench.models.contract import check_input, constructor_args
 from pdebench.models.registry import register_model
-from pdebench.models.unet import _ACTIVATIONS, _NORMS, _PADDING_MODES, _Block
+from pdebench.models.unet import _ACTIVATIONS, _CONV, _NORMS, _PADDING_MODES, _POOL, _Block
+from pdebench.registry import require_choice, require_int
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
-
-def _check_int(owner: str, name: str, value: Any, least: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"{owner}: {name} must be an integer >= {least}, got {value!r}")
 
 
 class SpectralUpdate(nn.Module):
@@ -92,8 +87,8 @@ class SpectralUpdate(nn.Module):
 
     def __init__(self, channels: int, basis: int) -> None:
         super().__init__()
-        _check_int("SpectralUpdate", "channels", channels, 1)
-        _check_int("SpectralUpdate", "basis", basis, 1)
+        for name, value in (("channels", channels), ("basis", basis)):
+            require_int(name, value, 1, "SpectralUpdate: ")
         self.channels, self.basis = channels, basis
         self.sin_weight = nn.Parameter(torch.empty(channels, basis))
         self.cos_weight = nn.Parameter(torch.empty(channels, basis))
@@ -147,9 +142,8 @@ class NeuralSpectralBlock(nn.Module):
         basis: int = 12,
     ) -> None:
         super().__init__()
-        _check_int("NeuralSpectralBlock", "channels", channels, 1)
-        _check_int("NeuralSpectralBlock", "heads", heads, 1)
-        _check_int("NeuralSpectralBlock", "num_tokens", num_tokens, 1)
+        for name, value in (("channels", channels), ("heads", heads), ("num_tokens", num_tokens)):
+            require_int(name, value, 1, "NeuralSpectralBlock: ")
         if (patch_size is None) == (num_patches is None):
             raise ValueError(f"NeuralSpectralBlock: set exactly one of patch_size and num_patches, got "
                              f"patch_size={patch_size!r}, num_patches={num_patches!r}")
@@ -295,7 +289,7 @@ class LSM(nn.Module):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width),
                             ("levels", levels), ("num_tokens", num_tokens), ("heads", heads), ("basis", basis),
                             ("projection_channels", projection_channels)):
-            _check_int("LSM", name, value, 1)
+            require_int(name, value, 1, "LSM: ")
         if not isinstance(dim, int) or isinstance(dim, bool) or dim not in _CONV:
             raise ValueError(f"LSM: dim (number of spatial dimensions) must be 1, 2 or 3, got {dim!r}")
         if patch_size is not None and num_patches is not None:
@@ -303,25 +297,17 @@ class LSM(nn.Module):
                              f"num_patches={num_patches!r}")
         for name, value in (("patch_size", patch_size), ("num_patches", num_patches)):
             if value is not None:
-                _check_int("LSM", name, value, 1)
+                require_int(name, value, 1, "LSM: ")
         if width % heads:
             raise ValueError(f"LSM: width={width} must be divisible by heads={heads} (every level's channels are "
                              f"split between the attention heads)")
-        if norm not in _NORMS:
-            raise ValueError(f"LSM: norm must be one of {_NORMS}, got {norm!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"LSM: activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}")
-        if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"LSM: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        for name, value, choices in (("norm", norm, _NORMS), ("activation", activation, _ACTIVATIONS),
+                                     ("padding_mode", padding_mode, _PADDING_MODES)):
+            require_choice(name, value, choices, "LSM: ")
         if not isinstance(positional_embedding, bool):
             raise ValueError(f"LSM: positional_embedding must be True or False, got {positional_embedding!r}")
 
-        self.init_args: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "dim": dim, "width": width,
-            "levels": levels, "patch_size": patch_size, "num_patches": num_patches, "num_tokens": num_tokens,
-            "heads": heads, "basis": basis, "projection_channels": projection_channels, "norm": norm,
-            "activation": activation, "padding_mode": padding_mode, "positional_embedding": positional_embedding,
-        }
+        self.init_args: dict[str, Any] = constructor_args(self, locals())
         if patch_size is None and num_patches is None:
             patch_size = 3
         self.in_channels, self.out_channels, self.dim, self.levels = in_channels, out_channels, dim, levels
@@ -380,11 +366,7 @@ class LSM(nn.Module):
         torch.Tensor
             Output of shape ``(B, out_channels, *space)``.
         """
-        if x.ndim != self.dim + 2:
-            raise ValueError(f"LSM(dim={self.dim}) expects input of shape (B, C, {', '.join(['n'] * self.dim)}) "
-                             f"({self.dim + 2} dimensions), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"LSM expects {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+        check_input(x, f"LSM(dim={self.dim})", self.in_channels, self.dim)
         space = tuple(x.shape[2:])
         if self.positional_embedding:
             x = torch.cat([x, self._grid(x)], dim=1)

@@ -17,13 +17,12 @@ Decoder
     signal of length ``H``) give :math:`d_i \in \mathbb R^{K}`, and temporal bundling
     .. math::  u_i^{k+\ell} = u_i^{k} + \ell\, \Delta t\, d_{i,\ell}, \qquad \ell = 1..K .
 
-Training uses the *pushforward trick* (:func:`pushforward_loss`): unroll a few bundles without
+Training uses the *pushforward trick* (:class:`~pdebench.training.bundled.BundledOperatorModule`): unroll a few bundles without
 gradient and train only on the last, so the model learns to correct its own input distribution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,7 +33,7 @@ from torch_geometric.nn import InstanceNorm, MessagePassing
 from pdebench.core.graphs import grid_graph
 from pdebench.models.registry import register_model
 
-__all__ = ["GNNLayer", "GridMPPDE", "MPPDE", "pushforward_loss"]
+__all__ = ["GNNLayer", "GridMPPDE", "MPPDE"]
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -375,53 +374,3 @@ class GridMPPDE(nn.Module):
         data = Data(x=u.permute(0, 2, 1).reshape(b * nx, k), pos=x_b.reshape(-1, 1).to(u.dtype),
                     edge_index=edge_index, edge_attr=disp.to(u.dtype), batch=batch, t=t, dt=dt, params=params)
         return self.model(data).reshape(b, nx, k).permute(0, 2, 1)
-
-
-def pushforward_loss(model: Callable[..., Tensor], window: Tensor, targets: Tensor, unroll: int,
-                     model_kwargs: Callable[[int], dict] | dict | None = None,
-                     loss_fn: Callable[[Tensor, Tensor], Tensor] = nn.functional.mse_loss) -> Tensor:
-    r"""Pushforward-trick loss: roll ``unroll - 1`` bundles without gradient, train on the last.
-
-    .. math::
-        \tilde u^{(0)} = u^{(0)}, \quad \tilde u^{(s)} = \mathrm{sg}\big[\mathcal A(\tilde u^{(s-1)})\big]
-        \ (s < S), \qquad \mathcal L = \ell\big(\mathcal A(\tilde u^{(S-1)}),\ u^{(S)}\big)
-
-    with :math:`\mathrm{sg}` the stop-gradient and ``S = unroll``.
-
-    Parameters
-    ----------
-    model : callable
-        ``model(window, **kwargs) -> next window`` of the same shape (e.g. :class:`GridMPPDE`).
-    window : Tensor, shape (B, K, ...)
-        Input bundle :math:`u^{(0)}`.
-    targets : Tensor, shape (B, unroll, K, ...) or (B, K, ...)
-        Ground-truth bundles :math:`u^{(1..S)}`; only the last (``targets[:, -1]``, or ``targets``
-        itself when it has the shape of ``window``) enters the loss.
-    unroll : int
-        ``S >= 1``; ``1`` is plain one-step training.
-    model_kwargs : dict or callable(step) -> dict, optional
-        Extra keyword arguments per step ``s = 0..S-1`` (e.g. the advancing time ``t``).
-    loss_fn : callable
-        Loss on (prediction, target); default MSE.
-
-    Returns
-    -------
-    Tensor
-        Scalar loss, differentiable only through the last model call.
-    """
-    if unroll < 1:
-        raise ValueError(f"unroll must be >= 1, got {unroll}")
-    target = targets if targets.shape == window.shape else targets[:, -1]
-    if target.shape != window.shape:
-        raise ValueError(f"targets must have shape {tuple(window.shape)} or (B, unroll, ...), "
-                         f"got {tuple(targets.shape)}")
-
-    def kwargs(step: int) -> dict:
-        if model_kwargs is None:
-            return {}
-        return model_kwargs(step) if callable(model_kwargs) else model_kwargs
-
-    with torch.no_grad():
-        for step in range(unroll - 1):
-            window = model(window, **kwargs(step))
-    return loss_fn(model(window.detach(), **kwargs(unroll - 1)), target)

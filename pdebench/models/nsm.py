@@ -58,7 +58,6 @@ recombination for boundary conditions).
 
 from __future__ import annotations
 
-import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -71,8 +70,8 @@ from torch import nn
 from pdebench.equations.steady import POISSON
 from pdebench.models.registry import register_model
 from pdebench.problems.sampling import gaussian_random_field, sample_generator
+from pdebench.registry import check_at_least_one
 
-log = logging.getLogger(__name__)
 
 BasisName = Literal["fourier", "chebyshev", "dirichlet", "initial"]
 ChebyshevBC = Literal["none", "dirichlet", "initial"]
@@ -621,10 +620,8 @@ class NSM(nn.Module):
         positional_embedding: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("hidden_channels", hidden_channels), ("n_layers", n_layers)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(in_channels=in_channels, out_channels=out_channels, hidden_channels=hidden_channels,
+                           n_layers=n_layers)
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
         if activation not in _ACTIVATIONS:
@@ -687,11 +684,6 @@ class NSM(nn.Module):
         for mix, point in zip(self.mixing, self.pointwise):
             v = self._activate(mix(v) + self._linear(point, v))
         return self.basis.constrain(self._linear(self.project, v))
-
-    def evaluate(self, coeffs: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-        """The output on a grid: ``forward`` then one inverse transform, ``(B, C_out, *grid)`` real. A
-        problem's own lift (:meth:`ResidualProblem.solution`: a mean, an initial condition) is not added."""
-        return self.basis.to_values(self(coeffs), grid)
 
     # ----------------------------------------------------------------- grid space (PINN backbone)
     def forward_grid(self, values: torch.Tensor) -> torch.Tensor:

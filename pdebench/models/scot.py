@@ -52,7 +52,6 @@ References
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Literal, Sequence
 
@@ -60,11 +59,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdebench.models.contract import check_input, constructor_args
 from pdebench.models.registry import register_model
+from pdebench.registry import require_choice, require_int
 
-log = logging.getLogger(__name__)
 
-Padding = Literal["circular", "replicate", "zeros"]
 _PADDINGS: tuple[str, ...] = ("circular", "replicate", "zeros")
 
 _MAX_LOGIT_SCALE = math.log(100.0)  # Swin V2: the cosine-attention temperature exp(τ) is at most 100
@@ -278,11 +277,6 @@ class PatchExpansion(nn.Module):
         return self.norm(z, t)
 
 
-def _check_int(name: str, value: Any, least: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"ScOT: {name} must be an integer >= {least}, got {value!r}")
-
-
 @register_model("scot", board="operator", description="Poseidon's scOT: lead-time-conditioned Swin V2 U-Net (2D)")
 class ScOT(nn.Module):
     """scOT (Poseidon): a shifted-window transformer U-Net over patches with time-conditioned
@@ -359,7 +353,7 @@ class ScOT(nn.Module):
             raise ValueError(f"ScOT is implemented for 2D fields only (dim=2, input (B, C, X, Y)), got dim={dim!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("patch_size", patch_size),
                             ("embed_dim", embed_dim), ("window_size", window_size), ("cpb_hidden", cpb_hidden)):
-            _check_int(name, value, 1)
+            require_int(name, value, 1, "ScOT: ")
         depths, num_heads = [int(d) for d in depths], [int(h) for h in num_heads]
         if not depths or len(depths) != len(num_heads):
             raise ValueError(f"ScOT: depths and num_heads need one entry per stage (at least one); got {depths}, {num_heads}")
@@ -372,14 +366,10 @@ class ScOT(nn.Module):
                              f"(stage i has embed_dim * 2**i = {channels} channels)")
         if not mlp_ratio > 0:
             raise ValueError(f"ScOT: mlp_ratio must be > 0, got {mlp_ratio!r}")
-        if padding not in _PADDINGS:
-            raise ValueError(f"ScOT: padding must be one of {_PADDINGS}, got {padding!r}")
+        require_choice("padding", padding, _PADDINGS, "ScOT: ")
 
-        self.init_args: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "dim": dim, "patch_size": patch_size,
-            "embed_dim": embed_dim, "depths": list(depths), "num_heads": list(num_heads), "window_size": window_size,
-            "mlp_ratio": float(mlp_ratio), "cpb_hidden": cpb_hidden, "padding": padding,
-        }
+        mlp_ratio = float(mlp_ratio)
+        self.init_args: dict[str, Any] = constructor_args(self, locals())
         self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim
         self.patch_size, self.window_size, self.padding = patch_size, window_size, padding
         self.num_stages = len(depths)
@@ -472,10 +462,7 @@ class ScOT(nn.Module):
         torch.Tensor
             ``(B, out_channels, X, Y)``.
         """
-        if x.ndim != 4:
-            raise ValueError(f"ScOT expects input of shape (B, C, X, Y) (4 dimensions), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"ScOT expects {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+        check_input(x, "ScOT", self.in_channels, 2, "X, Y")
         b, _, nx, ny = x.shape
         t = self._lead_times(t, b, x)
         px, py = self.padded_size(nx), self.padded_size(ny)

@@ -19,11 +19,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from pdebench.models.contract import check_input, constructor_args
 from pdebench.models.registry import register_model
-
-Norm = Literal["batch", "group", "none"]
-Activation = Literal["gelu", "relu", "tanh"]
-PaddingMode = Literal["zeros", "circular"]
+from pdebench.registry import require_choice, require_int
 
 _NORMS: tuple[str, ...] = ("batch", "group", "none")
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -141,33 +139,15 @@ class UNet(nn.Module):
         padding_mode: Literal["zeros", "circular"] = "circular",
     ) -> None:
         super().__init__()
-        for name, value, least in (
-            ("in_channels", in_channels, 1),
-            ("out_channels", out_channels, 1),
-            ("width", width, 1),
-            ("levels", levels, 1),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ValueError(f"UNet: {name} must be an integer >= {least}, got {value!r}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width), ("levels", levels)):
+            require_int(name, value, 1, "UNet: ")
         if not isinstance(dim, int) or isinstance(dim, bool) or dim not in _CONV:
             raise ValueError(f"UNet: dim (number of spatial dimensions) must be 1, 2 or 3, got {dim!r}")
-        if norm not in _NORMS:
-            raise ValueError(f"UNet: norm must be one of {_NORMS}, got {norm!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"UNet: activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}")
-        if padding_mode not in _PADDING_MODES:
-            raise ValueError(f"UNet: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        for name, value, choices in (("norm", norm, _NORMS), ("activation", activation, _ACTIVATIONS),
+                                     ("padding_mode", padding_mode, _PADDING_MODES)):
+            require_choice(name, value, choices, "UNet: ")
 
-        self.init_args: dict[str, Any] = {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "dim": dim,
-            "width": width,
-            "levels": levels,
-            "norm": norm,
-            "activation": activation,
-            "padding_mode": padding_mode,
-        }
+        self.init_args: dict[str, Any] = constructor_args(self, locals())
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.dim = dim
@@ -198,13 +178,7 @@ class UNet(nn.Module):
         return 2**self.levels
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != self.dim + 2:
-            raise ValueError(
-                f"UNet(dim={self.dim}) expects input of shape (B, C, {', '.join(['n'] * self.dim)}) "
-                f"({self.dim + 2} dimensions), got shape {tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"UNet expects {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+        check_input(x, f"UNet(dim={self.dim})", self.in_channels, self.dim)
         for n in x.shape[2:]:
             if n % self.divisor:
                 raise ValueError(
