@@ -44,7 +44,6 @@ Results: ``results.json`` (with :func:`~pdebench.evaluation.board_io.environment
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 import time
@@ -66,7 +65,7 @@ from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
 from pdebench.equations.steady import SteadyEquation
 from pdebench.models.gp_hm import GPHM, GPHMConfig, SourcedProblem
 from pdebench.problems.manufactured import INSTANCES, Instance
-from pdebench.registry import require_int
+from pdebench.registry import dataclass_from_mapping, require_int
 from pdebench.solvers.linalg import direct_solve
 
 KIND = "instance"
@@ -262,21 +261,9 @@ class InstanceTask:
         return INSTANCES[self.problem]
 
     def gp_config(self) -> GPHMConfig:
-        """The validated :class:`GPHMConfig` of the task."""
-        known = [f.name for f in dataclasses.fields(GPHMConfig)]
-        unknown = sorted(set(self.gp_hm) - set(known))
-        if unknown:
-            raise ValueError(f"task {self.name!r}: unknown gp_hm setting(s) {', '.join(unknown)}; expected GPHMConfig fields: "
-                             f"{', '.join(known)}")
-        config = GPHMConfig(**self.gp_hm)
-        try:
-            config.validate()
-        except ValueError as error:
-            raise ValueError(f"task {self.name!r}: gp_hm: {error}") from None
-        limit = config.time_limit_s
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
-            raise ValueError(f"task {self.name!r}: gp_hm: time_limit_s must be a positive number of seconds or null, got {limit!r}")
-        return config
+        """The validated :class:`GPHMConfig` of the task, read by the one run-config loader
+        (:func:`~pdebench.registry.dataclass_from_mapping`, as the DCDM and physics runs are)."""
+        return dataclass_from_mapping(GPHMConfig, self.gp_hm, f"task {self.name!r}: gp_hm")
 
     def fd_grids(self) -> tuple[int, ...]:
         """The finite-difference rungs: the ladder (or the default one) with ``n`` added, ascending."""

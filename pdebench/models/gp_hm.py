@@ -466,8 +466,11 @@ class GPHMConfig:
     seed: int = 0
     init_std: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise ``ValueError`` on a bad setting."""
+        """Raise ``ValueError`` on a bad setting (also on construction)."""
         for name in ("n_components", "adam_steps", "lbfgs_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < (1 if name == "n_components" else 0):
@@ -485,6 +488,9 @@ class GPHMConfig:
             raise ValueError(f"init_lengthscale must be positive, got {self.init_lengthscale!r}")
         if self.max_frequency is not None and not self.max_frequency >= 0:
             raise ValueError(f"max_frequency must be >= 0, got {self.max_frequency!r}")
+        limit = self.time_limit_s
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
+            raise ValueError(f"time_limit_s must be a positive number of seconds or null, got {limit!r}")
 
 
 @dataclass

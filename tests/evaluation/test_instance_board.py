@@ -108,7 +108,7 @@ def _suite(**task):
     ({"problem": "poisson9d"}, "unknown problem 'poisson9d'; expected one of poisson1d_sin100"),
     ({"n": 3}, "n must be an integer >= 5, got 3"),
     ({"repeats": 0}, "repeats must be an integer >= 1, got 0"),
-    ({"gp_hm": {"adam_step": 5}}, "unknown gp_hm setting(s) adam_step; expected GPHMConfig fields"),
+    ({"gp_hm": {"adam_step": 5}}, "gp_hm: unknown key(s) adam_step; expected adam_steps"),
     ({"gp_hm": {"adam_steps": -1}}, "gp_hm: adam_steps must be a non-negative int, got -1"),
     ({"gp_hm": {"time_limit_s": "soon"}}, "gp_hm: time_limit_s must be a positive number of seconds or null, got 'soon'"),
     ({"ladder": [8, 2]}, "ladder must be a list of integers >= 5"),
