@@ -59,16 +59,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from pdebench.data.generate import build_solver, check_generation_args
-from pdebench.io.base import check_destination
-from pdebench.io.trajectory_file import TrajectoryWriter
 from pdebench.core.trajectories import Trajectories
+from pdebench.data.generate import build_solver, check_generation_args, particle_box
 from pdebench.data.workers import as_ranges
+from pdebench.io.base import check_destination
+from pdebench.io.particle_file import ParticleDataWriter
+from pdebench.io.trajectory_file import TrajectoryWriter
+from pdebench.problems import PROBLEMS
 from pdebench.problems.base import Problem
 from pdebench.signals import interruption_cause
-from pdebench.problems import PROBLEMS
-from pdebench.data.generate import particle_box
-from pdebench.io.particle_file import ParticleDataWriter
 
 log = logging.getLogger(__name__)
 

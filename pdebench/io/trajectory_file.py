@@ -358,7 +358,12 @@ def _time_coordinate(values: np.ndarray, num_frames: int, where: str) -> np.ndar
     return None
 
 
-def _order_coords(coords: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _order_coords(coords: dict[str, np.ndarray], num_frames: int, where: str) -> dict[str, np.ndarray]:
+    """``x``, ``y``, ``z``, ``t`` first, then the rest; ``t`` as :func:`_time_coordinate` keeps it (``where``: its dataset)."""
+    if "t" in coords:
+        t = _time_coordinate(coords.pop("t"), num_frames, where)
+        if t is not None:
+            coords["t"] = t
     first = [name for name in ("x", "y", "z", "t") if name in coords]
     return {name: coords[name] for name in first + sorted(set(coords) - set(first))}
 
@@ -368,11 +373,7 @@ def _root_coords(file: h5py.File, num_frames: int) -> dict[str, np.ndarray]:
     for key, item in file.items():
         if key.endswith(COORD_SUFFIX) and isinstance(item, h5py.Dataset):
             coords[key[: -len(COORD_SUFFIX)]] = np.asarray(item[()]).reshape(-1)
-    if "t" in coords:
-        t = _time_coordinate(coords.pop("t"), num_frames, f"{file.filename}:t-coordinate")
-        if t is not None:
-            coords["t"] = t
-    return _order_coords(coords)
+    return _order_coords(coords, num_frames, f"{file.filename}:t-coordinate")
 
 
 def _plain_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
@@ -494,14 +495,10 @@ def _open_seed_groups(file: h5py.File) -> _Contents:
         for axis, item in grid.items():
             if isinstance(item, h5py.Dataset):
                 coords[axis] = np.asarray(item[()]).reshape(-1)
-    if "t" in coords:
-        t = _time_coordinate(coords.pop("t"), shape[0], f"{file.filename}:{names[0]}/grid/t")
-        if t is not None:
-            coords["t"] = t
     return _Contents(
         "seed_groups",
         {"data": _stacked_source(datasets)},
-        _order_coords(coords),
+        _order_coords(coords, shape[0], f"{file.filename}:{names[0]}/grid/t"),
         _plain_attrs(file.attrs),
         {"source_layout": "seed_groups"},
     )
@@ -536,7 +533,6 @@ def _detect(file: h5py.File, path: Path) -> _Contents:
     raise ValueError(f"{path}: unknown layout. Found: {_describe_contents(file)}. Expected one of: {expected}")
 
 
-#TRAJECTORYFILE
 class TrajectoryFile(H5Reader):
     """Lazy reader of a trajectory file: metadata on open, fields read per row selection.
 
