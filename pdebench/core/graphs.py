@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -917,6 +917,17 @@ def _check_pos(pos: Tensor, batch: Tensor | None) -> Tensor:
     return batch.to(torch.long)
 
 
+def _blocked_edges(n: int, device: torch.device, block: Callable[[slice, Tensor], tuple[Tensor, Tensor]]) -> Tensor:
+    """Edges ``(src, dst) = block(rows_slice, rows)`` of target rows in blocks of about
+    :data:`BLOCK_ENTRIES` pairwise entries, as a sorted ``(2, E)`` ``edge_index``."""
+    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
+    pairs = [block(slice(start, start + chunk), torch.arange(start, min(start + chunk, n), device=device))
+             for start in range(0, n, chunk)]
+    if not pairs:
+        return torch.empty(2, 0, dtype=torch.long, device=device)
+    return _sort_edges(torch.cat([src for src, _ in pairs]), torch.cat([dst for _, dst in pairs]), n)
+
+
 def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool = False,
                  max_num_neighbors: int | None = None) -> Tensor:
     r"""Edges :math:`j \to i` between nodes of the same graph with :math:`|x_i - x_j| \le r` (no box).
@@ -948,29 +959,21 @@ def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool 
     if max_num_neighbors is not None and max_num_neighbors < 1:
         raise ValueError(f"max_num_neighbors must be >= 1, got {max_num_neighbors}")
     n = pos.shape[0]
-    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
-    srcs, dsts = [], []
-    for start in range(0, n, chunk):
-        dist = torch.cdist(pos[start:start + chunk], pos)  # (rows, N), rows = targets i
-        rows = torch.arange(start, min(start + chunk, n), device=pos.device)
+
+    def block(part: slice, rows: Tensor) -> tuple[Tensor, Tensor]:
+        dist = torch.cdist(pos[part], pos)  # (rows, N), rows = targets i
         mask = (dist <= r) & (batch[rows, None] == batch[None, :])
         if not loop:
             mask[torch.arange(rows.numel(), device=pos.device), rows] = False
-        if max_num_neighbors is not None:
-            masked = torch.where(mask, dist, torch.full_like(dist, math.inf))
-            k = min(max_num_neighbors, n)
-            keep_d, keep_j = torch.topk(masked, k, dim=1, largest=False, sorted=True)
-            sel = torch.isfinite(keep_d)
-            ii = rows[:, None].expand_as(keep_j)[sel]
-            jj = keep_j[sel]
-        else:
+        if max_num_neighbors is None:
             ii_local, jj = mask.nonzero(as_tuple=True)
-            ii = rows[ii_local]
-        srcs.append(jj)
-        dsts.append(ii)
-    if not srcs:
-        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
-    return _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+            return jj, rows[ii_local]
+        masked = torch.where(mask, dist, torch.full_like(dist, math.inf))
+        keep_d, keep_j = torch.topk(masked, min(max_num_neighbors, n), dim=1, largest=False, sorted=True)
+        sel = torch.isfinite(keep_d)
+        return keep_j[sel], rows[:, None].expand_as(keep_j)[sel]
+
+    return _blocked_edges(n, pos.device, block)
 
 
 def knn_graph(pos: Tensor, k: int, batch: Tensor | None = None, loop: bool = False) -> Tensor:
@@ -997,23 +1000,18 @@ def knn_graph(pos: Tensor, k: int, batch: Tensor | None = None, loop: bool = Fal
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = pos.shape[0]
-    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
-    srcs, dsts = [], []
-    for start in range(0, n, chunk):
-        rows = torch.arange(start, min(start + chunk, n), device=pos.device)
-        dist = torch.cdist(pos[start:start + chunk], pos)
+
+    def block(part: slice, rows: Tensor) -> tuple[Tensor, Tensor]:
         bad = batch[rows, None] != batch[None, :]
         if not loop:
             bad[torch.arange(rows.numel(), device=pos.device), rows] = True
-        dist = dist.masked_fill(bad, math.inf)
+        dist = torch.cdist(pos[part], pos).masked_fill(bad, math.inf)
         # stable sort gives index order among equal distances
         order = torch.sort(dist, dim=1, stable=True).indices[:, : min(int(k), n)]
         keep = torch.isfinite(torch.gather(dist, 1, order))
-        srcs.append(order[keep])
-        dsts.append(rows[:, None].expand_as(order)[keep])
-    if not srcs:
-        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
-    return _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+        return order[keep], rows[:, None].expand_as(order)[keep]
+
+    return _blocked_edges(n, pos.device, block)
 
 
 def grid_graph(shape: Sequence[int], lengths: Sequence[float], periodic: Sequence[bool] | bool = True,
@@ -1063,19 +1061,17 @@ def grid_graph(shape: Sequence[int], lengths: Sequence[float], periodic: Sequenc
     r = float(radius_in_cells) * min(spacing)
     n = pos.shape[0]
     length = torch.tensor([float(v) for v in lengths], dtype=torch.float64)
-    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
-    srcs, dsts = [], []
-    for start in range(0, n, chunk):
-        disp = pos[start:start + chunk, None, :] - pos[None, :, :]  # x_i - x_j
+
+    def block(part: slice, rows: Tensor) -> tuple[Tensor, Tensor]:
+        disp = pos[part, None, :] - pos[None, :, :]  # x_i - x_j
         _minimum_image(disp, length, per)
         mask = (disp * disp).sum(-1) <= r * r * (1 + 1e-9)
-        rows = torch.arange(start, min(start + chunk, n))
         if not loop:
             mask[torch.arange(rows.numel()), rows] = False
         ii, jj = mask.nonzero(as_tuple=True)
-        srcs.append(jj)
-        dsts.append(rows[ii])
-    edge_index = _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+        return jj, rows[ii]
+
+    edge_index = _blocked_edges(n, pos.device, block)
     disp = pos[edge_index[1]] - pos[edge_index[0]]
     _minimum_image(disp, length, per)
     return edge_index, pos.float(), disp.float()
