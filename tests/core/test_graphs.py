@@ -83,7 +83,7 @@ def particle_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 def test_mesh_file_graph_is_the_graph_the_datamodule_feeds_mppde(mesh_file: Path) -> None:
-    module = GraphDataModule(str(mesh_file), kind="mesh", input_fields=["a"], output_fields=["u"], batch_size=2)
+    module = GraphDataModule(str(mesh_file), record="mesh", input_fields=["a"], output_fields=["u"], batch_size=2)
     module.setup()
     model = MPPDE(in_features=module.in_channels, out_features=module.out_channels, dim=2, hidden=8, layers=1,
                   time_window=1, bundling=False)
@@ -101,7 +101,7 @@ def test_mesh_file_graph_is_the_graph_the_datamodule_feeds_mppde(mesh_file: Path
 
 
 def test_particle_file_graph_is_the_graph_the_datamodule_feeds_mppde(particle_file: Path) -> None:
-    module = GraphDataModule(str(particle_file), kind="particles", history=2, particle_density=True, batch_size=2)
+    module = GraphDataModule(str(particle_file), record="particles", history=2, particle_density=True, batch_size=2)
     module.setup()
     model = MPPDE(in_features=module.in_channels, out_features=2, dim=2, hidden=8, layers=1, time_window=1,
                   bundling=False)
