@@ -338,33 +338,15 @@ def brute_force_pairs(positions: Tensor, radius: float, lower: Sequence[float], 
                       periodic: Sequence[bool] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """All ordered pairs closer than ``radius`` by testing every pair: O(N^2) time, chunked memory.
 
-    Reference for the tests and the benchmark; same arguments, checks and result as
-    :func:`neighbour_pairs` (pairs sorted by ``i``, then ``j``). Rows are processed in chunks of
-    about ``4e6 / N`` particles, so memory stays O(N) (a few tens of MB).
-
-    Parameters
-    ----------
-    positions : Tensor, shape (N, d), floating point
-        Particle positions inside ``[lower, upper]``.
-    radius : float
-        Search radius; pairs with ``|x_i - x_j| < radius``.
-    lower, upper : sequence of float, length d
-        Box corners.
-    periodic : sequence of bool, length d, optional
-        Periodic axes (default: none).
-
-    Returns
-    -------
-    i, j : Tensor, shape (E,), int64
-        Pair indices, ``i != j``, sorted by ``(i, j)``.
-    displacement : Tensor, shape (E, d)
-        ``x_i - x_j``, minimum image on periodic axes.
+    Reference for the tests and the benchmark; the arguments, checks and result of
+    :func:`neighbour_pairs`, with the pairs sorted by ``i``, then ``j``. Rows are processed in chunks of
+    about :data:`BLOCK_ENTRIES` ``/ N`` particles, so memory stays O(N) (a few tens of MB).
     """
     lo, hi, per, radius = _validate(positions, radius, lower, upper, periodic)
     n, d = positions.shape
     length = hi - lo
     r2 = radius * radius
-    chunk = max(1, 4_000_000 // max(n, 1))
+    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
     out_i, out_j, out_d = [], [], []
     for start in range(0, n, chunk):
         rows = positions[start:start + chunk]
