@@ -534,11 +534,9 @@ class GPHM(nn.Module):
         for x in self.axes:
             n, length = x.numel(), float(x[-1] - x[0])
             nyquist = (n - 1) / (2 * length)
+            top = config.max_frequency if config.max_frequency is not None else config.max_frequency_fraction * nyquist
             ell = config.init_lengthscale if config.init_lengthscale is not None else 8 * length / (n - 1)
-            kernels.append(SpectralMixtureKernel(config.n_components, config.max_frequency
-                                                 if config.max_frequency is not None
-                                                 else config.max_frequency_fraction * nyquist,
-                                                 ell, config.kernel, config.init_log_weight))
+            kernels.append(SpectralMixtureKernel(config.n_components, top, ell, config.kernel, config.init_log_weight))
         self.kernels = nn.ModuleList(kernels)
         gen = torch.Generator().manual_seed(config.seed)
         self.z = nn.Parameter(config.init_std * torch.randn(self.shape, generator=gen, dtype=F64))

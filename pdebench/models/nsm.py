@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from pdebench.equations.steady import POISSON
+from pdebench.models.contract import constructor_args
 from pdebench.models.registry import register_model
 from pdebench.problems.sampling import gaussian_random_field, sample_generator
 from pdebench.registry import check_at_least_one
@@ -616,9 +617,7 @@ class NSM(nn.Module):
                   else (grid,) * dim if isinstance(grid, int) else tuple(grid))
         self.basis._check_grid(grid_t)
         self.grid = grid_t
-        self.init_args = dict(in_channels=in_channels, out_channels=out_channels, dim=dim, bases=bases_t,
-                              n_modes=modes_t, hidden_channels=hidden_channels, n_layers=n_layers, grid=grid_t,
-                              activation=activation, positional_embedding=positional_embedding)
+        self.init_args = constructor_args(self, dict(locals(), bases=bases_t, n_modes=modes_t, grid=grid_t))
         self.activation = activation
         self.in_channels = in_channels
         self.position_axes = tuple(i for i, b in enumerate(bases_t) if b != "fourier") if positional_embedding else ()
