@@ -193,19 +193,8 @@ def kron_quad_logdet(factors: Sequence[Tensor], u: Tensor,
 
 
 def kron_solve(factors: Sequence[Tensor], u: Tensor) -> Tensor:
-    """:math:`K^{-1} \\mathrm{vec}(u)` (as a grid) from per-axis eigendecompositions.
-
-    Parameters
-    ----------
-    factors : sequence of Tensor, shapes (n_a, n_a)
-    u : Tensor, shape (n_1, ..., n_d)
-
-    Returns
-    -------
-    Tensor, shape (n_1, ..., n_d)
-        :math:`\\big(\\tilde u / (\\lambda_1 \\otimes\\dots\\otimes\\lambda_d)\\big) \\times_a Q_a`,
-        :math:`\\tilde u = u \\times_a Q_a^\\top`.
-    """
+    """:math:`K^{-1} \\mathrm{vec}(u)` as a grid ``(n_1, ..., n_d)``, for factors ``(n_a, n_a)`` and ``u``
+    ``(n_1, ..., n_d)``, by the per-axis eigendecompositions (the module docstring's ``"eigh"`` route)."""
     eig = [torch.linalg.eigh(k) for k in factors]
     z = u
     for a, (_, q) in enumerate(eig):
