@@ -54,7 +54,7 @@ from pdebench.equations.steady import POISSON
 from pdebench.models.contract import constructor_args
 from pdebench.models.registry import register_model
 from pdebench.problems.sampling import gaussian_random_field, sample_generator
-from pdebench.registry import check_at_least_one
+from pdebench.registry import check_at_least_one, require_choice
 
 
 BasisName = Literal["fourier", "chebyshev", "dirichlet", "initial"]
@@ -230,8 +230,7 @@ class ChebyshevAxis:
 
     def __post_init__(self) -> None:
         lowest = {"none": 2, "dirichlet": 3, "initial": 2}
-        if self.bc not in lowest:
-            raise ValueError(f"ChebyshevAxis bc must be one of {tuple(lowest)}, got {self.bc!r}")
+        require_choice("bc", self.bc, tuple(lowest), "ChebyshevAxis ")
         if self.n_modes < lowest[self.bc]:
             raise ValueError(f"ChebyshevAxis with bc={self.bc!r} needs n_modes >= {lowest[self.bc]}, got {self.n_modes}")
         if not self.domain[1] > self.domain[0]:
@@ -604,10 +603,8 @@ class NSM(nn.Module):
         super().__init__()
         check_at_least_one(in_channels=in_channels, out_channels=out_channels, hidden_channels=hidden_channels,
                            n_layers=n_layers)
-        if dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}")
+        require_choice("dim", dim, (1, 2, 3))
+        require_choice("activation", activation, tuple(_ACTIVATIONS))
         bases_t = (bases,) * dim if isinstance(bases, str) else tuple(bases)
         modes_t = (n_modes,) * dim if isinstance(n_modes, int) else tuple(n_modes)
         if len(bases_t) != dim or len(modes_t) != dim:
@@ -784,8 +781,7 @@ class PeriodicPoisson(ResidualProblem):
     alpha: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {self.dim}")
+        require_choice("dim", self.dim, (1, 2, 3))
         if not 1 <= self.source_modes < self.n_modes:
             raise ValueError(f"source_modes must be in [1, n_modes={self.n_modes}), got {self.source_modes}")
         self.basis = TensorBasis([FourierAxis(self.n_modes, self.length) for _ in range(self.dim)])
@@ -856,8 +852,7 @@ class DirichletPoisson(ResidualProblem):
     decay: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {self.dim}")
+        require_choice("dim", self.dim, (1, 2, 3))
         if not 0 <= self.source_modes < self.n_modes:
             raise ValueError(f"source_modes must be in [0, n_modes={self.n_modes}), got {self.source_modes}")
         self.basis = TensorBasis([ChebyshevAxis(self.n_modes, (-1.0, 1.0), "dirichlet") for _ in range(self.dim)])
