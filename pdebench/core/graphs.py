@@ -804,10 +804,8 @@ def frame_graph(
 ) -> Data:
     r"""One frame of a trajectory as a radius graph (a :class:`torch_geometric.data.Data`).
 
-    Nodes are the ``N`` particles; there is one edge per ordered pair ``(i, j)``, ``i != j``, with
-    ``|x_i - x_j| < radius`` (minimum image on periodic axes), built by
-    :func:`particle_edges` (the graph the trained graph models consume); both
-    directions are present.
+    Nodes are the ``N`` particles; edges are those of :func:`particle_edges` (the graph the trained
+    graph models consume).
 
     Parameters
     ----------
@@ -838,11 +836,8 @@ def frame_graph(
           ``density / rho_ref`` (1 column; ``rho_ref`` the median fluid density at frame 0, or of all
           particles when there is no fluid), then a one-hot of the particle type (2 columns:
           fluid, wall);
-        * ``edge_index`` ``(2, E)`` int64 -- ``edge_index[0]`` the source ``j`` (the neighbour),
-          ``edge_index[1]`` the target ``i`` (PyG's ``flow="source_to_target"``: messages pass from
-          ``j`` to ``i``), sorted by target, then source;
-        * ``edge_attr`` ``(E, d)`` float32 -- ``(x_i - x_j) / radius`` (minimum image on periodic
-          axes; ``x_i = pos[edge_index[1]]``; each row of norm < 1), computed in float64;
+        * ``edge_index`` ``(2, E)`` int64 and ``edge_attr`` ``(E, d)`` float32 -- the module's edge
+          convention, with ``edge_attr = (x_i - x_j) / radius`` (:func:`particle_edges`);
         * ``y`` ``(N, d)`` float32 -- the acceleration target
           :math:`(v^{f+1} - v^{f}) / (t^{f+1} - t^{f})` (m/s^2), present only when frame ``f + 1``
           exists;
