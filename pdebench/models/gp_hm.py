@@ -459,7 +459,10 @@ class GPHMConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` on a bad setting (also on construction)."""
         for name in ("n_components", "adam_steps", "lbfgs_steps"):
-            require_int(name, getattr(self, name), 1 if name == "n_components" else 0)
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < (1 if name == "n_components" else 0):
+                raise ValueError(f"{name} must be a {'positive' if name == 'n_components' else 'non-negative'} "
+                                 f"int, got {v!r}")
         for name in ("jitter", "boundary_var", "residual_var", "lr", "kernel_lr", "max_frequency_fraction"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
