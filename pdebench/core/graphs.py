@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -338,33 +338,15 @@ def brute_force_pairs(positions: Tensor, radius: float, lower: Sequence[float], 
                       periodic: Sequence[bool] | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """All ordered pairs closer than ``radius`` by testing every pair: O(N^2) time, chunked memory.
 
-    Reference for the tests and the benchmark; same arguments, checks and result as
-    :func:`neighbour_pairs` (pairs sorted by ``i``, then ``j``). Rows are processed in chunks of
-    about ``4e6 / N`` particles, so memory stays O(N) (a few tens of MB).
-
-    Parameters
-    ----------
-    positions : Tensor, shape (N, d), floating point
-        Particle positions inside ``[lower, upper]``.
-    radius : float
-        Search radius; pairs with ``|x_i - x_j| < radius``.
-    lower, upper : sequence of float, length d
-        Box corners.
-    periodic : sequence of bool, length d, optional
-        Periodic axes (default: none).
-
-    Returns
-    -------
-    i, j : Tensor, shape (E,), int64
-        Pair indices, ``i != j``, sorted by ``(i, j)``.
-    displacement : Tensor, shape (E, d)
-        ``x_i - x_j``, minimum image on periodic axes.
+    Reference for the tests and the benchmark; the arguments, checks and result of
+    :func:`neighbour_pairs`, with the pairs sorted by ``i``, then ``j``. Rows are processed in chunks of
+    about :data:`BLOCK_ENTRIES` ``/ N`` particles, so memory stays O(N) (a few tens of MB).
     """
     lo, hi, per, radius = _validate(positions, radius, lower, upper, periodic)
     n, d = positions.shape
     length = hi - lo
     r2 = radius * radius
-    chunk = max(1, 4_000_000 // max(n, 1))
+    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
     out_i, out_j, out_d = [], [], []
     for start in range(0, n, chunk):
         rows = positions[start:start + chunk]
@@ -822,10 +804,8 @@ def frame_graph(
 ) -> Data:
     r"""One frame of a trajectory as a radius graph (a :class:`torch_geometric.data.Data`).
 
-    Nodes are the ``N`` particles; there is one edge per ordered pair ``(i, j)``, ``i != j``, with
-    ``|x_i - x_j| < radius`` (minimum image on periodic axes), built by
-    :func:`particle_edges` (the graph the trained graph models consume); both
-    directions are present.
+    Nodes are the ``N`` particles; edges are those of :func:`particle_edges` (the graph the trained
+    graph models consume).
 
     Parameters
     ----------
@@ -856,11 +836,8 @@ def frame_graph(
           ``density / rho_ref`` (1 column; ``rho_ref`` the median fluid density at frame 0, or of all
           particles when there is no fluid), then a one-hot of the particle type (2 columns:
           fluid, wall);
-        * ``edge_index`` ``(2, E)`` int64 -- ``edge_index[0]`` the source ``j`` (the neighbour),
-          ``edge_index[1]`` the target ``i`` (PyG's ``flow="source_to_target"``: messages pass from
-          ``j`` to ``i``), sorted by target, then source;
-        * ``edge_attr`` ``(E, d)`` float32 -- ``(x_i - x_j) / radius`` (minimum image on periodic
-          axes; ``x_i = pos[edge_index[1]]``; each row of norm < 1), computed in float64;
+        * ``edge_index`` ``(2, E)`` int64 and ``edge_attr`` ``(E, d)`` float32 -- the module's edge
+          convention, with ``edge_attr = (x_i - x_j) / radius`` (:func:`particle_edges`);
         * ``y`` ``(N, d)`` float32 -- the acceleration target
           :math:`(v^{f+1} - v^{f}) / (t^{f+1} - t^{f})` (m/s^2), present only when frame ``f + 1``
           exists;
@@ -917,6 +894,17 @@ def _check_pos(pos: Tensor, batch: Tensor | None) -> Tensor:
     return batch.to(torch.long)
 
 
+def _blocked_edges(n: int, device: torch.device, block: Callable[[slice, Tensor], tuple[Tensor, Tensor]]) -> Tensor:
+    """Edges ``(src, dst) = block(rows_slice, rows)`` of target rows in blocks of about
+    :data:`BLOCK_ENTRIES` pairwise entries, as a sorted ``(2, E)`` ``edge_index``."""
+    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
+    pairs = [block(slice(start, start + chunk), torch.arange(start, min(start + chunk, n), device=device))
+             for start in range(0, n, chunk)]
+    if not pairs:
+        return torch.empty(2, 0, dtype=torch.long, device=device)
+    return _sort_edges(torch.cat([src for src, _ in pairs]), torch.cat([dst for _, dst in pairs]), n)
+
+
 def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool = False,
                  max_num_neighbors: int | None = None) -> Tensor:
     r"""Edges :math:`j \to i` between nodes of the same graph with :math:`|x_i - x_j| \le r` (no box).
@@ -948,29 +936,21 @@ def radius_graph(pos: Tensor, r: float, batch: Tensor | None = None, loop: bool 
     if max_num_neighbors is not None and max_num_neighbors < 1:
         raise ValueError(f"max_num_neighbors must be >= 1, got {max_num_neighbors}")
     n = pos.shape[0]
-    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
-    srcs, dsts = [], []
-    for start in range(0, n, chunk):
-        dist = torch.cdist(pos[start:start + chunk], pos)  # (rows, N), rows = targets i
-        rows = torch.arange(start, min(start + chunk, n), device=pos.device)
+
+    def block(part: slice, rows: Tensor) -> tuple[Tensor, Tensor]:
+        dist = torch.cdist(pos[part], pos)  # (rows, N), rows = targets i
         mask = (dist <= r) & (batch[rows, None] == batch[None, :])
         if not loop:
             mask[torch.arange(rows.numel(), device=pos.device), rows] = False
-        if max_num_neighbors is not None:
-            masked = torch.where(mask, dist, torch.full_like(dist, math.inf))
-            k = min(max_num_neighbors, n)
-            keep_d, keep_j = torch.topk(masked, k, dim=1, largest=False, sorted=True)
-            sel = torch.isfinite(keep_d)
-            ii = rows[:, None].expand_as(keep_j)[sel]
-            jj = keep_j[sel]
-        else:
+        if max_num_neighbors is None:
             ii_local, jj = mask.nonzero(as_tuple=True)
-            ii = rows[ii_local]
-        srcs.append(jj)
-        dsts.append(ii)
-    if not srcs:
-        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
-    return _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+            return jj, rows[ii_local]
+        masked = torch.where(mask, dist, torch.full_like(dist, math.inf))
+        keep_d, keep_j = torch.topk(masked, min(max_num_neighbors, n), dim=1, largest=False, sorted=True)
+        sel = torch.isfinite(keep_d)
+        return keep_j[sel], rows[:, None].expand_as(keep_j)[sel]
+
+    return _blocked_edges(n, pos.device, block)
 
 
 def knn_graph(pos: Tensor, k: int, batch: Tensor | None = None, loop: bool = False) -> Tensor:
@@ -997,23 +977,18 @@ def knn_graph(pos: Tensor, k: int, batch: Tensor | None = None, loop: bool = Fal
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     n = pos.shape[0]
-    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
-    srcs, dsts = [], []
-    for start in range(0, n, chunk):
-        rows = torch.arange(start, min(start + chunk, n), device=pos.device)
-        dist = torch.cdist(pos[start:start + chunk], pos)
+
+    def block(part: slice, rows: Tensor) -> tuple[Tensor, Tensor]:
         bad = batch[rows, None] != batch[None, :]
         if not loop:
             bad[torch.arange(rows.numel(), device=pos.device), rows] = True
-        dist = dist.masked_fill(bad, math.inf)
+        dist = torch.cdist(pos[part], pos).masked_fill(bad, math.inf)
         # stable sort gives index order among equal distances
         order = torch.sort(dist, dim=1, stable=True).indices[:, : min(int(k), n)]
         keep = torch.isfinite(torch.gather(dist, 1, order))
-        srcs.append(order[keep])
-        dsts.append(rows[:, None].expand_as(order)[keep])
-    if not srcs:
-        return torch.empty(2, 0, dtype=torch.long, device=pos.device)
-    return _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+        return order[keep], rows[:, None].expand_as(order)[keep]
+
+    return _blocked_edges(n, pos.device, block)
 
 
 def grid_graph(shape: Sequence[int], lengths: Sequence[float], periodic: Sequence[bool] | bool = True,
@@ -1063,19 +1038,17 @@ def grid_graph(shape: Sequence[int], lengths: Sequence[float], periodic: Sequenc
     r = float(radius_in_cells) * min(spacing)
     n = pos.shape[0]
     length = torch.tensor([float(v) for v in lengths], dtype=torch.float64)
-    chunk = max(1, BLOCK_ENTRIES // max(n, 1))
-    srcs, dsts = [], []
-    for start in range(0, n, chunk):
-        disp = pos[start:start + chunk, None, :] - pos[None, :, :]  # x_i - x_j
+
+    def block(part: slice, rows: Tensor) -> tuple[Tensor, Tensor]:
+        disp = pos[part, None, :] - pos[None, :, :]  # x_i - x_j
         _minimum_image(disp, length, per)
         mask = (disp * disp).sum(-1) <= r * r * (1 + 1e-9)
-        rows = torch.arange(start, min(start + chunk, n))
         if not loop:
             mask[torch.arange(rows.numel()), rows] = False
         ii, jj = mask.nonzero(as_tuple=True)
-        srcs.append(jj)
-        dsts.append(rows[ii])
-    edge_index = _sort_edges(torch.cat(srcs), torch.cat(dsts), n)
+        return jj, rows[ii]
+
+    edge_index = _blocked_edges(n, pos.device, block)
     disp = pos[edge_index[1]] - pos[edge_index[0]]
     _minimum_image(disp, length, per)
     return edge_index, pos.float(), disp.float()

@@ -49,6 +49,7 @@ from torch.nn import functional as F
 
 from pdebench.atomic import atomic_write
 from pdebench.models.registry import register_model
+from pdebench.registry import check_at_least_one
 from pdebench.solvers.linalg import ResidualMonitor, SolveResult, check_system
 
 Network = Callable[[np.ndarray], np.ndarray]  # (N,) float64 -> (N,) float64
@@ -81,12 +82,14 @@ class DCDMNetConfig:
     def __post_init__(self) -> None:
         if self.dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {self.dim}")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
+        check_at_least_one(width=self.width, blocks=self.blocks)
         if self.levels < 0:
             raise ValueError(f"levels must be >= 0, got {self.levels}")
-        if self.blocks < 1:
-            raise ValueError(f"blocks must be >= 1, got {self.blocks}")
+
+
+def _check_field(r: torch.Tensor, dim: int) -> None:
+    if r.ndim != dim + 2 or r.shape[1] != 1:
+        raise ValueError(f"input must have shape (B, 1, *grid) with {dim} grid axes, got {tuple(r.shape)}")
 
 
 class _ResBlock(nn.Module):
@@ -164,20 +167,8 @@ class DCDMNet(nn.Module):
         self.skip = nn.Parameter(torch.tensor(0.0))
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        """Apply the network.
-
-        Parameters
-        ----------
-        r
-            Shape ``(B, 1, *grid)`` with ``len(grid) == dim``.
-
-        Returns
-        -------
-        torch.Tensor
-            ``q``, same shape as ``r``.
-        """
-        if r.ndim != self.dim + 2 or r.shape[1] != 1:
-            raise ValueError(f"input must have shape (B, 1, *grid) with {self.dim} grid axes, got {tuple(r.shape)}")
+        """``q`` ``(B, 1, *grid)`` of ``r`` ``(B, 1, *grid)``, ``len(grid) == dim``."""
+        _check_field(r, self.dim)
         grid = r.shape[2:]
         m = 2**self.levels
         pad = []
@@ -230,8 +221,7 @@ class SymmetricDCDMNetConfig:
     def __post_init__(self) -> None:
         if self.dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {self.dim}")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
+        check_at_least_one(width=self.width)
         if self.max_levels < 0:
             raise ValueError(f"max_levels must be >= 0, got {self.max_levels}")
         if not (math.isfinite(self.identity) and math.isfinite(self.noise) and self.noise >= 0):
@@ -313,20 +303,8 @@ class SymmetricDCDMNet(nn.Module):
         self._adjoint = getattr(F, f"conv_transpose{dim}d")
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        """Apply :math:`M`.
-
-        Parameters
-        ----------
-        r
-            Shape ``(B, 1, *grid)`` with ``len(grid) == dim``, any grid size >= 1.
-
-        Returns
-        -------
-        torch.Tensor
-            ``q = M r``, same shape as ``r``.
-        """
-        if r.ndim != self.dim + 2 or r.shape[1] != 1:
-            raise ValueError(f"input must have shape (B, 1, *grid) with {self.dim} grid axes, got {tuple(r.shape)}")
+        """``q = M r`` ``(B, 1, *grid)`` of ``r`` ``(B, 1, *grid)``, ``len(grid) == dim``, any grid size >= 1."""
+        _check_field(r, self.dim)
         fields = [self._conv(r, self.lift, padding=1)]  # E_l r, finest first
         while len(fields) <= self.config.max_levels and min(fields[-1].shape[2:]) >= 3:
             fields.append(self._conv(fields[-1], self.restrict, stride=2, padding=1))
@@ -486,9 +464,8 @@ def dcdm_solve(
 CHECKPOINT_FORMAT = "pdebench-dcdm"
 
 
-def _network_classes() -> dict[str, type[nn.Module]]:
-    """The network classes a DCDM checkpoint may name."""
-    return {"DCDMNet": DCDMNet, "SymmetricDCDMNet": SymmetricDCDMNet}
+#: The network classes a DCDM checkpoint may name.
+_NETWORKS: dict[str, type[nn.Module]] = {"DCDMNet": DCDMNet, "SymmetricDCDMNet": SymmetricDCDMNet}
 
 
 def save_dcdm(path: str | Path, model: nn.Module, training: dict | None = None) -> Path:
@@ -505,8 +482,8 @@ def save_dcdm(path: str | Path, model: nn.Module, training: dict | None = None) 
         Provenance: grid, systems, steps, wall time, final loss... (JSON-like values).
     """
     name = type(model).__name__
-    if name not in _network_classes():
-        raise ValueError(f"cannot save a {name}; DCDM checkpoints hold one of {sorted(_network_classes())}")
+    if name not in _NETWORKS:
+        raise ValueError(f"cannot save a {name}; DCDM checkpoints hold one of {sorted(_NETWORKS)}")
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "class": name, "config": asdict(model.config),
                "state_dict": model.state_dict(), "training": dict(training or {})}
@@ -532,10 +509,9 @@ def load_dcdm(path: str | Path) -> tuple[nn.Module, dict]:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a DCDM checkpoint (expected format {CHECKPOINT_FORMAT!r}; "
                          "write one with pdebench.models.dcdm.save_dcdm)")
-    classes = _network_classes()
-    if payload.get("class") not in classes:
-        raise ValueError(f"{path} names network class {payload.get('class')!r}; expected one of {sorted(classes)}")
-    model = classes[payload["class"]](**payload["config"])
+    if payload.get("class") not in _NETWORKS:
+        raise ValueError(f"{path} names network class {payload.get('class')!r}; expected one of {sorted(_NETWORKS)}")
+    model = _NETWORKS[payload["class"]](**payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, dict(payload.get("training") or {})

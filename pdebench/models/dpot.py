@@ -76,18 +76,6 @@ def kept_modes_mask(shape: tuple[int, int], modes: int | None) -> torch.Tensor:
     return (k1[:, None] < modes) & (k2[None, :] < modes)
 
 
-def _complex_gelu(v: torch.Tensor) -> torch.Tensor:
-    """GELU of the real and imaginary parts separately."""
-    return torch.complex(F.gelu(v.real), F.gelu(v.imag))
-
-
-def _complex_softshrink(v: torch.Tensor, lambd: float) -> torch.Tensor:
-    """``S_λ`` of the real and imaginary parts: ``sign(a) max(|a| − λ, 0)``; identity for ``λ = 0``."""
-    if lambd == 0:
-        return v
-    return torch.complex(F.softshrink(v.real, lambd), F.softshrink(v.imag, lambd))
-
-
 class AFNOMixer(nn.Module):
     """Adaptive Fourier token mixing (Guibas et al. 2022) on a channels-last field.
 
@@ -126,14 +114,17 @@ class AFNOMixer(nn.Module):
         self.b2 = nn.Parameter(scale * torch.randn(num_blocks, block, 2))
 
     def spectral_mlp(self, v: torch.Tensor) -> torch.Tensor:
-        """``S_λ(W₂ σ(W₁ v + b₁) + b₂)`` on complex ``v (..., D)`` -> ``(..., D)``."""
+        """``S_λ(W₂ σ(W₁ v + b₁) + b₂)`` on complex ``v (..., D)`` -> ``(..., D)``; ``σ`` (GELU) and the soft
+        shrinkage ``S_λ(a) = sign(a) max(|a| − λ, 0)`` act on the real and imaginary parts separately."""
         shape = v.shape
         v = v.reshape(*shape[:-1], self.num_blocks, -1)
         w1, b1 = torch.view_as_complex(self.w1), torch.view_as_complex(self.b1)
         w2, b2 = torch.view_as_complex(self.w2), torch.view_as_complex(self.b2)
-        hidden = _complex_gelu(torch.einsum("...ni,nio->...no", v, w1) + b1)
-        out = torch.einsum("...ni,nio->...no", hidden, w2) + b2
-        return _complex_softshrink(out, self.sparsity).reshape(shape)
+        hidden = torch.einsum("...ni,nio->...no", v, w1) + b1
+        out = torch.einsum("...ni,nio->...no", torch.complex(F.gelu(hidden.real), F.gelu(hidden.imag)), w2) + b2
+        if self.sparsity != 0:
+            out = torch.complex(F.softshrink(out.real, self.sparsity), F.softshrink(out.imag, self.sparsity))
+        return out.reshape(shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, h, w, D) -> (B, h, w, D)``."""

@@ -67,10 +67,10 @@ PhD thesis, 2011 (Kronecker algebra).
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import math
 import time
+import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -83,6 +83,7 @@ from pdebench.equations.spectral import Advection
 from pdebench.equations.steady import SteadyEquation
 from pdebench.models.registry import register_model
 from pdebench.problems.manufactured import Instance
+from pdebench.registry import require_choice, require_int
 
 F64 = torch.float64
 KernelKind = Literal["gaussian", "matern32"]
@@ -192,19 +193,8 @@ def kron_quad_logdet(factors: Sequence[Tensor], u: Tensor,
 
 
 def kron_solve(factors: Sequence[Tensor], u: Tensor) -> Tensor:
-    """:math:`K^{-1} \\mathrm{vec}(u)` (as a grid) from per-axis eigendecompositions.
-
-    Parameters
-    ----------
-    factors : sequence of Tensor, shapes (n_a, n_a)
-    u : Tensor, shape (n_1, ..., n_d)
-
-    Returns
-    -------
-    Tensor, shape (n_1, ..., n_d)
-        :math:`\\big(\\tilde u / (\\lambda_1 \\otimes\\dots\\otimes\\lambda_d)\\big) \\times_a Q_a`,
-        :math:`\\tilde u = u \\times_a Q_a^\\top`.
-    """
+    """:math:`K^{-1} \\mathrm{vec}(u)` as a grid ``(n_1, ..., n_d)``, for factors ``(n_a, n_a)`` and ``u``
+    ``(n_1, ..., n_d)``, by the per-axis eigendecompositions (the module docstring's ``"eigh"`` route)."""
     eig = [torch.linalg.eigh(k) for k in factors]
     z = u
     for a, (_, q) in enumerate(eig):
@@ -249,14 +239,12 @@ class SpectralMixtureKernel(nn.Module):
     def __init__(self, n_components: int, max_frequency: float, lengthscale: float,
                  kind: KernelKind = "gaussian", init_log_weight: float = 0.0) -> None:
         super().__init__()
-        if not isinstance(n_components, int) or n_components <= 0:
-            raise ValueError(f"n_components must be a positive int, got {n_components!r}")
+        require_int("n_components", n_components, 1)
         if not (max_frequency >= 0 and math.isfinite(max_frequency)):
             raise ValueError(f"max_frequency must be finite and >= 0, got {max_frequency!r}")
         if not (lengthscale > 0 and math.isfinite(lengthscale)):
             raise ValueError(f"lengthscale must be positive, got {lengthscale!r}")
-        if kind not in ("gaussian", "matern32"):
-            raise ValueError(f"kind must be 'gaussian' or 'matern32', got {kind!r}")
+        require_choice("kind", kind, typing.get_args(KernelKind))
         self.kind = kind
         self.log_weight = nn.Parameter(torch.full((n_components,), float(init_log_weight), dtype=F64))
         self.log_lengthscale = nn.Parameter(torch.full((n_components,), math.log(lengthscale), dtype=F64))
@@ -264,8 +252,7 @@ class SpectralMixtureKernel(nn.Module):
 
     def forward(self, d: Tensor, order: int = 0) -> Tensor:
         """:math:`k^{(p)}(d)` for ``order`` :math:`p \\in \\{0, 1, 2\\}`; ``d`` any shape, result same shape."""
-        if order not in (0, 1, 2):
-            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
+        require_choice("order", order, (0, 1, 2))
         d = d.unsqueeze(-1)  # (..., 1) against (Q,)
         w, ell = self.log_weight.exp(), self.log_lengthscale.exp()
         a = 2 * math.pi * self.frequency
@@ -480,10 +467,8 @@ class GPHMConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        if self.kernel not in ("gaussian", "matern32"):
-            raise ValueError(f"kernel must be 'gaussian' or 'matern32', got {self.kernel!r}")
-        if self.factorization not in ("cholesky", "eigh"):
-            raise ValueError(f"factorization must be 'cholesky' or 'eigh', got {self.factorization!r}")
+        require_choice("kernel", self.kernel, typing.get_args(KernelKind))
+        require_choice("factorization", self.factorization, typing.get_args(Factorization))
         if self.init_lengthscale is not None and not self.init_lengthscale > 0:
             raise ValueError(f"init_lengthscale must be positive, got {self.init_lengthscale!r}")
         if self.max_frequency is not None and not self.max_frequency >= 0:
@@ -541,11 +526,9 @@ class GPHM(nn.Module):
         for x in self.axes:
             n, length = x.numel(), float(x[-1] - x[0])
             nyquist = (n - 1) / (2 * length)
+            top = config.max_frequency if config.max_frequency is not None else config.max_frequency_fraction * nyquist
             ell = config.init_lengthscale if config.init_lengthscale is not None else 8 * length / (n - 1)
-            kernels.append(SpectralMixtureKernel(config.n_components, config.max_frequency
-                                                 if config.max_frequency is not None
-                                                 else config.max_frequency_fraction * nyquist,
-                                                 ell, config.kernel, config.init_log_weight))
+            kernels.append(SpectralMixtureKernel(config.n_components, top, ell, config.kernel, config.init_log_weight))
         self.kernels = nn.ModuleList(kernels)
         gen = torch.Generator().manual_seed(config.seed)
         self.z = nn.Parameter(config.init_std * torch.randn(self.shape, generator=gen, dtype=F64))

@@ -260,11 +260,6 @@ class LSM(nn.Module):
     torch.Size([2, 1, 25, 25])
     >>> model.padded_shape((25, 25))
     (36, 36)
-
-    References
-    ----------
-    .. [1] H. Wu, T. Hu, H. Luo, J. Wang, M. Long. "Solving High-Dimensional PDEs with Latent Spectral
-       Models". ICML 2023, arXiv:2301.12664.
     """
 
     def __init__(
@@ -352,20 +347,8 @@ class LSM(nn.Module):
         return grid.unsqueeze(0).expand(x.shape[0], *grid.shape)
 
     def forward(self, x: torch.Tensor, **conditioning: Any) -> torch.Tensor:
-        """Apply the model.
-
-        Parameters
-        ----------
-        x : torch.Tensor
-            Input of shape ``(B, in_channels, *space)``, ``len(space) == dim``, any sizes >= 1.
-        **conditioning
-            Accepted for the operator contract and ignored.
-
-        Returns
-        -------
-        torch.Tensor
-            Output of shape ``(B, out_channels, *space)``.
-        """
+        """``(B, in_channels, *space) -> (B, out_channels, *space)``, ``len(space) == dim``, any sizes >= 1;
+        ``conditioning`` (the operator contract's) is ignored."""
         check_input(x, f"LSM(dim={self.dim})", self.in_channels, self.dim)
         space = tuple(x.shape[2:])
         if self.positional_embedding:

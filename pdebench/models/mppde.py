@@ -32,6 +32,7 @@ from torch_geometric.nn import InstanceNorm, MessagePassing
 
 from pdebench.core.graphs import grid_graph
 from pdebench.models.registry import register_model
+from pdebench.registry import check_at_least_one
 
 __all__ = ["GNNLayer", "GridMPPDE", "MPPDE"]
 
@@ -70,27 +71,10 @@ class GNNLayer(MessagePassing):
 
     def forward(self, f: Tensor, u: Tensor, disp: Tensor, theta: Tensor, edge_index: Tensor,
                 batch: Tensor) -> Tensor:
-        """Update node features.
-
-        Parameters
-        ----------
-        f : Tensor, shape (N, H)
-            Node features.
-        u : Tensor, shape (N, K)
-            Solution history per node.
-        disp : Tensor, shape (E, d)
-            :math:`x_i - x_j` per edge (target minus source).
-        theta : Tensor, shape (N, P)
-            PDE parameters per node (``P`` may be 0).
-        edge_index : Tensor, shape (2, E)
-            Row 0 source ``j``, row 1 target ``i``.
-        batch : Tensor, shape (N,)
-            Graph index of each node (for the instance norm).
-
-        Returns
-        -------
-        Tensor, shape (N, H)
-        """
+        """Updated node features ``(N, H)`` from the features ``f`` ``(N, H)``, the solution histories
+        ``u`` ``(N, K)``, the displacements ``disp`` ``(E, d)`` (:math:`x_i - x_j`, target minus source),
+        the PDE parameters ``theta`` ``(N, P)`` (``P`` may be 0), ``edge_index`` ``(2, E)`` (row 0 source
+        ``j``, row 1 target ``i``) and each node's graph index ``batch`` ``(N,)`` (for the instance norm)."""
         agg = self.propagate(edge_index, f=f, u=u, theta=theta, disp=disp)
         out = f + self.update_net(torch.cat([f, agg, theta], dim=-1))
         if self.norm is not None:
@@ -194,16 +178,13 @@ class MPPDE(nn.Module):
                  norm: bool = True, in_features: int | None = None, out_features: int | None = None,
                  bundling: bool = True) -> None:
         super().__init__()
-        for name, value in (("time_window", time_window), ("hidden", hidden), ("layers", layers)):
-            if int(value) < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(time_window=time_window, hidden=hidden, layers=layers)
         if params < 0:
             raise ValueError(f"params must be >= 0, got {params}")
         if dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if value is not None and int(value) < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        check_at_least_one(**{name: value for name, value in (("in_features", in_features),
+                                                              ("out_features", out_features)) if value is not None})
         if bundling and (in_features is not None or out_features is not None):
             raise ValueError("bundling (u^{k+l} = u^k + l dt d_l) needs the scalar-history mode; "
                              "set bundling=False with in_features/out_features")

@@ -13,9 +13,8 @@ The module has three parts.
 * :class:`ChebyshevAxis` — bounded ``[a, b]`` mapped to :math:`\xi \in [-1, 1]`;
   :math:`u = \sum_{j<m} a_j T_j(\xi)`. Values live on the Chebyshev–Gauss–Lobatto points
   :math:`\xi_i = -\cos(\pi i / (n-1))` (ascending); values ↔ coefficients is a DCT-I computed with
-  ``torch.fft`` on the even extension. Derivatives use the coefficient recurrence
-  :math:`c_{j-1} b_{j-1} = b_{j+1} + 2 j a_j` (:math:`c_0 = 2`, else 1) in its closed form, the upper
-  triangular matrix :math:`D_{kj} = 2j / c_k` for :math:`j > k`, :math:`j + k` odd, times :math:`2/(b-a)`.
+  ``torch.fft`` on the even extension. Derivatives use the closed form of the coefficient recurrence
+  (:func:`chebyshev_derivative_matrix`), times :math:`2/(b-a)`.
   Boundary conditions are built into the basis (``bc``):
 
   - ``"dirichlet"``: :math:`\phi_j = T_{j+2} - T_j` (:math:`j < m-2`) vanish at both ends, since
@@ -23,25 +22,9 @@ The module has three parts.
   - ``"initial"``: :math:`\phi_j = T_{j+1} + T_j` (:math:`j < m-1`) vanish at the left end
     (:math:`\xi = -1`, e.g. :math:`t = 0`), for initial-value problems in time.
 
-**The model** :class:`NSM` (registered as ``"nsm"``, board ``"physics"``): input = spectral coefficients
-of the PDE's input function(s) ``(B, C_in, *coeff_shape)``, output = coefficients of the solution
-``(B, C_out, *coeff_shape)``. Per layer
-
-.. math:: \hat v \leftarrow \mathcal T\big[\sigma\big(\mathcal T^{-1}[R \odot \hat v + W \hat v + b\,e_0]\big)\big]
-
-with per-mode channel mixing :math:`R_k \in \mathbb C^{c \times c}` (real when every axis is
-Chebyshev), a pointwise linear map :math:`W`, a bias on the constant mode, and the activation applied
-in physical space on a fixed collocation grid (:math:`\mathcal T^{-1}` coefficients → values,
-:math:`\mathcal T` values → kept coefficients). A pointwise lifting and projection frame the layers; the
-projected coefficients are mapped into the boundary-condition subspace of each Chebyshev axis, so BCs
-hold exactly (periodicity is automatic). The coordinate of each Chebyshev axis (:math:`T_1`) is appended
-as an input channel, so inputs constant along an axis (an initial condition along ``t``) can produce
-outputs that vary along it. Because the output is a set of coefficients, evaluation on any
-grid is one inverse transform: the network's cost does not depend on the evaluation grid.
-
-:meth:`NSM.forward_grid` runs the *same* parameters as a grid operator (FNO form: values → truncated
-spectrum → mixing → values, pointwise :math:`W` on the full grid, activation on the grid): the
-backbone of the PINN baseline.
+**The model** :class:`NSM` (registered as ``"nsm"``, board ``"physics"``) maps the coefficients of the
+PDE's input function(s) to those of the solution; its layers, boundary-condition map and grid form
+(:meth:`NSM.forward_grid`, the PINN baseline's backbone) are stated in its docstring.
 
 **Residual problems** (:class:`PeriodicPoisson`, :class:`DirichletPoisson`, :class:`ReactionDiffusion`):
 each samples its inputs' coefficients per ``(seed, index)`` and computes the coefficients of the residual
@@ -68,9 +51,10 @@ import torch
 from torch import nn
 
 from pdebench.equations.steady import POISSON
+from pdebench.models.contract import constructor_args
 from pdebench.models.registry import register_model
 from pdebench.problems.sampling import gaussian_random_field, sample_generator
-from pdebench.registry import check_at_least_one
+from pdebench.registry import check_at_least_one, require_choice
 
 
 BasisName = Literal["fourier", "chebyshev", "dirichlet", "initial"]
@@ -87,6 +71,13 @@ def _along(x: torch.Tensor, matrix: torch.Tensor, dim: int) -> torch.Tensor:
     """Apply ``matrix`` ``(p, q)`` to axis ``dim`` of ``x`` (size ``q``); that axis becomes size ``p``."""
     moved = x.movedim(dim, -1)
     return (moved @ matrix.to(device=x.device, dtype=x.dtype).T).movedim(-1, dim)
+
+
+def _on_axis(vector: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
+    """``vector`` ``(n,)`` on ``like``'s device and real dtype, shaped to broadcast along axis ``dim`` of ``like``."""
+    shape = [1] * like.ndim
+    shape[dim] = -1
+    return vector.to(device=like.device, dtype=like.real.dtype).reshape(shape)
 
 
 def _pad_or_cut(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
@@ -239,8 +230,7 @@ class ChebyshevAxis:
 
     def __post_init__(self) -> None:
         lowest = {"none": 2, "dirichlet": 3, "initial": 2}
-        if self.bc not in lowest:
-            raise ValueError(f"ChebyshevAxis bc must be one of {tuple(lowest)}, got {self.bc!r}")
+        require_choice("bc", self.bc, tuple(lowest), "ChebyshevAxis ")
         if self.n_modes < lowest[self.bc]:
             raise ValueError(f"ChebyshevAxis with bc={self.bc!r} needs n_modes >= {lowest[self.bc]}, got {self.n_modes}")
         if not self.domain[1] > self.domain[0]:
@@ -277,10 +267,7 @@ class ChebyshevAxis:
         spec = dct1(values.flip(dim), dim) / (n - 1)
         halves = torch.ones(n, dtype=torch.float64)
         halves[0] = halves[-1] = 0.5
-        shape = [1] * values.ndim
-        shape[dim] = n
-        spec = spec * halves.to(device=values.device, dtype=spec.real.dtype).reshape(shape)
-        return spec.narrow(dim, 0, self.n_modes)
+        return (spec * _on_axis(halves, spec, dim)).narrow(dim, 0, self.n_modes)
 
     def to_values(self, coeffs: torch.Tensor, n: int, dim: int, half: bool = False) -> torch.Tensor:
         r"""Coefficients → values at ``n`` ascending Gauss–Lobatto points:
@@ -290,9 +277,7 @@ class ChebyshevAxis:
         spec = dct1(a, dim)
         sign = torch.ones(n, dtype=torch.float64)
         sign[1::2] = -1
-        shape = [1] * a.ndim
-        shape[dim] = n
-        ends = a.narrow(dim, 0, 1) + a.narrow(dim, n - 1, 1) * sign.to(device=a.device, dtype=a.real.dtype).reshape(shape)
+        ends = a.narrow(dim, 0, 1) + a.narrow(dim, n - 1, 1) * _on_axis(sign, a, dim)
         return (0.5 * (spec + ends)).flip(dim)
 
     def derivative(self, coeffs: torch.Tensor, dim: int, half: bool = False, order: int = 1) -> torch.Tensor:
@@ -310,12 +295,12 @@ class ChebyshevAxis:
 
     def recombination(self) -> torch.Tensor:
         r"""``S`` ``(m, m)``: Chebyshev coefficients ``a = S r`` of the BC-satisfying function whose basis
-        coefficients are the leading entries of ``r`` (``dirichlet``: :math:`\phi_j = T_{j+2} - T_j`, the last
-        two entries unused; ``initial``: :math:`\phi_j = T_{j+1} + T_j`, the last unused; ``none``: identity)."""
+        coefficients (module docstring) are the leading entries of ``r`` (``dirichlet``: the last two unused;
+        ``initial``: the last unused; ``none``: identity)."""
         m = self.n_modes
-        s = torch.zeros(m, m, dtype=torch.float64)
         if self.bc == "none":
             return torch.eye(m, dtype=torch.float64)
+        s = torch.zeros(m, m, dtype=torch.float64)
         shift, sign = (2, -1.0) if self.bc == "dirichlet" else (1, 1.0)
         j = torch.arange(m - shift)
         s[j + shift, j] = 1.0
@@ -387,9 +372,6 @@ class TensorBasis:
         """The coefficient dtype for a real dtype (``float32`` → ``complex64`` when complex)."""
         return (torch.complex128 if real == torch.float64 else torch.complex64) if self.is_complex else real
 
-    def _dim(self, i: int) -> int:
-        return i - self.dim
-
     def default_grid(self) -> tuple[int, ...]:
         """Smallest exact grid for the kept modes: ``2m - 1`` (Fourier) or ``m`` (Chebyshev) points."""
         return tuple(2 * ax.n_modes - 1 if isinstance(ax, FourierAxis) else ax.n_modes for ax in self.axes)
@@ -427,7 +409,7 @@ class TensorBasis:
         out = values
         order = ([self.half_axis] if self.half_axis is not None else []) + [i for i in range(self.dim) if i != self.half_axis]
         for i in order:
-            out = self.axes[i].to_coeffs(out, self._dim(i), i == self.half_axis)
+            out = self.axes[i].to_coeffs(out, i - self.dim, i == self.half_axis)
         return out
 
     def to_values(self, coeffs: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
@@ -437,7 +419,7 @@ class TensorBasis:
         out = coeffs
         order = [i for i in range(self.dim) if i != self.half_axis] + ([self.half_axis] if self.half_axis is not None else [])
         for i in order:
-            out = self.axes[i].to_values(out, int(grid[i]), self._dim(i), i == self.half_axis)
+            out = self.axes[i].to_values(out, int(grid[i]), i - self.dim, i == self.half_axis)
         return out
 
     def derivative(self, coeffs: torch.Tensor, axis: int, order: int = 1) -> torch.Tensor:
@@ -446,7 +428,7 @@ class TensorBasis:
             raise ValueError(f"axis must be in [0, {self.dim}), got {axis}")
         if order < 0:
             raise ValueError(f"derivative order must be >= 0, got {order}")
-        return self.axes[axis].derivative(coeffs, self._dim(axis), axis == self.half_axis, order)
+        return self.axes[axis].derivative(coeffs, axis - self.dim, axis == self.half_axis, order)
 
     def laplacian(self, coeffs: torch.Tensor, axes: Sequence[int] | None = None) -> torch.Tensor:
         r"""Coefficients of :math:`\sum_{i \in axes} \partial_i^2 u` (all axes by default)."""
@@ -479,7 +461,7 @@ class TensorBasis:
         out = coeffs
         for i, ax in enumerate(self.axes):
             if isinstance(ax, ChebyshevAxis):
-                out = ax.constrain(out, self._dim(i))
+                out = ax.constrain(out, i - self.dim)
         return out
 
 
@@ -562,11 +544,14 @@ class NSM(nn.Module):
         \hat v_{l+1} = \mathcal T\big[\sigma\big(\mathcal T^{-1}[R_l \odot \hat v_l + W_l \hat v_l + b_l e_0]\big)\big], \qquad
         \hat u = S\,(Q \hat v_L + c\, e_0),
 
-    where :math:`P, W_l, Q` act on channels mode by mode (a pointwise linear map in physical space is the
-    same linear map on every coefficient), :math:`e_0` is the constant mode, :math:`\mathcal T^{-1}`
-    evaluates on a collocation grid of ``grid`` points per axis, and :math:`S` maps into the BC subspace of
-    each Chebyshev axis (``"dirichlet"``: :math:`\phi_j = T_{j+2} - T_j`; ``"initial"``:
-    :math:`\phi_j = T_{j+1} + T_j`). Periodicity is built into the Fourier basis.
+    where :math:`R_l \in \mathbb C^{c \times c}` mixes channels per mode (real when every axis is
+    Chebyshev), :math:`P, W_l, Q` act on channels mode by mode (a pointwise linear map in physical space is
+    the same linear map on every coefficient), :math:`e_0` is the constant mode, :math:`\sigma` is applied
+    in physical space: :math:`\mathcal T^{-1}` evaluates on a collocation grid of ``grid`` points per axis
+    and :math:`\mathcal T` returns the kept coefficients; :math:`S` maps into the BC subspace of each
+    Chebyshev axis (the module docstring's bases), so BCs hold exactly; periodicity is built into the
+    Fourier basis. Because the output is a set of coefficients, evaluation on any grid is one inverse
+    transform: the network's cost does not depend on the evaluation grid.
 
     Parameters
     ----------
@@ -600,10 +585,6 @@ class NSM(nn.Module):
     >>> model.basis.to_values(u_hat, (256, 256)).shape  # any evaluation grid
     torch.Size([3, 1, 256, 256])
 
-    References
-    ----------
-    Du, Chalapathi, Krishnapriyan, "Neural Spectral Methods: Self-supervised learning in the spectral
-    domain", ICLR 2024.
     """
 
     def __init__(
@@ -622,10 +603,8 @@ class NSM(nn.Module):
         super().__init__()
         check_at_least_one(in_channels=in_channels, out_channels=out_channels, hidden_channels=hidden_channels,
                            n_layers=n_layers)
-        if dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}")
+        require_choice("dim", dim, (1, 2, 3))
+        require_choice("activation", activation, tuple(_ACTIVATIONS))
         bases_t = (bases,) * dim if isinstance(bases, str) else tuple(bases)
         modes_t = (n_modes,) * dim if isinstance(n_modes, int) else tuple(n_modes)
         if len(bases_t) != dim or len(modes_t) != dim:
@@ -635,9 +614,7 @@ class NSM(nn.Module):
                   else (grid,) * dim if isinstance(grid, int) else tuple(grid))
         self.basis._check_grid(grid_t)
         self.grid = grid_t
-        self.init_args = dict(in_channels=in_channels, out_channels=out_channels, dim=dim, bases=bases_t,
-                              n_modes=modes_t, hidden_channels=hidden_channels, n_layers=n_layers, grid=grid_t,
-                              activation=activation, positional_embedding=positional_embedding)
+        self.init_args = constructor_args(self, dict(locals(), bases=bases_t, n_modes=modes_t, grid=grid_t))
         self.activation = activation
         self.in_channels = in_channels
         self.position_axes = tuple(i for i, b in enumerate(bases_t) if b != "fourier") if positional_embedding else ()
@@ -804,8 +781,7 @@ class PeriodicPoisson(ResidualProblem):
     alpha: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {self.dim}")
+        require_choice("dim", self.dim, (1, 2, 3))
         if not 1 <= self.source_modes < self.n_modes:
             raise ValueError(f"source_modes must be in [1, n_modes={self.n_modes}), got {self.source_modes}")
         self.basis = TensorBasis([FourierAxis(self.n_modes, self.length) for _ in range(self.dim)])
@@ -876,8 +852,7 @@ class DirichletPoisson(ResidualProblem):
     decay: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {self.dim}")
+        require_choice("dim", self.dim, (1, 2, 3))
         if not 0 <= self.source_modes < self.n_modes:
             raise ValueError(f"source_modes must be in [0, n_modes={self.n_modes}), got {self.source_modes}")
         self.basis = TensorBasis([ChebyshevAxis(self.n_modes, (-1.0, 1.0), "dirichlet") for _ in range(self.dim)])

@@ -326,12 +326,6 @@ class ScOT(nn.Module):
     torch.Size([2, 1, 40, 40])
     >>> model.padded_size(40)
     64
-
-    References
-    ----------
-    .. [1] M. Herde et al. "Poseidon: Efficient Foundation Models for PDEs". NeurIPS 2024,
-       arXiv:2405.19101.
-    .. [2] Z. Liu et al. "Swin Transformer V2: Scaling Up Capacity and Resolution". CVPR 2022.
     """
 
     def __init__(
