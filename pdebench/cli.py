@@ -47,6 +47,19 @@ def _parse_settings(name: str, registry, settings: Sequence[str]) -> dict[str, A
     return out
 
 
+def _solver_settings(problem, registry, args: argparse.Namespace) -> dict[str, Any]:
+    """``--solver-set`` as typed arguments of the problem's solver, and ``--rtol`` as its ``rtol``
+    (refused, naming the solver, where the solver cannot certify a tolerance)."""
+    settings = _parse_settings(problem.solver, registry, args.solver_set)
+    if args.rtol is not None:
+        if "rtol" not in registry.get(problem.solver).arguments():
+            raise ValueError(f"--rtol: {problem.name}'s solver {problem.solver!r} cannot certify a tolerance "
+                             f"(the spectral solver can); use --solver-set dt=... instead")
+        settings["rtol"] = args.rtol
+        registry.build(problem.solver, **settings)  # a bad tolerance is refused here, before any output
+    return settings
+
+
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -93,7 +106,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     check_destination(Path(args.output), args.overwrite)
 
     problem = PROBLEMS.build(args.problem, **_parse_settings(args.problem, PROBLEMS, args.set))
-    solver_kwargs = _parse_settings(problem.solver, SOLVERS, args.solver_set)
+    solver_kwargs = _solver_settings(problem, SOLVERS, args)
     SOLVERS.validate(problem.solver, solver_kwargs)
     check_generation_fits(problem, args.output, num_samples=args.num_samples, batch_size=args.batch_size,
                           solve_refinement=args.solve_refinement)  # before the progress bar: a refusal is one line
@@ -144,7 +157,7 @@ def cmd_stream(args: argparse.Namespace, console: Console) -> int:
         check_destination(output, args.overwrite)
     problem_args = _parse_settings(args.problem, PROBLEMS, args.set)
     problem = PROBLEMS.build(args.problem, **problem_args)
-    solver_kwargs = _parse_settings(problem.solver, SOLVERS, args.solver_set)
+    solver_kwargs = _solver_settings(problem, SOLVERS, args)
     SOLVERS.validate(problem.solver, solver_kwargs)
     check_solver_step(problem, build_solver(problem, **solver_kwargs), args.seed, min(args.batch_size, args.num_samples))
     if output is not None:
@@ -418,6 +431,8 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     """``--set`` and ``--solver-set`` (``generate``, ``stream``)."""
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="problem parameter (repeatable)")
     p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
+    p.add_argument("--rtol", type=float, default=None, metavar="R",
+                   help="certify every stored frame to relative L2 error R in time (spectral solver)")
 
 
 def _add_run_config(p: argparse.ArgumentParser, folder: str, output: str) -> None:

@@ -240,6 +240,11 @@ class TrajectoryWriter(AtomicHDF5Writer):
                 self._provenance[key] = value
             elif key.startswith("wall_time") and isinstance(value, int | float) and not isinstance(value, bool):
                 self._provenance[key] += value
+            elif key == "error_estimate" and isinstance(value, dict) and "time_per_frame" in value:
+                # the file's certificate covers every batch: the largest estimate per frame
+                kept = self._provenance[key]
+                kept["time_per_frame"] = np.maximum(kept["time_per_frame"], value["time_per_frame"]).tolist()
+                kept["time_max"] = max(kept["time_max"], value["time_max"])
             elif not same_value(value, self._provenance[key]):
                 logger.debug("provenance %r: keeping first batch's %r, ignoring %r", key, self._provenance[key], value)
 

@@ -20,6 +20,15 @@ from pdebench.equations.fourier import FourierGrid
 
 log = logging.getLogger(__name__)
 
+#: The smallest relative error ``rtol`` may ask for: float64 round-off in the transforms and the
+#: Richardson difference is near 1e-14 relative, so a tighter request could never be certified.
+MIN_RTOL = 1e-12
+#: Halvings of a sample's step within one output interval before the certified run gives up.
+MAX_DOUBLINGS = 12
+#: A certified sample doubles its step when the halved step's estimated error growth (16x this
+#: interval's) stays below this fraction of an interval's share ``rtol / n_out`` of the budget.
+RELAX_FRACTION = 0.25
+
 
 @SOLVERS.register("spectral", record="time-dependent", description="Batched pseudo-spectral ETDRK4 on torch.fft")
 class SpectralSolver:
@@ -61,6 +70,16 @@ class SpectralSolver:
         Contour points for the ETDRK4 coefficients.
     device
         Torch device.
+    rtol
+        Certify every stored frame of every sample to relative L2 error ``rtol`` in time (``None``:
+        fixed steps as above). Each sample is advanced twice, with ``m_b`` and ``2 m_b`` steps per
+        output interval from its own two states, and the frame of the finer run is stored; ETDRK4 is
+        of order 4, so the global error of the finer run is estimated by Richardson as
+        :math:`e_k = \|u^{(m)}_k - u^{(2m)}_k\| / (2^4 - 1)` (relative to :math:`\|u^{(2m)}_k\|`). A
+        sample whose estimate at frame ``k`` exceeds the budget ``rtol · k / n_out`` (the error may
+        grow by ``rtol / n_out`` per interval, so no later frame is starved) redoes the interval
+        with both step counts doubled. ``provenance["error_estimate"]`` records the estimate per
+        frame (largest over the batch) and the steps taken.
     """
 
     def __init__(
@@ -70,9 +89,12 @@ class SpectralSolver:
         courant: float = 2.0,
         n_contour: int = 64,
         device: str = "cpu",
+        rtol: float | None = None,
     ) -> None:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be positive, got {dt}")
+        if rtol is not None and not (isinstance(rtol, (int, float)) and MIN_RTOL <= rtol < 1):
+            raise ValueError(f"rtol must be a number in [{MIN_RTOL:g}, 1) (float64 cannot certify less), got {rtol!r}")
         check_dtype(dtype)
         if not courant > 0:
             raise ValueError(f"courant must be positive, got {courant}")
@@ -83,6 +105,7 @@ class SpectralSolver:
         self.courant = float(courant)
         self.n_contour = int(n_contour)
         self.device = torch.device(device)
+        self.rtol = None if rtol is None else float(rtol)
 
     def grid(self, problem) -> FourierGrid:
         """The problem's Fourier grid in this solver's dtype and device."""
@@ -235,14 +258,19 @@ class SpectralSolver:
 
         limits = limits_of(u_hat)
         self.check_requested_step(limits[alive], problem.name)
-        max_dt = getattr(problem, "max_dt", None)
+        # a tolerance takes the place of the problem's accuracy step
+        max_dt = getattr(problem, "max_dt", None) if self.rtol is None else None
         substeps = self.substeps(problem.dt_out, limits, max_dt)
 
-        def advance(u_hat: torch.Tensor, t0: float, duration: float | None) -> torch.Tensor:
-            """Step every group of equal ``m`` over one output interval (or ``duration``)."""
-            groups = np.unique(substeps[alive])
-            out = u_hat if len(groups) == 1 and alive.all() else u_hat.clone()
-            members = {int(m): np.flatnonzero(alive & (substeps == m)) for m in groups}
+        def advance(u_hat: torch.Tensor, t0: float, duration: float | None, plan: np.ndarray | None = None,
+                    active: np.ndarray | None = None) -> torch.Tensor:
+            """Step every group of equal ``m`` (``plan``, default ``substeps``) of the ``active`` samples
+            (default the alive ones) over one output interval (or ``duration``); others are kept."""
+            plan = substeps if plan is None else plan
+            active = alive if active is None else active
+            groups = np.unique(plan[active])
+            out = u_hat if len(groups) == 1 and active.all() else u_hat.clone()
+            members = {int(m): np.flatnonzero(active & (plan == m)) for m in groups}
             if per_sample:  # keep only the steppers of the current groups
                 current = {(m, (np.arange(batch) if out is u_hat else index).tobytes()) for m, index in members.items()}
                 for key in [key for key in steppers if key not in current]:
@@ -266,8 +294,19 @@ class SpectralSolver:
             u_hat = advance(u_hat, 0.0, warmup)  # discarded transient
         frames = torch.empty((batch, problem.n_out + 1, *grid.shape), dtype=grid.dtype, device=self.device)
         frames[:, 0] = u0.to(device=self.device, dtype=grid.dtype) if warmup == 0 else grid.irfft(u_hat)
+        certify = self.rtol is not None
+        if certify:
+            coarse_hat = u_hat.clone()  # the run with half the steps, for the Richardson estimate
+            estimates = np.zeros((problem.n_out + 1, batch))
+            most_steps = 0
         for frame in range(1, problem.n_out + 1):
-            u_hat = advance(u_hat, (frame - 1) * problem.dt_out, None)
+            t0 = (frame - 1) * problem.dt_out
+            if certify:
+                u_hat, coarse_hat, estimates[frame] = self._certified_interval(
+                    advance, u_hat, coarse_hat, t0, substeps, alive, grid, self.rtol * frame / problem.n_out)
+                most_steps = max(most_steps, 2 * int(substeps[alive].max(initial=0)))
+            else:
+                u_hat = advance(u_hat, t0, None)
             flush_tiny_(u_hat)
             u = grid.irfft(u_hat)
             finite = torch.isfinite(u.reshape(batch, -1)).all(1).cpu().numpy()
@@ -280,6 +319,12 @@ class SpectralSolver:
                 progress(frame)
             if not alive.any():
                 break
+            if certify and frame < problem.n_out:
+                # Where half the steps would still keep within this interval's share of the budget
+                # (the estimate grows 16x when the step doubles), the next interval takes them.
+                growth = estimates[frame] - estimates[frame - 1]
+                relax = alive & (16 * growth < RELAX_FRACTION * self.rtol / problem.n_out) & (substeps > 1)
+                substeps[relax] //= 2
             if not equation.is_linear and frame < problem.n_out:
                 # The flow may have sped up: a sample whose limit fell below its step re-plans.
                 substeps = np.maximum(substeps, self.substeps(problem.dt_out, limits_of(u_hat), max_dt))
@@ -289,12 +334,21 @@ class SpectralSolver:
             frames[:, frame + 1 :] = math.nan
         data = frames
         smallest_h = problem.dt_out / int(substeps.max())
+        provenance = self.provenance(problem, smallest_h, int(substeps.max()), time.perf_counter() - start)
+        if certify:
+            done = estimates[:, alive] if alive.any() else estimates[:, :0]
+            per_frame = done.max(1) if done.size else np.zeros(problem.n_out + 1)
+            provenance["error_estimate"] = {
+                "method": "Richardson on m and 2m ETDRK4 steps per output interval (order 4)",
+                "rtol": self.rtol, "time_max": float(per_frame.max()), "time_per_frame": per_frame.tolist()}
+            provenance["substeps_per_output"] = most_steps  # of the stored (finer) run, at its smallest step
+            provenance["dt"] = problem.dt_out / max(most_steps, 1)
         traj = Trajectories(
             fields={problem.field_name: data},
             coords=problem.coordinates(),
             params=problem.params(),
             sample_ids=ids,
-            provenance=self.provenance(problem, smallest_h, int(substeps.max()), time.perf_counter() - start),
+            provenance=provenance,
         )
         if not alive.all():
             dropped = int((~alive).sum())
@@ -302,6 +356,35 @@ class SpectralSolver:
             traj = traj.select(np.flatnonzero(alive))
             traj.provenance["dropped"] = dropped
         return traj
+
+    @staticmethod
+    def _certified_interval(advance: Callable[..., torch.Tensor], fine: torch.Tensor, coarse: torch.Tensor, t0: float,
+                            substeps: np.ndarray, alive: np.ndarray, grid: FourierGrid,
+                            budget: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """One output interval of the certified run (class docstring, ``rtol``): ``fine`` advanced
+        with ``2 m_b`` steps and ``coarse`` with ``m_b`` (``substeps``, raised in place where a
+        sample redoes the interval) until every alive sample's Richardson estimate is within
+        ``budget``. Returns the two states and the ``(B,)`` estimates."""
+        start_fine, start_coarse = fine, coarse
+        active = alive.copy()
+        estimate = np.zeros(len(alive))
+        for _ in range(MAX_DOUBLINGS + 1):
+            fine = advance(fine, t0, None, 2 * substeps, active)
+            coarse = advance(coarse, t0, None, substeps, active)
+            rows = torch.as_tensor(np.flatnonzero(active), device=fine.device)
+            u_fine = grid.irfft(fine[rows]).flatten(1)
+            gap = (grid.irfft(coarse[rows]).flatten(1) - u_fine).norm(dim=1) / (2**4 - 1)
+            estimate[active] = (gap / u_fine.norm(dim=1).clamp_min(torch.finfo(u_fine.dtype).tiny)).cpu().numpy()
+            redo = active & ~(estimate <= budget)
+            if not redo.any():
+                return fine, coarse, estimate
+            substeps[redo] *= 2
+            keep = torch.as_tensor(redo, device=fine.device)
+            fine = torch.where(keep.view(-1, *[1] * (fine.ndim - 1)), start_fine, fine)
+            coarse = torch.where(keep.view(-1, *[1] * (coarse.ndim - 1)), start_coarse, coarse)
+            active = redo
+        raise ValueError(f"cannot certify relative error {budget:.3g}: the estimate stays at "
+                         f"{estimate[active].max():.3g} after {MAX_DOUBLINGS} halvings of the step")
 
     def provenance(self, problem, h: float, substeps: int, wall_time: float) -> dict:
         """Attributes that say how trajectories were made."""
