@@ -12,6 +12,7 @@ import torch
 from pdebench.core.metrics import relative_l2
 from pdebench.problems import PROBLEMS
 from pdebench.solvers.spectral.solver import MIN_RTOL, SpectralSolver
+from pdebench.problems.onedim import soliton
 from tests.solvers.test_spectral import cole_hopf
 
 
@@ -114,3 +115,30 @@ def test_generate_refuses_a_tolerance_in_one_line_and_writes_nothing(args, needl
     result = pdebench_cli(["generate", *args, "-n", "2", "-o", str(tmp_path / "x.h5")], tmp_path)
     assert_one_line_refusal(result, needle)
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-8])
+def test_the_kdv_soliton_meets_the_tolerance_in_every_frame(rtol):
+    """A soliton crossing the domain once (dispersive, conservative: the error only grows): every one
+    of 10 frames within rtol of the travelling exact soliton, the estimate within 10x of it."""
+    speed, length = 4.0, 50.0
+    problem = PROBLEMS.build("kdv1d", nx=512, length=length, t_final=length / speed, n_out=10)
+    x = problem.grid_points()[0]
+    u0 = soliton(x, speed, 20.0, length)[None]
+    traj = SpectralSolver(rtol=rtol).solve(problem, u0)
+    measured = np.array([float(relative_l2(traj.fields["u"][:, j], soliton(x, speed, 20.0 + speed * float(t), length)[None]))
+                         for j, t in enumerate(problem.output_times())])[1:]
+    estimated = np.asarray(traj.provenance["error_estimate"]["time_per_frame"][1:])
+    assert measured.max() <= rtol
+    assert 0.1 <= (estimated / measured).min() and (estimated / measured).max() <= 10
+
+
+def test_the_taylor_green_vortex_decays_exactly_under_a_tolerance():
+    nu = 1e-2
+    problem = PROBLEMS.build("ns2d", resolution=32, nu=nu, forcing_amplitude=0.0, t_final=2.0, n_out=4)
+    x, y = problem.grid_points()
+    w0 = 8 * math.pi**2 * torch.sin(2 * math.pi * x) * torch.sin(2 * math.pi * y)
+    traj = SpectralSolver(rtol=1e-6).solve(problem, w0[None])
+    for t, frame in zip(problem.output_times(), traj.fields["vorticity"][0]):
+        assert float(relative_l2(frame[None], (w0 * math.exp(-8 * math.pi**2 * nu * t))[None])) <= 1e-6
+    assert traj.provenance["error_estimate"]["time_max"] <= 1e-6
