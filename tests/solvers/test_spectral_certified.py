@@ -142,3 +142,15 @@ def test_the_taylor_green_vortex_decays_exactly_under_a_tolerance():
     for t, frame in zip(problem.output_times(), traj.fields["vorticity"][0]):
         assert float(relative_l2(frame[None], (w0 * math.exp(-8 * math.pi**2 * nu * t))[None])) <= 1e-6
     assert traj.provenance["error_estimate"]["time_max"] <= 1e-6
+
+
+def test_a_tolerance_the_step_halvings_cannot_reach_is_an_error_naming_it(monkeypatch):
+    """With no halving allowed, a tolerance the planned step misses stops the run with a message
+    naming the budget and the estimate reached, instead of storing an uncertified frame."""
+    import pdebench.solvers.spectral.solver as spectral
+
+    monkeypatch.setattr(spectral, "MAX_DOUBLINGS", 0)
+    problem = PROBLEMS.build("burgers1d", nu=0.1, nx=256, n_out=10)
+    u0 = problem.sample_initial_conditions(seed=3, indices=range(2))
+    with pytest.raises(ValueError, match=r"cannot certify relative error 1e-10: the estimate stays at .* after 0 halvings"):
+        SpectralSolver(rtol=1e-9).solve(problem, u0)
