@@ -55,6 +55,9 @@ def _solver_settings(problem, registry, args: argparse.Namespace) -> dict[str, A
         if "rtol" not in registry.get(problem.solver).arguments():
             raise ValueError(f"--rtol: {problem.name}'s solver {problem.solver!r} cannot certify a tolerance "
                              f"(the spectral solver can); use --solver-set dt=... instead")
+        if "dt" in settings:
+            raise ValueError(f"--rtol {args.rtol:g} and --solver-set dt={settings['dt']:g}: a fixed step turns the "
+                             f"certificate off; give one of them")
         settings["rtol"] = args.rtol
         registry.build(problem.solver, **settings)  # a bad tolerance is refused here, before any output
     return settings

@@ -53,10 +53,16 @@ class GenerationSummary:
         return self.num_samples / self.wall_time_s if self.wall_time_s > 0 else float("inf")
 
 
-def build_solver(problem: Problem, **solver_kwargs: Any):
+def build_solver(problem: Problem, *, certified: bool = True, **solver_kwargs: Any):
     """The problem's default solver (``problem.solver``) built with validated ``solver_kwargs`` and,
     where the solver has a ``check(problem)`` (the mesh FEM solver: a Helmholtz band near a discrete
-    eigenvalue), checked against the problem before anything is solved or written."""
+    eigenvalue), checked against the problem before anything is solved or written.
+
+    ``certified=False`` asks a solver that certifies a time tolerance by default (an ``rtol``
+    argument) for fixed steps instead (``rtol=None``) unless ``solver_kwargs`` name one: the solver
+    ladder's rungs, whose step is what they measure."""
+    if not certified and "rtol" in SOLVERS.get(problem.solver).arguments():
+        solver_kwargs = {"rtol": None, **solver_kwargs}
     solver = SOLVERS.build(problem.solver, **solver_kwargs)
     if callable(getattr(solver, "check", None)):
         solver.check(problem)

@@ -37,7 +37,7 @@ import torch
 from pdebench.evaluation.board_io import (SCHEMA_VERSION, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
                                          timed, write_atomic, write_results)
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
-from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+from pdebench.evaluation.pareto import NOT_RANKABLE, CostCurve, speedup_at_equal_accuracy
 from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
                                            task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
@@ -192,7 +192,7 @@ def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, ba
         note(f"{task.name}: {entry.name}")
         row, prediction = evaluate_model(entry, task, reference, batch_size)
         if row.status == "ok":
-            row.placement = speedup_at_equal_accuracy(curve, row.nrmse, row.cost_s).to_dict()
+            row.placement = speedup_at_equal_accuracy(curve, row.nrmse, row.cost_s, reference.certified_error).to_dict()
             row.speedup_vs_reference = speedup_vs_reference(reference, row.cost_s)
             result.predictions[entry.name] = prediction
         rows.append(row)
@@ -238,6 +238,7 @@ def _task_record(result: TaskResult) -> dict[str, Any]:
             "reference": {"refinement": task.reference_refinement, "wall_time_s": result.reference.wall_time_s,
                           "cost_s": result.reference.cost_per_sample_s, "solver": reference_label(task),
                           "cell_averaged": result.reference.cell_averaged,
+                          "certified_error": result.reference.certified_error,
                           "cache": str(result.reference.cache_path) if result.reference.cache_path else None},
             "solver_curve_monotone": result.curve.is_monotone, "content_hash": task.content_hash()}
 
@@ -365,8 +366,14 @@ def _csv_values(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _models_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A task's models (scored ones by nRMSE, then failed ones), then the solver's rungs as run."""
-    models = sorted((r for r in rows if r["kind"] == "model"), key=lambda r: (r["status"] != "ok", r["nrmse"] or np.inf))
+    """A task's models (ranked ones by nRMSE, then those below the reference's accuracy, then failed
+    ones), then the solver's rungs as run."""
+
+    def order(r: dict[str, Any]) -> tuple:
+        unranked = (r.get("placement") or {}).get("verdict") == NOT_RANKABLE
+        return (r["status"] != "ok", unranked, r["nrmse"] or np.inf)
+
+    models = sorted((r for r in rows if r["kind"] == "model"), key=order)
     return models + [r for r in rows if r["kind"] != "model"]
 
 

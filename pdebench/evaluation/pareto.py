@@ -36,6 +36,7 @@ __all__ = [
     "FASTER",
     "LESS_ACCURATE",
     "MORE_ACCURATE",
+    "NOT_RANKABLE",
     "SLOWER",
     "CostCurve",
     "EqualCost",
@@ -51,6 +52,8 @@ FASTER = "faster than the solver"
 SLOWER = "slower than the solver"
 MORE_ACCURATE = "more accurate than every solver rung"
 LESS_ACCURATE = "less accurate than every solver rung"
+#: The model's error is below the reference's own certified error: the comparison cannot tell them apart.
+NOT_RANKABLE = "below the reference's accuracy: not rankable"
 
 #: Relative tolerance within which a value equal to a front end point (up to float round-off) is
 #: treated as that end point instead of as lying outside the front.
@@ -261,7 +264,8 @@ class Placement:
         The model's error (nRMSE).
     verdict : str
         One of :data:`FASTER`, :data:`SLOWER` (the model's error is within the front's error range),
-        :data:`MORE_ACCURATE` or :data:`LESS_ACCURATE` (outside it).
+        :data:`MORE_ACCURATE` or :data:`LESS_ACCURATE` (outside it), :data:`NOT_RANKABLE` (below
+        the reference's certified error).
     speedup : float or None
         ``solver_cost_at_equal_error / model_cost``; None outside the front's error range.
     speedup_bound : float or None
@@ -305,7 +309,8 @@ class Placement:
         return out
 
 
-def speedup_at_equal_accuracy(curve: CostCurve, error: float, cost: float) -> Placement:
+def speedup_at_equal_accuracy(curve: CostCurve, error: float, cost: float,
+                              reference_error: float | None = None) -> Placement:
     """Place a model with the given error and cost on the solver's Pareto front.
 
     The solver cost ``c*`` at which the front reaches ``error`` is found by linear interpolation of
@@ -321,6 +326,9 @@ def speedup_at_equal_accuracy(curve: CostCurve, error: float, cost: float) -> Pl
         The model's error (nRMSE); positive and finite.
     cost : float
         The model's inference cost, seconds per sample; positive and finite.
+    reference_error : float or None
+        The reference's certified error (its largest estimate over frames, time and space); a model
+        with a smaller ``error`` is measured against the reference's own error, not the truth.
 
     Returns
     -------
@@ -328,7 +336,8 @@ def speedup_at_equal_accuracy(curve: CostCurve, error: float, cost: float) -> Pl
         ``verdict`` is :data:`FASTER` when ``speedup > 1``, :data:`SLOWER` when ``speedup <= 1``,
         :data:`MORE_ACCURATE` when ``error`` is below the best rung's error and :data:`LESS_ACCURATE`
         when it is above the cheapest rung's; in the last two ``speedup`` is None and
-        ``speedup_bound`` gives a lower / upper bound. The equal-cost fields are filled in as by
+        ``speedup_bound`` gives a lower / upper bound. :data:`NOT_RANKABLE` when ``error`` is below
+        ``reference_error`` (no speed-up, no bound). The equal-cost fields are filled in as by
         :func:`error_at_equal_cost`.
 
     Raises
@@ -346,7 +355,9 @@ def speedup_at_equal_accuracy(curve: CostCurve, error: float, cost: float) -> Pl
 
     speedup = bound = bound_kind = c_star = None
     at = _in_range(error, e_best, e_cheap)
-    if at is None and error < e_best:
+    if reference_error is not None and error < reference_error:
+        verdict = NOT_RANKABLE
+    elif at is None and error < e_best:
         verdict, bound, bound_kind = MORE_ACCURATE, float(front.costs[-1]) / cost, "lower"
     elif at is None:
         verdict, bound, bound_kind = LESS_ACCURATE, float(front.costs[0]) / cost, "upper"

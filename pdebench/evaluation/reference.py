@@ -20,6 +20,7 @@ accumulated error) and, on a rollout, its per-step curves (:func:`step_curves`).
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from pdebench.core.grid_transfer import (block_average, fourier_resample, node_i
 from pdebench.data.generate import build_solver
 from pdebench.core.metrics import accumulated_error, all_metrics, nrmse, rollout_mse, rollout_nrmse
 from pdebench.evaluation.suite import TaskSpec
-from pdebench.solvers.base import BlowUpError
+from pdebench.solvers.base import BlowUpError, certified_error
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class ReferenceSet:
     cache_path: Path | None = None
     #: Whether the values are cell averages (``Problem.cell_averaged``): grids transfer by block averages.
     cell_averaged: bool = False
+    #: The reference solve's certified relative error (:func:`~pdebench.solvers.base.certified_error`);
+    #: ``None`` where its solver certifies none. A model scoring below it is not rankable.
+    certified_error: float | None = None
 
     @property
     def cost_per_sample_s(self) -> float:
@@ -117,7 +121,8 @@ def _cached(reference: ReferenceSet) -> ReferenceSet:
     """Write ``reference`` to its ``cache_path`` (``.npz``, atomically) and return it."""
     with atomic_write(reference.cache_path) as handle:
         np.savez(handle, initial=reference.initial.numpy(), truth=reference.truth.numpy(), times=reference.times,
-                 sample_ids=reference.sample_ids, wall_time_s=np.array(reference.wall_time_s))
+                 sample_ids=reference.sample_ids, wall_time_s=np.array(reference.wall_time_s),
+                 certified_error=np.array(np.nan if reference.certified_error is None else reference.certified_error))
     return reference
 
 
@@ -127,9 +132,11 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
     if path.is_file():
         with np.load(path) as saved:
             log.info("reference for %s from cache %s", task.name, path)
+            certified = float(saved["certified_error"]) if "certified_error" in saved.files else math.nan
             return ReferenceSet(torch.from_numpy(saved["initial"]), torch.from_numpy(saved["truth"]), saved["times"],
                                 saved["sample_ids"], float(saved["wall_time_s"]), path,
-                                cell_averaged=getattr(task.task_problem, "cell_averaged", False))
+                                cell_averaged=getattr(task.task_problem, "cell_averaged", False),
+                                certified_error=None if math.isnan(certified) else certified)
     fine, coarse = task.reference_problem, task.task_problem
     indices = list(range(task.samples))
     if task.mode == "steady":
@@ -147,7 +154,8 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     assert tuple(truth.shape[2:]) == tuple(coarse.spatial_shape)
     return _cached(ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path,
-                                cell_averaged=getattr(fine, "cell_averaged", False)))
+                                cell_averaged=getattr(fine, "cell_averaged", False),
+                                certified_error=certified_error(traj.provenance)))
 
 
 def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int], None] | None) -> ReferenceSet:
@@ -218,7 +226,7 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
             rung_problem = problem.with_resolution(resolution)
             if max_dt is not None:
                 rung_problem = rung_problem.replace(max_dt=max_dt)
-            solver = build_solver(rung_problem, **task.solver_args)
+            solver = build_solver(rung_problem, certified=False, **task.solver_args)
             u0 = fine.restrict(reference.initial, resolution, project=True).contiguous()
             label = rung_label(solver, resolution, max_dt)
             try:

@@ -35,6 +35,7 @@ from pdebench.problems import PROBLEMS
 from pdebench.registry import dataclass_from_mapping, read_yaml, require_int
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
+from pdebench.solvers.base import SOLVERS
 from pdebench import __version__
 
 #: Held-out leaderboard seeds start here; training streams use small seeds (and their ``+1..+3``).
@@ -152,6 +153,9 @@ class TaskSpec:
         reference = self.reference_problem
         key = {"problem": self.problem, "fields": dataclasses.asdict(reference), "solver_args": self.solver_args,
                "samples": self.samples, "seed": self.seed, "pdebench": __version__}
+        rtol = SOLVERS.get(reference.solver).arguments().get("rtol")
+        if rtol is not None:  # the certified tolerance the reference is solved to, default or asked for
+            key["rtol"] = self.solver_args.get("rtol", rtol.default)
         if getattr(reference, "cell_averaged", False):  # the truth is block-averaged, not sampled (other tasks' keys are unchanged)
             key["restriction"] = "block_average"
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

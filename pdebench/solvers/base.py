@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,3 +60,12 @@ class BlowUpError(RuntimeError):
             f"(seed, index) {shown}{more}; reduce dt or check the parameters"
         )
 
+
+
+def certified_error(provenance: Mapping[str, Any]) -> float | None:
+    """The largest error a solve certifies for its frames (relative L2, over frames and fields):
+    the maximum of the ``time_max`` and ``space_max`` entries of ``provenance["error_estimate"]``,
+    or ``None`` when the provenance certifies nothing."""
+    estimate = provenance.get("error_estimate") or {}
+    values = [float(estimate[key]) for key in ("time_max", "space_max") if estimate.get(key) is not None]
+    return max(values) if values else None

@@ -313,3 +313,29 @@ def test_a_model_trained_on_a_padded_mixture_is_scored_in_physical_units(tmp_pat
     truth = reference.truth[:, 2:].numpy()
     per_frame = np.linalg.norm((predicted - truth).reshape(2, 7, -1), axis=-1) / np.linalg.norm(truth.reshape(2, 7, -1), axis=-1)
     assert rows["one"]["nrmse"] == pytest.approx(per_frame.mean(), rel=1e-4)
+
+
+def test_the_reference_records_its_certified_error_and_meets_it(tmp_path):
+    """The reference solve is certified to the default 1e-6 in time; against an independent solve at
+    rtol 1e-11 its worst frame is within that, and the recorded bound is within 10x of the measured."""
+    from pdebench.solvers.spectral.solver import SpectralSolver
+
+    task = TaskSpec("b", "burgers1d", {"nx": 32, "n_out": 4, "nu": 0.02}, samples=3, seed=1_000_011,
+                    reference_refinement=2, ladder_resolutions=(16,), repeats=1)
+    reference = build_reference(task, tmp_path)
+    fine = task.reference_problem
+    exact = SpectralSolver(rtol=1e-11).solve(fine, reference.initial, reference.sample_ids).fields["u"][..., ::2]
+    measured = ((reference.truth - exact).norm(dim=-1) / exact.norm(dim=-1))[:, 1:].max().item()
+    assert measured <= 1e-6 and 0.1 * measured <= reference.certified_error <= 1e-6 and reference.certified_error <= 10 * measured
+    assert build_reference(task, tmp_path).certified_error == reference.certified_error  # kept in the cache
+
+
+def test_rows_below_the_references_accuracy_follow_the_ranked_models():
+    from pdebench.evaluation.leaderboard import ROW_FORMAT
+    from pdebench.evaluation.pareto import FASTER, NOT_RANKABLE
+
+    def row(name: str, nrmse: float, verdict: str, kind: str = "model") -> dict:
+        return {"name": name, "kind": kind, "status": "ok", "nrmse": nrmse, "placement": {"verdict": verdict}}
+
+    rows = [row("rung", 1e-3, "", "solver"), row("exact-ish", 1e-9, NOT_RANKABLE), row("b", 2e-2, FASTER), row("a", 1e-2, FASTER)]
+    assert [r["name"] for r in ROW_FORMAT.order(rows)] == ["a", "b", "exact-ish", "rung"]

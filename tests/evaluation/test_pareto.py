@@ -12,6 +12,7 @@ from pdebench.evaluation.pareto import (
     FASTER,
     LESS_ACCURATE,
     MORE_ACCURATE,
+    NOT_RANKABLE,
     SLOWER,
     CostCurve,
     Placement,
@@ -232,3 +233,12 @@ def test_bad_model_points_raise(power_law, error, cost, match):
 def test_bad_cost_for_equal_cost_raises(power_law):
     with pytest.raises(ValueError, match="cost .*inf"):
         error_at_equal_cost(power_law, float("inf"))
+
+
+def test_a_model_below_the_references_certified_error_is_not_ranked(power_law):
+    """Below the reference's own error the comparison measures the reference, not the model: no
+    speed-up and no bound; above it the placement is the one without a reference error."""
+    below = speedup_at_equal_accuracy(power_law, error=law(100.0), cost=0.5, reference_error=2 * law(100.0))
+    assert below.verdict == NOT_RANKABLE and below.speedup is None and below.speedup_bound is None
+    above = speedup_at_equal_accuracy(power_law, error=law(100.0), cost=0.5, reference_error=law(100.0) / 2)
+    assert above == speedup_at_equal_accuracy(power_law, error=law(100.0), cost=0.5)

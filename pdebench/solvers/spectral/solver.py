@@ -20,11 +20,19 @@ from pdebench.equations.fourier import FourierGrid
 
 log = logging.getLogger(__name__)
 
+#: The relative error in time every stored frame meets unless a fixed step is asked for.
+DEFAULT_RTOL = 1e-6
 #: The smallest relative error ``rtol`` may ask for: float64 round-off in the transforms and the
 #: Richardson difference is near 1e-14 relative, so a tighter request could never be certified.
 MIN_RTOL = 1e-12
 #: Halvings of a sample's step within one output interval before the certified run gives up.
 MAX_DOUBLINGS = 12
+#: A redone interval whose estimate fell by less than this factor when its steps were halved (4th
+#: order: 16x expected) is dominated by the error inherited from earlier intervals: the sample restarts.
+INHERITED_FACTOR = 4.0
+#: Restarts of a sample from its first frame, each with at least twice the steps it took in every
+#: interval, before the certified run gives up (the float64 limit of a chaotic flow).
+MAX_RESTARTS = 5
 #: A certified sample doubles its step when the halved step's estimated error growth (16x this
 #: interval's) stays below this fraction of an interval's share ``rtol / n_out`` of the budget.
 RELAX_FRACTION = 0.25
@@ -58,8 +66,9 @@ class SpectralSolver:
     Parameters
     ----------
     dt
-        Largest internal step; ``None`` takes the problem's accuracy step ``max_dt`` (or the output
-        interval), capped by the stability limit.
+        A fixed largest internal step, capped by the stability limit; it turns the certificate
+        (``rtol``) off. ``None``: certified steps, or with ``rtol=None`` the problem's accuracy step
+        ``max_dt`` (or the output interval).
     dtype
         ``"float64"`` (default) or ``"float32"``; coefficients are always computed in complex128.
     courant
@@ -71,14 +80,18 @@ class SpectralSolver:
     device
         Torch device.
     rtol
-        Certify every stored frame of every sample to relative L2 error ``rtol`` in time (``None``:
-        fixed steps as above). Each sample is advanced twice, with ``m_b`` and ``2 m_b`` steps per
+        Certify every stored frame of every sample to relative L2 error ``rtol`` in time (default
+        :data:`DEFAULT_RTOL` = 1e-6; ``None``, or a fixed ``dt``: fixed steps as above). Each sample is advanced twice, with ``m_b`` and ``2 m_b`` steps per
         output interval from its own two states, and the frame of the finer run is stored; ETDRK4 is
         of order 4, so the global error of the finer run is estimated by Richardson as
         :math:`e_k = \|u^{(m)}_k - u^{(2m)}_k\| / (2^4 - 1)` (relative to :math:`\|u^{(2m)}_k\|`). A
         sample whose estimate at frame ``k`` exceeds the budget ``rtol · k / n_out`` (the error may
         grow by ``rtol / n_out`` per interval, so no later frame is starved) redoes the interval
-        with both step counts doubled. ``provenance["error_estimate"]`` records the method, ``rtol``
+        with both step counts doubled. Where halving the steps lowered the estimate by less than
+        :data:`INHERITED_FACTOR` (4; order 4 gives 16), the error was inherited from earlier
+        intervals (a chaotic or shock-steepening flow amplifies it faster than the budget grows): the
+        sample is solved again from its first frame with at least twice the steps it took in every
+        interval, at most :data:`MAX_RESTARTS` times. ``provenance["error_estimate"]`` records the method, ``rtol``
         and the estimate per frame (largest over the batch); ``substeps_per_output`` and ``dt`` are
         the finer run's at its smallest step. The certificate covers the evolution from the stored
         first frame: a problem's discarded warm-up (``warmup_time``) is stepped as without ``rtol``.
@@ -91,7 +104,7 @@ class SpectralSolver:
         courant: float = 2.0,
         n_contour: int = 64,
         device: str = "cpu",
-        rtol: float | None = None,
+        rtol: float | None = DEFAULT_RTOL,
     ) -> None:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be positive, got {dt}")
@@ -107,7 +120,7 @@ class SpectralSolver:
         self.courant = float(courant)
         self.n_contour = int(n_contour)
         self.device = torch.device(device)
-        self.rtol = None if rtol is None else float(rtol)
+        self.rtol = None if rtol is None or dt is not None else float(rtol)
 
     def grid(self, problem) -> FourierGrid:
         """The problem's Fourier grid in this solver's dtype and device."""
@@ -209,6 +222,12 @@ class SpectralSolver:
         Trajectories
             Field ``problem.field_name`` of shape ``(B, n_out + 1, *space)`` in the solver dtype.
         """
+        return self._solve(problem, initial_conditions, sample_ids, on_blowup, progress)
+
+    def _solve(self, problem, initial_conditions: torch.Tensor, sample_ids, on_blowup: Literal["raise", "drop"],
+               progress: Callable[[int], None] | None, floor: np.ndarray | None = None, attempt: int = 0) -> Trajectories:
+        """:meth:`solve`; in a certified run, samples take at least ``floor`` ``(B,)`` coarse steps per
+        interval (``None``: 1), as a sample restarted for the ``attempt``-th time does."""
         start = time.perf_counter()
         u0 = torch.as_tensor(initial_conditions)
         if tuple(u0.shape[1:]) != tuple(problem.spatial_shape) or u0.ndim != problem.dim + 1:
@@ -263,6 +282,8 @@ class SpectralSolver:
         # a tolerance takes the place of the problem's accuracy step
         max_dt = getattr(problem, "max_dt", None) if self.rtol is None else None
         substeps = self.substeps(problem.dt_out, limits, max_dt)
+        floor = np.ones(batch, dtype=np.int64) if floor is None else np.asarray(floor, dtype=np.int64)
+        substeps = np.maximum(substeps, floor)
 
         def advance(u_hat: torch.Tensor, t0: float, duration: float | None, plan: np.ndarray | None = None,
                     active: np.ndarray | None = None) -> torch.Tensor:
@@ -296,17 +317,23 @@ class SpectralSolver:
             u_hat = advance(u_hat, 0.0, warmup)  # discarded transient
         frames = torch.empty((batch, problem.n_out + 1, *grid.shape), dtype=grid.dtype, device=self.device)
         frames[:, 0] = u0.to(device=self.device, dtype=grid.dtype) if warmup == 0 else grid.irfft(u_hat)
-        certify = self.rtol is not None
+        # ETDRK4 integrates a linear equation (no N) exactly at any step: nothing to estimate
+        certify = self.rtol is not None and not equation.is_linear
         if certify:
             coarse_hat = u_hat.clone()  # the run with half the steps, for the Richardson estimate
             estimates = np.zeros((problem.n_out + 1, batch))
-            most_steps = 0
+            most_steps = floor.copy()  # per sample, the most coarse steps it took in one interval
+            restart = np.zeros(batch, dtype=bool)  # samples whose inherited error outgrew the budget
         for frame in range(1, problem.n_out + 1):
             t0 = (frame - 1) * problem.dt_out
             if certify:
-                u_hat, coarse_hat, estimates[frame] = self._certified_interval(
+                u_hat, coarse_hat, estimates[frame], stuck = self._certified_interval(
                     advance, u_hat, coarse_hat, t0, substeps, alive, grid, self.rtol * frame / problem.n_out)
-                most_steps = max(most_steps, 2 * int(substeps[alive].max(initial=0)))
+                most_steps = np.maximum(most_steps, substeps)
+                if stuck.any():  # stepped no further here; solved again from the first frame below
+                    restart |= stuck
+                    alive &= ~stuck
+                    u_hat[torch.as_tensor(stuck)] = 0
             else:
                 u_hat = advance(u_hat, t0, None)
             flush_tiny_(u_hat)
@@ -325,26 +352,33 @@ class SpectralSolver:
                 # Where half the steps would still keep within this interval's share of the budget
                 # (the estimate grows 16x when the step doubles), the next interval takes them.
                 growth = estimates[frame] - estimates[frame - 1]
-                relax = alive & (16 * growth < RELAX_FRACTION * self.rtol / problem.n_out) & (substeps > 1)
-                substeps[relax] //= 2
+                relax = alive & (16 * growth < RELAX_FRACTION * self.rtol / problem.n_out) & (substeps > floor)
+                substeps[relax] = np.maximum(substeps[relax] // 2, floor[relax])
             if not equation.is_linear and frame < problem.n_out:
                 # The flow may have sped up: a sample whose limit fell below its step re-plans.
                 substeps = np.maximum(substeps, self.substeps(problem.dt_out, limits_of(u_hat), max_dt))
-        if not alive.all() and on_blowup == "raise":
-            raise BlowUpError(ids[~alive], first_failure, problem.name)
         if frame < problem.n_out:  # everything blew up early: pad (dropped below)
             frames[:, frame + 1 :] = math.nan
+        if certify and restart.any():
+            alive |= self._restart(problem, u0, ids, restart, 2 * most_steps, attempt + 1, frames, estimates, most_steps)
+        if not alive.all() and on_blowup == "raise":
+            raise BlowUpError(ids[~alive], first_failure, problem.name)
         data = frames
         smallest_h = problem.dt_out / int(substeps.max())
         provenance = self.provenance(problem, smallest_h, int(substeps.max()), time.perf_counter() - start)
+        if self.rtol is not None and not certify:
+            provenance["error_estimate"] = {
+                "method": "exact: ETDRK4 integrates a linear equation exactly (round-off only)",
+                "rtol": self.rtol, "time_max": 0.0, "time_per_frame": [0.0] * (problem.n_out + 1)}
         if certify:
             done = estimates[:, alive] if alive.any() else estimates[:, :0]
             per_frame = done.max(1) if done.size else np.zeros(problem.n_out + 1)
             provenance["error_estimate"] = {
                 "method": "Richardson on m and 2m ETDRK4 steps per output interval (order 4)",
                 "rtol": self.rtol, "time_max": float(per_frame.max()), "time_per_frame": per_frame.tolist()}
-            provenance["substeps_per_output"] = most_steps  # of the stored (finer) run, at its smallest step
-            provenance["dt"] = problem.dt_out / max(most_steps, 1)
+            finest = 2 * int(most_steps[alive].max(initial=0))  # of the stored (finer) run, at its smallest step
+            provenance["substeps_per_output"] = finest
+            provenance["dt"] = problem.dt_out / max(finest, 1)
         traj = Trajectories(
             fields={problem.field_name: data},
             coords=problem.coordinates(),
@@ -359,17 +393,46 @@ class SpectralSolver:
             traj.provenance["dropped"] = dropped
         return traj
 
+    def _restart(self, problem, u0: torch.Tensor, ids: np.ndarray, rows: np.ndarray, floor: np.ndarray, attempt: int,
+                 frames: torch.Tensor, estimates: np.ndarray, most_steps: np.ndarray) -> np.ndarray:
+        """Solve the samples ``rows`` (``(B,)`` mask) again from their first frame with at least
+        ``floor`` coarse steps per interval (twice the most each took), writing their ``frames``,
+        ``estimates`` and ``most_steps`` in place. Returns the ``(B,)`` mask of the restarted samples
+        that finished. Raises :class:`ValueError` beyond :data:`MAX_RESTARTS` restarts."""
+        index = np.flatnonzero(rows)
+        if attempt > MAX_RESTARTS:
+            raise ValueError(f"{problem.name}: cannot certify relative error {self.rtol:g} for samples "
+                             f"{ids[index].tolist()}: the error inherited from earlier frames outgrows the budget "
+                             f"with {int(floor[index].max())} steps per interval (past what float64 allows)")
+        log.info("%s: %d samples restart with twice the steps (inherited error over the budget)", problem.name, len(index))
+        again = self._solve(problem, u0[index], ids[index], "drop", None, floor[index], attempt)
+        kept = {tuple(row): j for j, row in enumerate(np.asarray(again.sample_ids).tolist())}
+        done = np.zeros(len(rows), dtype=bool)
+        solved = again.fields[problem.field_name]
+        for i in index:
+            j = kept.get(tuple(ids[i].tolist()))
+            if j is not None:
+                frames[i], done[i] = solved[j], True
+                most_steps[i] = again.provenance["substeps_per_output"] // 2
+        per_frame = np.asarray(again.provenance["error_estimate"]["time_per_frame"])
+        estimates[:, done] = per_frame[:, None]  # the restarted group's largest estimate per frame
+        return done
+
     @staticmethod
     def _certified_interval(advance: Callable[..., torch.Tensor], fine: torch.Tensor, coarse: torch.Tensor, t0: float,
                             substeps: np.ndarray, alive: np.ndarray, grid: FourierGrid,
-                            budget: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+                            budget: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
         """One output interval of the certified run (class docstring, ``rtol``): ``fine`` advanced
         with ``2 m_b`` steps and ``coarse`` with ``m_b`` (``substeps``, raised in place where a
         sample redoes the interval) until every alive sample's Richardson estimate is within
-        ``budget``. Returns the two states and the ``(B,)`` estimates."""
+        ``budget``. A sample whose estimate fell by less than :data:`INHERITED_FACTOR` when its
+        steps were halved carries an error from earlier intervals that no step of this one removes:
+        it is returned as stuck (and not redone further). Returns the two states, the ``(B,)``
+        estimates and the ``(B,)`` stuck mask."""
         start_fine, start_coarse = fine, coarse
         active = alive.copy()
-        estimate = np.zeros(len(alive))
+        estimate, previous = np.zeros(len(alive)), np.full(len(alive), np.inf)
+        stuck = np.zeros(len(alive), dtype=bool)
         for _ in range(MAX_DOUBLINGS + 1):
             fine = advance(fine, t0, None, 2 * substeps, active)
             coarse = advance(coarse, t0, None, substeps, active)
@@ -377,10 +440,13 @@ class SpectralSolver:
             u_fine = grid.irfft(fine[rows]).flatten(1)
             gap = (grid.irfft(coarse[rows]).flatten(1) - u_fine).norm(dim=1) / (2**4 - 1)
             estimate[active] = (gap / u_fine.norm(dim=1).clamp_min(torch.finfo(u_fine.dtype).tiny)).cpu().numpy()
-            redo = active & ~(estimate <= budget)
+            over = active & ~(estimate <= budget)
+            stuck |= over & (estimate * INHERITED_FACTOR > previous)
+            redo = over & ~stuck
             if not redo.any():
-                return fine, coarse, estimate
+                return fine, coarse, estimate, stuck
             substeps[redo] *= 2
+            previous = estimate.copy()
             keep = torch.as_tensor(redo, device=fine.device)
             fine = torch.where(keep.view(-1, *[1] * (fine.ndim - 1)), start_fine, fine)
             coarse = torch.where(keep.view(-1, *[1] * (coarse.ndim - 1)), start_coarse, coarse)
