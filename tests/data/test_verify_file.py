@@ -100,8 +100,25 @@ def test_an_altered_initial_frame_is_caught(certified, tmp_path):
 
     report = verify_file(corrupted(certified, tmp_path, scale), VerifySettings(samples=8))
     assert [check.row for check in report.failed] == [2]
-    assert report.failed[0].flagged_frames[0] == 0
-    assert any("frame 0 of row 2" in note for note in report.notes)
+    assert report.failed[0].flagged_frames == [0]  # the reference starts from the draw: later frames are right
+    assert report.failed[0].errors[0] == pytest.approx(0.01, rel=1e-3)
+    assert any("frame 0 of row 2 is not the initial condition its id (0, 2) draws" in note for note in report.notes)
+
+
+def test_swapped_per_sample_parameters_are_caught_in_those_samples(tmp_path):
+    # mppde_e2 draws each sample's viscosity and forcing from its id: swapping two ids swaps them
+    path = tmp_path / "e2.h5"
+    generate_dataset(PROBLEMS.build("mppde_e2", nx=32, n_out=10, t_final=0.4), path, num_samples=4, solver_kwargs={"rtol": 1e-6})
+    assert verify_file(path).passed
+
+    def swap(file):
+        ids = file["sample_ids"][()]
+        ids[[0, 3]] = ids[[3, 0]]
+        file["sample_ids"][...] = ids
+
+    report = verify_file(corrupted(path, tmp_path, swap))
+    assert [check.row for check in report.failed] == [0, 3]
+    assert all(check.flagged_frames == list(range(11)) for check in report.failed)
 
 
 def write_pdebench_burgers(path: Path, u: np.ndarray, nu_attribute: float) -> Path:
@@ -141,6 +158,25 @@ def test_a_pdebench_file_without_parameters_takes_them_from_its_name(tmp_path):
     report = verify_file(path)
     assert report.passed and report.problem == "advection1d" and report.problem_args["beta"] == 0.4
     assert any("read from the file name" in note for note in report.notes)
+
+
+def test_a_pdebench_diffusion_reaction_file_verifies(tmp_path):
+    # PDEBench's u_t = Nu u_xx + Rho u(1 - u), periodic: our reaction_diffusion1d (fisher) with nu = Nu, rho = Rho
+    ours = tmp_path / "ours.h5"
+    generate_dataset(PROBLEMS.build("reaction_diffusion1d", nx=64, n_out=5, t_final=0.5, nu=0.005, rho=2.0), ours,
+                     num_samples=2, solver_kwargs={"rtol": 1e-8})
+    u = read_trajectories(ours).fields["u"].numpy()
+    path = tmp_path / "ReacDiff_Nu0.005_Rho2.0.hdf5"
+    with h5py.File(path, "w") as file:
+        file["tensor"] = u
+        file["x-coordinate"] = (np.arange(64) + 0.5) / 64
+        file["t-coordinate"] = np.arange(7) * 0.1
+        file.attrs["Nu"], file.attrs["Rho"] = 0.005, 2.0
+    report = verify_file(path)
+    assert report.passed and report.problem == "reaction_diffusion1d" and report.problem_args["kind"] == "fisher"
+    with h5py.File(path, "r+") as file:
+        file.attrs["Rho"] = 1.0
+    assert not verify_file(path).passed
 
 
 def test_darcy_files_ours_verify_and_pdebench_cell_centres_are_refused(tmp_path):
