@@ -1,5 +1,5 @@
-"""The ``pdebench`` console script: list, generate, stream, leaderboard, evaluate, export, plot, clean,
-physics, train-dcdm, demo.
+"""The ``pdebench`` console script: list, generate, stream, leaderboard, evaluate, export, plot, verify,
+clean, physics, train-dcdm, demo.
 
 Every bad argument ends in a one-line ``pdebench: error: ...`` message and exit status 2, before
 anything is written.
@@ -307,6 +307,25 @@ def cmd_clean(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    """Re-solve ``-k`` samples of a file much more accurately; table, verify.json, verify_errors.png;
+    exit 0 when every re-solved sample is within the threshold, 1 when not (the report names them)."""
+    from pdebench.data.verify import VerifySettings, report_table, verify_file, write_report
+
+    settings = VerifySettings(samples=args.samples, rtol=args.rtol, threshold=args.threshold)  # refusals first
+    report = verify_file(args.file, settings)
+    out = Path(args.output_dir) if args.output_dir else Path(args.file).with_name(Path(args.file).stem + "_verify")
+    json_path, png = write_report(report, out)
+    console.print(report_table(report))
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}")
+    for problem in report.inconsistencies:
+        console.print(f"[bold red]inconsistent:[/] {problem}")
+    console.print(("[green]" if report.passed else "[bold red]") + report.summary() + "[/]")
+    console.print(f"wrote {json_path} and {png}")
+    return 0 if report.passed else 1
+
+
 def _run_board(board, suite, output: Path | None, console: Console) -> Path:
     """Run a suite on its board (:data:`pdebench.evaluation.boards.BOARDS`) with a spinner per step;
     print the board's table; return results.json."""
@@ -516,6 +535,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field")
     p.add_argument("--samples", type=int, default=4)
     p.set_defaults(run=cmd_plot)
+
+    p = sub.add_parser("verify", help="re-solve a few samples of a data file much more accurately and report its error "
+                       "per sample and frame (exit 1 when a sample is over the threshold)")
+    p.add_argument("file", help="an HDF5 grid file: ours, or PDEBench's 1-D Burgers/advection/diffusion-reaction or Darcy")
+    p.add_argument("-k", "--samples", type=int, default=4, metavar="K", help="samples to re-solve, evenly spaced rows (default 4)")
+    p.add_argument("--rtol", type=float, default=None, metavar="R",
+                   help="tolerance of the reference solve (default min(1e-10, the file's certified rtol / 10))")
+    p.add_argument("--threshold", type=float, default=None, metavar="E",
+                   help="largest relative L2 error a frame may have (default: 10x the file's certified rtol, else 1e-4)")
+    p.add_argument("-o", "--output-dir", default=None, metavar="OUT_DIR", help="where verify.json and verify_errors.png "
+                   "go (default: FILE's name + _verify, beside it)")
+    p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser("clean", help="remove the temporary files that killed runs left (writes also sweep their own folder)")
     p.add_argument("folders", nargs="*", default=["."], help="folders to sweep, with their subfolders (default: .)")

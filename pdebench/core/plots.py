@@ -1,4 +1,5 @@
-"""Pictures of trajectories: space–time images in 1-D, snapshot rows in 2-D."""
+"""Pictures of trajectories (space–time images in 1-D, snapshot rows in 2-D), rollout curves and a
+file's verified error against time."""
 
 from __future__ import annotations
 
@@ -78,6 +79,40 @@ def plot_rollout_curve(curve, output: str | os.PathLike[str], *, label: str = ""
     ax.grid(True, which="both", alpha=0.3)
     if label:
         ax.legend()
+    output = Path(output)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def plot_verification_errors(times, errors, labels, output: str | os.PathLike[str], *, threshold: float | None = None,
+                             title: str = "") -> Path:
+    """Save a PNG of relative L2 error against time, one line per verified sample (``pdebench verify``).
+
+    Parameters
+    ----------
+    times
+        ``(T,)`` frame times.
+    errors
+        ``(K, T)`` relative L2 error of each of ``K`` samples at each frame (dimensionless; zeros, such as
+        a frame 0 the reference started from, are not drawn on the log scale).
+    labels
+        ``K`` line labels.
+    threshold
+        Drawn as a dashed horizontal line (the pass/fail limit).
+    """
+    times = np.asarray(times, dtype=float)
+    errors = np.atleast_2d(np.asarray(errors, dtype=float))
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    x = times if len(times) == errors.shape[1] else np.arange(errors.shape[1])
+    for curve, label in zip(errors, labels):
+        shown = np.where(curve > 0, curve, np.nan)  # log scale: exact zeros are left out
+        ax.semilogy(x, shown, marker="o", ms=2.5, label=label)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    ax.set(xlabel="time" if x is times else "frame", ylabel="relative L2 error", title=title or "verification")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
     output = Path(output)
     fig.savefig(output, dpi=110)
     plt.close(fig)

@@ -265,7 +265,8 @@ def generate_dataset(
                                       overwrite=overwrite, progress=progress)
     start = time.perf_counter()
     dt = float("nan")
-    with TrajectoryWriter(output, overwrite=overwrite, provenance={"seed": seed, "problem": problem.name}) as writer:
+    with TrajectoryWriter(output, overwrite=overwrite, provenance={"seed": seed, "problem": problem.name,
+                                                                         "problem_args": problem.arguments()}) as writer:
         for first in range(0, num_samples, batch_size):
             indices = np.arange(first, min(first + batch_size, num_samples))
             batch = solve_samples(fine, solver, seed, indices)

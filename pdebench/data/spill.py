@@ -28,7 +28,8 @@ Provenance (root attributes ``provenance.<key>``)
 -------------------------------------------------
 As ``pdebench generate``: the solver's attributes (``solver``, ``scheme``, ``dt``, ``dtype``,
 ``pdebench_version``, ...; the step is the one the solver plans for the first batch written, since
-worker batches carry no provenance), ``seed`` and ``problem``; and for a stream: ``source``
+worker batches carry no provenance), ``seed``, ``problem`` and ``problem_args`` (every argument of the
+problem, :meth:`~pdebench.problems.base.Catalogued.arguments`); and for a stream: ``source``
 (``"stream"``), ``complete``, ``interrupted`` (``""`` or the cause), ``samples_requested`` (-1:
 unbounded), ``dropped``, ``lost``, ``lost_ranges`` (``[[seed, start, stop], ...]`` lost with dead
 workers), ``returned_unused`` and ``returned_ranges`` (drawn but neither written, dropped nor lost: in
@@ -199,7 +200,7 @@ def _planned_provenance(problem: Problem, solver: Any, sample_ids: np.ndarray, t
     (the step a solve of them starts with; the spectral solver only shortens it if the flow speeds
     up). Solvers without this interface get ``{"solver": name}``.
     """
-    base: dict[str, Any] = {"solver": problem.solver, "problem": problem.name}
+    base: dict[str, Any] = {"solver": problem.solver, "problem": problem.name, "problem_args": problem.arguments()}
     if problem.solver == "sph":
         return {**solver.provenance(), **base}
     if not all(hasattr(solver, name) for name in ("provenance", "initial_stability_limits", "substeps")):
@@ -215,6 +216,7 @@ def _planned_provenance(problem: Problem, solver: Any, sample_ids: np.ndarray, t
         log.debug("could not plan the solver step for provenance", exc_info=True)
         return base
     provenance.pop("wall_time_s", None)  # the workers' solve time is not reported
+    provenance["problem_args"] = base["problem_args"]  # the file names everything its problem needs
     if threads is not None:
         provenance["torch_threads"] = threads
     return provenance

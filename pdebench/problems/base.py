@@ -79,6 +79,13 @@ class Catalogued:
         they exist (e.g. ``Nu``)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), (int, float, str))}
 
+    def arguments(self) -> dict[str, Any]:
+        """Every constructor argument and its value (numbers, strings, booleans, ``None``): what
+        rebuilds the problem, ``PROBLEMS.build(self.name, **self.arguments())``. Data files store it as
+        ``provenance.problem_args``, so that a file names everything its problem needs."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.init and (getattr(self, f.name) is None or isinstance(getattr(self, f.name), (bool, int, float, str)))}
+
     def replace(self, **changes: Any):
         """A copy with some parameters changed (validated again)."""
         return dataclasses.replace(self, **changes)
