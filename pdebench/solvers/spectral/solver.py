@@ -14,21 +14,14 @@ import torch
 import pdebench
 from pdebench.core.trajectories import Trajectories
 from pdebench.solvers.base import DTYPES, SOLVERS, BlowUpError, StabilityError, check_dtype, solve_ids
+from pdebench.solvers.certify import MAX_DOUBLINGS, MIN_RTOL, StepDoubling, check_rtol
 from pdebench.equations.spectral import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4, flush_tiny_
 from pdebench.equations.fourier import FourierGrid
 
+__all__ = ["MIN_RTOL", "SpectralSolver", "equation_mask"]  # MIN_RTOL: solvers/certify.py's, the limit of rtol
+
 log = logging.getLogger(__name__)
-
-#: The smallest relative error ``rtol`` may ask for: float64 round-off in the transforms and the
-#: Richardson difference is near 1e-14 relative, so a tighter request could never be certified.
-MIN_RTOL = 1e-12
-#: Halvings of a sample's step within one output interval before the certified run gives up.
-MAX_DOUBLINGS = 12
-#: A certified sample doubles its step when the halved step's estimated error growth (16x this
-#: interval's) stays below this fraction of an interval's share ``rtol / n_out`` of the budget.
-RELAX_FRACTION = 0.25
-
 
 @SOLVERS.register("spectral", record="time-dependent", description="Batched pseudo-spectral ETDRK4 on torch.fft")
 class SpectralSolver:
@@ -95,8 +88,7 @@ class SpectralSolver:
     ) -> None:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be positive, got {dt}")
-        if rtol is not None and not (isinstance(rtol, (int, float)) and MIN_RTOL <= rtol < 1):
-            raise ValueError(f"rtol must be a number in [{MIN_RTOL:g}, 1) (float64 cannot certify less), got {rtol!r}")
+        check_rtol(rtol)
         check_dtype(dtype)
         if not courant > 0:
             raise ValueError(f"courant must be positive, got {courant}")
@@ -298,14 +290,16 @@ class SpectralSolver:
         frames[:, 0] = u0.to(device=self.device, dtype=grid.dtype) if warmup == 0 else grid.irfft(u_hat)
         certify = self.rtol is not None
         if certify:
+            doubling = StepDoubling("ETDRK4", 4, lambda v: grid.irfft(v).flatten(1))
             coarse_hat = u_hat.clone()  # the run with half the steps, for the Richardson estimate
             estimates = np.zeros((problem.n_out + 1, batch))
             most_steps = 0
         for frame in range(1, problem.n_out + 1):
             t0 = (frame - 1) * problem.dt_out
             if certify:
-                u_hat, coarse_hat, estimates[frame] = self._certified_interval(
-                    advance, u_hat, coarse_hat, t0, substeps, alive, grid, self.rtol * frame / problem.n_out)
+                u_hat, coarse_hat, estimates[frame] = doubling.interval(
+                    lambda v, plan, active: advance(v, t0, None, plan, active), u_hat, coarse_hat, substeps, alive,
+                    self.rtol * frame / problem.n_out, MAX_DOUBLINGS)
                 most_steps = max(most_steps, 2 * int(substeps[alive].max(initial=0)))
             else:
                 u_hat = advance(u_hat, t0, None)
@@ -322,11 +316,7 @@ class SpectralSolver:
             if not alive.any():
                 break
             if certify and frame < problem.n_out:
-                # Where half the steps would still keep within this interval's share of the budget
-                # (the estimate grows 16x when the step doubles), the next interval takes them.
-                growth = estimates[frame] - estimates[frame - 1]
-                relax = alive & (16 * growth < RELAX_FRACTION * self.rtol / problem.n_out) & (substeps > 1)
-                substeps[relax] //= 2
+                doubling.relax(substeps, estimates[frame] - estimates[frame - 1], alive, self.rtol, problem.n_out)
             if not equation.is_linear and frame < problem.n_out:
                 # The flow may have sped up: a sample whose limit fell below its step re-plans.
                 substeps = np.maximum(substeps, self.substeps(problem.dt_out, limits_of(u_hat), max_dt))
@@ -338,11 +328,7 @@ class SpectralSolver:
         smallest_h = problem.dt_out / int(substeps.max())
         provenance = self.provenance(problem, smallest_h, int(substeps.max()), time.perf_counter() - start)
         if certify:
-            done = estimates[:, alive] if alive.any() else estimates[:, :0]
-            per_frame = done.max(1) if done.size else np.zeros(problem.n_out + 1)
-            provenance["error_estimate"] = {
-                "method": "Richardson on m and 2m ETDRK4 steps per output interval (order 4)",
-                "rtol": self.rtol, "time_max": float(per_frame.max()), "time_per_frame": per_frame.tolist()}
+            provenance["error_estimate"] = doubling.error_estimate(self.rtol, estimates, alive)
             provenance["substeps_per_output"] = most_steps  # of the stored (finer) run, at its smallest step
             provenance["dt"] = problem.dt_out / max(most_steps, 1)
         traj = Trajectories(
@@ -358,35 +344,6 @@ class SpectralSolver:
             traj = traj.select(np.flatnonzero(alive))
             traj.provenance["dropped"] = dropped
         return traj
-
-    @staticmethod
-    def _certified_interval(advance: Callable[..., torch.Tensor], fine: torch.Tensor, coarse: torch.Tensor, t0: float,
-                            substeps: np.ndarray, alive: np.ndarray, grid: FourierGrid,
-                            budget: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """One output interval of the certified run (class docstring, ``rtol``): ``fine`` advanced
-        with ``2 m_b`` steps and ``coarse`` with ``m_b`` (``substeps``, raised in place where a
-        sample redoes the interval) until every alive sample's Richardson estimate is within
-        ``budget``. Returns the two states and the ``(B,)`` estimates."""
-        start_fine, start_coarse = fine, coarse
-        active = alive.copy()
-        estimate = np.zeros(len(alive))
-        for _ in range(MAX_DOUBLINGS + 1):
-            fine = advance(fine, t0, None, 2 * substeps, active)
-            coarse = advance(coarse, t0, None, substeps, active)
-            rows = torch.as_tensor(np.flatnonzero(active), device=fine.device)
-            u_fine = grid.irfft(fine[rows]).flatten(1)
-            gap = (grid.irfft(coarse[rows]).flatten(1) - u_fine).norm(dim=1) / (2**4 - 1)
-            estimate[active] = (gap / u_fine.norm(dim=1).clamp_min(torch.finfo(u_fine.dtype).tiny)).cpu().numpy()
-            redo = active & ~(estimate <= budget)
-            if not redo.any():
-                return fine, coarse, estimate
-            substeps[redo] *= 2
-            keep = torch.as_tensor(redo, device=fine.device)
-            fine = torch.where(keep.view(-1, *[1] * (fine.ndim - 1)), start_fine, fine)
-            coarse = torch.where(keep.view(-1, *[1] * (coarse.ndim - 1)), start_coarse, coarse)
-            active = redo
-        raise ValueError(f"cannot certify relative error {budget:.3g}: the estimate stays at "
-                         f"{estimate[active].max():.3g} after {MAX_DOUBLINGS} halvings of the step")
 
     def provenance(self, problem, h: float, substeps: int, wall_time: float) -> dict:
         """Attributes that say how trajectories were made."""
