@@ -71,7 +71,7 @@ class SpectralSolver:
         :math:`e_k = \|u^{(m)}_k - u^{(2m)}_k\| / (2^4 - 1)` (relative to :math:`\|u^{(2m)}_k\|`). A
         sample whose estimate at frame ``k`` exceeds the budget ``rtol · k / n_out`` (the error may
         grow by ``rtol / n_out`` per interval, so no later frame is starved) redoes the interval
-        with both step counts doubled. ``provenance["error_estimate"]`` records the method, ``rtol``
+        with both step counts doubled (:class:`~pdebench.solvers.certify.StepDoubling`). ``provenance["error_estimate"]`` records the method, ``rtol``
         and the estimate per frame (largest over the batch); ``substeps_per_output`` and ``dt`` are
         the finer run's at its smallest step. The certificate covers the evolution from the stored
         first frame: a problem's discarded warm-up (``warmup_time``) is stepped as without ``rtol``.
