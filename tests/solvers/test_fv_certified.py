@@ -174,9 +174,16 @@ def test_a_shock_stops_the_certified_run_naming_the_sample():
     """Sample (7, 3) steepens into a shock by t = 0.3 on 64 cells; the others stay smooth."""
     problem = PROBLEMS.build("mppde_e1", nx=64, t_final=0.6, n_out=6)
     u0 = problem.sample_initial_conditions(SEED, (0, 1, 2, 3))
-    with pytest.raises(ValueError, match=r"cannot certify rtol=1e-06 beyond t=0.2: samples \(seed, index\) \(7, 3\) "
-                                         r"form a shock by t=0.3"):
+    with pytest.raises(ValueError, match=r"cannot certify rtol=1e-06: samples \(seed, index\) \(7, 3\) "
+                                         r"have a shock at t=0.3"):
         FVSolver(rtol=1e-6).solve(problem, u0, _ids((0, 1, 2, 3)))
+
+
+def test_a_shock_at_the_start_is_refused_before_stepping():
+    problem = PROBLEMS.build("mppde_e1", nx=64, t_final=0.2, n_out=2)
+    u0 = torch.where(torch.arange(64) < 32, 1.0, -1.0).to(torch.float64)[None]  # a standing shock at x = 8
+    with pytest.raises(ValueError, match=r"samples \(seed, index\) \(7, 0\) have a shock at t=0 "):
+        FVSolver(rtol=1e-6).solve(problem, u0, _ids((0,)))
 
 
 def test_past_a_shock_step_doubling_would_miss_the_error(monkeypatch):

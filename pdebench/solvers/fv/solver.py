@@ -156,6 +156,16 @@ class FVSolver:
                 return out
             return advance
 
+        def refuse_shocks(v: torch.Tensor, k: int) -> None:
+            """``ValueError`` naming the alive samples of ``v`` with a shock at frame ``k`` (:data:`SHOCK_LIMIT`)."""
+            shocked = alive & (weno.shock_sensor(v).numpy() > SHOCK_LIMIT)
+            if shocked.any():
+                named = ", ".join(f"({s}, {i})" for s, i in ids[shocked][:5].tolist())
+                raise ValueError(f"{problem.name}: cannot certify rtol={self.rtol:g}: samples (seed, index) {named} "
+                                 f"have a shock at t={float(times[k]):g} (WENO5 interface states differ by more than "
+                                 f"{SHOCK_LIMIT:g} of the solution's scale), across which step doubling does not "
+                                 f"estimate the time error; shorten t_final or drop --rtol")
+
         doubling = StepDoubling("SSP-RK3", 3, lambda v: v)
         n_out = len(times) - 1
         frames = torch.full((batch, n_out + 1, nx), math.nan, dtype=torch.float64)
@@ -163,6 +173,7 @@ class FVSolver:
         fine, coarse = v0.clone(), v0.clone()
         estimates = np.zeros((n_out + 1, batch))
         alive = np.ones(batch, dtype=bool)
+        refuse_shocks(v0, 0)
         substeps = cfl_steps(v0, float(times[1] - times[0])) if n_out else np.ones(batch, dtype=np.int64)
         most_steps = 0
         for k in range(1, n_out + 1):
@@ -170,13 +181,7 @@ class FVSolver:
                                                            self.rtol * k / n_out)
             most_steps = max(most_steps, 2 * int(substeps[alive].max(initial=0)))
             alive &= torch.isfinite(fine).all(1).numpy()
-            shocked = alive & (weno.shock_sensor(fine).numpy() > SHOCK_LIMIT)
-            if shocked.any():
-                named = ", ".join(f"({s}, {i})" for s, i in ids[shocked][:5].tolist())
-                raise ValueError(f"{problem.name}: cannot certify rtol={self.rtol:g} beyond t={float(times[k - 1]):g}: "
-                                 f"samples (seed, index) {named} form a shock by t={float(times[k]):g} (WENO5 interface "
-                                 f"states differ by more than {SHOCK_LIMIT:g} of the solution's scale), across which "
-                                 f"step doubling does not estimate the time error; shorten t_final or drop --rtol")
+            refuse_shocks(fine, k)
             dead = torch.as_tensor(~alive)
             fine[dead], coarse[dead] = 0.0, 0.0  # blown-up samples cost nothing further
             frames[torch.as_tensor(alive), k] = fine[torch.as_tensor(alive)]
