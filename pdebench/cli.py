@@ -50,11 +50,13 @@ def _parse_settings(name: str, registry, settings: Sequence[str]) -> dict[str, A
 def _solver_settings(problem, registry, args: argparse.Namespace) -> dict[str, Any]:
     """``--solver-set`` as typed arguments of the problem's solver, and ``--rtol`` as its ``rtol``
     (refused, naming the solver, where the solver cannot certify a tolerance)."""
+    from pdebench.solvers.base import uncertified_reason
+
     settings = _parse_settings(problem.solver, registry, args.solver_set)
     if args.rtol is not None:
-        if "rtol" not in registry.get(problem.solver).arguments():
-            raise ValueError(f"--rtol: {problem.name}'s solver {problem.solver!r} cannot certify a tolerance "
-                             f"(the spectral solver can); use --solver-set dt=... instead")
+        reason = uncertified_reason(registry.get(problem.solver))
+        if reason is not None:
+            raise ValueError(f"--rtol: {problem.name}'s solver {problem.solver!r} cannot certify a time tolerance: {reason}")
         if "dt" in settings:
             raise ValueError(f"--rtol {args.rtol:g} and --solver-set dt={settings['dt']:g}: a fixed step turns the "
                              f"certificate off; give one of them")
@@ -85,16 +87,19 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from pdebench.models import MODELS
     from pdebench.problems import PROBLEMS
     from pdebench.solvers import SOLVERS
+    from pdebench.solvers.base import uncertified_reason
 
     registries = {"problems": (PROBLEMS, "record"), "solvers": (SOLVERS, "record"), "models": (MODELS, "board")}
     for title, (registry, field) in registries.items():
         if args.what not in (None, title):
             continue
         table = Table(title=title, title_justify="left")
-        for column in ("name", field, "description", "arguments"):
+        certified = registry is SOLVERS  # the solvers' column: does it certify a time tolerance (--rtol)?
+        for column in ("name", field, "description", "arguments", *(["certifies --rtol"] if certified else [])):
             table.add_column(column)
         for entry in registry.entries():
-            table.add_row(entry.name, getattr(entry, field), entry.description, ", ".join(entry.arguments()))
+            says = [] if not certified else ["yes" if (why := uncertified_reason(entry)) is None else f"no: {why}"]
+            table.add_row(entry.name, getattr(entry, field), entry.description, ", ".join(entry.arguments()), *says)
         console.print(table)
     return 0
 
@@ -454,7 +459,7 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="problem parameter (repeatable)")
     p.add_argument("--solver-set", action="append", default=[], metavar="KEY=VALUE", help="solver argument, e.g. dt=1e-3")
     p.add_argument("--rtol", type=float, default=None, metavar="R",
-                   help="certify every stored frame to relative L2 error R in time (spectral solver)")
+                   help="certify every stored frame to relative L2 error R in time (spectral and fv-weno solvers)")
 
 
 def _add_run_config(p: argparse.ArgumentParser, folder: str, output: str) -> None:

@@ -35,6 +35,20 @@ def solve_ids(sample_ids: np.ndarray | Sequence[Sequence[int]] | None, batch: in
     return ids
 
 
+def uncertified_reason(entry: RecordEntry) -> str | None:
+    """Why the solver of registry ``entry`` cannot certify a time tolerance, in one sentence; ``None``
+    where it can (it takes ``rtol``: :mod:`pdebench.solvers.certify`). The reason is the class's
+    ``no_time_certificate``, or, for a steady record (``steady``, ``mesh``), that there is no time error."""
+    if "rtol" in entry.arguments():
+        return None
+    reason = getattr(entry.cls, "no_time_certificate", None)
+    if reason:
+        return reason
+    if entry.record in ("steady", "mesh"):
+        return "steady, no time error"
+    return "it has no error estimate in time"
+
+
 class StabilityError(ValueError):
     """A requested time step above the solver's stability or accuracy limit."""
 

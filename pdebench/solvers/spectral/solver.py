@@ -14,28 +14,14 @@ import torch
 import pdebench
 from pdebench.core.trajectories import Trajectories
 from pdebench.solvers.base import DTYPES, SOLVERS, BlowUpError, StabilityError, check_dtype, solve_ids
+from pdebench.solvers.certify import DEFAULT_RTOL, MAX_DOUBLINGS, MAX_RESTARTS, MIN_RTOL, StepDoubling, check_rtol
 from pdebench.equations.spectral import SpectralEquation
 from pdebench.solvers.spectral.etdrk4 import ETDRK4, flush_tiny_
 from pdebench.equations.fourier import FourierGrid
 
-log = logging.getLogger(__name__)
+__all__ = ["MIN_RTOL", "SpectralSolver", "equation_mask"]  # MIN_RTOL: solvers/certify.py's, the limit of rtol
 
-#: The relative error in time every stored frame meets unless a fixed step is asked for.
-DEFAULT_RTOL = 1e-6
-#: The smallest relative error ``rtol`` may ask for: float64 round-off in the transforms and the
-#: Richardson difference is near 1e-14 relative, so a tighter request could never be certified.
-MIN_RTOL = 1e-12
-#: Halvings of a sample's step within one output interval before the certified run gives up.
-MAX_DOUBLINGS = 12
-#: A redone interval whose estimate fell by less than this factor when its steps were halved (4th
-#: order: 16x expected) is dominated by the error inherited from earlier intervals: the sample restarts.
-INHERITED_FACTOR = 4.0
-#: Restarts of a sample from its first frame, each with at least twice the steps it took in every
-#: interval, before the certified run gives up (the float64 limit of a chaotic flow).
-MAX_RESTARTS = 5
-#: A certified sample doubles its step when the halved step's estimated error growth (16x this
-#: interval's) stays below this fraction of an interval's share ``rtol / n_out`` of the budget.
-RELAX_FRACTION = 0.25
+log = logging.getLogger(__name__)
 
 
 @SOLVERS.register("spectral", record="time-dependent", description="Batched pseudo-spectral ETDRK4 on torch.fft")
@@ -81,19 +67,21 @@ class SpectralSolver:
         Torch device.
     rtol
         Certify every stored frame of every sample to relative L2 error ``rtol`` in time (default
-        :data:`DEFAULT_RTOL` = 1e-6; ``None``, or a fixed ``dt``: fixed steps as above). Each sample is advanced twice, with ``m_b`` and ``2 m_b`` steps per
+        :data:`~pdebench.solvers.certify.DEFAULT_RTOL` = 1e-6; ``None``, or a fixed ``dt``: fixed
+        steps as above). Each sample is advanced twice, with ``m_b`` and ``2 m_b`` steps per
         output interval from its own two states, and the frame of the finer run is stored; ETDRK4 is
         of order 4, so the global error of the finer run is estimated by Richardson as
         :math:`e_k = \|u^{(m)}_k - u^{(2m)}_k\| / (2^4 - 1)` (relative to :math:`\|u^{(2m)}_k\|`). A
         sample whose estimate at frame ``k`` exceeds the budget ``rtol · k / n_out`` (the error may
         grow by ``rtol / n_out`` per interval, so no later frame is starved) redoes the interval
-        with both step counts doubled. Where halving the steps lowered the estimate by less than
-        :data:`INHERITED_FACTOR` (4; order 4 gives 16), the error was inherited from earlier
-        intervals (a chaotic or shock-steepening flow amplifies it faster than the budget grows): the
-        sample is solved again from its first frame with at least twice the steps it took in every
-        interval, at most :data:`MAX_RESTARTS` times. ``provenance["error_estimate"]`` records the method, ``rtol``
-        and the estimate per frame (largest over the batch); ``substeps_per_output`` and ``dt`` are
-        the finer run's at its smallest step. The certificate covers the evolution from the stored
+        with both step counts doubled (:class:`~pdebench.solvers.certify.StepDoubling`). A sample
+        whose error was inherited from earlier intervals (the controller's "stuck": a chaotic or
+        shock-steepening flow) is solved again from its first frame with at least twice the steps it
+        took in every interval, at most :data:`~pdebench.solvers.certify.MAX_RESTARTS` times. A
+        linear equation is integrated exactly by ETDRK4: its certificate states so, without doubling.
+        ``provenance["error_estimate"]`` records the method, ``rtol`` and the estimate per frame
+        (largest over the batch); ``substeps_per_output`` and ``dt`` are the finer run's at its
+        smallest step. The certificate covers the evolution from the stored
         first frame: a problem's discarded warm-up (``warmup_time``) is stepped as without ``rtol``.
     """
 
@@ -108,8 +96,7 @@ class SpectralSolver:
     ) -> None:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be positive, got {dt}")
-        if rtol is not None and not (isinstance(rtol, (int, float)) and MIN_RTOL <= rtol < 1):
-            raise ValueError(f"rtol must be a number in [{MIN_RTOL:g}, 1) (float64 cannot certify less), got {rtol!r}")
+        check_rtol(rtol)
         check_dtype(dtype)
         if not courant > 0:
             raise ValueError(f"courant must be positive, got {courant}")
@@ -283,7 +270,6 @@ class SpectralSolver:
         max_dt = getattr(problem, "max_dt", None) if self.rtol is None else None
         substeps = self.substeps(problem.dt_out, limits, max_dt)
         floor = np.ones(batch, dtype=np.int64) if floor is None else np.asarray(floor, dtype=np.int64)
-        substeps = np.maximum(substeps, floor)
 
         def advance(u_hat: torch.Tensor, t0: float, duration: float | None, plan: np.ndarray | None = None,
                     active: np.ndarray | None = None) -> torch.Tensor:
@@ -315,11 +301,13 @@ class SpectralSolver:
         warmup = float(getattr(problem, "warmup_time", 0.0))
         if warmup > 0:
             u_hat = advance(u_hat, 0.0, warmup)  # discarded transient
+        substeps = np.maximum(substeps, floor)  # after the warm-up, which a restart leaves as it was
         frames = torch.empty((batch, problem.n_out + 1, *grid.shape), dtype=grid.dtype, device=self.device)
         frames[:, 0] = u0.to(device=self.device, dtype=grid.dtype) if warmup == 0 else grid.irfft(u_hat)
         # ETDRK4 integrates a linear equation (no N) exactly at any step: nothing to estimate
         certify = self.rtol is not None and not equation.is_linear
         if certify:
+            doubling = StepDoubling("ETDRK4", 4, lambda v: grid.irfft(v).flatten(1))
             coarse_hat = u_hat.clone()  # the run with half the steps, for the Richardson estimate
             estimates = np.zeros((problem.n_out + 1, batch))
             most_steps = floor.copy()  # per sample, the most coarse steps it took in one interval
@@ -327,8 +315,9 @@ class SpectralSolver:
         for frame in range(1, problem.n_out + 1):
             t0 = (frame - 1) * problem.dt_out
             if certify:
-                u_hat, coarse_hat, estimates[frame], stuck = self._certified_interval(
-                    advance, u_hat, coarse_hat, t0, substeps, alive, grid, self.rtol * frame / problem.n_out)
+                u_hat, coarse_hat, estimates[frame], stuck = doubling.interval(
+                    lambda v, plan, active: advance(v, t0, None, plan, active), u_hat, coarse_hat, substeps, alive,
+                    self.rtol * frame / problem.n_out, MAX_DOUBLINGS)
                 most_steps = np.maximum(most_steps, substeps)
                 if stuck.any():  # stepped no further here; solved again from the first frame below
                     restart |= stuck
@@ -349,11 +338,7 @@ class SpectralSolver:
             if not alive.any():
                 break
             if certify and frame < problem.n_out:
-                # Where half the steps would still keep within this interval's share of the budget
-                # (the estimate grows 16x when the step doubles), the next interval takes them.
-                growth = estimates[frame] - estimates[frame - 1]
-                relax = alive & (16 * growth < RELAX_FRACTION * self.rtol / problem.n_out) & (substeps > floor)
-                substeps[relax] = np.maximum(substeps[relax] // 2, floor[relax])
+                doubling.relax(substeps, estimates[frame] - estimates[frame - 1], alive, self.rtol, problem.n_out, floor)
             if not equation.is_linear and frame < problem.n_out:
                 # The flow may have sped up: a sample whose limit fell below its step re-plans.
                 substeps = np.maximum(substeps, self.substeps(problem.dt_out, limits_of(u_hat), max_dt))
@@ -371,11 +356,7 @@ class SpectralSolver:
                 "method": "exact: ETDRK4 integrates a linear equation exactly (round-off only)",
                 "rtol": self.rtol, "time_max": 0.0, "time_per_frame": [0.0] * (problem.n_out + 1)}
         if certify:
-            done = estimates[:, alive] if alive.any() else estimates[:, :0]
-            per_frame = done.max(1) if done.size else np.zeros(problem.n_out + 1)
-            provenance["error_estimate"] = {
-                "method": "Richardson on m and 2m ETDRK4 steps per output interval (order 4)",
-                "rtol": self.rtol, "time_max": float(per_frame.max()), "time_per_frame": per_frame.tolist()}
+            provenance["error_estimate"] = doubling.error_estimate(self.rtol, estimates, alive)
             finest = 2 * int(most_steps[alive].max(initial=0))  # of the stored (finer) run, at its smallest step
             provenance["substeps_per_output"] = finest
             provenance["dt"] = problem.dt_out / max(finest, 1)
@@ -398,7 +379,8 @@ class SpectralSolver:
         """Solve the samples ``rows`` (``(B,)`` mask) again from their first frame with at least
         ``floor`` coarse steps per interval (twice the most each took), writing their ``frames``,
         ``estimates`` and ``most_steps`` in place. Returns the ``(B,)`` mask of the restarted samples
-        that finished. Raises :class:`ValueError` beyond :data:`MAX_RESTARTS` restarts."""
+        that finished. Raises :class:`ValueError` beyond :data:`~pdebench.solvers.certify.MAX_RESTARTS`
+        restarts."""
         index = np.flatnonzero(rows)
         if attempt > MAX_RESTARTS:
             raise ValueError(f"{problem.name}: cannot certify relative error {self.rtol:g} for samples "
@@ -417,42 +399,6 @@ class SpectralSolver:
         per_frame = np.asarray(again.provenance["error_estimate"]["time_per_frame"])
         estimates[:, done] = per_frame[:, None]  # the restarted group's largest estimate per frame
         return done
-
-    @staticmethod
-    def _certified_interval(advance: Callable[..., torch.Tensor], fine: torch.Tensor, coarse: torch.Tensor, t0: float,
-                            substeps: np.ndarray, alive: np.ndarray, grid: FourierGrid,
-                            budget: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-        """One output interval of the certified run (class docstring, ``rtol``): ``fine`` advanced
-        with ``2 m_b`` steps and ``coarse`` with ``m_b`` (``substeps``, raised in place where a
-        sample redoes the interval) until every alive sample's Richardson estimate is within
-        ``budget``. A sample whose estimate fell by less than :data:`INHERITED_FACTOR` when its
-        steps were halved carries an error from earlier intervals that no step of this one removes:
-        it is returned as stuck (and not redone further). Returns the two states, the ``(B,)``
-        estimates and the ``(B,)`` stuck mask."""
-        start_fine, start_coarse = fine, coarse
-        active = alive.copy()
-        estimate, previous = np.zeros(len(alive)), np.full(len(alive), np.inf)
-        stuck = np.zeros(len(alive), dtype=bool)
-        for _ in range(MAX_DOUBLINGS + 1):
-            fine = advance(fine, t0, None, 2 * substeps, active)
-            coarse = advance(coarse, t0, None, substeps, active)
-            rows = torch.as_tensor(np.flatnonzero(active), device=fine.device)
-            u_fine = grid.irfft(fine[rows]).flatten(1)
-            gap = (grid.irfft(coarse[rows]).flatten(1) - u_fine).norm(dim=1) / (2**4 - 1)
-            estimate[active] = (gap / u_fine.norm(dim=1).clamp_min(torch.finfo(u_fine.dtype).tiny)).cpu().numpy()
-            over = active & ~(estimate <= budget)
-            stuck |= over & (estimate * INHERITED_FACTOR > previous)
-            redo = over & ~stuck
-            if not redo.any():
-                return fine, coarse, estimate, stuck
-            substeps[redo] *= 2
-            previous = estimate.copy()
-            keep = torch.as_tensor(redo, device=fine.device)
-            fine = torch.where(keep.view(-1, *[1] * (fine.ndim - 1)), start_fine, fine)
-            coarse = torch.where(keep.view(-1, *[1] * (coarse.ndim - 1)), start_coarse, coarse)
-            active = redo
-        raise ValueError(f"cannot certify relative error {budget:.3g}: the estimate stays at "
-                         f"{estimate[active].max():.3g} after {MAX_DOUBLINGS} halvings of the step")
 
     def provenance(self, problem, h: float, substeps: int, wall_time: float) -> dict:
         """Attributes that say how trajectories were made."""

@@ -7,6 +7,10 @@
 step) and stores a frame at every output time ``t_j = j T / n_out`` of the problem (the last step
 before a frame is shortened to land on it). Samples are independent (particle counts differ), so they
 are solved one after another.
+
+No time tolerance can be certified here (:attr:`SPHSolver.no_time_certificate`, recorded as
+``provenance["error_estimate"]``); ``benchmarks/study_sph_resolution.py`` measures the error against
+the analytic start-up Poiseuille flow at three resolutions instead.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -69,12 +73,20 @@ class SPHSolver:
         ``"float64"`` (default) or ``"float32"`` particle arithmetic.
     """
 
+    #: Why this solver takes no ``rtol`` (``pdebench list``, the refusal of ``--rtol``, the files' certificate).
+    no_time_certificate: ClassVar[str] = (
+        "weakly compressible SPH converges only as the particle count and the smoothing length are refined "
+        "together, and no a-posteriori estimate of a frame's error exists (benchmarks/study_sph_resolution.py "
+        "measures the convergence)")
+
     def __init__(self, dtype: Literal["float64", "float32"] = "float64") -> None:
         self.dtype = check_dtype(dtype)
 
     def provenance(self) -> dict[str, Any]:
-        """``solver``, ``scheme``, ``dtype`` and ``pdebench_version`` of this solver's runs."""
-        return {"solver": "sph", "scheme": "wcsph-kdk", "dtype": self.dtype, "pdebench_version": __version__}
+        """``solver``, ``scheme``, ``dtype``, ``pdebench_version`` and ``error_estimate`` (``method``
+        ``"none"``, ``certified`` false and the ``reason``) of this solver's runs."""
+        return {"solver": "sph", "scheme": "wcsph-kdk", "dtype": self.dtype, "pdebench_version": __version__,
+                "error_estimate": {"method": "none", "certified": False, "reason": self.no_time_certificate}}
 
     def run_scene(self, problem: ParticleProblem, scene: ParticleScene, sample_id: tuple[int, int] = (-1, -1),
                   callback: Callable[[Any], None] | None = None) -> tuple[ParticleTrajectory, int]:
