@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from pdebench.data.verification import (SpaceVerification, check_verify, finer_inputs, finer_problem, restrict_field,
+                                         verified_indices, verify_space)
 from pdebench.io.base import check_free_disk
 from pdebench.io.trajectory_file import TrajectoryWriter
 from pdebench.core.trajectories import Trajectories
@@ -46,6 +49,8 @@ class GenerationSummary:
     bytes_written: int
     solver: str
     dt: float
+    #: What ``verify`` measured (``None``: not verified).
+    verification: SpaceVerification | None = None
 
     @property
     def samples_per_second(self) -> float:
@@ -76,13 +81,7 @@ def restrict_trajectories(traj: Trajectories, fine: Problem, coarse: Problem, re
     """Trajectories solved on ``fine`` transferred to ``coarse``'s grid by :meth:`Problem.restrict`
     (nested point sampling, or block averages for cell averages), with ``coarse``'s coordinates and
     parameters and the fine solve recorded in the provenance."""
-    points = coarse.spatial_shape[0]
-    fields = {}
-    for name, value in traj.fields.items():
-        vector = value.ndim == fine.dim + 3
-        field = value.movedim(-1, 2) if vector else value
-        field = fine.restrict(field, points).contiguous()
-        fields[name] = field.movedim(2, -1).contiguous() if vector else field
+    fields = {name: restrict_field(value, fine, coarse) for name, value in traj.fields.items()}
     provenance = {**traj.provenance, "solve_refinement": int(refinement),
                   "solved_resolution": "x".join(map(str, fine.spatial_shape)),
                   "resolution": "x".join(map(str, coarse.spatial_shape))}
@@ -211,6 +210,7 @@ def generate_dataset(
     solver_kwargs: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     solve_refinement: int = 1,
+    verify: int | None = 0,
 ) -> GenerationSummary:
     """Generate ``num_samples`` trajectories of ``problem`` into the HDF5 file ``output``.
 
@@ -243,14 +243,24 @@ def generate_dataset(
         restricted to ``problem``'s grid (:func:`restrict_trajectories`): training data made the way the
         leaderboard makes its reference (MP-PDE's recipe: solve on 200 points, store 100, 50 or 40).
         Grid problems only.
+    verify
+        Re-solve this many samples (``None``: :func:`~pdebench.data.verification.verify_count`'s default,
+        2 % and at least 2; ``0``: none; clipped to ``num_samples``), spread evenly over the file
+        (:func:`~pdebench.data.verification.verified_indices`), on a grid twice as fine and record the
+        stored data's measured relative L2 error per field and frame in ``provenance["error_estimate"]``
+        (:meth:`~pdebench.data.verification.SpaceVerification.certificate`). Grid problems only
+        (time-dependent or steady); refused for particle and mesh problems.
     """
     check_generation_args(num_samples, seed, batch_size)
+    verify = check_verify(problem, verify, num_samples)
     if solve_refinement != 1 and not isinstance(problem, Problem):
         raise ValueError(f"solve_refinement={solve_refinement} needs a time-dependent grid problem; {problem.name} is not one")
     check_generation_fits(problem, output, num_samples=num_samples, batch_size=batch_size, solve_refinement=solve_refinement)
     fine = problem.refined(solve_refinement) if solve_refinement != 1 else problem
     solver = build_solver(problem, **(solver_kwargs or {}))
     check_solver_step(fine, solver, seed, min(batch_size, num_samples))
+    to_verify = verified_indices(num_samples, verify)
+    checker = _verification_solver(problem, solver_kwargs or {}, seed, to_verify, solve_refinement) if verify else None
     if isinstance(problem, ParticleProblem):
         return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,
                                           batch_size=batch_size, overwrite=overwrite, progress=progress)
@@ -259,6 +269,7 @@ def generate_dataset(
                                       overwrite=overwrite, progress=progress)
     start = time.perf_counter()
     dt = float("nan")
+    verification: SpaceVerification | None = None
     with TrajectoryWriter(output, overwrite=overwrite, provenance={"seed": seed, "problem": problem.name}) as writer:
         for first in range(0, num_samples, batch_size):
             indices = np.arange(first, min(first + batch_size, num_samples))
@@ -267,13 +278,39 @@ def generate_dataset(
                 batch = restrict_trajectories(batch, fine, problem, solve_refinement)
             dt = float(batch.provenance.get("dt", dt))
             writer.append(batch)
+            rows = np.flatnonzero(np.isin(batch.sample_ids[:, 1], to_verify))
+            if len(rows):
+                stored = batch.select(rows)  # as the file holds them: float32
+                stored.fields = {name: value.to(torch.float32) for name, value in stored.fields.items()}
+                part = verify_space(problem, checker, seed, stored.sample_ids[:, 1], stored=stored,
+                                    solve_refinement=solve_refinement)
+                verification = part if verification is None else verification.merged(part)
             if progress is not None:
                 progress(len(indices))
             shapes = {name: (num_samples, *value.shape[1:]) for name, value in batch.fields.items()}
+        if verification is not None:  # before close: the file appears with its certificate or not at all
+            writer.update_provenance({"error_estimate": verification.certificate(writer.provenance.get("error_estimate"))})
     wall = time.perf_counter() - start
     path = Path(output)
     log.info("wrote %d samples of %s to %s in %.1f s", num_samples, problem.name, path, wall)
-    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, dt)
+    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, dt, verification)
+
+
+def _verification_solver(problem: Problem | SteadyProblem, solver_kwargs: dict[str, Any], seed: int,
+                         indices: np.ndarray, solve_refinement: int):
+    """The solver of ``--verify``'s finer solves: the data's, with an explicit ``dt`` halved (the finer
+    grid's accuracy step is halved too), and the verified samples' finer inputs drawn and its step
+    checked on them before any file is opened (a spectral step may be stable on the data's grid only)."""
+    kwargs = dict(solver_kwargs)
+    if kwargs.get("dt") is not None:
+        kwargs["dt"] = kwargs["dt"] / 2
+    checker = build_solver(problem, **kwargs)
+    solved = finer_problem(problem, solve_refinement) if solve_refinement != 1 else problem
+    finer = finer_problem(problem, 2 * solve_refinement)
+    inputs, _ = finer_inputs(solved, finer, seed, indices.tolist())  # refuses a sampler that cannot be matched
+    if hasattr(checker, "check_step") and isinstance(problem, Problem):
+        checker.check_step(finer, inputs, [(seed, int(i)) for i in indices])
+    return checker
 
 
 def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLike[str], *, num_samples: int, seed: int,
