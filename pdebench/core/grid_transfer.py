@@ -1,6 +1,6 @@
 """Transfers of fields between uniform grids of one domain: band-limited Fourier resampling and
-trigonometric interpolation of periodic point values, nested subsampling and bilinear interpolation of node values, block averages
-and piecewise-constant prolongation of cell averages. Pure tensor functions on the last ``dims``
+trigonometric interpolation of periodic point values, nested subsampling and bilinear interpolation
+of node values, block averages and piecewise-constant prolongation of cell averages. Pure tensor functions on the last ``dims``
 axes; they import nothing of the package (problems, solvers and the leaderboard all use them)."""
 
 from __future__ import annotations

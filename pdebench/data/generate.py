@@ -260,7 +260,7 @@ def generate_dataset(
     solver = build_solver(problem, **(solver_kwargs or {}))
     check_solver_step(fine, solver, seed, min(batch_size, num_samples))
     to_verify = verified_indices(num_samples, verify)
-    checker = _verification_solver(problem, solver_kwargs or {}, seed, to_verify, solve_refinement) if verify else None
+    checker = _verification_solver(fine, solver_kwargs or {}, seed, to_verify) if verify else None
     if isinstance(problem, ParticleProblem):
         return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,
                                           batch_size=batch_size, overwrite=overwrite, progress=progress)
@@ -296,19 +296,15 @@ def generate_dataset(
     return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, dt, verification)
 
 
-def _verification_solver(problem: Problem | SteadyProblem, solver_kwargs: dict[str, Any], seed: int,
-                         indices: np.ndarray, solve_refinement: int):
-    """The solver of ``--verify``'s finer solves: the data's, with an explicit ``dt`` halved (the finer
-    grid's accuracy step is halved too), and the verified samples' finer inputs drawn and its step
-    checked on them before any file is opened (a spectral step may be stable on the data's grid only)."""
-    kwargs = dict(solver_kwargs)
-    if kwargs.get("dt") is not None:
-        kwargs["dt"] = kwargs["dt"] / 2
-    checker = build_solver(problem, **kwargs)
-    solved = finer_problem(problem, solve_refinement) if solve_refinement != 1 else problem
-    finer = finer_problem(problem, 2 * solve_refinement)
-    inputs, _ = finer_inputs(solved, finer, seed, indices.tolist())  # refuses a sampler that cannot be matched
-    if hasattr(checker, "check_step") and isinstance(problem, Problem):
+def _verification_solver(solved: Problem | SteadyProblem, solver_kwargs: dict[str, Any], seed: int, indices: np.ndarray):
+    """The solver of ``--verify``'s finer solves (a second one like the data's: its caches are the
+    finer grid's), with the verified samples' finer inputs drawn and its step checked on them before
+    any file is opened: a sampler that cannot be matched, or an explicit ``dt`` stable on the data's
+    grid (``solved``) only, is refused here."""
+    checker = build_solver(solved, **solver_kwargs)
+    finer = finer_problem(solved)
+    inputs, _ = finer_inputs(solved, finer, seed, indices.tolist())
+    if hasattr(checker, "check_step") and isinstance(solved, Problem):
         checker.check_step(finer, inputs, [(seed, int(i)) for i in indices])
     return checker
 

@@ -3,11 +3,12 @@ r"""The measured spatial error of generated data (``pdebench generate --verify K
 ``K`` of a file's samples are solved again on a grid twice as fine per axis and the stored frames are
 compared with the finer solution transferred to the stored grid:
 
-* time-dependent grid problems (spectral, finite volumes): :meth:`Problem.refined` ``(2 R)`` for data
-  solved ``R`` times finer (``--solve-refinement R``; the accuracy step ``max_dt`` is divided likewise),
-  restricted by :meth:`Problem.restrict`: point values at the nested nodes (every other fine point of
-  the periodic grid), cell averages by block averages (each pair of fine cells averaged onto one coarse
-  cell);
+* time-dependent grid problems (spectral, finite volumes): the grid the data were solved on
+  (:meth:`Problem.refined` ``(R)`` for ``--solve-refinement R``) with twice the points per axis and
+  the same accuracy step ``max_dt`` (:func:`finer_problem`), restricted to the stored grid by
+  :meth:`Problem.restrict`: point values at the nested nodes (every other fine point of the periodic
+  grid, ``2R``-th for ``R > 1``), cell averages by block averages (each pair of fine cells averaged
+  onto one coarse cell);
 * steady grid problems (``darcy2d``, finite elements with the grid points as nodes): one uniform
   refinement, ``2 (n - 1) + 1`` nodes per axis, compared at the coarse nodes
   (:func:`~pdebench.core.grid_transfer.node_subsample`).
@@ -18,18 +19,22 @@ Per field ``f``, sample ``b`` and frame ``k`` the error is the relative L2 error
 .. math:: e_{f,b,k} = \lVert u^{h}_{f,b,k} - R\,u^{h/2}_{f,b,k}\rVert_2 / \lVert R\,u^{h/2}_{f,b,k}\rVert_2,
 
 and the file records its largest value over the verified samples per frame. It is the error of the
-stored data against a solution with half the spacing (and half the accuracy step): an estimate of the
-stored data's discretisation error that is sharp when the finer solution's own error is small beside
-it (a method of order ``p`` leaves ``2^-p`` of it).
+stored data against a solution with half the spacing: an estimate of the stored data's spatial error
+that is sharp when the finer solution's own error is small beside it (a method of order ``p`` leaves
+``2^-p`` of it: P1 elements record 3/4 of their error, spectral methods all of it). The time step is
+kept (where the solver chooses it, a stability limit of the finer grid may still shorten it: the
+finite volumes' CFL step halves with the cells, so their record holds SSP-RK3's share too), so the
+two solves share their time error, which ``--rtol`` certifies separately.
 
 The finer solve starts from the same input: each sampler draws sample ``(seed, index)`` on the finer
 grid, and the draw is used when it restricts to the stored grid's own draw (a continuous function
 sampled at the nodes, or exact cell averages: random sines, solitons, MP-PDE's forcing, the Darcy
 coefficient); a sampler that draws a new field per grid (the periodic Gaussian random fields filter
 white noise of the grid's size) has its stored-grid draw interpolated to the finer grid instead
-(:func:`~pdebench.core.grid_transfer.fourier_interpolate`, the trigonometric interpolant, equal to the
-stored grid's draw at its nodes; point values on periodic grids only). Particle (SPH) problems cannot be verified this way (their resolution is the
-particle spacing; a finer particle set is a different discrete system with no nested restriction).
+(:func:`~pdebench.core.grid_transfer.fourier_interpolate`, the trigonometric interpolant, equal to
+the stored grid's draw at its nodes; point values on periodic grids only). Particle (SPH) problems
+cannot be verified this way (their resolution is the particle spacing; a finer particle set is a
+different discrete system with no nested restriction), nor, so far, mesh problems.
 """
 
 from __future__ import annotations
@@ -95,11 +100,13 @@ def verified_indices(num_samples: int, count: int) -> np.ndarray:
 
 
 def finer_problem(problem: Problem | SteadyProblem, refinement: int = 2) -> Problem | SteadyProblem:
-    """``problem`` on a grid ``refinement`` times finer per axis: :meth:`Problem.refined` for a
-    time-dependent problem (``max_dt`` divided too); for a steady node-grid problem ``(n - 1) r + 1``
-    nodes per axis (the old nodes among them, ``resolution``)."""
+    """``problem`` on a grid ``refinement`` times finer per axis and nothing else changed: a
+    time-dependent problem keeps its accuracy step ``max_dt`` (:meth:`Problem.with_resolution`; the
+    solver's stability limit still shortens the step where the finer grid needs it), so the two
+    solves share their time error and differ by the spatial one; a steady node-grid problem has
+    ``(n - 1) r + 1`` nodes per axis (the old nodes among them, ``resolution``)."""
     if isinstance(problem, Problem):
-        return problem.refined(refinement)
+        return problem.with_resolution(problem.spatial_shape[0] * refinement)
     if isinstance(problem, SteadyProblem) and hasattr(problem, "resolution"):
         return problem.replace(resolution=(problem.resolution - 1) * refinement + 1)
     raise ValueError(f"--verify: {problem.name} is not on a grid (a mesh problem); only grid problems, time-dependent "
@@ -196,16 +203,16 @@ def verify_space(problem: Problem | SteadyProblem, solver, seed: int, indices: S
     problem
         The stored grid's problem.
     solver
-        The solver of the finer solve (built like the stored data's, with any explicit ``dt`` halved).
+        The solver of the finer solve (built like the stored data's).
     seed, indices
         The samples.
     stored
         Their stored trajectories, fields ``(B, T, *space[, C])`` in the order of ``indices``; ``None``
-        solves them with ``solver`` on ``problem``'s grid (refined ``solve_refinement`` times and
-        restricted, as :func:`~pdebench.data.generate.generate_dataset` made them).
+        solves them with ``solver`` on ``problem``'s grid (:meth:`Problem.refined` ``solve_refinement``
+        times and restricted, as :func:`~pdebench.data.generate.generate_dataset` made them).
     solve_refinement
-        The stored data were solved this many times finer (``--solve-refinement``); the check solves
-        ``2 solve_refinement`` times finer.
+        The stored data were solved on ``problem.refined(solve_refinement)`` (``--solve-refinement``);
+        the check solves on a grid twice as fine as that one, with its accuracy step.
 
     Returns
     -------
@@ -214,8 +221,8 @@ def verify_space(problem: Problem | SteadyProblem, solver, seed: int, indices: S
     """
     indices = [int(i) for i in indices]
     ids = np.array([[seed, i] for i in indices], dtype=np.int64).reshape(-1, 2)
-    finer = finer_problem(problem, 2 * solve_refinement)
-    solved = finer_problem(problem, solve_refinement) if solve_refinement != 1 else problem
+    solved = problem.refined(solve_refinement) if solve_refinement != 1 else problem
+    finer = finer_problem(solved)
     if stored is None:
         inputs = solved.sample_initial_conditions(seed, indices)
         stored = solver.solve(solved, inputs, ids)
@@ -235,8 +242,7 @@ def verify_space(problem: Problem | SteadyProblem, solver, seed: int, indices: S
     transfer = ("block-averaged" if getattr(problem, "cell_averaged", False) else "at the coarse nodes"
                 if isinstance(problem, SteadyProblem) else "restricted to the nested nodes")
     than = "the solve's" if solve_refinement != 1 else "the stored"
-    step = "; one uniform refinement" if isinstance(problem, SteadyProblem) else (
-        ", max_dt / 2" if getattr(finer, "max_dt", None) else "")
+    step = "; one uniform refinement" if isinstance(problem, SteadyProblem) else ", the same accuracy step"
     method = f"re-solved on a grid 2x finer than {than} ({grid}{step})"
     return SpaceVerification(per_frame, [(seed, i) for i in indices],
                              f"{method}, {transfer}, from {drawn}; relative L2 per frame, max over the samples")
