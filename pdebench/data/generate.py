@@ -248,8 +248,8 @@ def generate_dataset(
         2 % and at least 2; ``0``: none; clipped to ``num_samples``), spread evenly over the file
         (:func:`~pdebench.data.verification.verified_indices`), on a grid twice as fine and record the
         stored data's measured relative L2 error per field and frame in ``provenance["error_estimate"]``
-        (:meth:`~pdebench.data.verification.SpaceVerification.certificate`). Grid problems only
-        (time-dependent or steady); refused for particle and mesh problems.
+        (:meth:`~pdebench.data.verification.SpaceVerification.certificate`). Refused for particle
+        problems and for mesh problems whose finer mesh is no refinement (:mod:`~pdebench.data.verification`).
     """
     check_generation_args(num_samples, seed, batch_size)
     verify = check_verify(problem, verify, num_samples)
@@ -259,14 +259,16 @@ def generate_dataset(
     fine = problem.refined(solve_refinement) if solve_refinement != 1 else problem
     solver = build_solver(problem, **(solver_kwargs or {}))
     check_solver_step(fine, solver, seed, min(batch_size, num_samples))
-    to_verify = verified_indices(num_samples, verify)
-    checker = _verification_solver(fine, solver_kwargs or {}, seed, to_verify) if verify else None
     if isinstance(problem, ParticleProblem):
         return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,
                                           batch_size=batch_size, overwrite=overwrite, progress=progress)
     if isinstance(problem, MeshProblem):
+        checker = build_solver(finer_problem(problem), **(solver_kwargs or {})) if verify else None  # checks the finer mesh
         return _generate_mesh_dataset(problem, solver, output, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                                      overwrite=overwrite, progress=progress)
+                                      overwrite=overwrite, progress=progress, verify=verified_indices(num_samples, verify),
+                                      checker=checker)
+    to_verify = verified_indices(num_samples, verify)
+    checker = _verification_solver(fine, solver_kwargs or {}, seed, to_verify) if verify else None
     start = time.perf_counter()
     dt = float("nan")
     verification: SpaceVerification | None = None
@@ -278,13 +280,7 @@ def generate_dataset(
                 batch = restrict_trajectories(batch, fine, problem, solve_refinement)
             dt = float(batch.provenance.get("dt", dt))
             writer.append(batch)
-            rows = np.flatnonzero(np.isin(batch.sample_ids[:, 1], to_verify))
-            if len(rows):
-                stored = batch.select(rows)  # as the file holds them: float32
-                stored.fields = {name: value.to(torch.float32) for name, value in stored.fields.items()}
-                part = verify_space(problem, checker, seed, stored.sample_ids[:, 1], stored=stored,
-                                    solve_refinement=solve_refinement)
-                verification = part if verification is None else verification.merged(part)
+            verification = _verify_batch(problem, checker, seed, batch, to_verify, verification, solve_refinement)
             if progress is not None:
                 progress(len(indices))
             shapes = {name: (num_samples, *value.shape[1:]) for name, value in batch.fields.items()}
@@ -296,7 +292,20 @@ def generate_dataset(
     return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, dt, verification)
 
 
-def _verification_solver(solved: Problem | SteadyProblem, solver_kwargs: dict[str, Any], seed: int, indices: np.ndarray):
+def _verify_batch(problem: Problem | SteadyProblem | MeshProblem, checker, seed: int, batch, to_verify: np.ndarray,
+                  verification: SpaceVerification | None, solve_refinement: int = 1) -> SpaceVerification | None:
+    """``verification`` with the samples of ``batch`` (as written) that are among ``to_verify`` added."""
+    rows = np.flatnonzero(np.isin(batch.sample_ids[:, 1], to_verify))
+    if not len(rows):
+        return verification
+    stored = batch.select(rows)  # as the file holds them: float32
+    stored.fields = {name: value.to(torch.float32) for name, value in stored.fields.items()}
+    part = verify_space(problem, checker, seed, stored.sample_ids[:, 1], stored=stored, solve_refinement=solve_refinement)
+    return part if verification is None else verification.merged(part)
+
+
+def _verification_solver(solved: Problem | SteadyProblem, solver_kwargs: dict[str, Any], seed: int,
+                         indices: np.ndarray):
     """The solver of ``--verify``'s finer solves (a second one like the data's: its caches are the
     finer grid's), with the verified samples' finer inputs drawn and its step checked on them before
     any file is opened: a sampler that cannot be matched, or an explicit ``dt`` stable on the data's
@@ -310,7 +319,8 @@ def _verification_solver(solved: Problem | SteadyProblem, solver_kwargs: dict[st
 
 
 def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLike[str], *, num_samples: int, seed: int,
-                           batch_size: int, overwrite: bool, progress: Callable[[int], None] | None) -> GenerationSummary:
+                           batch_size: int, overwrite: bool, progress: Callable[[int], None] | None,
+                           verify: np.ndarray | None = None, checker=None) -> GenerationSummary:
     """:func:`generate_dataset` for a mesh problem: the mesh once, then each batch's nodal fields and
     per-sample params, through :class:`~pdebench.io.mesh_file.MeshDataWriter` (atomic like the grid path).
     File provenance: the solver's (``solver``, ``element``, ``dofs``, ``method``, ``mesh_size``, ...),
@@ -320,19 +330,24 @@ def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLi
     nodes, cells, boundary, element = solver.mesh_data(problem)
     provenance = {**solver.provenance(problem), "seed": seed, "problem": problem.name, "problem_params": problem.params()}
     shapes: dict[str, tuple[int, ...]] = {}
+    verification: SpaceVerification | None = None
     with MeshDataWriter(output, nodes, cells, boundary, element, overwrite=overwrite, provenance=provenance) as writer:
         for first in range(0, num_samples, batch_size):
             indices = np.arange(first, min(first + batch_size, num_samples))
             batch = solve_samples(problem, solver, seed, indices)
             writer.append({name: value.numpy() for name, value in batch.fields.items()}, batch.sample_ids, batch.params)
+            if verify is not None and len(verify):
+                verification = _verify_batch(problem, checker, seed, batch, verify, verification)
             if progress is not None:
                 progress(len(indices))
             shapes = {name: (num_samples, *value.shape[1:]) for name, value in batch.fields.items()}
         writer.update_provenance({"wall_time_s": time.perf_counter() - start})
+        if verification is not None:
+            writer.update_provenance({"error_estimate": verification.certificate(writer.provenance.get("error_estimate"))})
     wall = time.perf_counter() - start
     path = Path(output)
     log.info("wrote %d samples of %s (%d nodes) to %s in %.1f s", num_samples, problem.name, len(nodes), path, wall)
-    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"))
+    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"), verification)
 
 
 def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | os.PathLike[str], *, num_samples: int,

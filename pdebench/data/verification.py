@@ -11,7 +11,11 @@ compared with the finer solution transferred to the stored grid:
   onto one coarse cell);
 * steady grid problems (``darcy2d``, finite elements with the grid points as nodes): one uniform
   refinement, ``2 (n - 1) + 1`` nodes per axis, compared at the coarse nodes
-  (:func:`~pdebench.core.grid_transfer.node_subsample`).
+  (:func:`~pdebench.core.grid_transfer.node_subsample`);
+* mesh problems (``poisson``, ``helmholtz``, ``elasticity2d``): the mesh of size ``h / 2``, compared at
+  the coarse nodes (:func:`nested_nodes`), where that mesh is one uniform refinement of the stored one
+  (the L-shape); a domain meshed anew at every size (the disk with holes, the rectangle, the jittered
+  square of ``darcy2d_mesh``) has no nested nodes and is refused.
 
 Per field ``f``, sample ``b`` and frame ``k`` the error is the relative L2 error of
 :func:`~pdebench.core.metrics.relative_l2`,
@@ -34,7 +38,7 @@ white noise of the grid's size) has its stored-grid draw interpolated to the fin
 (:func:`~pdebench.core.grid_transfer.fourier_interpolate`, the trigonometric interpolant, equal to
 the stored grid's draw at its nodes; point values on periodic grids only). Particle (SPH) problems
 cannot be verified this way (their resolution is the particle spacing; a finer particle set is a
-different discrete system with no nested restriction), nor, so far, mesh problems.
+different discrete system with no nested restriction).
 """
 
 from __future__ import annotations
@@ -46,12 +50,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from pdebench.core.grid_transfer import fourier_interpolate, node_subsample
 from pdebench.core.metrics import relative_l2
 from pdebench.core.trajectories import Trajectories
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
+from pdebench.problems.mesh_problems import MeshProblem
 from pdebench.problems.particles import ParticleProblem
 
 #: Fraction of the samples ``--verify`` without a count re-solves (at least :data:`DEFAULT_VERIFY_MIN`).
@@ -81,13 +87,16 @@ def verify_count(verify: Any, num_samples: int) -> int:
 
 def check_verify(problem: Any, verify: Any, num_samples: int) -> int:
     """:func:`verify_count` for ``problem``, refusing (``ValueError``, one line) a count above 0 for a
-    problem this module cannot verify: particle (SPH) problems and problems not on a grid."""
+    problem this module cannot verify: particle (SPH) problems, a mesh problem whose ``h / 2`` mesh is
+    out of range or no refinement of its mesh (:func:`nested_nodes`)."""
     count = verify_count(verify, num_samples)
     if count and isinstance(problem, ParticleProblem):
         raise ValueError(f"--verify: {problem.name} is a particle (SPH) problem, which a finer grid cannot verify: "
                          "its resolution is the particle spacing and a finer particle set does not restrict onto it")
     if count:
-        finer_problem(problem)
+        finer = finer_problem(problem)
+        if isinstance(problem, MeshProblem):
+            nested_nodes(finer, problem)
     return count
 
 
@@ -99,18 +108,42 @@ def verified_indices(num_samples: int, count: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, num_samples - 1, count)).astype(np.int64))
 
 
-def finer_problem(problem: Problem | SteadyProblem, refinement: int = 2) -> Problem | SteadyProblem:
+def finer_problem(problem: Problem | SteadyProblem | MeshProblem,
+                  refinement: int = 2) -> Problem | SteadyProblem | MeshProblem:
     """``problem`` on a grid ``refinement`` times finer per axis and nothing else changed: a
     time-dependent problem keeps its accuracy step ``max_dt`` (:meth:`Problem.with_resolution`; the
     solver's stability limit still shortens the step where the finer grid needs it), so the two
     solves share their time error and differ by the spatial one; a steady node-grid problem has
-    ``(n - 1) r + 1`` nodes per axis (the old nodes among them, ``resolution``)."""
+    ``(n - 1) r + 1`` nodes per axis (the old nodes among them, ``resolution``); a mesh problem
+    (``r = 2`` only) the mesh size ``h / 2``."""
     if isinstance(problem, Problem):
         return problem.with_resolution(problem.spatial_shape[0] * refinement)
     if isinstance(problem, SteadyProblem) and hasattr(problem, "resolution"):
         return problem.replace(resolution=(problem.resolution - 1) * refinement + 1)
-    raise ValueError(f"--verify: {problem.name} is not on a grid (a mesh problem); only grid problems, time-dependent "
-                     "or steady, are verified on a finer grid so far")
+    if isinstance(problem, MeshProblem) and refinement == 2:
+        try:
+            return problem.replace(h=problem.h / 2)
+        except ValueError as exc:
+            raise ValueError(f"--verify: {problem.name} at h = {problem.h} has no finer mesh ({exc})") from None
+    raise ValueError(f"--verify: {problem.name} cannot be solved on a {refinement}x finer grid")
+
+
+def nested_nodes(finer: MeshProblem, coarse: MeshProblem) -> np.ndarray:
+    """``(n_coarse,)`` int64: the index among ``finer``'s nodes of each of ``coarse``'s nodes.
+
+    Raises
+    ------
+    ValueError
+        A coarse node is not a node of the finer mesh (within ``1e-9`` of the domain's size): the
+        domain is meshed anew at every size, so the finer mesh is no refinement of the stored one.
+    """
+    nodes = coarse.nodes()
+    distance, index = cKDTree(finer.nodes()).query(nodes)
+    if distance.max() > 1e-9 * float(np.ptp(nodes, axis=0).max()):
+        raise ValueError(f"--verify: {coarse.name} on {coarse.domain!r} is meshed anew at h = {finer.h}, not refined: "
+                         f"its nodes are not nodes of the finer mesh (off by up to {distance.max():.2g}); "
+                         "mesh problems are verified on the L-shape")
+    return index.astype(np.int64)
 
 
 def restrict_field(value: torch.Tensor, finer: Problem | SteadyProblem, coarse: Problem | SteadyProblem) -> torch.Tensor:
@@ -128,8 +161,8 @@ def finer_inputs(problem: Problem | SteadyProblem, finer: Problem | SteadyProble
                  indices: Sequence[int]) -> tuple[torch.Tensor, str]:
     """The inputs (initial conditions, coefficients) of samples ``(seed, i)`` on ``finer``'s grid and how
     they were made: the sampler's draw on the finer grid where it restricts to its draw on
-    ``problem``'s grid (the grid the stored data were solved on) (within :data:`SAME_INPUT_RTOL`), else (periodic point values only) the
-    trigonometric interpolant of ``problem``'s draw.
+    ``problem``'s grid, the grid the stored data were solved on (within :data:`SAME_INPUT_RTOL`), else
+    (periodic point values only) the trigonometric interpolant of ``problem``'s draw.
 
     Raises
     ------
@@ -138,7 +171,7 @@ def finer_inputs(problem: Problem | SteadyProblem, finer: Problem | SteadyProble
     """
     coarse = problem.sample_initial_conditions(seed, list(indices))
     fine = finer.sample_initial_conditions(seed, list(indices))
-    difference = relative_l2(restrict_field(fine, finer, problem), coarse, reduction="none")
+    difference = torch.nan_to_num(relative_l2(restrict_field(fine, finer, problem), coarse, reduction="none"), nan=0.0)
     if bool((difference <= SAME_INPUT_RTOL).all()):
         return fine, "the sampler's draw on the finer grid"
     if isinstance(problem, Problem) and not problem.cell_averaged:
@@ -221,6 +254,8 @@ def verify_space(problem: Problem | SteadyProblem, solver, seed: int, indices: S
     """
     indices = [int(i) for i in indices]
     ids = np.array([[seed, i] for i in indices], dtype=np.int64).reshape(-1, 2)
+    if isinstance(problem, MeshProblem):
+        return _verify_mesh(problem, solver, ids, stored)
     solved = problem.refined(solve_refinement) if solve_refinement != 1 else problem
     finer = finer_problem(solved)
     if stored is None:
@@ -246,3 +281,32 @@ def verify_space(problem: Problem | SteadyProblem, solver, seed: int, indices: S
     method = f"re-solved on a grid 2x finer than {than} ({grid}{step})"
     return SpaceVerification(per_frame, [(seed, i) for i in indices],
                              f"{method}, {transfer}, from {drawn}; relative L2 per frame, max over the samples")
+
+
+def _verify_mesh(problem: MeshProblem, solver, ids: np.ndarray, stored: Any) -> SpaceVerification:
+    """:func:`verify_space` for a mesh problem: ``h / 2``, compared at the coarse nodes; one "frame"
+    per field (the problem is steady). ``stored``: its :class:`~pdebench.solvers.fem.mesh_solver.MeshSamples`
+    (nodal fields ``(B, n_nodes[, C])``) or ``None``."""
+    seed, indices = int(ids[0, 0]), ids[:, 1].tolist()
+    finer = finer_problem(problem)
+    index = torch.as_tensor(nested_nodes(finer, problem))
+    if stored is None:
+        stored = solver.solve(problem, problem.sample_inputs(seed, indices), ids)
+    if not np.array_equal(stored.sample_ids, ids):
+        raise ValueError(f"stored samples {stored.sample_ids.tolist()}, expected {ids.tolist()}")
+    inputs = finer.sample_inputs(seed, indices)
+    for name, value in problem.sample_inputs(seed, indices).items():  # continuous fields seen at the nodes
+        fine = torch.as_tensor(inputs[name])
+        same = relative_l2(fine[:, index] if fine.ndim > 1 else fine, torch.as_tensor(value), batch_dims=int(fine.ndim > 1),
+                           reduction="none")
+        if not bool((same <= SAME_INPUT_RTOL).all()):
+            raise ValueError(f"--verify: {problem.name}'s input {name!r} differs on the finer mesh ({float(same.max()):.2e})")
+    fine = solver.solve(finer, inputs, ids)
+    per_frame = {}
+    for name, value in stored.fields.items():
+        reference = fine.fields[name].to(torch.float64)[:, index]
+        error = relative_l2(value.to(torch.float64), reference, reduction="none")  # (B,)
+        per_frame[name] = torch.nan_to_num(error, nan=0.0).amax(0, keepdim=True).numpy()
+    method = (f"re-solved on the mesh of size h / 2 = {finer.h:g} (one uniform refinement, {finer.num_nodes} nodes), at the "
+              "coarse nodes, from the sampler's draw on the finer mesh; relative L2 over the nodes, max over the samples")
+    return SpaceVerification(per_frame, [(seed, int(i)) for i in indices], method)

@@ -1,6 +1,7 @@
 """``pdebench generate --verify K``: the recorded spatial error against independent truths (Cole–Hopf,
 the heat equation's exact modes, the Fourier series of the Poisson solution on the square, a 16x finer
-finite-volume solve), its convergence order, the choice of samples and the refusals."""
+finite-volume solve, the mesh refinement's own vertex numbering), its convergence order, the choice
+of samples and the refusals."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pdebench.cli import main
 from pdebench.core.metrics import relative_l2
 from pdebench.data.generate import generate_dataset, solve_samples
 from pdebench.data.verification import verified_indices, verify_count, verify_space
+from pdebench.io.mesh_file import MeshDataset
 from pdebench.io.trajectory_file import TrajectoryFile
 from pdebench.problems import PROBLEMS
 from pdebench.solvers import SOLVERS
@@ -126,11 +128,37 @@ def test_the_verified_samples_are_recorded_over_batches_and_leave_the_data_alone
     np.testing.assert_allclose(estimate["fields"]["u"]["space_per_frame"][1:], np.max(alone, 0)[1:], rtol=1e-3)
 
 
+def test_mesh_problems_are_compared_at_the_coarse_vertices_and_converge(tmp_path):
+    """Poisson P1 on the L-shape: the record is the error at the coarse vertices against the h/2 solve,
+    whose first vertices are the coarse ones (scikit-fem's uniform refinement numbers the old vertices
+    first: an independent map from the verifier's coordinate search), and it falls per halving of h
+    between the re-entrant corner's rate 2^(4/3) and the smooth rate 4."""
+    recorded = {}
+    for h in (0.2, 0.1):
+        problem = PROBLEMS.build("poisson", h=h)
+        path = tmp_path / f"p{h}.h5"
+        summary = generate_dataset(problem, path, num_samples=3, seed=2, verify=2)
+        with MeshDataset(path) as data:
+            estimate = data.provenance["error_estimate"]
+            stored = torch.as_tensor(np.stack([data.sample(i)["fields"]["u"] for i in (0, 2)]))
+        assert estimate["samples_verified"] == [[2, 0], [2, 2]] and summary.verification is not None
+        assert estimate["fields"]["f"]["space_max"] < 1e-7  # one continuous source: float32 rounding only
+        finer = PROBLEMS.build("poisson", h=h / 2)
+        vertices = problem.mesh().p.shape[1]
+        fine = solve_samples(finer, SOLVERS.build("fem-mesh"), 2, np.array([0, 2])).fields["u"][:, :vertices]
+        expected = float(relative_l2(stored.double(), fine, reduction="none").max())
+        assert estimate["fields"]["u"]["space_per_frame"] == [pytest.approx(expected, rel=1e-9)]
+        recorded[h] = expected
+    assert 2 ** (4 / 3) <= recorded[0.2] / recorded[0.1] <= 4
+
+
 @pytest.mark.parametrize("argv, message", [
     (["burgers1d", "--verify", "x"], "--verify must be an integer >= 0"),
     (["burgers1d", "--verify", "-2"], "--verify must be an integer >= 0"),
     (["dam_break2d", "--verify", "1"], "a particle (SPH) problem, which a finer grid cannot verify"),
-    (["poisson", "--verify"], "not on a grid (a mesh problem)"),
+    (["poisson", "--set", "domain=disk_holes", "--verify"], "is meshed anew at h = 0.05, not refined"),
+    (["darcy2d_mesh", "--verify", "2"], "is meshed anew at h = 0.025, not refined"),
+    (["poisson", "--set", "h=0.015", "--verify"], "has no finer mesh (mesh size h must lie in [0.01, 0.2], got 0.0075)"),
 ])
 def test_bad_verify_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "x.h5"
