@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pdebench.cli import main
+from pdebench.core.grid_transfer import fourier_interpolate
 from pdebench.core.metrics import relative_l2
 from pdebench.data.generate import generate_dataset, solve_samples
 from pdebench.data.verification import verified_indices, verify_count, verify_space
@@ -45,6 +46,33 @@ def test_the_recorded_error_of_burgers_is_its_error_against_cole_hopf(tmp_path):
     # the solver's time certificate is kept, flat and for the field
     assert estimate["rtol"] == 1e-9 and estimate["fields"]["u"]["time_per_frame"] == estimate["time_per_frame"]
     assert "trigonometric interpolant" in estimate["space_method"]  # a GRF draws new noise on a finer grid
+
+
+def test_the_trigonometric_interpolant_keeps_the_nyquist_mode():
+    """sin(2πx·3) + cos(2πx·4) on 8 points (4 = Nyquist), in 1-D and as a 2-D product: the interpolant on
+    16 and 32 points is the function itself there."""
+    def f(n):
+        x = torch.arange(n, dtype=torch.float64) / n
+        return torch.sin(6 * math.pi * x) + torch.cos(8 * math.pi * x)
+
+    for points in (16, 32):
+        assert torch.allclose(fourier_interpolate(f(8), points, 1), f(points), atol=1e-13)
+        assert torch.allclose(fourier_interpolate(torch.outer(f(8), f(8)), points, 2), torch.outer(f(points), f(points)),
+                              atol=1e-13)
+
+
+def test_data_solved_finer_are_checked_twice_as_fine_as_their_solve(tmp_path):
+    """--solve-refinement 2 on 16 points (solved on 32 with max_dt / 2): the check solves 64 points with
+    that step and restricts every 4th node onto the stored grid."""
+    problem = PROBLEMS.build("mppde_e3", nx=16, n_out=4, t_final=0.2)
+    path = tmp_path / "e3.h5"
+    generate_dataset(problem, path, num_samples=3, seed=1, solve_refinement=2, verify=2)
+    stored, provenance = _read(path)
+    finer = problem.refined(2).with_resolution(64)
+    direct = solve_samples(finer, SOLVERS.build("spectral"), 1, np.array([0, 2])).fields["u"][..., ::4]
+    expected = relative_l2(stored.fields["u"][[0, 2]].double(), direct, batch_dims=2, reduction="none").amax(0)
+    np.testing.assert_allclose(provenance["error_estimate"]["fields"]["u"]["space_per_frame"], expected.numpy(), rtol=1e-9)
+    assert "2x finer than the solve's (64" in provenance["error_estimate"]["space_method"]
 
 
 def test_heat_is_exact_in_space_and_says_so(tmp_path):
