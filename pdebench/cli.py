@@ -65,6 +65,15 @@ def _solver_settings(problem, registry, args: argparse.Namespace) -> dict[str, A
     return settings
 
 
+def _verify_count(text: str | None) -> int | None:
+    """``--verify [K]``: ``None`` (the flag alone: the default count) or ``K``, an integer >= 0."""
+    if text is None:
+        return None
+    if not text.strip().isdigit():
+        raise ValueError(f"--verify must be an integer >= 0 (samples re-solved on a 2x finer grid), got {text!r}")
+    return int(text)
+
+
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -106,16 +115,19 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     from pdebench.data.generate import check_generation_args, check_generation_fits, generate_dataset
+    from pdebench.data.verification import check_verify
     from pdebench.io.base import check_destination
     from pdebench.problems import PROBLEMS
     from pdebench.solvers import SOLVERS
 
     check_generation_args(args.num_samples, args.seed, args.batch_size)
+    verify = _verify_count(args.verify)
     check_destination(Path(args.output), args.overwrite)
 
     problem = PROBLEMS.build(args.problem, **_parse_settings(args.problem, PROBLEMS, args.set))
     solver_kwargs = _solver_settings(problem, SOLVERS, args)
     SOLVERS.validate(problem.solver, solver_kwargs)
+    check_verify(problem, verify, args.num_samples)
     check_generation_fits(problem, args.output, num_samples=args.num_samples, batch_size=args.batch_size,
                           solve_refinement=args.solve_refinement)  # before the progress bar: a refusal is one line
     with _progress(console) as progress:
@@ -123,7 +135,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         summary = generate_dataset(
             problem, args.output, num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size,
             overwrite=args.overwrite, solver_kwargs=solver_kwargs, progress=_advance(progress, task),
-            solve_refinement=args.solve_refinement,
+            solve_refinement=args.solve_refinement, verify=verify,
         )
     shapes = ", ".join(f"{name} {shape}" for name, shape in summary.field_shapes.items())
     console.print(
@@ -131,6 +143,9 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
         f"{summary.samples_per_second:.1f} samples/s, {summary.bytes_written / 2**20:.2f} MiB, "
         f"solver {summary.solver}" + (f" (dt={summary.dt:.3g})" if summary.dt == summary.dt else "")
     )
+    if summary.verification is not None:
+        errors = ", ".join(f"{name} {value.max():.2e}" for name, value in summary.verification.per_frame.items())
+        console.print(f"verified {len(summary.verification.samples)} samples on a 2x finer grid: largest spatial error {errors}")
     return 0
 
 
@@ -491,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solve-refinement", type=int, default=1, metavar="R",
                    help="solve on an R-times finer grid (max_dt / R) and store the result restricted to the problem's "
                         "grid (MP-PDE data: --set nx=50 --solve-refinement 4 solves on 200 points)")
+    p.add_argument("--verify", nargs="?", const=None, default="0", metavar="K",
+                   help="re-solve K samples (alone: 2%%, at least 2; 0: none) on a 2x finer grid and record the measured "
+                        "spatial error per field and frame in provenance.error_estimate")
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("stream", help="run data-generation workers on their own and spill what they solve to an HDF5 file")

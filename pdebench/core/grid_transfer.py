@@ -1,6 +1,6 @@
-"""Transfers of fields between uniform grids of one domain: band-limited Fourier resampling of
-periodic point values, nested subsampling and bilinear interpolation of node values, block averages
-and piecewise-constant prolongation of cell averages. Pure tensor functions on the last ``dims``
+"""Transfers of fields between uniform grids of one domain: band-limited Fourier resampling and
+trigonometric interpolation of periodic point values, nested subsampling and bilinear interpolation
+of node values, block averages and piecewise-constant prolongation of cell averages. Pure tensor functions on the last ``dims``
 axes; they import nothing of the package (problems, solvers and the leaderboard all use them)."""
 
 from __future__ import annotations
@@ -48,6 +48,41 @@ def fourier_resample(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:
     out[(..., *grid_out)] = spectrum[(..., *grid_in)]
     scale = (points / n) ** dims
     return torch.fft.irfftn(out, s=[points] * dims, dim=axes) * scale
+
+
+def fourier_interpolate(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:
+    """The trigonometric interpolant of periodic point values evaluated on a finer grid.
+
+    Parameters
+    ----------
+    u
+        ``(..., n, ..., n)`` real values on a uniform periodic grid (the last ``dims`` axes), ``n`` even.
+    points
+        Points per axis of the result, a multiple of ``n``.
+    dims
+        Spatial axes.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., points, ..., points)``: the interpolant with every mode ``|k| < n / 2`` of ``u`` and its
+        Nyquist mode split evenly between ``+n/2`` and ``-n/2`` (a cosine), axis by axis, so that it
+        equals ``u`` at the old points (``result[..., ::points // n] == u`` to rounding), unlike
+        :func:`fourier_resample`, which drops the Nyquist mode.
+    """
+    n = u.shape[-1]
+    if n % 2 or points % n:
+        raise ValueError(f"cannot interpolate {n} points per axis to {points}: n must be even and divide {points}")
+    half, out = n // 2, u.to(torch.complex128)
+    for axis in range(u.ndim - dims, u.ndim):
+        spectrum = torch.fft.fft(out, dim=axis).movedim(axis, -1)
+        fine = torch.zeros((*spectrum.shape[:-1], points), dtype=spectrum.dtype)
+        fine[..., :half] = spectrum[..., :half]
+        fine[..., points - half + 1:] = spectrum[..., half + 1:]
+        fine[..., half] = spectrum[..., half] / 2
+        fine[..., points - half] = spectrum[..., half] / 2
+        out = torch.fft.ifft(fine.movedim(-1, axis), dim=axis) * (points / n)
+    return out.real.to(u.dtype)
 
 
 def node_subsample(u: torch.Tensor, points: int, dims: int) -> torch.Tensor:

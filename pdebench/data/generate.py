@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from pdebench.data.verification import (SpaceVerification, check_verify, finer_inputs, finer_problem, restrict_field,
+                                         verified_indices, verify_space)
 from pdebench.io.base import check_free_disk
 from pdebench.io.trajectory_file import TrajectoryWriter
 from pdebench.core.trajectories import Trajectories
@@ -46,6 +49,8 @@ class GenerationSummary:
     bytes_written: int
     solver: str
     dt: float
+    #: What ``verify`` measured (``None``: not verified).
+    verification: SpaceVerification | None = None
 
     @property
     def samples_per_second(self) -> float:
@@ -82,13 +87,7 @@ def restrict_trajectories(traj: Trajectories, fine: Problem, coarse: Problem, re
     """Trajectories solved on ``fine`` transferred to ``coarse``'s grid by :meth:`Problem.restrict`
     (nested point sampling, or block averages for cell averages), with ``coarse``'s coordinates and
     parameters and the fine solve recorded in the provenance."""
-    points = coarse.spatial_shape[0]
-    fields = {}
-    for name, value in traj.fields.items():
-        vector = value.ndim == fine.dim + 3
-        field = value.movedim(-1, 2) if vector else value
-        field = fine.restrict(field, points).contiguous()
-        fields[name] = field.movedim(2, -1).contiguous() if vector else field
+    fields = {name: restrict_field(value, fine, coarse) for name, value in traj.fields.items()}
     provenance = {**traj.provenance, "solve_refinement": int(refinement),
                   "solved_resolution": "x".join(map(str, fine.spatial_shape)),
                   "resolution": "x".join(map(str, coarse.spatial_shape))}
@@ -217,6 +216,7 @@ def generate_dataset(
     solver_kwargs: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     solve_refinement: int = 1,
+    verify: int | None = 0,
 ) -> GenerationSummary:
     """Generate ``num_samples`` trajectories of ``problem`` into the HDF5 file ``output``.
 
@@ -249,8 +249,16 @@ def generate_dataset(
         restricted to ``problem``'s grid (:func:`restrict_trajectories`): training data made the way the
         leaderboard makes its reference (MP-PDE's recipe: solve on 200 points, store 100, 50 or 40).
         Grid problems only.
+    verify
+        Re-solve this many samples (``None``: :func:`~pdebench.data.verification.verify_count`'s default,
+        2 % and at least 2; ``0``: none; clipped to ``num_samples``), spread evenly over the file
+        (:func:`~pdebench.data.verification.verified_indices`), on a grid twice as fine and record the
+        stored data's measured relative L2 error per field and frame in ``provenance["error_estimate"]``
+        (:meth:`~pdebench.data.verification.SpaceVerification.certificate`). Refused for particle
+        problems and for mesh problems whose finer mesh is no refinement (:mod:`~pdebench.data.verification`).
     """
     check_generation_args(num_samples, seed, batch_size)
+    verify = check_verify(problem, verify, num_samples)
     if solve_refinement != 1 and not isinstance(problem, Problem):
         raise ValueError(f"solve_refinement={solve_refinement} needs a time-dependent grid problem; {problem.name} is not one")
     check_generation_fits(problem, output, num_samples=num_samples, batch_size=batch_size, solve_refinement=solve_refinement)
@@ -261,10 +269,15 @@ def generate_dataset(
         return _generate_particle_dataset(problem, solver, output, num_samples=num_samples, seed=seed,
                                           batch_size=batch_size, overwrite=overwrite, progress=progress)
     if isinstance(problem, MeshProblem):
+        checker = build_solver(finer_problem(problem), **(solver_kwargs or {})) if verify else None  # checks the finer mesh
         return _generate_mesh_dataset(problem, solver, output, num_samples=num_samples, seed=seed, batch_size=batch_size,
-                                      overwrite=overwrite, progress=progress)
+                                      overwrite=overwrite, progress=progress, verify=verified_indices(num_samples, verify),
+                                      checker=checker)
+    to_verify = verified_indices(num_samples, verify)
+    checker = _verification_solver(fine, solver_kwargs or {}, seed, to_verify) if verify else None
     start = time.perf_counter()
     dt = float("nan")
+    verification: SpaceVerification | None = None
     with TrajectoryWriter(output, overwrite=overwrite, provenance={"seed": seed, "problem": problem.name,
                                                                          "problem_args": problem.arguments()}) as writer:
         for first in range(0, num_samples, batch_size):
@@ -274,17 +287,47 @@ def generate_dataset(
                 batch = restrict_trajectories(batch, fine, problem, solve_refinement)
             dt = float(batch.provenance.get("dt", dt))
             writer.append(batch)
+            verification = _verify_batch(problem, checker, seed, batch, to_verify, verification, solve_refinement)
             if progress is not None:
                 progress(len(indices))
             shapes = {name: (num_samples, *value.shape[1:]) for name, value in batch.fields.items()}
+        if verification is not None:  # before close: the file appears with its certificate or not at all
+            writer.update_provenance({"error_estimate": verification.certificate(writer.provenance.get("error_estimate"))})
     wall = time.perf_counter() - start
     path = Path(output)
     log.info("wrote %d samples of %s to %s in %.1f s", num_samples, problem.name, path, wall)
-    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, dt)
+    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, dt, verification)
+
+
+def _verify_batch(problem: Problem | SteadyProblem | MeshProblem, checker, seed: int, batch, to_verify: np.ndarray,
+                  verification: SpaceVerification | None, solve_refinement: int = 1) -> SpaceVerification | None:
+    """``verification`` with the samples of ``batch`` (as written) that are among ``to_verify`` added."""
+    rows = np.flatnonzero(np.isin(batch.sample_ids[:, 1], to_verify))
+    if not len(rows):
+        return verification
+    stored = batch.select(rows)  # as the file holds them: float32
+    stored.fields = {name: value.to(torch.float32) for name, value in stored.fields.items()}
+    part = verify_space(problem, checker, seed, stored.sample_ids[:, 1], stored=stored, solve_refinement=solve_refinement)
+    return part if verification is None else verification.merged(part)
+
+
+def _verification_solver(solved: Problem | SteadyProblem, solver_kwargs: dict[str, Any], seed: int,
+                         indices: np.ndarray):
+    """The solver of ``--verify``'s finer solves (a second one like the data's: its caches are the
+    finer grid's), with the verified samples' finer inputs drawn and its step checked on them before
+    any file is opened: a sampler that cannot be matched, or an explicit ``dt`` stable on the data's
+    grid (``solved``) only, is refused here."""
+    checker = build_solver(solved, **solver_kwargs)
+    finer = finer_problem(solved)
+    inputs, _ = finer_inputs(solved, finer, seed, indices.tolist())
+    if hasattr(checker, "check_step") and isinstance(solved, Problem):
+        checker.check_step(finer, inputs, [(seed, int(i)) for i in indices])
+    return checker
 
 
 def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLike[str], *, num_samples: int, seed: int,
-                           batch_size: int, overwrite: bool, progress: Callable[[int], None] | None) -> GenerationSummary:
+                           batch_size: int, overwrite: bool, progress: Callable[[int], None] | None,
+                           verify: np.ndarray | None = None, checker=None) -> GenerationSummary:
     """:func:`generate_dataset` for a mesh problem: the mesh once, then each batch's nodal fields and
     per-sample params, through :class:`~pdebench.io.mesh_file.MeshDataWriter` (atomic like the grid path).
     File provenance: the solver's (``solver``, ``element``, ``dofs``, ``method``, ``mesh_size``, ...),
@@ -294,19 +337,24 @@ def _generate_mesh_dataset(problem: MeshProblem, solver, output: str | os.PathLi
     nodes, cells, boundary, element = solver.mesh_data(problem)
     provenance = {**solver.provenance(problem), "seed": seed, "problem": problem.name, "problem_params": problem.params()}
     shapes: dict[str, tuple[int, ...]] = {}
+    verification: SpaceVerification | None = None
     with MeshDataWriter(output, nodes, cells, boundary, element, overwrite=overwrite, provenance=provenance) as writer:
         for first in range(0, num_samples, batch_size):
             indices = np.arange(first, min(first + batch_size, num_samples))
             batch = solve_samples(problem, solver, seed, indices)
             writer.append({name: value.numpy() for name, value in batch.fields.items()}, batch.sample_ids, batch.params)
+            if verify is not None and len(verify):
+                verification = _verify_batch(problem, checker, seed, batch, verify, verification)
             if progress is not None:
                 progress(len(indices))
             shapes = {name: (num_samples, *value.shape[1:]) for name, value in batch.fields.items()}
         writer.update_provenance({"wall_time_s": time.perf_counter() - start})
+        if verification is not None:
+            writer.update_provenance({"error_estimate": verification.certificate(writer.provenance.get("error_estimate"))})
     wall = time.perf_counter() - start
     path = Path(output)
     log.info("wrote %d samples of %s (%d nodes) to %s in %.1f s", num_samples, problem.name, len(nodes), path, wall)
-    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"))
+    return GenerationSummary(path, num_samples, shapes, wall, path.stat().st_size, problem.solver, float("nan"), verification)
 
 
 def _generate_particle_dataset(problem: ParticleProblem, solver, output: str | os.PathLike[str], *, num_samples: int,

@@ -421,6 +421,11 @@ class AtomicHDF5Writer(ABC):
         if self._closed:
             raise ValueError(f"writer for {self.path} is closed")
 
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The provenance gathered so far (a shallow copy; change it with :meth:`update_provenance`)."""
+        return dict(self._provenance)
+
     def update_provenance(self, values: Mapping[str, Any]) -> None:
         """Add or replace provenance entries (e.g. the total wall time) before :meth:`close` stores them."""
         self._check_open()
