@@ -92,6 +92,14 @@ def _advance(progress: Progress, task: Any, unit: str = "samples"):
     return advance
 
 
+def _certifies(entry, why: str | None) -> str:
+    """``pdebench list``'s certificate cell: ``"yes, by default 1e-06"``, ``"yes, when asked"`` or ``"no: why"``."""
+    if why is not None:
+        return f"no: {why}"
+    default = entry.arguments()["rtol"].default
+    return f"yes, by default {default:g}" if default is not None else "yes, when asked (--rtol)"
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from pdebench.models import MODELS
     from pdebench.problems import PROBLEMS
@@ -107,7 +115,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         for column in ("name", field, "description", "arguments", *(["certifies --rtol"] if certified else [])):
             table.add_column(column)
         for entry in registry.entries():
-            says = [] if not certified else ["yes" if (why := uncertified_reason(entry)) is None else f"no: {why}"]
+            says = [] if not certified else [_certifies(entry, uncertified_reason(entry))]
             table.add_row(entry.name, getattr(entry, field), entry.description, ", ".join(entry.arguments()), *says)
         console.print(table)
     return 0

@@ -19,6 +19,15 @@ def test_sph_records_that_it_is_not_certified_and_why():
     assert "particle count and the smoothing length" in estimate["reason"]
 
 
+def test_a_default_finite_volume_run_says_it_is_not_certified():
+    from pdebench.solvers.fv.solver import FVSolver
+
+    problem = PROBLEMS.build("mppde_e1", nx=32, t_final=0.05, n_out=2)
+    u0 = problem.sample_initial_conditions(0, [0])
+    estimate = FVSolver().solve(problem, u0, [[0, 0]]).provenance["error_estimate"]
+    assert estimate["certified"] is False and "shocks" in estimate["reason"]
+
+
 def test_which_solvers_certify():
     reasons = {name: uncertified_reason(SOLVERS.get(name)) for name in SOLVERS.available()}
     assert reasons["spectral"] is None and reasons["fv-weno"] is None
@@ -33,7 +42,7 @@ def test_list_shows_the_certificate_column(capsys, monkeypatch):
     assert main(["list", "solvers"]) == 0
     rows = {line.split("│")[1].strip(): line.split("│")[-2].strip()
             for line in capsys.readouterr().out.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
-    assert rows["spectral"] == rows["fv-weno"] == "yes"
+    assert rows["spectral"] == "yes, by default 1e-06" and rows["fv-weno"] == "yes, when asked (--rtol)"
     assert rows["sph"].startswith("no: weakly compressible SPH converges only")
     assert rows["fem"] == "no: steady, no time error"
 
