@@ -255,7 +255,8 @@ class _StreamWriter:
                 self._provenance_added = True
             self._writer.append([t for t, k in zip(batch.particles, keep) if k])
         else:
-            self._writer.append(_as_trajectories(batch, self.problem, keep, solver_provenance))
+            self._writer.append(_as_trajectories(batch, self.problem, keep,
+                                                 {**solver_provenance, **getattr(batch, "certificate", {})}))
 
     def close(self, final: dict[str, Any]) -> None:
         """Add the end-of-stream provenance (counts, interruption) and finish the file."""

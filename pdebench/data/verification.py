@@ -44,7 +44,7 @@ different discrete system with no nested restriction).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,3 +310,14 @@ def _verify_mesh(problem: MeshProblem, solver, ids: np.ndarray, stored: Any) -> 
     method = (f"re-solved on the mesh of size h / 2 = {finer.h:g} (one uniform refinement, {finer.num_nodes} nodes), at the "
               "coarse nodes, from the sampler's draw on the finer mesh; relative L2 over the nodes, max over the samples")
     return SpaceVerification(per_frame, [(seed, int(i)) for i in indices], method)
+
+
+def certified_error(provenance: Mapping[str, Any]) -> float | None:
+    """The largest relative L2 error a solve's ``provenance["error_estimate"]`` certifies over its
+    frames: the solver's time estimate (``time_max``) and every field's measured spatial error
+    (``fields.<name>.space_max``, :meth:`SpaceVerification.certificate`); ``None`` when it certifies
+    nothing (no estimate, or ``certified`` false)."""
+    estimate = provenance.get("error_estimate") or {}
+    values = [estimate.get("time_max")] + [entry.get("space_max") for entry in (estimate.get("fields") or {}).values()]
+    values = [float(v) for v in values if v is not None]
+    return max(values) if values else None

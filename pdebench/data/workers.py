@@ -114,7 +114,9 @@ class WorkerConfig:
         params = {}
         if getattr(problem, "solver", None) == "fem-mesh":  # MeshSamples: per-sample scalars (Helmholtz k)
             params = {name: np.asarray(value, dtype=np.float64) for name, value in traj.params.items()}
-        return Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block, params)
+        certificate = {key: traj.provenance[key] for key in CERTIFICATE_KEYS if key in traj.provenance}
+        return Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block, params,
+                     certificate=certificate)
 
 
 @dataclass
@@ -138,6 +140,13 @@ class Batch:
     block: tuple[int, int]
     params: dict[str, np.ndarray] = field(default_factory=dict)
     particles: list[Any] = field(default_factory=list)
+    #: The solve's certificate, :data:`CERTIFICATE_KEYS` of its provenance (``error_estimate``, and the
+    #: step it took): what a file of these rows states about their accuracy.
+    certificate: dict[str, Any] = field(default_factory=dict)
+
+
+#: The provenance entries a :class:`Batch` carries to the file: the certified error and the finest step.
+CERTIFICATE_KEYS = ("error_estimate", "substeps_per_output", "dt")
 
 
 def _worker_main(config: WorkerConfig, worker: int, connection) -> None:

@@ -36,9 +36,14 @@ from pdebench.core.grid_transfer import (block_average, fourier_resample, node_i
 from pdebench.data.generate import build_solver
 from pdebench.core.metrics import accumulated_error, all_metrics, nrmse, rollout_mse, rollout_nrmse
 from pdebench.evaluation.suite import TaskSpec
-from pdebench.solvers.base import BlowUpError, certified_error
+from pdebench.data.verification import certified_error, verify_space
+from pdebench.solvers.base import BlowUpError
 
 log = logging.getLogger(__name__)
+
+
+#: Reference samples re-solved on a grid twice as fine to measure the reference's own spatial error.
+SPACE_CHECKED = 2
 
 
 def scored_frames(task: TaskSpec, frames: int) -> slice:
@@ -95,8 +100,9 @@ class ReferenceSet:
     cache_path: Path | None = None
     #: Whether the values are cell averages (``Problem.cell_averaged``): grids transfer by block averages.
     cell_averaged: bool = False
-    #: The reference solve's certified relative error (:func:`~pdebench.solvers.base.certified_error`);
-    #: ``None`` where its solver certifies none. A model scoring below it is not rankable.
+    #: The reference solve's certified relative error (:func:`~pdebench.data.verification.certified_error`):
+    #: its solver's time estimate and the spatial error measured on :data:`SPACE_CHECKED` samples
+    #: re-solved on a grid twice as fine. A model scoring below it is not rankable.
     certified_error: float | None = None
 
     @property
@@ -147,6 +153,9 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
     traj = solver.solve(fine, initial, np.column_stack([np.full(task.samples, task.seed), indices]),
                         progress=progress)
     wall = time.perf_counter() - start
+    checked = list(range(min(SPACE_CHECKED, task.samples)))
+    space = verify_space(fine, solver, task.seed, checked, stored=traj.select(np.array(checked)))
+    traj.provenance["error_estimate"] = space.certificate(traj.provenance.get("error_estimate"))
     field = traj.fields[fine.field_name].double()
     # point values: the task's nodes (every `reference_refinement`-th); cell averages: block averages
     truth = fine.restrict(field, coarse.spatial_shape[0]).contiguous()
@@ -167,12 +176,15 @@ def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int]
     start = time.perf_counter()
     traj = solver.solve(problem, inputs, np.column_stack([np.full(task.samples, task.seed), indices]))
     wall = time.perf_counter() - start
+    checked = list(range(min(SPACE_CHECKED, task.samples)))
+    space = verify_space(problem, solver, task.seed, checked, stored=traj.select(np.array(checked)))
     truth = traj.fields[problem.field_name].double().reshape(task.samples, 1, *problem.spatial_shape).contiguous()
     if not torch.isfinite(truth).all():
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     if progress is not None:
         progress(task.samples)
-    return _cached(ReferenceSet(inputs, truth, np.zeros(1), np.asarray(traj.sample_ids), wall, path))
+    return _cached(ReferenceSet(inputs, truth, np.zeros(1), np.asarray(traj.sample_ids), wall, path,
+                                certified_error=certified_error({"error_estimate": space.certificate()})))
 
 
 @dataclass

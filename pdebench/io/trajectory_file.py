@@ -240,6 +240,9 @@ class TrajectoryWriter(AtomicHDF5Writer):
                 self._provenance[key] = value
             elif key.startswith("wall_time") and isinstance(value, int | float) and not isinstance(value, bool):
                 self._provenance[key] += value
+            elif key in ("substeps_per_output", "dt") and isinstance(value, int | float):
+                # a certified solve's step adapts per batch: the file states its finest
+                self._provenance[key] = (max if key == "substeps_per_output" else min)(self._provenance[key], value)
             elif key == "error_estimate" and isinstance(value, dict) and "time_per_frame" in value:
                 # the file's certificate covers every batch: the largest estimate per frame
                 kept = self._provenance[key]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -75,11 +74,3 @@ class BlowUpError(RuntimeError):
         )
 
 
-
-def certified_error(provenance: Mapping[str, Any]) -> float | None:
-    """The largest error a solve certifies for its frames (relative L2, over frames and fields):
-    the maximum of the ``time_max`` and ``space_max`` entries of ``provenance["error_estimate"]``,
-    or ``None`` when the provenance certifies nothing."""
-    estimate = provenance.get("error_estimate") or {}
-    values = [float(estimate[key]) for key in ("time_max", "space_max") if estimate.get(key) is not None]
-    return max(values) if values else None

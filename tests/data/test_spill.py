@@ -8,6 +8,8 @@ import signal
 from pathlib import Path
 from types import SimpleNamespace
 
+import json
+
 import h5py
 import numpy as np
 import psutil
@@ -17,7 +19,7 @@ import torch
 from pdebench.data.generate import build_solver, generate_dataset, solve_samples
 from pdebench.io.trajectory_file import TrajectoryFile
 from pdebench.data.spill import SpillSummary, _HeldSigint, spill_stream
-from pdebench.data.workers import LocalWorkerPool, WorkerConfig, as_ranges, make_worker_pool
+from pdebench.data.workers import CERTIFICATE_KEYS, LocalWorkerPool, WorkerConfig, as_ranges, make_worker_pool
 from pdebench.problems import PROBLEMS
 
 SMALL = {"nx": 64, "n_out": 4}
@@ -58,10 +60,12 @@ def digest(path: Path) -> str:
 
 
 def fake_batches(problem, seed: int, blocks, then: BaseException | None = None):
-    """Worker-like batches (only ``fields``, ``sample_ids``, ``dropped`` are read), solved for real."""
+    """Worker-like batches (``fields``, ``sample_ids``, ``dropped`` and the certificate), solved for real."""
     for block in blocks:
         traj = solve_samples(problem, build_solver(problem), seed, np.asarray(block))
-        yield SimpleNamespace(fields={"u": traj.fields["u"].float().numpy()}, sample_ids=traj.sample_ids, dropped=0)
+        certificate = {key: traj.provenance[key] for key in CERTIFICATE_KEYS if key in traj.provenance}
+        yield SimpleNamespace(fields={"u": traj.fields["u"].float().numpy()}, sample_ids=traj.sample_ids, dropped=0,
+                              certificate=certificate)
     if then is not None:
         raise then
 
@@ -280,3 +284,16 @@ def test_bad_arguments_fail_before_a_worker_starts_or_a_file_is_created(tmp_path
     with pytest.raises(FileExistsError, match="already exists"):
         spill_stream(LocalWorkerPool(config), problem, tmp_path / "s.h5")
     assert (tmp_path / "s.h5").read_bytes() == b"previous" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_streamed_file_carries_the_certificate_of_every_batch(tmp_path, problem):
+    """Workers' batches carry their solve's error estimate: the streamed file states the largest
+    estimate per frame over its batches, as a generated file of the same rows does."""
+    blocks = [np.arange(0, 2), np.arange(2, 4)]
+    spill_stream(fake_batches(problem, 2, blocks), problem, tmp_path / "s.h5")
+    batches = [solve_samples(problem, build_solver(problem), 2, b).provenance["error_estimate"] for b in blocks]
+    with h5py.File(tmp_path / "s.h5") as s:
+        stored = json.loads(s.attrs["provenance.error_estimate"])
+    expected = np.maximum(*(np.asarray(b["time_per_frame"]) for b in batches))
+    assert stored["rtol"] == 1e-6 and np.array_equal(stored["time_per_frame"], expected)
+    assert max(stored["time_per_frame"]) <= 1e-6 and stored["time_max"] == expected.max()

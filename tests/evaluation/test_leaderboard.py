@@ -315,19 +315,22 @@ def test_a_model_trained_on_a_padded_mixture_is_scored_in_physical_units(tmp_pat
     assert rows["one"]["nrmse"] == pytest.approx(per_frame.mean(), rel=1e-4)
 
 
-def test_the_reference_records_its_certified_error_and_meets_it(tmp_path):
-    """The reference solve is certified to the default 1e-6 in time; against an independent solve at
-    rtol 1e-11 its worst frame is within that, and the recorded bound is within 10x of the measured."""
+def test_the_reference_records_its_certified_error_within_10x_of_the_measured(tmp_path):
+    """The reference is certified in time (default rtol 1e-6) and its spatial error is measured on two
+    samples re-solved on a 2x finer grid. Against an independent solve on a 4x finer grid at rtol 1e-11
+    its worst frame's error is within 10x of the recorded bound, both ways."""
     from pdebench.solvers.spectral.solver import SpectralSolver
 
-    task = TaskSpec("b", "burgers1d", {"nx": 32, "n_out": 4, "nu": 0.02}, samples=3, seed=1_000_011,
-                    reference_refinement=2, ladder_resolutions=(16,), repeats=1)
+    task = TaskSpec("b", "burgers1d", {"nx": 16, "n_out": 4, "nu": 0.02}, samples=2, seed=1_000_011,
+                    reference_refinement=2, ladder_resolutions=(8,), repeats=1)
     reference = build_reference(task, tmp_path)
-    fine = task.reference_problem
-    exact = SpectralSolver(rtol=1e-11).solve(fine, reference.initial, reference.sample_ids).fields["u"][..., ::2]
+    fine, finest = task.reference_problem, task.reference_problem.with_resolution(128)
+    u0 = fourier_resample(reference.initial, 128, 1)  # the interpolant the space check starts from
+    exact = SpectralSolver(rtol=1e-11).solve(finest, u0, reference.sample_ids).fields["u"][..., ::8]  # task grid
     measured = ((reference.truth - exact).norm(dim=-1) / exact.norm(dim=-1))[:, 1:].max().item()
-    assert measured <= 1e-6 and 0.1 * measured <= reference.certified_error <= 1e-6 and reference.certified_error <= 10 * measured
+    assert measured / 10 <= reference.certified_error <= 10 * measured, (measured, reference.certified_error)
     assert build_reference(task, tmp_path).certified_error == reference.certified_error  # kept in the cache
+    assert fine.spatial_shape == (32,)
 
 
 def test_rows_below_the_references_accuracy_follow_the_ranked_models():
