@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 from pathlib import Path
 from types import SimpleNamespace
-
-import json
 
 import h5py
 import numpy as np
