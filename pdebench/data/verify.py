@@ -37,7 +37,7 @@ What is recognised
 Not verifiable (:class:`NotVerifiable`, a ``ValueError``: the command exits with status 2 and one line
 saying why): particle files (SPH has no certified reference), mesh files, FNO ``.mat`` files (not read:
 MATLAB's column-major ``a``/``u`` without coordinates, the viscosity only in the file name),
-problems whose solver has no error control to tighten (finite volumes), PDEBench files whose
+finite-volume problems (the certified stepping stops at E1's shocks: no tight reference past them), PDEBench files whose
 equation cannot be told from their attributes or name, and PDEBench's cell-centred Darcy grid
 (boundary excluded), which our FEM nodes cannot reproduce.
 """
@@ -539,8 +539,9 @@ def verify_file(path: str | Path, settings: VerifySettings | None = None) -> Ver
         notes.append("the re-solve is on the file's grid: it measures the time-stepping and storage error, not the "
                      "spatial discretisation error")
     else:
-        raise NotVerifiable(f"{path}: not verifiable: {problem.name} is solved by {problem.solver!r}, which has no error "
-                            "control to tighten (the spectral and FEM solvers have)")
+        raise NotVerifiable(f"{path}: not verifiable: {problem.name} is solved by {problem.solver!r}, whose certified "
+                            "stepping stops at the shocks E1 forms, so no tight reference exists past them (the "
+                            "spectral and FEM solvers have one)")
     errors = relative_l2(stored, reference, batch_dims=2, reduction="none").numpy()
     if settings.threshold is not None:
         threshold, source = float(settings.threshold), "--threshold"

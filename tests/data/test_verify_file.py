@@ -205,7 +205,7 @@ def test_files_it_cannot_verify_say_why_with_exit_2(tmp_path, capsys):
     mat = tmp_path / "ns_V1e-3_N5000_T50.mat"
     mat.write_bytes(b"MATLAB 5.0 MAT-file")
     expected = {particles: "not verifiable: SPH particle file", unknown: "unknown layout",
-                fv: "'fv-weno', which has no error control", mat: "FNO .mat files are not read"}
+                fv: "'fv-weno', whose certified stepping stops at the shocks", mat: "FNO .mat files are not read"}
     for path, message in expected.items():
         assert main(["verify", str(path), "-o", str(tmp_path / "never")]) == 2
         err = capsys.readouterr().err.strip()
