@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from pdebench.cli import main
@@ -16,6 +17,7 @@ from pdebench.data.generate import solve_samples
 from pdebench.problems import PROBLEMS
 from pdebench.problems.combined_equation import MPPDEE3, forcing_coefficients
 from pdebench.solvers import SpectralSolver
+from pdebench.solvers.certify import DEFAULT_RTOL
 from pdebench.equations.spectral import MPPDECombined
 from pdebench.equations.fourier import FourierGrid
 
@@ -101,24 +103,32 @@ class ScalarE3(MPPDEE3):
         return MPPDECombined(float(per_sample.alpha[0]), float(per_sample.beta[0]), float(per_sample.gamma[0]), per_sample.forcing)
 
 
-def test_a_sample_alone_equals_its_row_in_any_batch_bit_for_bit() -> None:
-    """Per-sample parameters and (without an accuracy step) per-sample substeps: each row equals the
-    sample solved alone, and solved with scalar parameters, exactly."""
+@pytest.mark.parametrize("rtol", [None, DEFAULT_RTOL], ids=["fixed steps", "certified"])
+def test_a_sample_alone_equals_its_row_in_any_batch_bit_for_bit(rtol) -> None:
+    """Per-sample parameters and per-sample substeps (fixed: each sample's own stability step;
+    certified: each sample's own step doublings and restarts): each row equals the sample solved alone,
+    and solved with scalar parameters, exactly."""
     kwargs = dict(nx=50, t_final=1.0, n_out=10, max_dt=None)  # odd spectral length 26: unaligned rows
-    batch, provenance = solve("mppde_e3", range(6), seed=2, **kwargs)
-    _, alone_first = solve("mppde_e3", [0], seed=2, **kwargs)
-    substeps = {solve("mppde_e3", [i], seed=2, **kwargs)[1]["substeps_per_output"] for i in range(6)}
-    assert len(substeps) > 1 and alone_first["substeps_per_output"] <= provenance["substeps_per_output"]
+
+    def run(name, indices, problem=None, **changes):
+        problem = problem or PROBLEMS.build(name, **changes)
+        traj = solve_samples(problem, SpectralSolver(rtol=rtol), 2, np.asarray(indices))
+        return traj.fields["u"], traj.provenance
+
+    batch, provenance = run("mppde_e3", range(6), **kwargs)
+    alone = [run("mppde_e3", [i], **kwargs) for i in range(6)]
+    if rtol is None:
+        substeps = {p["substeps_per_output"] for _, p in alone}
+        assert len(substeps) > 1 and alone[0][1]["substeps_per_output"] <= provenance["substeps_per_output"]
     scalar = ScalarE3(**kwargs)
     for i in range(6):
-        alone, _ = solve("mppde_e3", [i], seed=2, **kwargs)
-        assert torch.equal(alone[0], batch[i]), i
-        own = solve_samples(scalar, SpectralSolver(), 2, np.array([i])).fields["u"]
+        assert torch.equal(alone[i][0][0], batch[i]), i
+        own, _ = run("", [i], problem=scalar)
         assert torch.equal(own[0], batch[i]), i
-    reordered, _ = solve("mppde_e3", [4, 1, 3], seed=2, **kwargs)
+    reordered, _ = run("mppde_e3", [4, 1, 3], **kwargs)
     assert torch.equal(reordered, batch[[4, 1, 3]])
-    e2_batch, _ = solve("mppde_e2", range(4), seed=2, nx=50, t_final=1.0, n_out=10)
-    e2_alone, _ = solve("mppde_e2", [3], seed=2, nx=50, t_final=1.0, n_out=10)
+    e2_batch, _ = run("mppde_e2", range(4), nx=50, t_final=1.0, n_out=10)
+    e2_alone, _ = run("mppde_e2", [3], nx=50, t_final=1.0, n_out=10)
     assert torch.equal(e2_alone[0], e2_batch[3])
 
 
