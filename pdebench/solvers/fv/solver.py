@@ -22,7 +22,7 @@ import torch
 import pdebench
 from pdebench.core.trajectories import Trajectories
 from pdebench.solvers.base import SOLVERS, BlowUpError, solve_ids
-from pdebench.solvers.certify import StepDoubling, check_rtol
+from pdebench.solvers.certify import MAX_DOUBLINGS, StepDoubling, check_rtol
 from pdebench.solvers.fv.weno import WENO5Solver
 
 __all__ = ["FVSolver", "SHOCK_LIMIT"]
@@ -185,7 +185,7 @@ class FVSolver:
         most_steps = 0
         for k in range(1, n_out + 1):
             fine, coarse, estimates[k], stuck = doubling.interval(interval(k), fine, coarse, substeps, alive,
-                                                                  self.rtol * k / n_out)
+                                                                  self.rtol * k / n_out, MAX_DOUBLINGS)
             if stuck.any():
                 named = ", ".join(f"({s}, {i})" for s, i in ids[stuck][:5].tolist())
                 raise ValueError(f"{problem.name}: cannot certify rtol={self.rtol:g}: the error of samples (seed, "
