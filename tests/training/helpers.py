@@ -1,11 +1,52 @@
-"""Small callbacks the training tests put into configs."""
+"""Running ``python train.py`` as a user would, and small callbacks the training tests put into configs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning as L
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_FIT_EACH = """
+import json, os, sys, traceback
+sys.argv = ["train.py"]
+from pdebench.training.cli import main
+jobs, report = json.load(open(REPORT + ".jobs")), {}
+for name, (args, cwd) in jobs.items():
+    os.chdir(cwd)
+    try:
+        main(args)
+        report[name] = ""
+    except BaseException:  # SystemExit from a refused argument too: report it, go on with the next job
+        report[name] = traceback.format_exc()[-4000:]
+json.dump(report, open(REPORT, "w"))
+"""
+
+
+def train_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python train.py ARGS`` in ``cwd``; fails the test with the tail of its output."""
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    return result
+
+
+def train_cli_each(jobs: dict[str, tuple[list[str], Path]], report: Path) -> dict[str, str]:
+    """Every job's ``train.py ARGS`` run in its own folder, one after another in ONE fresh process
+    (the imports, most of a tiny run's time, paid once). Returns job name -> ``""`` when its run
+    finished, else the tail of its traceback."""
+    Path(f"{report}.jobs").write_text(json.dumps({name: [args, str(cwd)] for name, (args, cwd) in jobs.items()}))
+    script = f"REPORT = {str(report)!r}\n{_FIT_EACH}"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60 * len(jobs) + 120)
+    assert result.returncode == 0 and report.exists(), (result.stdout[-2000:], result.stderr[-4000:])
+    return json.loads(report.read_text())
 
 
 class KillAtEpoch(L.Callback):

@@ -3,8 +3,6 @@ and the configs under configs/pretrain end to end."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +18,7 @@ from pdebench.problems import PROBLEMS
 from pdebench.training.base import OptimConfig
 from pdebench.training.finetune import FineTuneModule, MaskedOperatorModule, masked_loss, read_pretrained
 from pdebench.training.losses import make_loss
+from tests.training.helpers import train_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DPOT_ARGS = {"patch_size": 4, "embed_dim": 16, "depth": 1, "num_blocks": 4, "modes": 3}
@@ -237,11 +236,6 @@ def test_finetune_refuses_mismatched_data_models_and_missing_files(pretrained, t
         finetune(tmp_path / "missing.ckpt")
 
 
-def run_cli(args: list[str], cwd: Path) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
-
-
 TINY_RUN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
 SMALL_DPOT = ["--model.init_args.model_args", "{patch_size: 4, embed_dim: 16, depth: 1, num_blocks: 4, modes: 4}"]
 
@@ -252,12 +246,12 @@ def test_pretrain_then_finetune_configs_run_end_to_end(files, tmp_path):
     pre = tmp_path / "pre"
     pre.mkdir()
     paths = f"[{files['ns2d_a']}, {files['ns2d_b']}]"
-    run_cli(["fit", "--config", str(ROOT / "configs/pretrain/dpot_mixture.yaml"), "--data.init_args.paths", paths,
+    train_cli(["fit", "--config", str(ROOT / "configs/pretrain/dpot_mixture.yaml"), "--data.init_args.paths", paths,
              *SMALL_DPOT, "--data.init_args.batch_size", "4", *TINY_RUN], pre)
     (pre_ckpt,) = pre.glob("outputs/*/checkpoints/last.ckpt")
     fine = tmp_path / "fine"
     fine.mkdir()
-    run_cli(["fit", "--config", str(ROOT / "configs/pretrain/dpot_finetune.yaml"), "--data.init_args.paths",
+    train_cli(["fit", "--config", str(ROOT / "configs/pretrain/dpot_finetune.yaml"), "--data.init_args.paths",
              f"[{files['kolmogorov']}]", "--model.init_args.pretrained", str(pre_ckpt), "--data.init_args.batch_size", "4",
              *TINY_RUN], fine)
     (fine_ckpt,) = fine.glob("outputs/*/checkpoints/last.ckpt")

@@ -4,8 +4,6 @@ the CLI end to end on tiny mesh (darcy2d_mesh) and particle (dam_break2d) files.
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from pdebench.data.graph_datamodule import GraphDataModule
 from pdebench.models.mppde import MPPDE
 from pdebench.problems.darcy_mesh import DarcyMesh, neumann_gaussian_field_at, unit_square_mesh
 from pdebench.solvers.fem.darcy_mesh_solver import DarcyMeshSolver
+from tests.training.helpers import train_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,12 +191,6 @@ def test_graph_datamodule_splits_by_sample_and_normalises(tiny_files):
 # ----------------------------------------------------------------------------------------- CLI
 
 
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
-    return result
-
-
 TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
         "--trainer.limit_test_batches", "1", "--model.init_args.model_args",
         "{hidden: 16, layers: 2}"]
@@ -210,7 +203,7 @@ TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--tr
 def test_cli_fits_mppde_on_tiny_graph_data_and_checkpoints_the_card(config, kind, extra, tiny_files, tmp_path):
     from pdebench.training.graph_module import GraphOperatorModule
 
-    run_cli(["fit", "--config", str(ROOT / "configs" / config), "--data.init_args.path", str(tiny_files[kind]), *TINY, *extra],
+    train_cli(["fit", "--config", str(ROOT / "configs" / config), "--data.init_args.path", str(tiny_files[kind]), *TINY, *extra],
             tmp_path)
     (checkpoint,) = tmp_path.glob("outputs/*/checkpoints/last.ckpt")
     saved = torch.load(checkpoint, weights_only=True)

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -15,6 +14,7 @@ from pdebench.data.generate import generate_dataset
 from pdebench.training.module_classes import training_module_class
 from pdebench.problems import PROBLEMS
 from pdebench.training import OperatorModule
+from tests.training.helpers import train_cli, train_cli_each
 
 ROOT = Path(__file__).resolve().parents[2]
 # leaderboard suites, pre-training mixtures (tests/training/test_finetune.py) and physics runs
@@ -53,21 +53,32 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def run_cli(args: list[str], cwd: Path) -> None:
-    """``python train.py ARGS`` in ``cwd``; fails the test with the tail of its output."""
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
-
-
 TINY_RUN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
             "--trainer.limit_test_batches", "1"]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_every_config_trains_a_few_steps_on_tiny_data(config, tiny_data, tmp_path):
-    problem = CONFIG_PROBLEM.get(f"{config.parent.name}/{config.stem}", config.parent.name)
-    run_cli(["fit", "--config", str(config), "--data.init_args.path", str(tiny_data[problem]), *TINY_RUN], tmp_path)
-    checkpoints = list(tmp_path.glob("outputs/*/checkpoints/last.ckpt"))
+def config_id(config: Path) -> str:
+    return f"{config.parent.name}/{config.stem}"
+
+
+@pytest.fixture(scope="module")
+def config_runs(tiny_data, tmp_path_factory) -> dict[str, tuple[str, Path]]:
+    """Every config's tiny ``fit``, each in its own folder, all in one fresh process: id -> (error, folder)."""
+    jobs = {}
+    for config in CONFIGS:
+        problem = CONFIG_PROBLEM.get(config_id(config), config.parent.name)
+        folder = tmp_path_factory.mktemp(config_id(config).replace("/", "-"))
+        jobs[config_id(config)] = (["fit", "--config", str(config), "--data.init_args.path", str(tiny_data[problem]),
+                                    *TINY_RUN], folder)
+    errors = train_cli_each(jobs, tmp_path_factory.mktemp("report") / "report.json")
+    return {name: (errors[name], folder) for name, (_, folder) in jobs.items()}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_every_config_trains_a_few_steps_on_tiny_data(config, config_runs):
+    error, folder = config_runs[config_id(config)]
+    assert error == "", error
+    checkpoints = list(folder.glob("outputs/*/checkpoints/last.ckpt"))
     assert len(checkpoints) == 1
     # The checkpoint holds tensors and plain values only, and rebuilds its model from recorded arguments.
     extras = torch.load(checkpoints[0], weights_only=True)["pdebench"]
@@ -115,7 +126,7 @@ def test_killed_run_resumed_from_last_checkpoint_ends_bitwise_equal(tiny_data, t
     data = tiny_data["ks1d"]
     full, interrupted = tmp_path / "full", tmp_path / "interrupted"
     full.mkdir(), interrupted.mkdir()
-    run_cli(["fit", "--config", str(small_fno_config(full, data, 4, []))], full)
+    train_cli(["fit", "--config", str(small_fno_config(full, data, 4, []))], full)
     kill = [{"class_path": "tests.training.helpers.KillAtEpoch", "init_args": {"epoch": 2}}]
     config = small_fno_config(interrupted, data, 4, kill)
     killed = subprocess.run([sys.executable, str(ROOT / "train.py"), "fit", "--config", str(config)], cwd=interrupted,
@@ -123,7 +134,7 @@ def test_killed_run_resumed_from_last_checkpoint_ends_bitwise_equal(tiny_data, t
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert torch.load(interrupted / "ckpt" / "last.ckpt", weights_only=True)["epoch"] == 1
     resume = small_fno_config(interrupted, data, 4, [])
-    run_cli(["fit", "--config", str(resume), "--ckpt_path", str(interrupted / "ckpt" / "last.ckpt")], interrupted)
+    train_cli(["fit", "--config", str(resume), "--ckpt_path", str(interrupted / "ckpt" / "last.ckpt")], interrupted)
     a, b = final_parameters(full / "ckpt" / "last.ckpt"), final_parameters(interrupted / "ckpt" / "last.ckpt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -193,7 +204,7 @@ def test_rollout_feeds_predictions_back_in_order():
 def test_test_subcommand_reports_metrics_and_writes_the_rollout_curve(tiny_data, tmp_path):
     config = ROOT / "configs" / "ks1d" / "fno.yaml"
     data = ["--data.init_args.path", str(tiny_data["ks1d"])]
-    run_cli(["fit", "--config", str(config), *data, *TINY_RUN], tmp_path)
+    train_cli(["fit", "--config", str(config), *data, *TINY_RUN], tmp_path)
     result = subprocess.run([sys.executable, str(ROOT / "train.py"), "test", "--config", str(config), *data,
                              "--ckpt_path", "outputs/ks1d_fno/checkpoints/last.ckpt"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -228,13 +239,13 @@ def test_online_configs_train_from_streaming_workers_and_leave_no_process(config
              "--data.init_args.test_trajectories", "2", "--data.init_args.calibration_trajectories", "2",
              "--data.init_args.samples_per_epoch", "16", "--data.init_args.watermark", "4", "--data.init_args.capacity", "32",
              "--data.init_args.worker_batch_size", "2"]
-    run_cli(["fit", "--config", str(config), *small, *TINY_RUN], tmp_path)
+    train_cli(["fit", "--config", str(config), *small, *TINY_RUN], tmp_path)
     assert list(tmp_path.glob("outputs/*/checkpoints/last.ckpt"))
     assert spawned_workers() - before == set()
 
 
 def test_checkpoints_carry_the_data_card_and_the_training_budget(tiny_data, tmp_path):
-    run_cli(["fit", "--config", str(ROOT / "configs" / "burgers1d" / "fno.yaml"), "--data.init_args.path", str(tiny_data["burgers1d"]),
+    train_cli(["fit", "--config", str(ROOT / "configs" / "burgers1d" / "fno.yaml"), "--data.init_args.path", str(tiny_data["burgers1d"]),
              "--data.init_args.batch_size", "2", *TINY_RUN, "--trainer.max_epochs", "2"], tmp_path)
     (checkpoint,) = tmp_path.glob("outputs/*/checkpoints/last.ckpt")
     saved = torch.load(checkpoint, weights_only=True)["pdebench"]
