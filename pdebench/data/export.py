@@ -358,7 +358,8 @@ def export_well(
                     if nonfinite:
                         continue  # refused: scan the rest to name every bad row, write nothing more
                 stored = source.sample_parameters(slice(start, start + traj.num_samples))
-                per_sample = stored or (problem.sample_parameters(traj.sample_ids) if problem is not None else {})
+                recompute = getattr(problem, "sample_parameters", None)  # steady problems draw none
+                per_sample = stored or (recompute(traj.sample_ids) if recompute is not None else {})
                 writer.append(traj, per_sample)
                 if progress is not None:
                     progress(traj.num_samples)

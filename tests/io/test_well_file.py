@@ -245,8 +245,39 @@ def test_export_read_export_of_the_well_layout_is_bit_identical(tmp_path: Path, 
     assert back.sample_ids.tolist() == traj.sample_ids.tolist()
 
 
-def _netcdf_values(path: Path) -> dict[str, np.ndarray]:
-    with xr.open_dataset(path) as ds:
+def test_darcy_exports_with_wall_boundaries_and_again_bit_identical(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(4)
+    traj = Trajectories(fields={"nu": torch.rand(2, 1, 5, 5, generator=generator), "tensor": torch.rand(2, 1, 5, 5, generator=generator)},
+                        coords={"t": np.zeros(1), "x": np.linspace(0, 1, 5), "y": np.linspace(0, 1, 5)},
+                        params={"resolution": 5}, sample_ids=np.stack([np.ones(2), np.arange(2)], axis=1),
+                        provenance={"problem": "darcy2d", "problem_args": {"resolution": 5}})
+    first = export_well(native_file(tmp_path / "darcy.h5", traj), tmp_path / "darcy.well.h5")
+    with h5py.File(first) as f:
+        assert sorted(f["boundary_conditions"]) == ["x_wall", "y_wall"]
+        assert f["boundary_conditions/y_wall"].attrs["bc_type"] == "WALL"
+        assert f["boundary_conditions/y_wall/mask"][()].tolist() == [True, False, False, False, True]
+        assert list(f["scalars"].attrs["field_names"]) == ["resolution"] and f["scalars/resolution"].shape == ()
+    assert _contents(export_well(first, tmp_path / "again.h5")) == _contents(first)
+
+
+def test_a_pdebench_file_exports_with_its_name_and_no_boundary_it_does_not_state(tmp_path: Path) -> None:
+    u = np.random.default_rng(5).standard_normal((2, 3, 16)).astype(np.float32)
+    with h5py.File(tmp_path / "1D_Advection_Sols_beta0.4.hdf5", "w") as f:  # PDEBench's single-field layout
+        f["tensor"] = u
+        f["x-coordinate"] = np.linspace(0, 1, 16, endpoint=False)
+        f["t-coordinate"] = np.linspace(0, 2, 4)  # PDEBench's T + 1 interval edges
+    (tmp_path / "well").mkdir()
+    dest = export_well(tmp_path / "1D_Advection_Sols_beta0.4.hdf5", tmp_path / "well" / "adv.h5")
+    dataset = WellDataset(path=str(dest.parent), n_steps_input=1, n_steps_output=2, full_trajectory_mode=True)
+    assert dataset.metadata.dataset_name == "1D_Advection_Sols_beta0.4"
+    assert dataset.metadata.boundary_condition_types == []
+    np.testing.assert_array_equal(dataset[1]["boundary_conditions"].numpy(), [[1, 1]])  # The Well's default: open
+    np.testing.assert_array_equal(torch.cat([dataset[1]["input_fields"], dataset[1]["output_fields"]])[..., 0].numpy(), u[1])
+
+
+def _xarray_values(path: Path, opener=xr.open_dataset) -> dict[str, np.ndarray]:
+    """Fields, fp32 coordinates and sample ids as xarray reads a netCDF file (or, with ``xr.open_zarr``, a store)."""
+    with opener(path) as ds:
         out = {name: ds[name].values for name in ds.data_vars}
         out.update({f"coord {name}": ds[name].values.astype(np.float32) for name in ("t", "x", "y") if name in ds.coords})
         out["sample ids"] = np.stack([ds["sample_seed"].values, ds["sample_index"].values], axis=1)
@@ -261,8 +292,8 @@ def _well_values(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-EXPORTS = {  # format -> (export function, suffix, values as an independent reader sees them)
-    "netcdf": (export_netcdf, ".nc", _netcdf_values),
+EXPORTS = {  # format -> (export function, suffix, values as an independent reader sees them); one line a format
+    "netcdf": (export_netcdf, ".nc", _xarray_values),
     "well": (export_well, ".h5", _well_values),
 }
 
