@@ -19,8 +19,8 @@ for ``N`` trajectories of ``T`` frames on a ``D``-dimensional grid, every array 
 
 What The Well's reader (``the_well.data.WellDataset`` 1.2.0) needs that its documentation does not
 say: every one of the five groups must exist, even empty, each with its ``field_names``; a constant
-scalar is a 0-d dataset (the documentation shows ``float32(1)``, which the reader cannot concatenate
-with the others); ``bc_type`` is upper-cased and must then be one of ``WALL``, ``OPEN``, ``PERIODIC``;
+scalar is a 0-d dataset (the documentation shows ``float32(1)``; the reader then fails to concatenate
+it with 0-d ones); ``bc_type`` is upper-cased and must then be one of ``WALL``, ``OPEN``, ``PERIODIC``;
 a boundary counts for an end of its axis only where its ``mask`` is true at that end; the number of
 frames is the last axis of ``dimensions/time``; every ``*.h5``/``*.hdf5`` of a folder is read and all
 must share ``dataset_name``, ``n_spatial_dims`` and the resolution; a vector's components come out as
