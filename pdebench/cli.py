@@ -30,7 +30,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeRemainingColumn)
 from rich.table import Table
 
-from pdebench.registry import RegistryError
+from pdebench.registry import RegistryError, require_choice
 from pdebench.signals import EXIT_USAGE, Terminated, exit_status, sigterm_interrupts
 
 _USER_ERRORS = (ValueError, RegistryError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -281,19 +281,23 @@ def cmd_train_dcdm(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.data.export import export_netcdf
+    from pdebench.data.export import EXPORT_FORMATS, EXPORT_SUFFIXES, EXPORTERS
     from pdebench.io.base import check_destination
     from pdebench.io.trajectory_file import TrajectoryFile
 
+    require_choice("--format", args.format, EXPORT_FORMATS)
+    if args.format not in EXPORTERS:
+        raise ValueError(f"--format {args.format} is not available in this version; available: {', '.join(EXPORTERS)}")
+    export = EXPORTERS[args.format]
     source = Path(args.file)
-    dest = Path(args.output) if args.output else source.with_suffix(".nc")
+    dest = Path(args.output) if args.output else source.with_name(source.stem + EXPORT_SUFFIXES[args.format])
     check_destination(dest, args.overwrite)
     with TrajectoryFile(source) as file:  # an unreadable file is refused before the progress bar
         total = len(file)
     with _progress(console) as progress:
         task = progress.add_task(f"{source.name} → {dest}", total=total, rate="")
-        path = export_netcdf(source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
-                             progress=_advance(progress, task, "rows"))
+        path = export(source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
+                      progress=_advance(progress, task, "rows"))
     console.print(f"[green]exported[/] {source} → {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
@@ -552,9 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results folder")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray)")
+    p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray), The Well's HDF5 layout or Zarr")
     p.add_argument("file")
-    p.add_argument("--format", choices=["netcdf"], default="netcdf")
+    p.add_argument("--format", default="netcdf", metavar="{netcdf,well,zarr}",
+                   help="netcdf (default: FILE.nc), well (The Well's layout: FILE.well.h5) or zarr")
     p.add_argument("--output", "-o")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-nonfinite", action="store_true", help="export NaN/inf values too (refused by default)")

@@ -1,4 +1,6 @@
-"""Export trajectories to xarray and netCDF (for analysis tools that speak CF/netCDF, not PDEBench HDF5).
+"""Export trajectories to xarray and netCDF (for analysis tools that speak CF/netCDF, not PDEBench HDF5),
+and to The Well's HDF5 layout (:func:`export_well`, for The Well's ``WellDataset``); :data:`EXPORTERS`
+names each format's function.
 
 Schema (one for both :func:`to_xarray` and :func:`export_netcdf`):
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,9 @@ import xarray as xr
 from pdebench.atomic import temporary_path
 from pdebench.io.base import JSON_ATTRS, PathLike, check_destination, check_free_disk, commit_file, encode_attrs
 from pdebench.io.trajectory_file import FORMAT_VERSION, TrajectoryFile, describe_nonfinite, find_nonfinite
+from pdebench.io.well_file import WELL_PROVENANCE, TensorField, WellMetadata, WellWriter
 from pdebench.core.trajectories import Trajectories
+from pdebench.problems.base import PROBLEMS
 
 logger = logging.getLogger(__name__)
 
@@ -232,3 +236,153 @@ def export_netcdf(
             raise
     logger.info("exported %d trajectories from %s to %s", len(source), src_h5_path, dest)
     return dest
+
+
+# --------------------------------------------------------------------------------------------------
+# The Well
+# --------------------------------------------------------------------------------------------------
+
+
+def _file_problem(source: TrajectoryFile):
+    """The registered problem a file's provenance names (``provenance.problem_args``, else its
+    defaults with the file's parameters), or ``None`` where it names none or it cannot be rebuilt."""
+    provenance = source.provenance
+    name = provenance.get("problem")
+    if not isinstance(name, str) or name not in PROBLEMS:
+        return None
+    args = provenance.get("problem_args")
+    try:
+        if isinstance(args, dict):
+            return PROBLEMS.build(name, **args)
+        known = PROBLEMS.build(name).arguments()
+        return PROBLEMS.build(name, **{key: value for key, value in source.params.items() if key in known})
+    except (TypeError, ValueError) as exc:
+        logger.warning("%s: problem %r cannot be rebuilt (%s); no boundary or per-sample parameters from it", source.path, name, exc)
+        return None
+
+
+def well_metadata(source: TrajectoryFile, problem: Any = None, *, dataset_name: str | None = None,
+                  vector_fields: Sequence[str] = (), boundaries: Mapping[str, str] | None = None) -> WellMetadata:
+    """What :func:`export_well` writes beside the values: the arguments, else what a Well file read
+    back says (``provenance["well"]``), else the file's problem, else defaults.
+
+    * ``dataset_name``: the problem's name, else the file's stem;
+    * ``boundaries``: the problem's ``boundary`` on every axis (``periodic`` for the catalogue's
+      time-dependent problems, ``wall`` for Darcy), else none (The Well reads an axis without one as open);
+    * tensor fields: those of a Well file read back, plus ``vector_fields`` (each a vector: ``D`` channels).
+    """
+    stored = source.provenance.get(WELL_PROVENANCE)
+    well = WellMetadata.from_provenance(stored) if stored is not None else None
+    if boundaries is None:
+        axes = [axis for axis in ("x", "y", "z") if axis in source.coords]
+        boundaries = (well.boundaries if well is not None
+                      else {axis: problem.boundary for axis in axes} if problem is not None and hasattr(problem, "boundary") else {})
+    if well is None and not boundaries:
+        logger.info("%s names no problem: no boundary conditions are written", source.path)
+    tensors = dict(well.tensor_fields) if well is not None else {}
+    for name in vector_fields:
+        if name not in source.fields:
+            raise ValueError(f"vector field {name!r} is not a field of {source.path}; fields are {list(source.fields)}")
+        tensors[name] = TensorField(1)
+    name = dataset_name or (well.dataset_name if well is not None else None) or (problem.name if problem is not None else None)
+    return WellMetadata(
+        dataset_name=name or Path(source.path).stem,
+        grid_type=well.grid_type if well is not None else "cartesian",
+        spatial_dims=well.spatial_dims if well is not None else None,
+        boundaries=dict(boundaries),
+        tensor_fields=tensors,
+    )
+
+
+def export_well(
+    src_h5_path: PathLike,
+    dest_path: PathLike,
+    *,
+    overwrite: bool = False,
+    chunk_rows: int | None = None,
+    compression: bool = True,
+    allow_nonfinite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    dataset_name: str | None = None,
+    vector_fields: Sequence[str] = (),
+    boundaries: Mapping[str, str] | None = None,
+) -> Path:
+    """Convert a trajectory file (any layout :class:`~pdebench.io.trajectory_file.TrajectoryFile` reads) to
+    The Well's HDF5 layout (:mod:`pdebench.io.well_file`), which ``the_well.data.WellDataset`` reads.
+
+    Fields are stored as fp32 ``(N, T, *space[, D])``; the file's parameters as root attributes and
+    scalars; per-sample parameters (those a Well file stores, else those the file's problem recomputes
+    from the sample ids, :meth:`~pdebench.problems.base.Problem.sample_parameters`) as sample-varying
+    scalars; provenance and sample ids beside them. Rows are streamed in chunks (default about 64 MiB)
+    through :class:`~pdebench.io.well_file.WellWriter`: nothing appears under ``dest_path`` unless
+    complete. Exporting a Well file this wrote gives the same file again.
+
+    Parameters
+    ----------
+    src_h5_path, dest_path, overwrite, chunk_rows, compression, allow_nonfinite, progress
+        As for :func:`export_netcdf` (``compression``: gzip level 4 with shuffle); ``dest_path`` should
+        end in ``.h5`` or ``.hdf5``, the files The Well's reader lists in a folder.
+    dataset_name, vector_fields, boundaries
+        The Well's ``dataset_name``, the fields whose channels are vector components, and axis ->
+        boundary kind (``periodic``, ``wall``, ``open``); defaults in :func:`well_metadata`.
+
+    Returns
+    -------
+    Path
+        ``dest_path``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`export_netcdf` (unreadable source, no room on the disk, non-finite values), or the
+        file does not fit The Well's layout (no spatial axis, a vector field without ``D`` channels).
+    """
+    dest = Path(dest_path)
+    check_destination(dest, overwrite)
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    with TrajectoryFile(src_h5_path) as source:
+        rows = chunk_rows or _auto_rows(source)
+        problem = _file_problem(source)
+        metadata = well_metadata(source, problem, dataset_name=dataset_name, vector_fields=vector_fields, boundaries=boundaries)
+        check_free_disk(dest.parent.resolve(), estimate_netcdf_bytes(source) + 32 * len(source),
+                        f"exporting {src_h5_path} to {dest}")
+        writer = WellWriter(dest, metadata=metadata, overwrite=overwrite, compression="gzip" if compression else None,
+                            allow_nonfinite=True)  # the rows are checked here, to name every bad one
+        nonfinite: dict[int, list[int]] = {}
+        try:
+            for start in range(0, len(source), rows):
+                traj = source[start : start + rows]
+                if not allow_nonfinite:
+                    nonfinite.update(find_nonfinite(traj.fields.values(), rows=range(start, start + traj.num_samples)))
+                    if nonfinite:
+                        continue  # refused: scan the rest to name every bad row, write nothing more
+                stored = source.sample_parameters(slice(start, start + traj.num_samples))
+                recompute = getattr(problem, "sample_parameters", None)  # steady problems draw none
+                per_sample = stored or (recompute(traj.sample_ids) if recompute is not None else {})
+                writer.append(traj, per_sample)
+                if progress is not None:
+                    progress(traj.num_samples)
+            if nonfinite:
+                writer.abort()
+                raise ValueError(
+                    f"{src_h5_path}: non-finite values in {describe_nonfinite(nonfinite)}; not exporting them to "
+                    f"{dest} (pass --allow-nonfinite, allow_nonfinite=True, to keep them)"
+                )
+            writer.close()
+        except FileExistsError:
+            writer.temp_path.unlink(missing_ok=True)
+            raise FileExistsError(f"{dest} appeared while exporting to it; it was not replaced") from None
+        except BaseException:
+            writer.abort()
+            raise
+    logger.info("exported %d trajectories from %s to %s (The Well's layout)", len(source), src_h5_path, dest)
+    return dest
+
+
+EXPORT_FORMATS = ("netcdf", "well", "zarr")
+"""The formats ``pdebench export --format`` names."""
+EXPORTERS: dict[str, Callable[..., Path]] = {"netcdf": export_netcdf, "well": export_well}
+"""Format -> export function ``(src, dest, *, overwrite, allow_nonfinite, progress, ...) -> dest``."""
+EXPORT_SUFFIXES = {"netcdf": ".nc", "well": ".well.h5", "zarr": ".zarr"}
+"""Format -> suffix of the default destination (the source's name with it)."""

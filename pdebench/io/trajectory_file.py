@@ -26,7 +26,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from pdebench.io.base import (
     unreadable,
     write_attrs,
 )
+from pdebench.io import well_file
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ _RESERVED_ATTRS = frozenset({LAYOUT_ATTR, VERSION_ATTR, "num_samples", "field_na
 
 LAYOUTS: dict[str, str] = {
     "native": f"written by TrajectoryWriter (root attribute {VERSION_ATTR!r})",
+    "well": "The Well (the-well): dimensions/, scalars/, t0_fields/, t1_fields/, t2_fields/ (pdebench.io.well_file)",
     "darcy": "PDEBench Darcy: 'nu' (N, X, Y) input and 'tensor' (N, 1, X, Y) output",
     "tensor": "PDEBench single field: 'tensor' (N, T, X[, Y]) with 'x-coordinate', 't-coordinate', ...",
     "multi_field": "PDEBench CFD: one dataset per field (density, pressure, Vx, Vy[, Vz]), each (N, T, X[, Y])",
@@ -352,6 +354,7 @@ class _Contents:
     params: dict[str, Any]
     provenance: dict[str, Any]
     sample_ids: h5py.Dataset | None = None
+    sample_parameters: dict[str, h5py.Dataset] = dataclass_field(default_factory=dict)
 
 
 def _time_coordinate(values: np.ndarray, num_frames: int, where: str) -> np.ndarray | None:
@@ -512,8 +515,15 @@ def _open_seed_groups(file: h5py.File) -> _Contents:
     )
 
 
+def _open_well(file: h5py.File) -> _Contents:
+    found = well_file.read_layout(file, lambda dataset, ndim: check_field_dataset(dataset, min_ndim=ndim))
+    sources = {name: _Source(*source) for name, source in found.sources.items()}
+    return _Contents("well", sources, found.coords, found.params, found.provenance, found.sample_ids, found.sample_parameters)
+
+
 _DETECTORS: list[tuple[str, Callable[[h5py.File], bool], Callable[[h5py.File], _Contents]]] = [
     ("native", _is_native, _open_native),
+    ("well", well_file.is_well_layout, _open_well),
     ("darcy", _is_darcy, _open_darcy),
     ("tensor", _is_tensor, _open_tensor),
     ("multi_field", _is_multi_field, _open_multi_field),
@@ -557,6 +567,9 @@ class TrajectoryFile(H5Reader):
     * ``seed_groups``: groups ``"0000"``, ``"0001"``, ... with ``data`` ``(T, X[, Y], C)`` -> field
       ``"data"`` ``(N, T, *space, C)`` stacked over the groups in numeric order; coordinates from the
       first group's ``grid/x|y|t``.
+    * ``well``: The Well's layout (:func:`pdebench.io.well_file.read_layout`): t0 fields as fields, t1
+      (t2) fields as fields with ``D`` (``D²``) channels, scalars as params and per-sample parameters
+      (:meth:`sample_parameters`), the Well's metadata as ``provenance["well"]``.
 
     Root attributes become ``params`` (for our files, ``provenance.*`` attributes become
     ``provenance``; ``{"source_layout": ...}`` for PDEBench files). Files without ``sample_ids`` get
@@ -660,6 +673,18 @@ class TrajectoryFile(H5Reader):
 
     def __getitem__(self, rows: Rows) -> Trajectories:
         return self.read(rows)
+
+    def sample_parameters(self, rows: Rows = None) -> dict[str, np.ndarray]:
+        """Name -> ``(n,)`` values of the parameters the file stores per sample, at ``rows`` (default all).
+
+        Only The Well's layout stores them (its sample-varying scalars); our own grid files store the
+        sample ids, from which a problem recomputes its per-sample parameters
+        (:meth:`~pdebench.problems.base.Problem.sample_parameters`): empty for every other layout.
+        """
+        self._handle()
+        selection = normalize_rows(rows, len(self))
+        with unreadable(self.path):
+            return {name: np.asarray(read_rows(dataset, selection)) for name, dataset in self._contents.sample_parameters.items()}
 
 
 def find_nonfinite(

@@ -114,6 +114,9 @@ class Problem(Catalogued, ABC):
     #: Whether the stored values are cell averages (finite volumes) rather than point values: a finer
     #: grid then restricts to a coarser one by block averages (:meth:`restrict`).
     cell_averaged: ClassVar[bool] = False
+    #: The domain's boundary, as The Well names its kinds (``"periodic"``, ``"wall"`` or ``"open"``):
+    #: every time-dependent grid problem of the catalogue is periodic on each axis.
+    boundary: ClassVar[str] = "periodic"
 
     def __post_init__(self) -> None:
         require_positive("t_final", self.t_final)

@@ -33,6 +33,8 @@ class SteadyProblem(Catalogued, ABC):
     field_name: ClassVar[str] = "tensor"
     n_out: ClassVar[int] = 0
     t_final: ClassVar[float] = 0.0
+    #: The domain's boundary, as The Well names its kinds: ``u`` is prescribed on it (Dirichlet), so ``"wall"``.
+    boundary: ClassVar[str] = "wall"
 
     @property
     @abstractmethod
