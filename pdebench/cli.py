@@ -281,20 +281,23 @@ def cmd_train_dcdm(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from pdebench.data.export import export_netcdf
+    from pdebench.data.export import EXPORTERS
     from pdebench.io.base import check_destination
     from pdebench.io.trajectory_file import TrajectoryFile
 
+    if args.format not in EXPORTERS:
+        raise ValueError(f"--format {args.format}: not available in this build; expected one of {', '.join(EXPORTERS)}")
     source = Path(args.file)
-    dest = Path(args.output) if args.output else source.with_suffix(".nc")
-    check_destination(dest, args.overwrite)
+    dest = Path(args.output) if args.output else source.with_suffix({"zarr": ".zarr"}.get(args.format, ".nc"))
+    check_destination(dest, args.overwrite, store=args.format == "zarr")
     with TrajectoryFile(source) as file:  # an unreadable file is refused before the progress bar
         total = len(file)
     with _progress(console) as progress:
         task = progress.add_task(f"{source.name} → {dest}", total=total, rate="")
-        path = export_netcdf(source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
-                             progress=_advance(progress, task, "rows"))
-    console.print(f"[green]exported[/] {source} → {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+        path = EXPORTERS[args.format](source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
+                                      progress=_advance(progress, task, "rows"))
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    console.print(f"[green]exported[/] {source} → {path} ({size / 2**20:.2f} MiB)")
     return 0
 
 
@@ -552,9 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results folder")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray)")
+    p = sub.add_parser("export", help="convert an HDF5 file to netCDF or Zarr (xarray's schema)")
     p.add_argument("file")
-    p.add_argument("--format", choices=["netcdf"], default="netcdf")
+    p.add_argument("--format", choices=["netcdf", "well", "zarr"], default="netcdf",
+                   help="netcdf: one .nc file; zarr: a Zarr store (a folder, chunked by sample)")
     p.add_argument("--output", "-o")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-nonfinite", action="store_true", help="export NaN/inf values too (refused by default)")
