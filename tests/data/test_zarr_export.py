@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 from pathlib import Path
 
@@ -208,3 +209,19 @@ def test_cli_exports_zarr_and_refuses_an_unbuilt_format(h5_file: Path, tmp_path:
         err = capsys.readouterr().err
         assert "--format well" in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "w.h5").exists()
+
+
+def test_the_folder_a_killed_export_left_is_swept_by_the_next_write(h5_file: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from pdebench.atomic import _host_tag
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    left = tmp_path / f".a.zarr.tmp-{int(done.stdout)}-0123abcd-{_host_tag()}"  # its writer is gone
+    (left / "u" / "c").mkdir(parents=True)
+    (left / "u" / "c" / "0").write_bytes(b"partial")
+    working = tmp_path / f".b.zarr.tmp-{os.getpid()}-89abcdef-{_host_tag()}"  # a writer still at work (this one)
+    working.mkdir()
+    export_zarr(h5_file, tmp_path / "c.zarr")
+    assert not left.exists() and working.exists()
