@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,8 +71,8 @@ def _process_alive(pid: int) -> bool:
 
 
 def stale_temporaries(folder: Path, *, recursive: bool = False) -> list[StaleTemporary]:
-    """The temporary files of :func:`temporary_path` in ``folder`` (and below it with ``recursive``)
-    whose process is gone: written on this host (or before names carried the host) by a pid that no
+    """The temporary files (and folders: a Zarr store being written, ``size`` its files' total) of
+    :func:`temporary_path` in ``folder`` (and below it with ``recursive``) whose process is gone: written on this host (or before names carried the host) by a pid that no
     longer exists. Files of running processes and of other hosts are not listed."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -81,7 +82,7 @@ def stale_temporaries(folder: Path, *, recursive: bool = False) -> list[StaleTem
     stale = []
     for path in candidates:
         match = _TEMPORARY_NAME.match(path.name)
-        if match is None or not path.is_file() or path.is_symlink():
+        if match is None or not (path.is_file() or path.is_dir()) or path.is_symlink():
             continue
         if match["host"] not in (None, host):
             continue
@@ -89,7 +90,8 @@ def stale_temporaries(folder: Path, *, recursive: bool = False) -> list[StaleTem
         if pid == os.getpid() or _process_alive(pid):
             continue
         try:
-            size = path.stat().st_size
+            size = (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir()
+                    else path.stat().st_size)
         except FileNotFoundError:  # removed meanwhile
             continue
         stale.append(StaleTemporary(path, size, pid, path.with_name(match["name"])))
@@ -102,7 +104,10 @@ def sweep_stale_temporaries(folder: Path, *, recursive: bool = False) -> list[St
     removed = []
     for item in stale_temporaries(folder, recursive=recursive):
         try:
-            item.path.unlink()
+            if item.path.is_dir():  # a folder store (Zarr) being written
+                shutil.rmtree(item.path)
+            else:
+                item.path.unlink()
         except FileNotFoundError:
             continue
         except OSError as exc:

@@ -286,19 +286,18 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from pdebench.io.trajectory_file import TrajectoryFile
 
     require_choice("--format", args.format, EXPORT_FORMATS)
-    if args.format not in EXPORTERS:
-        raise ValueError(f"--format {args.format} is not available in this version; available: {', '.join(EXPORTERS)}")
     export = EXPORTERS[args.format]
     source = Path(args.file)
     dest = Path(args.output) if args.output else source.with_name(source.stem + EXPORT_SUFFIXES[args.format])
-    check_destination(dest, args.overwrite)
+    check_destination(dest, args.overwrite, store=args.format == "zarr")
     with TrajectoryFile(source) as file:  # an unreadable file is refused before the progress bar
         total = len(file)
     with _progress(console) as progress:
         task = progress.add_task(f"{source.name} → {dest}", total=total, rate="")
         path = export(source, dest, overwrite=args.overwrite, allow_nonfinite=args.allow_nonfinite,
                       progress=_advance(progress, task, "rows"))
-    console.print(f"[green]exported[/] {source} → {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    console.print(f"[green]exported[/] {source} → {path} ({size / 2**20:.2f} MiB)")
     return 0
 
 
@@ -556,10 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results folder")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("export", help="convert an HDF5 file to netCDF (xarray), The Well's HDF5 layout or Zarr")
+    p = sub.add_parser("export", help="convert an HDF5 file to netCDF or Zarr (xarray's schema) or The Well's HDF5 layout")
     p.add_argument("file")
     p.add_argument("--format", default="netcdf", metavar="{netcdf,well,zarr}",
-                   help="netcdf (default: FILE.nc), well (The Well's layout: FILE.well.h5) or zarr")
+                   help="netcdf (default: FILE.nc), well (The Well's layout: FILE.well.h5) or zarr (a Zarr store, "
+                        "a folder chunked by sample: FILE.zarr)")
     p.add_argument("--output", "-o")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-nonfinite", action="store_true", help="export NaN/inf values too (refused by default)")

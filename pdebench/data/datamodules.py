@@ -1,4 +1,4 @@
-"""Offline LightningDataModule over HDF5 trajectory files (ours and PDEBench's).
+"""Offline LightningDataModule over trajectory files (our HDF5 files and Zarr exports, PDEBench's files).
 
 Tasks
 -----
@@ -251,7 +251,8 @@ class OfflineDataModule(SplitDataModule):
     Parameters
     ----------
     path
-        HDF5 file written by ``pdebench generate`` or one of PDEBench's published files.
+        HDF5 file written by ``pdebench generate``, a Zarr store of ``pdebench export --format zarr``, or one
+        of PDEBench's published files.
     task
         ``"next_step"``, ``"initial_to_final"``, ``"pairs"`` or ``"all2all"`` (module docstring).
     fields

@@ -1,8 +1,8 @@
-"""Export trajectories to xarray and netCDF (for analysis tools that speak CF/netCDF, not PDEBench HDF5),
-and to The Well's HDF5 layout (:func:`export_well`, for The Well's ``WellDataset``); :data:`EXPORTERS`
-names each format's function.
+"""Export trajectories to xarray, netCDF and Zarr (for analysis tools that speak CF/netCDF or Zarr, not
+PDEBench HDF5), and to The Well's HDF5 layout (:func:`export_well`, for The Well's ``WellDataset``);
+:data:`EXPORTERS` names each format's function.
 
-Schema (one for both :func:`to_xarray` and :func:`export_netcdf`):
+Schema (one for :func:`to_xarray`, :func:`export_netcdf` and :func:`export_zarr`):
 
 * dimensions ``sample``, ``t``, the spatial axes (``x``[, ``y``[, ``z``]]) and, for fields with
   channels, ``component`` (``{field}_component`` when fields disagree on the channel count);
@@ -11,14 +11,22 @@ Schema (one for both :func:`to_xarray` and :func:`export_netcdf`):
   ``sample_index`` along ``sample`` (the ``(seed, index)`` sample ids);
 * global attributes: params under their own names, provenance as ``provenance.<key>``. netCDF has no
   boolean or nested attributes: booleans are stored as int8 0/1, other non-scalar values as JSON strings
-  whose names are listed in the attribute ``json_attrs``.
+  whose names are listed in the attribute ``json_attrs``; ``field_names`` (JSON list) keeps the order
+  of the fields, which Zarr does not.
+
+A Zarr store (:func:`export_zarr`, Zarr format 3 through :meth:`xarray.Dataset.to_zarr`) is chunked by
+sample (the same rows per chunk for every variable, about 4 MiB of the largest field) and
+compressed (Blosc zstd, byte shuffle); :class:`~pdebench.io.trajectory_file.TrajectoryFile` reads it
+back lazily.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import shutil
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +34,11 @@ import netCDF4
 import numpy as np
 import torch
 import xarray as xr
+import zarr
 
 from pdebench.atomic import temporary_path
-from pdebench.io.base import JSON_ATTRS, PathLike, check_destination, check_free_disk, commit_file, encode_attrs
+from pdebench.io.base import (JSON_ATTRS, PathLike, check_destination, check_free_disk, chunk_shape, commit_file,
+                              commit_folder, encode_attrs)
 from pdebench.io.trajectory_file import FORMAT_VERSION, TrajectoryFile, describe_nonfinite, find_nonfinite
 from pdebench.io.well_file import WELL_PROVENANCE, TensorField, WellMetadata, WellWriter
 from pdebench.core.trajectories import Trajectories
@@ -39,6 +49,7 @@ logger = logging.getLogger(__name__)
 SAMPLE_DIM = "sample"
 _EXPORT_TARGET_BYTES = 64 << 20
 _NETCDF_CHUNK_BYTES = 1 << 20
+_ZARR_CHUNK_BYTES = 4 << 20
 
 
 def _attr_value(value: Any) -> tuple[Any, bool]:
@@ -105,7 +116,8 @@ def to_xarray(traj: Trajectories) -> xr.Dataset:
     }
     for name, value in traj.coords.items():
         coords[name] = (name, np.asarray(value))
-    return xr.Dataset(data_vars, coords=coords, attrs=netcdf_attrs(traj.params, traj.provenance))
+    attrs = {**netcdf_attrs(traj.params, traj.provenance), "field_names": json.dumps(list(traj.fields))}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
 def _auto_rows(file: TrajectoryFile) -> int:
@@ -115,8 +127,8 @@ def _auto_rows(file: TrajectoryFile) -> int:
 
 
 def estimate_netcdf_bytes(file: TrajectoryFile) -> int:
-    """Upper estimate of the netCDF size of ``file``: its values uncompressed, the sample ids, the
-    coordinates and 1 MiB of headers (zlib makes the file smaller; it never makes it larger)."""
+    """Upper estimate of the netCDF (or Zarr) size of ``file``: its values uncompressed, the sample ids,
+    the coordinates and 1 MiB of headers (zlib or Blosc makes the output smaller, never larger)."""
     coords = sum(np.asarray(value).nbytes for value in file.coords.values())
     return file.nbytes + 16 * len(file) + coords + (1 << 20)
 
@@ -150,6 +162,29 @@ def _write_rows(nc: netCDF4.Dataset, ds: xr.Dataset, start: int) -> None:
     for name, var in ds.variables.items():
         if var.dims and var.dims[0] == SAMPLE_DIM and count:
             nc[str(name)][start : start + count] = var.values
+
+
+def _finite_chunks(source: TrajectoryFile, rows: int, allow_nonfinite: bool,
+                   nonfinite: dict[int, list[int]]) -> Iterator[tuple[int, Trajectories]]:
+    """``(start, rows start:start + rows)`` of ``source`` in order (at least one, maybe empty, chunk).
+
+    Without ``allow_nonfinite`` the non-finite rows found are added to ``nonfinite`` (row -> frames);
+    from the first such chunk on nothing more is yielded, the rest is only scanned to name every bad row."""
+    for start in range(0, max(len(source), 1), rows):
+        traj = source[start : start + rows]
+        if not allow_nonfinite:
+            nonfinite.update(find_nonfinite(traj.fields.values(), rows=range(start, start + traj.num_samples)))
+            if nonfinite:
+                continue
+        yield start, traj
+
+
+def _refuse_nonfinite(src: PathLike, dest: Path, nonfinite: dict[int, list[int]]) -> None:
+    if nonfinite:
+        raise ValueError(
+            f"{src}: non-finite values in {describe_nonfinite(nonfinite)}; not exporting them to "
+            f"{dest} (pass --allow-nonfinite, allow_nonfinite=True, to keep them)"
+        )
 
 
 def export_netcdf(
@@ -210,29 +245,124 @@ def export_netcdf(
         nonfinite: dict[int, list[int]] = {}
         try:
             with netCDF4.Dataset(tmp, "w", clobber=False, format="NETCDF4") as nc:
-                for start in range(0, max(len(source), 1), rows):
-                    traj = source[start : start + rows]
-                    if not allow_nonfinite:
-                        nonfinite.update(find_nonfinite(traj.fields.values(), rows=range(start, start + traj.num_samples)))
-                        if nonfinite:
-                            continue  # refused: scan the rest to name every bad row, write nothing more
+                for start, traj in _finite_chunks(source, rows, allow_nonfinite, nonfinite):
                     ds = to_xarray(traj)
                     if start == 0:
                         _define(nc, ds, compression)
                     _write_rows(nc, ds, start)
                     if progress is not None:
                         progress(traj.num_samples)
-            if nonfinite:
-                raise ValueError(
-                    f"{src_h5_path}: non-finite values in {describe_nonfinite(nonfinite)}; not exporting them to "
-                    f"{dest} (pass --allow-nonfinite, allow_nonfinite=True, to keep them)"
-                )
+            _refuse_nonfinite(src_h5_path, dest, nonfinite)
             commit_file(tmp, dest, overwrite=overwrite)
         except FileExistsError:
             tmp.unlink(missing_ok=True)
             raise FileExistsError(f"{dest} appeared while exporting to it; it was not replaced") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+    logger.info("exported %d trajectories from %s to %s", len(source), src_h5_path, dest)
+    return dest
+
+
+def zarr_chunk_rows(file: TrajectoryFile) -> int:
+    """Rows per Zarr chunk: about 4 MiB of the file's largest field (at least 1, at most 4096)."""
+    return min(chunk_shape(shape[1:], None, 4, _ZARR_CHUNK_BYTES)[0] for shape in file.fields.values())
+
+
+def _zarr_encoding(ds: xr.Dataset, chunk_rows: int, compression: bool) -> dict[str, dict[str, Any]]:
+    """Chunks of ``chunk_rows`` samples (whole rows; one frame range per chunk where a row exceeds the
+    target) and Blosc zstd with byte shuffle for every variable along ``sample``."""
+    compressors = (zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),) if compression else None
+    encoding = {}
+    for name, var in ds.variables.items():
+        if var.dims and var.dims[0] == SAMPLE_DIM:
+            row = chunk_shape(tuple(var.shape[1:]), None, var.dtype.itemsize, _ZARR_CHUNK_BYTES)
+            chunks = (chunk_rows, *row[1:]) if row[0] >= chunk_rows else row
+            encoding[str(name)] = {"chunks": chunks, "compressors": compressors}
+    return encoding
+
+
+def export_zarr(
+    src_h5_path: PathLike,
+    dest_path: PathLike,
+    *,
+    overwrite: bool = False,
+    chunk_rows: int | None = None,
+    compression: bool = True,
+    allow_nonfinite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Convert a trajectory file (any layout :class:`~pdebench.io.trajectory_file.TrajectoryFile` reads) to a Zarr store.
+
+    The store (a folder, Zarr format 3) holds :func:`to_xarray` of the whole file, written with
+    :meth:`xarray.Dataset.to_zarr`: the first chunk of rows creates it, the next ones are appended
+    along ``sample`` (``append_dim``), so memory holds one chunk of ``chunk_rows`` trajectories
+    (default: about 64 MiB, a whole number of Zarr chunks). Zarr chunks hold :func:`zarr_chunk_rows`
+    samples; every chunk is written (also one equal to the fill value), so a missing chunk file means
+    lost data; the metadata is consolidated into the root ``zarr.json`` (one read opens the store). The store is written to a temporary folder next to ``dest_path`` and moved into place
+    (:func:`~pdebench.io.base.commit_folder`) only when complete; on any error it is deleted.
+
+    Parameters
+    ----------
+    src_h5_path
+        Source trajectory file.
+    dest_path
+        Destination store (by convention ``*.zarr``); its folder must exist and be writable.
+    overwrite
+        Replace an existing ``dest_path`` (a file or a Zarr store; never another folder). Otherwise
+        ``FileExistsError`` before anything is read.
+    chunk_rows
+        Trajectories per streamed chunk.
+    compression
+        Blosc zstd (level 3) with byte shuffle; ``False``: uncompressed chunks.
+    allow_nonfinite
+        Export NaN and infinite values too (by default they are refused, see Raises).
+    progress
+        Called with the number of trajectories after each chunk is written.
+
+    Returns
+    -------
+    Path
+        ``dest_path``. ``xarray.open_zarr(dest_path)`` gives :func:`to_xarray` of the whole file;
+        ``TrajectoryFile(dest_path)`` reads it as the source file.
+
+    Raises
+    ------
+    ValueError
+        As :func:`export_netcdf`: an unreadable source, too little free disk (checked before anything is
+        written), or non-finite values without ``allow_nonfinite`` (nothing is left under ``dest_path``).
+    """
+    dest = Path(dest_path)
+    check_destination(dest, overwrite, store=True)
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    with TrajectoryFile(src_h5_path) as source:
+        store_rows = zarr_chunk_rows(source)
+        rows = chunk_rows or max(1, _auto_rows(source) // store_rows) * store_rows
+        check_free_disk(dest.parent.resolve(), estimate_netcdf_bytes(source), f"exporting {src_h5_path} to {dest}")
+        tmp = temporary_path(dest)
+        nonfinite: dict[int, list[int]] = {}
+        try:
+            for start, traj in _finite_chunks(source, rows, allow_nonfinite, nonfinite):
+                ds = to_xarray(traj)
+                if start == 0:
+                    ds.to_zarr(tmp, mode="w-", encoding=_zarr_encoding(ds, store_rows, compression),
+                               consolidated=False, zarr_format=3, write_empty_chunks=True)
+                else:
+                    fixed = [name for name, var in ds.variables.items() if SAMPLE_DIM not in var.dims]
+                    ds.drop_vars(fixed).to_zarr(tmp, append_dim=SAMPLE_DIM, consolidated=False, write_empty_chunks=True)
+                if progress is not None:
+                    progress(traj.num_samples)
+            _refuse_nonfinite(src_h5_path, dest, nonfinite)
+            with warnings.catch_warnings():  # format 3 has no consolidated metadata yet; xarray and zarr read it
+                warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+                zarr.consolidate_metadata(tmp)
+            commit_folder(tmp, dest, overwrite=overwrite)
+        except FileExistsError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FileExistsError(f"{dest} appeared while exporting to it; it was not replaced") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
     logger.info("exported %d trajectories from %s to %s", len(source), src_h5_path, dest)
     return dest
@@ -351,12 +481,9 @@ def export_well(
                             allow_nonfinite=True)  # the rows are checked here, to name every bad one
         nonfinite: dict[int, list[int]] = {}
         try:
-            for start in range(0, len(source), rows):
-                traj = source[start : start + rows]
-                if not allow_nonfinite:
-                    nonfinite.update(find_nonfinite(traj.fields.values(), rows=range(start, start + traj.num_samples)))
-                    if nonfinite:
-                        continue  # refused: scan the rest to name every bad row, write nothing more
+            for start, traj in _finite_chunks(source, rows, allow_nonfinite, nonfinite):
+                if not traj.num_samples:
+                    continue
                 stored = source.sample_parameters(slice(start, start + traj.num_samples))
                 recompute = getattr(problem, "sample_parameters", None)  # steady problems draw none
                 per_sample = stored or (recompute(traj.sample_ids) if recompute is not None else {})
@@ -365,10 +492,7 @@ def export_well(
                     progress(traj.num_samples)
             if nonfinite:
                 writer.abort()
-                raise ValueError(
-                    f"{src_h5_path}: non-finite values in {describe_nonfinite(nonfinite)}; not exporting them to "
-                    f"{dest} (pass --allow-nonfinite, allow_nonfinite=True, to keep them)"
-                )
+                _refuse_nonfinite(src_h5_path, dest, nonfinite)
             writer.close()
         except FileExistsError:
             writer.temp_path.unlink(missing_ok=True)
@@ -380,9 +504,10 @@ def export_well(
     return dest
 
 
-EXPORT_FORMATS = ("netcdf", "well", "zarr")
 """The formats ``pdebench export --format`` names."""
-EXPORTERS: dict[str, Callable[..., Path]] = {"netcdf": export_netcdf, "well": export_well}
+EXPORTERS: dict[str, Callable[..., Path]] = {"netcdf": export_netcdf, "well": export_well, "zarr": export_zarr}
 """Format -> export function ``(src, dest, *, overwrite, allow_nonfinite, progress, ...) -> dest``."""
+EXPORT_FORMATS = tuple(EXPORTERS)
+"""The names ``--format`` takes."""
 EXPORT_SUFFIXES = {"netcdf": ".nc", "well": ".well.h5", "zarr": ".zarr"}
 """Format -> suffix of the default destination (the source's name with it)."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pdebench.io.base import is_zarr_store
 from pdebench.registry import check_at_least_one
 
 __all__ = ["SplitDataModule", "check_fractions", "split_indices"]
@@ -101,10 +102,10 @@ class SplitDataModule(L.LightningDataModule):
 
     @staticmethod
     def _check_arguments(path: str, what: str, train_fraction: float, val_fraction: float, **counts: int) -> None:
-        """Refuse ``counts`` below 1, bad fractions and a missing ``path`` (a ``what`` file)."""
+        """Refuse ``counts`` below 1, bad fractions and a missing ``path`` (a ``what`` file or a Zarr store)."""
         check_at_least_one(**counts)
         check_fractions(train_fraction, val_fraction)
-        if not Path(path).is_file():
+        if not Path(path).is_file() and not is_zarr_store(path):
             raise FileNotFoundError(f"no {what} file at {path}")
 
     def _split(self, noun: str = "trajectories") -> dict[str, np.ndarray]:

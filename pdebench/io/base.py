@@ -14,7 +14,11 @@ writer and the lazy reader.
   exception never leaves a half-written file under the final name.
 * **Reading.** :class:`H5Reader` opens the file once per process (lazily again after a fork, after
   :meth:`~H5Reader.close` or after unpickling: it pickles by path, so DataLoader workers open their own
-  handle) and gives ``len``, :meth:`~H5Reader.sample_ids`, ``params`` and ``provenance``.
+  handle) and gives ``len``, :meth:`~H5Reader.sample_ids`, ``params`` and ``provenance``. A reader
+  that sets ``_reads_zarr`` opens a Zarr store (a folder, :func:`is_zarr_store`) the same way, through
+  :func:`zarr.open_group` (metadata on open, chunks on demand).
+* **Folder stores.** :func:`commit_folder` moves a finished Zarr store into place as
+  :func:`commit_file` moves a file.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any, ClassVar
 import h5py
 import numpy as np
 import torch
+import zarr
 
 from pdebench.atomic import fsync_folder, temporary_path
 
@@ -212,22 +217,24 @@ class BatchSchema:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_destination(path: Path, overwrite: bool) -> None:
-    """Fail early, naming ``path``, if a file cannot be written there.
+def check_destination(path: Path, overwrite: bool, *, store: bool = False) -> None:
+    """Fail early, naming ``path``, if a file (with ``store``: a Zarr store, a folder) cannot be written there.
 
     Raises
     ------
     FileExistsError
         ``path`` exists and ``overwrite`` is false.
     IsADirectoryError
-        ``path`` is a folder.
+        ``path`` is a folder (with ``store``: a folder that is not a Zarr store, never replaced).
     FileNotFoundError
         The folder that should hold ``path`` does not exist.
     PermissionError
         That folder is not writable.
     """
-    if path.is_dir():
+    if path.is_dir() and not store:
         raise IsADirectoryError(f"{path} is a folder; expected the path of a file to write")
+    if store and path.is_dir() and overwrite and not is_zarr_store(path):
+        raise IsADirectoryError(f"{path} is a folder but not a Zarr store; not replacing it")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
     folder = path.parent
@@ -288,6 +295,53 @@ def commit_file(tmp_path: Path, path: Path, *, overwrite: bool) -> None:
     fsync_folder(path.parent)
 
 
+def is_zarr_store(path: PathLike) -> bool:
+    """Whether ``path`` is a folder holding a Zarr group (``zarr.json``, format 3, or ``.zgroup``, format 2)."""
+    path = Path(path)
+    return path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zgroup").is_file())
+
+
+def commit_folder(tmp_path: Path, path: Path, *, overwrite: bool) -> None:
+    """Move the finished folder ``tmp_path`` (a Zarr store) to ``path`` durably: fsync every file and
+    folder in it, rename, fsync the parent folder.
+
+    With ``overwrite`` an existing ``path`` is first renamed aside and deleted only once the new
+    store is in place (put back if the move fails). Without it, a ``path`` that appeared meanwhile is
+    never replaced.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` appeared while writing and ``overwrite`` is false (``tmp_path`` is kept).
+    """
+    for folder, _, names in os.walk(tmp_path):
+        for name in names:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_folder(Path(folder))
+    aside = None
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{path} appeared while it was being written; the new data is kept in {tmp_path}")
+        aside = temporary_path(path, sweep=False)
+        os.rename(path, aside)
+    try:
+        os.rename(tmp_path, path)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, path)
+        raise
+    fsync_folder(path.parent)
+    if aside is not None:
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside)
+        else:
+            aside.unlink()
+
+
 def _move_no_clobber(tmp_path: Path, path: Path) -> None:
     message = f"{path} appeared while it was being written; the new data is kept in {tmp_path}"
     try:
@@ -325,8 +379,9 @@ def field_as_float32(value: torch.Tensor | np.ndarray) -> np.ndarray:
     return tensor.detach().to(device="cpu", dtype=torch.float32).numpy()
 
 
-def chunk_shape(row_shape: tuple[int, ...], chunk_rows: int | None, itemsize: int = 4) -> tuple[int, ...]:
-    """Chunk of a ``(None, *row_shape)`` dataset: ``chunk_rows`` rows, or about 1 MiB.
+def chunk_shape(row_shape: tuple[int, ...], chunk_rows: int | None, itemsize: int = 4,
+                target_bytes: int = _CHUNK_TARGET_BYTES) -> tuple[int, ...]:
+    """Chunk of a ``(None, *row_shape)`` dataset: ``chunk_rows`` rows, or about ``target_bytes`` (1 MiB).
 
     A row larger than the target is split along its first axis (time) instead.
     """
@@ -334,10 +389,10 @@ def chunk_shape(row_shape: tuple[int, ...], chunk_rows: int | None, itemsize: in
     if chunk_rows is not None:
         return (chunk_rows, *row_shape)
     row_bytes = math.prod(row_shape) * itemsize
-    if row_bytes <= _CHUNK_TARGET_BYTES or not row_shape:
-        return (int(min(_MAX_CHUNK_ROWS, max(1, _CHUNK_TARGET_BYTES // row_bytes))), *row_shape)
+    if row_bytes <= target_bytes or not row_shape:
+        return (int(min(_MAX_CHUNK_ROWS, max(1, target_bytes // row_bytes))), *row_shape)
     frame_bytes = math.prod(row_shape[1:]) * itemsize
-    frames = int(min(row_shape[0], max(1, _CHUNK_TARGET_BYTES // frame_bytes)))
+    frames = int(min(row_shape[0], max(1, target_bytes // frame_bytes)))
     return (1, frames, *row_shape[1:])
 
 
@@ -577,20 +632,24 @@ class H5Reader(ABC):
 
     A layout implements :meth:`_read`, which sets ``_num_rows`` (``N``), ``_sample_ids`` (``(N, 2)``
     int64 ``(seed, index)`` as an array or dataset, or ``None``), ``_params`` and ``_provenance``, and
-    calls :meth:`_handle` before it touches a dataset.
+    calls :meth:`_handle` before it touches a dataset. A layout that sets ``_reads_zarr`` also opens
+    Zarr stores (:func:`is_zarr_store`): its :meth:`_read` is then given the :class:`zarr.Group`.
 
     Raises
     ------
     FileNotFoundError
         ``path`` does not exist.
     ValueError
-        Not an HDF5 file, a truncated or damaged one, or what the layout's :meth:`_read` refuses.
+        Not an HDF5 file (nor a Zarr store where the layout reads them), a truncated or damaged one, or
+        what the layout's :meth:`_read` refuses.
     """
 
     _what: ClassVar[str] = "data"
     """What the file is, for messages (``"no such mesh data file"``)."""
     _layout: ClassVar[tuple[str, int, tuple[str | None, str] | None] | None] = None
     """``(layout, version, legacy)`` checked by :func:`check_layout` before :meth:`_read` (``None``: none)."""
+    _reads_zarr: ClassVar[bool] = False
+    """Whether Zarr stores are opened too (read through :func:`zarr.open_group`)."""
     _num_rows: int
     _sample_ids: np.ndarray | h5py.Dataset | None
     _params: dict[str, Any]
@@ -601,21 +660,26 @@ class H5Reader(ABC):
         self._options = options
         if not self.path.exists():
             raise FileNotFoundError(f"no such {self._what} file: {self.path}")
-        if self.path.is_dir() or not h5py.is_hdf5(self.path):
-            raise ValueError(f"{self.path} is not an HDF5 file")
-        self._file: h5py.File | None = None
+        self._zarr = self._reads_zarr and is_zarr_store(self.path)
+        if not self._zarr and (self.path.is_dir() or not h5py.is_hdf5(self.path)):
+            raise ValueError(f"{self.path} is not an HDF5 file" + (" or a Zarr store" if self._reads_zarr else ""))
+        self._file: h5py.File | zarr.Group | None = None
         self._pid: int | None = None
         self._handle()
 
     @abstractmethod
-    def _read(self, file: h5py.File) -> None:
+    def _read(self, file: h5py.File | zarr.Group) -> None:
         """Read the metadata of the just opened ``file`` (its ``_layout`` checked)."""
 
-    def _handle(self) -> h5py.File:
+    def _handle(self) -> h5py.File | zarr.Group:
         """The open file of this process (opened, and :meth:`_read` run, where it is not)."""
-        if self._file is None or self._pid != os.getpid() or not self._file.id.valid:
+        if self._file is None or self._pid != os.getpid() or (not self._zarr and not self._file.id.valid):
             with unreadable(self.path):
-                file = h5py.File(self.path, "r")
+                file = zarr.open_group(self.path, mode="r") if self._zarr else h5py.File(self.path, "r")
+            if self._zarr:
+                self._read(file)  # a Zarr group holds no handle: nothing to close on failure
+                self._file, self._pid = file, os.getpid()
+                return file
             try:
                 with unreadable(self.path):
                     if self._layout is not None:
@@ -631,7 +695,7 @@ class H5Reader(ABC):
     # -- lifetime ----------------------------------------------------------------------------------
     def close(self) -> None:
         """Close the HDF5 handle (if open); a later read opens it again."""
-        if self._file is not None and self._pid == os.getpid():
+        if self._file is not None and self._pid == os.getpid() and not self._zarr:
             self._file.close()
         self._file = None
         self._pid = None

@@ -17,7 +17,8 @@ Fields are stored as float32, chunked along ``N`` and compressed, through the at
 :mod:`pdebench.io.base`: nothing appears under the final name unless complete.
 
 :class:`TrajectoryFile` (lazy) and :func:`read_trajectories` (eager) read these files and PDEBench's
-published layouts unchanged; see :data:`LAYOUTS`.
+published layouts unchanged, and the Zarr stores of ``pdebench export --format zarr`` (the xarray
+schema of :mod:`pdebench.data.export`); see :data:`LAYOUTS`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+import zarr
 
 from pdebench.core.trajectories import Trajectories
 from pdebench.io.base import (
@@ -77,6 +79,7 @@ LAYOUTS: dict[str, str] = {
     "tensor": "PDEBench single field: 'tensor' (N, T, X[, Y]) with 'x-coordinate', 't-coordinate', ...",
     "multi_field": "PDEBench CFD: one dataset per field (density, pressure, Vx, Vy[, Vz]), each (N, T, X[, Y])",
     "seed_groups": "PDEBench per-seed groups: '0000'/data (T, X[, Y], C) with '0000'/grid/x|y|t",
+    "zarr": "a Zarr store (a folder) of `pdebench export --format zarr`: one array per field (sample, t, *space[, C])",
 }
 """Layouts :class:`TrajectoryFile` recognises, in the order it tries them."""
 
@@ -353,7 +356,7 @@ class _Contents:
     coords: dict[str, np.ndarray]
     params: dict[str, Any]
     provenance: dict[str, Any]
-    sample_ids: h5py.Dataset | None = None
+    sample_ids: h5py.Dataset | np.ndarray | None = None
     sample_parameters: dict[str, h5py.Dataset] = dataclass_field(default_factory=dict)
 
 
@@ -531,6 +534,52 @@ _DETECTORS: list[tuple[str, Callable[[h5py.File], bool], Callable[[h5py.File], _
 ]
 
 
+ZARR_SAMPLE_DIM = "sample"
+ZARR_SAMPLE_IDS = ("sample_seed", "sample_index")
+_ZARR_RESERVED_ATTRS = frozenset({VERSION_ATTR, "json_attrs", "field_names"})
+
+
+def _zarr_field_source(array: zarr.Array, where: str) -> _Source:
+    """A field array ``(sample, t, ...)`` read by row selection; refused where it is not numeric or a
+    chunk of it is missing (the store is written with every chunk, so a missing one is lost data)."""
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "biufc":
+        raise ValueError(f"{where} has dtype {dtype}; a field needs numbers")
+    if array.size and array.nchunks_initialized < array.nchunks:
+        raise ValueError(
+            f"{where} declares shape {array.shape} in {array.nchunks:,} chunks but stores only "
+            f"{array.nchunks_initialized:,}: its data is missing (an incomplete or damaged store)"
+        )
+    return _Source(tuple(array.shape), lambda rows: read_rows(array, rows), _read_itemsize(dtype))
+
+
+def _open_zarr(group: zarr.Group, path: Path) -> _Contents:
+    """A Zarr store of :func:`pdebench.data.export.export_zarr`: fields, coordinates, ids, attributes."""
+    attrs = group.attrs
+    arrays = dict(group.arrays())
+    dims = {name: tuple(array.metadata.dimension_names or ()) for name, array in arrays.items()}
+    if VERSION_ATTR not in attrs:
+        raise ValueError(
+            f"{path} is a Zarr store but not one pdebench wrote (no root attribute {VERSION_ATTR}; attributes "
+            f"{sorted(attrs)}, arrays {sorted(arrays)})"
+        )
+    version = int(decode_attr(attrs[VERSION_ATTR]))
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {version}; this reader knows up to {FORMAT_VERSION}")
+    found = [name for name in arrays if dims[name][:2] == (ZARR_SAMPLE_DIM, "t") and name not in ZARR_SAMPLE_IDS]
+    names = json_list(attrs, "field_names") or sorted(found)
+    if not names or sorted(names) != sorted(found):
+        raise ValueError(f"{path}: fields {names} listed, arrays with dimensions (sample, t, ...) {sorted(found)}")
+    sources = {name: _zarr_field_source(arrays[name], f"{path}: array {name!r}") for name in names}
+    num_rows, num_frames = next(iter(sources.values())).shape[:2]
+    coords = {name: np.asarray(array[...]).reshape(-1) for name, array in arrays.items() if dims[name] == (name,)}
+    ids = None
+    if all(name in arrays and arrays[name].shape == (num_rows,) for name in ZARR_SAMPLE_IDS):
+        ids = np.stack([np.asarray(arrays[name][...], dtype=np.int64) for name in ZARR_SAMPLE_IDS], axis=1)
+    params, provenance = read_attrs(attrs, _ZARR_RESERVED_ATTRS)
+    return _Contents("zarr", sources, _order_coords(coords, num_frames, f"{path}/t"), params, provenance, ids)
+
+
 def _describe_contents(file: h5py.File, limit: int = 20) -> str:
     found: list[str] = []
 
@@ -570,6 +619,10 @@ class TrajectoryFile(H5Reader):
     * ``well``: The Well's layout (:func:`pdebench.io.well_file.read_layout`): t0 fields as fields, t1
       (t2) fields as fields with ``D`` (``D²``) channels, scalars as params and per-sample parameters
       (:meth:`sample_parameters`), the Well's metadata as ``provenance["well"]``.
+    * ``zarr``: a Zarr store (a folder) of :func:`pdebench.data.export.export_zarr` -> its fields,
+      coordinates, sample ids, params and provenance as the HDF5 file it was exported from has them
+      (booleans as 0/1, as the export's schema stores them); opened with :func:`zarr.open_group`,
+      chunks read on demand.
 
     Root attributes become ``params`` (for our files, ``provenance.*`` attributes become
     ``provenance``; ``{"source_layout": ...}`` for PDEBench files). Files without ``sample_ids`` get
@@ -579,7 +632,7 @@ class TrajectoryFile(H5Reader):
     Parameters
     ----------
     path
-        The HDF5 file.
+        The HDF5 file, or a Zarr store.
     fields
         Only these fields (default: all).
 
@@ -600,12 +653,13 @@ class TrajectoryFile(H5Reader):
     """
 
     _what = "trajectory"
+    _reads_zarr = True
 
     def __init__(self, path: PathLike, *, fields: Sequence[str] | None = None) -> None:
         super().__init__(path, fields=list(fields) if fields is not None else None)
 
-    def _read(self, file: h5py.File) -> None:
-        self._contents = _detect(file, self.path)
+    def _read(self, file: h5py.File | zarr.Group) -> None:
+        self._contents = _open_zarr(file, self.path) if isinstance(file, zarr.Group) else _detect(file, self.path)
         self._sources = self._select_sources(self._options["fields"])
         self._num_rows = int(next(iter(self._contents.sources.values())).shape[0])
         self._sample_ids = self._contents.sample_ids

@@ -14,7 +14,7 @@ import xarray as xr
 
 from pdebench.cli import main
 from pdebench.core.trajectories import Trajectories
-from pdebench.data.export import export_netcdf, export_well
+from pdebench.data.export import export_netcdf, export_zarr, export_well
 from pdebench.io.trajectory_file import TrajectoryFile, TrajectoryWriter, read_trajectories
 from pdebench.problems.base import PROBLEMS
 
@@ -295,6 +295,7 @@ def _well_values(path: Path) -> dict[str, np.ndarray]:
 EXPORTS = {  # format -> (export function, suffix, values as an independent reader sees them); one line a format
     "netcdf": (export_netcdf, ".nc", _xarray_values),
     "well": (export_well, ".h5", _well_values),
+    "zarr": (export_zarr, ".zarr", lambda path: _xarray_values(path, xr.open_zarr)),
 }
 
 
