@@ -28,7 +28,6 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
-from rich.table import Table
 
 from pdebench.registry import RegistryError, require_choice
 from pdebench.signals import EXIT_USAGE, Terminated, exit_status, sigterm_interrupts
@@ -100,24 +99,60 @@ def _certifies(entry, why: str | None) -> str:
     return f"yes, by default {default:g}" if default is not None else "yes, when asked (--rtol)"
 
 
+def _output_format(args: argparse.Namespace) -> str:
+    """``--format``; by default a rich table on a terminal and Markdown when stdout is not one."""
+    return getattr(args, "format", None) or ("table" if sys.stdout.isatty() else "markdown")
+
+
+def _show(console: Console, fmt: str, tables, document: Any) -> None:
+    """Print ``document`` as one JSON document (``fmt`` ``"json"``), else ``tables(markup)`` (a list of
+    :class:`~pdebench.evaluation.board_io.TextTable`, cells in the markup of ``fmt``) rendered by
+    :func:`~pdebench.evaluation.board_io.render_tables` to the console's width."""
+    if fmt == "json":
+        console.file.write(json.dumps(document, indent=1, allow_nan=False) + "\n")
+        return
+    from pdebench.evaluation.board_io import MARKUPS, render_tables
+
+    rendered = render_tables(tables(MARKUPS[fmt]), fmt, console.width)
+    if isinstance(rendered, str):
+        console.file.write(rendered)
+    else:
+        console.print(rendered)
+
+
+#: ``pdebench list``'s columns after ``name`` and the registry's own (record or board), and their headers.
+_LIST_HEADERS = {"description": "description", "arguments": "arguments", "certifies_rtol": "certifies --rtol"}
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    """The registered problems, solvers and models: name, record (or board), description, arguments and,
+    for solvers, whether they certify ``--rtol``; every name whole in every format."""
+    from pdebench.evaluation.board_io import TextTable
     from pdebench.models import MODELS
     from pdebench.problems import PROBLEMS
     from pdebench.solvers import SOLVERS
     from pdebench.solvers.base import uncertified_reason
 
     registries = {"problems": (PROBLEMS, "record"), "solvers": (SOLVERS, "record"), "models": (MODELS, "board")}
+    listed: dict[str, list[dict[str, Any]]] = {}
     for title, (registry, field) in registries.items():
         if args.what not in (None, title):
             continue
-        table = Table(title=title, title_justify="left")
-        certified = registry is SOLVERS  # the solvers' column: does it certify a time tolerance (--rtol)?
-        for column in ("name", field, "description", "arguments", *(["certifies --rtol"] if certified else [])):
-            table.add_column(column)
-        for entry in registry.entries():
-            says = [] if not certified else [_certifies(entry, uncertified_reason(entry))]
-            table.add_row(entry.name, getattr(entry, field), entry.description, ", ".join(entry.arguments()), *says)
-        console.print(table)
+        listed[title] = [
+            {"name": entry.name, field: getattr(entry, field), "description": entry.description,
+             "arguments": list(entry.arguments()),
+             **({"certifies_rtol": _certifies(entry, uncertified_reason(entry))} if registry is SOLVERS else {})}
+            for entry in registry.entries()]
+
+    def tables(markup) -> list:
+        out = []
+        for title, records in listed.items():
+            keys = ["name", registries[title][1], "description", "arguments", *(["certifies_rtol"] if title == "solvers" else [])]
+            rows = [[markup.text(", ".join(r[k]) if isinstance(r[k], list) else str(r[k])) for k in keys] for r in records]
+            out.append(TextTable(tuple(_LIST_HEADERS.get(k, k) for k in keys), {None: rows}, title, group_header=None))
+        return out
+
+    _show(console, _output_format(args), tables, listed)
     return 0
 
 
@@ -357,14 +392,16 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     return 0 if report.passed else 1
 
 
-def _run_board(board, suite, output: Path | None, console: Console) -> Path:
+def _run_board(board, suite, output: Path | None, console: Console, fmt: str = "table") -> Path:
     """Run a suite on its board (:data:`pdebench.evaluation.boards.BOARDS`) with a spinner per step;
-    print the board's table; return results.json."""
+    print the board's table in ``fmt`` (``json``: the ``results.json`` document; the spinner and the
+    closing line go to stderr unless ``fmt`` is ``table``); return results.json."""
     if board.check_entries is not None:
         board.check_entries(suite)  # a foreign or malformed checkpoint stops the board before it starts
+    status = console if fmt == "table" else Console(stderr=True)
     steps = board.count_steps(suite)
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+                  TimeElapsedColumn(), console=status) as progress:
         task = progress.add_task(f"{board.kind} board {suite.name}", total=steps)
 
         def note(message: str) -> None:
@@ -372,8 +409,9 @@ def _run_board(board, suite, output: Path | None, console: Console) -> Path:
 
         results = board.run_suite(suite, output, progress=note)
         progress.update(task, description=f"{board.kind} board {suite.name}: done", completed=steps)
-    console.print(board.results_table(json.loads(results.read_text())))
-    console.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
+    document = json.loads(results.read_text())
+    _show(console, fmt, lambda markup: [board.table(document, markup)], document)
+    status.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
     return results
 
 
@@ -398,7 +436,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
         if not board.takes_models:
             raise ValueError(f"--model does not apply to a {board.kind} suite (its entries are its tasks' settings)")
         suite = dataclasses.replace(suite, models=_model_entries(args.model))
-    _run_board(board, suite, Path(args.output) if args.output else None, console)
+    _run_board(board, suite, Path(args.output) if args.output else None, console, _output_format(args))
     return 0
 
 
@@ -417,7 +455,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     name = args.name or Path(args.checkpoint).stem
     one = dataclasses.replace(suite, tasks=(task,), models=(ModelEntry(name, args.checkpoint),))
     output = Path(args.output) if args.output else Path(suite.output) / f"evaluate-{name}"
-    results = _run_board(board, one, output, console)
+    results = _run_board(board, one, output, console, _output_format(args))
     row = next(r for r in json.loads(results.read_text())["rows"] if r["kind"] == "model")
     if row["status"] != "ok":
         print(f"pdebench: error: {name} could not be evaluated on {task.name}: {row['error']}", file=sys.stderr)
@@ -450,8 +488,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     for step, (name, (overrides, epochs)) in enumerate(DEMO_MODELS.items(), start=1):
         folder = out / name.lower().replace("-", "")
         epochs = max(1, round(epochs * args.budget))
-        console.rule(f"[{step}/{len(DEMO_MODELS) + 1}] {name}: spectral workers stream burgers1d (ν = 0.01, 1024 points, "
-                     f"u(0) → u(1)) into the reservoir while it trains ({epochs} epochs of 1000 samples)")
+        console.rule(f"[{step}/{len(DEMO_MODELS) + 1}] {name}")  # a rule cuts a long title: the story goes below
+        console.print(f"spectral workers stream burgers1d (ν = 0.01, 1024 points, u(0) → u(1)) into the reservoir "
+                      f"while {name} trains ({epochs} epochs of 1000 samples)")
         command = [sys.executable, "-m", "pdebench.training.cli", "fit", "--config", str(config), *overrides,
                    "--data.init_args.problem_args", "{nu: 0.01, n_out: 1}",
                    "--trainer.max_epochs", str(epochs), "--trainer.default_root_dir", str(folder),
@@ -473,9 +512,10 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             console.print(f"stream: {stats['received']} samples received, {stats['consumed']} consumed, "
                           f"trainer waited {stats['wait_time_s']:.1f} s, {stats['solver_dropped']} blown-up dropped, "
                           f"{stats['lost']} lost, {stats['worker_restarts']} worker restarts")
-    console.rule(f"[{len(DEMO_MODELS) + 1}/{len(DEMO_MODELS) + 1}] leaderboard: the models against the spectral solver's ladder")
+    console.rule(f"[{len(DEMO_MODELS) + 1}/{len(DEMO_MODELS) + 1}] leaderboard")
+    console.print("the models against the spectral solver's ladder")
     suite = dataclasses.replace(Suite.from_yaml(suite_file), models=tuple(entries), cache_dir=str(out / "leaderboard" / "cache"))
-    _run_board(BOARDS["operator"], suite, out / "leaderboard", console)
+    _run_board(BOARDS["operator"], suite, out / "leaderboard", console, _output_format(args))
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -495,6 +535,12 @@ def _add_run_config(p: argparse.ArgumentParser, folder: str, output: str) -> Non
     p.add_argument("--output", default=None, help=f"override the {output}")
 
 
+def _add_format(p: argparse.ArgumentParser) -> None:
+    """``--format`` of the commands that print a table (``list``, ``leaderboard``, ``evaluate``)."""
+    p.add_argument("--format", choices=["table", "json", "markdown"], default=None,
+                   help="table (rich), json (one document) or markdown; default: table on a terminal, else markdown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdebench", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -502,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered problems, solvers and models")
     p.add_argument("what", nargs="?", choices=["problems", "solvers", "models"])
+    _add_format(p)
     p.set_defaults(run=cmd_list)
 
     p = sub.add_parser("generate", help="solve a problem for many random inputs into an HDF5 file")
@@ -545,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results folder (default: the suite's output)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="evaluate these instead of the suite's models (repeatable; linear-solver suites: DCDM checkpoints)")
+    _add_format(p)
     p.set_defaults(run=cmd_leaderboard)
 
     p = sub.add_parser("evaluate", help="evaluate one checkpoint on a leaderboard task")
@@ -553,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="task name in the suite (default: its first)")
     p.add_argument("--name", help="row label (default: the checkpoint's file name)")
     p.add_argument("--output", help="results folder")
+    _add_format(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("export", help="convert an HDF5 file to netCDF or Zarr (xarray's schema) or The Well's HDF5 layout")

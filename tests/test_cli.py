@@ -268,6 +268,7 @@ def test_the_leaderboard_table_lists_the_solver_rungs_of_the_pareto_front_in_cos
     (checked by hand: (1, 0.5), (2, 0.2) and (8, 0.05); (4, 0.3) is dominated, the failed rung is left out)."""
     from rich.console import Console
 
+    from pdebench.evaluation.board_io import RICH, render_tables
     from pdebench.evaluation.boards import BOARDS
 
     def rung(name, cost, error, status="ok"):
@@ -278,7 +279,7 @@ def test_the_leaderboard_table_lists_the_solver_rungs_of_the_pareto_front_in_cos
             rung("rx", 0.5, float("inf"), status="failed")]
     console = Console(record=True, width=200)
     document = {"suite": "board", "rows": rows, "environment": {"hardware": "cpu", "threads": 1, "git_revision": "x"}}
-    console.print(BOARDS["operator"].results_table(document))
+    console.print(render_tables([BOARDS["operator"].table(document, RICH)], "table", 200))
     text = console.export_text()
     names = [word for line in text.splitlines() for word in line.replace("│", " ").split()[:1] if word.startswith("r")]
     assert names == ["r1", "r2", "r8"], text

@@ -31,8 +31,8 @@ def test_entries_name_the_record_or_the_board_they_are_sorted_by(capsys):
     assert "x" not in MODELS
     from pdebench.cli import main
 
-    assert main(["list", "solvers"]) == 0 and "┃ record" in capsys.readouterr().out
-    assert main(["list", "models"]) == 0 and "┃ board" in capsys.readouterr().out
+    assert main(["list", "solvers", "--format", "table"]) == 0 and "┃ record" in capsys.readouterr().out
+    assert main(["list", "models", "--format", "table"]) == 0 and "┃ board" in capsys.readouterr().out
 
 
 def test_build_from_name_and_from_class_path_spec_agree():

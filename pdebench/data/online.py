@@ -27,7 +27,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import threading
+import warnings
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Literal
@@ -50,6 +52,13 @@ from pdebench.problems import PROBLEMS
 from pdebench.signals import interruption_cause
 
 log = logging.getLogger(__name__)
+
+# Lightning warns of every IterableDataset with a length that "in combination with multi-process data
+# loading (num_workers > 1)" the length could be inaccurate. ReservoirDataset's length is exact
+# (samples_per_epoch, which its __iter__ yields) and its DataLoader runs in the trainer process
+# (num_workers=0), so the premise never holds here: that one message of that module is ignored.
+warnings.filterwarnings("ignore", message=re.escape("Your `IterableDataset` has `__len__` defined."),
+                        category=UserWarning, module=r"lightning\.pytorch\.utilities\.data")
 
 
 def fit_stop_cause(exception: BaseException) -> str:

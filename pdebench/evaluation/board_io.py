@@ -1,8 +1,12 @@
 """The one results path of every board (:mod:`.boards`): a board's rows are dataclasses, written as
 ``results.json`` (the document), ``results.csv`` (its :attr:`RowFormat.csv_columns`) and ``results.md``,
-and printed as one rich table, all by the functions here from the board's :class:`RowFormat`; plus
-what every board shares: the run's environment and the document's head, a failed row, timed repeats,
-the checked suite mapping (:class:`BoardSuite`) and the board plots' finish."""
+and printed, all by the functions here from the board's :class:`RowFormat`; plus what every board
+shares: the run's environment and the document's head, a failed row, timed repeats, the checked
+suite mapping (:class:`BoardSuite`) and the board plots' finish.
+
+Every table the package prints (the boards, ``pdebench list``) is a :class:`TextTable` rendered by
+:func:`render_tables`: a rich table on a terminal, split into parts that fit its width with the names
+never cut, or Markdown (the writer of ``results.md``, :func:`markdown_text`)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pdebench import __version__
 from pdebench.atomic import atomic_write
@@ -39,18 +46,142 @@ Record = Mapping[str, Any]
 SCHEMA_VERSION = 1
 
 
+def _markdown_text(text: str) -> str:
+    """``text`` as a literal Markdown table cell: ``|`` escaped, line breaks as spaces."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 @dataclass(frozen=True)
 class Markup:
-    """How a table cell marks an entry and a failure: ``str.format`` templates with one ``{}``."""
+    """How a table cell marks an entry and a failure (``str.format`` templates with one ``{}``) and
+    makes plain text literal (``text``)."""
 
     bold: str
     failed: str
+    text: Callable[[str], str] = str
 
 
 #: ``results.md`` cells.
-MARKDOWN = Markup("**{}**", "failed: {}")
+MARKDOWN = Markup("**{}**", "failed: {}", _markdown_text)
 #: The printed (rich) table's cells.
-RICH = Markup("[bold]{}[/]", "[red]failed[/]: {}")
+RICH = Markup("[bold]{}[/]", "[red]failed[/]: {}", escape)
+#: The cell markup of each format a table renders in (``pdebench ... --format``; its third, ``json``,
+#: prints the data instead of a table).
+MARKUPS: dict[str, Markup] = {"table": RICH, "markdown": MARKDOWN}
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A table to print, its cells written in one :class:`Markup`.
+
+    Attributes
+    ----------
+    headers
+        The column headers; the first column holds the rows' names (never wrapped nor cut).
+    groups
+        Heading (a task) -> its rows (one cell per header), in order; the key ``None``: rows under no
+        heading. Markdown writes a heading in a first column named :attr:`group_header` (``None``: no
+        such column, for a table without headings), a rich table as a line of its own above its rows.
+    title
+        Printed above the table (rich: its title; Markdown: a ``##`` heading); ``""``: none.
+    notes
+        Heading -> one line, printed under the table as ``- heading: note``.
+    """
+
+    headers: tuple[str, ...]
+    groups: Mapping[str | None, Sequence[Sequence[str]]]
+    title: str = ""
+    group_header: str | None = "task"
+    notes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def markdown_text(table: TextTable, title: bool = True) -> str:
+    """``table`` as Markdown: the ``##`` title (when ``title`` and set), ``| headers |``, one line per row
+    (its heading first when the table has headings), then the ``- heading: note`` lines."""
+    def line(cells: Sequence[str]) -> str:
+        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+    headed = table.group_header is not None
+    headers = ((table.group_header,) if headed else ()) + tuple(table.headers)
+    lines = [f"## {table.title}", ""] if title and table.title else []
+    lines += [line(headers), "|---" * len(headers) + "|"]
+    for group, rows in table.groups.items():
+        lines += [line(((group or "",) if headed else ()) + tuple(row)) for row in rows]
+    if table.notes:
+        lines.append("")
+        lines += [f"- {group}: {text}" for group, text in table.notes.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _cell_widths(cells: Sequence[str]) -> tuple[int, int]:
+    """``(longest word, longest line)`` of rich-markup cells, in terminal columns."""
+    plain = [Text.from_markup(cell).plain for cell in cells]
+    words = [len(word) for text in plain for word in text.split()]
+    return max(words, default=0), max((len(line) for text in plain for line in text.splitlines()), default=0)
+
+
+#: A rich column is packed at least this wide (unless its longest cell is narrower), so that a part
+#: of a split table is not a stack of one-word columns.
+_MIN_COLUMN = 10
+
+
+def _column_parts(headers: Sequence[str], rows: Sequence[Sequence[str]], headings: Sequence[str], width: int) -> list[list[int]]:
+    """The other columns' indices split into parts that fit ``width`` beside the name column (0).
+
+    A column needs its longest word (rich wraps at spaces), at least :data:`_MIN_COLUMN`; the name
+    column its longest name or heading (it is never wrapped). Each column costs 3 more (padding and
+    border), a table 1 more. A column too wide for any part is given one of its own (rich folds it).
+    """
+    def need(j: int) -> int:
+        word, line = _cell_widths([headers[j], *(row[j] for row in rows)])
+        return max(word, min(line, _MIN_COLUMN))
+
+    names = max(_cell_widths([headers[0], *(row[0] for row in rows), *headings])[1], 1) + 3 + 1
+    parts: list[list[int]] = [[]]
+    used = names
+    for j in range(1, len(headers)):
+        cost = need(j) + 3
+        if parts[-1] and used + cost > width:
+            parts.append([])
+            used = names
+        parts[-1].append(j)
+        used += cost
+    return parts
+
+
+def rich_tables(table: TextTable, width: int) -> list[Table]:
+    """``table`` as rich tables that fit ``width`` terminal columns: one, or parts each repeating the
+    name column (:func:`_column_parts`); a heading is an italic line above its rows."""
+    rows = [row for group in table.groups.values() for row in group]
+    headings = [group for group in table.groups if group is not None]
+    parts = _column_parts(table.headers, rows, headings, width)
+    out = []
+    for number, columns in enumerate(parts, start=1):
+        suffix = f" ({number}/{len(parts)})" if len(parts) > 1 else ""
+        part = Table(title=(escape(table.title) + suffix) if table.title or suffix else None, title_justify="left")
+        part.add_column(table.headers[0], no_wrap=True)
+        for j in columns:
+            part.add_column(table.headers[j], overflow="fold")
+        for group, group_rows in table.groups.items():
+            if group is not None:
+                part.add_row(f"[italic]{escape(group)}[/]", *[""] * len(columns))
+            for row in group_rows:
+                part.add_row(row[0], *(row[j] for j in columns))
+        if table.notes and number == len(parts):
+            part.caption = "; ".join(f"{escape(group)}: {escape(text)}" for group, text in table.notes.items())
+        out.append(part)
+    return out
+
+
+def render_tables(tables: Sequence[TextTable], fmt: str, width: int = 100) -> str | Group:
+    """The tables in ``fmt`` of :data:`MARKUPS` (their cells written in that markup): ``"markdown"``,
+    one text (tables apart by a blank line); ``"table"``, a rich :class:`~rich.console.Group` of
+    :func:`rich_tables` that fit ``width`` columns."""
+    if fmt == "markdown":
+        return "\n".join(markdown_text(table) for table in tables)
+    if fmt == "table":
+        return Group(*(part for table in tables for part in rich_tables(table, width)))
+    raise ValueError(f"tables render as {' or '.join(MARKUPS)}, got {fmt!r}")
 
 
 def _as_listed(rows: list[Record]) -> list[Record]:
@@ -115,36 +246,29 @@ def rows_to_csv(rows: Sequence[Record], row_format: RowFormat, env: Mapping[str,
     return buffer.getvalue()
 
 
-def markdown_table(rows: Sequence[Record], row_format: RowFormat, notes: Mapping[str, str] | None = None) -> str:
-    """``results.md``: one line per row under ``| task | headers |``, then ``- task: note`` lines."""
-    def line(cells: Sequence[str]) -> str:
-        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
-
-    lines = [line(("task", *row_format.headers)), "|---" * (len(row_format.headers) + 1) + "|"]
-    for task, mine in row_format.by_task(rows).items():
-        lines += [line((task, *row_format.cells(r, MARKDOWN))) for r in mine]
-    if notes:
-        lines.append("")
-        lines += [f"- {task}: {text}" for task, text in notes.items()]
-    return "\n".join(lines) + "\n"
-
-
-def results_table(document: Mapping[str, Any], row_format: RowFormat) -> Table:
-    """The printed table of a ``results.json`` document: per task a line with its name, then its rows
-    (of the solver rows only the Pareto front when :attr:`RowFormat.front` is set)."""
-    env = document["environment"]
-    table = Table(title=f"{row_format.title} {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
-                        f"git {env['git_revision']})", title_justify="left")
-    for column in row_format.headers:
-        table.add_column(column, overflow="fold")
+def board_table(document: Mapping[str, Any], row_format: RowFormat, markup: Markup, *, printed: bool = True,
+                notes: Mapping[str, str] | None = None) -> TextTable:
+    """The :class:`TextTable` of a ``results.json`` document (``rows``; ``environment`` and ``suite`` for
+    the title): a task's rows under its name, in :attr:`RowFormat.order`. ``printed``: the printed
+    view, titled, and of the solver rows only the Pareto front when :attr:`RowFormat.front` is set;
+    else every row, untitled (``results.md``)."""
+    groups: dict[str | None, list[list[str]]] = {}
     for task, rows in row_format.by_task(document["rows"]).items():
-        table.add_row(f"[italic]{task}[/]", *[""] * (len(row_format.headers) - 1))
-        if row_format.front is not None:
+        if printed and row_format.front is not None:
             solver = [r for r in rows if r["kind"] == "solver" and r["status"] == "ok"]
             rows = [r for r in rows if r["kind"] != "solver"] + front_rows(solver, *row_format.front)
-        for row in rows:
-            table.add_row(*row_format.cells(row, RICH))
-    return table
+        groups[task] = [row_format.cells(r, markup) for r in rows]
+    title = ""
+    if printed:
+        env = document["environment"]
+        title = (f"{row_format.title} {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
+                 f"git {env['git_revision']})")
+    return TextTable(tuple(row_format.headers), groups, title, notes=dict(notes or {}))
+
+
+def markdown_table(rows: Sequence[Record], row_format: RowFormat, notes: Mapping[str, str] | None = None) -> str:
+    """``results.md``: one line per row under ``| task | headers |``, then ``- task: note`` lines."""
+    return markdown_text(board_table({"rows": rows}, row_format, MARKDOWN, printed=False, notes=notes))
 
 
 def write_atomic(path: Path, text: str) -> None:

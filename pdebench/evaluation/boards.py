@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from pdebench.evaluation import board_io, instance_board, leaderboard, linear_solver_board, physics_board
-from pdebench.evaluation.board_io import RowFormat
+from pdebench.evaluation.board_io import Markup, RowFormat, TextTable
 from pdebench.evaluation.suite import Suite
 from pdebench.registry import read_yaml
 
@@ -45,7 +43,8 @@ class Board:
     run_suite
         ``(suite, output | None, progress) -> Path`` of ``results.json``.
     row_format
-        How its rows are tabled (:func:`results_table` prints a ``results.json`` document with it).
+        How its rows are tabled (:meth:`table` of a ``results.json`` document, printed by
+        :func:`.board_io.render_tables`).
     check_entries
         ``suite -> None``, raising on an entry that must not be run (foreign checkpoints); ``None``: none.
     takes_models
@@ -60,9 +59,10 @@ class Board:
     check_entries: Callable[[Any], None] | None = None
     takes_models: bool = True
 
-    def results_table(self, document: dict[str, Any]) -> Table:
-        """The rich table of one of its ``results.json`` documents (:func:`.board_io.results_table`)."""
-        return board_io.results_table(document, self.row_format)
+    def table(self, document: dict[str, Any], markup: Markup) -> TextTable:
+        """The printed table of one of its ``results.json`` documents, cells in ``markup``
+        (:func:`.board_io.board_table`)."""
+        return board_io.board_table(document, self.row_format, markup)
 
 
 BOARDS: dict[str, Board] = {

@@ -14,7 +14,10 @@ is ``init_args.optim`` (:class:`~pdebench.training.base.OptimConfig`).
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
@@ -26,6 +29,37 @@ from pdebench.training.data_card import check_data_card
 from pdebench.training.interrupt import InterruptCheckpoint
 from pdebench.training.base import TrainingBase
 from pdebench.training.resume import MidEpochResumeCheck
+
+
+#: Lightning's advertisements, logged at INFO level on every ``fit`` (the start of each message, exact).
+LIGHTNING_TIPS = ("💡 Tip: For seamless cloud logging and experiment tracking",
+                  "💡 Tip: For seamless cloud uploads and versioning")
+
+
+class _NoLightningTips(logging.Filter):
+    """Drops the records of :data:`LIGHTNING_TIPS`; every other record of the logger passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(LIGHTNING_TIPS)
+
+
+_NO_TIPS = _NoLightningTips()
+
+
+def silence_lightning_noise() -> None:
+    """Silence what Lightning prints on every run that says nothing about the run, each by its exact
+    message at the place that emits it (idempotent):
+
+    * the litlogger / litmodels tips (:data:`LIGHTNING_TIPS`), logged by
+      ``lightning.pytorch.utilities.rank_zero``'s logger;
+    * torch's ``FutureWarning`` "`isinstance(treespec, LeafSpec)` is deprecated", which Lightning's
+      own ``utilities/_pytree.py`` triggers by building a ``LeafSpec`` (its code, not ours).
+    """
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _NO_TIPS not in tips.filters:
+        tips.addFilter(_NO_TIPS)
+    warnings.filterwarnings("ignore", message=re.escape("`isinstance(treespec, LeafSpec)` is deprecated"),
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
 
 
 class StaleCheckpointError(ValueError):
@@ -76,8 +110,13 @@ class PDEBenchCLI(LightningCLI):
         self.check_checkpoint_card()
 
 
-def main(args: list[str] | None = None) -> PDEBenchCLI:
-    """Run the CLI (``args`` as on the command line; ``None`` reads ``sys.argv``).
+def main(args: list[str] | None = None, run: bool = True) -> PDEBenchCLI:
+    """Run the CLI (``args`` as on the command line; ``None`` reads ``sys.argv``; ``run=False``: build
+    the trainer, model and data module from ``args`` without a subcommand and run nothing).
+
+    Checkpoints are written by :class:`~pdebench.training.checkpoint_io.AtomicCheckpointIO`, given to
+    the trainer as a ``class_path`` so that the saved ``config.yaml`` records it (and runs again);
+    Lightning's noise is silenced first (:func:`silence_lightning_noise`).
 
     A ``fit`` stopped by SIGTERM, Ctrl-C or an error saves a resumable ``last.ckpt`` and its stream
     report (:class:`~pdebench.training.interrupt.InterruptCheckpoint`) and exits non-zero: 143 for
@@ -88,6 +127,7 @@ def main(args: list[str] | None = None) -> PDEBenchCLI:
     """
     import lightning as L
 
+    silence_lightning_noise()
     interrupt = InterruptCheckpoint()
     try:
         return PDEBenchCLI(
@@ -96,9 +136,10 @@ def main(args: list[str] | None = None) -> PDEBenchCLI:
             subclass_mode_model=True,  # the training module by class_path
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [interrupt, MidEpochResumeCheck()]},
+            trainer_defaults={"plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}], "callbacks": [interrupt, MidEpochResumeCheck()]},
             seed_everything_default=0,
             args=args,
+            run=run,
         )
     except StaleCheckpointError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)

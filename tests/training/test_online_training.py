@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
+import yaml
 
 from tests.signal_dispositions import default_signals
 
@@ -32,6 +33,10 @@ def train(args: list[str], cwd: Path, expect: int = 0) -> subprocess.CompletedPr
     return result
 
 
+#: What Lightning, jsonargparse and torch printed on every fit before (issue 20): none of it may appear.
+LIBRARY_NOISE = ("Unable to serialize instance", "💡 Tip:", "LeafSpec", "`IterableDataset` has `__len__` defined")
+
+
 def stream_records(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.glob("outputs/**/stream/rank*.json"))]
 
@@ -42,7 +47,12 @@ def blocks(record: dict) -> set[tuple[int, int]]:
 
 def test_resumed_online_run_restores_the_reservoir_and_never_solves_a_drawn_block_again(tmp_path):
     fifo = ["--data.init_args.policy", "fifo"]  # every sample is used once: the resumed run must draw new ones
-    train(["--trainer.max_epochs", "2", *fifo], tmp_path)
+    output = train(["--trainer.max_epochs", "2", *fifo], tmp_path)
+    printed = output.stdout + output.stderr
+    assert not [noise for noise in LIBRARY_NOISE if noise in printed], printed[-4000:]
+    (config,) = (tmp_path / "outputs").glob("**/config.yaml")  # the saved config names the atomic checkpoint I/O
+    assert yaml.safe_load(config.read_text())["trainer"]["plugins"] == [
+        {"class_path": "pdebench.training.checkpoint_io.AtomicCheckpointIO"}]
     checkpoint = tmp_path / "outputs" / "burgers1d_fno_online" / "checkpoints" / "last.ckpt"
     whole = torch.load(checkpoint, weights_only=True)
     saved, card = whole["OnlineDataModule"], whole["pdebench"]["data"]
@@ -96,3 +106,14 @@ def test_ddp_on_two_cpu_processes_gives_each_rank_its_own_shard_and_reservoir(tm
         assert all((start // 2) % 2 == rank for start, _ in record["blocks"]), f"rank {rank} solved another rank's block"
         assert record["consumed"] >= 16 // 2
     assert not blocks(records[0]) & blocks(records[1])
+
+
+def test_the_cli_trainer_writes_checkpoints_through_the_atomic_checkpoint_io(tmp_path, monkeypatch):
+    """The plugin given as a class_path (so that config.yaml records it) still builds the atomic I/O."""
+    from pdebench.training.checkpoint_io import AtomicCheckpointIO
+    from pdebench.training.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the trainer's folders go here
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    cli = main(["--config", str(CONFIG), *TINY], run=False)
+    assert type(cli.trainer.strategy.checkpoint_io) is AtomicCheckpointIO
