@@ -85,6 +85,10 @@ class RowFormat:
         ``(cost, error)`` keys of the ``kind == "solver"`` rows: the printed table shows of those only
         the ones on their Pareto front (:func:`~pdebench.evaluation.pareto.front_rows`), cheapest
         first; ``None``: every row.
+    then
+        A second table of the same rows under this one (the operator board's rollout metrics), in
+        ``results.md`` and printed; its :attr:`order` picks the rows it shows (tasks left with none are
+        left out, and with no row at all the table is). Its ``csv_columns`` are not used.
     """
 
     title: str
@@ -94,10 +98,13 @@ class RowFormat:
     csv_values: Callable[[Record], dict[str, Any]] = _no_extra
     order: Callable[[list[Record]], list[Record]] = _as_listed
     front: tuple[str, str] | None = None
+    then: RowFormat | None = None
 
     def by_task(self, rows: Sequence[Record]) -> dict[str, list[Record]]:
-        """Task name -> its rows in :attr:`order`, tasks in the order they first appear."""
-        return {task: self.order([r for r in rows if r["task"] == task]) for task in dict.fromkeys(r["task"] for r in rows)}
+        """Task name -> its rows in :attr:`order`, tasks in the order they first appear (a task whose
+        rows :attr:`order` drops all of is left out)."""
+        tasks = {task: self.order([r for r in rows if r["task"] == task]) for task in dict.fromkeys(r["task"] for r in rows)}
+        return {task: mine for task, mine in tasks.items() if mine}
 
 
 def fmt(value: float | None, spec: str = ".3g") -> str:
@@ -115,18 +122,35 @@ def rows_to_csv(rows: Sequence[Record], row_format: RowFormat, env: Mapping[str,
     return buffer.getvalue()
 
 
-def markdown_table(rows: Sequence[Record], row_format: RowFormat, notes: Mapping[str, str] | None = None) -> str:
-    """``results.md``: one line per row under ``| task | headers |``, then ``- task: note`` lines."""
+def _markdown_lines(rows: Sequence[Record], row_format: RowFormat) -> list[str]:
     def line(cells: Sequence[str]) -> str:
         return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
 
     lines = [line(("task", *row_format.headers)), "|---" * (len(row_format.headers) + 1) + "|"]
     for task, mine in row_format.by_task(rows).items():
         lines += [line((task, *row_format.cells(r, MARKDOWN))) for r in mine]
+    return lines
+
+
+def markdown_table(rows: Sequence[Record], row_format: RowFormat, notes: Mapping[str, str] | None = None) -> str:
+    """``results.md``: one line per row under ``| task | headers |``, then ``- task: note`` lines, then
+    the :attr:`RowFormat.then` table under its title, if it has rows."""
+    lines = _markdown_lines(rows, row_format)
     if notes:
         lines.append("")
         lines += [f"- {task}: {text}" for task, text in notes.items()]
+    more = row_format.then
+    if more is not None and more.by_task(rows):
+        lines += ["", f"{more.title}:", "", *_markdown_lines(rows, more)]
     return "\n".join(lines) + "\n"
+
+
+def results_tables(document: Mapping[str, Any], row_format: RowFormat) -> list[Table]:
+    """:func:`results_table` of ``row_format``, then that of its :attr:`RowFormat.then` if it has rows."""
+    tables = [results_table(document, row_format)]
+    if row_format.then is not None and row_format.then.by_task(document["rows"]):
+        tables.append(results_table(document, row_format.then))
+    return tables
 
 
 def results_table(document: Mapping[str, Any], row_format: RowFormat) -> Table:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
+from rich.console import Group
 
 from pdebench.evaluation import board_io, instance_board, leaderboard, linear_solver_board, physics_board
 from pdebench.evaluation.board_io import RowFormat
@@ -60,9 +60,10 @@ class Board:
     check_entries: Callable[[Any], None] | None = None
     takes_models: bool = True
 
-    def results_table(self, document: dict[str, Any]) -> Table:
-        """The rich table of one of its ``results.json`` documents (:func:`.board_io.results_table`)."""
-        return board_io.results_table(document, self.row_format)
+    def results_table(self, document: dict[str, Any]) -> Group:
+        """The rich tables of one of its ``results.json`` documents (:func:`.board_io.results_tables`:
+        the board's table and, on the operator board's rollout tasks, the rollout metrics)."""
+        return Group(*board_io.results_tables(document, self.row_format))
 
 
 BOARDS: dict[str, Board] = {
