@@ -410,7 +410,7 @@ def _run_board(board, suite, output: Path | None, console: Console, fmt: str = "
         results = board.run_suite(suite, output, progress=note)
         progress.update(task, description=f"{board.kind} board {suite.name}: done", completed=steps)
     document = json.loads(results.read_text())
-    _show(console, fmt, lambda markup: [board.table(document, markup)], document)
+    _show(console, fmt, lambda markup: board.tables(document, markup), document)
     status.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
     return results
 

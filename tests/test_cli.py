@@ -279,7 +279,7 @@ def test_the_leaderboard_table_lists_the_solver_rungs_of_the_pareto_front_in_cos
             rung("rx", 0.5, float("inf"), status="failed")]
     console = Console(record=True, width=200)
     document = {"suite": "board", "rows": rows, "environment": {"hardware": "cpu", "threads": 1, "git_revision": "x"}}
-    console.print(render_tables([BOARDS["operator"].table(document, RICH)], "table", 200))
+    console.print(render_tables(BOARDS["operator"].tables(document, RICH), "table", 200))
     text = console.export_text()
     names = [word for line in text.splitlines() for word in line.replace("│", " ").split()[:1] if word.startswith("r")]
     assert names == ["r1", "r2", "r8"], text

@@ -92,7 +92,7 @@ def _document() -> dict:
 def test_the_leaderboard_table_fits_100_columns_with_every_name_and_column():
     board = BOARDS["operator"]
     console = Console(record=True, width=100)
-    console.print(render_tables([board.table(_document(), RICH)], "table", 100))
+    console.print(render_tables(board.tables(_document(), RICH), "table", 100))
     text = console.export_text()
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 100 and "…" not in text
@@ -108,7 +108,7 @@ def test_the_leaderboard_table_fits_100_columns_with_every_name_and_column():
 def test_printed_markdown_is_the_results_md_writer_under_the_title():
     board = BOARDS["operator"]
     document = _document()  # both rungs are on the Pareto front: the printed view holds every row
-    printed = render_tables([board.table(document, MARKDOWN)], "markdown")
+    printed = render_tables(board.tables(document, MARKDOWN), "markdown")
     title = "## leaderboard burgers1d (Intel(R) Xeon(R) Processor, 1 thread(s), git c8fbbad)\n\n"
     assert printed == title + markdown_table(document["rows"], board.row_format)
 

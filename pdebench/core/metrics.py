@@ -40,7 +40,9 @@ Metrics
 -------
 ``relative_l2``, ``segment_relative_l2``, ``rmse``, ``nrmse``, ``max_error``, ``crmse``, ``brmse``,
 ``frmse`` (dict of radial Fourier bands), ``vrmse``, ``rollout_nrmse`` (per-step curve), ``geometric_mean_rollout`` (curve summary),
-``rollout_mse`` (per-step squared error) and ``accumulated_error`` (its sum over steps, MP-PDE's score) and
+``rollout_mse`` (per-step squared error) and ``accumulated_error`` (its sum over steps, MP-PDE's score), the
+rollout summaries of APEBench and The Well (``rollout_correlation`` and its ``correlation_time``, ``rollout_vrmse``
+and ``windowed_vrmse``, all of them with the nRMSE geometric mean in ``rollout_metrics``) and
 ``all_metrics`` (every metric as python floats; it leaves out ``accumulated_error``, which grows with the
 number of scored steps and so is not comparable across horizons). ``METRICS`` maps names to the field metrics.
 """
@@ -49,18 +51,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 __all__ = [
+    "CORRELATION_THRESHOLD",
     "DEFAULT_BANDS",
     "METRICS",
     "VRMSE_EPS",
+    "WELL_WINDOWS",
+    "CorrelationTime",
     "Reduction",
     "accumulated_error",
     "all_metrics",
     "brmse",
+    "correlation_time",
     "crmse",
     "frmse",
     "geometric_mean_rollout",
@@ -68,10 +75,15 @@ __all__ = [
     "nrmse",
     "relative_l2",
     "rmse",
+    "rollout_correlation",
+    "rollout_metrics",
     "rollout_mse",
     "rollout_nrmse",
+    "rollout_vrmse",
     "segment_relative_l2",
     "vrmse",
+    "window_name",
+    "windowed_vrmse",
 ]
 
 #: PDEBench's fRMSE bands of integer wavenumber magnitude: low [0, 4), mid [4, 12), high [12, k_max].
@@ -496,9 +508,14 @@ def vrmse(pred: torch.Tensor, target: torch.Tensor, *, time_axis: bool = True, r
     scores 0.
     """
     p, y = _prepare(pred, target, time_axis, reduction)
+    return _reduce(_vrmse_bct(p, y), reduction)
+
+
+def _vrmse_bct(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """VRMSE per (sample, channel, time) of prepared ``(B, C, T, *space)`` tensors: ``(B, C, T)``."""
     dims = _space_dims(y)
     var = (y - y.mean(dim=dims, keepdim=True)).square().mean(dim=dims)
-    return _reduce((_mse_space(p, y) / (var + VRMSE_EPS)).sqrt(), reduction)
+    return (_mse_space(p, y) / (var + VRMSE_EPS)).sqrt()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -579,7 +596,8 @@ def geometric_mean_rollout(curve: torch.Tensor | Sequence[float], horizon: int =
     r"""Geometric mean of a per-step error curve over steps 1..min(horizon, T) (APEBench summary).
 
     ``exp(mean_{t < H} log curve[..., t])`` with ``H = min(horizon, T)``; ``curve[..., 0]`` is step 1.
-    A zero entry gives 0.
+    A rollout shorter than ``horizon`` is summarised over all of its ``T`` steps (APEBench's
+    ``aggregate_gmean(up_to=100)`` likewise keeps the steps it has). A zero entry gives 0.
 
     Parameters
     ----------
@@ -605,6 +623,219 @@ def geometric_mean_rollout(curve: torch.Tensor | Sequence[float], horizon: int =
     if (window < 0).any():
         raise ValueError("curve must be non-negative for a geometric mean")
     return window.log().mean(dim=-1).exp()
+
+
+def rollout_correlation(pred: torch.Tensor, target: torch.Tensor, *, centered: bool = True) -> torch.Tensor:
+    r"""Per-step correlation of a rollout with its reference (APEBench's ``mean_correlation`` curve).
+
+    For each time step ``t``, per (sample ``b``, channel ``c``) over the ``N_space`` grid points ``x``,
+
+    .. math:: r_{b,c,t} = \frac{\sum_x (p - \bar p)(y - \bar y)}
+                             {\sqrt{\sum_x (p - \bar p)^2}\,\sqrt{\sum_x (y - \bar y)^2}},
+
+    with :math:`\bar p`, :math:`\bar y` the spatial means of that (sample, channel, step) (Pearson's
+    coefficient); then averaged over channels and samples with equal weight. ``centered=False`` drops
+    the means: the normalised inner product :math:`\langle p, y\rangle / (\lVert p\rVert \lVert y\rVert)`
+    that exponax's ``correlation`` computes (per channel, channel mean, batch mean); the two agree for
+    fields of zero spatial mean. A (sample, channel, step) whose prediction or reference does not vary
+    over space (``centered``) or is zero everywhere (not ``centered``) has no correlation: ``nan``.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` with a trailing time axis (drop given context frames first).
+    centered : bool
+        Subtract the spatial means (Pearson, default) or not (exponax's normalised inner product).
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape ``(T,)``, in ``[-1, 1]``; dimensionless. Entry ``i`` is rollout step ``i + 1``.
+    """
+    p, y = _prepare(pred, target, time_axis=True)  # (B, C, T, *space)
+    dims = _space_dims(p)
+    if centered:
+        p, y = p - p.mean(dim=dims, keepdim=True), y - y.mean(dim=dims, keepdim=True)
+    norms = torch.linalg.vector_norm(p, dim=dims) * torch.linalg.vector_norm(y, dim=dims)
+    inner = (p * y).sum(dim=dims)
+    r = torch.where(norms > 0, inner / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.nan)
+    return r.clamp(-1.0, 1.0).mean(dim=(0, 1))
+
+
+#: The correlation below which a rollout counts as decorrelated (:func:`correlation_time`).
+CORRELATION_THRESHOLD = 0.8
+
+
+@dataclass(frozen=True)
+class CorrelationTime:
+    """When a rollout's correlation curve first falls below a threshold (:func:`correlation_time`).
+
+    Attributes
+    ----------
+    step
+        The first rollout step (1-based) whose correlation is below the threshold; ``None`` if none is.
+    time
+        The crossing in steps, linearly interpolated between steps ``step - 1`` and ``step`` (step 0 is
+        the given start, correlation 1); ``steps`` when the curve never falls below (a lower bound).
+    steps
+        The number of steps of the curve ``T``.
+    """
+
+    step: int | None
+    time: float
+    steps: int
+
+    @property
+    def censored(self) -> bool:
+        """Whether the curve never fell below the threshold: the true crossing is at ``time`` or later."""
+        return self.step is None
+
+
+def correlation_time(curve: torch.Tensor | Sequence[float], threshold: float = CORRELATION_THRESHOLD) -> CorrelationTime:
+    r"""Correlation time of a rollout: the first step where its correlation falls below ``threshold``.
+
+    With ``r_k`` the correlation at step ``k = 1..T`` (``curve[k - 1]``, e.g. from
+    :func:`rollout_correlation`) and ``r_0 = 1`` (the given start is the reference), ``k*`` is the
+    first ``k`` with ``r_k < threshold`` and the interpolated crossing is
+
+    .. math:: t^* = (k^* - 1) + \frac{r_{k^*-1} - \theta}{r_{k^*-1} - r_{k^*}} \in (k^* - 1, k^*],
+
+    in steps (multiply by the frame interval for physical time). A ``nan`` entry (no correlation: a
+    constant field) counts as below the threshold, with ``t* = k*``. If no step falls below, ``step``
+    is ``None`` and ``time`` is ``T``: the rollout stayed correlated for all of its ``T`` steps.
+
+    Parameters
+    ----------
+    curve : torch.Tensor or sequence of float
+        Per-step correlations, shape ``(T,)``, ``T >= 1``; entry ``i`` is step ``i + 1``.
+    threshold : float
+        In ``(-1, 1)``; 0.8 by default (the usual "high-correlation time").
+
+    Returns
+    -------
+    CorrelationTime
+        ``step`` (1-based or ``None``), ``time`` (steps) and ``steps`` (``T``).
+    """
+    curve = torch.as_tensor(curve)
+    if curve.is_complex() or curve.dtype == torch.bool:
+        raise TypeError(f"curve must be real-valued, got {curve.dtype}")
+    curve = curve.to(torch.float64)
+    if curve.ndim != 1 or curve.shape[0] == 0:
+        raise ValueError(f"curve must be a non-empty 1-D (T,) correlation curve, got shape {tuple(curve.shape)}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be a number in (-1, 1), got {threshold!r}")
+    steps = curve.shape[0]
+    below = ~(curve >= threshold)  # nan counts as below
+    if not below.any():
+        return CorrelationTime(None, float(steps), steps)
+    k = int(torch.nonzero(below)[0]) + 1
+    now = float(curve[k - 1])
+    if not math.isfinite(now):
+        return CorrelationTime(k, float(k), steps)
+    before = 1.0 if k == 1 else float(curve[k - 2])
+    return CorrelationTime(k, (k - 1) + (before - threshold) / (before - now), steps)
+
+
+def rollout_vrmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""Per-step VRMSE curve of a rollout (The Well's per-step loss).
+
+    For each time step ``t``: ``mean_{b, c} sqrt(mean_space (p - y)^2 / (var_space(y) + 1e-7))``, the
+    :func:`vrmse` of that step alone.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` with a trailing time axis (drop given context frames first).
+
+    Returns
+    -------
+    torch.Tensor
+        float64, shape ``(T,)``; dimensionless. Entry ``i`` is rollout step ``i + 1``.
+    """
+    p, y = _prepare(pred, target, time_axis=True)
+    return _vrmse_bct(p, y).mean(dim=(0, 1))
+
+
+#: The Well's rollout windows of :func:`windowed_vrmse`: (first, last) step, 1-based and inclusive.
+WELL_WINDOWS: tuple[tuple[int, int], ...] = ((1, 1), (6, 12), (13, 30))
+
+
+def window_name(first: int, last: int) -> str:
+    """``"1"`` for a one-step window, ``"6-12"`` for steps 6 to 12."""
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def windowed_vrmse(
+    pred: torch.Tensor, target: torch.Tensor, windows: Sequence[tuple[int, int]] = WELL_WINDOWS
+) -> dict[str, torch.Tensor]:
+    r"""VRMSE averaged over rollout windows (The Well's report: step 1, steps 6–12, steps 13–30).
+
+    For a window of steps ``a..b`` (1-based, inclusive) the mean of the per-step curve
+    :func:`rollout_vrmse` over those steps, :math:`\frac{1}{b - a + 1}\sum_{t=a}^{b} \mathrm{VRMSE}_t`.
+    A window the rollout does not reach to its end (``T < b``) is left out of the result, so that a
+    value under a window's name always averages the same steps (The Well's trainer would average the
+    steps present instead). Its trainer labels windows as Python slices of the 0-based curve
+    (``T=6:12``); the steps here are those the issue names, counted from the first predicted step.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` with a trailing time axis (drop given context frames first).
+    windows : sequence of (first, last)
+        1-based inclusive step ranges, ``1 <= first <= last``. Default :data:`WELL_WINDOWS`.
+
+    Returns
+    -------
+    dict[str, torch.Tensor]
+        ``"vrmse_1"``, ``"vrmse_6-12"``, ... (:func:`window_name`) -> float64 0-d tensor, for each window
+        with ``last <= T``, in the order given.
+    """
+    windows = [tuple(w) for w in windows]
+    for w in windows:
+        if len(w) != 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in w) or not 1 <= w[0] <= w[1]:
+            raise ValueError(f"a window must be a (first, last) pair of steps with 1 <= first <= last, got {w!r}")
+    curve = rollout_vrmse(pred, target)
+    return {f"vrmse_{window_name(a, b)}": curve[a - 1 : b].mean() for a, b in windows if b <= curve.shape[0]}
+
+
+def rollout_metrics(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    horizon: int = 100,
+    threshold: float = CORRELATION_THRESHOLD,
+    windows: Sequence[tuple[int, int]] = WELL_WINDOWS,
+) -> dict[str, float]:
+    """The rollout summaries of APEBench and The Well as python floats.
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(B, C, *space, T)`` with a trailing time axis of the ``T`` predicted steps (drop given context
+        frames first).
+    horizon : int
+        Last step of the geometric mean of the nRMSE curve (APEBench's ``aggregate_gmean(up_to=100)``).
+    threshold : float
+        Correlation threshold of :func:`correlation_time`.
+    windows : see :func:`windowed_vrmse`
+
+    Returns
+    -------
+    dict[str, float]
+        In this order: ``corr_time`` (:func:`correlation_time` of the Pearson curve
+        :func:`rollout_correlation`, in steps; ``T`` when it never falls below the threshold),
+        ``corr_step`` (the first step below it; absent when there is none), ``rollout_nrmse_gmean``
+        (:func:`geometric_mean_rollout` of :func:`rollout_nrmse` over steps ``1..min(horizon, T)``: fewer
+        steps for a shorter rollout), and ``vrmse_<window>`` for each window the rollout covers
+        (:func:`windowed_vrmse`).
+    """
+    crossing = correlation_time(rollout_correlation(pred, target), threshold)
+    out = {"corr_time": crossing.time}
+    if crossing.step is not None:
+        out["corr_step"] = float(crossing.step)
+    out["rollout_nrmse_gmean"] = float(geometric_mean_rollout(rollout_nrmse(pred, target), horizon))
+    out.update({name: float(value) for name, value in windowed_vrmse(pred, target, windows).items()})
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

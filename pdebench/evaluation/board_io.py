@@ -216,6 +216,10 @@ class RowFormat:
         ``(cost, error)`` keys of the ``kind == "solver"`` rows: the printed table shows of those only
         the ones on their Pareto front (:func:`~pdebench.evaluation.pareto.front_rows`), cheapest
         first; ``None``: every row.
+    then
+        A second table of the same rows under this one (the operator board's rollout metrics), in
+        ``results.md`` and printed; its :attr:`order` picks the rows it shows (tasks left with none are
+        left out, and with no row at all the table is). Its ``csv_columns`` are not used.
     """
 
     title: str
@@ -225,10 +229,13 @@ class RowFormat:
     csv_values: Callable[[Record], dict[str, Any]] = _no_extra
     order: Callable[[list[Record]], list[Record]] = _as_listed
     front: tuple[str, str] | None = None
+    then: RowFormat | None = None
 
     def by_task(self, rows: Sequence[Record]) -> dict[str, list[Record]]:
-        """Task name -> its rows in :attr:`order`, tasks in the order they first appear."""
-        return {task: self.order([r for r in rows if r["task"] == task]) for task in dict.fromkeys(r["task"] for r in rows)}
+        """Task name -> its rows in :attr:`order`, tasks in the order they first appear (a task whose
+        rows :attr:`order` drops all of is left out)."""
+        tasks = {task: self.order([r for r in rows if r["task"] == task]) for task in dict.fromkeys(r["task"] for r in rows)}
+        return {task: mine for task, mine in tasks.items() if mine}
 
 
 def fmt(value: float | None, spec: str = ".3g") -> str:
@@ -266,9 +273,25 @@ def board_table(document: Mapping[str, Any], row_format: RowFormat, markup: Mark
     return TextTable(tuple(row_format.headers), groups, title, notes=dict(notes or {}))
 
 
+def board_tables(document: Mapping[str, Any], row_format: RowFormat, markup: Markup, *,
+                 printed: bool = True) -> list[TextTable]:
+    """:func:`board_table` of ``row_format``, then that of its :attr:`RowFormat.then` (the operator
+    board's rollout metrics) where that has rows."""
+    tables = [board_table(document, row_format, markup, printed=printed)]
+    more = row_format.then
+    if more is not None and more.by_task(document["rows"]):
+        tables.append(board_table(document, more, markup, printed=printed))
+    return tables
+
+
 def markdown_table(rows: Sequence[Record], row_format: RowFormat, notes: Mapping[str, str] | None = None) -> str:
-    """``results.md``: one line per row under ``| task | headers |``, then ``- task: note`` lines."""
-    return markdown_text(board_table({"rows": rows}, row_format, MARKDOWN, printed=False, notes=notes))
+    """``results.md``: one line per row under ``| task | headers |``, then ``- task: note`` lines, then
+    the :attr:`RowFormat.then` table under its title, if it has rows."""
+    text = markdown_text(board_table({"rows": rows}, row_format, MARKDOWN, printed=False, notes=notes))
+    more = row_format.then
+    if more is not None and more.by_task(rows):
+        text += f"\n{more.title}:\n\n" + markdown_text(board_table({"rows": rows}, more, MARKDOWN, printed=False))
+    return text
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -59,10 +59,11 @@ class Board:
     check_entries: Callable[[Any], None] | None = None
     takes_models: bool = True
 
-    def table(self, document: dict[str, Any], markup: Markup) -> TextTable:
-        """The printed table of one of its ``results.json`` documents, cells in ``markup``
-        (:func:`.board_io.board_table`)."""
-        return board_io.board_table(document, self.row_format, markup)
+    def tables(self, document: dict[str, Any], markup: Markup) -> list[TextTable]:
+        """The printed tables of one of its ``results.json`` documents, cells in ``markup``
+        (:func:`.board_io.board_tables`: the board's table and, on the operator board's rollout
+        tasks, the rollout metrics)."""
+        return board_io.board_tables(document, self.row_format, markup)
 
 
 BOARDS: dict[str, Board] = {

@@ -12,7 +12,8 @@ For each task of a :class:`~pdebench.evaluation.suite.Suite`:
 4. each model is placed on the solver's Pareto front (:mod:`.pareto`): speed-up at equal accuracy
    and accuracy at equal cost.
 
-Every row records its metrics (rollout tasks add MP-PDE's accumulated error), parameters, inference
+Every row records its metrics (rollout tasks add MP-PDE's accumulated error, APEBench's correlation
+time and nRMSE geometric mean and The Well's windowed VRMSE, in a second table), parameters, inference
 time per sample and its speed-up over the reference solve, training time and data budget (from the
 checkpoint), hardware, thread count, torch version, seeds and the git revision. Results go to
 ``results.json``, ``results.csv`` and ``results.md`` (atomic writes) with plots beside them; a rollout
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pdebench.core.metrics import WELL_WINDOWS, window_name
 from pdebench.evaluation.board_io import (SCHEMA_VERSION, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
                                          timed, write_atomic, write_results)
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
@@ -265,22 +267,28 @@ def _plots(result: TaskResult, out: Path) -> None:
 
 
 def rollout_curves(result: TaskResult, truth: torch.Tensor) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
-    """Per-step curves of a rollout task: entry name -> ``(kind, {"mse": (T,), "nrmse": (T,)})``, the
+    """Per-step curves of a rollout task: entry name -> ``(kind, {"mse", "nrmse", "corr", "vrmse"})``, each ``(T,)``, the
     models first, then every solver rung (:func:`~pdebench.evaluation.reference.step_curves`)."""
     curves = {name: ("model", step_curves(p, truth)) for name, p in result.predictions.items()}
     curves.update({rung.label: ("solver", rung.curves) for rung in result.rungs if rung.curves})
     return curves
 
 
+#: The per-step curves of ``<task>_rollout_curves.csv`` (:func:`~pdebench.evaluation.reference.step_curves`).
+CURVE_COLUMNS = ("mse", "nrmse", "corr", "vrmse")
+
+
 def rollout_curves_csv(curves: dict[str, tuple[str, dict[str, np.ndarray]]], times: np.ndarray) -> str:
-    """Long-format CSV ``entry, kind, step, time, mse, nrmse``: one line per entry and scored step
-    (``step`` 1 is the first predicted frame, at ``time`` ``times[step - 1]``)."""
+    """Long-format CSV ``entry, kind, step, time, mse, nrmse, corr, vrmse``: one line per entry and
+    scored step (``step`` 1 is the first predicted frame, at ``time`` ``times[step - 1]``); a value
+    that is not finite (a correlation of a constant field) is an empty cell."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(("entry", "kind", "step", "time", "mse", "nrmse"))
+    writer.writerow(("entry", "kind", "step", "time", *CURVE_COLUMNS))
     for name, (kind, curve) in curves.items():
-        for i, (mse, nrmse) in enumerate(zip(curve["mse"], curve["nrmse"])):
-            writer.writerow((name, kind, i + 1, repr(float(times[i])), repr(float(mse)), repr(float(nrmse))))
+        for i in range(len(curve["nrmse"])):
+            values = [float(curve[c][i]) for c in CURVE_COLUMNS]
+            writer.writerow((name, kind, i + 1, repr(float(times[i])), *[repr(v) if np.isfinite(v) else "" for v in values]))
     return buffer.getvalue()
 
 
@@ -303,7 +311,7 @@ def _rollout_outputs(result: TaskResult, truth: torch.Tensor, out: Path) -> None
 
 # ---------------------------------------------------------------------------------------- outputs
 CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "crmse", "frmse_low", "frmse_mid", "frmse_high",
-               "accumulated_error", "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "speedup_vs_reference", "parameters", "train_time_s", "train_samples_seen",
+               "accumulated_error", "corr_time", "corr_step", "rollout_nrmse_gmean", "vrmse_1", "vrmse_6-12", "vrmse_13-30", "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "speedup_vs_reference", "parameters", "train_time_s", "train_samples_seen",
                "train_trajectories", "train_samples_used", "seed", "samples", "checkpoint", "error", "hardware", "threads", "torch", "git_revision")
 HEADERS = ("entry", "nRMSE", "acc. error", "cost / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost",
            "vs reference", "params", "training")
@@ -377,9 +385,35 @@ def _models_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return models + [r for r in rows if r["kind"] != "model"]
 
 
+#: Metric keys of the rollout table's windows (:data:`~pdebench.core.metrics.WELL_WINDOWS`).
+VRMSE_KEYS = tuple(f"vrmse_{window_name(a, b)}" for a, b in WELL_WINDOWS)
+ROLLOUT_HEADERS = ("entry", "corr_t", "gmean_nrmse", *VRMSE_KEYS)
+
+
+def _rollout_cells(r: dict[str, Any], markup: Markup) -> list[str]:
+    """One rollout row's cells under :data:`ROLLOUT_HEADERS`: the correlation time in steps (``≥ T``
+    when the correlation never fell below 0.8 in the ``T`` scored steps), the nRMSE geometric mean
+    and the windowed VRMSE (``–`` for a window the rollout does not cover)."""
+    metrics = r.get("metrics") or {}
+    corr = metrics.get("corr_time")
+    corr_cell = "–" if corr is None else fmt(corr) if "corr_step" in metrics else f"≥ {corr:g}"
+    name = markup.bold.format(r["name"]) if r["kind"] == "model" else r["name"]
+    return [name, corr_cell, fmt(metrics.get("rollout_nrmse_gmean")), *[fmt(metrics.get(k)) for k in VRMSE_KEYS]]
+
+
+def _rollout_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a rollout task (those with rollout metrics), in :func:`_models_first` order."""
+    return [r for r in _models_first(rows) if "corr_time" in (r.get("metrics") or {})]
+
+
+#: The rollout tasks' second table (:func:`~pdebench.core.metrics.rollout_metrics`), under the first:
+#: ``corr_t`` the steps until the correlation falls below 0.8, ``gmean_nrmse`` over steps 1..min(100, T).
+ROLLOUT_FORMAT = RowFormat("rollout metrics", (), ROLLOUT_HEADERS, _rollout_cells, order=_rollout_rows, front=("cost_s", "nrmse"))
 #: The operator board's tables: ``results.md`` lists every rung under a task's models (and the
-#: reference solver's cost under the table); the printed table the rungs on the Pareto front.
-ROW_FORMAT = RowFormat("leaderboard", CSV_COLUMNS, HEADERS, _cells, _csv_values, _models_first, ("cost_s", "nrmse"))
+#: reference solver's cost under the table); the printed table the rungs on the Pareto front. Rollout
+#: tasks add :data:`ROLLOUT_FORMAT`'s table.
+ROW_FORMAT = RowFormat("leaderboard", CSV_COLUMNS, HEADERS, _cells, _csv_values, _models_first, ("cost_s", "nrmse"),
+                       then=ROLLOUT_FORMAT)
 
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -401,7 +435,11 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "kind": {"enum": ["model", "solver"]},
                 "status": {"enum": ["ok", "failed"]},
                 "error": {"type": ["string", "null"]},
-                "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                "metrics": {"type": "object", "additionalProperties": {"type": "number"},
+                            "properties": {"corr_time": {"type": "number", "minimum": 0},  # rollout tasks
+                                           "corr_step": {"type": "number", "minimum": 1},
+                                           "rollout_nrmse_gmean": {"type": "number", "minimum": 0},
+                                           **{k: {"type": "number", "minimum": 0} for k in VRMSE_KEYS}}},
                 "nrmse": _NUMBER_OR_NULL, "cost_s": _NUMBER_OR_NULL,
                 "placement": {"type": ["object", "null"], "required": ["verdict", "speedup"]},
                 "parameters": {"type": ["integer", "null"]},

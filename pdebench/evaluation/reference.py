@@ -14,7 +14,8 @@ rung's output (its resolution divides the task's) is prolonged to the task grid 
 each coarse cell's average repeated over the task cells it covers.
 
 Every rung and model is scored with :func:`task_metrics` (the full metric set; rollouts add the MP-PDE
-accumulated error) and, on a rollout, its per-step curves (:func:`step_curves`).
+accumulated error and the rollout summaries of APEBench and The Well) and, on a rollout, its per-step
+curves (:func:`step_curves`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from pdebench.atomic import atomic_write
 from pdebench.core.grid_transfer import (block_average, fourier_resample, node_interpolate, node_subsample,
                                          prolong_piecewise_constant)
 from pdebench.data.generate import build_solver
-from pdebench.core.metrics import accumulated_error, all_metrics, nrmse, rollout_mse, rollout_nrmse
+from pdebench.core.metrics import (accumulated_error, all_metrics, nrmse, rollout_correlation, rollout_metrics, rollout_mse,
+                                   rollout_nrmse, rollout_vrmse)
 from pdebench.evaluation.suite import TaskSpec
 from pdebench.data.verification import certified_error, verify_space
 from pdebench.solvers.base import BlowUpError
@@ -66,25 +68,31 @@ def task_metrics(prediction: torch.Tensor, truth: torch.Tensor, mode: str) -> di
 
     :func:`~pdebench.core.metrics.all_metrics` over the ``T`` scored frames and, for a
     ``"rollout"`` task, ``accumulated_error`` (:func:`~pdebench.core.metrics.accumulated_error`:
-    ``mean_n (1/N_space) sum_t sum_x (p - y)^2``, MP-PDE's score). Values that are not finite are
-    left out (a diverged solve; its nRMSE says so).
+    ``mean_n (1/N_space) sum_t sum_x (p - y)^2``, MP-PDE's score) and
+    :func:`~pdebench.core.metrics.rollout_metrics` (``corr_time``, ``corr_step``,
+    ``rollout_nrmse_gmean``, ``vrmse_1``, ``vrmse_6-12``, ``vrmse_13-30``; step 1 is the first scored
+    frame). Values that are not finite are left out (a diverged solve; its nRMSE says so).
     """
     p, y = _to_metric(prediction), _to_metric(truth)
     out = all_metrics(p, y)
     if mode == "rollout":
         out["accumulated_error"] = float(accumulated_error(p, y))
+        out.update(rollout_metrics(p, y))
     return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
 def step_curves(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per-step errors of ``(N, T, *space)`` scored-frame predictions: ``{"mse": (T,), "nrmse": (T,)}``.
+    """Per-step errors of ``(N, T, *space)`` scored-frame predictions: ``{"mse", "nrmse", "corr",
+    "vrmse"}``, each ``(T,)``.
 
     ``mse[t] = mean_n (1/N_space) sum_x (p - y)^2`` (the accumulated error's term at step ``t``, so
-    ``mse.sum()`` is ``accumulated_error``); ``nrmse[t]`` from
-    :func:`~pdebench.core.metrics.rollout_nrmse`. Entry ``t`` is scored frame ``t``.
+    ``mse.sum()`` is ``accumulated_error``); ``nrmse[t]``, ``corr[t]`` (Pearson) and ``vrmse[t]`` from
+    :func:`~pdebench.core.metrics.rollout_nrmse`, :func:`~pdebench.core.metrics.rollout_correlation` and
+    :func:`~pdebench.core.metrics.rollout_vrmse`. Entry ``t`` is scored frame ``t``.
     """
     p, y = _to_metric(prediction), _to_metric(truth)
-    return {"mse": rollout_mse(p, y).numpy(), "nrmse": rollout_nrmse(p, y).numpy()}
+    return {"mse": rollout_mse(p, y).numpy(), "nrmse": rollout_nrmse(p, y).numpy(),
+            "corr": rollout_correlation(p, y).numpy(), "vrmse": rollout_vrmse(p, y).numpy()}
 
 
 @dataclass
@@ -192,7 +200,7 @@ class SolverRung:
     """One rung of the classical solver's ladder: its grid and step, cost and error.
 
     ``metrics`` is :func:`task_metrics` of the rung's scored frames on the task grid (``error`` is its
-    ``nrmse``); ``curves`` (rollout tasks only) its :func:`step_curves`, ``{"mse", "nrmse"}`` each
+    ``nrmse``); ``curves`` (rollout tasks only) its :func:`step_curves`, ``{"mse", "nrmse", "corr", "vrmse"}`` each
     ``(T_scored,)``.
     """
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from pdebench.core.metrics import nrmse, rollout_nrmse
+from pdebench.core.metrics import nrmse
 from pdebench.training.base import OptimConfig
 from pdebench.training.losses import LossName
 from pdebench.training.module import OperatorModule
@@ -156,8 +156,9 @@ class BundledOperatorModule(OperatorModule):
         _, pred = self._bundle_loss(batch, 0)
         self._test_outputs.append((pred.cpu(), batch[1][:, 0].cpu()))
 
-    def _rollout_curve(self, split: str, count: int | None) -> torch.Tensor | None:
-        """Per-step rollout nRMSE over whole trajectories of ``split`` (conditioned rollout)."""
+    def _rollout_pair(self, split: str, count: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(prediction, reference)`` of whole trajectories of ``split`` rolled out bundle by bundle
+        (conditioned), in the metrics' ``(N, C, *space, T − K)`` layout."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "split_parameters") or self.trainer.sanity_checking:
             return None
@@ -167,7 +168,7 @@ class BundledOperatorModule(OperatorModule):
             frames, params = frames[:count], params[:count]
         pred = self.roll_bundles(frames.to(self.device), datamodule.frame_times(), params.to(self.device))
         target = frames[:, self.time_window :].to(self.device)
-        return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))
+        return torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1)
 
     # ---------------------------------------------------------------- rollout
     @torch.no_grad()

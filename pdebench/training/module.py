@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from pdebench.core.metrics import all_metrics, geometric_mean_rollout, nrmse, rollout_nrmse
+from pdebench.core.metrics import all_metrics, geometric_mean_rollout, nrmse, rollout_metrics, rollout_nrmse
 from pdebench.models import MODELS
 from pdebench.training.losses import LossName, make_loss
 from pdebench.training.base import OptimConfig, TrainingBase
@@ -251,6 +251,13 @@ class OperatorModule(TrainingBase):
 
     def _rollout_curve(self, split: str, count: int | None) -> torch.Tensor | None:
         """Per-step rollout nRMSE ``(T − history,)`` on ``count`` trajectories of ``split``."""
+        pair = self._rollout_pair(split, count)
+        return None if pair is None else rollout_nrmse(*pair)
+
+    def _rollout_pair(self, split: str, count: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(prediction, reference)`` of the rollout of ``count`` (all: ``None``) trajectories of
+        ``split`` from their first ``history`` frames, in the metrics' ``(N, C, *space, T − history)``
+        layout; ``None`` without ``next_step`` data, while sanity checking, or with no step to predict."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or getattr(datamodule.hparams, "task", None) != "next_step" or self.trainer.sanity_checking:
             return None
@@ -261,7 +268,7 @@ class OperatorModule(TrainingBase):
         pred = self.autoregress(frames)
         target = frames[:, self.history :]
         # (N, T, C, *space) -> the metrics' (B, C, *space, T)
-        return rollout_nrmse(torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1))
+        return torch.movedim(pred, 1, -1), torch.movedim(target, 1, -1)
 
     def on_test_epoch_start(self) -> None:
         self._eval_seen = 0
@@ -303,9 +310,12 @@ class OperatorModule(TrainingBase):
             metrics["test_nrmse_max_lead"] = float(self.test_lead_time_curve[1][-1])
             if self.trainer.is_global_zero:
                 self._save_lead_time_curve(*self.test_lead_time_curve)
-        curve = self._rollout_curve("test", None)
-        if curve is not None:
-            metrics["test_rollout_nrmse_gmean"] = float(geometric_mean_rollout(curve))
+        pair = self._rollout_pair("test", None)
+        if pair is not None:
+            curve = rollout_nrmse(*pair)
+            # the rollout's summaries replace all_metrics' one-frame rollout_nrmse_gmean: corr_time
+            # (corr_step), rollout_nrmse_gmean, vrmse_1, vrmse_6-12, vrmse_13-30
+            metrics.update({f"test_{name}": value for name, value in rollout_metrics(*pair).items()})
             metrics["test_rollout_nrmse_final"] = float(curve[-1])
             self.test_rollout_curve = curve.cpu()
             if self.trainer.is_global_zero:

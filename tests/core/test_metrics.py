@@ -17,8 +17,10 @@ import torch
 from pdebench.core.metrics import (
     METRICS,
     VRMSE_EPS,
+    WELL_WINDOWS,
     all_metrics,
     brmse,
+    correlation_time,
     crmse,
     frmse,
     geometric_mean_rollout,
@@ -26,9 +28,13 @@ from pdebench.core.metrics import (
     nrmse,
     relative_l2,
     rmse,
+    rollout_correlation,
+    rollout_metrics,
     rollout_nrmse,
+    rollout_vrmse,
     segment_relative_l2,
     vrmse,
+    windowed_vrmse,
 )
 
 SCALARS = (rmse, nrmse, crmse, max_error, brmse, vrmse)
@@ -174,6 +180,127 @@ def test_geometric_mean_values():
         geometric_mean_rollout([1.0], horizon=0)
     with pytest.raises(ValueError, match="non-empty"):
         geometric_mean_rollout(torch.tensor([]))
+
+
+def phase_drift(phases: torch.Tensor, n: int = 32, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y = sin(2 pi x)``, ``p = sin(2 pi x + phi_t)`` on [0, 1), ``(B, C, X, T)`` with one channel per
+    row of ``phases (C, T)``. On the grid sum_x sin(2 pi x) sin(2 pi x + phi) = (n / 2) cos(phi) and
+    both have norm sqrt(n / 2), so the correlation at step t is exactly cos(phi_t) (both zero-mean)."""
+    x = torch.arange(n, dtype=torch.float64) / n
+    y = torch.sin(2 * math.pi * x)[None, None, :, None].expand(batch, phases.shape[0], n, phases.shape[1])
+    p = torch.sin(2 * math.pi * x[None, :, None] + phases[:, None, :])[None].expand(batch, -1, -1, -1)
+    return p.clone(), y.clone()
+
+
+def test_correlation_of_a_phase_drift_is_the_cosine_of_the_phase():
+    steps = 10
+    phi = 0.2 * torch.arange(1, steps + 1, dtype=torch.float64)  # corr = cos(0.2 t)
+    p, y = phase_drift(torch.stack([phi, 0.5 * phi]))  # two channels: the curve is their mean
+    expected = 0.5 * (torch.cos(phi) + torch.cos(0.5 * phi))
+    torch.testing.assert_close(rollout_correlation(p, y), expected, rtol=0, atol=1e-13)
+    # Pearson ignores an offset and a scale; the uncentred inner product (exponax's) does not
+    torch.testing.assert_close(rollout_correlation(3 * p + 2, y - 1), expected, rtol=0, atol=1e-13)
+    torch.testing.assert_close(rollout_correlation(p, y, centered=False), expected, rtol=0, atol=1e-13)
+    # uncentred, an offset 2 leaves <p, y> (y has zero mean) but |p + 2|^2 = n/2 + 4n = 9 |p|^2: a third
+    torch.testing.assert_close(rollout_correlation(p + 2, y, centered=False), expected / 3, rtol=0, atol=1e-13)
+
+    # one channel, corr = cos(0.2 t): first below 0.8 at t = 4 (0.2 t > acos 0.8 = 0.6435), interpolated
+    # between steps 3 and 4
+    p, y = phase_drift(phi[None])
+    crossing = correlation_time(rollout_correlation(p, y))
+    c3, c4 = math.cos(0.6), math.cos(0.8)
+    assert crossing.step == 4 and not crossing.censored and crossing.steps == steps
+    assert crossing.time == pytest.approx(3 + (c3 - 0.8) / (c3 - c4), abs=1e-12)
+    out = rollout_metrics(p, y)
+    assert out["corr_step"] == 4.0 and out["corr_time"] == pytest.approx(crossing.time, abs=1e-12)
+
+
+def test_correlation_of_growing_orthogonal_noise_follows_its_closed_form():
+    # p = y + s_t n with n = cos(2 pi 3 x) orthogonal to y = sin(2 pi x), both zero-mean with equal
+    # norms: corr_t = 1 / sqrt(1 + s_t^2); below 0.8 once s_t > 0.75
+    n, steps = 32, 6
+    x = torch.arange(n, dtype=torch.float64) / n
+    s = 0.25 * torch.arange(1, steps + 1, dtype=torch.float64)  # 0.25, 0.5, 0.75, 1.0, ...
+    y = torch.sin(2 * math.pi * x)[None, None, :, None].expand(1, 1, n, steps)
+    p = y + s * torch.cos(6 * math.pi * x)[None, None, :, None]
+    curve = rollout_correlation(p, y)
+    torch.testing.assert_close(curve, 1 / torch.sqrt(1 + s**2), rtol=0, atol=1e-13)
+    crossing = correlation_time(curve)
+    c3, c4 = 1 / math.sqrt(1 + 0.75**2), 1 / math.sqrt(2)  # step 3 is exactly 0.8: not below
+    assert c3 == pytest.approx(0.8)
+    assert crossing.step == 4 and crossing.time == pytest.approx(3 + (c3 - 0.8) / (c3 - c4), abs=1e-9)
+
+
+def test_correlation_time_edge_cases():
+    never = correlation_time([0.99, 0.95, 0.9])
+    assert never.step is None and never.censored and never.time == 3.0 and never.steps == 3
+    # the first step already below: interpolated from the start (correlation 1 at step 0)
+    first = correlation_time([0.6, 0.5])
+    assert first.step == 1 and first.time == pytest.approx(0.5)
+    assert correlation_time([0.9, 0.7], threshold=0.85).time == pytest.approx(1 + 0.05 / 0.2)
+    # a step without a correlation (a constant field) counts as decorrelated, at that step
+    gap = correlation_time([0.9, float("nan"), 0.95])
+    assert gap.step == 2 and gap.time == 2.0
+    # a constant prediction has no Pearson correlation: nan
+    y = sine_field(n=16, batch=1, channels=1, steps=2)
+    assert torch.isnan(rollout_correlation(torch.ones_like(y), y)).all()
+    assert rollout_metrics(torch.ones_like(y), y)["corr_step"] == 1.0
+
+
+def test_windowed_vrmse_of_the_mean_is_one_and_of_a_scaled_anomaly_its_scale():
+    gen = torch.Generator().manual_seed(4)
+    steps = 30
+    y = torch.randn(3, 2, 16, steps, generator=gen, dtype=torch.float64)
+    mean = y.mean(dim=2, keepdim=True).expand_as(y)
+    for name, value in windowed_vrmse(mean, y).items():
+        assert value.item() == pytest.approx(1.0, abs=1e-6), name
+    # p - y = a_t (y - mean_x y): VRMSE_t = a_t sqrt(var / (var + eps)), a_t = t / 10
+    a = torch.arange(1, steps + 1, dtype=torch.float64) / 10
+    p = y + a * (y - mean)
+    var = y.var(dim=2, unbiased=False)  # (B, C, T)
+    exact = (a * (var / (var + VRMSE_EPS)).sqrt()).mean(dim=(0, 1))
+    torch.testing.assert_close(rollout_vrmse(p, y), exact, rtol=1e-12, atol=0)
+    out = windowed_vrmse(p, y)
+    assert list(out) == ["vrmse_1", "vrmse_6-12", "vrmse_13-30"] and len(WELL_WINDOWS) == 3
+    assert out["vrmse_1"].item() == pytest.approx(0.1, rel=1e-6)
+    assert out["vrmse_6-12"].item() == pytest.approx(0.9, rel=1e-6)  # mean of 0.6 .. 1.2
+    assert out["vrmse_13-30"].item() == pytest.approx(2.15, rel=1e-6)  # mean of 1.3 .. 3.0
+    # shorter rollouts: a window the rollout does not reach to its end is left out
+    assert list(windowed_vrmse(p[..., :20], y[..., :20])) == ["vrmse_1", "vrmse_6-12"]
+    assert list(windowed_vrmse(p[..., :5], y[..., :5])) == ["vrmse_1"]
+    assert list(rollout_metrics(p[..., :12], y[..., :12])) == ["corr_time", "rollout_nrmse_gmean", "vrmse_1", "vrmse_6-12"]
+    assert windowed_vrmse(p, y, [(2, 3)])["vrmse_2-3"].item() == pytest.approx(0.25, rel=1e-6)
+
+
+@pytest.mark.parametrize("steps, horizon_steps", [(150, 100), (40, 40)])
+def test_gmean_of_a_geometric_nrmse_curve(steps, horizon_steps):
+    # nRMSE_t = e0 r^(t-1): the geometric mean over steps 1..H is e0 r^((H - 1) / 2), H = min(100, T)
+    e0, r = 1e-3, 1.05
+    y = sine_field(n=16, batch=2, channels=1, steps=steps)
+    errors = e0 * r ** torch.arange(steps, dtype=torch.float64)
+    out = rollout_metrics(y * (1 + errors), y)
+    assert out["rollout_nrmse_gmean"] == pytest.approx(e0 * r ** ((horizon_steps - 1) / 2), rel=1e-10)
+    assert out["corr_time"] == float(steps) and "corr_step" not in out  # a scaled field stays correlated
+
+
+def test_rollout_metrics_bad_inputs():
+    p = torch.zeros(2, 1, 8, 4)
+    with pytest.raises(ValueError, match=r"\(2, 1, 8, 4\).*\(2, 1, 8, 5\)"):
+        rollout_correlation(p, torch.zeros(2, 1, 8, 5))
+    with pytest.raises(ValueError, match="empty"):
+        rollout_metrics(torch.zeros(0, 1, 8, 4), torch.zeros(0, 1, 8, 4))
+    with pytest.raises(ValueError, match="empty"):
+        windowed_vrmse(torch.zeros(1, 1, 8, 0), torch.zeros(1, 1, 8, 0))
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        correlation_time([])
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        correlation_time(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"threshold must be a number in \(-1, 1\), got 1.5"):
+        correlation_time([0.9], threshold=1.5)
+    with pytest.raises(ValueError, match=r"1 <= first <= last, got \(0, 3\)"):
+        windowed_vrmse(p, p, [(0, 3)])
+    with pytest.raises(ValueError, match=r"got \(5, 2\)"):
+        windowed_vrmse(p, p, [(5, 2)])
 
 
 def test_context_frames_are_excluded():
@@ -361,6 +488,11 @@ def test_against_numpy_reference(shape):
         assert got_bands[name].item() == pytest.approx(value, rel=1e-9, abs=1e-12), name
     curve = np_rollout(p_np, y_np)
     np.testing.assert_allclose(rollout_nrmse(p, y).numpy(), curve, rtol=1e-10)
+    corr = [np.mean([np.corrcoef(p_np[b, c, ..., t].ravel(), y_np[b, c, ..., t].ravel())[0, 1]
+                     for b in range(shape[0]) for c in range(shape[1])]) for t in range(shape[-1])]
+    np.testing.assert_allclose(rollout_correlation(p, y).numpy(), corr, rtol=1e-10)
+    per_step_vrmse = [np_vrmse(p_np[..., t : t + 1], y_np[..., t : t + 1]) for t in range(shape[-1])]
+    np.testing.assert_allclose(rollout_vrmse(p, y).numpy(), per_step_vrmse, rtol=1e-10)
     gmean = np.prod(curve) ** (1 / len(curve))
     out = all_metrics(p.float(), y.float())
     assert out["rollout_nrmse_gmean"] == pytest.approx(gmean, rel=1e-5)

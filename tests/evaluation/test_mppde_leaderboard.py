@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from pdebench.evaluation import leaderboard
-from pdebench.evaluation.board_io import markdown_table
+from pdebench.evaluation.board_io import RICH, markdown_table, render_tables
 from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, ROW_FORMAT, Row, run_suite
 from pdebench.core.metrics import accumulated_error, rollout_mse
 from pdebench.core.grid_transfer import fourier_resample, prolong_piecewise_constant
@@ -175,6 +175,22 @@ def test_a_cell_averaged_rollout_suite_reports_accumulated_error_reference_cost_
     truth = reference.truth.numpy()
     expected = np.mean(((truth[:, 1:2] - truth[:, 2:]) ** 2).sum(axis=(1, 2)) / 16)
     assert model["metrics"]["accumulated_error"] == pytest.approx(expected, rel=1e-5)
+    # its rollout metrics, computed here from the reference with numpy: steps 1..9 are frames 2..10
+    given, later = truth[:, 1], truth[:, 2:]
+    corr = np.array([np.mean([np.corrcoef(given[n], later[n, t])[0, 1] for n in range(3)]) for t in range(9)])
+    below = np.flatnonzero(corr < 0.8)
+    if below.size:  # first step below 0.8, the crossing interpolated from the step before (step 0: 1)
+        k = below[0] + 1
+        before = 1.0 if k == 1 else corr[k - 2]
+        assert model["metrics"]["corr_step"] == k
+        assert model["metrics"]["corr_time"] == pytest.approx(k - 1 + (before - 0.8) / (before - corr[k - 1]), rel=1e-5)
+    else:
+        assert model["metrics"]["corr_time"] == 9 and "corr_step" not in model["metrics"]
+    nrmse_curve = np.mean(np.linalg.norm(later - given[:, None], axis=-1) / np.linalg.norm(later, axis=-1), axis=0)
+    assert model["metrics"]["rollout_nrmse_gmean"] == pytest.approx(np.exp(np.log(nrmse_curve).mean()), rel=1e-5)
+    vrmse_1 = np.mean(np.sqrt(np.mean((given - later[:, 0]) ** 2, axis=-1) / (np.var(later[:, 0], axis=-1) + 1e-7)))
+    assert model["metrics"]["vrmse_1"] == pytest.approx(vrmse_1, rel=1e-5)
+    assert "vrmse_6-12" not in model["metrics"]  # 9 steps do not cover steps 6-12
     solver = [r for r in document["rows"] if r["task"] == "e1" and r["kind"] == "solver"]
     assert [r["name"] for r in solver] == ["fv n=8", "fv n=16"]
     assert all("accumulated_error" in r["metrics"] and r["speedup_vs_reference"] > 0 for r in solver)
@@ -184,11 +200,14 @@ def test_a_cell_averaged_rollout_suite_reports_accumulated_error_reference_cost_
     with open(out / "results.csv") as handle:
         csv_rows = list(csv.DictReader(handle))
     assert all(r["accumulated_error"] for r in csv_rows) and any(r["speedup_vs_reference"] for r in csv_rows)
+    assert all(r["corr_time"] and r["rollout_nrmse_gmean"] and r["vrmse_1"] and not r["vrmse_6-12"] for r in csv_rows)
+    assert "\n\nrollout metrics:\n\n" in markdown and "| task | entry | corr_t | gmean_nrmse | vrmse_1 |" in markdown
     with open(out / "e1_rollout_curves.csv") as handle:
         curves = list(csv.DictReader(handle))
     assert {(r["entry"], r["kind"]) for r in curves} == {("persist", "model"), ("fv n=8", "solver"), ("fv n=16", "solver")}
     mse = sum(float(r["mse"]) for r in curves if r["entry"] == "persist")
     assert mse == pytest.approx(model["metrics"]["accumulated_error"], rel=1e-9)
+    np.testing.assert_allclose([float(r["corr"]) for r in curves if r["entry"] == "persist"], corr, rtol=1e-6)
     assert [float(r["time"]) for r in curves if r["entry"] == "persist"] == pytest.approx(reference.times[2:].tolist())
     for name in ("e1_rollout.png", "e1_rollout_mse.png", "e1_other_rollout.png", "e1_other_rollout_curves.csv"):
         assert (out / name).stat().st_size > 0  # a task without models still plots its rungs
@@ -202,6 +221,31 @@ def test_markdown_table_shows_accumulated_error_and_speedup_vs_reference():
     assert "| t | **m** | 0.1 | 2.5 | 1 ms |" in text and "| 40× |" in text and "| 20× |" in text
     assert text.rstrip().endswith("- t: reference solver (fv-weno n=200): 0.04 s/sample")
     assert markdown_table(rows, ROW_FORMAT).count("\n") == 4  # no reference lines without references
+
+
+def test_rollout_tasks_get_a_second_table_of_rollout_metrics_within_100_columns():
+    from rich.console import Console
+
+    from pdebench.evaluation.boards import BOARDS
+
+    crossed = {"nrmse": 0.1, "corr_time": 3.46, "corr_step": 4.0, "rollout_nrmse_gmean": 0.05, "vrmse_1": 0.01, "vrmse_6-12": 0.2}
+    never = {"nrmse": 0.3, "corr_time": 13.0, "rollout_nrmse_gmean": 0.2, "vrmse_1": 0.02, "vrmse_6-12": 0.4}
+    rows = [asdict(r) for r in (Row("roll", "a-rather-long-model-name", "model", metrics=crossed, nrmse=0.1, cost_s=1e-3),
+                                Row("roll", "fv n=10", "solver", metrics=never, nrmse=0.3, cost_s=2e-3),
+                                Row("roll", "broken", "model", status="failed", error="boom"),
+                                Row("step", "m", "model", metrics={"nrmse": 0.2}, nrmse=0.2, cost_s=1e-3))]
+    text = markdown_table(rows, ROW_FORMAT)
+    table = text[text.index("rollout metrics"):].splitlines()
+    assert table[2:] == ["| task | entry | corr_t | gmean_nrmse | vrmse_1 | vrmse_6-12 | vrmse_13-30 |", "|---" * 7 + "|",
+                         "| roll | **a-rather-long-model-name** | 3.46 | 0.05 | 0.01 | 0.2 | – |",
+                         "| roll | fv n=10 | ≥ 13 | 0.2 | 0.02 | 0.4 | – |"]  # the one-step task and the failed row: none
+    assert "rollout metrics" not in markdown_table(rows[3:], ROW_FORMAT)
+    console = Console(record=True, width=300)
+    environment = {"hardware": "cpu", "threads": 1, "git_revision": "x"}
+    console.print(render_tables(BOARDS["operator"].tables({"suite": "s", "rows": rows, "environment": environment}, RICH), "table", 100))
+    printed = console.export_text().splitlines()
+    rollout = printed[next(i for i, line in enumerate(printed) if line.startswith("rollout metrics")):]
+    assert any("≥ 13" in line for line in rollout) and max(len(line) for line in rollout) <= 100, "\n".join(rollout)
 
 
 # ------------------------------------------------------------------------------------ suite file

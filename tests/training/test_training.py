@@ -208,7 +208,7 @@ def test_test_subcommand_reports_metrics_and_writes_the_rollout_curve(tiny_data,
     result = subprocess.run([sys.executable, str(ROOT / "train.py"), "test", "--config", str(config), *data,
                              "--ckpt_path", "outputs/ks1d_fno/checkpoints/last.ckpt"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    for metric in ("test_nrmse", "test_frmse_high", "test_brmse", "test_vrmse", "test_rollout_nrmse_gmean"):
+    for metric in ("test_nrmse", "test_frmse_high", "test_brmse", "test_vrmse", "test_rollout_nrmse_gmean", "test_corr_time", "test_vrmse_1"):
         assert metric in result.stdout
     curves = list(tmp_path.glob("outputs/ks1d_fno/**/rollout_nrmse.csv"))
     assert curves and len(curves[0].read_text().splitlines()) == 1 + 8 + 1 - 2  # header + (T - history) steps
@@ -256,3 +256,46 @@ def test_checkpoints_carry_the_data_card_and_the_training_budget(tiny_data, tmp_
     assert card["train_trajectories"] == 8  # 10 trajectories, 80 % in training
     assert budget["samples_seen"] == 2 * 2 * 2  # 2 epochs x 2 batches x 2 samples
     assert budget["train_time_s"] > 0
+
+
+def test_test_logs_the_rollout_metrics_of_a_persistence_operator(tmp_path):
+    """``trainer.test`` on next-step data logs the rollout summaries; checked against numpy on the test
+    trajectories, whose prediction by an operator that repeats the last given frame is known."""
+    import lightning as L
+
+    from pdebench.data.datamodules import OfflineDataModule
+
+    path = tmp_path / "ks.h5"
+    problem = PROBLEMS.build("ks1d", nx=32, n_out=13, t_final=13.0, t_warmup=0.0)
+    generate_dataset(problem, path, num_samples=10, seed=3, batch_size=10)
+    data = OfflineDataModule(str(path), task="next_step", history=2, batch_size=4, train_fraction=0.5, val_fraction=0.2)
+    module = OperatorModule(model="fno", in_channels=2, out_channels=1, history=2, model_args={"n_modes": 4, "hidden_channels": 4})
+    module.x_norm.fit(torch.zeros(2), torch.ones(2))
+    module.y_norm.fit(torch.zeros(1), torch.ones(1))
+
+    class Persistence(torch.nn.Module):
+        def forward(self, x):
+            return x[:, -1:]
+
+    module.model = Persistence()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    logged = trainer.test(module, datamodule=data, verbose=False)[0]
+    frames = data.trajectories("test")[:, :, 0].double().numpy()  # (n, 14, 32)
+    given, later = frames[:, 1], frames[:, 2:]  # steps 1..12 are frames 2..13, each predicted as frame 1
+    n, steps = later.shape[:2]
+    assert steps == 12 and n >= 1
+    corr = np.array([np.mean([np.corrcoef(given[i], later[i, t])[0, 1] for i in range(n)]) for t in range(steps)])
+    below = np.flatnonzero(corr < 0.8)
+    if below.size:
+        k = below[0] + 1
+        before = 1.0 if k == 1 else corr[k - 2]
+        assert logged["test_corr_step"] == k
+        assert logged["test_corr_time"] == pytest.approx(k - 1 + (before - 0.8) / (before - corr[k - 1]), rel=1e-5)
+    else:
+        assert logged["test_corr_time"] == steps and "test_corr_step" not in logged
+    nrmse = np.mean(np.linalg.norm(later - given[:, None], axis=-1) / np.linalg.norm(later, axis=-1), axis=0)
+    assert logged["test_rollout_nrmse_gmean"] == pytest.approx(np.exp(np.log(nrmse).mean()), rel=1e-5)
+    vrmse = np.mean(np.sqrt(np.mean((given[:, None] - later) ** 2, axis=-1) / (np.var(later, axis=-1) + 1e-7)), axis=0)
+    assert logged["test_vrmse_1"] == pytest.approx(vrmse[0], rel=1e-5)
+    assert logged["test_vrmse_6-12"] == pytest.approx(vrmse[5:12].mean(), rel=1e-5)
+    assert "test_vrmse_13-30" not in logged  # 12 steps do not reach step 30
