@@ -296,6 +296,7 @@ def generate_dataset(
             shapes = {name: (num_samples, *value.shape[1:]) for name, value in batch.fields.items()}
         if verification is not None:  # before close: the file appears with its certificate or not at all
             writer.update_provenance({"error_estimate": verification.certificate(writer.provenance.get("error_estimate"))})
+        writer.update_provenance({"wall_time_s": time.perf_counter() - start})  # what the data cost to make
     wall = time.perf_counter() - start
     path = Path(output)
     log.info("wrote %d samples of %s to %s in %.1f s", num_samples, problem.name, path, wall)

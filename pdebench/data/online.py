@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import threading
+import time
 import warnings
 from pathlib import Path
 from collections.abc import Callable
@@ -213,7 +214,8 @@ class OnlineDataModule(L.LightningDataModule):
         self._held_out: dict[str, torch.Tensor] = {}
         self._resume: dict[str, Any] = {}
         self._accounting = {"cursor": 0, "lost_ids": [], "returned_ids": [], "solver_dropped": 0, "worker_restarts": 0,
-                            "blocks": []}
+                            "blocks": [], "solve_time_s": 0.0}
+        self._held_out_solve_s: dict[str, float] = {}  # split -> wall seconds its solve took
         self._id_ranges: dict[str, list[list[int]]] = {}  # the last stopped pool's ids by fate
         self._streamed = False  # a stream ran since the last report
 
@@ -228,7 +230,9 @@ class OnlineDataModule(L.LightningDataModule):
             offset, count = {"val": (1, self.hparams.val_trajectories), "test": (2, self.hparams.test_trajectories),
                              "calibration": (3, self.hparams.calibration_trajectories)}[split]
             solver = build_solver(self.problem, **(self.hparams.solver_args or {}))
+            start = time.perf_counter()
             traj = solve_samples(self.problem, solver, self.hparams.seed + offset, np.arange(count))
+            self._held_out_solve_s[split] = time.perf_counter() - start
             self._held_out[split] = to_channels_first(traj.fields[self.problem.field_name].float(), self.spatial_dims)
         return self._held_out[split]
 
@@ -246,6 +250,7 @@ class OnlineDataModule(L.LightningDataModule):
         try:
             for batch in self.pool.batches():
                 self._accounting["blocks"].append(tuple(int(i) for i in batch.block))
+                self._accounting["solve_time_s"] += float(batch.solve_time_s)
                 frames = to_channels_first(batch.fields[self.problem.field_name], self.spatial_dims)
                 starts = len(training_pairs(frames[:1], hp.task, hp.history, hp.unroll))
                 # Clone: a view would keep the whole solved batch alive while one of its samples is resident.
@@ -348,7 +353,10 @@ class OnlineDataModule(L.LightningDataModule):
     def data_card(self) -> dict[str, Any]:
         """What a model trained on this stream has seen (stored in its checkpoints): problem,
         parameters, resolution, task, frame times, the training seed and the held-out seeds, the
-        trajectories streamed in so far, and the distinct training samples drawn at least once."""
+        trajectories streamed in so far, the distinct training samples drawn at least once, and
+        ``data_cost_s``: the solver wall seconds that made the data it trained on (the workers' solves
+        of every batch received, over resumed runs, plus the calibration and validation solves; this
+        rank's stream under DDP)."""
         self._sync_accounting()
         times = self.problem.output_times()
         received = sum(stop - start for start, stop in self._accounting["blocks"]) - int(self._accounting["solver_dropped"])
@@ -359,7 +367,9 @@ class OnlineDataModule(L.LightningDataModule):
                 "resolution": list(self.resolution), "task": self.hparams.task, "history": self.history,
                 "dt_frame": float(times[1] - times[0]), "target_time": float(times[-1] - times[0]), "seed": self.hparams.seed,
                 "held_out_seeds": [self.hparams.seed + k for k in (1, 2, 3)], "train_trajectories": int(max(received, 0)),
-                "train_samples_used": int(used)}
+                "train_samples_used": int(used),
+                "data_cost_s": float(self._accounting["solve_time_s"])
+                + sum(self._held_out_solve_s.get(split, 0.0) for split in ("calibration", "val"))}
 
     def _write_stream_record(self, interrupted: str | None = None) -> None:
         """``<log_dir>/stream/rank<r>.json`` (when the trainer has a logger; written atomically): this

@@ -36,7 +36,8 @@ workers), ``returned_unused`` and ``returned_ranges`` (drawn but neither written
 flight when the stream stopped, or past ``num_samples``; never solved again by this stream),
 ``dropped_ranges`` (blown-up ids), ``drawn_ranges`` (a pool's drawn ids: exactly the rows'
 ``sample_ids`` + dropped + lost + returned, disjoint), ``duplicates_skipped``, ``worker_restarts``,
-``stream_cursor`` (the pool's next block), ``stream_wall_time_s``, plus the caller's (the CLI adds
+``stream_cursor`` (the pool's next block), ``stream_wall_time_s``, ``solve_time_s`` (the workers'
+solver seconds summed over the batches received: what the rows cost to generate), plus the caller's (the CLI adds
 ``backend`` and ``num_workers``).
 
 Every path ends with the pool stopped (all worker processes or actors ended). Ctrl-C and SIGTERM are
@@ -360,6 +361,7 @@ def spill_stream(
     solver_provenance: dict[str, Any] | None = None
     interrupted: str | None = None
     started = time.perf_counter()
+    solve_seconds = 0.0  # the workers' solver seconds of every batch received
     writer = _StreamWriter(problem, path, overwrite, extra, config.seed if config is not None else 0)
     try:
         try:
@@ -399,6 +401,7 @@ def spill_stream(
                             solver_provenance = _planned_provenance(problem, solver, ids[keep], threads)
                         writer.append(batch, keep, solver_provenance)
                     written += kept
+                    solve_seconds += float(getattr(batch, "solve_time_s", 0.0))
                     dropped += int(getattr(batch, "dropped", 0))
                     if progress is not None:
                         progress(kept + int(getattr(batch, "dropped", 0)))
@@ -428,6 +431,7 @@ def spill_stream(
                 "duplicates_skipped": duplicates,
                 "worker_restarts": restarts,
                 "stream_wall_time_s": time.perf_counter() - started,
+                "solve_time_s": solve_seconds,
             }
             if is_pool and hasattr(source, "cursor"):
                 final["stream_cursor"] = int(source.cursor)

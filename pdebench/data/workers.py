@@ -105,18 +105,21 @@ class WorkerConfig:
         return (start, stop) if start < stop else None
 
     def solve(self, problem, solver, block: tuple[int, int], worker: int) -> "Batch":
-        """Solve one block (blown-up samples dropped and counted) into a :class:`Batch`."""
+        """Solve one block (blown-up samples dropped and counted) into a :class:`Batch`, with the
+        solve's wall seconds (the data's generation cost)."""
+        start = time.perf_counter()
         traj = solve_samples(problem, solver, self.seed, np.arange(*block), on_blowup="drop")
+        seconds = time.perf_counter() - start
         if getattr(problem, "solver", None) == "sph":  # ParticleSamples: ragged trajectories, no grid fields
             return Batch(worker, {}, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block,
-                         particles=list(traj.trajectories))
+                         particles=list(traj.trajectories), solve_time_s=seconds)
         fields = {name: value.float().numpy() for name, value in traj.fields.items()}
         params = {}
         if getattr(problem, "solver", None) == "fem-mesh":  # MeshSamples: per-sample scalars (Helmholtz k)
             params = {name: np.asarray(value, dtype=np.float64) for name, value in traj.params.items()}
         certificate = {key: traj.provenance[key] for key in CERTIFICATE_KEYS if key in traj.provenance}
         return Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block, params,
-                     certificate=certificate)
+                     certificate=certificate, solve_time_s=seconds)
 
 
 @dataclass
@@ -143,6 +146,8 @@ class Batch:
     #: The solve's certificate, :data:`CERTIFICATE_KEYS` of its provenance (``error_estimate``, and the
     #: step it took): what a file of these rows states about their accuracy.
     certificate: dict[str, Any] = field(default_factory=dict)
+    #: Wall seconds the worker's solver took for this block (what the rows cost to generate).
+    solve_time_s: float = 0.0
 
 
 #: The provenance entries a :class:`Batch` carries to the file: the certified error and the finest step.

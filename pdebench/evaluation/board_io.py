@@ -249,7 +249,7 @@ def rows_to_csv(rows: Sequence[Record], row_format: RowFormat, env: Mapping[str,
     writer = csv.DictWriter(buffer, fieldnames=row_format.csv_columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, **row_format.csv_values(row), **env})
+        writer.writerow({**env, **row, **row_format.csv_values(row)})  # a row's own device beats the run's
     return buffer.getvalue()
 
 
@@ -331,8 +331,9 @@ def write_results(out: Path, document: dict[str, Any], row_format: RowFormat,
     return path
 
 
-def environment() -> dict[str, Any]:
-    """Hardware and software of this run (recorded with every results file)."""
+def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Hardware and software of this run (recorded with every results file); ``device`` is where
+    the board ran its models (:func:`device_name`)."""
     try:
         revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
                                   cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
@@ -347,15 +348,15 @@ def environment() -> dict[str, Any]:
     except OSError:
         pass
 
-    return {"hardware": cpu, "cpu_count": os.cpu_count(), "device": "cpu", "threads": torch.get_num_threads(),
+    return {"hardware": cpu, "cpu_count": os.cpu_count(), "device": device_name(device), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pdebench": __version__, "git_revision": revision, "python": platform.python_version()}
 
 
-def results_document(suite: str, kind: str | None, **records: Any) -> dict[str, Any]:
+def results_document(suite: str, kind: str | None, device: torch.device | str = "cpu", **records: Any) -> dict[str, Any]:
     """A ``results.json`` document: ``schema_version``, ``kind`` (the operator board has none), ``suite``,
-    ``created``, :func:`environment`, then ``records`` (the board's ``tasks``, ``rows``, ...) in order."""
+    ``created``, :func:`environment` (on ``device``), then ``records`` (the board's ``tasks``, ``rows``, ...) in order."""
     head: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **({"kind": kind} if kind else {}), "suite": suite}
-    return {**head, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(), **records}
+    return {**head, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment(device), **records}
 
 
 def output_folder(output: str | Path | None, default: str) -> Path:
@@ -375,17 +376,38 @@ def fail_row(row: Any, error: Exception, **cleared: Any) -> None:
     log.debug("%s", traceback.format_exc())
 
 
-def timed(run: Callable[[], Any], repeats: int) -> tuple[Any, list[float]]:
+def timed(run: Callable[[], Any], repeats: int, device: torch.device | str = "cpu") -> tuple[Any, list[float]]:
     """``run()`` once without gradients (warm-up, the scored output), then ``repeats`` timed runs
-    (wall seconds each)."""
+    (wall seconds each).
+
+    On a CUDA ``device`` kernels run asynchronously, so the clock would stop before the work is done:
+    each timed run starts and ends with ``torch.cuda.synchronize(device)`` (the warm-up run, untimed,
+    takes the kernels' compilation and the allocator's first allocations)."""
+    device = torch.device(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     with torch.no_grad():
         output = run()
         timings = []
         for _ in range(repeats):
+            sync()
             start = time.perf_counter()
             run()
+            sync()
             timings.append(time.perf_counter() - start)
     return output, timings
+
+
+def device_name(device: torch.device | str) -> str:
+    """``"cpu"`` or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``: a device and, for CUDA, its hardware."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
 
 
 def suite_tasks(raw: Any, suite_cls: type, task_cls: type, kind: str, origin: str) -> list:

@@ -10,7 +10,9 @@ For each task of a :class:`~pdebench.evaluation.suite.Suite`:
    else is a failed row, with the reason, never a silently wrong score), timed (warm, batched,
    median of repeats) and scored with the full metric set;
 4. each model is placed on the solver's Pareto front (:mod:`.pareto`): speed-up at equal accuracy
-   and accuracy at equal cost.
+   and accuracy at equal cost; and with its one-off cost (the solver seconds that made its training
+   data, from its data card, plus its training time) the solves it takes to pay that back
+   (:func:`~pdebench.evaluation.pareto.break_even`: ``N*``, amortised speed-ups after 10³ and 10⁶ solves).
 
 Every row records its metrics (rollout tasks add MP-PDE's accumulated error, APEBench's correlation
 time and nRMSE geometric mean and The Well's windowed VRMSE, in a second table), parameters, inference
@@ -36,10 +38,10 @@ import numpy as np
 import torch
 
 from pdebench.core.metrics import WELL_WINDOWS, window_name
-from pdebench.evaluation.board_io import (SCHEMA_VERSION, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
-                                         timed, write_atomic, write_results)
+from pdebench.evaluation.board_io import (SCHEMA_VERSION, Markup, RowFormat, device_name, fail_row, fmt, output_folder,
+                                         results_document, timed, write_atomic, write_results)
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
-from pdebench.evaluation.pareto import NOT_RANKABLE, CostCurve, speedup_at_equal_accuracy
+from pdebench.evaluation.pareto import AMORTISED_SOLVES, NOT_RANKABLE, CostCurve, break_even, speedup_at_equal_accuracy
 from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
                                            task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
@@ -51,7 +53,8 @@ from pdebench.training.predictor import Predictor
 
 #: Keys every result row has (the JSON schema test checks them).
 ROW_KEYS = ("task", "name", "kind", "status", "error", "metrics", "nrmse", "cost_s", "placement", "parameters",
-            "train_time_s", "train_samples_seen", "train_trajectories", "checkpoint", "seed", "samples")
+            "train_time_s", "train_samples_seen", "train_trajectories", "checkpoint", "seed", "samples", "device",
+            "data_cost_s", "break_even")
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -73,8 +76,8 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
     data_card.check_data_card(card, wanted, f"task {task.name!r}")
 
 
-def load_model(entry: ModelEntry) -> tuple[Predictor, dict[str, Any]]:
-    """``(module, checkpoint_extras)`` of a checkpoint entry, on CPU, in eval mode: a
+def load_model(entry: ModelEntry, device: torch.device | str = "cpu") -> tuple[Predictor, dict[str, Any]]:
+    """``(module, checkpoint_extras)`` of a checkpoint entry, on ``device``, in eval mode: a
     :class:`~pdebench.training.predictor.Predictor`, as its training class rebuilds it."""
     if entry.checkpoint is None:
         raise ValueError(f"model {entry.name!r} has no checkpoint; train it first (python train.py fit ...) and list its .ckpt")
@@ -83,13 +86,15 @@ def load_model(entry: ModelEntry) -> tuple[Predictor, dict[str, Any]]:
     cls = training_module_class(extras.get("module_class"))
     # a fine-tuned module's pre-training checkpoint is not needed to rebuild it (its weights are here)
     overrides = {"pretrained": None} if "pretrained" in inspect.signature(cls.__init__).parameters else {}
-    module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
-    module.eval()
+    module = cls.load_from_checkpoint(path, map_location=device, weights_only=True, **overrides)
+    module.to(device).eval()
     return module, extras
 
 
-def _predict(model: Predictor, task: TaskSpec, reference: ReferenceSet, batch_size: int) -> torch.Tensor:
-    """Scored-frame predictions ``(N, T_scored, *space)`` on the task grid. A rollout gets the frame
+def _predict(model: Predictor, task: TaskSpec, reference: ReferenceSet, batch_size: int,
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """Scored-frame predictions ``(N, T_scored, *space)`` on the task grid, on the CPU (the model runs on
+    ``device``: its inputs go there and its outputs come back in each timed run). A rollout gets the frame
     times and every per-sample PDE parameter of the problem, recovered from the samples' ``(seed,
     index)`` (:meth:`~pdebench.problems.base.Problem.sample_parameters`); the model reads what it needs."""
     problem = task.task_problem
@@ -99,15 +104,15 @@ def _predict(model: Predictor, task: TaskSpec, reference: ReferenceSet, batch_si
         for start in range(0, task.samples, batch_size):
             rows = slice(start, start + batch_size)
             if task.mode == "steady":
-                x = reference.initial[rows].float().unsqueeze(1)  # (B, 1, *space): the input field
-                outputs.append(model.predict(x)[:, :1])  # (B, 1, *space): the solution
+                x = reference.initial[rows].float().unsqueeze(1).to(device)  # (B, 1, *space): the input field
+                outputs.append(model.predict(x)[:, :1].cpu())  # (B, 1, *space): the solution
             elif task.mode == "one_step":
-                x = reference.task_initial(points, dims)[rows].float().unsqueeze(1)  # (B, 1, *space)
-                outputs.append(model.predict(x)[:, :1])  # (B, 1, *space): frame T
+                x = reference.task_initial(points, dims)[rows].float().unsqueeze(1).to(device)  # (B, 1, *space)
+                outputs.append(model.predict(x)[:, :1].cpu())  # (B, 1, *space): frame T
             else:
-                frames = reference.truth[rows].float().unsqueeze(2)  # (B, T, 1, *space)
+                frames = reference.truth[rows].float().unsqueeze(2).to(device)  # (B, T, 1, *space)
                 params = problem.sample_parameters(np.asarray(reference.sample_ids)[rows])
-                outputs.append(model.rollout(frames, times=np.asarray(reference.times), params=params)[:, :, 0])
+                outputs.append(model.rollout(frames, times=np.asarray(reference.times), params=params)[:, :, 0].cpu())
     return torch.cat(outputs)
 
 
@@ -135,21 +140,30 @@ class Row:
     samples: int | None = None
     #: The reference solve's wall time per sample over this entry's cost (> 1: faster than the fine solver).
     speedup_vs_reference: float | None = None
+    #: Where the entry ran and was timed (:func:`~pdebench.evaluation.board_io.device_name`; solver rungs: the CPU).
+    device: str = "cpu"
+    #: Solver wall seconds that made the model's training data (its data card's ``data_cost_s``).
+    data_cost_s: float | None = None
+    #: :meth:`~pdebench.evaluation.pareto.BreakEven.to_dict` of the model (``C0`` = data + training).
+    break_even: dict[str, Any] | None = None
 
 
-def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, batch_size: int = 32
-                   ) -> tuple[Row, torch.Tensor | None]:
-    """Score one checkpoint on one task; any failure becomes a failed row with its reason."""
-    row = Row(task.name, entry.name, "model", checkpoint=entry.checkpoint, seed=task.seed, samples=task.samples)
+def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, batch_size: int = 32,
+                   device: torch.device | str = "cpu") -> tuple[Row, torch.Tensor | None]:
+    """Score one checkpoint on one task, run and timed on ``device``; any failure becomes a failed row
+    with its reason."""
+    row = Row(task.name, entry.name, "model", checkpoint=entry.checkpoint, seed=task.seed, samples=task.samples,
+              device=device_name(device))
     try:
-        module, extras = load_model(entry)
+        module, extras = load_model(entry, device)
         check_data_card(extras.get("data"), task)
         budget = extras.get("budget") or {}
         card = extras.get("data") or {}
         row.parameters = sum(p.numel() for p in module.parameters())
         row.train_time_s, row.train_samples_seen = budget.get("train_time_s"), budget.get("samples_seen")
         row.train_trajectories, row.train_samples_used = card.get("train_trajectories"), card.get("train_samples_used")
-        prediction, row.timings_s = timed(lambda: _predict(module, task, reference, batch_size), task.repeats)
+        row.data_cost_s = single_dataset_card(card).get("data_cost_s") if card else None
+        prediction, row.timings_s = timed(lambda: _predict(module, task, reference, batch_size, device), task.repeats, device)
         row.cost_s = statistics.median(row.timings_s) / task.samples
         truth = reference.truth[:, scored_frames(task, reference.truth.shape[1])]
         row.metrics = task_metrics(prediction, truth, task.mode)
@@ -178,8 +192,8 @@ class TaskResult:
 
 
 def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, batch_size: int = 32,
-             progress: Callable[[str], None] | None = None) -> TaskResult:
-    """Reference, solver ladder and every model of one task."""
+             progress: Callable[[str], None] | None = None, device: torch.device | str = "cpu") -> TaskResult:
+    """Reference, solver ladder (on the CPU) and every model of one task (on ``device``)."""
     note = progress or (lambda _: None)
     note(f"{task.name}: reference")
     reference = build_reference(task, cache_dir)
@@ -192,13 +206,23 @@ def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, ba
     curve = result.curve
     for entry in models:
         note(f"{task.name}: {entry.name}")
-        row, prediction = evaluate_model(entry, task, reference, batch_size)
+        row, prediction = evaluate_model(entry, task, reference, batch_size, device)
         if row.status == "ok":
-            row.placement = speedup_at_equal_accuracy(curve, row.nrmse, row.cost_s, reference.certified_error).to_dict()
+            placement = speedup_at_equal_accuracy(curve, row.nrmse, row.cost_s, reference.certified_error)
+            row.placement = placement.to_dict()
+            row.break_even = break_even(curve, placement, one_off_cost(row)).to_dict()
             row.speedup_vs_reference = speedup_vs_reference(reference, row.cost_s)
             result.predictions[entry.name] = prediction
         rows.append(row)
     return result
+
+
+def one_off_cost(row: Row) -> float | None:
+    """``C0`` of a model row: its data's generation cost plus its training time, seconds (``None``
+    when either is not recorded)."""
+    if row.data_cost_s is None or row.train_time_s is None:
+        return None
+    return float(row.data_cost_s) + float(row.train_time_s)
 
 
 def speedup_vs_reference(reference: ReferenceSet, cost_s: float | None) -> float | None:
@@ -224,9 +248,9 @@ def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable
     Returns the path of ``results.json``.
     """
     out = output_folder(output, suite.output)
-    results = [run_task(task, [m for m in suite.models if m.scores(task.name)], suite.cache_dir, suite.batch_size, progress)
-               for task in suite.tasks]
-    document = results_document(suite.name, None, tasks=[_task_record(r) for r in results],
+    results = [run_task(task, [m for m in suite.models if m.scores(task.name)], suite.cache_dir, suite.batch_size, progress,
+                        suite.device) for task in suite.tasks]
+    document = results_document(suite.name, None, suite.device, tasks=[_task_record(r) for r in results],
                                 rows=[asdict(row) for result in results for row in result.rows])
     for result in results:
         _plots(result, out)
@@ -311,10 +335,11 @@ def _rollout_outputs(result: TaskResult, truth: torch.Tensor, out: Path) -> None
 
 # ---------------------------------------------------------------------------------------- outputs
 CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "crmse", "frmse_low", "frmse_mid", "frmse_high",
-               "accumulated_error", "corr_time", "corr_step", "rollout_nrmse_gmean", "vrmse_1", "vrmse_6-12", "vrmse_13-30", "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "speedup_vs_reference", "parameters", "train_time_s", "train_samples_seen",
-               "train_trajectories", "train_samples_used", "seed", "samples", "checkpoint", "error", "hardware", "threads", "torch", "git_revision")
+               "accumulated_error", "corr_time", "corr_step", "rollout_nrmse_gmean", "vrmse_1", "vrmse_6-12", "vrmse_13-30", "cost_s", "speedup", "verdict", "solver_nrmse_at_equal_cost", "speedup_vs_reference", "n_star", "never_pays_back", *(f"amortised_speedup_{n}" for n in AMORTISED_SOLVES),
+               *(f"amortised_error_ratio_{n}" for n in AMORTISED_SOLVES), "data_cost_s", "parameters", "train_time_s", "train_samples_seen",
+               "train_trajectories", "train_samples_used", "seed", "samples", "checkpoint", "error", "device", "hardware", "threads", "torch", "git_revision")
 HEADERS = ("entry", "nRMSE", "acc. error", "cost / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost",
-           "vs reference", "params", "training")
+           "vs reference", "break-even N*", "amortised ×10³ · ×10⁶", "params", "training")
 
 
 def speedup_cell(placement: dict[str, Any] | None) -> str:
@@ -348,6 +373,28 @@ def training_cell(seconds: float | None, used: int | None, trajectories: int | N
     return f"{seconds:.0f} s{data}"
 
 
+def break_even_cell(record: dict[str, Any] | None) -> str:
+    """``"3.4e+04"`` solves to pay back the model's data and training, ``"never"``, ``"≤ 1.2e+05"``
+    (a bound: the model is more accurate than every rung) or ``"–"`` (not known, with no reason shown)."""
+    if not record:
+        return "–"
+    if record["never"]:
+        return "never"
+    if record["n_star"] is None:
+        return "–"
+    sign = {"upper": "≤ ", "lower": "≥ "}.get(record["bound_kind"], "")
+    return f"{sign}{record['n_star']:.3g}"
+
+
+def amortised_cell(record: dict[str, Any] | None) -> str:
+    """``"0.05× · 11.8×"``: the amortised speed-ups after each of :data:`AMORTISED_SOLVES` solves."""
+    if not record or record["n_star"] is None and not record["never"]:
+        return "–"
+    speedups = record["amortised_speedup"]
+    sign = {"upper": "≥ ", "lower": "≤ "}.get(record["bound_kind"], "")  # opposite to N*'s bound
+    return " · ".join(f"{sign}{speedups[str(n)]:.3g}×" for n in AMORTISED_SOLVES)
+
+
 def _reference_cell(speedup: float | None) -> str:
     return "–" if speedup is None else f"{speedup:.3g}×"
 
@@ -357,20 +404,24 @@ def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
     tasks; :func:`~pdebench.core.metrics.accumulated_error`), ``vs reference`` the reference solve's
     cost per sample over the entry's."""
     if r["status"] != "ok":
-        return [r["name"], markup.failed.format(r["error"]), *[""] * 7]
+        return [r["name"], markup.failed.format(r["error"]), *[""] * (len(HEADERS) - 2)]
     common = [fmt(r["nrmse"]), fmt((r.get("metrics") or {}).get("accumulated_error")), f"{fmt(r['cost_s'] * 1e3)} ms"]
     reference = _reference_cell(r.get("speedup_vs_reference"))
     if r["kind"] != "model":
-        return [r["name"], *common, "(solver)", "", reference, "", ""]
+        return [r["name"], *common, "(solver)", "", reference, "", "", "", ""]
     return [markup.bold.format(r["name"]), *common, speedup_cell(r["placement"]), equal_cost_cell(r["placement"]),
-            reference, fmt(r["parameters"], ","),
+            reference, break_even_cell(r.get("break_even")), amortised_cell(r.get("break_even")), fmt(r["parameters"], ","),
             training_cell(r["train_time_s"], r.get("train_samples_used"), r["train_trajectories"])]
 
 
 def _csv_values(r: dict[str, Any]) -> dict[str, Any]:
     placement = r["placement"] or {}
+    record = r.get("break_even") or {}
+    amortised = {f"amortised_{kind}_{n}": (record.get(f"amortised_{kind}") or {}).get(str(n))
+                 for kind in ("speedup", "error_ratio") for n in AMORTISED_SOLVES}
     return {**r["metrics"], "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
-            "solver_nrmse_at_equal_cost": placement.get("solver_error_at_equal_cost")}
+            "solver_nrmse_at_equal_cost": placement.get("solver_error_at_equal_cost"), "n_star": record.get("n_star"),
+            "never_pays_back": record.get("never"), **amortised}
 
 
 def _models_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -442,6 +493,15 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                            **{k: {"type": "number", "minimum": 0} for k in VRMSE_KEYS}}},
                 "nrmse": _NUMBER_OR_NULL, "cost_s": _NUMBER_OR_NULL,
                 "placement": {"type": ["object", "null"], "required": ["verdict", "speedup"]},
+                "data_cost_s": {"type": ["number", "null"], "minimum": 0},
+                "break_even": {"type": ["object", "null"],
+                               "required": ["one_off_s", "model_cost", "solver_cost", "n_star", "never", "bound_kind",
+                                            "amortised_speedup", "amortised_error_ratio", "reason"],
+                               "properties": {"n_star": {"type": ["number", "null"], "minimum": 0},
+                                              "never": {"type": "boolean"},
+                                              "bound_kind": {"enum": ["lower", "upper", None]},
+                                              "amortised_speedup": {"type": "object", "required": [str(n) for n in AMORTISED_SOLVES],
+                                                                    "additionalProperties": _NUMBER_OR_NULL}}},
                 "parameters": {"type": ["integer", "null"]},
             },
             "if": {"properties": {"status": {"const": "ok"}}},

@@ -8,7 +8,10 @@ same reference. This module compares the two:
 * :class:`CostCurve` holds the ladder and finds its Pareto front (the rungs no cheaper rung beats);
 * :func:`speedup_at_equal_accuracy` asks "how long would the solver need to be as accurate as the
   model?" and divides that by the model's cost;
-* :func:`error_at_equal_cost` asks "how accurate is the solver for the model's compute budget?".
+* :func:`error_at_equal_cost` asks "how accurate is the solver for the model's compute budget?";
+* :func:`break_even` adds what the model cost before it could predict anything (data generation and
+  training, ``C0``): the number of solves ``N* = C0 / (c_s - c_m)`` after which it has paid for itself
+  and the amortised speed-up and accuracy after ``N`` solves.
 
 Both interpolate the front linearly in ``(log cost, log error)``, which is exact for a power law
 ``error = a * cost**(-p)`` (the usual convergence behaviour of a discretisation). Nothing is
@@ -39,8 +42,11 @@ __all__ = [
     "NOT_RANKABLE",
     "SLOWER",
     "CostCurve",
+    "AMORTISED_SOLVES",
+    "BreakEven",
     "EqualCost",
     "Placement",
+    "break_even",
     "error_at_equal_cost",
     "speedup_at_equal_accuracy",
 ]
@@ -381,6 +387,118 @@ def speedup_at_equal_accuracy(curve: CostCurve, error: float, cost: float,
         error_ratio_at_equal_cost=ratio,
         equal_cost_reason=equal_cost.reason,
     )
+
+
+#: The solve counts at which the amortised speed-up and accuracy are reported.
+AMORTISED_SOLVES = (1_000, 1_000_000)
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    r"""The whole cost of a model against the solver: when it pays for its data and training.
+
+    A model costs ``C0`` once (the solver seconds that made its training data, plus its training
+    time) and ``c_m`` per solve; the solver ``c_s`` per solve at the model's accuracy (interpolated on
+    the front, as the speed-up is). After ``N`` solves the model has cost :math:`C_0 + N c_m` and the
+    solver :math:`N c_s`, so the model is cheaper from
+
+    .. math:: N^* = \frac{C_0}{c_s - c_m} \qquad (c_s > c_m;\ \text{"never" when } c_m \ge c_s)
+
+    solves on, and its amortised speed-up after ``N`` solves is :math:`S(N) = N c_s / (C_0 + N c_m)`
+    (which tends to the speed-up at equal accuracy :math:`c_s / c_m` as ``N`` grows).
+
+    At equal cost: the solver given the model's amortised budget per solve, :math:`c_m + C_0 / N`, reaches
+    the error :math:`e_s(c_m + C_0/N)` of the front (:func:`error_at_equal_cost`); the model's error over
+    it is the amortised error ratio (below 1: more accurate for the same total budget). Since the front's
+    error falls as its cost grows, the model is at least as accurate as the solver of equal total cost
+    exactly when :math:`c_m + C_0/N \le c_s`, i.e. from the same :math:`N^*` on: the break-even count at
+    equal cost is :math:`N^*` too.
+
+    Attributes
+    ----------
+    one_off_s : float
+        ``C0``, seconds.
+    model_cost, solver_cost : float or None
+        ``c_m`` and ``c_s`` (or the bound on it: the nearest rung's cost), seconds per solve.
+    n_star : float or None
+        :math:`N^*`; ``None`` when ``never`` or unknown.
+    never : bool
+        The model never pays back: ``c_m >= c_s`` (``c_s`` exact, or an upper bound on it).
+    bound_kind : {"lower", "upper"} or None
+        ``n_star`` is a bound: ``"upper"`` when ``c_s`` is a lower bound (the model is more accurate
+        than every rung: the solver would cost at least the best rung's cost), ``"lower"`` when ``c_s``
+        is an upper bound (less accurate than every rung). The amortised speed-ups are then bounds of
+        the opposite kind.
+    amortised_speedup : dict of int to float or None
+        :math:`S(N)` for each ``N`` of :data:`AMORTISED_SOLVES`.
+    amortised_error_ratio : dict of int to float or None
+        The model's error over :math:`e_s(c_m + C_0/N)`; ``None`` where that budget lies off the front.
+    reason : str or None
+        Why ``n_star`` and the speed-ups are missing (no one-off cost recorded, not rankable).
+    """
+
+    one_off_s: float | None
+    model_cost: float
+    solver_cost: float | None
+    n_star: float | None
+    never: bool
+    bound_kind: str | None
+    amortised_speedup: dict[int, float | None]
+    amortised_error_ratio: dict[int, float | None]
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: the solve counts as string keys (``"1000"``), ``None`` for missing."""
+        out = asdict(self)
+        for key in ("amortised_speedup", "amortised_error_ratio"):
+            out[key] = {str(n): v for n, v in out[key].items()}
+        return out
+
+
+def break_even(curve: CostCurve, placement: Placement, one_off_s: float | None,
+               solves: Sequence[int] = AMORTISED_SOLVES) -> BreakEven:
+    """The break-even solve count and amortised figures of a placed model (see :class:`BreakEven`).
+
+    Parameters
+    ----------
+    curve : CostCurve
+        The solver's ladder (its front gives the amortised equal-cost errors).
+    placement : Placement
+        The model's place on it (:func:`speedup_at_equal_accuracy`): ``c_m`` is its ``model_cost``, ``c_s``
+        its ``solver_cost_at_equal_error`` or, outside the front's error range, the nearest rung's cost
+        (a bound).
+    one_off_s : float or None
+        ``C0`` in seconds, non-negative; ``None`` when it is not known (everything ``None`` with the reason).
+    solves : sequence of int
+        The ``N`` of the amortised figures.
+
+    Returns
+    -------
+    BreakEven
+    """
+    c_m = placement.model_cost
+    empty = dict.fromkeys(solves)
+    if placement.verdict == NOT_RANKABLE:
+        return BreakEven(one_off_s, c_m, None, None, False, None, empty, dict(empty), NOT_RANKABLE)
+    if one_off_s is None or not math.isfinite(one_off_s) or one_off_s < 0:
+        return BreakEven(None, c_m, None, None, False, None, empty, dict(empty),
+                         "the data generation or training time is not recorded in the checkpoint")
+    front = curve.front()
+    bound_kind = None
+    if placement.solver_cost_at_equal_error is not None:
+        c_s = placement.solver_cost_at_equal_error
+    elif placement.verdict == MORE_ACCURATE:
+        c_s, bound_kind = float(front.costs[-1]), "upper"  # c_s >= the best rung's: N* at most this
+    else:
+        c_s, bound_kind = float(front.costs[0]), "lower"  # c_s <= the cheapest rung's: N* at least this
+    never = c_m >= c_s and bound_kind != "upper"
+    n_star = None if c_m >= c_s else one_off_s / (c_s - c_m)
+    speedups = {n: n * c_s / (one_off_s + n * c_m) for n in solves}
+    ratios = {}
+    for n in solves:
+        equal = error_at_equal_cost(front, c_m + one_off_s / n).error
+        ratios[n] = None if equal is None else placement.model_error / equal
+    return BreakEven(one_off_s, c_m, c_s, n_star, never, bound_kind if n_star is not None else None, speedups, ratios)
 
 
 def front_rows(rows: Sequence[Mapping[str, Any]], cost: str, error: str) -> list[Mapping[str, Any]]:

@@ -18,6 +18,7 @@ A suite file::
     models:
       - {name: fno, checkpoint: outputs/demo/fno/checkpoints/last.ckpt}
       - {name: unet, checkpoint: outputs/unet/checkpoints/last.ckpt, tasks: [burgers1d_nu0.1_t1]}  # only these tasks (default: all)
+    device: cpu                             # where the models run and are timed (cuda: synchronised timings)
 
 Every field is checked when the suite is loaded, with the bad value and what was expected named.
 """
@@ -30,6 +31,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import torch
 
 from pdebench.problems import PROBLEMS
 from pdebench.registry import dataclass_from_mapping, read_yaml, require_int
@@ -204,6 +207,19 @@ class Suite(YamlSuite):
     output: str = "outputs/leaderboard"
     cache_dir: str = "outputs/leaderboard/cache"
     batch_size: int = 32
+    #: Where the models run and are timed (``"cpu"``, ``"cuda"``, ``"cuda:1"``); the solver ladder runs on the CPU.
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}") from None
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r}: this machine has no CUDA device (torch.cuda.is_available() is False); "
+                             f"use device: cpu")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], origin: str = "suite") -> "Suite":

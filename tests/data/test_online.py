@@ -49,3 +49,31 @@ def test_the_feeder_never_buffers_a_non_finite_sample():
     assert stats["dropped"] == 1 and stats["received"] == 2
     ids = sorted(dm.reservoir.get()[1][:2] for _ in range(2))
     assert ids == [(0, 0), (0, 2)]
+
+
+def test_the_card_counts_the_solver_seconds_of_every_batch_received():
+    """``data_cost_s``: the workers' solve seconds of each batch received, plus the calibration and
+    validation solves the module runs itself (timed around the call here)."""
+    import time
+
+    import numpy as np
+
+    from pdebench.data.workers import Batch
+
+    dm = OnlineDataModule("burgers1d", {"nx": 16, "n_out": 1}, task="initial_to_final", policy="fifo", capacity=8,
+                          watermark=1, calibration_trajectories=2)
+    fields = np.random.default_rng(0).standard_normal((2, 2, 16)).astype(np.float32)
+
+    class TwoBatches:
+        def batches(self):
+            yield Batch(0, {"u": fields}, np.array([[0, 0], [0, 1]]), dropped=0, block=(0, 2), solve_time_s=1.5)
+            yield Batch(1, {"u": fields}, np.array([[0, 2], [0, 3]]), dropped=0, block=(2, 4), solve_time_s=2.0)
+
+    dm.reservoir, dm.pool = Reservoir(dm.reservoir_config), TwoBatches()
+    dm._feed()
+    dm.pool = None
+    assert dm.data_card()["data_cost_s"] == 3.5
+    start = time.perf_counter()
+    dm.trajectories("calibration")
+    wall = time.perf_counter() - start
+    assert 3.5 < dm.data_card()["data_cost_s"] <= 3.5 + wall

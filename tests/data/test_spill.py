@@ -100,6 +100,8 @@ def test_spilled_rows_equal_solve_samples_bit_for_bit_and_every_index_is_written
         prov = file.provenance
     assert prov["complete"] is True and prov["interrupted"] == "" and prov["seed"] == 4
     assert prov["source"] == "stream" and prov["samples_requested"] == 10 and prov["lost_ranges"] == []
+    # the rows' generation cost: the two workers' summed solve seconds, at most 2 x the stream's wall time
+    assert 0 < prov["solve_time_s"] <= 2 * prov["stream_wall_time_s"]
 
 
 def test_the_file_has_the_layout_and_provenance_keys_of_generate(tmp_path, problem):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import psutil
@@ -19,8 +20,10 @@ SMALL = {"nx": 64, "n_out": 4}
 def test_workers_stream_every_index_once_with_the_solvers_values():
     config = WorkerConfig("burgers1d", SMALL, seed=5, batch_size=4, max_samples=20)
     got = {}
+    start = time.perf_counter()
     with LocalWorkerPool(config, num_workers=2) as pool:
         for batch in pool.batches():
+            assert 0 < batch.solve_time_s < time.perf_counter() - start  # the solve's own seconds, timed in the worker
             for row, (seed, index) in enumerate(batch.sample_ids):
                 got[(int(seed), int(index))] = batch.fields["u"][row]
     assert sorted(got) == [(5, i) for i in range(20)]

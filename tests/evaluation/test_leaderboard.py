@@ -19,9 +19,11 @@ from pdebench.data.generate import generate_dataset
 from pdebench.evaluation import leaderboard
 from pdebench.evaluation.board_io import write_atomic
 from pdebench.evaluation.leaderboard import RESULTS_SCHEMA, run_suite
+from pdebench.evaluation.pareto import MORE_ACCURATE
 from pdebench.core.grid_transfer import fourier_resample
 from pdebench.evaluation.reference import build_reference, run_ladder
 from pdebench.evaluation.suite import Suite, TaskSpec
+from pdebench.io.trajectory_file import TrajectoryFile
 from pdebench.problems import PROBLEMS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,9 +106,20 @@ def test_tiny_suite_end_to_end_writes_valid_results_and_keeps_going_past_a_faile
     assert missing["status"] == "failed" and "no checkpoint at" in missing["error"]
     assert fno["status"] == "ok" and fno["parameters"] > 0 and fno["train_trajectories"] == 8 and fno["train_time_s"] > 0
     assert fno["placement"]["verdict"] and 0 < fno["nrmse"] < 2
+    # the one-off cost C0 is the file's generation time (its provenance) plus the training time
+    with TrajectoryFile(tiny_checkpoint.parents[3] / "b.h5") as file:
+        assert fno["data_cost_s"] == pytest.approx(file.provenance["wall_time_s"]) and fno["data_cost_s"] > 0
+    even = fno["break_even"]
+    assert even["one_off_s"] == pytest.approx(fno["data_cost_s"] + fno["train_time_s"])
+    # N* = C0 / (c_s - c_m), c_s the solver's cost at the model's accuracy (or the nearest rung's: a bound)
+    if fno["cost_s"] < even["solver_cost"]:
+        assert even["n_star"] == pytest.approx(even["one_off_s"] / (even["solver_cost"] - fno["cost_s"]), rel=1e-9)
+    else:
+        assert even["n_star"] is None and even["never"] == (fno["placement"]["verdict"] != MORE_ACCURATE)
     solver = [row for row in document["rows"] if row["kind"] == "solver"]
     assert len(solver) == 4 and all(row["status"] == "ok" for row in solver)
     assert document["environment"]["torch"] == torch.__version__
+    assert document["environment"]["device"] == fno["device"] == "cpu" and all(r["device"] == "cpu" for r in solver)
     # The model's score is the nRMSE of its own predictions on the reference, computed independently here.
     from pdebench.evaluation.leaderboard import load_model
     from pdebench.evaluation.suite import ModelEntry
@@ -345,3 +358,29 @@ def test_rows_below_the_references_accuracy_follow_the_ranked_models():
 
     rows = [row("rung", 1e-3, "", "solver"), row("exact-ish", 1e-9, NOT_RANKABLE), row("b", 2e-2, FASTER), row("a", 1e-2, FASTER)]
     assert [r["name"] for r in ROW_FORMAT.order(rows)] == ["a", "b", "exact-ish", "rung"]
+
+
+def test_cuda_timings_synchronise_before_and_after_every_timed_run(monkeypatch):
+    """CUDA kernels are asynchronous: a timed run must start and end with the device synchronised
+    (and the CPU path must not touch CUDA at all)."""
+    from pdebench.evaluation.board_io import timed
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append(f"sync {device}"))
+    output, timings = timed(lambda: events.append("run") or 7, 2, "cuda:0")
+    assert output == 7 and len(timings) == 2
+    assert events == ["run", "sync cuda:0", "run", "sync cuda:0", "sync cuda:0", "run", "sync cuda:0"]
+    events.clear()
+    timed(lambda: events.append("run"), 2, "cpu")
+    assert events == ["run"] * 3
+
+
+@pytest.mark.parametrize("device, message", [("tpu", "device must be 'cpu' or 'cuda[:N]', got 'tpu'"),
+                                             ("cuda", "this machine has no CUDA device")])
+def test_a_suite_names_a_device_it_can_use(device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    raw = {"name": "s", "device": device, "tasks": [{"name": "t", "problem": "burgers1d", "problem_args": {"nx": 32, "n_out": 1},
+                                                     "ladder_resolutions": [16]}]}
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Suite.from_dict(raw)

@@ -15,6 +15,7 @@ from pdebench.evaluation.pareto import (
     NOT_RANKABLE,
     SLOWER,
     CostCurve,
+    break_even,
     Placement,
     error_at_equal_cost,
     speedup_at_equal_accuracy,
@@ -242,3 +243,59 @@ def test_a_model_below_the_references_certified_error_is_not_ranked(power_law):
     assert below.verdict == NOT_RANKABLE and below.speedup is None and below.speedup_bound is None
     above = speedup_at_equal_accuracy(power_law, error=law(100.0), cost=0.5, reference_error=law(100.0) / 2)
     assert above == speedup_at_equal_accuracy(power_law, error=law(100.0), cost=0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Break-even: the whole cost (data + training) against the solver, in closed form
+# --------------------------------------------------------------------------------------------------
+
+
+def test_break_even_inside_the_front_matches_the_closed_form(power_law):
+    # a model with error law(1.0) = 2 costs the solver c_s = 1.0 s (interpolated on the power law);
+    # the model costs c_m = 0.01 s and C0 = 990 s: N* = 990 / (1 - 0.01) = 1000 solves exactly
+    placement = speedup_at_equal_accuracy(power_law, law(1.0), 0.01)
+    result = break_even(power_law, placement, 990.0)
+    assert result.solver_cost == pytest.approx(1.0, rel=TOL)
+    assert result.n_star == pytest.approx(1000.0, rel=TOL)
+    assert not result.never and result.bound_kind is None
+    # S(N) = N c_s / (C0 + N c_m): 1000 / (990 + 10) = 1 at N = N*, and 1e6 / (990 + 1e4) at 1e6
+    assert result.amortised_speedup[1_000] == pytest.approx(1.0, rel=TOL)
+    assert result.amortised_speedup[1_000_000] == pytest.approx(1e6 / (990 + 1e4), rel=TOL)
+    # equal cost: the solver with budget c_m + C0/N reaches law(c_m + C0/N); at N = N* that is the model's
+    # own error (ratio 1), and after 1e6 solves the budget 0.01099 s buys law(0.01099) (off the front: None)
+    assert result.amortised_error_ratio[1_000] == pytest.approx(1.0, rel=1e-9)
+    assert result.amortised_error_ratio[1_000_000] is None  # 0.01099 s < the cheapest rung's 0.03 s
+
+
+def test_break_even_amortised_error_ratio_within_the_front(power_law):
+    # c_m = 0.1, C0 = 100: at N = 1000 the budget is 0.2 s, a rung: e_s = law(0.2); model error law(1.0)
+    placement = speedup_at_equal_accuracy(power_law, law(1.0), 0.1)
+    result = break_even(power_law, placement, 100.0, solves=(1000,))
+    assert result.amortised_error_ratio[1000] == pytest.approx(law(1.0) / law(0.2), rel=1e-9)
+    assert result.n_star == pytest.approx(100 / 0.9, rel=TOL)
+
+
+def test_a_model_as_costly_as_the_solver_never_pays_back(power_law):
+    placement = speedup_at_equal_accuracy(power_law, law(1.0), 1.5)  # c_m = 1.5 >= c_s = 1.0
+    result = break_even(power_law, placement, 10.0)
+    assert result.never and result.n_star is None
+    assert result.amortised_speedup[1_000_000] == pytest.approx(1e6 * 1.0 / (10 + 1.5e6), rel=TOL)  # < 1 for ever
+
+
+def test_break_even_off_the_front_is_a_bound(power_law):
+    # more accurate than every rung: c_s >= 25 s (the best rung), so N* <= C0 / (25 - c_m)
+    better = break_even(power_law, speedup_at_equal_accuracy(power_law, law(100.0), 1.0), 48.0)
+    assert better.bound_kind == "upper" and better.n_star == pytest.approx(48.0 / 24.0, rel=TOL)
+    # less accurate than every rung: c_s <= 0.03 s (the cheapest), so N* >= C0 / (0.03 - c_m) ...
+    worse = break_even(power_law, speedup_at_equal_accuracy(power_law, law(0.001), 0.01), 2.0)
+    assert worse.bound_kind == "lower" and worse.n_star == pytest.approx(2.0 / 0.02, rel=TOL)
+    # ... and "never" when the model costs more than even the cheapest rung
+    assert break_even(power_law, speedup_at_equal_accuracy(power_law, law(0.001), 0.05), 2.0).never
+
+
+def test_break_even_without_a_recorded_one_off_cost_says_why(power_law):
+    result = break_even(power_law, speedup_at_equal_accuracy(power_law, law(1.0), 0.01), None)
+    assert result.n_star is None and not result.never and "not recorded" in result.reason
+    ranked_out = break_even(power_law, speedup_at_equal_accuracy(power_law, 0.5, 0.01, reference_error=1.0), 5.0)
+    assert ranked_out.reason == NOT_RANKABLE and ranked_out.n_star is None
+    assert json.loads(json.dumps(result.to_dict()))["amortised_speedup"] == {"1000": None, "1000000": None}
