@@ -46,7 +46,7 @@ from pdebench.evaluation.board_io import (SCHEMA_VERSION, Markup, RowFormat, fai
                                          timed, write_atomic, write_results)
 from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_resolution, plot_rollout_errors
 from pdebench.evaluation.pareto import NOT_RANKABLE, CostCurve, speedup_at_equal_accuracy
-from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
+from pdebench.evaluation.reference import (ReferenceSet, RungSolves, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
                                            task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 from pdebench.training import data_card
@@ -268,7 +268,8 @@ def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, ba
     note(f"{task.name}: reference")
     reference = build_reference(task, cache_dir)
     note(f"{task.name}: solver ladder")
-    rungs = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label}"))
+    solves: RungSolves = {}  # every rung solved once; the ladders at the other eval_resolutions measure the same solves
+    rungs = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label}"), solves=solves)
     rows = [Row(task.name, r.label, "solver", metrics=dict(r.metrics or {"nrmse": r.error}), nrmse=r.error, cost_s=r.cost_s,
                 timings_s=r.timings_s, seed=task.seed, samples=task.samples,
                 speedup_vs_reference=speedup_vs_reference(reference, r.cost_s)) for r in rungs]
@@ -276,7 +277,7 @@ def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, ba
     for r in task.other_resolutions:
         note(f"{task.name}: solver ladder at {r} points")
         result.resolution_rungs[r] = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label} (at {r})"),
-                                                points=r)
+                                                points=r, solves=solves)
     curve = result.curve
     ladders = {r: result.curve_at(r) for r in {*task.eval_resolutions, task.task_problem.spatial_shape[0]}}
     for entry in models:

@@ -244,14 +244,21 @@ def rung_label(solver: object, resolution: int, max_dt: float | None = None) -> 
         f" dt≤{max_dt:g}" if max_dt is not None else "")
 
 
+#: What :func:`run_ladder` keeps of one rung's solve, ``(resolution, max_dt) -> (label, timings [s],
+#: scored frames (N, T_scored, *[resolution] * dim))``, or ``None`` for a rung that blew up.
+RungSolves = dict[tuple[int, float | None], tuple[str, list[float], torch.Tensor] | None]
+
+
 def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str], None] | None = None,
-               points: int | None = None) -> list[SolverRung]:
+               points: int | None = None, solves: RungSolves | None = None) -> list[SolverRung]:
     """Solve the held-out samples at every rung and measure cost and error on a grid of ``points``.
 
     ``points`` None (or the task's grid): the task's rungs, their errors measured on the task grid;
     another grid of the task's ``eval_resolutions``: the rungs scaled to it
     (:meth:`~pdebench.evaluation.suite.TaskSpec.ladder_at`, the same ``ladder_max_dt``), their errors
-    measured against the truth there (:meth:`ReferenceSet.truth_on`).
+    measured against the truth there (:meth:`ReferenceSet.truth_on`). ``solves`` (a dict shared by the
+    calls of one task) keeps every rung's solve and timings: a rung of the same resolution and step at
+    another measuring grid is the same solve, so it is measured again, not solved again.
 
     Each rung solves the whole batch once untimed (warm-up: plans, coefficients, caches), then
     ``task.repeats`` timed solves; the cost is the median over samples. A rung whose warm-up solve
@@ -270,32 +277,19 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
     if task.mode == "steady":
         return _steady_ladder(task, reference, truth, progress)
     cell_averaged = getattr(problem, "cell_averaged", False)
-    ids = np.asarray(reference.sample_ids)
-    fine = task.reference_problem
     rungs = []
+    solves = {} if solves is None else solves
     for resolution in task.ladder_at(points):
         for max_dt in task.ladder_max_dt:
-            rung_problem = problem.with_resolution(resolution)
-            if max_dt is not None:
-                rung_problem = rung_problem.replace(max_dt=max_dt)
-            solver = build_solver(rung_problem, certified=False, **task.solver_args)
-            u0 = fine.restrict(reference.initial, resolution, project=True).contiguous()
-            label = rung_label(solver, resolution, max_dt)
-            try:
-                solver.solve(rung_problem, u0, ids)  # warm-up (and the check that no sample blows up)
-            except BlowUpError as error:
-                log.warning("task %s: solver rung %s blew up (%s); it is left off the ladder", task.name, label, error)
+            if (resolution, max_dt) not in solves:
+                solves[resolution, max_dt] = _solve_rung(task, reference, resolution, max_dt, frames)
+            if solves[resolution, max_dt] is None:
                 continue
-            timings = []
-            for _ in range(task.repeats):
-                start = time.perf_counter()
-                traj = solver.solve(rung_problem, u0, ids)
-                timings.append(time.perf_counter() - start)
-            solved = traj.fields[rung_problem.field_name].double()[:, frames]
+            label, timings, solved = solves[resolution, max_dt]
             on_grid = (prolong_piecewise_constant(solved, points, dims) if cell_averaged
                        else fourier_resample(solved, points, dims))
             error = score(on_grid, truth)
-            rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings,
+            rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, list(timings),
                                     task_metrics(on_grid, truth, task.mode),
                                     step_curves(on_grid, truth) if task.mode == "rollout" else {}))
             if progress:
@@ -304,6 +298,30 @@ def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str]
         raise ValueError(f"task {task.name}: every solver rung blew up (errors measured at {points} points); choose finer "
                          f"ladder_resolutions or smaller ladder_max_dt")
     return rungs
+
+
+def _solve_rung(task: TaskSpec, reference: ReferenceSet, resolution: int, max_dt: float | None,
+                frames: slice) -> tuple[str, list[float], torch.Tensor] | None:
+    """One rung of :func:`run_ladder` solved: ``(label, timings, scored frames)``, or ``None`` (logged)
+    when its warm-up solve blows up."""
+    rung_problem = task.task_problem.with_resolution(resolution)
+    if max_dt is not None:
+        rung_problem = rung_problem.replace(max_dt=max_dt)
+    solver = build_solver(rung_problem, certified=False, **task.solver_args)
+    u0 = task.reference_problem.restrict(reference.initial, resolution, project=True).contiguous()
+    ids = np.asarray(reference.sample_ids)
+    label = rung_label(solver, resolution, max_dt)
+    try:
+        solver.solve(rung_problem, u0, ids)  # warm-up (and the check that no sample blows up)
+    except BlowUpError as error:
+        log.warning("task %s: solver rung %s blew up (%s); it is left off the ladder", task.name, label, error)
+        return None
+    timings = []
+    for _ in range(task.repeats):
+        start = time.perf_counter()
+        traj = solver.solve(rung_problem, u0, ids)
+        timings.append(time.perf_counter() - start)
+    return label, timings, traj.fields[rung_problem.field_name].double()[:, frames]
 
 
 def _steady_ladder(task: TaskSpec, reference: ReferenceSet, truth: torch.Tensor,

@@ -15,7 +15,7 @@ A suite file::
         reference_refinement: 4             # reference solved on a 4x finer grid with max_dt / 4
         ladder_resolutions: [32, 64, 128, 256]
         ladder_max_dt: [0.01, 0.05]
-        eval_resolutions: [32, 64, 128]     # also score every model at these grids (each must divide 64 x 4)
+        eval_resolutions: [512, 1024, 2048] # also score every model at these grids (each must divide 1024 x 4)
     models:
       - {name: fno, checkpoint: outputs/demo/fno/checkpoints/last.ckpt}
       - {name: unet, checkpoint: outputs/unet/checkpoints/last.ckpt, tasks: [burgers1d_nu0.1_t1]}  # only these tasks (default: all)

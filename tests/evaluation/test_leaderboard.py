@@ -174,6 +174,7 @@ def test_evaluate_and_leaderboard_commands(tiny_checkpoint, tmp_path):
 def test_default_suite_loads():
     suite = Suite.from_yaml(ROOT / "configs" / "leaderboard" / "burgers1d.yaml")
     assert [m.name for m in suite.models] == ["FNO", "TFNO", "U-Net"] and suite.tasks[0].seed >= 1_000_000
+    assert suite.tasks[0].eval_resolutions == (512, 1024, 2048) and suite.tasks[0].other_resolutions == (512, 2048)
 
 
 def test_rollout_task_scores_an_autoregressive_model_on_every_frame_after_its_history(tmp_path):
