@@ -12,7 +12,13 @@ For each task of a :class:`~pdebench.evaluation.suite.Suite`:
 4. each model is placed on the solver's Pareto front (:mod:`.pareto`): speed-up at equal accuracy
    and accuracy at equal cost; and with its one-off cost (the solver seconds that made its training
    data, from its data card, plus its training time) the solves it takes to pay that back
-   (:func:`~pdebench.evaluation.pareto.break_even`: ``N*``, amortised speed-ups after 10³ and 10⁶ solves).
+   (:func:`~pdebench.evaluation.pareto.break_even`: ``N*``, amortised speed-ups after 10³ and 10⁶ solves);
+5. with the task's ``eval_resolutions`` (the resolution protocol), every model that scored is also
+   scored, without retraining, at each other grid ``r``: from the inputs at ``r`` (the fine initial
+   condition sampled there; a rollout's frames at ``r``), against the truth at ``r``, timed the same
+   way, and placed on the solver ladder run at ``r`` (:func:`score_resolutions`). Its resolution gap is
+   ``nRMSE at r / nRMSE at the training grid``; a model that raises at ``r`` or answers with another
+   shape is listed as unable to take that grid, with the reason (its row stays as scored).
 
 Every row records its metrics (rollout tasks add MP-PDE's accumulated error, APEBench's correlation
 time and nRMSE geometric mean and The Well's windowed VRMSE, in a second table), parameters, inference
@@ -29,8 +35,8 @@ import csv
 import inspect
 import io
 import statistics
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +46,9 @@ import torch
 from pdebench.core.metrics import WELL_WINDOWS, window_name
 from pdebench.evaluation.board_io import (SCHEMA_VERSION, Markup, RowFormat, device_name, fail_row, fmt, output_folder,
                                          results_document, timed, write_atomic, write_results)
-from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
+from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_resolution, plot_rollout_errors
 from pdebench.evaluation.pareto import AMORTISED_SOLVES, NOT_RANKABLE, CostCurve, break_even, speedup_at_equal_accuracy
-from pdebench.evaluation.reference import (ReferenceSet, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
+from pdebench.evaluation.reference import (ReferenceSet, RungSolves, SolverRung, build_reference, run_ladder, scored_frames, step_curves,
                                            task_metrics)
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 from pdebench.training import data_card
@@ -92,13 +98,16 @@ def load_model(entry: ModelEntry, device: torch.device | str = "cpu") -> tuple[P
 
 
 def _predict(model: Predictor, task: TaskSpec, reference: ReferenceSet, batch_size: int,
-             device: torch.device | str = "cpu") -> torch.Tensor:
-    """Scored-frame predictions ``(N, T_scored, *space)`` on the task grid, on the CPU (the model runs on
-    ``device``: its inputs go there and its outputs come back in each timed run). A rollout gets the frame
-    times and every per-sample PDE parameter of the problem, recovered from the samples' ``(seed,
-    index)`` (:meth:`~pdebench.problems.base.Problem.sample_parameters`); the model reads what it needs."""
+             points: int | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Scored-frame predictions ``(N, T_scored, *space)`` on the task grid (``points`` None) or on a grid
+    of ``points`` per axis of the task's ``eval_resolutions``, from the inputs on that grid, on the CPU
+    (the model runs on ``device``: its inputs go there and its outputs come back in each timed run). A
+    rollout gets the frame times and every per-sample PDE parameter of the problem, recovered from the
+    samples' ``(seed, index)`` (:meth:`~pdebench.problems.base.Problem.sample_parameters`); the model reads
+    what it needs."""
     problem = task.task_problem
-    dims, points = problem.dim, problem.spatial_shape[0]
+    dims = problem.dim
+    points = problem.spatial_shape[0] if points is None else points
     outputs = []
     with torch.no_grad():
         for start in range(0, task.samples, batch_size):
@@ -110,7 +119,7 @@ def _predict(model: Predictor, task: TaskSpec, reference: ReferenceSet, batch_si
                 x = reference.task_initial(points, dims)[rows].float().unsqueeze(1).to(device)  # (B, 1, *space)
                 outputs.append(model.predict(x)[:, :1].cpu())  # (B, 1, *space): frame T
             else:
-                frames = reference.truth[rows].float().unsqueeze(2).to(device)  # (B, T, 1, *space)
+                frames = reference.truth_on(points)[rows].float().unsqueeze(2).to(device)  # (B, T, 1, *space)
                 params = problem.sample_parameters(np.asarray(reference.sample_ids)[rows])
                 outputs.append(model.rollout(frames, times=np.asarray(reference.times), params=params)[:, :, 0].cpu())
     return torch.cat(outputs)
@@ -146,12 +155,18 @@ class Row:
     data_cost_s: float | None = None
     #: :meth:`~pdebench.evaluation.pareto.BreakEven.to_dict` of the model (``C0`` = data + training).
     break_even: dict[str, Any] | None = None
+    #: The resolution protocol (a model row of a task with ``eval_resolutions``): one
+    #: :func:`resolution_entry` per grid, the training grid included.
+    resolutions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, batch_size: int = 32,
+                   ladders: Mapping[int, CostCurve] | None = None,
                    device: torch.device | str = "cpu") -> tuple[Row, torch.Tensor | None]:
     """Score one checkpoint on one task, run and timed on ``device``; any failure becomes a failed row
-    with its reason."""
+    with its reason. With ``ladders`` (grid -> the solver's curve at that grid, for the task's
+    ``eval_resolutions`` and its own grid) the row's :attr:`Row.resolutions` are scored too
+    (:func:`score_resolutions`)."""
     row = Row(task.name, entry.name, "model", checkpoint=entry.checkpoint, seed=task.seed, samples=task.samples,
               device=device_name(device))
     try:
@@ -163,17 +178,80 @@ def evaluate_model(entry: ModelEntry, task: TaskSpec, reference: ReferenceSet, b
         row.train_time_s, row.train_samples_seen = budget.get("train_time_s"), budget.get("samples_seen")
         row.train_trajectories, row.train_samples_used = card.get("train_trajectories"), card.get("train_samples_used")
         row.data_cost_s = single_dataset_card(card).get("data_cost_s") if card else None
-        prediction, row.timings_s = timed(lambda: _predict(module, task, reference, batch_size, device), task.repeats, device)
+        prediction, row.timings_s = timed(lambda: _predict(module, task, reference, batch_size, device=device), task.repeats, device)
         row.cost_s = statistics.median(row.timings_s) / task.samples
         truth = reference.truth[:, scored_frames(task, reference.truth.shape[1])]
         row.metrics = task_metrics(prediction, truth, task.mode)
         row.nrmse = row.metrics.get("nrmse", float("nan"))
         if not np.isfinite(row.nrmse):
             raise ValueError(f"the model's predictions are not finite (nRMSE {row.nrmse})")
+        if ladders:
+            row.resolutions = score_resolutions(module, row, task, reference, ladders, batch_size, device)
         return row, prediction
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the others
         fail_row(row, error)
         return row, None
+
+
+#: :func:`resolution_entry` ``status`` of a grid the model cannot take (it raised, or answered with another shape).
+FIXED_GRID = "cannot take this grid"
+
+
+def resolution_entry(resolution: int, training_grid: int, nrmse: float | None, training_nrmse: float, cost_s: float | None,
+                     curve: CostCurve | None, certified_error: float | None, reason: str | None = None,
+                     metrics: dict[str, float] | None = None) -> dict[str, Any]:
+    """One grid of a model's resolution protocol.
+
+    ``{"resolution", "grid_ratio", "status", "reason", "nrmse", "gap", "cost_s", "placement", "metrics"}``
+    (``grid_ratio = resolution / training_grid``): ``status`` ``"ok"``
+    with ``gap = nrmse / training_nrmse`` (the resolution gap: > 1, the model loses accuracy off its
+    training grid) and ``placement`` its :func:`~pdebench.evaluation.pareto.speedup_at_equal_accuracy` on
+    ``curve`` (the solver ladder run at that grid); or :data:`FIXED_GRID` with the ``reason`` and the
+    numbers ``None``.
+    """
+    head = {"resolution": resolution, "grid_ratio": resolution / training_grid}
+    if reason is not None:
+        return {**head, "status": FIXED_GRID, "reason": reason, "nrmse": None, "gap": None, "cost_s": None,
+                "placement": None, "metrics": {}}
+    return {**head, "status": "ok", "reason": None, "nrmse": nrmse, "gap": nrmse / training_nrmse,
+            "cost_s": cost_s, "placement": speedup_at_equal_accuracy(curve, nrmse, cost_s, certified_error).to_dict(),
+            "metrics": metrics or {}}
+
+
+def score_resolutions(model: Predictor, row: Row, task: TaskSpec, reference: ReferenceSet, ladders: Mapping[int, CostCurve],
+                      batch_size: int, device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+    """The model of a scored ``row`` at each grid of the task's ``eval_resolutions`` and at its own,
+    increasing (:func:`resolution_entry` each).
+
+    At another grid ``r`` the model predicts from the inputs at ``r`` (:meth:`ReferenceSet.task_initial`;
+    a rollout's frames from :meth:`ReferenceSet.truth_on`), no retraining, timed as at its own grid
+    (:func:`~pdebench.evaluation.board_io.timed`, median per sample), and is scored with
+    :func:`task_metrics` against the truth at ``r``; an exception, predictions of another shape than
+    the truth's or non-finite ones make it :data:`FIXED_GRID` at ``r``, with the reason. The task's
+    own grid repeats the row (gap 1).
+    """
+    points = task.task_problem.spatial_shape[0]
+    entries = []
+    for r in sorted({*task.eval_resolutions, points}):
+        if r == points:
+            entries.append(resolution_entry(r, points, row.nrmse, row.nrmse, row.cost_s, ladders[r], reference.certified_error,
+                                            metrics=row.metrics))
+            continue
+        truth = reference.truth_on(r)[:, scored_frames(task, reference.truth.shape[1])]
+        try:
+            prediction, timings = timed(lambda: _predict(model, task, reference, batch_size, points=r, device=device), task.repeats, device)
+            if tuple(prediction.shape) != tuple(truth.shape):
+                raise ValueError(f"from inputs at {r} points it answered with shape {tuple(prediction.shape)}, "
+                                 f"not the truth's {tuple(truth.shape)}")
+            metrics = task_metrics(prediction, truth, task.mode)
+            if not np.isfinite(metrics.get("nrmse", np.nan)):
+                raise ValueError(f"its predictions at {r} points are not finite")
+        except Exception as error:  # noqa: BLE001 - a grid the model cannot take is listed, not fatal
+            entries.append(resolution_entry(r, points, None, row.nrmse, None, None, None, reason=f"{type(error).__name__}: {error}"))
+            continue
+        entries.append(resolution_entry(r, points, metrics["nrmse"], row.nrmse, statistics.median(timings) / task.samples, ladders[r],
+                                        reference.certified_error, metrics=metrics))
+    return entries
 
 
 # ------------------------------------------------------------------------------------------ suite
@@ -184,11 +262,18 @@ class TaskResult:
     rungs: list[SolverRung]
     rows: list[Row]
     predictions: dict[str, torch.Tensor]
+    #: The solver ladder at each other grid of the task's ``eval_resolutions`` (:func:`run_ladder` with ``points``).
+    resolution_rungs: dict[int, list[SolverRung]] = field(default_factory=dict)
+
+    def curve_at(self, points: int | None = None) -> CostCurve:
+        """The solver's accuracy–cost curve on the task grid (``points`` None or the task's) or at another
+        grid of the task's ``eval_resolutions``."""
+        rungs = self.resolution_rungs.get(points, self.rungs) if points is not None else self.rungs
+        return CostCurve(np.array([r.cost_s for r in rungs]), np.array([r.error for r in rungs]), tuple(r.label for r in rungs))
 
     @property
     def curve(self) -> CostCurve:
-        return CostCurve(np.array([r.cost_s for r in self.rungs]), np.array([r.error for r in self.rungs]),
-                         tuple(r.label for r in self.rungs))
+        return self.curve_at()
 
 
 def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, batch_size: int = 32,
@@ -198,15 +283,22 @@ def run_task(task: TaskSpec, models: list[ModelEntry], cache_dir: str | Path, ba
     note(f"{task.name}: reference")
     reference = build_reference(task, cache_dir)
     note(f"{task.name}: solver ladder")
-    rungs = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label}"))
+    solves: RungSolves = {}  # every rung solved once; the ladders at the other eval_resolutions measure the same solves
+    rungs = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label}"), solves=solves)
     rows = [Row(task.name, r.label, "solver", metrics=dict(r.metrics or {"nrmse": r.error}), nrmse=r.error, cost_s=r.cost_s,
                 timings_s=r.timings_s, seed=task.seed, samples=task.samples,
                 speedup_vs_reference=speedup_vs_reference(reference, r.cost_s)) for r in rungs]
     result = TaskResult(task, reference, rungs, rows, {})
+    for r in task.other_resolutions:
+        note(f"{task.name}: solver ladder at {r} points")
+        result.resolution_rungs[r] = run_ladder(task, reference, progress=lambda label: note(f"{task.name}: {label} (at {r})"),
+                                                points=r, solves=solves)
     curve = result.curve
+    ladders = {r: result.curve_at(r) for r in {*task.eval_resolutions, task.task_problem.spatial_shape[0]}}
     for entry in models:
         note(f"{task.name}: {entry.name}")
-        row, prediction = evaluate_model(entry, task, reference, batch_size, device)
+        row, prediction = evaluate_model(entry, task, reference, batch_size, ladders if task.eval_resolutions else None,
+                                         device)
         if row.status == "ok":
             placement = speedup_at_equal_accuracy(curve, row.nrmse, row.cost_s, reference.certified_error)
             row.placement = placement.to_dict()
@@ -254,7 +346,8 @@ def run_suite(suite: Suite, output: str | Path | None = None, progress: Callable
                                 rows=[asdict(row) for result in results for row in result.rows])
     for result in results:
         _plots(result, out)
-    return write_results(out, document, ROW_FORMAT, {r.task.name: _reference_line(r) for r in results})
+    return write_results(out, document, with_gap_columns(ROW_FORMAT, [t.eval_resolutions for t in suite.tasks]),
+                         {r.task.name: _reference_line(r) for r in results})
 
 
 def _task_record(result: TaskResult) -> dict[str, Any]:
@@ -266,7 +359,19 @@ def _task_record(result: TaskResult) -> dict[str, Any]:
                           "cell_averaged": result.reference.cell_averaged,
                           "certified_error": result.reference.certified_error,
                           "cache": str(result.reference.cache_path) if result.reference.cache_path else None},
-            "solver_curve_monotone": result.curve.is_monotone, "content_hash": task.content_hash()}
+            "solver_curve_monotone": result.curve.is_monotone, "content_hash": task.content_hash(),
+            **({"resolutions": _resolution_records(result)} if task.eval_resolutions else {})}
+
+
+def _resolution_records(result: TaskResult) -> list[dict[str, Any]]:
+    """``tasks[i]["resolutions"]``: per grid of the resolution protocol (the task's own included), increasing,
+    ``{"resolution", "ladder": [rungs as run at that grid]}``, each rung ``{"label", "resolution", "max_dt",
+    "cost_s", "nrmse"}`` (its error measured against the truth at that grid)."""
+    task = result.task
+    points = task.task_problem.spatial_shape[0]
+    return [{"resolution": r, "ladder": [{"label": g.label, "resolution": g.resolution, "max_dt": g.max_dt, "cost_s": g.cost_s,
+                                          "nrmse": g.error} for g in result.resolution_rungs.get(r, result.rungs)]}
+            for r in sorted({*task.eval_resolutions, points})]
 
 
 def _reference_line(result: TaskResult) -> str:
@@ -284,10 +389,25 @@ def _plots(result: TaskResult, out: Path) -> None:
     truth = result.reference.truth[:, frames]
     if task.mode == "rollout":
         _rollout_outputs(result, truth, out)
+    if task.eval_resolutions:
+        _resolution_plot(result, out)
     layout = "x" if task.task_problem.dim == 1 else "xy"
     for name, prediction in result.predictions.items():
         plot_prediction(truth[0, -1].numpy(), prediction[0, -1].numpy(), out / f"{task.name}_{name}_sample0.png",
                         title=f"{name} on {task.name}, sample ({task.seed}, 0), last frame", layout=layout)
+
+
+def _resolution_plot(result: TaskResult, out: Path) -> None:
+    """``<task>_resolution.png``: every scored model's nRMSE at each grid of the resolution protocol (a grid it
+    cannot take left out of its line), the best solver rung at each grid dashed."""
+    task = result.task
+    records = _resolution_records(result)
+    grids = [rec["resolution"] for rec in records]
+    best = [min(rung["nrmse"] for rung in rec["ladder"]) for rec in records]
+    models = {row.name: [{e["resolution"]: e["nrmse"] for e in row.resolutions}.get(r) for r in grids]
+              for row in result.rows if row.kind == "model" and row.resolutions}
+    plot_resolution(grids, models, best, out / f"{task.name}_resolution.png", training_grid=task.task_problem.spatial_shape[0],
+                    title=f"{task.name}: error against resolution (no retraining)")
 
 
 def rollout_curves(result: TaskResult, truth: torch.Tensor) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
@@ -339,7 +459,7 @@ CSV_COLUMNS = ("task", "name", "kind", "status", "nrmse", "rmse", "max_error", "
                *(f"amortised_error_ratio_{n}" for n in AMORTISED_SOLVES), "data_cost_s", "parameters", "train_time_s", "train_samples_seen",
                "train_trajectories", "train_samples_used", "seed", "samples", "checkpoint", "error", "device", "hardware", "threads", "torch", "git_revision")
 HEADERS = ("entry", "nRMSE", "acc. error", "cost / sample", "speed-up at equal accuracy", "solver nRMSE at equal cost",
-           "vs reference", "break-even N*", "amortised ×10³ · ×10⁶", "params", "training")
+           "vs reference", "break-even N*", "amortised ×10³ · ×10⁶", "params", "training", "resolution gap")
 
 
 def speedup_cell(placement: dict[str, Any] | None) -> str:
@@ -395,6 +515,18 @@ def amortised_cell(record: dict[str, Any] | None) -> str:
     return " · ".join(f"{sign}{speedups[str(n)]:.3g}×" for n in AMORTISED_SOLVES)
 
 
+def resolution_gap_cell(entries: list[dict[str, Any]] | None) -> str:
+    """``"×0.5: 1.31 · ×2: 1.07"``: a model's resolution gap (nRMSE at ``r`` / nRMSE at its training
+    grid) at each other grid, labelled by ``r / training grid``; ``"fixed grid"`` for a grid it cannot
+    take (alone when it takes none); ``"–"`` without the protocol."""
+    others = [e for e in entries or () if e["grid_ratio"] != 1]
+    if not others:
+        return "–"
+    if all(e["status"] != "ok" for e in others):
+        return "fixed grid"
+    return " · ".join(f"×{e['grid_ratio']:g}: " + (fmt(e["gap"]) if e["status"] == "ok" else "fixed grid") for e in others)
+
+
 def _reference_cell(speedup: float | None) -> str:
     return "–" if speedup is None else f"{speedup:.3g}×"
 
@@ -408,10 +540,11 @@ def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
     common = [fmt(r["nrmse"]), fmt((r.get("metrics") or {}).get("accumulated_error")), f"{fmt(r['cost_s'] * 1e3)} ms"]
     reference = _reference_cell(r.get("speedup_vs_reference"))
     if r["kind"] != "model":
-        return [r["name"], *common, "(solver)", "", reference, "", "", "", ""]
+        return [r["name"], *common, "(solver)", "", reference, *[""] * (len(HEADERS) - 7)]
     return [markup.bold.format(r["name"]), *common, speedup_cell(r["placement"]), equal_cost_cell(r["placement"]),
             reference, break_even_cell(r.get("break_even")), amortised_cell(r.get("break_even")), fmt(r["parameters"], ","),
-            training_cell(r["train_time_s"], r.get("train_samples_used"), r["train_trajectories"])]
+            training_cell(r["train_time_s"], r.get("train_samples_used"), r["train_trajectories"]),
+            resolution_gap_cell(r.get("resolutions"))]
 
 
 def _csv_values(r: dict[str, Any]) -> dict[str, Any]:
@@ -421,7 +554,23 @@ def _csv_values(r: dict[str, Any]) -> dict[str, Any]:
                  for kind in ("speedup", "error_ratio") for n in AMORTISED_SOLVES}
     return {**r["metrics"], "speedup": placement.get("speedup"), "verdict": placement.get("verdict"),
             "solver_nrmse_at_equal_cost": placement.get("solver_error_at_equal_cost"), "n_star": record.get("n_star"),
-            "never_pays_back": record.get("never"), **amortised}
+            "never_pays_back": record.get("never"), **amortised, **_gap_values(r)}
+
+
+def _gap_values(r: dict[str, Any]) -> dict[str, float | None]:
+    """``{"gap_<r>": gap}`` of a row's resolution protocol (``None`` where the model cannot take ``r``)."""
+    return {f"gap_{e['resolution']}": e["gap"] for e in r.get("resolutions") or ()}
+
+
+def with_gap_columns(row_format: RowFormat, resolutions: list[tuple[int, ...]]) -> RowFormat:
+    """``row_format`` whose CSV has a ``gap_<r>`` column for every grid in ``resolutions`` (the tasks'
+    ``eval_resolutions``), increasing, before the environment's columns; unchanged without any."""
+    grids = sorted({r for task in resolutions for r in task})
+    if not grids:
+        return row_format
+    columns = list(row_format.csv_columns)
+    at = columns.index("hardware")
+    return replace(row_format, csv_columns=(*columns[:at], *(f"gap_{r}" for r in grids), *columns[at:]))
 
 
 def _models_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -468,6 +617,17 @@ ROW_FORMAT = RowFormat("leaderboard", CSV_COLUMNS, HEADERS, _cells, _csv_values,
 
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+#: One entry of a row's ``resolutions`` (:func:`resolution_entry`).
+RESOLUTION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["resolution", "grid_ratio", "status", "reason", "nrmse", "gap", "cost_s", "placement"],
+    "properties": {"resolution": {"type": "integer", "minimum": 8}, "grid_ratio": {"type": "number", "exclusiveMinimum": 0}, "status": {"enum": ["ok", FIXED_GRID]},
+                   "reason": {"type": ["string", "null"]}, "nrmse": _NUMBER_OR_NULL, "gap": _NUMBER_OR_NULL,
+                   "cost_s": _NUMBER_OR_NULL, "placement": {"type": ["object", "null"], "required": ["verdict", "speedup"]}},
+    "if": {"properties": {"status": {"const": "ok"}}},
+    "then": {"properties": {"nrmse": {"type": "number"}, "gap": {"type": "number"}, "cost_s": {"type": "number"},
+                            "placement": {"type": "object"}}},
+    "else": {"properties": {"reason": {"type": "string"}}},
+}
 #: JSON schema of ``results.json`` (draft 2020-12).
 RESULTS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -479,7 +639,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "created": {"type": "string"},
         "environment": {"type": "object", "required": ["hardware", "cpu_count", "threads", "torch", "git_revision"]},
         "tasks": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["name", "problem", "mode", "resolution", "seed", "samples", "reference", "content_hash"]}},
+            "type": "object", "required": ["name", "problem", "mode", "resolution", "seed", "samples", "reference", "content_hash"],
+            "properties": {"resolutions": {"type": "array", "items": {
+                "type": "object", "required": ["resolution", "ladder"],
+                "properties": {"resolution": {"type": "integer", "minimum": 8}, "ladder": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["label", "resolution", "cost_s", "nrmse"],
+                    "properties": {"cost_s": {"type": "number"}, "nrmse": {"type": "number"}}}}}}}}}},
         "rows": {"type": "array", "items": {
             "type": "object", "required": list(ROW_KEYS),
             "properties": {
@@ -503,6 +668,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                               "amortised_speedup": {"type": "object", "required": [str(n) for n in AMORTISED_SOLVES],
                                                                     "additionalProperties": _NUMBER_OR_NULL}}},
                 "parameters": {"type": ["integer", "null"]},
+                "resolutions": {"type": "array", "items": RESOLUTION_SCHEMA},
             },
             "if": {"properties": {"status": {"const": "ok"}}},
             "then": {"properties": {"nrmse": {"type": "number"}, "cost_s": {"type": "number"}}},
@@ -513,8 +679,10 @@ RESULTS_SCHEMA: dict[str, Any] = {
 
 
 def count_steps(suite: Suite) -> int:
-    """Progress steps of :func:`run_suite`: per task the reference, the ladder's rungs, each model it scores, the plots."""
+    """Progress steps of :func:`run_suite`: per task the reference, the ladder's rungs, the ladder and its rungs
+    at each other grid of its ``eval_resolutions``, each model it scores."""
     return sum(1 + 1 + len(t.ladder_resolutions) * len(t.ladder_max_dt) + sum(m.scores(t.name) for m in suite.models)
+               + sum(1 + len(t.ladder_at(r)) * len(t.ladder_max_dt) for r in t.other_resolutions)
                for t in suite.tasks)
 
 

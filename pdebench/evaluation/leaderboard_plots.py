@@ -1,4 +1,5 @@
-"""Leaderboard figures: models on the solver's accuracy–cost curve, rollout errors, one prediction.
+"""Leaderboard figures: models on the solver's accuracy–cost curve, rollout errors, errors against
+resolution, one prediction.
 
 Every function validates its inputs before drawing (ValueError for a bad shape or value), writes the
 figure atomically (to a hidden temporary file in the destination folder, then ``os.replace``, so a
@@ -24,7 +25,7 @@ import numpy as np  # noqa: E402
 from pdebench.atomic import atomic_write  # noqa: E402
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy  # noqa: E402
 
-__all__ = ["plot_error_vs_cost", "plot_prediction", "plot_rollout_errors"]
+__all__ = ["plot_error_vs_cost", "plot_prediction", "plot_resolution", "plot_rollout_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,80 @@ def plot_error_vs_cost(
         ax.annotate(name, (cost, error), xytext=(6, -10), textcoords="offset points", fontsize=8, color=colours[k % len(colours)])
 
     ax.set(xlabel="inference cost per sample [s]", ylabel="nRMSE vs reference", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save_atomic(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution protocol
+# --------------------------------------------------------------------------------------------------
+
+
+def plot_resolution(
+    resolutions: Any,
+    models: Mapping[str, Any],
+    solver_best: Any,
+    path: str | os.PathLike[str],
+    *,
+    training_grid: int | None = None,
+    title: str = "error against resolution",
+) -> Path:
+    """Save a log-log plot of nRMSE against the evaluation grid: one line per model, the best solver
+    rung at each grid dashed.
+
+    Parameters
+    ----------
+    resolutions : array-like of int, shape ``(R,)``
+        The evaluation grids (points per axis), increasing, each positive.
+    models : mapping of str to array-like
+        Model name -> its nRMSE at each grid, shape ``(R,)``; NaN (or None) where the model cannot take
+        that grid (left out of its line). May be empty.
+    solver_best : array-like, shape ``(R,)``
+        The lowest nRMSE of the solver ladder run at each grid (positive; NaN: no rung).
+    path : path-like
+        Where to write the figure.
+    training_grid : int, optional
+        The grid the models were trained on, marked by a dotted vertical line.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        For resolutions that are not positive and increasing, or a model's or the solver's values not
+        of shape ``(R,)`` or not positive where finite.
+    """
+    grid = _to_numpy("resolutions", resolutions)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(grid > 0) or not np.all(np.diff(grid) > 0):
+        raise ValueError(f"resolutions must be positive and increasing, got {grid.tolist()}")
+
+    def checked(name: str, values: Any) -> np.ndarray:
+        arr = _to_numpy(name, [np.nan if v is None else v for v in values])
+        if arr.shape != grid.shape:
+            raise ValueError(f"{name} must have one value per resolution, shape {grid.shape}, got {arr.shape}")
+        if np.any(arr[np.isfinite(arr)] <= 0):
+            raise ValueError(f"{name} must be positive where finite, got {arr.tolist()}")
+        return arr
+
+    lines = {str(name): checked(f"models[{name!r}]", v) for name, v in models.items()}
+    best = checked("solver_best", solver_best)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    ax.loglog(grid, best, "--", color="black", lw=1.6, marker="x", label="best solver rung at each grid")
+    colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for k, (name, values) in enumerate(lines.items()):
+        ax.loglog(grid, values, "-", marker=_MODEL_MARKERS[k % len(_MODEL_MARKERS)], color=colours[k % len(colours)],
+                  markeredgecolor="black", label=name)
+    if training_grid is not None:
+        ax.axvline(training_grid, color="0.5", ls=":", lw=1, label=f"training grid ({training_grid})")
+    ax.set_xticks(grid, [f"{int(r)}" for r in grid])
+    ax.minorticks_off()
+    ax.set(xlabel="evaluation grid [points per axis]", ylabel="nRMSE vs reference", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save_atomic(fig, path)

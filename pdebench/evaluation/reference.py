@@ -13,6 +13,12 @@ every rung's initial condition are block averages of the fine cells (exact for c
 rung's output (its resolution divides the task's) is prolonged to the task grid piecewise constant,
 each coarse cell's average repeated over the task cells it covers.
 
+A task's ``eval_resolutions`` (the resolution protocol) keep the truth at each other grid ``r`` too
+(:attr:`ReferenceSet.resolutions`: the reference solve sampled at every ``fine / r``-th point, exact
+since ``r`` divides the fine grid); the ladder at ``r`` (:func:`run_ladder` with ``points=r``) runs the
+task's rungs scaled to ``r`` (:meth:`~pdebench.evaluation.suite.TaskSpec.ladder_at`) and measures their
+errors against it.
+
 Every rung and model is scored with :func:`task_metrics` (the full metric set; rollouts add the MP-PDE
 accumulated error and the rollout summaries of APEBench and The Well) and, on a rollout, its per-step
 curves (:func:`step_curves`).
@@ -98,7 +104,9 @@ def step_curves(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, np.n
 @dataclass
 class ReferenceSet:
     """A task's held-out samples: fine-grid initial conditions ``(N, *fine)`` and the reference
-    trajectories sampled on the task grid ``(N, T, *task)`` (float64), with their ids and times."""
+    trajectories sampled on the task grid ``(N, T, *task)`` (float64), with their ids and times;
+    ``resolutions`` the same trajectories sampled on each other grid of the task's ``eval_resolutions``,
+    ``r -> (N, T, *[r] * dim)``."""
 
     initial: torch.Tensor
     truth: torch.Tensor
@@ -112,6 +120,18 @@ class ReferenceSet:
     #: its solver's time estimate and the spatial error measured on :data:`SPACE_CHECKED` samples
     #: re-solved on a grid twice as fine. A model scoring below it is not rankable.
     certified_error: float | None = None
+    #: The truth at each other grid of the task's ``eval_resolutions``: ``r -> (N, T, *[r] * dim)`` float64.
+    resolutions: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def truth_on(self, points: int | None = None) -> torch.Tensor:
+        """The reference trajectories ``(N, T, *space)`` on the task grid (``points`` None or the task's)
+        or on another grid of the task's ``eval_resolutions``."""
+        if points is None or points == self.truth.shape[-1]:
+            return self.truth
+        if points not in self.resolutions:
+            raise ValueError(f"the reference holds the truth at {[self.truth.shape[-1], *sorted(self.resolutions)]} points, "
+                             f"not at {points}; list {points} in the task's eval_resolutions")
+        return self.resolutions[points]
 
     @property
     def cost_per_sample_s(self) -> float:
@@ -136,7 +156,8 @@ def _cached(reference: ReferenceSet) -> ReferenceSet:
     with atomic_write(reference.cache_path) as handle:
         np.savez(handle, initial=reference.initial.numpy(), truth=reference.truth.numpy(), times=reference.times,
                  sample_ids=reference.sample_ids, wall_time_s=np.array(reference.wall_time_s),
-                 certified_error=np.array(np.nan if reference.certified_error is None else reference.certified_error))
+                 certified_error=np.array(np.nan if reference.certified_error is None else reference.certified_error),
+                 **{f"truth_{r}": t.numpy() for r, t in reference.resolutions.items()})
     return reference
 
 
@@ -150,7 +171,8 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
             return ReferenceSet(torch.from_numpy(saved["initial"]), torch.from_numpy(saved["truth"]), saved["times"],
                                 saved["sample_ids"], float(saved["wall_time_s"]), path,
                                 cell_averaged=getattr(task.task_problem, "cell_averaged", False),
-                                certified_error=None if math.isnan(certified) else certified)
+                                certified_error=None if math.isnan(certified) else certified,
+                                resolutions={r: torch.from_numpy(saved[f"truth_{r}"]) for r in task.other_resolutions})
     fine, coarse = task.reference_problem, task.task_problem
     indices = list(range(task.samples))
     if task.mode == "steady":
@@ -170,9 +192,10 @@ def build_reference(task: TaskSpec, cache_dir: str | Path, progress: Callable[[i
     if not torch.isfinite(truth).all():
         raise ValueError(f"task {task.name}: the reference solve produced non-finite values")
     assert tuple(truth.shape[2:]) == tuple(coarse.spatial_shape)
+    resolutions = {r: fine.restrict(field, r).contiguous() for r in task.other_resolutions}  # exact: r divides the fine grid
     return _cached(ReferenceSet(initial, truth, np.asarray(fine.output_times()), np.asarray(traj.sample_ids), wall, path,
                                 cell_averaged=getattr(fine, "cell_averaged", False),
-                                certified_error=certified_error(traj.provenance)))
+                                certified_error=certified_error(traj.provenance), resolutions=resolutions))
 
 
 def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int], None] | None) -> ReferenceSet:
@@ -199,7 +222,8 @@ def _build_steady_reference(task: TaskSpec, path: Path, progress: Callable[[int]
 class SolverRung:
     """One rung of the classical solver's ladder: its grid and step, cost and error.
 
-    ``metrics`` is :func:`task_metrics` of the rung's scored frames on the task grid (``error`` is its
+    ``metrics`` is :func:`task_metrics` of the rung's scored frames on the grid its errors are measured on
+    (the task grid, or a grid of the resolution protocol: :func:`run_ladder`; ``error`` is its
     ``nrmse``); ``curves`` (rollout tasks only) its :func:`step_curves`, ``{"mse", "nrmse", "corr", "vrmse"}`` each
     ``(T_scored,)``.
     """
@@ -208,7 +232,7 @@ class SolverRung:
     resolution: int
     max_dt: float | None
     cost_s: float  # median wall seconds per sample (warm, whole batch, `repeats` timings)
-    error: float  # nRMSE against the reference on the task grid, scored frames only
+    error: float  # nRMSE against the reference on the measuring grid, scored frames only
     timings_s: list[float] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     curves: dict[str, np.ndarray] = field(default_factory=dict)
@@ -220,57 +244,84 @@ def rung_label(solver: object, resolution: int, max_dt: float | None = None) -> 
         f" dt≤{max_dt:g}" if max_dt is not None else "")
 
 
-def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str], None] | None = None) -> list[SolverRung]:
-    """Solve the held-out samples at every rung and measure cost and error.
+#: What :func:`run_ladder` keeps of one rung's solve, ``(resolution, max_dt) -> (label, timings [s],
+#: scored frames (N, T_scored, *[resolution] * dim))``, or ``None`` for a rung that blew up.
+RungSolves = dict[tuple[int, float | None], tuple[str, list[float], torch.Tensor] | None]
+
+
+def run_ladder(task: TaskSpec, reference: ReferenceSet, progress: Callable[[str], None] | None = None,
+               points: int | None = None, solves: RungSolves | None = None) -> list[SolverRung]:
+    """Solve the held-out samples at every rung and measure cost and error on a grid of ``points``.
+
+    ``points`` None (or the task's grid): the task's rungs, their errors measured on the task grid;
+    another grid of the task's ``eval_resolutions``: the rungs scaled to it
+    (:meth:`~pdebench.evaluation.suite.TaskSpec.ladder_at`, the same ``ladder_max_dt``), their errors
+    measured against the truth there (:meth:`ReferenceSet.truth_on`). ``solves`` (a dict shared by the
+    calls of one task) keeps every rung's solve and timings: a rung of the same resolution and step at
+    another measuring grid is the same solve, so it is measured again, not solved again.
 
     Each rung solves the whole batch once untimed (warm-up: plans, coefficients, caches), then
     ``task.repeats`` timed solves; the cost is the median over samples. A rung whose warm-up solve
     blows up (an under-resolved grid) is left off the ladder with a logged warning. Rungs solve the held-out
     samples under their ids (a per-sample forcing or parameter follows the id). Point values start
-    from the Fourier truncation of the fine initial condition and are Fourier-interpolated to the task
-    grid; cell averages (``cell_averaged``) start from block averages and are prolonged piecewise
+    from the Fourier truncation of the fine initial condition and are Fourier-interpolated to the
+    measuring grid; cell averages (``cell_averaged``) start from block averages and are prolonged piecewise
     constant (:func:`prolong_piecewise_constant`).
     """
     problem = task.task_problem
-    dims, points = problem.dim, problem.spatial_shape[0]
-    frames = scored_frames(task, reference.truth.shape[1])
-    truth = reference.truth[:, frames]
+    dims = problem.dim
+    points = problem.spatial_shape[0] if points is None else points
+    full = reference.truth_on(points)
+    frames = scored_frames(task, full.shape[1])
+    truth = full[:, frames]
     if task.mode == "steady":
         return _steady_ladder(task, reference, truth, progress)
     cell_averaged = getattr(problem, "cell_averaged", False)
-    ids = np.asarray(reference.sample_ids)
-    fine = task.reference_problem
     rungs = []
-    for resolution in task.ladder_resolutions:
+    solves = {} if solves is None else solves
+    for resolution in task.ladder_at(points):
         for max_dt in task.ladder_max_dt:
-            rung_problem = problem.with_resolution(resolution)
-            if max_dt is not None:
-                rung_problem = rung_problem.replace(max_dt=max_dt)
-            solver = build_solver(rung_problem, certified=False, **task.solver_args)
-            u0 = fine.restrict(reference.initial, resolution, project=True).contiguous()
-            label = rung_label(solver, resolution, max_dt)
-            try:
-                solver.solve(rung_problem, u0, ids)  # warm-up (and the check that no sample blows up)
-            except BlowUpError as error:
-                log.warning("task %s: solver rung %s blew up (%s); it is left off the ladder", task.name, label, error)
+            if (resolution, max_dt) not in solves:
+                solves[resolution, max_dt] = _solve_rung(task, reference, resolution, max_dt, frames)
+            if solves[resolution, max_dt] is None:
                 continue
-            timings = []
-            for _ in range(task.repeats):
-                start = time.perf_counter()
-                traj = solver.solve(rung_problem, u0, ids)
-                timings.append(time.perf_counter() - start)
-            solved = traj.fields[rung_problem.field_name].double()[:, frames]
-            on_task_grid = (prolong_piecewise_constant(solved, points, dims) if cell_averaged
-                            else fourier_resample(solved, points, dims))
-            error = score(on_task_grid, truth)
-            rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, timings,
-                                    task_metrics(on_task_grid, truth, task.mode),
-                                    step_curves(on_task_grid, truth) if task.mode == "rollout" else {}))
+            label, timings, solved = solves[resolution, max_dt]
+            on_grid = (prolong_piecewise_constant(solved, points, dims) if cell_averaged
+                       else fourier_resample(solved, points, dims))
+            error = score(on_grid, truth)
+            rungs.append(SolverRung(label, resolution, max_dt, statistics.median(timings) / task.samples, error, list(timings),
+                                    task_metrics(on_grid, truth, task.mode),
+                                    step_curves(on_grid, truth) if task.mode == "rollout" else {}))
             if progress:
                 progress(label)
     if not rungs:
-        raise ValueError(f"task {task.name}: every solver rung blew up; choose finer ladder_resolutions or smaller ladder_max_dt")
+        raise ValueError(f"task {task.name}: every solver rung blew up (errors measured at {points} points); choose finer "
+                         f"ladder_resolutions or smaller ladder_max_dt")
     return rungs
+
+
+def _solve_rung(task: TaskSpec, reference: ReferenceSet, resolution: int, max_dt: float | None,
+                frames: slice) -> tuple[str, list[float], torch.Tensor] | None:
+    """One rung of :func:`run_ladder` solved: ``(label, timings, scored frames)``, or ``None`` (logged)
+    when its warm-up solve blows up."""
+    rung_problem = task.task_problem.with_resolution(resolution)
+    if max_dt is not None:
+        rung_problem = rung_problem.replace(max_dt=max_dt)
+    solver = build_solver(rung_problem, certified=False, **task.solver_args)
+    u0 = task.reference_problem.restrict(reference.initial, resolution, project=True).contiguous()
+    ids = np.asarray(reference.sample_ids)
+    label = rung_label(solver, resolution, max_dt)
+    try:
+        solver.solve(rung_problem, u0, ids)  # warm-up (and the check that no sample blows up)
+    except BlowUpError as error:
+        log.warning("task %s: solver rung %s blew up (%s); it is left off the ladder", task.name, label, error)
+        return None
+    timings = []
+    for _ in range(task.repeats):
+        start = time.perf_counter()
+        traj = solver.solve(rung_problem, u0, ids)
+        timings.append(time.perf_counter() - start)
+    return label, timings, traj.fields[rung_problem.field_name].double()[:, frames]
 
 
 def _steady_ladder(task: TaskSpec, reference: ReferenceSet, truth: torch.Tensor,

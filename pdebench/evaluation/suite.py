@@ -15,6 +15,7 @@ A suite file::
         reference_refinement: 4             # reference solved on a 4x finer grid with max_dt / 4
         ladder_resolutions: [32, 64, 128, 256]
         ladder_max_dt: [0.01, 0.05]
+        eval_resolutions: [512, 1024, 2048] # also score every model at these grids (each must divide 1024 x 4)
     models:
       - {name: fno, checkpoint: outputs/demo/fno/checkpoints/last.ckpt}
       - {name: unet, checkpoint: outputs/unet/checkpoints/last.ckpt, tasks: [burgers1d_nu0.1_t1]}  # only these tasks (default: all)
@@ -79,6 +80,13 @@ class TaskSpec:
         ``cell_averaged``, e.g. ``mppde_e1``): any resolution dividing the task's (odd ones too).
     repeats
         Timed repeats (the median is reported) for solver rungs and models.
+    eval_resolutions
+        The resolution protocol (empty, the default: none): grids at which every model is also scored,
+        without retraining, from inputs at that grid, against the truth at that grid, and placed on the
+        solver ladder run at that grid (:meth:`ladder_at`). Time-dependent point-value tasks only; each
+        ``r`` is an even integer >= 8 dividing the reference grid (task grid x ``reference_refinement``),
+        so the truth at ``r`` is the reference solve sampled at every ``(n x refinement) / r``-th
+        point, exactly. The task's own grid may be listed (it is always scored: the gap's denominator).
     """
 
     name: str
@@ -93,6 +101,7 @@ class TaskSpec:
     ladder_resolutions: tuple[int, ...] = (32, 64, 128, 256)
     ladder_max_dt: tuple[float | None, ...] = (None,)
     repeats: int = 3
+    eval_resolutions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         problem = PROBLEMS.build(self.problem, **self.problem_args)  # names unknown problems and bad args
@@ -136,6 +145,41 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: ladder_max_dt must be positive numbers or null; got {list(self.ladder_max_dt)}")
         object.__setattr__(self, "ladder_resolutions", tuple(sorted(set(self.ladder_resolutions))))
         object.__setattr__(self, "ladder_max_dt", tuple(self.ladder_max_dt))
+        self._check_eval_resolutions(problem)
+
+    def _check_eval_resolutions(self, problem: Problem) -> None:
+        """Refuse ``eval_resolutions`` on a task the protocol does not cover, or an ``r`` that is not an
+        even integer >= 8 dividing the reference grid (one line naming the bad value and the rule)."""
+        if isinstance(self.eval_resolutions, (str, int)):
+            raise ValueError(f"task {self.name!r}: eval_resolutions must be a list of grid sizes, got {self.eval_resolutions!r}")
+        if not self.eval_resolutions:
+            return
+        if self.mode == "steady" or getattr(problem, "cell_averaged", False):
+            kind = "steady" if self.mode == "steady" else f"cell-averaged ({problem.name})"
+            raise ValueError(f"task {self.name!r}: eval_resolutions is for time-dependent point-value tasks; "
+                             f"this task is {kind}, got eval_resolutions {list(self.eval_resolutions)}")
+        fine = problem.spatial_shape[0] * self.reference_refinement
+        for r in self.eval_resolutions:
+            if isinstance(r, bool) or not isinstance(r, int) or r < 8 or r % 2 or fine % r:
+                raise ValueError(f"task {self.name!r}: eval_resolutions entry {r!r} is not an even integer >= 8 dividing the "
+                                 f"reference grid {fine} (task grid {problem.spatial_shape[0]} x reference_refinement "
+                                 f"{self.reference_refinement}), so the truth at it would not be an exact restriction of the reference solve")
+        object.__setattr__(self, "eval_resolutions", tuple(sorted(set(self.eval_resolutions))))
+
+    @property
+    def other_resolutions(self) -> tuple[int, ...]:
+        """The :attr:`eval_resolutions` other than the task's own grid (those scored anew)."""
+        return tuple(r for r in self.eval_resolutions if r != self.task_problem.spatial_shape[0])
+
+    def ladder_at(self, points: int) -> tuple[int, ...]:
+        """The solver ladder's resolutions scaled to a grid of ``points``: each of
+        :attr:`ladder_resolutions` times ``points / n`` (``n`` the task grid), rounded to the nearest even
+        integer and kept in ``[8, points]``, without repeats (the task grid: :attr:`ladder_resolutions`)."""
+        n = self.task_problem.spatial_shape[0]
+        if points == n:
+            return self.ladder_resolutions
+        scaled = {min(max(2 * round(r * points / (2 * n)), 8), points) for r in self.ladder_resolutions}
+        return tuple(sorted(scaled))
 
     @property
     def task_problem(self) -> Problem:
@@ -161,6 +205,8 @@ class TaskSpec:
             key["rtol"] = self.solver_args.get("rtol", rtol.default)
         if getattr(reference, "cell_averaged", False):  # the truth is block-averaged, not sampled (other tasks' keys are unchanged)
             key["restriction"] = "block_average"
+        if self.eval_resolutions:  # the cache also holds the truth at each (other tasks' keys are unchanged)
+            key["eval_resolutions"] = list(self.eval_resolutions)
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -187,6 +187,7 @@ def test_evaluate_and_leaderboard_commands(tiny_checkpoint, tmp_path):
 def test_default_suite_loads():
     suite = Suite.from_yaml(ROOT / "configs" / "leaderboard" / "burgers1d.yaml")
     assert [m.name for m in suite.models] == ["FNO", "TFNO", "U-Net"] and suite.tasks[0].seed >= 1_000_000
+    assert suite.tasks[0].eval_resolutions == (512, 1024, 2048) and suite.tasks[0].other_resolutions == (512, 2048)
 
 
 def test_rollout_task_scores_an_autoregressive_model_on_every_frame_after_its_history(tmp_path):
@@ -384,3 +385,158 @@ def test_a_suite_names_a_device_it_can_use(device, message):
                                                      "ladder_resolutions": [16]}]}
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         Suite.from_dict(raw)
+
+# ------------------------------------------------------------------------------------ resolution protocol
+@pytest.mark.parametrize("changes, message", [
+    ({"eval_resolutions": (12,)}, "eval_resolutions entry 12 is not an even integer >= 8 dividing the reference grid 128 "
+                                  r"\(task grid 64 x reference_refinement 2\)"),
+    ({"eval_resolutions": (64, 256)}, "entry 256 is not an even integer >= 8 dividing the reference grid 128"),
+    ({"eval_resolutions": (4,)}, "entry 4 is not"),
+    ({"eval_resolutions": (32.0,)}, "entry 32.0 is not"),
+    ({"eval_resolutions": 128}, "eval_resolutions must be a list of grid sizes, got 128"),
+])
+def test_eval_resolutions_must_divide_the_reference_grid(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TaskSpec("b", "burgers1d", {"nx": 64}, reference_refinement=2, ladder_resolutions=(16,), **changes)
+
+
+def test_eval_resolutions_are_for_time_dependent_point_value_tasks_and_key_the_cache():
+    with pytest.raises(ValueError, match="time-dependent point-value tasks; this task is steady"):
+        TaskSpec("d", "darcy2d", {"resolution": 29}, mode="steady", reference_refinement=1, ladder_resolutions=(15,),
+                 eval_resolutions=(8,))
+    with pytest.raises(ValueError, match=r"this task is cell-averaged \(mppde_e1\)"):
+        TaskSpec("e", "mppde_e1", {"nx": 16, "n_out": 4}, mode="rollout", reference_refinement=4, ladder_resolutions=(8, 16),
+                 eval_resolutions=(32,))
+    plain = TaskSpec("b", "burgers1d", {"nx": 64}, reference_refinement=2, ladder_resolutions=(16,))
+    listed = TaskSpec("b", "burgers1d", {"nx": 64}, reference_refinement=2, ladder_resolutions=(16,), eval_resolutions=(128, 32, 64))
+    assert listed.eval_resolutions == (32, 64, 128) and listed.other_resolutions == (32, 128)
+    assert plain.content_hash() != listed.content_hash()  # the cache holds the truth at each r
+    # the ladder scaled to r: each rung x r / 64, rounded to an even integer, kept in [8, r]
+    task = TaskSpec("b", "burgers1d", {"nx": 64}, ladder_resolutions=(8, 16, 48, 64))
+    assert task.ladder_at(64) == (8, 16, 48, 64)
+    assert task.ladder_at(128) == (16, 32, 96, 128)
+    assert task.ladder_at(32) == (8, 24, 32)
+    assert task.ladder_at(24) == (8, 18, 24)  # 16 x 24/64 = 6 -> 8; 48 x 24/64 = 18
+
+
+class _Persistence:
+    """A rollout "model" that repeats the last given frame: its nRMSE is computable by hand on any grid."""
+
+    def rollout(self, frames, times=None, params=None):
+        return frames[:, :1].expand(-1, frames.shape[1] - 1, *frames.shape[2:])
+
+
+class _FixedGrid(_Persistence):
+    """Takes 16 points only, like a transformer with a fixed positional grid."""
+
+    def rollout(self, frames, times=None, params=None):
+        if frames.shape[-1] != 16:
+            raise ValueError(f"positional embedding of 16 points, got {frames.shape[-1]}")
+        return super().rollout(frames)
+
+
+class _WrongShape(_Persistence):
+    """Answers on 16 points whatever the input grid."""
+
+    def rollout(self, frames, times=None, params=None):
+        return super().rollout(frames)[..., :16]
+
+
+def test_each_model_is_scored_at_each_resolution_and_placed_on_that_grids_ladder():
+    """A hand-built reference (no solve) on 16 points and 32 (the fine grid) and a persistence model:
+    its nRMSE at each grid by hand, the gap as their ratio, the placement as pareto's on the ladder at
+    that grid; a model that raises at 32 and one answering on another grid are listed with their reason."""
+    from pdebench.evaluation.leaderboard import FIXED_GRID, RESOLUTION_SCHEMA, Row, score_resolutions
+    from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+    from pdebench.evaluation.reference import ReferenceSet
+
+    task = TaskSpec("r", "burgers1d", {"nx": 16, "n_out": 3}, mode="rollout", samples=2, reference_refinement=2,
+                    ladder_resolutions=(8, 16), eval_resolutions=(32,), repeats=1)
+    g = torch.Generator().manual_seed(0)
+    fine = torch.randn(2, 4, 32, generator=g, dtype=torch.float64)  # (N, T, 32): the "reference solve"
+    reference = ReferenceSet(fine[:, 0], fine[..., ::2].contiguous(), np.linspace(0, 1, 4), np.array([[1_000_000, 0], [1_000_000, 1]]),
+                             1.0, resolutions={32: fine})
+
+    def by_hand(truth):  # persistence: every scored frame t >= 1 predicted by frame 0
+        y = truth[:, 1:].numpy()
+        return np.mean(np.linalg.norm(truth[:, :1].numpy() - y, axis=-1) / np.linalg.norm(y, axis=-1))
+
+    e16, e32 = by_hand(reference.truth), by_hand(fine)
+    ladders = {16: CostCurve([1e-3, 1e-2], [3.0, 0.3], ("a", "b")), 32: CostCurve([2e-3, 2e-2], [2.0, 0.2], ("c", "d"))}
+    row = Row("r", "persistence", "model", nrmse=e16, cost_s=1e-3, metrics={"nrmse": e16})
+    at16, at32 = score_resolutions(_Persistence(), row, task, reference, ladders, batch_size=1)
+    assert (at16["resolution"], at16["gap"], at16["grid_ratio"]) == (16, 1.0, 1.0)
+    assert at16["placement"] == speedup_at_equal_accuracy(ladders[16], e16, 1e-3).to_dict()
+    assert at32["status"] == "ok" and at32["grid_ratio"] == 2 and at32["nrmse"] == pytest.approx(e32, rel=1e-6)
+    assert at32["gap"] == pytest.approx(e32 / e16, rel=1e-6)
+    assert at32["placement"] == speedup_at_equal_accuracy(ladders[32], at32["nrmse"], at32["cost_s"]).to_dict()
+    assert at32["placement"]["verdict"] and at32["cost_s"] > 0
+    fixed = score_resolutions(_FixedGrid(), row, task, reference, ladders, batch_size=1)[1]
+    wrong = score_resolutions(_WrongShape(), row, task, reference, ladders, batch_size=1)[1]
+    assert fixed["status"] == wrong["status"] == FIXED_GRID and fixed["nrmse"] is None and fixed["placement"] is None
+    assert fixed["reason"] == "ValueError: positional embedding of 16 points, got 32"
+    assert "answered with shape (2, 3, 16), not the truth's (2, 3, 32)" in wrong["reason"]
+    for entry in (at16, at32, fixed, wrong):
+        jsonschema.validate(json.loads(json.dumps(entry)), RESOLUTION_SCHEMA)
+    from pdebench.evaluation.leaderboard import resolution_gap_cell
+
+    assert resolution_gap_cell([at16, at32]) == f"×2: {at32['gap']:.3g}"
+    assert resolution_gap_cell([at16, fixed]) == "fixed grid" and resolution_gap_cell([]) == "–"
+
+
+def test_an_fno_is_scored_at_twice_its_grid_and_placed_on_the_ladder_there(tiny_checkpoint, tmp_path):
+    """The tiny FNO (trained on 64 points) at 128 (the reference grid) and at 8 (too coarse for its 8
+    modes: listed, not dropped). Independently: its nRMSE at 128 from its own forward pass on the fine
+    initial condition against the fine solve, a rung of the ladder at 128 re-solved here and Fourier-
+    interpolated with numpy, and the placement as pareto's on the ladder at 128."""
+    import csv
+
+    from pdebench.data.generate import build_solver
+    from pdebench.evaluation.leaderboard import FIXED_GRID, load_model
+    from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy
+    from pdebench.evaluation.suite import ModelEntry
+
+    suite = tiny_suite(tmp_path, tiny_checkpoint, eval_resolutions=[8, 64, 128], ladder_max_dt=[None])
+    results = run_suite(suite)
+    document = json.loads(results.read_text())
+    jsonschema.validate(document, RESULTS_SCHEMA)
+    fno = next(r for r in document["rows"] if r["name"] == "fno")
+    assert fno["status"] == "ok", fno["error"]
+    by_grid = {e["resolution"]: e for e in fno["resolutions"]}
+    assert sorted(by_grid) == [8, 64, 128]
+    assert by_grid[8]["status"] == FIXED_GRID and "too coarse for n_modes=8" in by_grid[8]["reason"]
+    assert by_grid[64]["nrmse"] == fno["nrmse"] and by_grid[64]["gap"] == 1 and by_grid[64]["placement"] == fno["placement"]
+    at128 = by_grid[128]
+    assert at128["status"] == "ok" and at128["gap"] == pytest.approx(at128["nrmse"] / fno["nrmse"], rel=1e-12)
+
+    reference = build_reference(suite.tasks[0], tmp_path / "cache")  # from the cache, with the truth at 8 and 128
+    fine_truth = reference.truth_on(128)
+    assert torch.equal(fine_truth[:, 0], reference.initial) and torch.equal(fine_truth[..., ::2], reference.truth)
+    module, _ = load_model(ModelEntry("fno", str(tiny_checkpoint)))
+    with torch.no_grad():
+        pred = module(reference.initial.float().unsqueeze(1))[:, 0].double().numpy()
+    truth = fine_truth[:, -1].numpy()
+    expected = np.mean(np.linalg.norm(pred - truth, axis=-1) / np.linalg.norm(truth, axis=-1))
+    assert at128["nrmse"] == pytest.approx(expected, rel=1e-5)
+
+    (task_record,) = document["tasks"]
+    ladder = {rec["resolution"]: rec["ladder"] for rec in task_record["resolutions"]}
+    assert [r["label"] for r in ladder[128]] == ["spectral n=32", "spectral n=64"]  # the rungs 16, 32 scaled by 2
+    assert [r["label"] for r in ladder[8]] == ["spectral n=8"]  # 2 and 4 kept at 8
+    task = suite.tasks[0]
+    rung_problem = task.task_problem.with_resolution(64)
+    u0 = torch.from_numpy(np.fft.irfft(np.fft.rfft(reference.initial.numpy())[:, :32], n=64) * 0.5)  # modes |k| < 32
+    solved = build_solver(rung_problem, certified=False).solve(rung_problem, u0, reference.sample_ids).fields["u"][:, -1].numpy()
+    spectrum = np.fft.rfft(solved)[:, :32]
+    upsampled = np.fft.irfft(np.pad(spectrum, ((0, 0), (0, 33))), n=128) * 2
+    rung_error = np.mean(np.linalg.norm(upsampled - truth, axis=-1) / np.linalg.norm(truth, axis=-1))
+    assert ladder[128][1]["nrmse"] == pytest.approx(rung_error, rel=1e-6)
+    curve = CostCurve([r["cost_s"] for r in ladder[128]], [r["nrmse"] for r in ladder[128]], [r["label"] for r in ladder[128]])
+    expected_placement = speedup_at_equal_accuracy(curve, at128["nrmse"], at128["cost_s"], reference.certified_error).to_dict()
+    assert at128["placement"] == pytest.approx(expected_placement)
+
+    out = results.parent
+    assert f"×2: {at128['gap']:.3g}" in (out / "results.md").read_text() and "×0.125: fixed grid" in (out / "results.md").read_text()
+    rows = {r["name"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert rows["fno"]["gap_8"] == "" and float(rows["fno"]["gap_64"]) == 1 and float(rows["fno"]["gap_128"]) == pytest.approx(at128["gap"])
+    assert (out / "tiny_resolution.png").read_bytes().startswith(b"\x89PNG")

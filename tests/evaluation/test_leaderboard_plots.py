@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pdebench.evaluation import leaderboard_plots
-from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_rollout_errors
+from pdebench.evaluation.leaderboard_plots import plot_error_vs_cost, plot_prediction, plot_resolution, plot_rollout_errors
 from pdebench.evaluation.pareto import CostCurve
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -95,6 +95,29 @@ def test_rollout_errors_warns_about_points_it_cannot_show(tmp_path, caplog):
 def test_rollout_errors_bad_inputs_raise(tmp_path, curves, dt, match):
     with pytest.raises(ValueError, match=match):
         plot_rollout_errors(curves, tmp_path / "r.png", dt=dt)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution
+# --------------------------------------------------------------------------------------------------
+
+
+def test_resolution_plot_writes_a_png_with_a_grid_a_model_cannot_take(tmp_path):
+    path = plot_resolution([32, 64, 128], {"fno": [0.02, 0.01, 0.011], "vit": [None, 0.01, np.nan]}, [0.1, 0.01, 1e-3],
+                           tmp_path / "r.png", training_grid=64)
+    assert_png_alone(path, tmp_path)
+
+
+@pytest.mark.parametrize("grids, models, best, match", [
+    ([64, 32], {}, [0.1, 0.1], "positive and increasing"),
+    ([32, 64], {"fno": [0.1]}, [0.1, 0.1], r"models\['fno'\] must have one value per resolution"),
+    ([32, 64], {"fno": [0.1, -1.0]}, [0.1, 0.1], "positive where finite"),
+    ([32, 64], {}, [0.1, 0.1, 0.1], "solver_best must have one value per resolution"),
+])
+def test_resolution_plot_bad_inputs_raise(tmp_path, grids, models, best, match):
+    with pytest.raises(ValueError, match=match):
+        plot_resolution(grids, models, best, tmp_path / "r.png")
     assert list(tmp_path.iterdir()) == []
 
 
