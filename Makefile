@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install browser test test-all demo bench clean
 
 install: $(STAMP)
 
@@ -16,10 +16,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	rm -f $(VENV)/.installed-* && touch $@
 
-test: $(STAMP)
+# Debian's Chromium and its driver, for the board page's browser test (tests/evaluation/test_board_html.py),
+# installed as root when missing.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get install -y -q chromium chromium-driver || (apt-get update -q && apt-get install -y -q chromium chromium-driver))
+
+test: $(STAMP) browser
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -392,10 +392,12 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     return 0 if report.passed else 1
 
 
-def _run_board(board, suite, output: Path | None, console: Console, fmt: str = "table") -> Path:
+def _run_board(board, suite, output: Path | None, console: Console, fmt: str = "table", html: bool = False) -> Path:
     """Run a suite on its board (:data:`pdebench.evaluation.boards.BOARDS`) with a spinner per step;
     print the board's table in ``fmt`` (``json``: the ``results.json`` document; the spinner and the
-    closing line go to stderr unless ``fmt`` is ``table``); return results.json."""
+    closing lines go to stderr unless ``fmt`` is ``table``); with ``html``, write the board's page
+    ``index.html`` beside results.json (:func:`pdebench.evaluation.board_html.write_html`) and print its
+    path; return results.json."""
     if board.check_entries is not None:
         board.check_entries(suite)  # a foreign or malformed checkpoint stops the board before it starts
     status = console if fmt == "table" else Console(stderr=True)
@@ -412,6 +414,10 @@ def _run_board(board, suite, output: Path | None, console: Console, fmt: str = "
     document = json.loads(results.read_text())
     _show(console, fmt, lambda markup: board.tables(document, markup), document)
     status.print(f"[green]results[/] {results} (+ results.csv, results.md, plots) in {results.parent}")
+    if html:
+        from pdebench.evaluation.board_html import write_html
+
+        status.print(f"[green]page[/] {write_html(results.parent, document, board.row_format)}")
     return results
 
 
@@ -436,7 +442,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
         if not board.takes_models:
             raise ValueError(f"--model does not apply to a {board.kind} suite (its entries are its tasks' settings)")
         suite = dataclasses.replace(suite, models=_model_entries(args.model))
-    _run_board(board, suite, Path(args.output) if args.output else None, console, _output_format(args))
+    _run_board(board, suite, Path(args.output) if args.output else None, console, _output_format(args), args.html)
     return 0
 
 
@@ -472,7 +478,8 @@ DEMO_MODELS = {  # name: (model overrides, epochs); budgets sized for the 10-min
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     """The main job on the embedded default: stream burgers1d from spectral workers into the reservoir,
-    train FNO, TFNO and U-Net online, run the default leaderboard suite and print it."""
+    train FNO, TFNO and U-Net online, run the default leaderboard suite, print it and write its page
+    (``index.html``)."""
     from pdebench.evaluation.boards import BOARDS
     from pdebench.evaluation.suite import ModelEntry, Suite
 
@@ -515,7 +522,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     console.rule(f"[{len(DEMO_MODELS) + 1}/{len(DEMO_MODELS) + 1}] leaderboard")
     console.print("the models against the spectral solver's ladder")
     suite = dataclasses.replace(Suite.from_yaml(suite_file), models=tuple(entries), cache_dir=str(out / "leaderboard" / "cache"))
-    _run_board(BOARDS["operator"], suite, out / "leaderboard", console, _output_format(args))
+    _run_board(BOARDS["operator"], suite, out / "leaderboard", console, _output_format(args), html=True)
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -592,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results folder (default: the suite's output)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="evaluate these instead of the suite's models (repeatable; linear-solver suites: DCDM checkpoints)")
+    p.add_argument("--html", action="store_true", help="also write the board's page, index.html (sortable tables, "
+                   "the accuracy-cost plot, the figures; self-contained), beside results.json")
     _add_format(p)
     p.set_defaults(run=cmd_leaderboard)
 

@@ -6,12 +6,14 @@ suite mapping (:class:`BoardSuite`) and the board plots' finish.
 
 Every table the package prints (the boards, ``pdebench list``) is a :class:`TextTable` rendered by
 :func:`render_tables`: a rich table on a terminal, split into parts that fit its width with the names
-never cut, or Markdown (the writer of ``results.md``, :func:`markdown_text`)."""
+never cut, Markdown (the writer of ``results.md``, :func:`markdown_text`) or HTML (:func:`html_table`,
+the tables of the board's page, :mod:`.board_html`)."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import html
 import io
 import json
 import logging
@@ -65,9 +67,15 @@ class Markup:
 MARKDOWN = Markup("**{}**", "failed: {}", _markdown_text)
 #: The printed (rich) table's cells.
 RICH = Markup("[bold]{}[/]", "[red]failed[/]: {}", escape)
-#: The cell markup of each format a table renders in (``pdebench ... --format``; its third, ``json``,
-#: prints the data instead of a table).
-MARKUPS: dict[str, Markup] = {"table": RICH, "markdown": MARKDOWN}
+#: HTML cells (:func:`html_table`): a cell's text is escaped whole when it is written, so an entry's or
+#: failure's mark is a pair of private-use characters that no text holds, turned into its tag after the
+#: escape (:data:`_HTML_TAGS`); names and error messages, which the boards' cells do not escape, stay
+#: text.
+HTML = Markup("\ue000{}\ue001", "\ue002failed\ue003: {}")
+_HTML_TAGS = {"\ue000": "<strong>", "\ue001": "</strong>", "\ue002": '<span class="failed">', "\ue003": "</span>"}
+#: The cell markup of each format a table renders in (``pdebench ... --format``: ``table``,
+#: ``markdown``; ``json`` prints the data instead of a table; ``html``: the board's page).
+MARKUPS: dict[str, Markup] = {"table": RICH, "markdown": MARKDOWN, "html": HTML}
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,9 @@ class TextTable:
         Printed above the table (rich: its title; Markdown: a ``##`` heading); ``""``: none.
     notes
         Heading -> one line, printed under the table as ``- heading: note``.
+    keys
+        Heading -> the names of its rows (the board rows' ``name``), in the order of :attr:`groups`: HTML
+        marks each row ``data-row="heading/name"`` (:func:`html_table`); empty: unmarked rows.
     """
 
     headers: tuple[str, ...]
@@ -93,6 +104,7 @@ class TextTable:
     title: str = ""
     group_header: str | None = "task"
     notes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    keys: Mapping[str | None, Sequence[str]] = dataclasses.field(default_factory=dict)
 
 
 def markdown_text(table: TextTable, title: bool = True) -> str:
@@ -111,6 +123,41 @@ def markdown_text(table: TextTable, title: bool = True) -> str:
         lines.append("")
         lines += [f"- {group}: {text}" for group, text in table.notes.items()]
     return "\n".join(lines) + "\n"
+
+
+def html_cell(cell: str) -> str:
+    """An :data:`HTML` cell as HTML: its text escaped, its marks made tags."""
+    text = html.escape(cell)
+    for mark, tag in _HTML_TAGS.items():
+        text = text.replace(mark, tag)
+    return text
+
+
+def html_table(table: TextTable, group: str | None) -> str:
+    """The rows of ``group`` of ``table`` (cells in :data:`HTML`) as a ``<table class="board">``: a header
+    cell per header (``<th>``, which the page's script sorts by), one ``<tr>`` per row, marked
+    ``data-row="group/name"`` where :attr:`TextTable.keys` names it, then the group's note as a caption
+    below."""
+    keys = table.keys.get(group)
+    head = "".join(f'<th scope="col" data-col="{j}">{html.escape(h)}</th>' for j, h in enumerate(table.headers))
+    lines = [f'<table class="board"><thead><tr>{head}</tr></thead><tbody>']
+    for i, row in enumerate(table.groups[group]):
+        mark = f' data-row="{html.escape(f"{group}/{keys[i]}")}"' if keys is not None else ""
+        lines.append(f"<tr{mark}>" + "".join(f"<td>{html_cell(c)}</td>" for c in row) + "</tr>")
+    lines.append("</tbody></table>")
+    if group in table.notes:
+        lines.append(f'<p class="note">{html.escape(table.notes[group])}</p>')
+    return "\n".join(lines)
+
+
+def html_text(table: TextTable) -> str:
+    """``table`` as HTML: its title (``<h2>``), then per heading an ``<h3>`` and :func:`html_table`."""
+    parts = [f"<h2>{html.escape(table.title)}</h2>"] if table.title else []
+    for group in table.groups:
+        if group is not None:
+            parts.append(f"<h3>{html.escape(group)}</h3>")
+        parts.append(html_table(table, group))
+    return "\n".join(parts) + "\n"
 
 
 def _cell_widths(cells: Sequence[str]) -> tuple[int, int]:
@@ -175,10 +222,12 @@ def rich_tables(table: TextTable, width: int) -> list[Table]:
 
 def render_tables(tables: Sequence[TextTable], fmt: str, width: int = 100) -> str | Group:
     """The tables in ``fmt`` of :data:`MARKUPS` (their cells written in that markup): ``"markdown"``,
-    one text (tables apart by a blank line); ``"table"``, a rich :class:`~rich.console.Group` of
-    :func:`rich_tables` that fit ``width`` columns."""
+    one text (tables apart by a blank line); ``"html"``, one text of :func:`html_text`; ``"table"``, a
+    rich :class:`~rich.console.Group` of :func:`rich_tables` that fit ``width`` columns."""
     if fmt == "markdown":
         return "\n".join(markdown_text(table) for table in tables)
+    if fmt == "html":
+        return "\n".join(html_text(table) for table in tables)
     if fmt == "table":
         return Group(*(part for table in tables for part in rich_tables(table, width)))
     raise ValueError(f"tables render as {' or '.join(MARKUPS)}, got {fmt!r}")
@@ -260,17 +309,19 @@ def board_table(document: Mapping[str, Any], row_format: RowFormat, markup: Mark
     view, titled, and of the solver rows only the Pareto front when :attr:`RowFormat.front` is set;
     else every row, untitled (``results.md``)."""
     groups: dict[str | None, list[list[str]]] = {}
+    keys: dict[str | None, list[str]] = {}
     for task, rows in row_format.by_task(document["rows"]).items():
         if printed and row_format.front is not None:
             solver = [r for r in rows if r["kind"] == "solver" and r["status"] == "ok"]
             rows = [r for r in rows if r["kind"] != "solver"] + front_rows(solver, *row_format.front)
         groups[task] = [row_format.cells(r, markup) for r in rows]
+        keys[task] = [r["name"] for r in rows]
     title = ""
     if printed:
         env = document["environment"]
         title = (f"{row_format.title} {document['suite']} ({env['hardware']}, {env['threads']} thread(s), "
                  f"git {env['git_revision']})")
-    return TextTable(tuple(row_format.headers), groups, title, notes=dict(notes or {}))
+    return TextTable(tuple(row_format.headers), groups, title, notes=dict(notes or {}), keys=keys)
 
 
 def board_tables(document: Mapping[str, Any], row_format: RowFormat, markup: Markup, *,

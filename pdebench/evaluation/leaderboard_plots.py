@@ -5,14 +5,18 @@ Every function validates its inputs before drawing (ValueError for a bad shape o
 figure atomically (to a hidden temporary file in the destination folder, then ``os.replace``, so a
 reader never sees a half-written image and a failure leaves no stray file), creates missing parent
 folders, and returns the path written. The format follows the path's suffix (PNG without one).
+The accuracy–cost figure is also given unsaved (:func:`error_vs_cost_figure`) and as PNG bytes with
+the pixel position of each of its points (:func:`error_vs_cost_image`, the board page's image map).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,8 @@ import numpy as np  # noqa: E402
 from pdebench.atomic import atomic_write  # noqa: E402
 from pdebench.evaluation.pareto import CostCurve, speedup_at_equal_accuracy  # noqa: E402
 
-__all__ = ["plot_error_vs_cost", "plot_prediction", "plot_resolution", "plot_rollout_errors"]
+__all__ = ["ImageMap", "PlotPoint", "error_vs_cost_figure", "error_vs_cost_image", "plot_error_vs_cost", "plot_prediction",
+           "plot_resolution", "plot_rollout_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,63 @@ def _speedup_note(curve: CostCurve, cost: float, error: float) -> str:
     return f"speed-up {sign} {p.speedup_bound:.3g}x, {p.verdict}"
 
 
+def _check_models(models: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """``models`` as ``name -> (cost, error)`` floats; ValueError naming a pair that is not two positive
+    finite numbers."""
+    points: dict[str, tuple[float, float]] = {}
+    for name, value in models.items():
+        try:
+            cost, error = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"models[{name!r}] must be a (cost, error) pair of numbers, got {value!r}") from None
+        for what, v in (("cost", cost), ("error", error)):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"models[{name!r}] {what} must be positive and finite, got {v!r}")
+        points[str(name)] = (cost, error)
+    return points
+
+
+def error_vs_cost_figure(
+    curve: CostCurve,
+    models: Mapping[str, tuple[float, float]],
+    title: str = "accuracy vs cost: models on the solver's ladder",
+    *,
+    show_speedup: bool = True,
+    xlabel: str = "inference cost per sample [s]",
+    ylabel: str = "nRMSE vs reference",
+) -> tuple[plt.Figure, plt.Axes]:
+    """The figure of :func:`plot_error_vs_cost` (same parameters; ``xlabel``, ``ylabel`` its axes'
+    labels), drawn and not saved: ``(figure, axes)``, for the caller to save and close."""
+    if not isinstance(curve, CostCurve):
+        raise ValueError(f"curve must be a CostCurve, got {type(curve).__name__}")
+    points = _check_models(models)
+
+    front_idx = curve.front_indices()
+    off_front = np.setdiff1d(np.arange(len(curve)), front_idx)
+    labels = curve.rung_labels
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+    ax.loglog(curve.costs[front_idx], curve.errors[front_idx], "-o", color="black", lw=2.2, ms=6, label="solver Pareto front")
+    if off_front.size:
+        ax.loglog(curve.costs[off_front], curve.errors[off_front], "x", color="0.55", ms=6, mew=1.2, label="solver rungs off the front")
+    for i in front_idx:
+        ax.annotate(labels[i], (curve.costs[i], curve.errors[i]), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for k, (name, (cost, error)) in enumerate(points.items()):
+        legend = f"{name} ({_speedup_note(curve, cost, error)})" if show_speedup else name
+        ax.loglog(
+            [cost], [error], linestyle="none", marker=_MODEL_MARKERS[k % len(_MODEL_MARKERS)], ms=9,
+            color=colours[k % len(colours)], markeredgecolor="black", label=legend, zorder=3,
+        )
+        ax.annotate(name, (cost, error), xytext=(6, -10), textcoords="offset points", fontsize=8, color=colours[k % len(colours)])
+
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig, ax
+
+
 def plot_error_vs_cost(
     curve: CostCurve,
     models: Mapping[str, tuple[float, float]],
@@ -135,43 +197,55 @@ def plot_error_vs_cost(
     ValueError
         For a model whose value is not a ``(cost, error)`` pair of positive finite numbers.
     """
-    if not isinstance(curve, CostCurve):
-        raise ValueError(f"curve must be a CostCurve, got {type(curve).__name__}")
-    points: dict[str, tuple[float, float]] = {}
-    for name, value in models.items():
-        try:
-            cost, error = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise ValueError(f"models[{name!r}] must be a (cost, error) pair of numbers, got {value!r}") from None
-        for what, v in (("cost", cost), ("error", error)):
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"models[{name!r}] {what} must be positive and finite, got {v!r}")
-        points[str(name)] = (cost, error)
-
-    front_idx = curve.front_indices()
-    off_front = np.setdiff1d(np.arange(len(curve)), front_idx)
-    labels = curve.rung_labels
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
-    ax.loglog(curve.costs[front_idx], curve.errors[front_idx], "-o", color="black", lw=2.2, ms=6, label="solver Pareto front")
-    if off_front.size:
-        ax.loglog(curve.costs[off_front], curve.errors[off_front], "x", color="0.55", ms=6, mew=1.2, label="solver rungs off the front")
-    for i in front_idx:
-        ax.annotate(labels[i], (curve.costs[i], curve.errors[i]), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
-
-    colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
-    for k, (name, (cost, error)) in enumerate(points.items()):
-        legend = f"{name} ({_speedup_note(curve, cost, error)})" if show_speedup else name
-        ax.loglog(
-            [cost], [error], linestyle="none", marker=_MODEL_MARKERS[k % len(_MODEL_MARKERS)], ms=9,
-            color=colours[k % len(colours)], markeredgecolor="black", label=legend, zorder=3,
-        )
-        ax.annotate(name, (cost, error), xytext=(6, -10), textcoords="offset points", fontsize=8, color=colours[k % len(colours)])
-
-    ax.set(xlabel="inference cost per sample [s]", ylabel="nRMSE vs reference", title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    fig, _ = error_vs_cost_figure(curve, models, title, show_speedup=show_speedup)
     return _save_atomic(fig, path)
+
+
+@dataclass(frozen=True)
+class PlotPoint:
+    """One drawn point of an :class:`ImageMap`: its name, ``"model"`` or ``"front"`` (a solver rung on
+    the Pareto front), its data ``cost`` [s] and ``error``, and its centre in image pixels (``x``
+    rightwards, ``y`` downwards from the top-left corner)."""
+
+    name: str
+    kind: str
+    cost: float
+    error: float
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class ImageMap:
+    """A PNG and where its points lie on it: ``png`` (the file's bytes), its ``width`` and ``height``
+    in pixels, and its :class:`PlotPoint` s (the models, then the front's rungs cheapest first)."""
+
+    png: bytes
+    width: int
+    height: int
+    points: tuple[PlotPoint, ...]
+
+
+def error_vs_cost_image(curve: CostCurve, models: Mapping[str, tuple[float, float]], title: str, **figure: Any) -> ImageMap:
+    """:func:`error_vs_cost_figure` (``figure``: its keyword arguments) as a PNG at the boards' resolution,
+    with the pixel centre of every model and Pareto-front rung (the axes' ``transData`` of the saved
+    drawing, y flipped to count from the top): the points a page's image map names on hover."""
+    fig, ax = error_vs_cost_figure(curve, models, title, **figure)
+    try:
+        fig.set_dpi(_DPI)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=_DPI)  # at the figure's own dpi: transData stays that of the saved drawing
+        width, height = (int(round(v)) for v in fig.bbox.size)
+        front = curve.front_indices()
+        data = ([(name, "model", cost, error) for name, (cost, error) in _check_models(models).items()]
+                + [(curve.rung_labels[i], "front", float(curve.costs[i]), float(curve.errors[i])) for i in front])
+        points = []
+        for name, kind, cost, error in data:
+            x, y = ax.transData.transform((cost, error))
+            points.append(PlotPoint(name, kind, cost, error, float(x), float(height - y)))
+    finally:
+        plt.close(fig)
+    return ImageMap(buffer.getvalue(), width, height, tuple(points))
 
 
 # --------------------------------------------------------------------------------------------------
