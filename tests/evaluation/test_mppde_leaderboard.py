@@ -152,7 +152,7 @@ class Persistence(torch.nn.Module):
 
 
 def test_a_cell_averaged_rollout_suite_reports_accumulated_error_reference_cost_and_curves(cell_averaged_e1, tmp_path, monkeypatch):
-    monkeypatch.setattr(leaderboard, "load_model", lambda entry: (Persistence(), {"data": {}}))
+    monkeypatch.setattr(leaderboard, "load_model", lambda entry, device="cpu": (Persistence(), {"data": {}}))
     monkeypatch.setattr(leaderboard, "check_data_card", lambda card, task: None)
     task = {"name": "e1", "problem": "mppde_e1", "problem_args": TINY_E1, "mode": "rollout", "history": 2, "samples": 3,
             "reference_refinement": 4, "ladder_resolutions": [8, 16], "repeats": 1}
