@@ -425,7 +425,7 @@ class BreakEven:
     never : bool
         The model never pays back: ``c_m >= c_s`` (``c_s`` exact, or an upper bound on it).
     bound_kind : {"lower", "upper"} or None
-        ``n_star`` is a bound: ``"upper"`` when ``c_s`` is a lower bound (the model is more accurate
+        ``c_s`` is the nearest rung's cost, a bound, so ``n_star`` is a bound too: ``"upper"`` when ``c_s`` is a lower bound (the model is more accurate
         than every rung: the solver would cost at least the best rung's cost), ``"lower"`` when ``c_s``
         is an upper bound (less accurate than every rung). The amortised speed-ups are then bounds of
         the opposite kind.
@@ -498,7 +498,7 @@ def break_even(curve: CostCurve, placement: Placement, one_off_s: float | None,
     for n in solves:
         equal = error_at_equal_cost(front, c_m + one_off_s / n).error
         ratios[n] = None if equal is None else placement.model_error / equal
-    return BreakEven(one_off_s, c_m, c_s, n_star, never, bound_kind if n_star is not None else None, speedups, ratios)
+    return BreakEven(one_off_s, c_m, c_s, n_star, never, bound_kind, speedups, ratios)
 
 
 def front_rows(rows: Sequence[Mapping[str, Any]], cost: str, error: str) -> list[Mapping[str, Any]]:

@@ -290,7 +290,10 @@ def test_break_even_off_the_front_is_a_bound(power_law):
     worse = break_even(power_law, speedup_at_equal_accuracy(power_law, law(0.001), 0.01), 2.0)
     assert worse.bound_kind == "lower" and worse.n_star == pytest.approx(2.0 / 0.02, rel=TOL)
     # ... and "never" when the model costs more than even the cheapest rung
-    assert break_even(power_law, speedup_at_equal_accuracy(power_law, law(0.001), 0.05), 2.0).never
+    never = break_even(power_law, speedup_at_equal_accuracy(power_law, law(0.001), 0.05), 2.0)
+    assert never.never and never.n_star is None
+    # its amortised speed-ups use c_s = 0.03 s, an upper bound on the solver's cost: they are upper bounds
+    assert never.bound_kind == "lower" and never.amortised_speedup[1_000] == pytest.approx(1e3 * 0.03 / (2 + 1e3 * 0.05))
 
 
 def test_break_even_without_a_recorded_one_off_cost_says_why(power_law):
