@@ -22,8 +22,9 @@ browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get install -y -q chromium chromium-driver || (apt-get update -q && apt-get install -y -q chromium chromium-driver))
 
+# One torch thread per test and one test per core (pytest-xdist: two on CI's 2-core machine, at most four).
 test: $(STAMP) browser
-	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q -n auto --maxprocesses 4
 
 test-all: $(STAMP) browser
 	$(PY) -m pytest -q

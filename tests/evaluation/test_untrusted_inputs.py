@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,7 @@ import torch
 import yaml
 
 from pdebench.registry import read_yaml
-from tests.cli_runs import assert_one_line_refusal
-from tests.cli_runs import pdebench_cli as cli
+from tests.cli_runs import assert_one_line_refusal, pdebench_cli, pdebench_in_process
 from tests.evaluation.test_leaderboard import ROOT, tiny_checkpoint  # noqa: F401 - the fixture
 
 SUITE = {"name": "tiny", "tasks": [{"name": "tiny", "problem": "burgers1d", "problem_args": {"nx": 64, "n_out": 1},
@@ -26,11 +26,22 @@ def suite_file(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("module_class", "command"), [("evilmod.Foo", "evaluate"), ("evilmod.Foo", "leaderboard"),
-                                                    ("this.Foo", "leaderboard"), ("os.system", "evaluate"),
-                                                    ("pdebench.training.module.torch", "evaluate")])
-def test_a_checkpoint_naming_a_foreign_module_class_imports_nothing(tiny_checkpoint, tmp_path, module_class, command):  # noqa: F811
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``pdebench ARGS`` run in this process (:func:`~tests.cli_runs.pdebench_in_process`): these checks are of
+    what the command prints, returns, writes and imports, which a fresh interpreter would not change (one test
+    below runs the console script in its own process)."""
+    return lambda args, cwd: pdebench_in_process(args, cwd, monkeypatch, capsys)
+
+
+@pytest.mark.parametrize(("module_class", "command", "fresh_process"),
+                         [("evilmod.Foo", "evaluate", False), ("evilmod.Foo", "leaderboard", True),
+                          ("this.Foo", "leaderboard", False), ("os.system", "evaluate", False),
+                          ("pdebench.training.module.torch", "evaluate", False)])
+def test_a_checkpoint_naming_a_foreign_module_class_imports_nothing(tiny_checkpoint, tmp_path, cli, module_class, command,  # noqa: F811
+                                                                    fresh_process):
     (tmp_path / "evilmod.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('code ran')\nclass Foo: pass\n")
+    modules_before = set(sys.modules)
     saved = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
     saved["pdebench"]["module_class"] = module_class
     evil = tmp_path / "evil.ckpt"
@@ -38,9 +49,10 @@ def test_a_checkpoint_naming_a_foreign_module_class_imports_nothing(tiny_checkpo
     suite = suite_file(tmp_path)
     args = {"evaluate": ["evaluate", str(evil), "--suite", str(suite)],
             "leaderboard": ["leaderboard", "--suite", str(suite), "--model", f"x={evil}"]}[command]
-    result = cli(args, tmp_path)
+    result = pdebench_cli(args, tmp_path) if fresh_process else cli(args, tmp_path)
     assert_one_line_refusal(result, str(evil), repr(module_class), "not one of pdebench's training modules")
     assert "Zen of Python" not in result.stdout + result.stderr and not (tmp_path / "ran").exists()
+    assert not {"evilmod", "this"} & (set(sys.modules) - modules_before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.ckpt", "evilmod.py", "suite.yaml"]
 
 
@@ -50,7 +62,7 @@ class RunsCode:
 
 
 @pytest.mark.parametrize("content", ["text", "pickle", "empty", "list"])
-def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line_without_advice_to_run_its_code(tmp_path, content):
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line_without_advice_to_run_its_code(tmp_path, cli, content):
     bad = tmp_path / "bad.ckpt"
     if content == "text":
         bad.write_text("hello, I am not a checkpoint\n")
@@ -71,7 +83,7 @@ TAGGED = "name: !!python/object/apply:os.system ['touch ran']\ntasks: []\n"
 
 
 @pytest.mark.parametrize("command", ["leaderboard", "evaluate", "physics", "train-dcdm"])
-def test_a_yaml_file_with_a_python_tag_is_refused_in_one_line(tmp_path, command):
+def test_a_yaml_file_with_a_python_tag_is_refused_in_one_line(tmp_path, cli, command):
     config = tmp_path / "evil.yaml"
     config.write_text(TAGGED)
     args = {"leaderboard": ["leaderboard", "--suite", str(config)],
