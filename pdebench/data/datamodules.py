@@ -30,23 +30,13 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
+from pdebench.io.base import generation_seconds
 from pdebench.io.trajectory_file import TrajectoryFile, describe_nonfinite, find_nonfinite
 from pdebench.data.splits import SplitDataModule
 
 log = logging.getLogger(__name__)
 
 Task = Literal["next_step", "initial_to_final", "pairs", "all2all"]
-
-
-def _generation_seconds(provenance: dict) -> float | None:
-    """What a file's samples cost to generate, in solver wall seconds: the workers' summed solve time
-    of a streamed file (``solve_time_s``), else the generation's wall time (``wall_time_s``, which
-    ``pdebench generate`` records); ``None`` for a file that records neither (a foreign file)."""
-    for key in ("solve_time_s", "wall_time_s"):
-        value = provenance.get(key)
-        if isinstance(value, (int, float)) and value >= 0:
-            return float(value)
-    return None
 
 
 def to_channels_first(field: np.ndarray | torch.Tensor, spatial_dims: int) -> torch.Tensor:
@@ -318,7 +308,7 @@ class OfflineDataModule(SplitDataModule):
         with TrajectoryFile(path) as file:
             shapes, coords = file.fields, file.coords
             self._file_card = {"problem": file.provenance.get("problem"), "params": dict(file.params),
-                               "seed": file.provenance.get("seed"), "data_cost_s": _generation_seconds(file.provenance)}
+                               "seed": file.provenance.get("seed"), "data_cost_s": generation_seconds(file.provenance)}
             self._times = np.asarray(coords.get("t", []), dtype=float)
             self.num_trajectories = len(file) if max_trajectories is None else min(len(file), max_trajectories)
         self.spatial_dims = max(1, len([a for a in ("x", "y", "z") if a in coords])) if coords else None

@@ -50,6 +50,7 @@ from torch_geometric.loader import DataLoader
 
 from pdebench.core.graphs import ParticleBox, particle_graph, reference_density
 from pdebench.core.particles import FLUID
+from pdebench.io.base import generation_seconds
 from pdebench.io.mesh_file import MeshDataset
 from pdebench.io.particle_file import ParticleDataset
 from pdebench.data.splits import SplitDataModule
@@ -204,7 +205,8 @@ class GraphDataModule(SplitDataModule):
                 raise ValueError(f"{hp.path}: no 'dirichlet' boundary marker; set dirichlet_marker: false")
             total = len(data)
         channels = {name: 1 if len(fields[name]) == 2 else int(fields[name][-1]) for name in fields}
-        self._card = {"problem": prov.get("problem"), "params": _params(prov.get("problem_params")), "seed": prov.get("seed")}
+        self._card = {"problem": prov.get("problem"), "params": _params(prov.get("problem_params")), "seed": prov.get("seed"),
+                      "data_cost_s": generation_seconds(prov)}
         self.num_trajectories = total if hp.max_trajectories is None else min(total, hp.max_trajectories)
         n_fields = sum(channels[f] for f in self.input_fields)
         self.in_channels = n_fields + (1 if hp.dirichlet_marker else 0)
@@ -223,7 +225,8 @@ class GraphDataModule(SplitDataModule):
         d = len(self.box.lower)
         if frames < hp.history + 1:
             raise ValueError(f"{hp.path}: {frames} frames; history={hp.history} needs at least {hp.history + 1}")
-        self._card = {"problem": prov.get("problem"), "params": _params(prov.get("problem_params")), "seed": prov.get("seed")}
+        self._card = {"problem": prov.get("problem"), "params": _params(prov.get("problem_params")), "seed": prov.get("seed"),
+                      "data_cost_s": generation_seconds(prov)}
         self.num_trajectories = total if hp.max_trajectories is None else min(total, hp.max_trajectories)
         self.in_channels = hp.history * d + 2 + (1 if hp.particle_density else 0)
         self.out_channels = d

@@ -128,6 +128,18 @@ def read_attrs(attrs: h5py.AttributeManager, reserved: frozenset[str]) -> tuple[
     return params, provenance
 
 
+def generation_seconds(provenance: Mapping[str, Any]) -> float | None:
+    """What a file's samples cost to generate, in solver wall seconds: the workers' summed solve time
+    of a streamed file (``solve_time_s``), else the generation's wall time (``wall_time_s``, which
+    ``pdebench generate`` records for every record kind); ``None`` for a file that records neither
+    (a foreign file). The data cards' ``data_cost_s``, the leaderboard's one-off cost."""
+    for key in ("solve_time_s", "wall_time_s"):
+        value = provenance.get(key)
+        if isinstance(value, (int, float)) and value >= 0:
+            return float(value)
+    return None
+
+
 def json_list(attrs: h5py.AttributeManager, name: str) -> list[Any]:
     """A JSON-list attribute (``[]`` where absent)."""
     return json.loads(decode_attr(attrs.get(name, "[]")))
