@@ -64,6 +64,10 @@ def file_digest(path: Path) -> str:
         (["generate", "darcy2d", "-n", "2", "-o", "{out}", "--solver-set", "method=amg"],
          "cannot use method=amg: expected one of 'auto', 'direct', 'amg-pcg', 'skr'"),
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--solver-set", "dt=-1"], "dt must be positive, got -1"),
+        (["generate", "darcy3d", "-n", "2", "-o", "{out}", "--set", "resolution=4"], "resolution must be an integer >= 5, got 4"),
+        (["generate", "darcy3d", "-n", "2", "-o", "{out}", "--solver-set", "tol=2"], "tol must be in (0, 1), got 2"),
+        (["generate", "darcy3d", "-n", "2", "-o", "{out}", "--solver-set", "method=lu"],
+         "cannot use method=lu: expected one of 'auto', 'direct', 'amg-pcg', 'ic0-pcg', 'pcg'"),
         (["generate", "burgers1d", "-n", "2", "-o", "{out}", "--set", "nu=0.001", "--solver-set", "dt=0.5"],
          "burgers1d: dt=0.5 exceeds the stability limit"),
     ],
@@ -75,6 +79,24 @@ def test_bad_input_is_a_one_line_error_with_exit_code_2_and_nothing_written(tmp_
     err = capsys.readouterr().err.strip()
     assert err.startswith("pdebench: error:") and message in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_darcy3d_writes_the_darcy_layout_in_3d_with_per_sample_iterations(tmp_path):
+    path = tmp_path / "d3.h5"
+    argv = ["generate", "darcy3d", "-n", "3", "--seed", "2", "-o", str(path), "--batch-size", "2", "--set", "resolution=8",
+            "--solver-set", "method=amg-pcg"]
+    assert main(argv) == 0
+    with h5py.File(path) as f:
+        assert f["nu"].shape == (3, 8, 8, 8) and f["tensor"].shape == (3, 1, 8, 8, 8)
+        assert f["z-coordinate"].shape == (8,) and f.attrs["provenance.solver"] == "fv-elliptic"
+    stored = read_trajectories(path)
+    problem = PROBLEMS.build("darcy3d", resolution=8)
+    alone = solve_samples(problem, build_solver(problem, method="amg-pcg"), seed=2, indices=np.array([2]))
+    assert torch.equal(alone.fields["tensor"].float(), stored.fields["tensor"][2:3])
+    assert stored.provenance["method"] == "amg-pcg" and len(stored.provenance["iterations_per_sample"]) == 3
+    assert stored.provenance["iterations_per_sample"][2] == alone.provenance["iterations_per_sample"][0]
+    assert main(["plot", str(path), "--field", "tensor", "-o", str(tmp_path / "d3.png")]) == 0  # the mid-plane z = Z // 2
+    assert (tmp_path / "d3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_existing_output_is_kept_without_overwrite(tmp_path, capsys):

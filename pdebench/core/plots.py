@@ -22,7 +22,7 @@ def plot_trajectories(
 
     1-D fields ``(N, T, X)`` become space–time images (``x`` across, ``t`` up); 2-D fields
     ``(N, T, X, Y)`` become rows of ``snapshots`` frames evenly spaced in time (first component of a
-    vector field). Returns the path written.
+    vector field); 3-D fields ``(N, T, X, Y, Z)`` likewise, their mid-plane ``Z // 2``. Returns the path written.
     """
     name = field or next(iter(traj.fields))
     if name not in traj.fields:
@@ -33,6 +33,11 @@ def plot_trajectories(
     dim = len(traj.spatial_axes) or data.ndim - 2
     if data.ndim == dim + 3:  # a vector field: show its first component
         data = data[..., 0]
+    plane = ""
+    if dim == 3:  # a volume: its mid-plane
+        k = data.shape[-1] // 2
+        data = data[..., k]
+        plane = f" at z = {float(traj.coords['z'][k]):.3g}" if "z" in traj.coords else f" at z index {k}"
     output = Path(output)
     if dim == 1:
         x = traj.coords.get("x", np.arange(data.shape[2]))
@@ -56,7 +61,7 @@ def plot_trajectories(
             axes[i, 0].set_ylabel(f"sample {tuple(int(v) for v in traj.sample_ids[i])}")
             fig.colorbar(image, ax=axes[i].tolist(), shrink=0.8)
     problem = traj.provenance.get("problem", "")
-    fig.suptitle(f"{problem} {name}".strip())
+    fig.suptitle(f"{problem} {name}{plane}".strip())
     fig.savefig(output, dpi=110)
     plt.close(fig)
     return output

@@ -27,7 +27,9 @@ class Trajectories:
         ``(N, 2)`` int64 array of ``(seed, index)``: sample ``index`` drawn from stream ``seed``
         is reproducible on its own.
     provenance
-        Solver, scheme, internal step, resolution, package version, wall time, ... (scalars/strings).
+        Solver, scheme, internal step, resolution, package version, wall time, ... (scalars/strings;
+        a key ending in ``_per_sample`` holds a list with one entry per trajectory, e.g. the linear
+        solver's ``iterations_per_sample``).
     """
 
     fields: dict[str, torch.Tensor]
@@ -65,14 +67,17 @@ class Trajectories:
         return [name for name in ("x", "y", "z") if name in self.coords]
 
     def select(self, rows: np.ndarray | slice | list[int]) -> "Trajectories":
-        """Return the trajectories at ``rows`` (same metadata)."""
+        """Return the trajectories at ``rows`` (same metadata; provenance lists named ``*_per_sample``,
+        one entry a trajectory, are selected with them)."""
         index = rows if isinstance(rows, slice) else torch.as_tensor(np.asarray(rows), dtype=torch.long)
+        provenance = {key: np.asarray(value)[rows].tolist() if key.endswith("_per_sample") else value
+                      for key, value in self.provenance.items()}
         return Trajectories(
             fields={name: value[index] for name, value in self.fields.items()},
             coords=dict(self.coords),
             params=dict(self.params),
             sample_ids=self.sample_ids[rows],
-            provenance=dict(self.provenance),
+            provenance=provenance,
         )
 
     def all_finite(self) -> np.ndarray:

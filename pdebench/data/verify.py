@@ -21,8 +21,8 @@ What is recognised
   It starts from the initial condition the sample's id draws (float64) where that matches the stored
   frame 0 to float32 rounding, else from the stored frame 0. A discarded warm-up is not re-run:
   the reference starts from the stored frame 0.
-* Our steady files (``darcy2d``): the stored coefficient ``nu`` is solved again by the FEM solver with
-  the linear-solve tolerance ``rtol``.
+* Our steady files (``darcy2d``, ``darcy3d``): the stored coefficient ``nu`` is solved again by the
+  problem's solver (finite elements, finite volumes) with the linear-solve tolerance ``rtol``.
 * PDEBench 1-D files (layout ``tensor``, ``(N, T, X)``): ``Nu`` and ``Rho`` -> ``reaction_diffusion1d``
   (Fisher, PDEBench's :math:`u_t = \nu u_{xx} + \rho u(1-u)`), ``Nu`` alone -> ``burgers1d`` with
   :math:`\nu = Nu/\pi` (PDEBench's Burgers is :math:`u_t + (u^2/2)_x = (Nu/\pi) u_{xx}`), ``beta`` ->

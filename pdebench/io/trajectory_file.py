@@ -211,7 +211,7 @@ class TrajectoryWriter(AtomicHDF5Writer):
             dataset.resize(stop, axis=0)
             dataset[start:stop] = values
         self._num_samples = stop
-        self._merge_provenance(traj.provenance)
+        self._merge_provenance(traj.provenance, traj.num_samples)
         logger.debug("appended %d trajectories to %s (%d in all)", traj.num_samples, self.path, stop)
 
     def _check_finite(self, traj: Trajectories) -> None:
@@ -239,12 +239,21 @@ class TrajectoryWriter(AtomicHDF5Writer):
         for name, value in traj.coords.items():
             self._file.create_dataset(f"{name}{COORD_SUFFIX}", data=np.asarray(value), track_times=False)
 
-    def _merge_provenance(self, provenance: dict[str, Any]) -> None:
+    def _merge_provenance(self, provenance: dict[str, Any], batch: int) -> None:
+        """Fold the provenance of a batch of ``batch`` rows (just appended) into the file's: wall times
+        add up, ``*_per_sample`` lists (one entry a row) are concatenated, ``mean_*`` numbers become the
+        mean over every row; the step the file states is its finest; the rest is the first batch's."""
+        before = self._num_samples - batch
         for key, value in provenance.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
             if key not in self._provenance:
-                self._provenance[key] = value
-            elif key.startswith("wall_time") and isinstance(value, int | float) and not isinstance(value, bool):
+                self._provenance[key] = list(value) if key.endswith("_per_sample") else value
+            elif key.startswith("wall_time") and number:
                 self._provenance[key] += value
+            elif key.endswith("_per_sample") and isinstance(value, list | tuple):
+                self._provenance[key].extend(value)
+            elif key.startswith("mean_") and number:
+                self._provenance[key] = (self._provenance[key] * before + value * batch) / self._num_samples
             elif key in ("substeps_per_output", "dt") and isinstance(value, int | float):
                 # a certified solve's step adapts per batch: the file states its finest
                 self._provenance[key] = (max if key == "substeps_per_output" else min)(self._provenance[key], value)

@@ -2,7 +2,7 @@
 
 >>> from pdebench.problems import PROBLEMS
 >>> PROBLEMS.available()  # doctest: +ELLIPSIS
-['advection1d', 'burgers1d', 'dam_break2d', 'darcy2d', 'darcy2d_mesh', 'elasticity2d', 'heat1d', 'helmholtz', 'kdv1d', 'ks1d', 'mppde_e1', 'mppde_e2', 'mppde_e3', 'ns2d', 'ns2d_kolmogorov', 'poiseuille2d', 'poisson', 'reaction_diffusion1d', 'tgv2d']
+['advection1d', 'burgers1d', 'dam_break2d', 'darcy2d', 'darcy2d_mesh', 'darcy3d', 'elasticity2d', 'heat1d', 'helmholtz', 'kdv1d', 'ks1d', 'mppde_e1', 'mppde_e2', 'mppde_e3', 'ns2d', 'ns2d_kolmogorov', 'poiseuille2d', 'poisson', 'reaction_diffusion1d', 'tgv2d']
 """
 
 from pdebench.registry import import_submodules

@@ -10,9 +10,8 @@ r"""Matrices of the variable-coefficient Poisson problem :math:`-\nabla\cdot(a\n
       a_{ij} = \frac{2 a_i a_j}{a_i + a_j},
 
   where a neighbour ``j`` on the boundary has :math:`u_j = 0` (it adds to the diagonal only).
-* :func:`darcy_coefficient` -- the project's ``darcy2d`` coefficient field (:math:`a \in \{3, 12\}`,
-  thresholded Gaussian random field), with the boundary nodes included; its 3-D analogue
-  :func:`darcy_coefficient_3d`.
+* :func:`darcy_coefficient` -- the coefficient field of the project's ``darcy2d`` or ``darcy3d``
+  (:math:`a \in \{3, 12\}`, thresholded Gaussian random field), with the boundary nodes included.
 
 The solvers of these systems (CG and its preconditioners) are in :mod:`pdebench.solvers.linalg`.
 """
@@ -21,10 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from pdebench.problems.elliptic import Darcy2D
-from pdebench.problems.sampling import sample_generator
+from pdebench.problems.elliptic import Darcy2D, Darcy3D
 
 
 def poisson_matrix(a: np.ndarray) -> sp.csr_array:
@@ -84,10 +81,10 @@ def poisson_matrix(a: np.ndarray) -> sp.csr_array:
 
 
 def darcy_coefficient(n: int, seed: int, index: int = 0, dim: int = 2) -> np.ndarray:
-    r"""The ``darcy2d`` coefficient (values ``{3, 12}``) on an ``(n + 2)^d`` grid, boundary included.
+    r"""The ``darcy2d`` / ``darcy3d`` coefficient (values ``{3, 12}``) on an ``(n + 2)^d`` grid, boundary included.
 
-    ``dim = 2`` is exactly ``Darcy2D(resolution=n + 2).sample_inputs(seed, [index])``; ``dim = 3``
-    extends the same construction to the unit cube (:func:`darcy_coefficient_3d`).
+    Exactly ``Darcy2D(resolution=n + 2).sample_inputs(seed, [index])[0]`` (``dim = 2``) or
+    ``Darcy3D(resolution=n + 2)``'s (``dim = 3``: the same construction on the unit cube).
 
     Parameters
     ----------
@@ -105,35 +102,7 @@ def darcy_coefficient(n: int, seed: int, index: int = 0, dim: int = 2) -> np.nda
     """
     if n < 3:
         raise ValueError(f"n must be >= 3, got {n}")
-    if dim == 3:
-        return darcy_coefficient_3d(n, seed, index)
-    if dim != 2:
+    if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim}")
-    return Darcy2D(resolution=n + 2).sample_inputs(seed, [index])[0].numpy().astype(np.float64)
-
-
-def darcy_coefficient_3d(n: int, seed: int, index: int = 0, modes: int = 16, tau: float = 3.0,
-                         alpha: float = 2.0, high: float = 12.0, low: float = 3.0) -> np.ndarray:
-    r"""The darcy2d coefficient's 3-D analogue on the ``(n + 2)^3`` grid ``x_j = j / (n + 1)``.
-
-    :math:`a = 12` where :math:`\psi \ge 0` else 3, with
-    :math:`\psi = \sum_k \xi_k (\pi^2|k|^2 + \tau^2)^{-\alpha/2} \prod_{i=1}^3 \cos(\pi k_i x_i)`,
-    :math:`\xi_k \sim N(0, 1)` from the sample's own generator, ``k`` in ``[0, modes)^3`` without
-    ``k = 0`` (the cosine expansion of :math:`N(0, (-\Delta + \tau^2)^{-\alpha})` with Neumann
-    conditions, as :func:`pdebench.problems.elliptic.neumann_gaussian_field` does in 2-D).
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape ``(n + 2, n + 2, n + 2)``, float64, values ``{low, high}``.
-    """
-    if n < 3:
-        raise ValueError(f"n must be >= 3, got {n}")
-    k = np.arange(modes)
-    k2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
-    spectrum = (np.pi**2 * k2 + tau**2) ** (-alpha / 2)
-    spectrum[0, 0, 0] = 0.0
-    xi = torch.randn(modes, modes, modes, generator=sample_generator(seed, int(index)), dtype=torch.float64).numpy()
-    basis = np.cos(np.pi * np.linspace(0.0, 1.0, n + 2)[:, None] * k[None, :])  # (n + 2, modes)
-    psi = np.einsum("ia,jb,kc,abc->ijk", basis, basis, basis, xi * spectrum, optimize=True)
-    return np.where(psi >= 0.0, high, low)
+    problem = Darcy2D(resolution=n + 2) if dim == 2 else Darcy3D(resolution=n + 2)
+    return problem.sample_inputs(seed, [index])[0].numpy().astype(np.float64)

@@ -29,7 +29,7 @@ from pdebench.solvers.fem.coefficients import element_means, grid_to_vertices
 from pdebench.solvers.fem.dirichlet import condense_dirichlet
 from pdebench.solvers.fem.sampling import GridSampler
 from pdebench.solvers.fem.spaces import FunctionSpace
-from pdebench.solvers.linalg import direct_solve, make_preconditioner, pcg, solve_sequence
+from pdebench.solvers.linalg import chosen_method, solve_sequence, solve_spd
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,7 @@ class FEMSolver:
         return self._cache[problem]
 
     def chosen_method(self, unknowns: int) -> str:
-        if self.method != "auto":
-            return self.method
-        return "direct" if unknowns <= self.direct_limit else "amg-pcg"
+        return chosen_method(self.method, unknowns, self.direct_limit)
 
     def solve(
         self,
@@ -163,10 +161,12 @@ class FEMSolver:
             return list(result.solutions)
         out = []
         for A, b in zip(matrices, rhs):
-            if method == "direct":
-                out.append(direct_solve(A, b, ordering="COLAMD").x)  # splu's own ordering
-            else:
-                out.append(_amg_pcg(A, b, self.tol, self.last_iterations))
+            # "amg-pcg": a fresh hierarchy per system, the fastest independent solve for mid-size SPD
+            # systems (reusing another sample's costs iterations, REFERENCE.md); "direct": splu's own ordering
+            result = solve_spd(A, b, method, tol=self.tol, ordering="COLAMD")
+            out.append(result.x)
+            if method != "direct":
+                self.last_iterations.append(result.iterations)
             if progress:
                 progress(1)
         return out
@@ -189,16 +189,7 @@ class FEMSolver:
             "wall_time_s": wall_time,
         }
         if self.last_iterations:
-            record.update(tol=self.tol, mean_iterations=float(np.mean(self.last_iterations)))
+            record.update(tol=self.tol, mean_iterations=float(np.mean(self.last_iterations)),
+                          iterations_per_sample=list(self.last_iterations))
         return record
 
-
-def _amg_pcg(A: sp.csr_matrix, b: np.ndarray, tol: float, iterations: list[int]) -> np.ndarray:
-    """CG preconditioned by a fresh smoothed-aggregation AMG hierarchy (the fastest independent solve
-    for mid-size SPD systems; reusing another sample's hierarchy costs iterations, REFERENCE.md)."""
-    result = pcg(A, b, make_preconditioner(A, "amg"), tol=tol, maxiter=1000)
-    if not result.converged:
-        raise RuntimeError(f"AMG-preconditioned CG did not reach rtol={tol} in 1000 iterations "
-                           f"(relative residual {result.residual:.3g})")
-    iterations.append(result.iterations)
-    return result.x

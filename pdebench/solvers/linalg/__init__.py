@@ -10,7 +10,10 @@
   stopping rule and residual history every iterative solver shares, DCDM's included);
 * :mod:`~pdebench.solvers.linalg.sequence` -- :func:`sort_systems` and :func:`solve_sequence` (sorted
   Krylov recycling over a data set);
-* :mod:`~pdebench.solvers.linalg.direct` -- :func:`direct_solve` (SuperLU) with the same result type.
+* :mod:`~pdebench.solvers.linalg.direct` -- :func:`direct_solve` (SuperLU) with the same result type;
+* :mod:`~pdebench.solvers.linalg.spd` -- :func:`solve_spd`: one SPD system by a named method
+  (:data:`SPD_METHODS`: direct, AMG-PCG, IC(0)-PCG, PCG with a given preconditioner) and the ``"auto"``
+  rule :func:`chosen_method`, the per-sample solve of the steady solvers.
 
 Imports nothing of the package outside :mod:`pdebench.solvers.linalg`.
 """
@@ -22,9 +25,11 @@ from pdebench.solvers.linalg.preconditioners import (PRECONDITIONERS, SYMMETRIC_
                                                      make_preconditioner)
 from pdebench.solvers.linalg.result import ResidualMonitor, SolveResult, check_system
 from pdebench.solvers.linalg.sequence import METHODS, ConvergenceError, SequenceResult, solve_sequence, sort_systems
+from pdebench.solvers.linalg.spd import SPD_METHODS, chosen_method, solve_spd
 
 __all__ = [
-    "METHODS", "PRECONDITIONERS", "SYMMETRIC_PRECONDITIONERS", "ConvergenceError", "DeflatedCG", "Preconditioner",
-    "RecycledGMRES", "ResidualMonitor", "SequenceResult", "SolveResult", "check_system", "deflated_cg",
-    "direct_solve", "ichol0", "make_preconditioner", "pcg", "solve_sequence", "sort_systems",
+    "METHODS", "PRECONDITIONERS", "SPD_METHODS", "SYMMETRIC_PRECONDITIONERS", "ConvergenceError", "DeflatedCG",
+    "Preconditioner", "RecycledGMRES", "ResidualMonitor", "SequenceResult", "SolveResult", "check_system",
+    "chosen_method", "deflated_cg", "direct_solve", "ichol0", "make_preconditioner", "pcg", "solve_sequence",
+    "solve_spd", "sort_systems",
 ]

@@ -9,7 +9,7 @@ after each solve ``W`` is replaced by Ritz vectors of the pencil :math:`(A, M)` 
 eigenvectors of :math:`M^{-1} A` with the smallest eigenvalues; all Rayleigh-Ritz matrices come from
 quantities CG computes anyway. With ``k = 0`` it is plain preconditioned CG, and
 
-* :func:`pcg` -- PCG from :math:`x_0 = 0` with any preconditioner (the classical baselines);
+* :func:`pcg` -- PCG from :math:`x_0 = 0` or a guess, with any preconditioner (the classical baselines);
 * :func:`deflated_cg` -- one solve with a fixed deflation space (e.g. exact eigenvectors)
 
 are that same loop. Preconditioners come from :func:`~pdebench.solvers.linalg.preconditioners.make_preconditioner`,
@@ -365,12 +365,17 @@ def pcg(
     preconditioner: Preconditioner | None = None,
     tol: float = 1e-6,
     maxiter: int | None = None,
+    x0: np.ndarray | None = None,
 ) -> SolveResult:
-    r"""Preconditioned CG from :math:`x_0 = 0` until :math:`\|r_k\| \le` ``tol`` :math:`\|b\|`.
+    r"""Preconditioned CG until :math:`\|b - A x_k\| \le` ``tol`` :math:`\|b\|`, from zero or a guess.
 
     The loop of :class:`DeflatedCG` with no deflation space:
     :math:`z_j = M^{-1} r_j`, :math:`p_j = z_j + \beta_{j-1} p_{j-1}`,
     :math:`\alpha_j = r_j^T z_j / p_j^T A p_j`, :math:`\beta_j = r_{j+1}^T z_{j+1} / r_j^T z_j`.
+    A guess ``x0`` starts it at :math:`\gamma x_0` with :math:`\gamma = x_0^T b / x_0^T A x_0` (the
+    A-norm-best multiple: :class:`DeflatedCG`'s Galerkin start, never worse than zero; 1 for the exact
+    solution). The stopping rule stays relative to :math:`\|b\|`, not to the start's residual, so a
+    good guess converges in fewer iterations to the same accuracy, and the exact one in none.
 
     Parameters
     ----------
@@ -384,13 +389,19 @@ def pcg(
         Relative residual tolerance (> 0).
     maxiter
         Iteration cap (default ``2 N``).
+    x0
+        Starting guess, shape ``(N,)``; ``None``: :math:`x_0 = 0`.
 
     Returns
     -------
     SolveResult
-        ``residuals`` ``(iterations + 1,)``; ``time`` the iteration's wall seconds, ``setup_time``
-        the preconditioner's build time.
+        ``residuals`` ``(iterations + 1,)`` (the first the start's ``||r_0|| / ||b||``); ``time`` the
+        iteration's wall seconds, ``setup_time`` the preconditioner's build time.
     """
     b = np.asarray(b, dtype=np.float64)
     maxiter = 2 * A.shape[0] if maxiter is None else int(maxiter)
-    return deflated_cg(A, b, None, preconditioner, tol=tol, maxiter=maxiter)
+    if x0 is not None:
+        x0 = np.asarray(x0, dtype=np.float64)
+        if x0.shape != b.shape or not np.all(np.isfinite(x0)):
+            raise ValueError(f"x0 must be finite with the right-hand side's shape {b.shape}, got shape {x0.shape}")
+    return deflated_cg(A, b, None, preconditioner, x0=x0, tol=tol, maxiter=maxiter)
