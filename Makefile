@@ -22,9 +22,10 @@ browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get install -y -q chromium chromium-driver || (apt-get update -q && apt-get install -y -q chromium chromium-driver))
 
-# One torch thread per test and one test per core (pytest-xdist: two on CI's 2-core machine, at most four).
+# One torch thread per test and one test per core (pytest-xdist: two on CI's 2-core machine, at most four);
+# the modules that start a Ray cluster share one worker (their xdist_group), the rest are balanced.
 test: $(STAMP) browser
-	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q -n auto --maxprocesses 4
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q -n auto --maxprocesses 4 --dist loadgroup
 
 test-all: $(STAMP) browser
 	$(PY) -m pytest -q

@@ -173,6 +173,10 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> int:
     check_verify(problem, verify, args.num_samples)
     check_generation_fits(problem, args.output, num_samples=args.num_samples, batch_size=args.batch_size,
                           solve_refinement=args.solve_refinement)  # before the progress bar: a refusal is one line
+    if args.accelerate:
+        from pdebench.training.acceleration import solver_acceleration  # deferred: loads torch models (slow start)
+
+        solver_kwargs.update(solver_acceleration(args.accelerate, problem))
     with _progress(console) as progress:
         task = progress.add_task(f"{problem.name} → {args.output}", total=args.num_samples, rate="")
         summary = generate_dataset(
@@ -574,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", nargs="?", const=None, default="0", metavar="K",
                    help="re-solve K samples (alone: 2%%, at least 2; 0: none) on a 2x finer grid and record the measured "
                         "spatial error per field and frame in provenance.error_estimate")
+    p.add_argument("--accelerate", action="append", default=[], metavar="CHECKPOINT",
+                   help="a trained operator of the problem's input -> solution pairs whose prediction starts every CG "
+                        "solve (fv-elliptic problems, e.g. darcy3d); the tolerance, so the accuracy, is unchanged")
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("stream", help="run data-generation workers on their own and spill what they solve to an HDF5 file")

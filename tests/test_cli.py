@@ -19,6 +19,7 @@ from pdebench.cli import main
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.io.trajectory_file import read_trajectories
 from pdebench.problems import PROBLEMS
+from tests.cli_runs import pdebench_in_process
 from tests.signal_dispositions import default_signals
 
 SMALL = ["--set", "nx=64", "--set", "n_out=4", "--set", "nu=0.05"]
@@ -276,11 +277,11 @@ def test_sigint_to_a_stream_process_keeps_a_valid_file_and_leaves_no_worker(tmp_
     assert f"kept the {traj.num_samples} of 100000 samples" in " ".join(err.split())
 
 
-def test_stream_needs_exactly_one_destination_and_feeds_only_through_ray(tmp_path):
+def test_stream_needs_exactly_one_destination_and_feeds_only_through_ray(tmp_path, monkeypatch, capsys):
     for args, message in ((["-n", "4"], "give exactly one destination"),
                           (["-n", "4", "-o", str(tmp_path / "a.h5"), "--feed", "x"], "give exactly one destination"),
                           (["-n", "4", "--feed", "x"], "--feed x publishes through Ray; add --backend ray")):
-        result = subprocess.run([sys.executable, "-m", "pdebench.cli", "stream", "burgers1d", *args], capture_output=True, text=True)
+        result = pdebench_in_process(["stream", "burgers1d", *args], tmp_path, monkeypatch, capsys)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not list(tmp_path.iterdir())
 

@@ -32,7 +32,6 @@ task adds its per-step error curves (``<task>_rollout.png``, ``<task>_rollout_ms
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import statistics
 from collections.abc import Callable, Mapping
@@ -53,7 +52,7 @@ from pdebench.evaluation.reference import (ReferenceSet, RungSolves, SolverRung,
 from pdebench.evaluation.suite import ModelEntry, Suite, TaskSpec
 from pdebench.training import data_card
 from pdebench.training.data_card import single_dataset_card
-from pdebench.training.module_classes import read_checkpoint_card, training_module_class
+from pdebench.training.module_classes import load_predictor, read_checkpoint_card
 from pdebench.training.predictor import Predictor
 
 
@@ -83,18 +82,11 @@ def check_data_card(card: dict[str, Any] | None, task: TaskSpec) -> None:
 
 
 def load_model(entry: ModelEntry, device: torch.device | str = "cpu") -> tuple[Predictor, dict[str, Any]]:
-    """``(module, checkpoint_extras)`` of a checkpoint entry, on ``device``, in eval mode: a
-    :class:`~pdebench.training.predictor.Predictor`, as its training class rebuilds it."""
+    """``(module, checkpoint_extras)`` of a checkpoint entry, on ``device``, in eval mode
+    (:func:`~pdebench.training.module_classes.load_predictor`)."""
     if entry.checkpoint is None:
         raise ValueError(f"model {entry.name!r} has no checkpoint; train it first (python train.py fit ...) and list its .ckpt")
-    path = Path(entry.checkpoint)
-    extras = read_checkpoint_card(path)
-    cls = training_module_class(extras.get("module_class"))
-    # a fine-tuned module's pre-training checkpoint is not needed to rebuild it (its weights are here)
-    overrides = {"pretrained": None} if "pretrained" in inspect.signature(cls.__init__).parameters else {}
-    module = cls.load_from_checkpoint(path, map_location=device, weights_only=True, **overrides)
-    module.to(device).eval()
-    return module, extras
+    return load_predictor(entry.checkpoint, device)
 
 
 def _predict(model: Predictor, task: TaskSpec, reference: ReferenceSet, batch_size: int,

@@ -8,6 +8,7 @@ nothing it names is ever imported.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -78,3 +79,17 @@ def read_checkpoint_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return extras
+
+
+def load_predictor(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> tuple[TrainingBase, dict[str, Any]]:
+    """``(module, checkpoint_extras)`` of the Lightning checkpoint ``path``: the training module that
+    wrote it (:func:`read_checkpoint_card`: an allow-listed class, tensors only), rebuilt on ``device`` in
+    eval mode, a :class:`~pdebench.training.predictor.Predictor`."""
+    path = Path(path)
+    extras = read_checkpoint_card(path)
+    cls = training_module_class(extras.get("module_class"))
+    # a fine-tuned module's pre-training checkpoint is not needed to rebuild it (its weights are here)
+    overrides = {"pretrained": None} if "pretrained" in inspect.signature(cls.__init__).parameters else {}
+    module = cls.load_from_checkpoint(path, map_location=device, weights_only=True, **overrides)
+    module.to(device).eval()
+    return module, extras

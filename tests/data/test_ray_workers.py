@@ -10,6 +10,9 @@ from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.workers import WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
 
+# Ray clusters are heavy: every test module that starts one runs on the same xdist worker (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ray")
+
 SMALL = {"nx": 64, "n_out": 4}
 
 
@@ -148,8 +151,8 @@ def test_online_data_module_trains_from_a_feed_without_starting_workers(ray_sess
         publisher = threading.Thread(target=publish, args=(pool.batches(), "dm-feed"), kwargs={"maxsize": 2})
         publisher.start()
         dm.start_stream()
-        ids = sorted(dm.reservoir.get(timeout=30)[1][:2] for _ in range(8))
-        publisher.join(30)
+        ids = sorted(dm.reservoir.get(timeout=120)[1][:2] for _ in range(8))  # a liveness wait: Ray's actors start slowly on a loaded machine
+        publisher.join(120)
     dm.stop_stream()
     assert ids == [(0, i) for i in range(8)]
     with pytest.raises(ValueError, match="set backend='ray'"):

@@ -26,6 +26,9 @@ from pdebench.signals import Terminated, sigterm_interrupts
 from tests.processes import assert_no_orphans, assert_partition, expand, wait_for
 from tests.signal_dispositions import default_signals
 
+# Ray clusters are heavy: every test module that starts one runs on the same xdist worker (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ray")
+
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"nx": 64, "n_out": 4}
 STREAM = ["-v", "stream", "burgers1d", "-n", "4000", "--workers", "2", "--batch-size", "4", "--set", "nx=64", "--set", "n_out=4"]

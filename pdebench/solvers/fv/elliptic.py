@@ -262,4 +262,9 @@ class FVEllipticSolver:
             kinds = sorted({r.extra["preconditioner"] for r in results}) or [method.removesuffix("-pcg")]
             record.update(preconditioner=", ".join(kinds), tol=self.tol, maxiter=MAXITER,
                           mean_iterations=float(np.mean(record["iterations_per_sample"])) if results else 0.0)
+            # what the learned parts were (a checkpoint path), where the callables say (``source``)
+            for key, part in (("warm_start_from", self.initial_guess if record["warm_start"] else None),
+                              ("preconditioner_from", self.preconditioner if method == "pcg" else None)):
+                if getattr(part, "source", ""):
+                    record[key] = str(part.source)
         return record

@@ -1,0 +1,81 @@
+"""A trained operator as the CG start of the generator that made its data: same tolerance, so the same
+accuracy; the provenance names the checkpoint; a checkpoint of another problem is refused in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pdebench.data.generate import generate_dataset
+from pdebench.io.trajectory_file import TrajectoryFile
+from pdebench.problems import PROBLEMS
+from pdebench.solvers.fv.elliptic import FVEllipticSolver, elliptic_system
+from pdebench.training.acceleration import OperatorGuess, solver_acceleration
+from tests.cli_runs import assert_one_line_refusal, pdebench_cli
+from tests.evaluation.test_leaderboard import tiny_checkpoint  # noqa: F401 - the fixture
+from tests.training.helpers import ROOT, train_cli
+
+TOL = 1e-8
+
+
+def true_residuals(coefficients: torch.Tensor, solutions: torch.Tensor, problem) -> np.ndarray:
+    """``||b - A u|| / ||b||`` of every sample, recomputed from its coefficient and solution ``(B, 1, *grid)``."""
+    out = []
+    for ai, ui in zip(coefficients[:, 0].double().numpy(), solutions[:, 0].double().numpy()):
+        A, b = elliptic_system(ai, problem.forcing)
+        out.append(np.linalg.norm(b - A @ ui[1:-1, 1:-1, 1:-1].ravel()) / np.linalg.norm(b))
+    return np.array(out)
+
+
+class NearSolution:
+    """A stand-in operator: the exact discrete solution times (1 + 1e-4 sin): a guess as good as a trained model's."""
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        problem = PROBLEMS.build("darcy3d", resolution=x.shape[-1])
+        exact = FVEllipticSolver(method="direct").solve(problem, x[:, 0].double()).fields["tensor"]
+        return (exact * (1 + 1e-4 * torch.sin(torch.arange(exact.numel()).reshape(exact.shape)))).float()
+
+
+def test_a_warm_start_from_an_operator_keeps_the_tolerance_and_saves_iterations():
+    problem = PROBLEMS.build("darcy3d", resolution=12)
+    inputs, ids = problem.sample_inputs(5, range(3)), [(5, i) for i in range(3)]
+    cold = FVEllipticSolver(method="ic0-pcg", tol=TOL).solve(problem, inputs, ids)
+    warm = FVEllipticSolver(method="ic0-pcg", tol=TOL, initial_guess=OperatorGuess(NearSolution(), "near")).solve(problem, inputs, ids)
+    for traj in (cold, warm):  # the tolerance, on the true residual of the float64 solutions
+        assert (true_residuals(traj.fields["nu"], traj.fields["tensor"], problem) <= TOL).all()
+    assert warm.provenance["warm_start"] and warm.provenance["warm_start_from"] == "near" and not cold.provenance["warm_start"]
+    cold_it, warm_it = np.array(cold.provenance["iterations_per_sample"]), np.array(warm.provenance["iterations_per_sample"])
+    assert (warm_it < 0.7 * cold_it).all(), (cold_it, warm_it)  # a guess good to 1e-4 saves over 30 %
+
+
+def test_generate_accelerate_starts_from_a_trained_fno_and_names_it(tmp_path, tiny_checkpoint):  # noqa: F811
+    data = tmp_path / "train.h5"
+    generate_dataset(PROBLEMS.build("darcy3d", resolution=10), data, num_samples=12, seed=1)
+    train_cli(["fit", "--config", str(ROOT / "configs/darcy2d/fno.yaml"), "--data.init_args.path", str(data),
+               "--data.init_args.batch_size", "4", "--trainer.max_epochs", "2",
+               "--model.model_args", "{n_modes: 4, hidden_channels: 8, n_layers: 2}"], tmp_path)
+    (checkpoint,) = tmp_path.glob("outputs/*/checkpoints/last.ckpt")
+    out = tmp_path / "accelerated.h5"
+    result = pdebench_cli(["generate", "darcy3d", "-n", "3", "--seed", "9", "--set", "resolution=10", "-o", str(out),
+                           "--solver-set", "method=amg-pcg", "--accelerate", str(checkpoint)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with TrajectoryFile(out) as file:
+        assert file.provenance["warm_start_from"] == str(checkpoint) and file.provenance["method"] == "amg-pcg"
+        assert len(file.provenance["iterations_per_sample"]) == 3
+        stored = file.read().fields
+    problem = PROBLEMS.build("darcy3d", resolution=10)  # the stored (float32) solutions are the direct solve's
+    exact = FVEllipticSolver(method="direct").solve(problem, stored["nu"][:, 0].double()).fields["tensor"]
+    torch.testing.assert_close(stored["tensor"].double(), exact, rtol=0, atol=1e-6 * float(exact.abs().max()))
+
+    refused = pdebench_cli(["generate", "darcy3d", "-n", "2", "--set", "resolution=10", "-o", str(tmp_path / "x.h5"),
+                            "--accelerate", str(tiny_checkpoint)], tmp_path)
+    assert_one_line_refusal(refused, str(tiny_checkpoint), "'burgers1d'", "darcy3d")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_acceleration_is_refused_for_a_solver_without_cg_solves(tmp_path, tiny_checkpoint):  # noqa: F811
+    with pytest.raises(ValueError, match="takes no initial_guess"):
+        solver_acceleration([tiny_checkpoint], PROBLEMS.build("burgers1d", nx=64, n_out=1))
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        solver_acceleration([tmp_path / "missing.ckpt"], PROBLEMS.build("darcy3d"))
