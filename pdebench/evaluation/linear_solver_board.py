@@ -236,9 +236,9 @@ class SolveRecord:
 
 @dataclass
 class SolverRow:
-    """One row: a baseline (``kind="baseline"``), a DCDM entry (``kind="dcdm"``) or a learned-IC entry
+    """One row: a baseline (``kind="baseline"``), a DCDM entry (``kind="dcdm"``), a learned-IC entry
     (``kind="learned_ic"``, ``method`` ``"learned_ic"`` from zero or ``"learned_ic_x0"`` from
-    :math:`M^{-1} b`) on one task.
+    :math:`M^{-1} b`) or an entry whose checkpoint could not be read (``kind="checkpoint"``, failed) on one task.
 
     Aggregates are over every ``(system, rhs)`` solve (``solves``); ``setup_median_s`` is per system
     (a preconditioner is built once per matrix and reused for its right-hand sides), ``total_median_s``
@@ -323,7 +323,7 @@ def run_entry(task: LinearTask, entry: ModelEntry) -> list[SolverRow]:
     The network is loaded once (``load_time_s``, :func:`~pdebench.models.network_checkpoint.load_network`
     with :data:`CHECKPOINTS`) and warmed up by one untimed call.
     """
-    row = SolverRow(task.name, entry.name, "dcdm", "dcdm", checkpoint=entry.checkpoint)
+    row = SolverRow(task.name, entry.name, "checkpoint", "unread", checkpoint=entry.checkpoint)  # kind unknown yet
     try:
         if entry.checkpoint is None:
             raise ValueError(f"entry {entry.name!r} has no checkpoint; train one (pdebench train-dcdm, "
@@ -340,6 +340,7 @@ def run_entry(task: LinearTask, entry: ModelEntry) -> list[SolverRow]:
         rows = [SolverRow(task.name, entry.name + suffix, "learned_ic", method, checkpoint=entry.checkpoint)
                 for suffix, method in (("", "learned_ic"), (GUESS_SUFFIX, "learned_ic_x0"))]
     else:
+        row.kind = row.method = "dcdm"
         rows = [row]
     for each in rows:
         each.load_time_s, each.training = load_time, training

@@ -45,8 +45,8 @@ and two linear heads read :math:`t_{ij}` off the strictly lower edges (:math:`i 
 so :math:`L_{ii} > 0` always. The heads start at zero, so the *untrained* network is exactly the
 symmetric Gauss-Seidel factor :math:`L = (D + E) D^{-1/2}` (:math:`A = D + E + E^T`, ``1.001`` times
 on the diagonal), a classical SPD preconditioner, and training learns a correction of it (the paper's
-GNN outputs the entries directly; the multiplicative form is our choice, so that every output is
-scale-free). The network runs in float32; :math:`L` is assembled in float64 from its outputs.
+network outputs the entries of :math:`L`; expressing them relative to the Gauss-Seidel factor is our
+choice: every output is then scale-free, and training starts from a working preconditioner). The network runs in float32; :math:`L` is assembled in float64 from its outputs.
 
 References
 ----------

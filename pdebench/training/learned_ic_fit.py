@@ -9,8 +9,8 @@ preconditioner of :math:`A` and pairs :math:`(x, b)`, :math:`A x = b`, from the 
     = \frac{1}{B} \sum_k \frac{\lVert (M A^{-1} - I)\, b_k\rVert^2}{\lVert b_k\rVert^2},
 
 i.e. :math:`M` is fitted to :math:`A` where the data lives: on the solutions :math:`x = A^{-1} b`, which
-the smooth eigenvectors of :math:`A` dominate -- the modes CG is slow on. The paper minimises the plain
-mean of :math:`\lVert L L^T x - b\rVert^2` over its data set; we divide each pair by
+the smooth eigenvectors of :math:`A` dominate -- the modes CG is slow on. As we read the paper, it
+minimises the unweighted mean of :math:`\lVert L L^T x - b\rVert^2` over its data set; we divide each pair by
 :math:`\lVert b_k\rVert^2`, which makes the loss dimensionless (invariant under :math:`A \to cA` and
 under the grid spacing, :math:`A \propto h^{-2}`) so that systems of any size and scale weigh the same
 and the numbers are O(1) in float32. For white-noise :math:`b` (ours), :math:`\lVert b\rVert^2 \approx N`
