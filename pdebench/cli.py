@@ -1,5 +1,5 @@
 """The ``pdebench`` console script: list, generate, stream, leaderboard, evaluate, export, plot, verify,
-clean, physics, train-dcdm, demo.
+clean, physics, train-dcdm, train-learned-ic, demo.
 
 Every bad argument ends in a one-line ``pdebench: error: ...`` message and exit status 2, before
 anything is written.
@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -297,26 +297,43 @@ def cmd_physics(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_train_dcdm(args: argparse.Namespace, console: Console) -> int:
-    """Train a DCDM network from a YAML config (configs/dcdm/) with a progress bar; save its checkpoint."""
-    from pdebench.training.dcdm_fit import load_dcdm_config, run_dcdm_training
+def _train_solver_network(args: argparse.Namespace, console: Console, config: Any, label: str, run: Callable) -> int:
+    """A training run of a linear-solver network (DCDM, learned IC) with a progress bar; print its card's summary.
 
-    config = load_dcdm_config(args.config)
+    ``config`` is the run's :class:`~pdebench.training.system_fit.SystemsRunConfig`, ``run`` its
+    ``run_*_training(config, steps=, output=, callback=)``.
+    """
     steps = args.steps if args.steps is not None else config.train_config().steps
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
     grid = "x".join([str(config.n)] * config.dim)
     with _progress(console) as progress:
-        task = progress.add_task(f"DCDM {config.arch} on {config.systems} {grid} systems", total=steps, rate="")
+        task = progress.add_task(f"{label} on {config.systems} {grid} systems", total=steps, rate="")
 
         def advance(step: int, loss: float) -> None:
             progress.update(task, advance=1, rate=f"loss {loss:.3g}")
 
-        path, record = run_dcdm_training(config, steps=args.steps, output=args.output, callback=advance)
+        path, record = run(config, steps=args.steps, output=args.output, callback=advance)
     console.print(f"[green]trained[/] {record['class']} ({record['parameters']} parameters) in "
                   f"{record['optimiser_time_s']:.1f} s, loss {record['loss_first10']:.3g} -> {record['loss_last10']:.3g}; "
                   f"wrote {path}")
     return 0
+
+
+def cmd_train_dcdm(args: argparse.Namespace, console: Console) -> int:
+    """Train a DCDM network from a YAML config (configs/dcdm/) with a progress bar; save its checkpoint."""
+    from pdebench.training.dcdm_fit import load_dcdm_config, run_dcdm_training
+
+    config = load_dcdm_config(args.config)
+    return _train_solver_network(args, console, config, f"DCDM {config.arch}", run_dcdm_training)
+
+
+def cmd_train_learned_ic(args: argparse.Namespace, console: Console) -> int:
+    """Train a learned incomplete-Cholesky network from a YAML config (configs/learned_ic/); save its checkpoint."""
+    from pdebench.training.learned_ic_fit import load_learned_ic_config, run_learned_ic_training
+
+    config = load_learned_ic_config(args.config)
+    return _train_solver_network(args, console, config, "learned IC", run_learned_ic_training)
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
@@ -540,7 +557,8 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_config(p: argparse.ArgumentParser, folder: str, output: str) -> None:
-    """``--config``, ``--steps`` and ``--output`` of a run from a YAML config (``physics``, ``train-dcdm``)."""
+    """``--config``, ``--steps`` and ``--output`` of a run from a YAML config (``physics``, ``train-dcdm``,
+    ``train-learned-ic``)."""
     p.add_argument("--config", required=True, help=f"YAML file ({folder}*.yaml)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps (quick runs)")
     p.add_argument("--output", default=None, help=f"override the {output}")
@@ -580,7 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "spatial error per field and frame in provenance.error_estimate")
     p.add_argument("--accelerate", action="append", default=[], metavar="CHECKPOINT",
                    help="a trained operator of the problem's input -> solution pairs whose prediction starts every CG "
-                        "solve (fv-elliptic problems, e.g. darcy3d); the tolerance, so the accuracy, is unchanged")
+                        "solve, or a learned incomplete Cholesky (pdebench train-learned-ic) that preconditions it; "
+                        "repeatable, one of each (fv-elliptic problems, e.g. darcy3d); the tolerance, so the accuracy, "
+                        "is unchanged")
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("stream", help="run data-generation workers on their own and spill what they solve to an HDF5 file")
@@ -605,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "linear-solver; default operator) picks the board")
     p.add_argument("--output", help="results folder (default: the suite's output)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
-                   help="evaluate these instead of the suite's models (repeatable; linear-solver suites: DCDM checkpoints)")
+                   help="evaluate these instead of the suite's models (repeatable; linear-solver suites: DCDM or "
+                   "learned-IC checkpoints)")
     p.add_argument("--html", action="store_true", help="also write the board's page, index.html (sortable tables, "
                    "the accuracy-cost plot, the figures; self-contained), beside results.json")
     _add_format(p)
@@ -662,6 +683,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_config(p, "configs/dcdm/", "checkpoint path")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.set_defaults(run=cmd_train_dcdm)
+
+    p = sub.add_parser("train-learned-ic", help="train a learned incomplete-Cholesky preconditioner on solver pairs "
+                       "of Poisson systems (configs/learned_ic/)")
+    _add_run_config(p, "configs/learned_ic/", "checkpoint path")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.set_defaults(run=cmd_train_learned_ic)
 
     p = sub.add_parser("demo", help="the embedded default job: stream, train online, leaderboard (about 10 min)")
     p.add_argument("--output-dir", default="demo_output")

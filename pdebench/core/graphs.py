@@ -25,7 +25,14 @@ periodic axes of a :class:`ParticleBox`, found by a vectorised cell list (:func:
 which the SPH solver uses too; :func:`brute_force_pairs` is its O(N^2) reference, same pairs bit for bit).
 The sample graphs (:class:`torch_geometric.data.Data`) are assembled here as well: a mesh sample
 (:class:`MeshGraph`, :func:`mesh_to_pyg`), a particle state (:func:`particle_graph`) and a stored
-particle frame (:func:`frame_graph`). This module imports torch, torch_geometric, numpy and
+particle frame (:func:`frame_graph`).
+
+The *matrix graph* of a sparse matrix :math:`A` (:func:`matrix_graph`, :class:`MatrixGraph`: the
+learned preconditioners' input) follows the same convention with the matrix in place of positions:
+nodes are the unknowns, an edge ``j -> i`` for every off-diagonal non-zero :math:`A_{ij}` (so
+``edge_index`` is the pattern of :math:`A` without its diagonal, sorted by target then source: CSR
+order), the edge feature is the entry :math:`A_{ij}` itself (float64, ``(E,)``; the models scale it)
+and the diagonal :math:`A_{ii}` is a node value. This module imports torch, torch_geometric, numpy and
 :mod:`pdebench.core.particles` only.
 """
 
@@ -46,6 +53,7 @@ from pdebench.core.particles import FLUID, ParticleTrajectory
 
 __all__ = [
     "BOX_TOLERANCE",
+    "MatrixGraph",
     "MeshGraph",
     "ParticleBox",
     "boundary_indices",
@@ -54,6 +62,7 @@ __all__ = [
     "frame_graph",
     "frame_index",
     "marker_mask",
+    "matrix_graph",
     "mesh_to_pyg",
     "particle_frame_graph",
     "particle_graph",
@@ -86,9 +95,14 @@ _P2_REFINED_PAIRS = ((0, 3), (3, 1), (1, 4), (4, 2), (2, 5), (5, 0), (3, 4), (4,
 _P2_CORNER_PAIRS = ((0, 1), (1, 2), (2, 0), (0, 3), (3, 1), (1, 4), (4, 2), (2, 5), (5, 0))
 
 
+def _edge_order(src: Tensor, dst: Tensor, n: int) -> Tensor:
+    """The permutation ``(E,)`` that sorts edges ``src -> dst`` by target, then source."""
+    return torch.argsort(dst * max(n, 1) + src)
+
+
 def _sort_edges(src: Tensor, dst: Tensor, n: int) -> Tensor:
     """``edge_index = [src, dst]`` ``(2, E)`` sorted by target, then source."""
-    order = torch.argsort(dst * max(n, 1) + src)
+    order = _edge_order(src, dst, n)
     return torch.stack([src[order], dst[order]])
 
 
@@ -872,6 +886,95 @@ def frame_graph(
         box=box,
         where=f"sample {trajectory.sample_id} frame {frame}",
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Matrices
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatrixGraph:
+    r"""The graph of a square sparse matrix :math:`A` (``N x N``): see :func:`matrix_graph`.
+
+    Attributes
+    ----------
+    edge_index : Tensor, shape (2, E), int64
+        ``[j, i]`` for every off-diagonal non-zero :math:`A_{ij}` (source ``j``, target ``i``), sorted by
+        target then source: the CSR order of :math:`A` without its diagonal. No self loops.
+    edge_value : Tensor, shape (E,), float64
+        :math:`A_{ij}` of each edge.
+    diagonal : Tensor, shape (N,), float64
+        :math:`A_{ii}` (0 where the diagonal entry is absent).
+    """
+
+    edge_index: Tensor
+    edge_value: Tensor
+    diagonal: Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        """``N``."""
+        return int(self.diagonal.shape[0])
+
+    @property
+    def lower(self) -> Tensor:
+        r"""``(E,)`` bool: the edges of the strictly lower triangle, :math:`i > j` (target above source).
+
+        In order they are the strictly lower entries of ``tril(A)`` in CSR order (by row, then column).
+        """
+        return self.edge_index[1] > self.edge_index[0]
+
+
+def matrix_graph(A: Any) -> MatrixGraph:
+    r"""The matrix graph of ``A``: nodes the unknowns, an edge ``j -> i`` per off-diagonal non-zero.
+
+    Parameters
+    ----------
+    A
+        Square, shape ``(N, N)``: a scipy sparse matrix or array (anything with ``tocoo()``) or a dense
+        array; real and finite. Duplicate entries are summed; entries equal to zero (stored or not) are
+        no edge.
+
+    Returns
+    -------
+    MatrixGraph
+        ``edge_index`` ``(2, E)`` in the package's convention (row 0 source ``j``, row 1 target ``i``,
+        sorted by target then source), ``edge_value`` ``(E,)`` the entries :math:`A_{ij}`, ``diagonal``
+        ``(N,)``, both float64.
+
+    Raises
+    ------
+    ValueError
+        If ``A`` is not square, not real or has a non-finite entry.
+    """
+    if hasattr(A, "tocoo"):
+        coo = A.tocoo()
+        coo.sum_duplicates()
+        rows, cols, vals, shape = np.asarray(coo.row), np.asarray(coo.col), np.asarray(coo.data), coo.shape
+    else:
+        dense = np.asarray(A)
+        if dense.ndim != 2:
+            raise ValueError(f"the matrix must be 2-D, got shape {dense.shape}")
+        rows, cols = np.nonzero(dense)
+        vals, shape = dense[rows, cols], dense.shape
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"the matrix must be square, got shape {tuple(shape)}")
+    if np.iscomplexobj(vals):
+        raise ValueError(f"the matrix must be real, got dtype {vals.dtype}")
+    vals = vals.astype(np.float64)
+    if not np.all(np.isfinite(vals)):
+        raise ValueError("the matrix has non-finite entries")
+    n = int(shape[0])
+    keep = vals != 0
+    rows, cols, vals = rows[keep].astype(np.int64), cols[keep].astype(np.int64), vals[keep]
+    on_diag = rows == cols
+    diagonal = np.zeros(n)
+    diagonal[rows[on_diag]] = vals[on_diag]
+    off = ~on_diag
+    src, dst, value = torch.from_numpy(cols[off]), torch.from_numpy(rows[off]), torch.from_numpy(vals[off])
+    order = _edge_order(src, dst, n)
+    return MatrixGraph(torch.stack([src[order], dst[order]]), value[order], torch.from_numpy(diagonal))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ and, where its entries are checkpoints to check before anything runs, that check
 A suite's ``kind:`` names its board, equal to the ``board`` of the models it scores
 (:data:`pdebench.models.MODEL_BOARDS`, a model's ``register_model(name, board=...)``): ``operator`` (the
 data-driven operators against the solver ladder, :mod:`.leaderboard`), ``instance`` (GP-HM against
-finite differences, :mod:`.instance_board`), ``linear-solver`` (DCDM against the Krylov baselines,
+finite differences, :mod:`.instance_board`), ``linear-solver`` (DCDM and the learned IC against the Krylov baselines,
 :mod:`.linear_solver_board`) and ``physics`` (NSM and its PINN baseline, trained on the residual,
 against the exact solution and finite differences, :mod:`.physics_board`).
 """

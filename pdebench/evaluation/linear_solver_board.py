@@ -1,9 +1,10 @@
-r"""Leaderboard of *learned linear solvers* (DCDM) against classical preconditioned CG.
+r"""Leaderboard of *learned linear solvers* (DCDM, the learned incomplete Cholesky) against classical preconditioned CG.
 
-DCDM (:mod:`pdebench.models.dcdm`, board ``linear-solver``) is not an operator from inputs to
-solutions: its network proposes search directions inside a Krylov-like loop, and the loop's answer
-is exact to the tolerance whatever the network does. What it changes is the **number of iterations**
-and the **wall time**, so that is what this board scores, on held-out systems:
+DCDM (:mod:`pdebench.models.dcdm`) and the learned IC (:mod:`pdebench.models.learned_ic`), board
+``linear-solver``, are not operators from inputs to solutions: DCDM's network proposes search
+directions inside a Krylov-like loop, the learned IC's builds the preconditioner :math:`M = L L^T` of
+PCG, and the loop's answer is exact to the tolerance whatever the network does. What they change is
+the **number of iterations** and the **wall time**, so that is what this board scores, on held-out systems:
 
 * a *task* is ``dim`` (2 or 3), ``n`` interior nodes per axis, ``systems`` coefficient samples
   :math:`a` (``darcy_coefficient(n, seed, i, dim)``, ``seed >= LEADERBOARD_SEED_BASE``, never used in
@@ -11,15 +12,23 @@ and the **wall time**, so that is what this board scores, on held-out systems:
   and right-hand-side kinds (:func:`right_hand_side`: ``noise``, ``ones``, ``smooth``), solved from
   :math:`x_0 = 0` to :math:`\lVert b - A x\rVert \le \mathrm{tol}\,\lVert b\rVert` within ``maxiter``;
 * rows: every baseline (CG, Jacobi-, IC(0)- and AMG-PCG, :func:`~pdebench.solvers.linalg.pcg`)
-  and every DCDM checkpoint entry (:func:`~pdebench.models.dcdm.load_dcdm`, run by
-  :func:`~pdebench.models.dcdm.dcdm_solve`);
+  and every checkpoint entry, of either kind (:data:`CHECKPOINTS`: the file's ``format`` decides,
+  :func:`~pdebench.models.network_checkpoint.load_network`): a DCDM network, run by
+  :func:`~pdebench.models.dcdm.dcdm_solve`, or a learned-IC network, whose :math:`M = L L^T`
+  (:func:`~pdebench.models.learned_ic.learned_ic_preconditioner`; set-up: the network's forward and
+  the assembly of :math:`L`) runs in the same PCG as the baselines, in two rows: from :math:`x_0 = 0`
+  (``NAME``) and from the paper's initial guess :math:`x_0 = M^{-1} b`
+  (``NAME, x0 = M⁻¹b``: :func:`~pdebench.models.learned_ic.initial_guess`, with
+  :class:`~pdebench.solvers.linalg.DeflatedCG`'s Galerkin start, i.e. the best multiple
+  :math:`\gamma M^{-1} b` in the A-norm; its solve time includes the guess);
 * per row, over all ``systems x rhs`` solves: median and maximum iterations, the fraction
   converged, the median final relative residual (recomputed from the returned ``x``), the median
   preconditioner set-up time per system, the median solve time and the median total (set-up + solve)
   per solve, the median iterations over CG's and the median total time over AMG-PCG's.
 
-A failing entry (missing checkpoint, a 2-D network on a 3-D task, non-finite output, an IC(0)
-breakdown) is a failed row with the reason, never a crash of the board.
+A failing entry (missing checkpoint, a 2-D DCDM network on a 3-D task, non-finite output, an IC(0)
+breakdown) is a failed row with the reason, never a crash of the board. A learned-IC network works on
+any matrix graph (any size, 2-D or 3-D); its training card says what it was trained on.
 
 A suite file (``configs/leaderboard/dcdm.yaml``)::
 
@@ -31,6 +40,7 @@ A suite file (``configs/leaderboard/dcdm.yaml``)::
       - {name: poisson2d_64, dim: 2, n: 64, systems: 4, rhs: [noise, ones, smooth], tol: 1.0e-6, maxiter: 1000}
     models:
       - {name: dcdm, checkpoint: outputs/dcdm/dcdm2d_64.pt, tasks: [poisson2d_64]}   # tasks: default all
+      - {name: learned-ic, checkpoint: outputs/learned_ic/learned_ic2d.pt, tasks: [poisson2d_64]}
 
 Results: ``results.json`` (with :func:`~pdebench.evaluation.board_io.environment`),
 ``results.csv``, ``results.md`` (atomic writes) and ``<task>_residuals.png`` (relative residual
@@ -53,11 +63,14 @@ import scipy.sparse as sp
 from pdebench.evaluation.board_io import (BoardSuite, Markup, RowFormat, fail_row, fmt, output_folder, results_document,
                                          save_log_plot, write_results)
 from pdebench.evaluation.suite import LEADERBOARD_SEED_BASE, ModelEntry
-from pdebench.models.dcdm import dcdm_solve, load_dcdm, network_operator
+from pdebench.models import dcdm, learned_ic
+from pdebench.models.dcdm import dcdm_solve, network_operator
+from pdebench.models.learned_ic import initial_guess, learned_ic_preconditioner
+from pdebench.models.network_checkpoint import load_network
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 from pdebench.registry import require_int
 from pdebench.solvers.linalg import SYMMETRIC_PRECONDITIONERS as BASELINES
-from pdebench.solvers.linalg import SolveResult, make_preconditioner, pcg
+from pdebench.solvers.linalg import SolveResult, deflated_cg, make_preconditioner, pcg
 
 KIND = "linear-solver"
 RHS_KINDS = ("noise", "ones", "smooth")
@@ -65,6 +78,10 @@ RHS_KINDS = ("noise", "ones", "smooth")
 BASELINE_NAMES = {"none": "CG", "jacobi": "Jacobi-PCG", "ic0": "IC(0)-PCG", "amg": "AMG-PCG"}
 #: Sine modes per axis of the ``smooth`` right-hand side.
 SMOOTH_MODES = 4
+#: The checkpoint formats an entry may hold, each with its allow-list of network classes.
+CHECKPOINTS = {dcdm.CHECKPOINT_FORMAT: dcdm.NETWORKS, learned_ic.CHECKPOINT_FORMAT: learned_ic.NETWORKS}
+#: Suffix of the name of a learned-IC entry's second row (PCG from the network's initial guess).
+GUESS_SUFFIX = ", x0 = M⁻¹b"
 
 
 # ------------------------------------------------------------------------------------------ tasks
@@ -219,7 +236,9 @@ class SolveRecord:
 
 @dataclass
 class SolverRow:
-    """One row: a baseline (``kind="baseline"``) or a DCDM entry (``kind="dcdm"``) on one task.
+    """One row: a baseline (``kind="baseline"``), a DCDM entry (``kind="dcdm"``), a learned-IC entry
+    (``kind="learned_ic"``, ``method`` ``"learned_ic"`` from zero or ``"learned_ic_x0"`` from
+    :math:`M^{-1} b`) or an entry whose checkpoint could not be read (``kind="checkpoint"``, failed) on one task.
 
     Aggregates are over every ``(system, rhs)`` solve (``solves``); ``setup_median_s`` is per system
     (a preconditioner is built once per matrix and reused for its right-hand sides), ``total_median_s``
@@ -297,41 +316,88 @@ def run_baseline(task: LinearTask, kind: str) -> SolverRow:
     return row
 
 
-def run_dcdm(task: LinearTask, entry: ModelEntry) -> SolverRow:
-    """A DCDM checkpoint on every system and right-hand side of ``task``; failures become a failed row.
+def run_entry(task: LinearTask, entry: ModelEntry) -> list[SolverRow]:
+    """A checkpoint entry on every system and right-hand side of ``task``: its rows (one for DCDM, two for a
+    learned IC: from zero and from :math:`M^{-1} b`); failures become failed rows with the reason.
 
-    The network is loaded once (``load_time_s``) and warmed up by one call; a solve's set-up is the
-    construction of its grid operator (:func:`~pdebench.models.dcdm.network_operator`).
+    The network is loaded once (``load_time_s``, :func:`~pdebench.models.network_checkpoint.load_network`
+    with :data:`CHECKPOINTS`) and warmed up by one untimed call.
     """
-    row = SolverRow(task.name, entry.name, "dcdm", "dcdm", checkpoint=entry.checkpoint)
+    row = SolverRow(task.name, entry.name, "checkpoint", "unread", checkpoint=entry.checkpoint)  # kind unknown yet
     try:
         if entry.checkpoint is None:
-            raise ValueError(f"entry {entry.name!r} has no checkpoint; train one and save it with "
-                             "pdebench.models.dcdm.save_dcdm")
+            raise ValueError(f"entry {entry.name!r} has no checkpoint; train one (pdebench train-dcdm, "
+                             "pdebench train-learned-ic)")
         start = time.perf_counter()
-        network, training = load_dcdm(entry.checkpoint)
-        row.load_time_s = time.perf_counter() - start
-        row.training = training
-        row.parameters = sum(p.numel() for p in network.parameters())
-        net_dim = getattr(network, "dim", None)
-        if net_dim != task.dim:
-            raise ValueError(f"the checkpoint holds a {net_dim}-D network; task {task.name!r} is {task.dim}-D")
-        network_operator(network, task.grid)(np.ones(task.n ** task.dim))  # warm-up call, not timed
-
-        def solver_for(A: sp.csr_array) -> Callable[[np.ndarray], tuple[SolveResult, float, float]]:
-            def solve(b: np.ndarray) -> tuple[SolveResult, float, float]:
-                start = time.perf_counter()
-                operator = network_operator(network, task.grid)
-                setup = time.perf_counter() - start
-                result = dcdm_solve(A, b, operator, task.tol, task.maxiter)
-                return result, setup, result.time
-
-            return solve
-
-        _solve_every_system(row, task, solver_for)
+        fmt, network, training = load_network(entry.checkpoint, CHECKPOINTS, "linear-solver",
+                                              "write one with pdebench.models.dcdm.save_dcdm or "
+                                              "pdebench.models.learned_ic.save_learned_ic")
+        load_time = time.perf_counter() - start
     except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
         fail_row(row, error, solves=[], history=[])
-    return row
+        return [row]
+    if fmt == learned_ic.CHECKPOINT_FORMAT:
+        rows = [SolverRow(task.name, entry.name + suffix, "learned_ic", method, checkpoint=entry.checkpoint)
+                for suffix, method in (("", "learned_ic"), (GUESS_SUFFIX, "learned_ic_x0"))]
+    else:
+        row.kind = row.method = "dcdm"
+        rows = [row]
+    for each in rows:
+        each.load_time_s, each.training = load_time, training
+        each.parameters = sum(p.numel() for p in network.parameters())
+        try:
+            if each.kind == "dcdm":
+                _run_dcdm(each, task, network)
+            else:
+                _run_learned_ic(each, task, network, from_guess=each.method == "learned_ic_x0")
+        except Exception as error:  # noqa: BLE001 - a failing entry must not stop the board
+            fail_row(each, error, solves=[], history=[])
+    return rows
+
+
+def _run_dcdm(row: SolverRow, task: LinearTask, network: Any) -> None:
+    """DCDM's solves into ``row``: a solve's set-up is the construction of its grid operator
+    (:func:`~pdebench.models.dcdm.network_operator`)."""
+    net_dim = getattr(network, "dim", None)
+    if net_dim != task.dim:
+        raise ValueError(f"the checkpoint holds a {net_dim}-D network; task {task.name!r} is {task.dim}-D")
+    network_operator(network, task.grid)(np.ones(task.n ** task.dim))  # warm-up call, not timed
+
+    def solver_for(A: sp.csr_array) -> Callable[[np.ndarray], tuple[SolveResult, float, float]]:
+        def solve(b: np.ndarray) -> tuple[SolveResult, float, float]:
+            start = time.perf_counter()
+            operator = network_operator(network, task.grid)
+            setup = time.perf_counter() - start
+            result = dcdm_solve(A, b, operator, task.tol, task.maxiter)
+            return result, setup, result.time
+
+        return solve
+
+    _solve_every_system(row, task, solver_for)
+
+
+def _run_learned_ic(row: SolverRow, task: LinearTask, network: Any, from_guess: bool) -> None:
+    """The learned IC's PCG solves into ``row``: :math:`M = L L^T` built once per matrix (its set-up: the
+    network's forward, the assembly of :math:`L`, the triangular solver's set-up), PCG from zero or, with
+    ``from_guess``, from :math:`x_0 = M^{-1} b` (the guess's application counted in the solve time)."""
+    network.factor(task_matrix(task, 0))  # warm-up call, not timed
+
+    def solver_for(A: sp.csr_array) -> Callable[[np.ndarray], tuple[SolveResult, float, float]]:
+        preconditioner = learned_ic_preconditioner(network, A)
+
+        def solve(b: np.ndarray) -> tuple[SolveResult, float, float]:
+            if not from_guess:
+                result = pcg(A, b, preconditioner, task.tol, task.maxiter)
+                return result, preconditioner.setup_time, result.time
+            start = time.perf_counter()
+            x0 = initial_guess(preconditioner, b)
+            guess = time.perf_counter() - start
+            result = deflated_cg(A, b, None, preconditioner, x0=x0, tol=task.tol, maxiter=task.maxiter)
+            return result, preconditioner.setup_time, guess + result.time
+
+        return solve
+
+    _solve_every_system(row, task, solver_for)
 
 
 def _aggregate(row: SolverRow) -> None:
@@ -365,7 +431,7 @@ def run_task(task: LinearTask, baselines: Sequence[str], entries: Sequence[Model
         rows.append(run_baseline(task, kind))
     for entry in entries:
         note(f"{task.name}: {entry.name}")
-        rows.append(run_dcdm(task, entry))
+        rows.extend(run_entry(task, entry))
     cg = next((r for r in rows if r.method == "none" and r.status == "ok"), None)
     amg = next((r for r in rows if r.method == "amg" and r.status == "ok"), None)
     for row in rows:
@@ -418,13 +484,13 @@ def _cells(r: dict[str, Any], markup: Markup) -> list[str]:
     """One row's cells under :data:`HEADERS` (a :class:`SolverRow` as a dict)."""
     if r["status"] != "ok":
         return [r["name"], markup.failed.format(r["error"]), *[""] * (len(HEADERS) - 2)]
-    return [markup.bold.format(r["name"]) if r["kind"] == "dcdm" else r["name"],
+    return [markup.bold.format(r["name"]) if r["kind"] != "baseline" else r["name"],
             f"{fmt(r['iterations_median'], '.0f')} / {r['iterations_max']}", f"{r['converged_fraction']:.0%}",
             fmt(r["residual_median"], ".2e"), _ms(r["setup_median_s"]), _ms(r["solve_median_s"]), _ms(r["total_median_s"]),
             fmt(r["iterations_vs_cg"]), fmt(r["time_vs_amg"])]
 
 
-#: The linear-solver board's tables: per task the baselines, then the DCDM entries (the per-solve
+#: The linear-solver board's tables: per task the baselines, then the checkpoint entries (the per-solve
 #: records are in ``results.json`` only).
 ROW_FORMAT = RowFormat("linear-solver board", CSV_COLUMNS, HEADERS, _cells)
 
@@ -441,8 +507,9 @@ def plot_residuals(task: LinearTask, rows: Sequence[SolverRow], path: Path) -> P
     ax = fig.add_subplot()
     for r in drawn:
         history = np.maximum(np.asarray(r.history), 1e-300)
-        ax.semilogy(np.arange(len(history)), history, lw=2 if r.kind == "dcdm" else 1.2,
-                    ls="-" if r.kind == "dcdm" else "--", label=f"{r.name} ({len(history) - 1} it.)")
+        learned = r.kind != "baseline"
+        ax.semilogy(np.arange(len(history)), history, lw=2 if learned else 1.2,
+                    ls="-" if learned else "--", label=f"{r.name} ({len(history) - 1} it.)")
     ax.axhline(task.tol, color="0.4", lw=0.8, ls=":", label=f"tol {task.tol:g}")
     ax.set(xlabel="iteration", ylabel="relative residual ‖r_k‖ / ‖b‖",
            title=f"{task.name}: system ({task.seed}, 0), rhs {task.rhs[0]}")

@@ -39,11 +39,10 @@ from pdebench.problems import PROBLEMS
 from pdebench.registry import dataclass_from_mapping, read_yaml, require_int
 from pdebench.problems.base import Problem
 from pdebench.problems.elliptic import SteadyProblem
+from pdebench.problems.sampling import LEADERBOARD_SEED_BASE
 from pdebench.solvers.base import SOLVERS
 from pdebench import __version__
 
-#: Held-out leaderboard seeds start here; training streams use small seeds (and their ``+1..+3``).
-LEADERBOARD_SEED_BASE = 1_000_000
 MODES = ("one_step", "rollout", "steady")
 
 

@@ -38,7 +38,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pdebench.atomic import atomic_write
+from pdebench.models.network_checkpoint import load_network, save_network
 from pdebench.models.registry import register_model
 from pdebench.registry import check_at_least_one
 from pdebench.solvers.linalg import ResidualMonitor, SolveResult, check_system
@@ -464,13 +464,14 @@ def dcdm_solve(
 CHECKPOINT_FORMAT = "pdebench-dcdm"
 
 
-#: The network classes a DCDM checkpoint may name.
-_NETWORKS: dict[str, type[nn.Module]] = {"DCDMNet": DCDMNet, "SymmetricDCDMNet": SymmetricDCDMNet}
+#: The network classes a DCDM checkpoint may name (its allow-list).
+NETWORKS: dict[str, type[nn.Module]] = {"DCDMNet": DCDMNet, "SymmetricDCDMNet": SymmetricDCDMNet}
 
 
 def save_dcdm(path: str | Path, model: nn.Module, training: dict | None = None) -> Path:
-    """Write ``model`` (a :class:`DCDMNet`-like network with a dataclass ``config``) and its training
-    record to ``path`` atomically (temporary file, then ``os.replace``).
+    """Write ``model`` (a :class:`DCDMNet` or :class:`SymmetricDCDMNet`) and its training record to
+    ``path`` atomically (:func:`~pdebench.models.network_checkpoint.save_network`, format
+    :data:`CHECKPOINT_FORMAT`).
 
     Parameters
     ----------
@@ -479,17 +480,9 @@ def save_dcdm(path: str | Path, model: nn.Module, training: dict | None = None) 
     model
         Network whose ``config`` dataclass fields rebuild it (``type(model)(**asdict(config))``).
     training
-        Provenance: grid, systems, steps, wall time, final loss... (JSON-like values).
+        Provenance: grid, systems, steps, wall time, final loss... (JSON-able values).
     """
-    name = type(model).__name__
-    if name not in _NETWORKS:
-        raise ValueError(f"cannot save a {name}; DCDM checkpoints hold one of {sorted(_NETWORKS)}")
-    path = Path(path)
-    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "class": name, "config": asdict(model.config),
-               "state_dict": model.state_dict(), "training": dict(training or {})}
-    with atomic_write(path) as handle:
-        torch.save(payload, handle)
-    return path
+    return save_network(path, model, training, fmt=CHECKPOINT_FORMAT, classes=NETWORKS, what="DCDM")
 
 
 def load_dcdm(path: str | Path) -> tuple[nn.Module, dict]:
@@ -502,16 +495,6 @@ def load_dcdm(path: str | Path) -> tuple[nn.Module, dict]:
     ValueError
         The file is not a DCDM checkpoint, or names an unknown network class.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no DCDM checkpoint at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a DCDM checkpoint (expected format {CHECKPOINT_FORMAT!r}; "
-                         "write one with pdebench.models.dcdm.save_dcdm)")
-    if payload.get("class") not in _NETWORKS:
-        raise ValueError(f"{path} names network class {payload.get('class')!r}; expected one of {sorted(_NETWORKS)}")
-    model = _NETWORKS[payload["class"]](**payload["config"])
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
-    return model, dict(payload.get("training") or {})
+    _, model, training = load_network(path, {CHECKPOINT_FORMAT: NETWORKS}, "DCDM",
+                                      "write one with pdebench.models.dcdm.save_dcdm")
+    return model, training

@@ -6,7 +6,7 @@ Boards (:data:`MODEL_BOARDS`; a model's ``board`` is the ``kind:`` of the suites
 * ``operator`` — data-driven operators ``forward(x: (B, C_in, *space), **conditioning) -> (B, C_out, *space)``;
 * ``physics`` — trained on a PDE residual without solver data (NSM);
 * ``instance`` — solves one PDE instance by optimisation (GP-HM);
-* ``linear-solver`` — a learned component inside a Krylov iteration (DCDM).
+* ``linear-solver`` — a learned component inside a Krylov iteration (DCDM, the learned incomplete Cholesky).
 
 Every data-driven operator's constructor takes ``in_channels``, ``out_channels`` and ``dim`` (number
 of spatial dimensions) so that the data module can set them, plus its own typed hyper-parameters.

@@ -8,10 +8,13 @@ takes two optional callables and imports neither (the solvers layer sits below t
   solution from the coefficient field; CG starts from it and stops at the same
   :math:`\|b - A x\| \le \mathrm{tol}\,\|b\|` as from zero, so the data keep their accuracy and only the
   iteration count changes;
-* ``preconditioner``: ``A -> Preconditioner`` (a learned incomplete Cholesky factor, for instance).
+* ``preconditioner``: ``A -> Preconditioner``. :class:`LearnedFactorPreconditioner` is a learned
+  incomplete Cholesky network (:mod:`pdebench.models.learned_ic`): :math:`M = L L^T` with ``L`` on the
+  pattern of ``tril(A)``, SPD whatever the weights, so CG keeps its guarantee.
 
-:func:`solver_acceleration` turns checkpoint paths (``pdebench generate ... --accelerate CKPT``) into those
-solver arguments, checking that an operator was trained on the problem it is asked to accelerate.
+:func:`solver_acceleration` turns checkpoint paths (``pdebench generate ... --accelerate CKPT``, either
+kind, at most one of each) into those solver arguments, checking that an operator was trained on the
+problem it is asked to accelerate.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import scipy.sparse as sp
 import torch
 
+from pdebench.models import learned_ic
 from pdebench.solvers import SOLVERS
+from pdebench.solvers.linalg import Preconditioner
 from pdebench.training.data_card import single_dataset_card
 from pdebench.training.module_classes import load_predictor
 from pdebench.training.predictor import Predictor
@@ -56,6 +62,36 @@ class OperatorGuess:
         return torch.cat(out) if out else torch.zeros_like(torch.as_tensor(coefficients), dtype=torch.float64)
 
 
+class LearnedFactorPreconditioner:
+    """A learned incomplete Cholesky network as a solver's ``preconditioner``: ``A -> M = L L^T``
+    (:func:`~pdebench.models.learned_ic.learned_ic_preconditioner`, kind ``"learned_ic"``).
+
+    Parameters
+    ----------
+    model
+        The network (:class:`~pdebench.models.learned_ic.LearnedIC`).
+    source
+        Its checkpoint path, recorded in the provenance (``preconditioner_from``).
+    """
+
+    def __init__(self, model: learned_ic.LearnedIC, source: str = "") -> None:
+        self.model, self.source = model, str(source)
+
+    def __call__(self, A: sp.sparray | sp.spmatrix) -> Preconditioner:
+        with torch.no_grad():
+            return learned_ic.learned_ic_preconditioner(self.model, A)
+
+
+def is_learned_ic_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a learned-IC file (:func:`~pdebench.models.learned_ic.save_learned_ic`'s format);
+    ``False`` for anything else, a file torch cannot read included (tensors only: no code runs)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a torch file: the operator reader refuses it in one line
+        return False
+    return isinstance(payload, dict) and payload.get("format") == learned_ic.CHECKPOINT_FORMAT
+
+
 def operator_guess(path: str | os.PathLike[str], problem: Any) -> OperatorGuess:
     """:class:`OperatorGuess` of the Lightning checkpoint ``path``, checked to be a ``pairs`` model of
     ``problem`` (same problem name; another grid is allowed: a resolution-free operator may take it, and
@@ -76,7 +112,8 @@ def operator_guess(path: str | os.PathLike[str], problem: Any) -> OperatorGuess:
 
 
 def solver_acceleration(paths: Sequence[str | os.PathLike[str]], problem: Any) -> dict[str, Any]:
-    """The solver arguments ``{"initial_guess": ...}`` that the checkpoints ``paths`` give ``problem``'s
+    """The solver arguments (``initial_guess``: an operator's :class:`OperatorGuess`; ``preconditioner``: a
+    learned IC's :class:`LearnedFactorPreconditioner`) that the checkpoints ``paths`` give ``problem``'s
     solver (at most one of each kind).
 
     Raises
@@ -87,14 +124,19 @@ def solver_acceleration(paths: Sequence[str | os.PathLike[str]], problem: Any) -
         A solver that takes no acceleration, two checkpoints of one kind, or a checkpoint that cannot
         accelerate ``problem`` (one line naming it).
     """
-    if paths and "initial_guess" not in SOLVERS.get(problem.solver).arguments():
-        raise ValueError(f"--accelerate: the {problem.solver!r} solver of {problem.name!r} takes no initial_guess; "
-                         "acceleration is for the CG solves of fv-elliptic problems (e.g. darcy3d)")
+    arguments = SOLVERS.get(problem.solver).arguments()
     kwargs: dict[str, Any] = {}
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--accelerate: no checkpoint at {path}")
-        if "initial_guess" in kwargs:
-            raise ValueError(f"--accelerate: {path} is a second warm-start operator; give one")
-        kwargs["initial_guess"] = operator_guess(path, problem)
+        kind = "preconditioner" if is_learned_ic_checkpoint(path) else "initial_guess"
+        if kind not in arguments:
+            raise ValueError(f"--accelerate: the {problem.solver!r} solver of {problem.name!r} takes no {kind}; "
+                             "acceleration is for the CG solves of fv-elliptic problems (e.g. darcy3d)")
+        if kind in kwargs:
+            raise ValueError(f"--accelerate: {path} is a second {kind.replace('_', ' ')}; give one of each kind at most")
+        if kind == "preconditioner":
+            kwargs[kind] = LearnedFactorPreconditioner(learned_ic.load_learned_ic(path)[0], source=str(path))
+        else:
+            kwargs[kind] = operator_guess(path, problem)
     return kwargs

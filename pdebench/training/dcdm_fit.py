@@ -2,7 +2,9 @@
 (``pdebench train-dcdm --config configs/dcdm/<name>.yaml``).
 
 DCDM is not trained on solver data: its loss needs only the matrices (:func:`train_dcdm`, here with its loss :func:`dcdm_loss` and Ritz data),
-so it has its own small run instead of the Lightning CLI. A YAML file fills :class:`DCDMRunConfig`::
+so it has its own small run instead of the Lightning CLI, on the skeleton it shares with the learned
+incomplete Cholesky (:mod:`~pdebench.training.system_fit`: settings, matrices, optimiser loop, card).
+A YAML file fills :class:`DCDMRunConfig`::
 
     arch: spd            # SymmetricDCDMNet ("spd") or the paper's nonlinear U-Net ("unet", DCDMNet)
     dim: 2               # 2-D or 3-D systems
@@ -16,14 +18,13 @@ so it has its own small run instead of the Lightning CLI. A YAML file fills :cla
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +32,7 @@ import torch
 
 from pdebench.registry import read_config
 from pdebench.models.dcdm import DCDMNet, SymmetricDCDMNet, save_dcdm
-from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
+from pdebench.training.system_fit import SystemsRunConfig, SystemsTrainConfig, TrainHistory, optimise
 
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"spd": SymmetricDCDMNet, "unet": DCDMNet}
 
@@ -143,46 +144,19 @@ def ritz_rhs(V: np.ndarray, n_rhs: int, rng: np.random.Generator, low_fraction: 
 
 
 @dataclass
-class DCDMTrainConfig:
-    """Training settings for :func:`train_dcdm`.
+class DCDMTrainConfig(SystemsTrainConfig):
+    """Training settings for :func:`train_dcdm`: those of :class:`~pdebench.training.system_fit.SystemsTrainConfig`
+    (``steps``, ``batch``, ``lr``, ``rhs_per_system``, ``seed``) and
 
     Attributes
     ----------
-    steps
-        Optimiser steps.
-    batch
-        Right-hand sides per step (all from one system, cycling over the systems).
-    lr
-        AdamW learning rate (cosine decay to 5 % over ``steps``).
     lanczos_steps
         Lanczos steps per system for the Ritz vectors.
-    rhs_per_system
-        Size of the fixed right-hand-side pool per system.
-    seed
-        Seed for the pool and the batch order.
     """
 
-    steps: int = 300
-    batch: int = 16
-    lr: float = 2e-3
     lanczos_steps: int = 100
-    rhs_per_system: int = 256
-    seed: int = 0
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch", "lanczos_steps", "rhs_per_system"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-
-
-@dataclass
-class TrainHistory:
-    """Loss per step and wall time of :func:`train_dcdm`."""
-
-    loss: list[float] = field(default_factory=list)
-    time: float = 0.0
+    POSITIVE: ClassVar[tuple[str, ...]] = ("steps", "batch", "lanczos_steps", "rhs_per_system")
 
 
 def train_dcdm(
@@ -210,6 +184,7 @@ def train_dcdm(
     Returns
     -------
     TrainHistory
+        ``time`` includes the Lanczos runs.
     """
     config = config or DCDMTrainConfig()
     grid = tuple(int(s) for s in grid)
@@ -228,84 +203,41 @@ def train_dcdm(
         _, V = lanczos_ritz(A, min(config.lanczos_steps, N), seed=config.seed + i)
         pools.append(torch.as_tensor(ritz_rhs(V, config.rhs_per_system, rng), dtype=torch.float32))
         mats.append(to_torch_sparse(A / scale))
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps, eta_min=0.05 * config.lr)
-    hist = TrainHistory()
-    model.train()
-    for step in range(config.steps):
+
+    def loss_at(step: int) -> torch.Tensor:
         s = step % len(mats)
         idx = torch.as_tensor(rng.choice(config.rhs_per_system, config.batch, replace=False))
         b = pools[s][idx]
         q = model(b.reshape(config.batch, 1, *grid)).reshape(config.batch, N)
-        loss = dcdm_loss(q, b, mats[s])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist.loss.append(float(loss.detach()))
-        if not math.isfinite(hist.loss[-1]):
-            raise FloatingPointError(f"DCDM loss became {hist.loss[-1]} at step {step}; lower the learning rate ({config.lr})")
-        if callback is not None:
-            callback(step, hist.loss[-1])
-    model.eval()
+        return dcdm_loss(q, b, mats[s])
+
+    hist = optimise(model, config, loss_at, "DCDM", callback)
     hist.time = time.perf_counter() - t0
     return hist
 
 
 @dataclass
-class DCDMRunConfig:
-    """One DCDM training run (see the module docstring for the YAML form).
+class DCDMRunConfig(SystemsRunConfig):
+    """One DCDM training run (see the module docstring for the YAML form): the fields of
+    :class:`~pdebench.training.system_fit.SystemsRunConfig` (``dim``, ``n``, ``systems``,
+    ``coefficient_seed``, ``network``, ``train`` -- :class:`DCDMTrainConfig` fields --, ``seed``,
+    ``output`` -- for :func:`~pdebench.models.dcdm.save_dcdm`) and
 
     Attributes
     ----------
     arch
         ``"spd"`` (:class:`~pdebench.models.dcdm.SymmetricDCDMNet`) or ``"unet"`` (:class:`~pdebench.models.dcdm.DCDMNet`).
-    dim, n
-        Training grid ``(n,) * dim`` of interior nodes.
-    systems, coefficient_seed
-        Training matrices :math:`-\\nabla\\cdot(a\\nabla u)` with ``a = darcy_coefficient(n, coefficient_seed, i, dim)``,
-        ``i < systems``.
-    network
-        Keyword arguments of the network class (``dim`` is set from ``dim``).
-    train
-        :class:`DCDMTrainConfig` fields.
-    seed
-        Torch seed (network initialisation where random).
-    output
-        Checkpoint path (:func:`~pdebench.models.dcdm.save_dcdm`).
     """
 
     arch: str = "spd"
-    dim: int = 2
-    n: int = 64
-    systems: int = 4
-    coefficient_seed: int = 0
-    network: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
     output: str = "outputs/dcdm/dcdm2d_64.pt"
+
+    TRAIN_CONFIG: ClassVar[type[SystemsTrainConfig]] = DCDMTrainConfig
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
-        if self.dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
-        for name in ("n", "systems"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (3 if name == "n" else 1):
-                raise ValueError(f"{name} must be an integer >= {3 if name == 'n' else 1}, got {value!r}")
-        if self.coefficient_seed >= 1_000_000:
-            raise ValueError(f"coefficient_seed {self.coefficient_seed} is a leaderboard seed (>= 1000000); train on small seeds")
-        if "dim" in self.network:
-            raise ValueError("set dim at the top level, not in network")
-        known = {f.name for f in dataclasses.fields(DCDMTrainConfig)}
-        unknown = sorted(set(self.train) - known)
-        if unknown:
-            raise ValueError(f"train: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
-
-    def train_config(self, steps: int | None = None) -> DCDMTrainConfig:
-        """The training settings, with ``steps`` overriding ``train.steps`` when given."""
-        return DCDMTrainConfig(**{**self.train, **({"steps": steps} if steps is not None else {})})
+        super().__post_init__()
 
 
 def load_dcdm_config(path: str | Path) -> DCDMRunConfig:
@@ -336,18 +268,8 @@ def run_dcdm_training(config: DCDMRunConfig, steps: int | None = None, output: s
     train_config = config.train_config(steps)
     torch.manual_seed(config.seed)
     model = ARCHITECTURES[config.arch](dim=config.dim, **config.network)
-    grid = (config.n,) * config.dim
     start = time.perf_counter()
-    matrices = [poisson_matrix(darcy_coefficient(config.n, config.coefficient_seed, i, dim=config.dim))
-                for i in range(config.systems)]
-    history = train_dcdm(model, matrices, grid, train_config, callback=callback)
-    record = {
-        "arch": config.arch, "class": type(model).__name__, "dim": config.dim, "grid": list(grid),
-        "coefficients": [[config.coefficient_seed, i] for i in range(config.systems)],
-        "train": dataclasses.asdict(train_config), "network": dict(config.network),
-        "train_time_s": time.perf_counter() - start, "optimiser_time_s": history.time,
-        "loss_first10": float(np.mean(history.loss[:10])), "loss_last10": float(np.mean(history.loss[-10:])),
-        "parameters": sum(p.numel() for p in model.parameters()), "torch": str(torch.__version__),
-    }
+    history = train_dcdm(model, config.matrices(), config.grid, train_config, callback=callback)
+    record = {"arch": config.arch, **config.card(model, train_config, history, time.perf_counter() - start)}
     path = save_dcdm(Path(output or config.output), model, record)
     return path, record

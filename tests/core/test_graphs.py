@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.spatial import distance
 
-from pdebench.core.graphs import ParticleBox, mesh_edges, mesh_graph, neighbour_pairs, particle_edges
+from pdebench.core.graphs import ParticleBox, matrix_graph, mesh_edges, mesh_graph, neighbour_pairs, particle_edges
 from pdebench.core.particles import FLUID, WALL, ParticleTrajectory
 from pdebench.data.graph_datamodule import GraphDataModule
 from pdebench.io.mesh_file import MeshDataset, MeshDataWriter
@@ -189,3 +189,35 @@ def test_cell_list_search_equals_the_sph_solver_search() -> None:
         theirs = sph_neighbour_pairs(pos, 0.07, [0.0, 0.0], [1.0, 1.0], periodic)
         for a, b in zip(ours, theirs, strict=True):
             assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------------------------------
+# Matrices
+# --------------------------------------------------------------------------------------------------
+
+
+def test_matrix_graph_is_the_pattern_of_a_without_its_diagonal() -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((9, 9)) < 0.3, rng.standard_normal((9, 9)), 0.0)
+    dense[4, 4] = 0.0  # a missing diagonal entry
+    dense[2, 2] = 3.0
+    for A in (sp.csr_array(dense), sp.coo_matrix(dense), dense):
+        graph = matrix_graph(A)
+        src, dst = graph.edge_index.numpy()
+        expected = sorted((i, j) for i in range(9) for j in range(9) if i != j and dense[i, j] != 0)
+        assert list(zip(dst.tolist(), src.tolist())) == expected  # target i, source j; sorted by target, then source
+        assert graph.edge_index.dtype == torch.int64 and graph.edge_value.dtype == torch.float64
+        np.testing.assert_array_equal(graph.edge_value.numpy(), dense[dst, src])
+        np.testing.assert_array_equal(graph.diagonal.numpy(), np.diag(dense))
+        assert graph.num_nodes == 9 and graph.lower.tolist() == (dst > src).tolist()
+    with_zero = sp.csr_array(dense)
+    with_zero.data[0] = 0.0  # an explicitly stored zero is no edge
+    assert matrix_graph(with_zero).edge_index.shape[1] == matrix_graph(dense).edge_index.shape[1] - (with_zero.indices[0] != 0)
+    with pytest.raises(ValueError, match="must be square, got shape \\(2, 3\\)"):
+        matrix_graph(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        matrix_graph(np.array([[1.0, np.inf], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="must be real"):
+        matrix_graph(np.eye(2) * 1j)

@@ -11,8 +11,8 @@ import scipy.fft
 import scipy.sparse.linalg as spla
 import yaml
 
-from pdebench.evaluation.linear_solver_board import (BASELINE_NAMES, SMOOTH_MODES, LinearSolverSuite, LinearTask,
-                                                     right_hand_side, run_suite, task_matrix)
+from pdebench.evaluation.linear_solver_board import (BASELINE_NAMES, GUESS_SUFFIX, SMOOTH_MODES, LinearSolverSuite,
+                                                     LinearTask, right_hand_side, run_suite, task_matrix)
 from pdebench.models.dcdm import DCDMNet, save_dcdm
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
 from pdebench.solvers.linalg import make_preconditioner, pcg
@@ -158,7 +158,7 @@ def test_tiny_board_end_to_end(tmp_path, checkpoint):
     assert all(s["iterations"] <= 60 and s["fallbacks"] is not None for s in dcdm["solves"])
     assert dcdm["iterations_vs_cg"] == pytest.approx(dcdm["iterations_median"] / cg["iterations_median"])
     missing = rows[("p12", "missing")]
-    assert missing["status"] == "failed" and "FileNotFoundError: no DCDM checkpoint at nowhere/none.pt" in missing["error"]
+    assert missing["status"] == "failed" and "FileNotFoundError: no linear-solver checkpoint at nowhere/none.pt" in missing["error"]
     wrong_dim = rows[("p3", "dcdm")]
     assert wrong_dim["status"] == "failed" and "2-D network; task 'p3' is 3-D" in wrong_dim["error"]
     for name in ("results.json", "results.csv", "results.md", "p12_residuals.png", "p3_residuals.png"):
@@ -210,3 +210,89 @@ def test_evaluate_refuses_a_linear_solver_suite(tmp_path, checkpoint, capsys):
     assert main(["evaluate", str(checkpoint), "--suite", str(path)]) == 2
     err = capsys.readouterr().err
     assert "is a linear-solver suite" in err and f"pdebench leaderboard --suite {path} --model NAME=CHECKPOINT" in err
+
+
+# --------------------------------------------------------------------------- learned incomplete Cholesky
+def _learned_ic_checkpoint(path: Path, std: float = 0.2) -> Path:
+    import torch
+
+    from pdebench.models.learned_ic import LearnedIC, save_learned_ic
+
+    net = LearnedIC(width=4, layers=1)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(std * torch.randn(p.shape, generator=gen))
+    return save_learned_ic(path, net, {"grid": [12, 12], "steps": 0})
+
+
+def _scipy_pcg_iterations(A, b, L, tol: float, x0=None) -> int:
+    """Iterations of scipy's CG with M^{-1} = (L L^T)^{-1} by a dense Cholesky solve (an independent PCG)."""
+    import scipy.linalg as sla
+
+    dense = L.toarray()
+    M = spla.LinearOperator(A.shape, matvec=lambda v: sla.cho_solve((dense, True), v))
+    count = [0]
+    _, info = spla.cg(A, b, x0=x0, rtol=tol, atol=0.0, M=M, maxiter=10 * A.shape[0],
+                      callback=lambda _: count.__setitem__(0, count[0] + 1))
+    assert info == 0
+    return count[0]
+
+
+def test_a_learned_ic_checkpoint_is_scored_beside_the_baselines(tmp_path):
+    from pdebench.models.learned_ic import load_learned_ic
+
+    path = _learned_ic_checkpoint(tmp_path / "lic.pt")
+    raw = _suite(str(path), baselines=["none", "ic0"])
+    raw["models"] = [{"name": "lic", "checkpoint": str(path)}]
+    suite = LinearSolverSuite.from_dict(raw, "tiny")
+    document = json.loads(run_suite(suite, tmp_path / "out").read_text())
+    rows = {(r["task"], r["name"]): r for r in document["rows"]}
+    guess = "lic" + GUESS_SUFFIX
+    assert set(rows) == {(t, n) for t in ("p12", "p3") for n in ("CG", "IC(0)-PCG", "lic", guess)}
+    network, _ = load_learned_ic(path)
+    for task in suite.tasks:  # 2-D and 3-D: the graph network runs on either
+        for name, method in (("lic", "learned_ic"), (guess, "learned_ic_x0")):
+            row = rows[(task.name, name)]
+            assert row["status"] == "ok" and row["kind"] == "learned_ic" and row["method"] == method, row["error"]
+            assert row["converged_fraction"] == 1.0 and row["residual_median"] <= 1.01 * TOL
+            assert row["parameters"] > 0 and row["training"] == {"grid": [12, 12], "steps": 0}
+            assert row["setup_median_s"] > 0 and row["solve_median_s"] > 0
+            for solve in row["solves"]:  # the iterations of an independent PCG with the same M and start
+                A, b = task_matrix(task, solve["system"]), right_hand_side(task, solve["rhs"], solve["system"])
+                L = network.factor(A)
+                x0 = None
+                if method == "learned_ic_x0":  # M^{-1} b scaled by the Galerkin (A-norm optimal) step
+                    z = spla.spsolve_triangular(L.T.tocsr(), spla.spsolve_triangular(L.tocsr(), b, lower=True), lower=False)
+                    x0 = (z @ b) / (z @ (A @ z)) * z
+                assert abs(solve["iterations"] - _scipy_pcg_iterations(A, b, L, TOL, x0)) <= 1
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "**lic**" in markdown and f"**{guess}**" in markdown
+
+
+def test_a_bad_learned_ic_checkpoint_is_a_failed_row_with_its_reason(tmp_path):
+    import torch
+
+    from pdebench.models.learned_ic import load_learned_ic, save_learned_ic
+
+    network, _ = load_learned_ic(_learned_ic_checkpoint(tmp_path / "lic.pt"))
+    with torch.no_grad():
+        network.lower_head.bias.fill_(float("nan"))
+    nan = save_learned_ic(tmp_path / "nan.pt", network, {})
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else", "state_dict": {}}, other)
+    raw = _suite(str(nan), baselines=["none"])
+    raw["tasks"] = raw["tasks"][:1]
+    raw["models"] = [{"name": "nan", "checkpoint": str(nan)}, {"name": "other", "checkpoint": str(other)}]
+    document = json.loads(run_suite(LinearSolverSuite.from_dict(raw), tmp_path / "out").read_text())
+    rows = {r["name"]: r for r in document["rows"]}
+    assert rows["CG"]["status"] == "ok"
+    for name in ("nan", "nan" + GUESS_SUFFIX):
+        assert rows[name]["status"] == "failed" and "non-finite factor entries" in rows[name]["error"]
+    assert rows["other"]["status"] == "failed" and "is not a linear-solver checkpoint" in rows["other"]["error"]
+
+
+def test_shipped_learned_ic_suite_loads():
+    suite = LinearSolverSuite.from_yaml(ROOT / "configs" / "leaderboard" / "learned_ic.yaml")
+    assert [(t.dim, t.n, t.tol) for t in suite.tasks] == [(2, 64, 1e-8), (3, 32, 1e-8)]
+    assert {"ic0", "amg"} <= set(suite.baselines) and all(m.checkpoint for m in suite.models)

@@ -82,14 +82,15 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line_without_advice_t
 TAGGED = "name: !!python/object/apply:os.system ['touch ran']\ntasks: []\n"
 
 
-@pytest.mark.parametrize("command", ["leaderboard", "evaluate", "physics", "train-dcdm"])
+@pytest.mark.parametrize("command", ["leaderboard", "evaluate", "physics", "train-dcdm", "train-learned-ic"])
 def test_a_yaml_file_with_a_python_tag_is_refused_in_one_line(tmp_path, cli, command):
     config = tmp_path / "evil.yaml"
     config.write_text(TAGGED)
     args = {"leaderboard": ["leaderboard", "--suite", str(config)],
             "evaluate": ["evaluate", str(ROOT / "README.md"), "--suite", str(config)],
             "physics": ["physics", "--config", str(config)],
-            "train-dcdm": ["train-dcdm", "--config", str(config)]}[command]
+            "train-dcdm": ["train-dcdm", "--config", str(config)],
+            "train-learned-ic": ["train-learned-ic", "--config", str(config)]}[command]
     if command == "evaluate":  # the checkpoint must pass first: use a real one's card
         ckpt = tmp_path / "m.ckpt"
         torch.save({"state_dict": {}, "pdebench": {}}, ckpt)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from pdebench.problems.elliptic_matrices import darcy_coefficient, poisson_matrix
-from pdebench.solvers.linalg import (DeflatedCG, ResidualMonitor, SolveResult, deflated_cg, direct_solve, ichol0,
-                                     make_preconditioner, pcg, solve_sequence)
+from pdebench.solvers.linalg import (DeflatedCG, ResidualMonitor, SolveResult, cholesky_factor_preconditioner, deflated_cg,
+                                     direct_solve, ichol0, make_preconditioner, pcg, solve_sequence)
 
 
 def relative_residual(A, x, b) -> float:
@@ -56,6 +57,35 @@ def test_ic0_matches_a_on_pattern():
     assert np.allclose(LLt[mask], A.toarray()[mask], rtol=1e-10)
     with pytest.raises(ValueError, match="pivot"):
         ichol0(sp.csr_array(np.array([[1.0, 2.0], [2.0, 1.0]])))
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_ic0_applies_l_lt_inverse_by_triangular_solves(dim):
+    """``apply`` is L^{-T} L^{-1} r and ``gram`` W^T L L^T W, against dense triangular solves (the shared
+    ``cholesky_factor_preconditioner``, which the learned factor goes through too)."""
+    A = poisson_matrix(darcy_coefficient(9 if dim == 2 else 5, seed=2, dim=dim))
+    L = ichol0(A).toarray()
+    M = make_preconditioner(A, "ic0")
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal(A.shape[0])
+    expected = sla.solve_triangular(L.T, sla.solve_triangular(L, r, lower=True), lower=False)
+    np.testing.assert_allclose(M.apply(r), expected, rtol=1e-12, atol=1e-14 * np.abs(expected).max())
+    z = r + 1j * rng.standard_normal(A.shape[0])  # complex vectors part by part
+    np.testing.assert_allclose(M.apply(z), np.linalg.solve(L @ L.T, z), rtol=1e-9)
+    W = rng.standard_normal((A.shape[0], 4))
+    np.testing.assert_allclose(M.gram(W), W.T @ L @ L.T @ W, rtol=1e-12)
+    assert M.kind == "ic0" and cholesky_factor_preconditioner(sp.csr_array(L), "mine", setup_time=2.0).setup_time >= 2.0
+
+
+def test_cholesky_factor_preconditioner_refuses_bad_factors():
+    with pytest.raises(ValueError, match="must be lower triangular; it has 1 non-zeros above the diagonal"):
+        cholesky_factor_preconditioner(sp.csr_array(np.array([[1.0, 2.0], [0.0, 1.0]])))
+    with pytest.raises(ValueError, match=r"finite non-zero diagonal; L\[1, 1\] = 0.0"):
+        cholesky_factor_preconditioner(sp.csr_array(np.array([[1.0, 0.0], [2.0, 0.0]])))
+    with pytest.raises(ValueError, match="non-finite entries"):
+        cholesky_factor_preconditioner(sp.csr_array(np.array([[1.0, 0.0], [np.nan, 1.0]])))
+    with pytest.raises(ValueError, match="must be square"):
+        cholesky_factor_preconditioner(sp.csr_array(np.ones((2, 3))))
 
 
 @pytest.mark.parametrize("kind", ["none", "jacobi", "ic0", "amg"])

@@ -9,8 +9,10 @@ import torch
 
 from pdebench.data.generate import generate_dataset
 from pdebench.io.trajectory_file import TrajectoryFile
+from pdebench.models.learned_ic import LearnedIC, learned_ic_preconditioner, save_learned_ic
 from pdebench.problems import PROBLEMS
 from pdebench.solvers.fv.elliptic import FVEllipticSolver, elliptic_system
+from pdebench.solvers.linalg import pcg
 from pdebench.training.acceleration import OperatorGuess, solver_acceleration
 from tests.cli_runs import assert_one_line_refusal, pdebench_cli
 from tests.evaluation.test_leaderboard import tiny_checkpoint  # noqa: F401 - the fixture
@@ -79,3 +81,28 @@ def test_acceleration_is_refused_for_a_solver_without_cg_solves(tmp_path, tiny_c
         solver_acceleration([tiny_checkpoint], PROBLEMS.build("burgers1d", nx=64, n_out=1))
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         solver_acceleration([tmp_path / "missing.ckpt"], PROBLEMS.build("darcy3d"))
+
+
+def test_a_learned_ic_checkpoint_preconditions_the_generators_cg(tmp_path):
+    """A learned IC file becomes the solver's preconditioner: the same iterations as pcg with that M by hand,
+    every solve to the tolerance; two of one kind are refused."""
+    torch.manual_seed(0)
+    network = LearnedIC(width=4, layers=1)
+    for head in (network.lower_head, network.diagonal_head):  # a trained-looking network, not the zero-head start
+        torch.nn.init.normal_(head.weight, std=0.3)
+    path = save_learned_ic(tmp_path / "lic.pt", network)
+    problem = PROBLEMS.build("darcy3d", resolution=10)
+    kwargs = solver_acceleration([path], problem)
+    assert set(kwargs) == {"preconditioner"}
+    inputs = problem.sample_inputs(3, range(2))
+    traj = FVEllipticSolver(tol=TOL, **kwargs).solve(problem, inputs, [(3, 0), (3, 1)])
+    assert traj.provenance["method"] == "pcg" and traj.provenance["preconditioner"] == "learned_ic"
+    assert traj.provenance["preconditioner_from"] == str(path)
+    assert (true_residuals(traj.fields["nu"], traj.fields["tensor"], problem) <= TOL).all()
+    by_hand = []
+    for a in inputs.numpy():
+        A, b = elliptic_system(a, problem.forcing)
+        by_hand.append(pcg(A, b, learned_ic_preconditioner(network, A), tol=TOL, maxiter=1000).iterations)
+    assert traj.provenance["iterations_per_sample"] == by_hand
+    with pytest.raises(ValueError, match="second preconditioner"):
+        solver_acceleration([path, path], problem)

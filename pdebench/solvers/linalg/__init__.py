@@ -5,7 +5,8 @@
   :func:`deflated_cg` as its one-shot forms;
 * :mod:`~pdebench.solvers.linalg.gmres` -- :class:`RecycledGMRES` (GCRO-DR) for indefinite systems;
 * :mod:`~pdebench.solvers.linalg.preconditioners` -- :func:`make_preconditioner`: ``none``,
-  ``jacobi``, ``ic0`` (:func:`ichol0`), ``amg`` (pyamg), ``ilu``;
+  ``jacobi``, ``ic0`` (:func:`ichol0`), ``amg`` (pyamg), ``ilu``; and
+  :func:`cholesky_factor_preconditioner` (:math:`M = L L^T` of any lower-triangular factor: IC(0)'s, a learned one's);
 * :mod:`~pdebench.solvers.linalg.result` -- :class:`SolveResult` and :class:`ResidualMonitor` (the
   stopping rule and residual history every iterative solver shares, DCDM's included);
 * :mod:`~pdebench.solvers.linalg.sequence` -- :func:`sort_systems` and :func:`solve_sequence` (sorted
@@ -21,8 +22,8 @@ Imports nothing of the package outside :mod:`pdebench.solvers.linalg`.
 from pdebench.solvers.linalg.cg import DeflatedCG, deflated_cg, pcg
 from pdebench.solvers.linalg.direct import direct_solve
 from pdebench.solvers.linalg.gmres import RecycledGMRES
-from pdebench.solvers.linalg.preconditioners import (PRECONDITIONERS, SYMMETRIC_PRECONDITIONERS, Preconditioner, ichol0,
-                                                     make_preconditioner)
+from pdebench.solvers.linalg.preconditioners import (PRECONDITIONERS, SYMMETRIC_PRECONDITIONERS, Preconditioner,
+                                                     cholesky_factor_preconditioner, ichol0, make_preconditioner)
 from pdebench.solvers.linalg.result import ResidualMonitor, SolveResult, check_system
 from pdebench.solvers.linalg.sequence import METHODS, ConvergenceError, SequenceResult, solve_sequence, sort_systems
 from pdebench.solvers.linalg.spd import SPD_METHODS, chosen_method, solve_spd
@@ -30,6 +31,6 @@ from pdebench.solvers.linalg.spd import SPD_METHODS, chosen_method, solve_spd
 __all__ = [
     "METHODS", "PRECONDITIONERS", "SPD_METHODS", "SYMMETRIC_PRECONDITIONERS", "ConvergenceError", "DeflatedCG",
     "Preconditioner", "RecycledGMRES", "ResidualMonitor", "SequenceResult", "SolveResult", "check_system",
-    "chosen_method", "deflated_cg", "direct_solve", "ichol0", "make_preconditioner", "pcg", "solve_sequence",
-    "solve_spd", "sort_systems",
+    "cholesky_factor_preconditioner", "chosen_method", "deflated_cg", "direct_solve", "ichol0", "make_preconditioner",
+    "pcg", "solve_sequence", "solve_spd", "sort_systems",
 ]
