@@ -14,7 +14,8 @@ from pdebench.solvers.linalg import pcg
 from pdebench.training.learned_ic_fit import (LearnedICRunConfig, load_learned_ic_config, run_learned_ic_training,
                                               solution_pairs, train_learned_ic)
 
-CONFIGS = sorted(Path("configs/learned_ic").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs/learned_ic").glob("*.yaml"))
+assert CONFIGS, "the shipped learned-IC configs are missing"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])

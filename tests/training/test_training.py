@@ -19,11 +19,11 @@ from tests.training.helpers import train_cli, train_cli_each
 
 ROOT = Path(__file__).resolve().parents[2]
 # leaderboard suites, pre-training mixtures (tests/training/test_finetune.py) and physics runs
-# (tests/training/test_physics_cli.py) and DCDM runs (tests/training/test_dcdm_fit.py) are not train.py
-# configs of one data file
+# (tests/training/test_physics_cli.py), DCDM runs (tests/training/test_dcdm_fit.py) and learned-IC runs
+# (tests/training/test_learned_ic_fit.py) are not train.py configs of one data file
 # MP-PDE configs at nx 100 and 40 differ from the nx 50 one only in paths (checked below): nx 50 trains
 CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml")
-                 if not p.stem.endswith("_online") and p.parent.name not in ("leaderboard", "pretrain", "physics", "dcdm")
+                 if not p.stem.endswith("_online") and p.parent.name not in ("leaderboard", "pretrain", "physics", "dcdm", "learned_ic")
                  and not (p.parent.name.startswith("mppde_") and not p.stem.endswith("_nx50")))
 ONLINE_CONFIGS = sorted((ROOT / "configs").glob("*/*_online.yaml"))
 
