@@ -13,7 +13,7 @@ column of the board's tables (and any it gains) is on the page. One section per 
   (:func:`~.leaderboard_plots.error_vs_cost_image`), with an image map: hovering a model or a front
   rung names it (``title``) and marks its row in the table;
 * the board's own figures of the task found in the folder (the rollout error curves
-  ``<task>_rollout.png`` and ``<task>_rollout_mse.png``, the residual histories ``<task>_residuals.png``,
+  ``<task>_rollout.png`` and ``<task>_rollout_mse.png``, the residual histories ``<task>_residuals.png``, the resolution plot ``<task>_resolution.png``,
   each model's ``<task>_<name>_sample0.png``; ``<task>_error_vs_cost.png`` where the page draws no
   plot of its own);
 * the task's record from the document (its settings and reference);
@@ -172,7 +172,7 @@ def _plot_html(task: str, index: int, image: ImageMap, error_key: str) -> str:
 
 def _figures(out: Path, task: str, rows: Sequence[Mapping[str, Any]], with_plot: bool) -> list[str]:
     """The board's own PNGs of ``task`` present in ``out``, inlined with their file name as caption."""
-    names = [f"{task}_rollout.png", f"{task}_rollout_mse.png", f"{task}_residuals.png"]
+    names = [f"{task}_rollout.png", f"{task}_rollout_mse.png", f"{task}_residuals.png", f"{task}_resolution.png"]
     if not with_plot:
         names.append(f"{task}_error_vs_cost.png")
     names += [f"{task}_{r['name']}_sample0.png" for r in rows if r.get("kind") != "solver"]

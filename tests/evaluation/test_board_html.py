@@ -225,12 +225,13 @@ def test_the_page_inlines_the_boards_figures_of_its_task(tmp_path):
     out = tmp_path / "operator"
     out.mkdir()
     for name in ("ks_rollout.png", "ks_rollout_mse.png", "burgers_FNO_sample0.png", "burgers_error_vs_cost.png",
-                 "other_rollout.png"):
+                 "burgers_resolution.png", "other_rollout.png"):
         (out / name).write_bytes(b"\x89PNG-" + name.encode())
     page = Page(_written(tmp_path, operator_document()).read_text())
     inlined = {base64.b64decode(img["src"].split(",", 1)[1]) for img in page.all("img") if "usemap" not in img}
     # the page draws its own accuracy-cost plot: the board's PNG of it is not repeated; no other task's
-    assert inlined == {b"\x89PNG-ks_rollout.png", b"\x89PNG-ks_rollout_mse.png", b"\x89PNG-burgers_FNO_sample0.png"}
+    assert inlined == {b"\x89PNG-ks_rollout.png", b"\x89PNG-ks_rollout_mse.png", b"\x89PNG-burgers_FNO_sample0.png",
+                       b"\x89PNG-burgers_resolution.png"}
 
 
 def test_leaderboard_html_writes_the_page_beside_results_json(tmp_path, capsys):
