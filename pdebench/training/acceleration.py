@@ -14,11 +14,15 @@ takes two optional callables and imports neither (the solvers layer sits below t
 
 :func:`solver_acceleration` turns checkpoint paths (``pdebench generate ... --accelerate CKPT``, either
 kind, at most one of each) into those solver arguments, checking that an operator was trained on the
-problem it is asked to accelerate.
+problem it is asked to accelerate. :class:`ReloadingOperatorGuess` is the guess of a model still
+training: picklable (a worker process gets only the path), it reloads the checkpoint file when it
+changed and at least ``every_samples`` samples were guessed since the last load, so the generator's
+cost per sample can fall while the operator trains.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +37,8 @@ from pdebench.solvers.linalg import Preconditioner
 from pdebench.training.data_card import single_dataset_card
 from pdebench.training.module_classes import load_predictor
 from pdebench.training.predictor import Predictor
+
+log = logging.getLogger(__name__)
 
 
 class OperatorGuess:
@@ -92,10 +98,26 @@ def is_learned_ic_checkpoint(path: str | os.PathLike[str]) -> bool:
     return isinstance(payload, dict) and payload.get("format") == learned_ic.CHECKPOINT_FORMAT
 
 
+def check_operator_card(path: str | os.PathLike[str], extras: dict[str, Any], problem_name: str) -> None:
+    """Refuse a checkpoint (its ``extras``, :func:`~pdebench.training.module_classes.load_predictor`'s)
+    that is not a ``pairs`` model of the problem ``problem_name`` (another grid is allowed: a
+    resolution-free operator may take it, and a guess of the wrong shape is refused by the solver).
+
+    Raises
+    ------
+    ValueError
+        One line naming the checkpoint, the problem and task it was trained on.
+    """
+    card = single_dataset_card(extras.get("data") or {})
+    trained_on, task = card.get("problem"), card.get("task")
+    if trained_on != problem_name or task != "pairs":
+        raise ValueError(f"{path}: trained on {trained_on!r} (task {task!r}); a warm start for {problem_name!r} needs "
+                         "an operator trained on its input -> solution pairs")
+
+
 def operator_guess(path: str | os.PathLike[str], problem: Any) -> OperatorGuess:
     """:class:`OperatorGuess` of the Lightning checkpoint ``path``, checked to be a ``pairs`` model of
-    ``problem`` (same problem name; another grid is allowed: a resolution-free operator may take it, and
-    a guess of the wrong shape is refused by the solver).
+    ``problem`` (:func:`check_operator_card`).
 
     Raises
     ------
@@ -103,12 +125,96 @@ def operator_guess(path: str | os.PathLike[str], problem: Any) -> OperatorGuess:
         One line naming the checkpoint: not a checkpoint of pdebench, or trained on another problem or task.
     """
     model, extras = load_predictor(path)
-    card = single_dataset_card(extras.get("data") or {})
-    trained_on, task = card.get("problem"), card.get("task")
-    if trained_on != problem.name or task != "pairs":
-        raise ValueError(f"{path}: trained on {trained_on!r} (task {task!r}); a warm start for {problem.name!r} needs "
-                         "an operator trained on its input -> solution pairs")
+    check_operator_card(path, extras, problem.name)
     return OperatorGuess(model, source=str(path))
+
+
+class ReloadingOperatorGuess:
+    """The CG start of a model that is still training: :class:`OperatorGuess` of the checkpoint file
+    ``path``, reloaded as the file changes.
+
+    The checkpoint is loaded lazily, in the process that calls the guess (a generator's worker), and
+    reloaded when at least ``every_samples`` samples were guessed since the last load *and* the file's
+    modification time changed. Pickled, it carries only the path and its counters (a spawned worker
+    loads its own copy). Before the file exists (training has not saved yet) the guess is zero: CG's
+    start from an all-zero guess is its zero start (the Galerkin step of a zero guess is skipped), so
+    the cold cost. A file that cannot be read (not yet complete: the training CLI writes checkpoints
+    atomically, :class:`~pdebench.training.checkpoint_io.AtomicCheckpointIO`, so only a foreign writer
+    could leave one) keeps the model loaded before and is tried again at the next call.
+
+    Parameters
+    ----------
+    path
+        The Lightning checkpoint training writes (e.g. ``.../checkpoints/last.ckpt``).
+    every_samples
+        Samples to guess between reload checks, ``>= 1``.
+    problem
+        The problem name the checkpoint must have been trained on (``pairs`` task), checked at every
+        load; ``None``: not checked.
+    batch_size
+        Samples per forward pass.
+
+    Attributes
+    ----------
+    loads
+        Checkpoint loads so far (0: none yet, zeros are guessed).
+    source
+        ``"<path> (reload <loads>)"``, or ``"<path> (not saved yet)"``: the model version the solver's
+        provenance records as ``warm_start_from``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every_samples: int = 1, problem: str | None = None,
+                 batch_size: int = 8) -> None:
+        if isinstance(every_samples, bool) or not isinstance(every_samples, int) or every_samples < 1:
+            raise ValueError(f"every_samples must be an integer >= 1, got {every_samples!r}")
+        self.path, self.every_samples, self.problem, self.batch_size = str(path), every_samples, problem, int(batch_size)
+        self.loads, self.since_load = 0, 0
+        self._mtime: int | None = None
+        self._guess: OperatorGuess | None = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.path} ({'reload ' + str(self.loads) if self.loads else 'not saved yet'})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_guess"], state["_mtime"] = None, None  # the receiving process loads its own copy
+        return state
+
+    def _file_version(self) -> int | None:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _maybe_reload(self) -> None:
+        """Load the file when it is there, changed, and ``every_samples`` were guessed since the last load."""
+        if self._guess is not None and self.since_load < self.every_samples:
+            return
+        mtime = self._file_version()
+        if mtime is None or mtime == self._mtime:
+            return
+        try:
+            model, extras = load_predictor(self.path)
+        except (ValueError, OSError, RuntimeError, EOFError) as error:  # unreadable (incomplete?): keep the old model
+            log.warning("%s could not be read (%s); keeping the model loaded before until the file changes", self.path, error)
+            self._mtime = mtime  # this version is not tried again
+            return
+        if self._file_version() != mtime:  # replaced while it was read: the newer one is taken at the next call
+            return
+        if self.problem is not None:
+            check_operator_card(self.path, extras, self.problem)
+        self._guess, self._mtime = OperatorGuess(model, self.path, self.batch_size), mtime
+        self.loads, self.since_load = self.loads + 1, 0
+
+    def __call__(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """Guesses ``(B, *grid)`` float64 for coefficients ``(B, *grid)``: the latest loaded model's, or zeros."""
+        coefficients = torch.as_tensor(coefficients)
+        self._maybe_reload()
+        self.since_load += int(coefficients.shape[0])
+        if self._guess is None:
+            return torch.zeros_like(coefficients, dtype=torch.float64)
+        return self._guess(coefficients)
 
 
 def solver_acceleration(paths: Sequence[str | os.PathLike[str]], problem: Any) -> dict[str, Any]:

@@ -3,6 +3,11 @@ accuracy; the provenance names the checkpoint; a checkpoint of another problem i
 
 from __future__ import annotations
 
+import os
+import pickle
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +18,7 @@ from pdebench.models.learned_ic import LearnedIC, learned_ic_preconditioner, sav
 from pdebench.problems import PROBLEMS
 from pdebench.solvers.fv.elliptic import FVEllipticSolver, elliptic_system
 from pdebench.solvers.linalg import pcg
-from pdebench.training.acceleration import OperatorGuess, solver_acceleration
+from pdebench.training.acceleration import OperatorGuess, ReloadingOperatorGuess, operator_guess, solver_acceleration
 from tests.cli_runs import assert_one_line_refusal, pdebench_cli
 from tests.evaluation.test_leaderboard import tiny_checkpoint  # noqa: F401 - the fixture
 from tests.training.helpers import ROOT, train_cli
@@ -51,13 +56,21 @@ def test_a_warm_start_from_an_operator_keeps_the_tolerance_and_saves_iterations(
     assert (warm_it < 0.7 * cold_it).all(), (cold_it, warm_it)  # a guess good to 1e-4 saves over 30 %
 
 
-def test_generate_accelerate_starts_from_a_trained_fno_and_names_it(tmp_path, tiny_checkpoint):  # noqa: F811
-    data = tmp_path / "train.h5"
+@pytest.fixture(scope="module")
+def darcy3d_fno(tmp_path_factory) -> Path:
+    """A tiny FNO trained by ``train.py`` for 2 epochs on 12 darcy3d pairs at resolution 10 (about 15 s)."""
+    folder = tmp_path_factory.mktemp("darcy3d_fno")
+    data = folder / "train.h5"
     generate_dataset(PROBLEMS.build("darcy3d", resolution=10), data, num_samples=12, seed=1)
     train_cli(["fit", "--config", str(ROOT / "configs/darcy2d/fno.yaml"), "--data.init_args.path", str(data),
                "--data.init_args.batch_size", "4", "--trainer.max_epochs", "2",
-               "--model.model_args", "{n_modes: 4, hidden_channels: 8, n_layers: 2}"], tmp_path)
-    (checkpoint,) = tmp_path.glob("outputs/*/checkpoints/last.ckpt")
+               "--model.model_args", "{n_modes: 4, hidden_channels: 8, n_layers: 2}"], folder)
+    (checkpoint,) = folder.glob("outputs/*/checkpoints/last.ckpt")
+    return checkpoint
+
+
+def test_generate_accelerate_starts_from_a_trained_fno_and_names_it(tmp_path, tiny_checkpoint, darcy3d_fno):  # noqa: F811
+    checkpoint = darcy3d_fno
     out = tmp_path / "accelerated.h5"
     result = pdebench_cli(["generate", "darcy3d", "-n", "3", "--seed", "9", "--set", "resolution=10", "-o", str(out),
                            "--solver-set", "method=amg-pcg", "--accelerate", str(checkpoint)], tmp_path)
@@ -106,3 +119,73 @@ def test_a_learned_ic_checkpoint_preconditions_the_generators_cg(tmp_path):
     assert traj.provenance["iterations_per_sample"] == by_hand
     with pytest.raises(ValueError, match="second preconditioner"):
         solver_acceleration([path, path], problem)
+
+
+def next_version(source: Path, destination: Path, scale: float | None = None) -> None:
+    """Write ``source`` (its weights times ``scale``: another model) over ``destination`` as the training CLI
+    does (a complete file replaces the old one), with a modification time after the old one's."""
+    before = destination.stat().st_mtime_ns if destination.exists() else 0
+    temporary = destination.with_suffix(".tmp")
+    if scale is None:
+        shutil.copyfile(source, temporary)
+    else:
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+        checkpoint["state_dict"] = {k: v * scale if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+        torch.save(checkpoint, temporary)
+    os.replace(temporary, destination)
+    os.utime(destination, ns=(before + 10**9, before + 10**9))
+
+
+def test_a_reloading_guess_starts_cold_and_pickles_without_its_model(tmp_path, darcy3d_fno):
+    """Before training saved a checkpoint the guess is zero and CG runs exactly its cold solve; pickled
+    (as a spawned worker receives it) it carries the path and counters only."""
+    problem = PROBLEMS.build("darcy3d", resolution=10)
+    inputs, ids = problem.sample_inputs(4, range(2)), [(4, 0), (4, 1)]
+    path = tmp_path / "last.ckpt"
+    guess = ReloadingOperatorGuess(path, every_samples=3, problem="darcy3d")
+    assert torch.equal(guess(inputs), torch.zeros(inputs.shape, dtype=torch.float64)) and guess.loads == 0
+    assert guess.source == f"{path} (not saved yet)"
+    warm = FVEllipticSolver(method="amg-pcg", tol=TOL, initial_guess=guess).solve(problem, inputs, ids)
+    cold = FVEllipticSolver(method="amg-pcg", tol=TOL).solve(problem, inputs, ids)
+    assert warm.provenance["iterations_per_sample"] == cold.provenance["iterations_per_sample"]
+    assert warm.provenance["warm_start_from"] == f"{path} (not saved yet)"
+    next_version(darcy3d_fno, path)
+    guess(inputs)
+    assert guess.loads == 1 and guess._guess is not None
+    state = pickle.loads(pickle.dumps(guess)).__dict__
+    assert state["_guess"] is None and state["_mtime"] is None and state["loads"] == 1 and state["path"] == str(path)
+    assert len(pickle.dumps(guess)) < 1000  # no weights in it
+    with pytest.raises(ValueError, match="every_samples must be an integer >= 1, got 0"):
+        ReloadingOperatorGuess(path, every_samples=0)
+
+
+def test_a_reloading_guess_reloads_after_k_samples_of_a_changed_file_and_keeps_the_tolerance(tmp_path, darcy3d_fno,
+                                                                                            tiny_checkpoint):  # noqa: F811
+    problem = PROBLEMS.build("darcy3d", resolution=10)
+    inputs = problem.sample_inputs(6, range(2))
+    path, other = tmp_path / "last.ckpt", tmp_path / "v2.ckpt"
+    next_version(darcy3d_fno, path)
+    next_version(darcy3d_fno, other, scale=1.5)
+    first, second = operator_guess(path, problem)(inputs), operator_guess(other, problem)(inputs)
+    assert not torch.allclose(first, second)
+    guess = ReloadingOperatorGuess(path, every_samples=3, problem="darcy3d")
+    torch.testing.assert_close(guess(inputs), first)  # loaded lazily at the first call: 2 samples since
+    next_version(other, path)
+    torch.testing.assert_close(guess(inputs), first)  # the file changed, but only 2 < 3 samples were guessed
+    torch.testing.assert_close(guess(inputs), second)  # 4 >= 3 samples: the new file is loaded
+    assert guess.loads == 2 and guess.source == f"{path} (reload 2)"
+    guess(inputs), guess(inputs)  # 4 samples more, the file unchanged: no reload
+    assert guess.loads == 2
+    solver = FVEllipticSolver(method="amg-pcg", tol=TOL, initial_guess=guess)
+    traj = solver.solve(problem, inputs, [(6, 0), (6, 1)])
+    assert (true_residuals(traj.fields["nu"], traj.fields["tensor"], problem) <= TOL).all()
+    assert traj.provenance["warm_start_from"] == f"{path} (reload 2)"
+    # an unreadable file (cut short) keeps the model loaded before; a checkpoint of another problem is refused
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+    torch.testing.assert_close(guess(inputs), second)
+    assert guess.loads == 2
+    next_version(tiny_checkpoint, path)
+    with pytest.raises(ValueError, match="trained on 'burgers1d'"):
+        guess(inputs)
