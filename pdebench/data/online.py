@@ -214,7 +214,8 @@ class OnlineDataModule(L.LightningDataModule):
         self._held_out: dict[str, torch.Tensor] = {}
         self._resume: dict[str, Any] = {}
         self._accounting = {"cursor": 0, "lost_ids": [], "returned_ids": [], "solver_dropped": 0, "worker_restarts": 0,
-                            "blocks": [], "solve_time_s": 0.0}
+                            "blocks": [], "solve_time_s": 0.0, "costs": []}
+        self._stream_start = time.perf_counter()
         self._held_out_solve_s: dict[str, float] = {}  # split -> wall seconds its solve took
         self._id_ranges: dict[str, list[list[int]]] = {}  # the last stopped pool's ids by fate
         self._streamed = False  # a stream ran since the last report
@@ -251,6 +252,10 @@ class OnlineDataModule(L.LightningDataModule):
             for batch in self.pool.batches():
                 self._accounting["blocks"].append(tuple(int(i) for i in batch.block))
                 self._accounting["solve_time_s"] += float(batch.solve_time_s)
+                solved = len(batch.sample_ids)
+                self._accounting["costs"].append(  # the cost per sample as the stream goes on (a warm start's curve)
+                    [time.perf_counter() - self._stream_start, solved, float(batch.solve_time_s) / max(solved, 1),
+                     float(np.mean(batch.iterations)) if batch.iterations else None])
                 frames = to_channels_first(batch.fields[self.problem.field_name], self.spatial_dims)
                 starts = len(training_pairs(frames[:1], hp.task, hp.history, hp.unroll))
                 # Clone: a view would keep the whole solved batch alive while one of its samples is resident.
@@ -292,6 +297,7 @@ class OnlineDataModule(L.LightningDataModule):
         log.info("rank %d/%d: %d %s workers stream %s from block %d", rank, world, self.pool.num_workers, hp.backend,
                  hp.problem, self.pool.cursor)
         self._streamed = True
+        self._stream_start = time.perf_counter()
         self._feeder = threading.Thread(target=self._feed, name="pdebench-feeder", daemon=True)
         self._feeder.start()
 
@@ -319,7 +325,7 @@ class OnlineDataModule(L.LightningDataModule):
             self._feeder.join(timeout=5)
         self._sync_accounting()
         if self.pool is not None:  # fold this pool's counts into the base of any later stream
-            self._resume = {k: v for k, v in self._accounting.items() if k != "blocks"}
+            self._resume = {k: v for k, v in self._accounting.items() if k not in ("blocks", "costs")}
             if hasattr(self.pool, "id_ranges"):
                 self._id_ranges = self.pool.id_ranges()
         self.pool = None
@@ -375,7 +381,9 @@ class OnlineDataModule(L.LightningDataModule):
         """``<log_dir>/stream/rank<r>.json`` (when the trainer has a logger; written atomically): this
         rank's stream statistics, the blocks it received, the ids it lost and returned unused (totals
         over resumed runs), ``complete``/``interrupted`` (``""`` or the cause: ``"SIGTERM"``,
-        ``"KeyboardInterrupt"``, ``"Type: message"``), and ``id_ranges``: this run's pool's ids by fate
+        ``"KeyboardInterrupt"``, ``"Type: message"``), ``costs``: per batch received by this run's stream,
+        ``[seconds since the stream started, samples, solve seconds per sample, mean solver iterations or
+        null]`` (the generation cost per sample as training goes on), and ``id_ranges``: this run's pool's ids by fate
         as ``[[seed, start, stop], ...]`` (``drawn`` = ``received`` + ``dropped`` + ``lost`` +
         ``returned_unused``, disjoint; see :meth:`~pdebench.data.workers.LocalWorkerPool.id_ranges`)."""
         self._streamed = False
@@ -386,7 +394,7 @@ class OnlineDataModule(L.LightningDataModule):
         rank, world = self._rank()
         record = {"rank": rank, "world_size": world, "backend": self.hparams.backend, **self.stream_stats(),
                   "complete": interrupted is None, "interrupted": interrupted or "",
-                  "blocks": self._accounting["blocks"], "lost_ids": self._accounting["lost_ids"],
+                  "blocks": self._accounting["blocks"], "costs": self._accounting["costs"], "lost_ids": self._accounting["lost_ids"],
                   "returned_ids": self._accounting["returned_ids"], "id_ranges": self._id_ranges}
         with atomic_write(Path(log_dir) / "stream" / f"rank{rank}.json", "w") as handle:
             handle.write(json.dumps(record, default=str, indent=1))
@@ -401,7 +409,7 @@ class OnlineDataModule(L.LightningDataModule):
         if self.pool is None and self.reservoir is None:
             return {}
         self._sync_accounting()
-        local = {k: v for k, v in self._accounting.items() if k != "blocks"}
+        local = {k: v for k, v in self._accounting.items() if k not in ("blocks", "costs")}
         if self.reservoir is not None:
             reservoir = self.reservoir.state_dict()
             if not self.hparams.checkpoint_samples:

@@ -118,8 +118,9 @@ class WorkerConfig:
         if getattr(problem, "solver", None) == "fem-mesh":  # MeshSamples: per-sample scalars (Helmholtz k)
             params = {name: np.asarray(value, dtype=np.float64) for name, value in traj.params.items()}
         certificate = {key: traj.provenance[key] for key in CERTIFICATE_KEYS if key in traj.provenance}
+        iterations = [int(i) for i in traj.provenance.get("iterations_per_sample", [])]
         return Batch(worker, fields, traj.sample_ids, int(traj.provenance.get("dropped", 0)), block, params,
-                     certificate=certificate, solve_time_s=seconds)
+                     certificate=certificate, solve_time_s=seconds, iterations=iterations)
 
 
 @dataclass
@@ -148,6 +149,9 @@ class Batch:
     certificate: dict[str, Any] = field(default_factory=dict)
     #: Wall seconds the worker's solver took for this block (what the rows cost to generate).
     solve_time_s: float = 0.0
+    #: Linear-solver iterations of every sample solved (the provenance's ``iterations_per_sample``;
+    #: empty for solvers that record none): with ``solve_time_s``, the cost per sample of the block.
+    iterations: list[int] = field(default_factory=list)
 
 
 #: The provenance entries a :class:`Batch` carries to the file: the certified error and the finest step.

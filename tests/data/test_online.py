@@ -67,12 +67,16 @@ def test_the_card_counts_the_solver_seconds_of_every_batch_received():
     class TwoBatches:
         def batches(self):
             yield Batch(0, {"u": fields}, np.array([[0, 0], [0, 1]]), dropped=0, block=(0, 2), solve_time_s=1.5)
-            yield Batch(1, {"u": fields}, np.array([[0, 2], [0, 3]]), dropped=0, block=(2, 4), solve_time_s=2.0)
+            yield Batch(1, {"u": fields}, np.array([[0, 2], [0, 3]]), dropped=0, block=(2, 4), solve_time_s=2.0,
+                        iterations=[10, 13])
 
     dm.reservoir, dm.pool = Reservoir(dm.reservoir_config), TwoBatches()
     dm._feed()
     dm.pool = None
     assert dm.data_card()["data_cost_s"] == 3.5
+    # the cost per sample of each batch, in the order received: (samples, seconds per sample, mean iterations)
+    assert [c[1:] for c in dm._accounting["costs"]] == [[2, 0.75, None], [2, 1.0, 11.5]]
+    assert 0 <= dm._accounting["costs"][0][0] <= dm._accounting["costs"][1][0]
     start = time.perf_counter()
     dm.trajectories("calibration")
     wall = time.perf_counter() - start

@@ -32,6 +32,16 @@ def test_workers_stream_every_index_once_with_the_solvers_values():
     assert np.array_equal(got[(5, 13)], alone.fields["u"][0].float().numpy())
 
 
+def test_a_batch_carries_the_linear_solver_iterations_of_its_samples():
+    """darcy3d's CG iterations per sample reach the trainer with the batch, the same as a solve alone."""
+    config = WorkerConfig("darcy3d", {"resolution": 8}, {"method": "amg-pcg"}, seed=2, batch_size=2, max_samples=2)
+    with LocalWorkerPool(config, num_workers=1) as pool:
+        (batch,) = list(pool.batches())
+    problem = PROBLEMS.build("darcy3d", resolution=8)
+    alone = solve_samples(problem, build_solver(problem, method="amg-pcg"), 2, np.arange(2))
+    assert batch.iterations == alone.provenance["iterations_per_sample"] and all(i > 0 for i in batch.iterations)
+
+
 def test_a_killed_worker_is_replaced_and_continues_from_unused_indices():
     config = WorkerConfig("burgers1d", SMALL, seed=1, batch_size=2, max_samples=40)
     ids = []
