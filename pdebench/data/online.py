@@ -43,13 +43,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
 from pdebench.atomic import atomic_write
-from pdebench.data.datamodules import pair_statistics, to_channels_first, trajectory_pairs
+from pdebench.data.datamodules import PairDataset, pair_statistics, to_channels_first, trajectory_pairs
 from pdebench.data.generate import build_solver, solve_samples
 from pdebench.data.ray_feed import RayFeed
 from pdebench.data.reservoir import Reservoir, ReservoirClosed, ReservoirConfig
 from pdebench.registry import check_at_least_one
 from pdebench.data.workers import BACKENDS, LocalWorkerPool, RayWorkerPool, WorkerConfig, make_worker_pool
 from pdebench.problems import PROBLEMS
+from pdebench.problems.elliptic import SteadyProblem
 from pdebench.signals import interruption_cause
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ class OnlineDataModule(L.LightningDataModule):
     problem, problem_args, solver_args
         What the workers solve (a registered problem and its solver's arguments).
     task, history, unroll
-        ``"next_step"`` windows or ``"initial_to_final"`` pairs, as in the offline module.
+        ``"next_step"`` windows or ``"initial_to_final"`` pairs, as in the offline module, or, for a
+        steady problem (``darcy3d``), ``"pairs"``: its input field (the coefficient) -> its solution.
     num_workers
         Solver processes (local) or actors (Ray), shared among DDP ranks.
     backend, address, ray_init_args
@@ -156,7 +158,7 @@ class OnlineDataModule(L.LightningDataModule):
         problem: str,
         problem_args: dict[str, Any] | None = None,
         solver_args: dict[str, Any] | None = None,
-        task: Literal["next_step", "initial_to_final"] = "next_step",
+        task: Literal["next_step", "initial_to_final", "pairs"] = "next_step",
         history: int = 1,
         unroll: int = 1,
         num_workers: int = 2,
@@ -179,8 +181,8 @@ class OnlineDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if task not in ("next_step", "initial_to_final"):
-            raise ValueError(f"task must be 'next_step' or 'initial_to_final', got {task!r}")
+        if task not in ("next_step", "initial_to_final", "pairs"):
+            raise ValueError(f"task must be 'next_step', 'initial_to_final' or 'pairs', got {task!r}")
         if backend not in BACKENDS:
             raise ValueError(f"unknown worker backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if address is not None and backend != "ray":
@@ -198,7 +200,10 @@ class OnlineDataModule(L.LightningDataModule):
         if self.problem.solver == "fem-mesh":
             raise ValueError(f"{problem} lives on an unstructured mesh; online training on mesh problems is not supported "
                              "yet (generate a file with `pdebench generate` and read it with pdebench.io.mesh_file)")
-        frames = self.problem.n_out + 1
+        if (task == "pairs") != isinstance(self.problem, SteadyProblem):
+            raise ValueError(f"task {task!r} on {problem}: the 'pairs' task is for steady problems (input field -> "
+                             "solution), which have no other")
+        frames = 1 if task == "pairs" else self.problem.n_out + 1
         if task == "next_step" and frames < history + unroll:
             raise ValueError(f"{problem} has {frames} frames; history={history} + unroll={unroll} needs at least {history + unroll}")
         self.worker_config = WorkerConfig(problem, dict(problem_args or {}), dict(solver_args or {}), seed=seed,
@@ -212,6 +217,7 @@ class OnlineDataModule(L.LightningDataModule):
         self.pool: LocalWorkerPool | RayWorkerPool | RayFeed | None = None
         self._feeder: threading.Thread | None = None
         self._held_out: dict[str, torch.Tensor] = {}
+        self._held_out_inputs: dict[str, torch.Tensor] = {}  # "pairs": the input fields
         self._resume: dict[str, Any] = {}
         self._accounting = {"cursor": 0, "lost_ids": [], "returned_ids": [], "solver_dropped": 0, "worker_restarts": 0,
                             "blocks": [], "solve_time_s": 0.0, "costs": []}
@@ -235,9 +241,14 @@ class OnlineDataModule(L.LightningDataModule):
             traj = solve_samples(self.problem, solver, self.hparams.seed + offset, np.arange(count))
             self._held_out_solve_s[split] = time.perf_counter() - start
             self._held_out[split] = to_channels_first(traj.fields[self.problem.field_name].float(), self.spatial_dims)
+            if self.hparams.task == "pairs":
+                self._held_out_inputs[split] = to_channels_first(traj.fields[self.problem.input_name].float(), self.spatial_dims)
         return self._held_out[split]
 
     def _pairs(self, split: str):
+        if self.hparams.task == "pairs":  # (C, *space) -> (1, C, *space), as the offline module's pairs
+            outputs = self.trajectories(split)
+            return PairDataset(self._held_out_inputs[split][:, 0], outputs[:, 0])
         return trajectory_pairs(self.trajectories(split), self.hparams.task, self.hparams.history, self.hparams.unroll)
 
     def normalization_stats(self) -> dict[str, torch.Tensor]:
@@ -257,9 +268,14 @@ class OnlineDataModule(L.LightningDataModule):
                     [time.perf_counter() - self._stream_start, solved, float(batch.solve_time_s) / max(solved, 1),
                      float(np.mean(batch.iterations)) if batch.iterations else None])
                 frames = to_channels_first(batch.fields[self.problem.field_name], self.spatial_dims)
-                starts = len(training_pairs(frames[:1], hp.task, hp.history, hp.unroll))
+                if hp.task == "pairs":
+                    inputs = to_channels_first(batch.fields[self.problem.input_name], self.spatial_dims)
+                    pairs = [(inputs[i, 0], frames[i, :1]) for i in range(len(frames))]
+                else:
+                    pairs = training_pairs(frames, hp.task, hp.history, hp.unroll)
+                starts = len(pairs) // max(len(frames), 1)
                 # Clone: a view would keep the whole solved batch alive while one of its samples is resident.
-                for i, pair in enumerate(training_pairs(frames, hp.task, hp.history, hp.unroll)):
+                for i, pair in enumerate(pairs):
                     pair = tuple(t.clone() for t in pair)
                     seed, index = batch.sample_ids[i // starts]
                     if not self.reservoir.put(pair, (int(seed), int(index), i % starts)):
@@ -369,9 +385,10 @@ class OnlineDataModule(L.LightningDataModule):
         used = 0
         if self.reservoir is not None:
             used = sum(n for seen, n in self.reservoir.stats()["times_seen_histogram"].items() if int(seen) > 0)
+        frames = {"dt_frame": float(times[1] - times[0]), "target_time": float(times[-1] - times[0])} if len(times) > 1 else {}
         return {"problem": self.hparams.problem, "params": dict(self.problem.params()), "source": "online",
                 "resolution": list(self.resolution), "task": self.hparams.task, "history": self.history,
-                "dt_frame": float(times[1] - times[0]), "target_time": float(times[-1] - times[0]), "seed": self.hparams.seed,
+                **frames, "seed": self.hparams.seed,
                 "held_out_seeds": [self.hparams.seed + k for k in (1, 2, 3)], "train_trajectories": int(max(received, 0)),
                 "train_samples_used": int(used),
                 "data_cost_s": float(self._accounting["solve_time_s"])

@@ -17,11 +17,13 @@ kind, at most one of each) into those solver arguments, checking that an operato
 problem it is asked to accelerate. :class:`ReloadingOperatorGuess` is the guess of a model still
 training: picklable (a worker process gets only the path), it reloads the checkpoint file when it
 changed and at least ``every_samples`` samples were guessed since the last load, so the generator's
-cost per sample can fall while the operator trains.
+cost per sample can fall while the operator trains; :class:`AcceleratedOnlineDataModule` gives one, of
+the checkpoint the run itself writes, to the workers of online training.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -31,6 +33,7 @@ from typing import Any
 import scipy.sparse as sp
 import torch
 
+from pdebench.data.online import OnlineDataModule
 from pdebench.models import learned_ic
 from pdebench.solvers import SOLVERS
 from pdebench.solvers.linalg import Preconditioner
@@ -215,6 +218,37 @@ class ReloadingOperatorGuess:
         if self._guess is None:
             return torch.zeros_like(coefficients, dtype=torch.float64)
         return self._guess(coefficients)
+
+
+class AcceleratedOnlineDataModule(OnlineDataModule):
+    """Online training whose solver workers start CG from the model being trained.
+
+    :class:`~pdebench.data.online.OnlineDataModule` (same arguments) for a steady problem with CG solves
+    (``darcy3d``, task ``"pairs"``), whose workers' solver gets a :class:`ReloadingOperatorGuess` of
+    ``warm_start_checkpoint`` (the ``last.ckpt`` this run's ``ModelCheckpoint`` writes) as its
+    ``initial_guess``: zeros until training saves it, then the newest version, checked every
+    ``reload_every`` samples a worker solves. The tolerance is unchanged, so the data are as accurate;
+    each batch's cost per sample (seconds and iterations) is in the stream report's ``costs``. The
+    guess is not a hyper-parameter (checkpoints stay tensor-only): the arguments are the path and K.
+    The held-out sets are solved cold, before training.
+
+    Parameters
+    ----------
+    warm_start_checkpoint
+        Path of the checkpoint file training writes (need not exist yet).
+    reload_every
+        ``every_samples`` of the guess, ``>= 1``.
+    """
+
+    def __init__(self, *args: Any, warm_start_checkpoint: str, reload_every: int = 8, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.hparams.task != "pairs":
+            raise ValueError(f"a warm start needs an operator of the 'pairs' task (steady problems), got task {self.hparams.task!r}")
+        guess = ReloadingOperatorGuess(warm_start_checkpoint, every_samples=reload_every, problem=self.problem.name)
+        if "initial_guess" not in SOLVERS.get(self.problem.solver).arguments():
+            raise ValueError(f"the {self.problem.solver!r} solver of {self.problem.name!r} takes no initial_guess")
+        self.worker_config = dataclasses.replace(
+            self.worker_config, solver_args={**self.worker_config.solver_args, "initial_guess": guess})
 
 
 def solver_acceleration(paths: Sequence[str | os.PathLike[str]], problem: Any) -> dict[str, Any]:

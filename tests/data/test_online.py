@@ -81,3 +81,39 @@ def test_the_card_counts_the_solver_seconds_of_every_batch_received():
     dm.trajectories("calibration")
     wall = time.perf_counter() - start
     assert 3.5 < dm.data_card()["data_cost_s"] <= 3.5 + wall
+
+
+def test_a_steady_problem_streams_input_to_solution_pairs_as_the_offline_module_cuts_them():
+    """darcy3d's ``pairs``: x = the coefficient ``(1, *space)``, y = its solution ``(1, 1, *space)``, from
+    the batch's own fields; the held-out pairs are the solver's; ``pairs`` is for steady problems only."""
+    import numpy as np
+    import pytest
+
+    from pdebench.data.datamodules import PairDataset
+    from pdebench.data.workers import Batch
+
+    dm = OnlineDataModule("darcy3d", {"resolution": 6}, task="pairs", policy="fifo", capacity=8, watermark=1,
+                          calibration_trajectories=2, val_trajectories=2)
+    rng = np.random.default_rng(0)
+    nu, u = (rng.standard_normal((2, 1, 6, 6, 6)).astype(np.float32) for _ in range(2))
+
+    class OneBatch:
+        def batches(self):
+            yield Batch(0, {"nu": nu, "tensor": u}, np.array([[0, 4], [0, 5]]), dropped=0, block=(4, 6))
+
+    dm.reservoir, dm.pool = Reservoir(dm.reservoir_config), OneBatch()
+    dm._feed()
+    got = sorted((dm.reservoir.get() for _ in range(2)), key=lambda item: item[1])
+    for row, ((x, y), ident) in enumerate(got):
+        assert ident[:2] == (0, 4 + row) and x.shape == (1, 6, 6, 6) and y.shape == (1, 1, 6, 6, 6)
+        assert torch.equal(x, torch.from_numpy(nu[row])) and torch.equal(y, torch.from_numpy(u[row]).unsqueeze(0))
+    dm.pool = None
+    val = dm._pairs("val")
+    assert isinstance(val, PairDataset) and len(val) == 2 and dm.data_card()["task"] == "pairs"
+    solved = dm.trajectories("val")
+    x, y = val[1]
+    assert x.min() > 0 and torch.equal(y, solved[1, :1]) and dm.in_channels == 1
+    with pytest.raises(ValueError, match="'pairs' task is for steady problems"):
+        OnlineDataModule("burgers1d", {"nx": 16, "n_out": 1}, task="pairs")
+    with pytest.raises(ValueError, match="'pairs' task is for steady problems"):
+        OnlineDataModule("darcy3d", {"resolution": 6}, task="initial_to_final")

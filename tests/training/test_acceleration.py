@@ -155,6 +155,9 @@ def test_a_reloading_guess_starts_cold_and_pickles_without_its_model(tmp_path, d
     state = pickle.loads(pickle.dumps(guess)).__dict__
     assert state["_guess"] is None and state["_mtime"] is None and state["loads"] == 1 and state["path"] == str(path)
     assert len(pickle.dumps(guess)) < 1000  # no weights in it
+    worker = pickle.loads(pickle.dumps(guess))  # as a spawned worker gets it: loads its own copy when first called
+    torch.testing.assert_close(worker(inputs), operator_guess(path, problem)(inputs))
+    assert worker.loads == 2 and worker._guess is not None
     with pytest.raises(ValueError, match="every_samples must be an integer >= 1, got 0"):
         ReloadingOperatorGuess(path, every_samples=0)
 
@@ -189,3 +192,29 @@ def test_a_reloading_guess_reloads_after_k_samples_of_a_changed_file_and_keeps_t
     next_version(tiny_checkpoint, path)
     with pytest.raises(ValueError, match="trained on 'burgers1d'"):
         guess(inputs)
+
+
+def test_online_training_warm_starts_its_workers_from_its_own_checkpoint(tmp_path):
+    """``AcceleratedOnlineDataModule`` from a config: the spawned workers get the guess (it pickles), the
+    checkpoints stay tensor-only and are what the guess loads (a darcy3d ``pairs`` operator), and the stream
+    report keeps every batch's cost per sample with its CG iterations."""
+    import json
+
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs/darcy3d/fno_online_accelerated.yaml").read_text())
+    config["trainer"].update(max_epochs=3, limit_val_batches=1)
+    config["model"]["init_args"]["model_args"] = {"n_modes": 3, "hidden_channels": 4, "n_layers": 1}
+    config["data"]["init_args"].update(problem_args={"resolution": 8}, reload_every=2, worker_batch_size=2, capacity=16,
+                                       watermark=4, samples_per_epoch=8, val_trajectories=2, test_trajectories=2,
+                                       calibration_trajectories=2)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    train_cli(["fit", "--config", str(tmp_path / "config.yaml")], tmp_path)
+    checkpoint = tmp_path / "outputs/darcy3d_fno_online/checkpoints/last.ckpt"
+    problem = PROBLEMS.build("darcy3d", resolution=8)
+    inputs = problem.sample_inputs(3, range(2))
+    guess = ReloadingOperatorGuess(checkpoint, problem="darcy3d")
+    torch.testing.assert_close(guess(inputs), operator_guess(checkpoint, problem)(inputs))
+    (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("outputs/**/stream/rank0.json")]
+    assert record["costs"] and all(samples == 2 and seconds > 0 and iterations >= 1
+                                   for _, samples, seconds, iterations in record["costs"])
