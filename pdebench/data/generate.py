@@ -126,12 +126,12 @@ def check_solver_step(problem: Problem | MeshProblem | ParticleProblem, solver, 
 _STEP_WORKING_COPIES = 40
 #: A steady problem's samples are solved one linear system at a time, so only their fields and what each
 #: sample leaves (a finite-element batch keeps every sample's assembled matrix) grow with the batch:
-#: ``_HELD`` bytes a grid point per sample besides the fields, and ``_SOLVE`` bytes a point for the one
-#: solve in flight (its matrix, AMG hierarchy or LU factors, Krylov vectors). Measured peaks
-#: (tests/data/test_generation_fits.py): AMG-PCG on darcy3d about 600 bytes a point in all at 34³ and
-#: 50³; sparse LU on darcy2d 1,800 at 211²; the estimate bounds each within 3x.
+#: ``_HELD`` bytes a grid point per sample besides the fields, and ``_SOLVE[d]`` bytes a point for the one
+#: solve in flight in ``d`` dimensions (its matrix, LU factors or AMG hierarchy, Krylov vectors): 2-D solves
+#: default to sparse LU (``fem``), whose fill is the larger (measured about 1,800 bytes a point in all on
+#: darcy2d at 211²); 3-D ones to AMG-PCG (``fv-elliptic``; about 600 at 34³ and 50³).
 _STEADY_BYTES_PER_POINT_HELD = 40
-_STEADY_BYTES_PER_POINT_SOLVE = 2000
+_STEADY_BYTES_PER_POINT_SOLVE = {1: 2000, 2: 2000, 3: 1000}
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def estimate_generation(problem: Problem | SteadyProblem, num_samples: int, batc
     samples holds its trajectories in float64 and float32 (12 bytes a value) and, time-dependent,
     :data:`_STEP_WORKING_COPIES` complex128 copies of each sample's state (the batch steps together), or,
     steady, :data:`_STEADY_BYTES_PER_POINT_HELD` bytes a point per sample and one linear solve of
-    :data:`_STEADY_BYTES_PER_POINT_SOLVE` bytes a point (the samples are solved one at a time). Mesh and
+    :data:`_STEADY_BYTES_PER_POINT_SOLVE` bytes a point for its dimension (the samples are solved one at a time). Mesh and
     particle problems (sizes fixed by their mesh or particle count) give ``None``.
     """
     if isinstance(problem, Problem):  # channels, if any, from one initial condition (cheap: no solve)
@@ -164,7 +164,7 @@ def estimate_generation(problem: Problem | SteadyProblem, num_samples: int, batc
     values_per_sample = fields * frames * state
     batch = min(batch_size, num_samples)
     if isinstance(problem, SteadyProblem):
-        batch_bytes = batch * (12 * values_per_sample + _STEADY_BYTES_PER_POINT_HELD * state) + _STEADY_BYTES_PER_POINT_SOLVE * state
+        batch_bytes = batch * (12 * values_per_sample + _STEADY_BYTES_PER_POINT_HELD * state) + _STEADY_BYTES_PER_POINT_SOLVE[problem.dim] * state
     else:
         batch_bytes = batch * (12 * values_per_sample + 16 * _STEP_WORKING_COPIES * fields * state)
     return GenerationEstimate(output_bytes=4 * values_per_sample * num_samples, batch_bytes=batch_bytes)
