@@ -127,10 +127,36 @@ def check_darcy(problem: Any) -> None:
             f"need finite tau > 0 and alpha > 0, got tau={problem.tau}, alpha={problem.alpha}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class DarcyLaw:
+    r"""The Darcy coefficient law every Darcy problem shares (``darcy2d``, ``darcy3d``, ``darcy2d_mesh``):
+    :math:`a = a_{high}` where :math:`\psi \ge 0` else :math:`a_{low}`,
+    :math:`\psi \sim N(0, (-\Delta + \tau^2 I)^{-\alpha})` with Neumann conditions, constant source :math:`f`.
+
+    Attributes
+    ----------
+    a_high, a_low
+        Permeability values (positive).
+    forcing
+        Constant source ``f``.
+    tau, alpha
+        Parameters of the Gaussian random field (positive).
+    """
+
+    a_high: float = 12.0
+    a_low: float = 3.0
+    forcing: float = 1.0
+    tau: float = 3.0
+    alpha: float = 2.0
+
+    def params(self) -> dict[str, Any]:
+        return {"a_high": self.a_high, "a_low": self.a_low, "f": self.forcing}
+
+
 @PROBLEMS.register("darcy2d", record="steady", description="Darcy flow -div(a grad u) = f on (0,1)^2, u = 0 on the boundary; "
                    "a = 12/3 from a thresholded GRF (FNO setting)")
 @dataclass(frozen=True, kw_only=True)
-class Darcy2D(SteadyProblem):
+class Darcy2D(DarcyLaw, SteadyProblem):
     r"""Darcy flow :math:`-\nabla\cdot(a\nabla u) = f` on :math:`(0,1)^2`, :math:`u = 0` on the boundary.
 
     The FNO setting (Li et al. 2021): :math:`a = a_{high}` where :math:`\psi \ge 0` else
@@ -153,11 +179,6 @@ class Darcy2D(SteadyProblem):
     """
 
     resolution: int = 85
-    a_high: float = 12.0
-    a_low: float = 3.0
-    forcing: float = 1.0
-    tau: float = 3.0
-    alpha: float = 2.0
     element: str = "P1"
 
     def validate(self) -> None:
@@ -173,14 +194,12 @@ class Darcy2D(SteadyProblem):
         psi = neumann_gaussian_field(seed, indices, self.resolution, tau=self.tau, alpha=self.alpha)
         return thresholded_field(psi, high=self.a_high, low=self.a_low)
 
-    def params(self) -> dict[str, Any]:
-        return {"a_high": self.a_high, "a_low": self.a_low, "f": self.forcing}
 
 
 @PROBLEMS.register("darcy3d", record="steady", description="Darcy flow -div(a grad u) = f on (0,1)^3, u = 0 on the boundary; "
                    "a = 12/3 from a thresholded 3-D GRF, 7-point finite volumes")
 @dataclass(frozen=True, kw_only=True)
-class Darcy3D(SteadyProblem):
+class Darcy3D(DarcyLaw, SteadyProblem):
     r"""Darcy flow :math:`-\nabla\cdot(a\nabla u) = f` on :math:`(0,1)^3`, :math:`u = 0` on the boundary.
 
     ``darcy2d``'s setting on the unit cube: :math:`a = a_{high}` where :math:`\psi \ge 0` else
@@ -208,11 +227,6 @@ class Darcy3D(SteadyProblem):
     modes: ClassVar[int] = 16
 
     resolution: int = 34
-    a_high: float = 12.0
-    a_low: float = 3.0
-    forcing: float = 1.0
-    tau: float = 3.0
-    alpha: float = 2.0
 
     def validate(self) -> None:
         require(isinstance(self.resolution, (int, np.integer)) and self.resolution >= 5,
@@ -228,5 +242,3 @@ class Darcy3D(SteadyProblem):
                                      modes=self.modes, dim=3)
         return thresholded_field(psi, high=self.a_high, low=self.a_low)
 
-    def params(self) -> dict[str, Any]:
-        return {"a_high": self.a_high, "a_low": self.a_low, "f": self.forcing}
